@@ -1,0 +1,116 @@
+"""The ASGI application: ``create_app(settings)`` wires routes, error rendering and clients."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from incidents import health, openapi
+from incidents.auth import Authenticator
+from incidents.errors import (
+    IncidentsError,
+    MethodNotAllowed,
+    NotFound,
+)
+from incidents.http import problem_response
+from incidents.ingest import routes as ingest_routes
+from incidents.ingest.pipeline import Ingestor
+from incidents.ingest.schemas import SchemaRegistry
+from incidents.services import Services
+from incidents.settings import Settings, SettingsError
+from incidents.store.events import EventStore
+from incidents.store.redis import connect_async
+
+log = logging.getLogger("incidents")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _incidents_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, IncidentsError)
+    return problem_response(exc.to_problem(request.url.path), exc.status, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    mapped: IncidentsError
+    if exc.status_code == 404:
+        mapped = NotFound(f"no route for {request.method} {request.url.path}")
+    elif exc.status_code == 405:
+        mapped = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+    else:
+        body = {"type": "about:blank", "title": str(exc.detail), "status": exc.status_code}
+        return problem_response(body, exc.status_code, exc.headers)
+    return problem_response(mapped.to_problem(request.url.path), mapped.status, exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    error = IncidentsError("an unexpected error occurred; it has been logged")
+    return problem_response(error.to_problem(request.url.path), 500)
+
+
+class RouteModule(Protocol):
+    def routes(self) -> list[Route]: ...
+
+    def openapi_paths(self) -> dict[str, Any]: ...
+
+
+def route_modules() -> list[RouteModule]:
+    """Every module that serves HTTP endpoints; each describes its own OpenAPI paths."""
+    return [health, openapi, ingest_routes]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+) -> Starlette:
+    if settings.redis_url is None:
+        raise SettingsError(
+            "INCIDENTS_REDIS_URL is not set: point it at Redis, or use `incidents dev`, "
+            "which starts an embedded one"
+        )
+    redis_url = settings.redis_url
+    registry = SchemaRegistry.load(settings.schemas_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis = connect_async(redis_url)
+        store = EventStore(redis)
+        app.state.services = Services(
+            settings=settings,
+            redis=redis,
+            registry=registry,
+            store=store,
+            ingestor=Ingestor(registry, store, clock),
+            auth=Authenticator(settings.admin_token),
+        )
+        try:
+            yield
+        finally:
+            await redis.aclose()
+
+    modules = route_modules()
+    app = Starlette(
+        routes=[r for m in modules for r in m.routes()],
+        lifespan=lifespan,
+        exception_handlers={
+            IncidentsError: _incidents_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    app.state.openapi_sources = [m.openapi_paths for m in modules]
+    return app

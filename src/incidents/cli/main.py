@@ -1,0 +1,79 @@
+"""``incidents``: run the gateway (dev, serve, worker) and do by hand what people do by hand."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+from incidents import __version__
+from incidents.settings import Settings, SettingsError
+
+# CLI flag -> environment variable; a flag given on the command line wins over the environment.
+SETTING_FLAGS = {
+    "--redis-url": "INCIDENTS_REDIS_URL",
+    "--admin-token": "INCIDENTS_ADMIN_TOKEN",
+    "--host": "INCIDENTS_HOST",
+    "--port": "INCIDENTS_PORT",
+    "--schemas-dir": "INCIDENTS_SCHEMAS_DIR",
+    "--policies-dir": "INCIDENTS_POLICIES_DIR",
+    "--max-body-bytes": "INCIDENTS_MAX_BODY_BYTES",
+    "--retry-schedule": "INCIDENTS_RETRY_SCHEDULE",
+    "--delivery-timeout": "INCIDENTS_DELIVERY_TIMEOUT",
+    "--allow-private-sinks": "INCIDENTS_ALLOW_PRIVATE_SINKS",
+    "--disable-after": "INCIDENTS_DISABLE_AFTER",
+    "--secret-grace": "INCIDENTS_SECRET_GRACE",
+    "--data-dir": "INCIDENTS_DATA_DIR",
+    "--workers": "INCIDENTS_WORKERS",
+}
+
+Command = Callable[[argparse.Namespace, dict[str, str]], int]
+COMMANDS: dict[str, Command] = {}
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (each also read from its environment variable)")
+    for flag, env in SETTING_FLAGS.items():
+        group.add_argument(flag, dest="setting_" + env, metavar="VALUE", help=f"overrides {env}")
+
+
+def merged_environ(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
+    merged = dict(environ)
+    for env in SETTING_FLAGS.values():
+        value = getattr(args, "setting_" + env, None)
+        if value is not None:
+            merged[env] = value
+    return merged
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from incidents.cli import commands, runner
+
+    parser = argparse.ArgumentParser(
+        prog="incidents", description="Gateway and router for incident-management events."
+    )
+    parser.add_argument("--version", action="version", version=f"incidents {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (runner, commands):
+        module.register(sub, COMMANDS)
+    for subparser in sub.choices.values():
+        add_setting_flags(subparser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    env = merged_environ(args, os.environ if environ is None else environ)
+    try:
+        return COMMANDS[args.command](args, env)
+    except SettingsError as exc:
+        print(f"incidents: bad setting: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def settings_from(env: Mapping[str, str]) -> Settings:
+    return Settings.from_env(env)

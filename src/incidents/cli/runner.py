@@ -1,0 +1,181 @@
+"""Commands that run the gateway: ``dev``, ``serve``, ``worker``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+from incidents.settings import Settings, SettingsError
+from incidents.store.embedded import EmbeddedRedis, EmbeddedRedisError
+
+
+def register(sub: Any, commands: dict[str, Any]) -> None:
+    p = sub.add_parser("dev", help="everything on one machine: embedded Redis, API and a worker")
+    p.add_argument("--redis-port", type=int, default=None, help="port for the embedded Redis")
+    commands["dev"] = cmd_dev
+    p = sub.add_parser("serve", help="run the HTTP API (production)")
+    commands["serve"] = cmd_serve
+    p = sub.add_parser("worker", help="run a delivery worker (production)")
+    p.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    commands["worker"] = cmd_worker
+
+
+def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
+    import uvicorn
+
+    settings = Settings.from_env(env)
+    if settings.redis_url is None:
+        raise SettingsError(
+            "INCIDENTS_REDIS_URL is not set: point it at Redis, or run `incidents dev`"
+        )
+    if settings.admin_token is None:
+        raise SettingsError("INCIDENTS_ADMIN_TOKEN is not set; it must be for `serve`")
+    os.environ.update(env)  # the factory below reads the environment in each server process
+    uvicorn.run(
+        "incidents.cli.runner:app_from_environ",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers if settings.workers > 1 else None,
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=20,
+        proxy_headers=True,
+        server_header=False,
+    )
+    return 0
+
+
+def app_from_environ() -> Any:
+    from incidents.app import create_app
+
+    return create_app(Settings.from_env(os.environ))
+
+
+def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
+    from incidents.delivery.worker import run_worker
+
+    settings = Settings.from_env(env)
+    if settings.redis_url is None:
+        raise SettingsError(
+            "INCIDENTS_REDIS_URL is not set: point it at Redis, or run `incidents dev`"
+        )
+    return run_worker(settings, burst=args.burst)
+
+
+def _admin_token(settings: Settings) -> str:
+    if settings.admin_token:
+        return settings.admin_token
+    path = settings.data_dir / "admin-token"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token = "adm_" + secrets.token_urlsafe(32)
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token
+
+
+def banner(url: str, token: str, redis: str) -> str:
+    sample = (
+        '{"specversion":"1.0","id":"demo-1","source":"/demo","type":"im.incident.declare",'
+        '"data":{"title":"Checkout is down","severity":"SEV1","service":"checkout"}}'
+    )
+    return f"""
+incidents is running
+  API          {url}
+  OpenAPI      {url}/openapi.json
+  Redis        {redis}
+  admin token  {token}
+
+Try it:
+  curl -sS -X POST {url}/v1/events \\
+    -H 'Authorization: Bearer {token}' \\
+    -H 'Content-Type: application/cloudevents+json' \\
+    -d '{sample}'
+"""
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+
+def cmd_dev(args: argparse.Namespace, env: dict[str, str]) -> int:
+    env = dict(env)
+    env.setdefault("INCIDENTS_ALLOW_PRIVATE_SINKS", "true")
+    settings = Settings.from_env(env)
+    token = _admin_token(settings)
+    env["INCIDENTS_ADMIN_TOKEN"] = token
+    embedded: EmbeddedRedis | None = None
+    if settings.redis_url is None:
+        try:
+            embedded = EmbeddedRedis(settings.data_dir / "redis", env, port=args.redis_port)
+            env["INCIDENTS_REDIS_URL"] = embedded.start()
+        except EmbeddedRedisError as exc:
+            print(f"incidents: cannot start the embedded Redis: {exc}", file=sys.stderr)
+            return 1
+    redis_url = env["INCIDENTS_REDIS_URL"]
+    stop = _Stop()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        python = sys.executable
+        children.append(subprocess.Popen([python, "-m", "incidents", "serve"], env=env))  # noqa: S603  # our own interpreter
+        for _ in range(settings.workers):
+            children.append(subprocess.Popen([python, "-m", "incidents", "worker"], env=env))  # noqa: S603  # our own interpreter
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104  # only choosing what to print
+        url = f"http://{host}:{settings.port}"
+        if not _wait_ready(url, children, stop):
+            return 1
+        redis_desc = redis_url
+        if embedded is not None:
+            redis_desc += f" (embedded, data in {embedded.data_dir.resolve()})"
+        print(banner(url, token, redis_desc), flush=True)
+        while not stop.requested:
+            for child in children:
+                if child.poll() is not None:
+                    code = child.returncode
+                    print(f"incidents: a child exited with {code}; stopping", file=sys.stderr)
+                    return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], stop: _Stop) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not stop.requested:
+        if any(c.poll() is not None for c in children):
+            print("incidents: the API or a worker failed to start", file=sys.stderr)
+            return False
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,1 @@
+"""Where events leave: routing to subscriptions and signed webhook delivery."""

@@ -1,0 +1,216 @@
+"""The error tree. Every error the gateway reports is one of these, rendered as RFC 9457
+problem details (``application/problem+json``) by a single handler in ``app.py``.
+
+    IncidentsError                      500 internal
+    ├── BadRequest                      400 bad-request
+    │   ├── MalformedJSON               400 malformed-json
+    │   ├── InvalidCloudEvent           400 invalid-cloudevent   (errors: pointer per problem)
+    │   ├── InvalidHeader               400 invalid-header
+    │   └── InvalidRequest              400 invalid-request      (bad query or body fields)
+    ├── Unauthorized                    401 unauthorized
+    ├── Forbidden                       403 forbidden
+    │   └── PolicyDenied                403 policy-denied        (names the rule)
+    ├── NotFound                        404 not-found
+    ├── Conflict                        409 conflict
+    │   └── IllegalTransition           409 illegal-transition   (lists the allowed moves)
+    ├── PayloadTooLarge                 413 payload-too-large
+    ├── UnsupportedMediaType            415 unsupported-media-type
+    ├── UnprocessableEvent              422 schema-validation    (errors: pointer per problem)
+    │   └── UnknownEventType            422 unknown-event-type
+    ├── RateLimited                     429 rate-limited         (Retry-After)
+    └── ServiceUnavailable              503 service-unavailable  (Retry-After)
+        └── StoreUnavailable            503 store-unavailable    (Redis cannot be reached)
+
+Lower-layer errors (Redis, JSON decoding) are converted to these at one boundary each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+PROBLEM_BASE = "urn:incidents:problem:"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one part of the input, located by a JSON pointer (RFC 6901)."""
+
+    pointer: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"pointer": self.pointer, "detail": self.detail}
+
+
+def pointer(*parts: str | int) -> str:
+    """Build a JSON pointer from path parts, escaping ``~`` and ``/``."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+class IncidentsError(Exception):
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Iterable[FieldError] = (),
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = tuple(errors)
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+
+    @classmethod
+    def type_uri(cls) -> str:
+        return PROBLEM_BASE + cls.slug
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": self.type_uri(),
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance is not None:
+            body["instance"] = instance
+        if self.errors:
+            body["errors"] = [e.to_dict() for e in self.errors]
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(IncidentsError):
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+
+class MalformedJSON(BadRequest):
+    slug = "malformed-json"
+    title = "Malformed JSON"
+
+
+class InvalidCloudEvent(BadRequest):
+    slug = "invalid-cloudevent"
+    title = "Not a valid CloudEvent"
+
+
+class InvalidHeader(BadRequest):
+    slug = "invalid-header"
+    title = "Invalid header"
+
+
+class InvalidRequest(BadRequest):
+    slug = "invalid-request"
+    title = "Invalid request"
+
+
+class Unauthorized(IncidentsError):
+    status = 401
+    slug = "unauthorized"
+    title = "Authentication required"
+
+    def __init__(self, detail: str, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="incidents"'})
+        super().__init__(detail, **kwargs)
+
+
+class Forbidden(IncidentsError):
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
+class PolicyDenied(Forbidden):
+    slug = "policy-denied"
+    title = "Denied by policy"
+
+
+class NotFound(IncidentsError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class MethodNotAllowed(IncidentsError):
+    status = 405
+    slug = "method-not-allowed"
+    title = "Method not allowed"
+
+
+class Conflict(IncidentsError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class IllegalTransition(Conflict):
+    slug = "illegal-transition"
+    title = "Illegal incident state transition"
+
+
+class PayloadTooLarge(IncidentsError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(IncidentsError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class UnprocessableEvent(IncidentsError):
+    status = 422
+    slug = "schema-validation"
+    title = "Event data fails its schema"
+
+
+class UnknownEventType(UnprocessableEvent):
+    slug = "unknown-event-type"
+    title = "Unknown event type"
+
+
+class RateLimited(IncidentsError):
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int = 1, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": str(retry_after)})
+        super().__init__(detail, **kwargs)
+
+
+class ServiceUnavailable(IncidentsError):
+    status = 503
+    slug = "service-unavailable"
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 2, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": str(retry_after)})
+        super().__init__(detail, **kwargs)
+
+
+class StoreUnavailable(ServiceUnavailable):
+    slug = "store-unavailable"
+    title = "Event store unavailable"
+
+
+def all_error_classes() -> list[type[IncidentsError]]:
+    """Every class in the tree, base first (used by the docs and by a test)."""
+    seen: list[type[IncidentsError]] = []
+    stack: list[type[IncidentsError]] = [IncidentsError]
+    while stack:
+        cls = stack.pop(0)
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen

@@ -1,0 +1,46 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from incidents import __version__
+from incidents.http import json_response
+from incidents.openapi import errors, json_body
+from incidents.services import services
+from incidents.store.redis import guarded
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def readyz(request: Request) -> Response:
+    svc = services(request)
+    async with guarded("checking readiness"):
+        await svc.redis.ping()
+    return json_response({"status": "ready", "redis": "ok"})
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+
+
+def openapi_paths() -> dict[str, Any]:
+    ok = {"type": "object", "properties": {"status": {"type": "string"}}}
+    return {
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": json_body(ok)}}},
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: Redis reachable",
+                "responses": {"200": json_body(ok), **errors(503)},
+            }
+        },
+    }

@@ -1,0 +1,1 @@
+"""Where events enter: HTTP modes, envelope checks, schema validation, acceptance."""

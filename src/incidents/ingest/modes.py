@@ -1,0 +1,105 @@
+"""The CloudEvents HTTP binding: structured, binary and batched mode, chosen by Content-Type
+(never by the mere presence of ``ce-`` headers)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote_to_bytes
+
+from incidents.errors import FieldError, InvalidHeader, MalformedJSON, UnsupportedMediaType
+from incidents.ingest.body import parse_json
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+Mode = Literal["structured", "binary", "batch"]
+
+
+@dataclass(frozen=True)
+class Parsed:
+    mode: Mode
+    events: list[Any]  # raw JSON-form events, checked by the envelope rules next
+
+
+def media_type(content_type: str | None) -> str:
+    if not content_type:
+        return ""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def is_json(mt: str) -> bool:
+    return mt in ("application/json", "text/json") or mt.endswith("+json")
+
+
+def _decode_header(name: str, raw: bytes) -> str:
+    try:
+        return unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidHeader(
+            f"header {name!r} is not valid UTF-8 after percent-decoding",
+            errors=[FieldError("/" + name.removeprefix("ce-"), "not valid UTF-8")],
+        ) from None
+
+
+def parse_binary(headers: Sequence[tuple[bytes, bytes]], body: bytes) -> dict[str, Any]:
+    event: dict[str, Any] = {}
+    content_type: str | None = None
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").lower()
+        if name == "content-type":
+            content_type = _decode_header(name, raw_value).strip()
+        elif name.startswith("ce-"):
+            attr = name[3:]
+            if attr in ("data", "data_base64", "datacontenttype"):
+                raise InvalidHeader(
+                    f"header {name!r} is not allowed in binary mode: the body is the data and "
+                    "Content-Type is its datacontenttype",
+                    errors=[FieldError("/" + attr, "not allowed as a ce- header")],
+                )
+            if attr in event:
+                raise InvalidHeader(f"header {name!r} appears more than once")
+            event[attr] = _decode_header(name, raw_value)
+    if content_type is not None:
+        event["datacontenttype"] = content_type
+    if body:
+        mt = media_type(content_type) or "application/json"
+        if is_json(mt):
+            event["data"] = parse_json(body, "the body (the event's data)")
+        elif mt.startswith("text/"):
+            try:
+                event["data"] = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MalformedJSON(f"the body is {mt} but not valid UTF-8") from None
+        else:
+            event["data_base64"] = base64.b64encode(body).decode("ascii")
+    return event
+
+
+def parse_request(
+    content_type: str | None, headers: Sequence[tuple[bytes, bytes]], body: bytes
+) -> Parsed:
+    mt = media_type(content_type)
+    if mt == STRUCTURED:
+        return Parsed("structured", [parse_json(body)])
+    if mt == BATCH:
+        batch = parse_json(body)
+        if not isinstance(batch, list):
+            raise MalformedJSON(
+                f"a {BATCH} body is a JSON array of events, not {type(batch).__name__}"
+            )
+        return Parsed("batch", batch)
+    if mt.startswith("application/cloudevents"):
+        raise UnsupportedMediaType(
+            f"event format {mt!r} is not supported; use {STRUCTURED} or {BATCH}",
+            extra={"supported": [STRUCTURED, BATCH, "binary mode (ce- headers)"]},
+        )
+    if not any(name.lower().startswith(b"ce-") for name, _ in headers):
+        shown = repr(content_type) if content_type else "no Content-Type"
+        raise UnsupportedMediaType(
+            f"{shown} is not a CloudEvents mode: send {STRUCTURED}, {BATCH}, "
+            "or binary mode with ce-specversion, ce-id, ce-source and ce-type headers",
+            extra={"supported": [STRUCTURED, BATCH, "binary mode (ce- headers)"]},
+        )
+    return Parsed("binary", [parse_binary(headers, body)])

@@ -1,0 +1,193 @@
+"""The acceptance pipeline: envelope -> type and data schema -> policy -> plan -> store.
+
+Everything that reaches the store came through here, whichever door it entered by
+(``POST /v1/events`` or a monitoring-tool adapter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from incidents.auth import Principal
+from incidents.errors import (
+    FieldError,
+    InvalidCloudEvent,
+    PolicyDenied,
+    ServiceUnavailable,
+    UnknownEventType,
+    UnprocessableEvent,
+    UnsupportedMediaType,
+)
+from incidents.ingest.envelope import normalize, validate_raw
+from incidents.ingest.modes import is_json, media_type
+from incidents.ingest.schemas import SchemaRegistry
+from incidents.model.cloudevent import CloudEvent
+from incidents.model.types import EventType, Extension
+from incidents.store.events import Accepted, Draft, EventStore, IndexAdd, VersionConflict, VersionedWrite
+
+MAX_PLAN_ATTEMPTS = 20
+
+
+class Admission(Protocol):
+    """Policy at the door: may change the event (defaults, upgrades, stamps) or refuse it."""
+
+    def allows_unknown_type(self, event_type: str) -> bool: ...
+
+    def admit(self, event: CloudEvent, principal: Principal) -> CloudEvent: ...
+
+
+@dataclass
+class Pending:
+    """An event on its way into the store, and the writes planned to go with it."""
+
+    position: int
+    event: CloudEvent
+    writes: list[VersionedWrite] = field(default_factory=list)
+    index: list[IndexAdd] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Planner(Protocol):
+    """Plans the state changes an accepted event causes (incidents, alerts), read-then-write:
+    each write carries the version it read, and the store refuses it if that moved on."""
+
+    async def plan(self, pending: Sequence[Pending], now: datetime) -> None: ...
+
+
+class DefaultAdmission:
+    """Used until policy files are loaded: producers may publish what their role allows;
+    events without labels are internal."""
+
+    def allows_unknown_type(self, event_type: str) -> bool:
+        return False
+
+    def admit(self, event: CloudEvent, principal: Principal) -> CloudEvent:
+        if not principal.may_publish(event.type):
+            raise PolicyDenied(f"principal {principal.name!r} may not publish {event.type!r}")
+        return event.with_attributes(
+            imdataclass=event.get(Extension.DATA_CLASS) or "internal",
+            imvisibility=event.get(Extension.VISIBILITY) or "internal",
+            imtenant=principal.tenant,
+        )
+
+
+def _prefix(position: int | None) -> str:
+    return f"/{position}" if position is not None else ""
+
+
+class Ingestor:
+    def __init__(
+        self,
+        registry: SchemaRegistry,
+        store: EventStore,
+        clock: Callable[[], datetime],
+        admission: Admission | None = None,
+        planners: Sequence[Planner] = (),
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.clock = clock
+        self.admission: Admission = admission or DefaultAdmission()
+        self.planners = list(planners)
+
+    def check(self, raws: Sequence[Any], batch: bool) -> list[CloudEvent]:
+        """Envelope rules (400), then known type and data schema (415/422), for every event;
+        a batch is judged whole and the errors name each bad event's index."""
+        errors: list[FieldError] = []
+        for i, raw in enumerate(raws):
+            errors.extend(validate_raw(self.registry, raw, _prefix(i if batch else None)))
+        if errors:
+            what = "a batch event" if batch else "the event"
+            raise InvalidCloudEvent(
+                f"{what} breaks CloudEvents rules ({len(errors)} problem(s))", errors=errors
+            )
+        events = [normalize(raw) for raw in raws]
+        unknown: list[FieldError] = []
+        data_errors: list[FieldError] = []
+        for i, event in enumerate(events):
+            prefix = _prefix(i if batch else None)
+            if not self.registry.knows(event.type):
+                if not self.admission.allows_unknown_type(event.type):
+                    unknown.append(
+                        FieldError(prefix + "/type", f"{event.type!r} is not a known event type")
+                    )
+                continue
+            ct = event.get("datacontenttype")
+            if event.data_base64 is not None or (
+                isinstance(ct, str) and not is_json(media_type(ct))
+            ):
+                raise UnsupportedMediaType(
+                    f"{event.type} data must be JSON (datacontenttype application/json), "
+                    f"not {ct!r}"
+                )
+            data = event.data if event.data is not None else {}
+            data_errors.extend(self.registry.data_errors(event.type, data, prefix + "/data"))
+        if unknown:
+            raise UnknownEventType(
+                "unknown event type; known types are " + ", ".join(self.registry.event_types),
+                errors=unknown,
+            )
+        if data_errors:
+            raise UnprocessableEvent(
+                f"event data fails its JSON Schema ({len(data_errors)} problem(s))",
+                errors=data_errors,
+            )
+        return events
+
+    async def accept(
+        self, events: Sequence[CloudEvent], principal: Principal
+    ) -> list[Accepted]:
+        """Admit, plan and store events all together; returns one result per event."""
+        admitted = [self.admission.admit(e, principal) for e in events]
+        results: list[Accepted | None] = [None] * len(admitted)
+        first_of: dict[tuple[str, str], int] = {}
+        fresh: list[Pending] = []
+        for i, event in enumerate(admitted):
+            key = (event.source, event.id)
+            if key in first_of:
+                continue  # a repeat inside one batch is answered like the first
+            first_of[key] = i
+            fresh.append(Pending(i, event))
+        for _ in range(MAX_PLAN_ATTEMPTS):
+            existing = await self.store.existing([p.event for p in fresh])
+            todo = [p for p, seq in zip(fresh, existing, strict=True) if seq is None]
+            for p in todo:
+                await self._assign_incident(p)
+                p.writes.clear()
+                p.index.clear()
+            now = self.clock()
+            for planner in self.planners:
+                await planner.plan(todo, now)
+            drafts = [
+                Draft(p.event, principal.id, p.writes, p.index, p.meta)
+                for p in fresh
+            ]
+            try:
+                stored = await self.store.accept(drafts, now)
+            except VersionConflict:
+                continue
+            break
+        else:
+            raise ServiceUnavailable(
+                "the incident is being changed by many requests at once; retry", retry_after=1
+            )
+        for p, result in zip(fresh, stored, strict=True):
+            results[p.position] = result
+        for i, event in enumerate(admitted):
+            if results[i] is None:
+                original = results[first_of[(event.source, event.id)]]
+                assert original is not None
+                results[i] = Accepted(
+                    event.id, event.source, original.sequence, True, original.incident_id
+                )
+        return [r for r in results if r is not None]
+
+    async def _assign_incident(self, pending: Pending) -> None:
+        event = pending.event
+        if event.type == EventType.INCIDENT_DECLARE and not event.get(Extension.INCIDENT_ID):
+            pending.event = event.with_attributes(
+                imincidentid=await self.store.next_incident_id()
+            )

@@ -1,0 +1,117 @@
+"""``POST /v1/events`` and reading stored events back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from incidents.errors import InvalidRequest, NotFound
+from incidents.http import json_response
+from incidents.ingest.body import read_body
+from incidents.ingest.modes import BATCH, STRUCTURED, parse_request
+from incidents.openapi import BEARER, errors, json_body
+from incidents.services import services
+
+
+async def post_events(request: Request) -> Response:
+    svc = services(request)
+    principal = await svc.auth.authenticate(request)
+    principal.require("producer")
+    body = await read_body(request, svc.settings.max_body_bytes)
+    parsed = parse_request(request.headers.get("content-type"), request.headers.raw, body)
+    events = svc.ingestor.check(parsed.events, batch=parsed.mode == "batch")
+    accepted = await svc.ingestor.accept(events, principal)
+    status = 200 if accepted and all(a.duplicate for a in accepted) else 202
+    return json_response(
+        {"mode": parsed.mode, "accepted": [a.to_dict() for a in accepted]}, status=status
+    )
+
+
+async def get_event(request: Request) -> Response:
+    svc = services(request)
+    principal = await svc.auth.authenticate(request)
+    event_id = request.path_params["id"]
+    source = request.query_params.get("source")
+    found = await svc.store.find(event_id, source)
+    visible = [s for s in found if svc.may_read(principal, s)]
+    if not visible:
+        raise NotFound(f"no event with id {event_id!r}" + (f" from {source!r}" if source else ""))
+    if len(visible) > 1:
+        raise InvalidRequest(
+            f"{len(visible)} events have id {event_id!r}; name one with ?source=",
+            extra={"sources": [s.event.source for s in visible]},
+        )
+    return json_response(visible[0].to_dict())
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/events", post_events, methods=["POST"]),
+        Route("/v1/events/{id:path}", get_event, methods=["GET"]),
+    ]
+
+
+ACCEPTED = {
+    "type": "object",
+    "properties": {
+        "mode": {"enum": ["structured", "binary", "batch"]},
+        "accepted": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "source", "sequence"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "source": {"type": "string"},
+                    "sequence": {"type": "integer"},
+                    "incident": {"type": "string"},
+                    "duplicate": {"type": "boolean"},
+                },
+            },
+        },
+    },
+}
+CE_REF = {"$ref": "#/components/schemas/CloudEvent"}
+
+
+def openapi_paths() -> dict[str, Any]:
+    return {
+        "/v1/events": {
+            "post": {
+                "summary": "Publish CloudEvents (structured, binary or batched mode)",
+                "description": "The mode is chosen from Content-Type. In binary mode the "
+                "attributes travel as percent-encoded ce- headers and the body is the data.",
+                "security": BEARER,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        STRUCTURED: {"schema": CE_REF},
+                        BATCH: {"schema": {"type": "array", "items": CE_REF}},
+                        "application/json": {"schema": {"description": "binary mode data"}},
+                    },
+                },
+                "responses": {
+                    "202": json_body(ACCEPTED, "Accepted and stored"),
+                    "200": json_body(ACCEPTED, "Every event was a duplicate; stored once"),
+                    **errors(400, 401, 403, 409, 413, 415, 422, 503),
+                },
+            }
+        },
+        "/v1/events/{id}": {
+            "get": {
+                "summary": "Read a stored event back by its CloudEvents id",
+                "security": BEARER,
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "source", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": json_body({"type": "object"}, "The event with its sequence"),
+                    **errors(400, 401, 404, 503),
+                },
+            }
+        },
+    }

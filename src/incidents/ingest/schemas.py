@@ -1,0 +1,170 @@
+"""The schema registry: every JSON Schema in ``schemas/``, compiled once at start-up."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+from jsonschema.protocols import Validator
+
+from incidents.errors import FieldError, pointer
+
+ENVELOPE_FILE = "cloudevent.json"
+EVENTS_DIR = "events"
+DATA_CLASSES = ("public", "internal", "confidential", "restricted")
+
+
+class SchemaLoadError(RuntimeError):
+    """A schema file is missing, not JSON, or not a valid JSON Schema; names the file."""
+
+
+@dataclass(frozen=True)
+class MarkedField:
+    """A field that a data schema marks with ``x-dataclass``."""
+
+    path: tuple[str, ...]
+    data_class: str
+
+
+def _compile(path: Path) -> tuple[Validator, dict[str, Any]]:
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SchemaLoadError(f"schema file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SchemaLoadError(f"schema file {path} cannot be read: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise SchemaLoadError(
+            f"schema file {path} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    if not isinstance(schema, dict):
+        raise SchemaLoadError(f"schema file {path} must hold a JSON object")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise SchemaLoadError(
+            f"schema file {path} is not a valid JSON Schema at {where}: {exc.message}"
+        ) from exc
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return validator, schema
+
+
+def _marked_fields(schema: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[MarkedField]:
+    mark = schema.get("x-dataclass")
+    if isinstance(mark, str) and path:
+        yield MarkedField(path, mark)
+    props = schema.get("properties")
+    if isinstance(props, Mapping):
+        for name, sub in props.items():
+            if isinstance(sub, Mapping):
+                yield from _marked_fields(sub, (*path, name))
+
+
+def _message(error: ValidationError) -> tuple[str, str]:
+    """A JSON pointer and a readable message for one validation error."""
+    where = list(error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else "?"
+        return pointer(*where, missing), f"{missing!r} is required"
+    if error.validator == "propertyNames" or "propertyNames" in error.schema_path:
+        bad = error.instance
+        return pointer(*where, str(bad)), (
+            f"attribute name {bad!r} is not allowed: names are 1 to 20 characters of [a-z0-9]"
+        )
+    if error.validator == "format":
+        return pointer(*where), f"{error.instance!r} is not a valid {error.validator_value}"
+    if error.validator == "const":
+        return pointer(*where), f"{error.instance!r} must be {error.validator_value!r}"
+    if error.validator == "minLength" and error.validator_value == 1:
+        return pointer(*where), "must not be empty"
+    if error.validator == "not" and isinstance(error.instance, dict):
+        return pointer(*where, "data_base64"), "an event cannot carry both data and data_base64"
+    if error.validator == "anyOf" and all(
+        isinstance(alt, dict) and set(alt) == {"required"} for alt in error.validator_value
+    ):
+        names = " or ".join(repr(n) for alt in error.validator_value for n in alt["required"])
+        return pointer(*where), f"at least one of {names} is required"
+    return pointer(*where), error.message
+
+
+def errors_of(validator: Validator, instance: Any, prefix: str = "") -> list[FieldError]:
+    found = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    out = []
+    for error in found:
+        where, detail = _message(error)
+        out.append(FieldError(prefix + where, detail))
+    return out
+
+
+class SchemaRegistry:
+    """Compiled validators for the envelope and for each event type's data."""
+
+    def __init__(
+        self,
+        envelope: Validator,
+        data: Mapping[str, Validator],
+        marked: Mapping[str, tuple[MarkedField, ...]],
+        raw: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        self.envelope = envelope
+        self._data = dict(data)
+        self._marked = dict(marked)
+        self.raw = dict(raw)
+
+    @classmethod
+    def load(cls, directory: Path) -> SchemaRegistry:
+        if not directory.is_dir():
+            raise SchemaLoadError(f"schemas directory {directory} does not exist")
+        envelope, env_raw = _compile(directory / ENVELOPE_FILE)
+        data: dict[str, Validator] = {}
+        marked: dict[str, tuple[MarkedField, ...]] = {}
+        raw: dict[str, Mapping[str, Any]] = {"cloudevent": env_raw}
+        for path in sorted((directory / EVENTS_DIR).glob("*.json")):
+            validator, schema = _compile(path)
+            event_type = schema.get("x-event-type", path.stem)
+            if event_type != path.stem:
+                raise SchemaLoadError(
+                    f"schema file {path} declares x-event-type {event_type!r}; "
+                    f"the file must be named {event_type}.json"
+                )
+            fields = tuple(_marked_fields(schema))
+            for f in fields:
+                if f.data_class not in DATA_CLASSES:
+                    raise SchemaLoadError(
+                        f"schema file {path} marks /{'/'.join(f.path)} with unknown "
+                        f"x-dataclass {f.data_class!r} (expected one of {', '.join(DATA_CLASSES)})"
+                    )
+            data[event_type] = validator
+            marked[event_type] = fields
+            raw[event_type] = schema
+        # Other schemas (policies, adapters) are compiled by their owners through ``compile``.
+        return cls(envelope, data, marked, raw)
+
+    @staticmethod
+    def compile(path: Path) -> Validator:
+        return _compile(path)[0]
+
+    def knows(self, event_type: str) -> bool:
+        return event_type in self._data
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self._data)
+
+    def envelope_errors(self, raw: Any, prefix: str = "") -> list[FieldError]:
+        return errors_of(self.envelope, raw, prefix)
+
+    def data_errors(self, event_type: str, data: Any, prefix: str = "/data") -> list[FieldError]:
+        validator = self._data.get(event_type)
+        if validator is None:
+            return []
+        return errors_of(validator, data, prefix)
+
+    def marked_fields(self, event_type: str) -> tuple[MarkedField, ...]:
+        return self._marked.get(event_type, ())

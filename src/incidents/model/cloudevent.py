@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+AttributeValue = str | int | bool
+
+CONTEXT_ATTRIBUTES = frozenset(
+    {"id", "source", "specversion", "type", "datacontenttype", "dataschema", "subject", "time"}
+)
+
+
+@dataclass(frozen=True)
+class CloudEvent:
+    """A validated CloudEvent: context attributes and extensions, plus its data.
+
+    Build one from untrusted input only through ``incidents.ingest.envelope``; this type
+    checks its invariants but not every CloudEvents rule.
+    """
+
+    attributes: Mapping[str, AttributeValue]
+    data: Any = None
+    data_base64: str | None = None
+
+    def __post_init__(self) -> None:
+        for required in ("id", "source", "specversion", "type"):
+            value = self.attributes.get(required)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"CloudEvent attribute {required!r} must be a non-empty string")
+        if self.data is not None and self.data_base64 is not None:
+            raise ValueError("CloudEvent cannot carry both data and data_base64")
+        object.__setattr__(self, "attributes", MappingProxyType(dict(self.attributes)))
+
+    @property
+    def id(self) -> str:
+        return str(self.attributes["id"])
+
+    @property
+    def source(self) -> str:
+        return str(self.attributes["source"])
+
+    @property
+    def type(self) -> str:
+        return str(self.attributes["type"])
+
+    def get(self, name: str, default: AttributeValue | None = None) -> AttributeValue | None:
+        return self.attributes.get(name, default)
+
+    def with_attributes(self, **changes: AttributeValue | None) -> CloudEvent:
+        """A copy with attributes set (or removed, when given None)."""
+        attrs = dict(self.attributes)
+        for name, value in changes.items():
+            if value is None:
+                attrs.pop(name, None)
+            else:
+                attrs[name] = value
+        return CloudEvent(attrs, self.data, self.data_base64)
+
+    def with_data(self, data: Any) -> CloudEvent:
+        return CloudEvent(self.attributes, data, None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CloudEvents JSON event format."""
+        body: dict[str, Any] = dict(self.attributes)
+        if self.data_base64 is not None:
+            body["data_base64"] = self.data_base64
+        elif self.data is not None:
+            body["data"] = self.data
+        return body
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> CloudEvent:
+        attrs = {k: v for k, v in raw.items() if k not in ("data", "data_base64")}
+        return cls(attrs, raw.get("data"), raw.get("data_base64"))
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An accepted event as the gateway keeps it: with its gateway sequence and ingest time."""
+
+    event: CloudEvent
+    sequence: int
+    ingested_at: datetime
+    principal: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event": self.event.to_dict(),
+            "sequence": self.sequence,
+            "ingested_at": self.ingested_at.isoformat(),
+            "principal": self.principal,
+            "meta": dict(self.meta),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> StoredEvent:
+        ingested = datetime.fromisoformat(raw["ingested_at"])
+        if ingested.tzinfo is None:
+            ingested = ingested.replace(tzinfo=UTC)
+        return cls(
+            event=CloudEvent.from_dict(raw["event"]),
+            sequence=int(raw["sequence"]),
+            ingested_at=ingested,
+            principal=str(raw.get("principal", "")),
+            meta=dict(raw.get("meta") or {}),
+        )

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from incidents.model.severity import Severity
+from incidents.model.status import IncidentStatus
+
+DEFAULT_ROLES = ("commander", "comms", "scribe")
+_TIMESTAMPS = ("declared_at", "acknowledged_at", "mitigated_at", "resolved_at", "closed_at")
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_ts(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    raise ValueError(f"{value!r} is not a timestamp")
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class Incident:
+    """An incident as materialized from its timeline. Never edited in place: each applied
+    event yields a new value with ``version`` one higher."""
+
+    id: str
+    title: str
+    severity: Severity
+    status: IncidentStatus = IncidentStatus.OPEN
+    summary: str = ""
+    service: str = ""
+    roles: Mapping[str, str | None] = field(
+        default_factory=lambda: MappingProxyType(dict.fromkeys(DEFAULT_ROLES))
+    )
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    external_refs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    declared_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    mitigated_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    updated_at: datetime | None = None
+    version: int = 0
+    tenant: str = ""
+    data_class: str = "internal"
+    visibility: str = "internal"
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ValueError("an incident needs an id")
+        object.__setattr__(self, "severity", Severity.parse(self.severity))
+        object.__setattr__(self, "status", IncidentStatus.parse(self.status))
+        for name in ("roles", "labels", "external_refs"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        for name in (*_TIMESTAMPS, "updated_at"):
+            object.__setattr__(self, name, _parse_ts(getattr(self, name)))
+        if self.version < 0:
+            raise ValueError(f"incident version {self.version!r} is negative")
+
+    def evolve(self, **changes: Any) -> Incident:
+        return replace(self, **changes)
+
+    def _elapsed(self, end: datetime | None) -> float | None:
+        if self.declared_at is None or end is None:
+            return None
+        return (end - self.declared_at).total_seconds()
+
+    @property
+    def time_to_acknowledge(self) -> float | None:
+        return self._elapsed(self.acknowledged_at)
+
+    @property
+    def time_to_mitigate(self) -> float | None:
+        return self._elapsed(self.mitigated_at)
+
+    @property
+    def time_to_resolve(self) -> float | None:
+        return self._elapsed(self.resolved_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            elif isinstance(value, Severity | IncidentStatus):
+                value = value.value
+            out[f.name] = value
+        out["metrics"] = {
+            "time_to_acknowledge": self.time_to_acknowledge,
+            "time_to_mitigate": self.time_to_mitigate,
+            "time_to_resolve": self.time_to_resolve,
+        }
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Incident:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """One entry of an incident's append-only timeline."""
+
+    id: str
+    incident_id: str
+    type: str
+    source: str
+    time: datetime
+    sequence: int
+    actor: str = ""
+    title: str = ""
+    body: str = ""
+    data: Any = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time", _parse_ts(self.time))
+        if self.sequence < 0:
+            raise ValueError(f"timeline sequence {self.sequence!r} is negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "incident_id": self.incident_id,
+            "type": self.type,
+            "source": self.source,
+            "time": self.time.isoformat(),
+            "sequence": self.sequence,
+            "actor": self.actor,
+            "title": self.title,
+            "body": self.body,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> TimelineEvent:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})

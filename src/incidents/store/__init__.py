@@ -1,0 +1,1 @@
+"""Where events are kept: Redis, written atomically through Lua scripts."""

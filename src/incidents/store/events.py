@@ -1,0 +1,183 @@
+"""The event store: accepted events, kept durably in Redis, with their gateway sequence."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from incidents.model.cloudevent import CloudEvent, StoredEvent
+from incidents.model.types import Extension
+from incidents.store import keys
+from incidents.store.redis import guarded
+
+_ACCEPT = resources.files("incidents.store").joinpath("lua/accept.lua").read_text()
+
+
+@dataclass(frozen=True)
+class VersionedWrite:
+    """A document (incident, alert) written with the event only if its version is unchanged."""
+
+    key: str
+    expect: int
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IndexAdd:
+    key: str
+    score: float
+    member: str
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An event ready to be stored, with the writes that must happen atomically with it."""
+
+    event: CloudEvent
+    principal: str = ""
+    writes: Sequence[VersionedWrite] = ()
+    index: Sequence[IndexAdd] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def incident_id(self) -> str:
+        value = self.event.get(Extension.INCIDENT_ID)
+        return str(value) if value is not None else ""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    id: str
+    source: str
+    sequence: int
+    duplicate: bool
+    incident_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "source": self.source, "sequence": self.sequence}
+        if self.incident_id:
+            out["incident"] = self.incident_id
+        if self.duplicate:
+            out["duplicate"] = True
+        return out
+
+
+class VersionConflict(Exception):
+    """A versioned document changed between read and write; the caller re-reads and retries."""
+
+    def __init__(self, index: int, key: str, current: int) -> None:
+        super().__init__(f"{key} is at version {current} (event {index})")
+        self.index, self.key, self.current = index, key, current
+
+
+class EventStore:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._accept = redis.register_script(_ACCEPT)
+
+    async def next_incident_id(self) -> str:
+        async with guarded("assigning an incident id"):
+            n = await self.redis.incr(keys.INCIDENT_COUNTER)
+        return f"INC-{n}"
+
+    async def existing(self, events: Sequence[CloudEvent]) -> list[int | None]:
+        """The stored sequence of each event's (source, id), or None for new ones."""
+        if not events:
+            return []
+        async with guarded("checking for duplicates"):
+            raw = await self.redis.mget([keys.dedup(e.source, e.id) for e in events])
+        return [int(v.split(b" ")[0]) if v else None for v in raw]
+
+    async def accept(self, drafts: Sequence[Draft], now: datetime) -> list[Accepted]:
+        """Store every draft or none. Raises VersionConflict, or StoreUnavailable."""
+        ingested = now.isoformat()
+        payload = {
+            "seq": keys.SEQUENCE,
+            "outbox": keys.OUTBOX,
+            "event_prefix": keys.EVENT_PREFIX,
+            "ids_prefix": keys.by_id(""),
+            "timeline_prefix": keys.timeline(""),
+            "events": [
+                {
+                    "dedup": keys.dedup(d.event.source, d.event.id),
+                    "id": d.event.id,
+                    "incident": d.incident_id,
+                    "tail": self._tail(d, ingested),
+                    "docs": [
+                        {"key": w.key, "expect": w.expect, "json": orjson.dumps(w.document).decode()}
+                        for w in d.writes
+                    ],
+                    "index": [
+                        {"key": x.key, "score": x.score, "member": x.member} for x in d.index
+                    ],
+                }
+                for d in drafts
+            ],
+        }
+        async with guarded("storing events"):
+            reply = await self._accept(args=[orjson.dumps(payload)])
+        head = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        if head == "conflict":
+            raise VersionConflict(int(reply[1]) - 1, reply[2].decode(), int(reply[3]))
+        out = []
+        for draft, item in zip(drafts, reply[1:], strict=True):
+            kind, seq, *rest = item.decode().split(" ", 2)
+            incident = rest[0] if rest and rest[0] else None
+            out.append(
+                Accepted(draft.event.id, draft.event.source, int(seq), kind == "dup", incident)
+            )
+        return out
+
+    @staticmethod
+    def _tail(draft: Draft, ingested: str) -> str:
+        body = {
+            "ingested_at": ingested,
+            "principal": draft.principal,
+            "meta": draft.meta,
+            "event": draft.event.to_dict(),
+        }
+        # The script prepends '{"sequence":<n>', so the tail starts after the opening brace.
+        return "," + orjson.dumps(body).decode()[1:]
+
+    async def get(self, sequence: int) -> StoredEvent | None:
+        async with guarded("reading an event"):
+            raw = await self.redis.get(keys.event(sequence))
+        return StoredEvent.from_dict(orjson.loads(raw)) if raw else None
+
+    async def get_many(self, sequences: Sequence[int]) -> list[StoredEvent]:
+        if not sequences:
+            return []
+        async with guarded("reading events"):
+            raws = await self.redis.mget([keys.event(s) for s in sequences])
+        return [StoredEvent.from_dict(orjson.loads(r)) for r in raws if r]
+
+    async def find(self, event_id: str, source: str | None = None) -> list[StoredEvent]:
+        """Stored events with this CloudEvents id (from any source unless one is named)."""
+        async with guarded("looking up an event"):
+            if source is not None:
+                raw = await self.redis.get(keys.dedup(source, event_id))
+                seqs = [int(raw.split(b" ")[0])] if raw else []
+            else:
+                seqs = sorted(int(s) for s in await self.redis.smembers(keys.by_id(event_id)))
+        return await self.get_many(seqs)
+
+    async def timeline(
+        self, incident_id: str, after: int = 0, limit: int = 1000
+    ) -> list[StoredEvent]:
+        """An incident's events in the order the gateway accepted them."""
+        async with guarded("reading a timeline"):
+            seqs = await self.redis.zrangebyscore(
+                keys.timeline(incident_id), f"({after}", "+inf", start=0, num=limit
+            )
+        return await self.get_many([int(s) for s in seqs])
+
+    async def last_sequence(self) -> int:
+        async with guarded("reading the sequence"):
+            raw = await self.redis.get(keys.SEQUENCE)
+        return int(raw) if raw else 0
