@@ -11,6 +11,7 @@ problem details (``application/problem+json``) by a single handler in ``app.py``
     ├── Forbidden                       403 forbidden
     │   └── PolicyDenied                403 policy-denied        (names the rule)
     ├── NotFound                        404 not-found
+    ├── MethodNotAllowed                405 method-not-allowed
     ├── Conflict                        409 conflict
     │   └── IllegalTransition           409 illegal-transition   (lists the allowed moves)
     ├── PayloadTooLarge                 413 payload-too-large

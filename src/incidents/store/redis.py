@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager, contextmanager
 import redis
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.retry import Retry
 
 from incidents.errors import StoreUnavailable
@@ -30,7 +31,10 @@ def connect_async(url: str) -> aioredis.Redis:
         url,
         socket_connect_timeout=2,
         socket_timeout=5,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        retry=AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        # Without this, a connection broken by a Redis restart fails the next command instead
+        # of reconnecting. Re-running the accept script is safe: it deduplicates.
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
         health_check_interval=10,
         decode_responses=False,
     )
@@ -42,6 +46,7 @@ def connect(url: str) -> redis.Redis:
         socket_connect_timeout=2,
         socket_timeout=10,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
         health_check_interval=10,
     )
 

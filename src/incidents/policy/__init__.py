@@ -1,0 +1,1 @@
+"""Where events are judged: principals, policy files, data class and visibility."""

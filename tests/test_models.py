@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from incidents.model import (
+    TRANSITIONS,
+    CloudEvent,
+    EventType,
+    Extension,
+    Incident,
+    IncidentStatus,
+    Severity,
+    TimelineEvent,
+)
+from incidents.model.cloudevent import StoredEvent
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("raw", ["SEV1", "SEV-1", "sev1", "P1", "p1", " Sev_1 "])
+def test_severity_aliases_parse_to_canonical_output(raw: str) -> None:
+    """Every documented spelling of severity 1 reads as SEV1 and prints as SEV1."""
+    assert Severity.parse(raw) is Severity.SEV1
+    assert str(Severity.parse(raw)) == "SEV1"
+
+
+@pytest.mark.parametrize("raw", ["SEV5", "P0", "critical", "", 1, None])
+def test_severity_rejects_unknown_values_quoting_them(raw: object) -> None:
+    """A value that is not a severity is refused with a message that quotes it."""
+    with pytest.raises(ValueError, match=repr(raw).replace("(", r"\(")):
+        Severity.parse(raw)
+
+
+def test_transition_table_matches_the_contract() -> None:
+    """The allowed moves are exactly the six in the design, and closed is final."""
+    moves = {(a.value, b.value) for a, targets in TRANSITIONS.items() for b in targets}
+    assert moves == {
+        ("open", "mitigated"),
+        ("open", "resolved"),
+        ("mitigated", "resolved"),
+        ("mitigated", "open"),
+        ("resolved", "open"),
+        ("resolved", "closed"),
+    }
+    assert not IncidentStatus.CLOSED.allowed_moves()
+    assert IncidentStatus.OPEN.can_move_to(IncidentStatus.RESOLVED)
+    assert not IncidentStatus.OPEN.can_move_to(IncidentStatus.CLOSED)
+
+
+def test_there_are_eleven_event_types_and_six_extensions() -> None:
+    """The wire vocabulary has the 11 types and 6 extension names of the design."""
+    assert len(set(EventType.ALL)) == 11
+    assert all(t.startswith(("im.incident.", "im.alert.")) for t in EventType.ALL)
+    assert len(set(Extension.ALL)) == 6
+    assert all(name.isalnum() and name.islower() for name in Extension.ALL)
+
+
+def test_incident_round_trips_through_json() -> None:
+    """An incident survives to_dict -> JSON -> from_dict unchanged."""
+    incident = Incident(
+        id="INC-7",
+        title="Checkout down",
+        severity=Severity.parse("P2"),
+        status=IncidentStatus.MITIGATED,
+        service="checkout",
+        roles={"commander": "alice", "comms": None, "scribe": "bob"},
+        labels={"team": "payments"},
+        external_refs={"jira": "OPS-1"},
+        declared_at=T0,
+        acknowledged_at=T0 + timedelta(minutes=2),
+        mitigated_at=T0 + timedelta(minutes=30),
+        updated_at=T0 + timedelta(minutes=30),
+        version=4,
+    )
+    again = Incident.from_dict(json.loads(json.dumps(incident.to_dict())))
+    assert again == incident
+    assert again.time_to_acknowledge == 120.0
+    assert again.time_to_mitigate == 1800.0
+    assert again.time_to_resolve is None
+
+
+def test_timeline_event_round_trips_through_json() -> None:
+    """A timeline entry survives to_dict -> JSON -> from_dict unchanged."""
+    entry = TimelineEvent(
+        id="e1",
+        incident_id="INC-1",
+        type=EventType.INCIDENT_NOTE,
+        source="/tests",
+        time=T0,
+        sequence=9,
+        actor="alice",
+        title="note",
+        body="rolled back",
+        data={"text": "rolled back"},
+    )
+    assert TimelineEvent.from_dict(json.loads(json.dumps(entry.to_dict()))) == entry
+
+
+def test_cloudevent_and_stored_event_round_trip_through_json() -> None:
+    """A stored CloudEvent keeps its attributes, data, sequence and ingest time."""
+    ce = CloudEvent(
+        {"specversion": "1.0", "id": "1", "source": "/s", "type": "im.incident.note", "x": 3},
+        data={"text": "hi"},
+    )
+    stored = StoredEvent(ce, 12, T0, "admin")
+    again = StoredEvent.from_dict(json.loads(json.dumps(stored.to_dict())))
+    assert again.event.to_dict() == ce.to_dict()
+    assert (again.sequence, again.ingested_at, again.principal) == (12, T0, "admin")
+
+
+def test_cloudevent_refuses_both_data_forms() -> None:
+    """A CloudEvent value cannot hold data and data_base64 at once."""
+    with pytest.raises(ValueError, match="both"):
+        CloudEvent({"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}, {}, "AA==")
+
+
+def test_incident_rejects_a_bad_status_quoting_it() -> None:
+    """Building an incident with an unknown status fails and names the value."""
+    with pytest.raises(ValueError, match="'paused'"):
+        Incident(id="INC-1", title="t", severity=Severity.SEV1, status="paused")  # type: ignore[arg-type]  # the bad value is the point
