@@ -79,7 +79,11 @@ DROP: Any = _DROP  # pass as an attribute value to leave that attribute out
 
 def sample_data(type_: str) -> dict[str, Any]:
     return {
-        "im.incident.declare": {"title": "Checkout down", "severity": "SEV2", "service": "checkout"},
+        "im.incident.declare": {
+            "title": "Checkout down",
+            "severity": "SEV2",
+            "service": "checkout",
+        },
         "im.incident.note": {"text": "rolled back the deploy"},
         "im.incident.role_assign": {"role": "commander", "assignee": "alice"},
         "im.incident.state_change": {"status": "mitigated", "reason": "rollback"},

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
     max_leaves=20,
 )
 attribute_names = st.sampled_from(
@@ -33,7 +34,9 @@ events = st.dictionaries(attribute_names, json_values, max_size=10) | st.fixed_d
 ALLOWED = {200, 202, 400, 403, 409, 413, 415, 422}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=events | st.lists(events, max_size=3), batch=st.booleans())
 def test_any_json_body_gets_a_known_answer(client: httpx.Client, body: Any, batch: bool) -> None:
     """Random JSON in structured or batch mode is accepted or refused with a problem, never 500."""
@@ -44,12 +47,26 @@ def test_any_json_body_gets_a_known_answer(client: httpx.Client, body: Any, batc
         assert r.headers["content-type"] == "application/problem+json"
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(raw=st.binary(max_size=300), ct=st.sampled_from(["application/cloudevents+json", "application/cloudevents-batch+json", "application/json"]))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    raw=st.binary(max_size=300),
+    ct=st.sampled_from(
+        ["application/cloudevents+json", "application/cloudevents-batch+json", "application/json"]
+    ),
+)
 def test_any_bytes_get_a_known_answer(client: httpx.Client, raw: bytes, ct: str) -> None:
     """Random bytes, in any mode, never produce a 500."""
     headers = {"Content-Type": ct}
     if ct == "application/json":
-        headers.update({"ce-specversion": "1.0", "ce-id": "f", "ce-source": "/f", "ce-type": "im.incident.declare"})
+        headers.update(
+            {
+                "ce-specversion": "1.0",
+                "ce-id": "f",
+                "ce-source": "/f",
+                "ce-type": "im.incident.declare",
+            }
+        )
     r = client.post("/v1/events", content=raw, headers=headers)
     assert r.status_code in ALLOWED, r.text

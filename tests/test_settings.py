@@ -25,7 +25,7 @@ def test_environment_values_are_parsed() -> None:
         {
             "INCIDENTS_REDIS_URL": "redis://r:6379/2",
             "INCIDENTS_ADMIN_TOKEN": "x" * 20,
-            "INCIDENTS_HOST": "0.0.0.0",
+            "INCIDENTS_HOST": "::",
             "INCIDENTS_PORT": "9000",
             "INCIDENTS_SCHEMAS_DIR": "/s",
             "INCIDENTS_POLICIES_DIR": "/p",
@@ -35,7 +35,7 @@ def test_environment_values_are_parsed() -> None:
             "INCIDENTS_ALLOW_PRIVATE_SINKS": "true",
         }
     )
-    assert (s.redis_url, s.host, s.port) == ("redis://r:6379/2", "0.0.0.0", 9000)
+    assert (s.redis_url, s.host, s.port) == ("redis://r:6379/2", "::", 9000)
     assert (s.schemas_dir, s.policies_dir) == (Path("/s"), Path("/p"))
     assert s.max_body_bytes == 2048
     assert s.retry_schedule == (1.0, 2.0, 3.5)

@@ -33,9 +33,12 @@ def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 @pytest.fixture
 def own_client(own_redis: EmbeddedRedis, settings: Settings) -> Iterator[httpx.Client]:
     app = create_app(settings.replace(redis_url=own_redis.url))
-    with serve_in_thread(app) as url, httpx.Client(
-        base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20
-    ) as c:
+    with (
+        serve_in_thread(app) as url,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20
+        ) as c,
+    ):
         yield c
 
 

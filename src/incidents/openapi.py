@@ -48,7 +48,7 @@ def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _problem_schema() -> dict[str, Any]:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from incidents import __version__
+from incidents.ingest.schemas import SchemaLoadError
 from incidents.settings import Settings, SettingsError
 
 # CLI flag -> environment variable; a flag given on the command line wins over the environment.
@@ -70,6 +71,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return COMMANDS[args.command](args, env)
     except SettingsError as exc:
         print(f"incidents: bad setting: {exc}", file=sys.stderr)
+        return 2
+    except SchemaLoadError as exc:
+        print(f"incidents: cannot start: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

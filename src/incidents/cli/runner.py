@@ -37,6 +37,9 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         )
     if settings.admin_token is None:
         raise SettingsError("INCIDENTS_ADMIN_TOKEN is not set; it must be for `serve`")
+    from incidents.app import create_app
+
+    create_app(settings)  # fail here, with a clear message, if schemas or policies are broken
     os.environ.update(env)  # the factory below reads the environment in each server process
     uvicorn.run(
         "incidents.cli.runner:app_from_environ",

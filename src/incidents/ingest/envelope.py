@@ -31,7 +31,9 @@ def _python_checks(raw: Mapping[str, Any], prefix: str) -> list[FieldError]:
             )
         if name in Extension.GATEWAY_OWNED:
             errors.append(
-                FieldError(prefix + pointer(name), f"{name!r} is set by the gateway, not by producers")
+                FieldError(
+                    prefix + pointer(name), f"{name!r} is set by the gateway, not by producers"
+                )
             )
     b64 = raw.get("data_base64")
     if isinstance(b64, str):

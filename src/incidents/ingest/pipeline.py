@@ -26,7 +26,14 @@ from incidents.ingest.modes import is_json, media_type
 from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.types import EventType, Extension
-from incidents.store.events import Accepted, Draft, EventStore, IndexAdd, VersionConflict, VersionedWrite
+from incidents.store.events import (
+    Accepted,
+    Draft,
+    EventStore,
+    IndexAdd,
+    VersionConflict,
+    VersionedWrite,
+)
 
 MAX_PLAN_ATTEMPTS = 20
 
@@ -120,8 +127,7 @@ class Ingestor:
                 isinstance(ct, str) and not is_json(media_type(ct))
             ):
                 raise UnsupportedMediaType(
-                    f"{event.type} data must be JSON (datacontenttype application/json), "
-                    f"not {ct!r}"
+                    f"{event.type} data must be JSON (datacontenttype application/json), not {ct!r}"
                 )
             data = event.data if event.data is not None else {}
             data_errors.extend(self.registry.data_errors(event.type, data, prefix + "/data"))
@@ -137,9 +143,7 @@ class Ingestor:
             )
         return events
 
-    async def accept(
-        self, events: Sequence[CloudEvent], principal: Principal
-    ) -> list[Accepted]:
+    async def accept(self, events: Sequence[CloudEvent], principal: Principal) -> list[Accepted]:
         """Admit, plan and store events all together; returns one result per event."""
         admitted = [self.admission.admit(e, principal) for e in events]
         results: list[Accepted | None] = [None] * len(admitted)
@@ -161,10 +165,7 @@ class Ingestor:
             now = self.clock()
             for planner in self.planners:
                 await planner.plan(todo, now)
-            drafts = [
-                Draft(p.event, principal.id, p.writes, p.index, p.meta)
-                for p in fresh
-            ]
+            drafts = [Draft(p.event, principal.id, p.writes, p.index, p.meta) for p in fresh]
             try:
                 stored = await self.store.accept(drafts, now)
             except VersionConflict:
@@ -188,6 +189,4 @@ class Ingestor:
     async def _assign_incident(self, pending: Pending) -> None:
         event = pending.event
         if event.type == EventType.INCIDENT_DECLARE and not event.get(Extension.INCIDENT_ID):
-            pending.event = event.with_attributes(
-                imincidentid=await self.store.next_incident_id()
-            )
+            pending.event = event.with_attributes(imincidentid=await self.store.next_incident_id())

@@ -85,10 +85,13 @@ def _message(error: ValidationError) -> tuple[str, str]:
         return pointer(*where), "must not be empty"
     if error.validator == "not" and isinstance(error.instance, dict):
         return pointer(*where, "data_base64"), "an event cannot carry both data and data_base64"
-    if error.validator == "anyOf" and all(
-        isinstance(alt, dict) and set(alt) == {"required"} for alt in error.validator_value
+    alternatives = error.validator_value
+    if (
+        error.validator == "anyOf"
+        and isinstance(alternatives, list)
+        and all(isinstance(alt, dict) and set(alt) == {"required"} for alt in alternatives)
     ):
-        names = " or ".join(repr(n) for alt in error.validator_value for n in alt["required"])
+        names = " or ".join(repr(n) for alt in alternatives for n in alt["required"])
         return pointer(*where), f"at least one of {names} is required"
     return pointer(*where), error.message
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -92,7 +92,7 @@ class EventStore:
             return []
         async with guarded("checking for duplicates"):
             raw = await self.redis.mget([keys.dedup(e.source, e.id) for e in events])
-        return [int(v.split(b" ")[0]) if v else None for v in raw]
+        return [_sequence_of(v) if v else None for v in raw]
 
     async def accept(self, drafts: Sequence[Draft], now: datetime) -> list[Accepted]:
         """Store every draft or none. Raises VersionConflict, or StoreUnavailable."""
@@ -110,7 +110,11 @@ class EventStore:
                     "incident": d.incident_id,
                     "tail": self._tail(d, ingested),
                     "docs": [
-                        {"key": w.key, "expect": w.expect, "json": orjson.dumps(w.document).decode()}
+                        {
+                            "key": w.key,
+                            "expect": w.expect,
+                            "json": orjson.dumps(w.document).decode(),
+                        }
                         for w in d.writes
                     ],
                     "index": [
@@ -162,7 +166,7 @@ class EventStore:
         async with guarded("looking up an event"):
             if source is not None:
                 raw = await self.redis.get(keys.dedup(source, event_id))
-                seqs = [int(raw.split(b" ")[0])] if raw else []
+                seqs = [_sequence_of(raw)] if raw else []
             else:
                 seqs = sorted(int(s) for s in await self.redis.smembers(keys.by_id(event_id)))
         return await self.get_many(seqs)
@@ -175,9 +179,14 @@ class EventStore:
             seqs = await self.redis.zrangebyscore(
                 keys.timeline(incident_id), f"({after}", "+inf", start=0, num=limit
             )
-        return await self.get_many([int(s) for s in seqs])
+        return await self.get_many([int(cast(bytes, s)) for s in seqs])
 
     async def last_sequence(self) -> int:
         async with guarded("reading the sequence"):
             raw = await self.redis.get(keys.SEQUENCE)
-        return int(raw) if raw else 0
+        return int(cast(bytes, raw)) if raw else 0
+
+
+def _sequence_of(dedup_value: Any) -> int:
+    """A dedup key holds "<sequence> <incident id>"."""
+    return int(bytes(dedup_value).split(b" ")[0])

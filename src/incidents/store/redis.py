@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager, contextmanager
 
 import redis
 import redis.asyncio as aioredis
-from redis.backoff import ExponentialBackoff
 from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from incidents.errors import StoreUnavailable
@@ -68,6 +68,4 @@ def guarded_sync(action: str) -> Iterator[None]:
     try:
         yield
     except UNAVAILABLE as exc:
-        raise StoreUnavailable(
-            f"Redis is unavailable while {action}", retry_after=2
-        ) from exc
+        raise StoreUnavailable(f"Redis is unavailable while {action}", retry_after=2) from exc
