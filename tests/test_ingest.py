@@ -175,6 +175,7 @@ def test_cloudevents_sdk_structured_event_is_accepted(client: httpx.Client) -> N
 
 def test_cloudevents_sdk_binary_event_is_accepted(client: httpx.Client) -> None:
     """The cloudevents SDK's binary mode (with its time header) is accepted."""
+    assert post(client, event("im.incident.declare", imincidentid="INC-9")).status_code == 202
     sdk_event = SdkEvent(
         attributes={
             "type": "im.incident.note",

@@ -10,11 +10,15 @@ from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents import health, openapi
+from incidents import health, metrics, openapi
+from incidents.adapters import routes as adapter_routes
+from incidents.alerts import routes as alert_routes
+from incidents.alerts.rules import AlertRules
 from incidents.auth import Authenticator
 from incidents.errors import (
     IncidentsError,
@@ -25,6 +29,13 @@ from incidents.http import problem_response
 from incidents.ingest import routes as ingest_routes
 from incidents.ingest.pipeline import Ingestor
 from incidents.ingest.schemas import SchemaRegistry
+from incidents.lifecycle import routes as incident_routes
+from incidents.lifecycle.planner import LifecyclePlanner
+from incidents.policy import reads as policy_reads
+from incidents.policy import routes as principal_routes
+from incidents.policy.admission import PolicyAdmission
+from incidents.policy.files import load_policies
+from incidents.policy.principals import PrincipalStore
 from incidents.services import Services
 from incidents.settings import Settings, SettingsError
 from incidents.store.events import EventStore
@@ -69,7 +80,16 @@ class RouteModule(Protocol):
 
 def route_modules() -> list[RouteModule]:
     """Every module that serves HTTP endpoints; each describes its own OpenAPI paths."""
-    return [health, openapi, ingest_routes]
+    return [
+        health,
+        openapi,
+        metrics,
+        ingest_routes,
+        incident_routes,
+        alert_routes,
+        adapter_routes,
+        principal_routes,
+    ]
 
 
 def create_app(
@@ -84,6 +104,7 @@ def create_app(
         )
     redis_url = settings.redis_url
     registry = SchemaRegistry.load(settings.schemas_dir)
+    policy = load_policies(settings.policies_dir, settings.schemas_dir)  # bad file: no start
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -94,17 +115,28 @@ def create_app(
             redis=redis,
             registry=registry,
             store=store,
-            ingestor=Ingestor(registry, store, clock),
+            ingestor=Ingestor(
+                registry,
+                store,
+                clock,
+                admission=PolicyAdmission(policy),
+                planners=[LifecyclePlanner(store, AlertRules.load(settings.policies_dir))],
+            ),
             auth=Authenticator(settings.admin_token),
         )
+        app.state.services.auth.set_lookup(PrincipalStore(redis).lookup)
+        app.state.services.may_read = policy_reads.may_read
         try:
             yield
         finally:
             await redis.aclose()
 
     modules = route_modules()
+    all_routes = [r for m in modules for r in m.routes()]
+    counters = metrics.Metrics()
     app = Starlette(
-        routes=[r for m in modules for r in m.routes()],
+        routes=all_routes,
+        middleware=[Middleware(metrics.MetricsMiddleware, metrics=counters, routes=all_routes)],
         lifespan=lifespan,
         exception_handlers={
             IncidentsError: _incidents_error,
@@ -113,4 +145,5 @@ def create_app(
         },
     )
     app.state.openapi_sources = [m.openapi_paths for m in modules]
+    app.state.metrics = counters
     return app

@@ -32,9 +32,7 @@ class Principal:
         if bad:
             raise ValueError(f"unknown role(s) {bad!r}; roles are {', '.join(ROLES)}")
         if self.clearance not in CLEARANCES:
-            raise ValueError(
-                f"clearance {self.clearance!r} is not one of {', '.join(CLEARANCES)}"
-            )
+            raise ValueError(f"clearance {self.clearance!r} is not one of {', '.join(CLEARANCES)}")
         if not self.tenant:
             raise ValueError("a principal needs a tenant")
 
@@ -76,6 +74,7 @@ class Authenticator:
 
     def __init__(self, admin_token: str | None, lookup: TokenLookup | None = None) -> None:
         self._admin = admin_token.encode("utf-8") if admin_token else None
+        self._admin_principal = admin_principal()  # built once: it is on every admin request
         self._lookup = lookup
 
     def set_lookup(self, lookup: TokenLookup) -> None:
@@ -93,7 +92,7 @@ class Authenticator:
 
     async def resolve(self, token: str) -> Principal:
         if self._admin is not None and hmac.compare_digest(token.encode("utf-8"), self._admin):
-            return admin_principal()
+            return self._admin_principal
         if self._lookup is not None:
             principal = await self._lookup(token)
             if principal is not None:

@@ -25,9 +25,7 @@ class Services:
     store: EventStore
     ingestor: Ingestor
     auth: Authenticator
-    may_read: Callable[[Principal, StoredEvent], bool] = field(
-        default_factory=lambda: same_tenant
-    )
+    may_read: Callable[[Principal, StoredEvent], bool] = field(default_factory=lambda: same_tenant)
     # Components added by later layers (policy, delivery, lifecycle) register here by name.
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -6,7 +6,9 @@ Everything that reaches the store came through here, whichever door it entered b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -14,6 +16,7 @@ from typing import Any, Protocol
 from incidents.auth import Principal
 from incidents.errors import (
     FieldError,
+    IncidentsError,
     InvalidCloudEvent,
     PolicyDenied,
     ServiceUnavailable,
@@ -85,6 +88,37 @@ def _prefix(position: int | None) -> str:
     return f"/{position}" if position is not None else ""
 
 
+class KeyedLocks:
+    """One asyncio lock per key, created on demand and dropped when nobody holds or waits."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, keys: Sequence[str]) -> AsyncIterator[None]:
+        """Hold the locks of all keys (taken in sorted order, so two holders cannot deadlock)."""
+        ordered = sorted(set(keys))
+        for key in ordered:
+            lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        taken: list[asyncio.Lock] = []
+        try:
+            for key in ordered:
+                lock = self._locks[key][0]
+                await lock.acquire()
+                taken.append(lock)
+            yield
+        finally:
+            for lock in taken:
+                lock.release()
+            for key in ordered:
+                lock, users = self._locks[key]
+                if users <= 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
 class Ingestor:
     def __init__(
         self,
@@ -99,6 +133,7 @@ class Ingestor:
         self.clock = clock
         self.admission: Admission = admission or DefaultAdmission()
         self.planners = list(planners)
+        self._locks = KeyedLocks()
 
     def check(self, raws: Sequence[Any], batch: bool) -> list[CloudEvent]:
         """Envelope rules (400), then known type and data schema (415/422), for every event;
@@ -155,26 +190,14 @@ class Ingestor:
                 continue  # a repeat inside one batch is answered like the first
             first_of[key] = i
             fresh.append(Pending(i, event))
-        for _ in range(MAX_PLAN_ATTEMPTS):
-            existing = await self.store.existing([p.event for p in fresh])
-            todo = [p for p, seq in zip(fresh, existing, strict=True) if seq is None]
-            for p in todo:
-                await self._assign_incident(p)
-                p.writes.clear()
-                p.index.clear()
-            now = self.clock()
-            for planner in self.planners:
-                await planner.plan(todo, now)
-            drafts = [Draft(p.event, principal.id, p.writes, p.index, p.meta) for p in fresh]
-            try:
-                stored = await self.store.accept(drafts, now)
-            except VersionConflict:
-                continue
-            break
-        else:
-            raise ServiceUnavailable(
-                "the incident is being changed by many requests at once; retry", retry_after=1
-            )
+        # Serialize work on the same incident inside this process, so that concurrent requests
+        # for one busy incident queue here instead of failing each other's version checks.
+        # Across API replicas the store's version check still keeps every update.
+        incident_ids = sorted(
+            {str(e.get(Extension.INCIDENT_ID)) for e in admitted if e.get(Extension.INCIDENT_ID)}
+        )
+        async with self._locks.hold(incident_ids):
+            stored = await self._plan_and_store(fresh, principal)
         for p, result in zip(fresh, stored, strict=True):
             results[p.position] = result
         for i, event in enumerate(admitted):
@@ -185,6 +208,39 @@ class Ingestor:
                     event.id, event.source, original.sequence, True, original.incident_id
                 )
         return [r for r in results if r is not None]
+
+    async def _plan_and_store(self, fresh: list[Pending], principal: Principal) -> list[Accepted]:
+        # The first attempt trusts the store to spot duplicates (saving a round trip). If
+        # planning refuses an event, or a version moved on, the next attempt first asks which
+        # events are repeats, so a retried event is answered as a duplicate, never refused.
+        checked = False
+        for _ in range(MAX_PLAN_ATTEMPTS):
+            todo = fresh
+            if checked:
+                existing = await self.store.existing([p.event for p in fresh])
+                todo = [p for p, seq in zip(fresh, existing, strict=True) if seq is None]
+            for p in fresh:
+                p.writes.clear()
+                p.index.clear()
+            for p in todo:
+                await self._assign_incident(p)
+            now = self.clock()
+            try:
+                for planner in self.planners:
+                    await planner.plan(todo, now)
+            except IncidentsError:
+                if checked:
+                    raise
+                checked = True
+                continue
+            drafts = [Draft(p.event, principal.id, p.writes, p.index, p.meta) for p in fresh]
+            try:
+                return await self.store.accept(drafts, now)
+            except VersionConflict:
+                checked = True
+        raise ServiceUnavailable(
+            "the incident is being changed by many requests at once; retry", retry_after=1
+        )
 
     async def _assign_incident(self, pending: Pending) -> None:
         event = pending.event

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.errors import InvalidRequest, NotFound
+from incidents.errors import IncidentsError, InvalidRequest, NotFound
 from incidents.http import json_response
 from incidents.ingest.body import read_body
 from incidents.ingest.modes import BATCH, STRUCTURED, parse_request
@@ -18,13 +18,21 @@ from incidents.services import services
 
 async def post_events(request: Request) -> Response:
     svc = services(request)
-    principal = await svc.auth.authenticate(request)
-    principal.require("producer")
-    body = await read_body(request, svc.settings.max_body_bytes)
-    parsed = parse_request(request.headers.get("content-type"), request.headers.raw, body)
-    events = svc.ingestor.check(parsed.events, batch=parsed.mode == "batch")
-    accepted = await svc.ingestor.accept(events, principal)
-    status = 200 if accepted and all(a.duplicate for a in accepted) else 202
+    counts = request.app.state.metrics.events
+    try:
+        principal = await svc.auth.authenticate(request)
+        principal.require("producer")
+        body = await read_body(request, svc.settings.max_body_bytes)
+        parsed = parse_request(request.headers.get("content-type"), request.headers.raw, body)
+        events = svc.ingestor.check(parsed.events, batch=parsed.mode == "batch")
+        accepted = await svc.ingestor.accept(events, principal)
+    except IncidentsError as exc:
+        counts["rejected:" + exc.slug] += 1
+        raise
+    duplicates = sum(1 for a in accepted if a.duplicate)
+    counts["accepted"] += len(accepted) - duplicates
+    counts["duplicate"] += duplicates
+    status = 200 if accepted and duplicates == len(accepted) else 202
     return json_response(
         {"mode": parsed.mode, "accepted": [a.to_dict() for a in accepted]}, status=status
     )

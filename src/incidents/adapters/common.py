@@ -1,0 +1,121 @@
+"""What the adapters share: times, ids, input schemas, and handing events to the pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from jsonschema.protocols import Validator
+
+from incidents.alerts.rules import AlertRules
+from incidents.auth import Principal
+from incidents.errors import FieldError, UnprocessableEvent
+from incidents.ingest.schemas import SchemaRegistry, errors_of
+from incidents.model.cloudevent import CloudEvent
+from incidents.services import Services
+
+ADAPTERS_DIR = "adapters"
+MAX_SUMMARY = 1024
+JSON = "application/json"
+
+
+def parse_time(raw: object) -> datetime | None:
+    """An RFC 3339 time (nanoseconds allowed) as UTC; None for Go's zero time or junk."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if parsed.year <= 1:  # 0001-01-01T00:00:00Z: Go's "not set"
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def stable_id(*parts: str) -> str:
+    """The same notification always gets the same CloudEvents id, so a tool's retries and
+    repeats are stored once."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def source_of(url: object, fallback: str) -> str:
+    if isinstance(url, str) and url and not any(c.isspace() for c in url):
+        return url
+    return fallback
+
+
+def strings(raw: object) -> dict[str, str]:
+    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
+
+
+def summary_of(annotations: Mapping[str, str], labels: Mapping[str, str], fallback: str) -> str:
+    for text in (
+        annotations.get("summary"),
+        annotations.get("description"),
+        annotations.get("message"),
+        labels.get("alertname"),
+    ):
+        if text:
+            return text[:MAX_SUMMARY]
+    return fallback[:MAX_SUMMARY]
+
+
+def make_event(attributes: Mapping[str, Any], data: Mapping[str, Any]) -> CloudEvent:
+    attrs = {"specversion": "1.0", "datacontenttype": JSON, **attributes}
+    return CloudEvent({k: v for k, v in attrs.items() if v not in (None, "")}, dict(data))
+
+
+def adapter_schema(svc: Services, name: str) -> Validator:
+    """The compiled input schema ``schemas/adapters/<name>.json`` (compiled once)."""
+    cache: dict[str, Validator] = svc.extras.setdefault("adapter_schemas", {})
+    if name not in cache:
+        cache[name] = SchemaRegistry.compile(
+            svc.settings.schemas_dir / ADAPTERS_DIR / f"{name}.json"
+        )
+    return cache[name]
+
+
+def alert_rules(svc: Services) -> AlertRules:
+    rules = svc.extras.get("alert_rules")
+    if not isinstance(rules, AlertRules):
+        rules = AlertRules.load(svc.settings.policies_dir)
+        svc.extras["alert_rules"] = rules
+    return rules
+
+
+def input_errors(validator: Validator, payload: Any) -> list[FieldError]:
+    return errors_of(validator, payload)
+
+
+def check_input(validator: Validator, payload: Any, what: str) -> None:
+    problems = input_errors(validator, payload)
+    if problems:
+        raise UnprocessableEvent(
+            f"the {what} payload fails its schema ({len(problems)} problem(s))", errors=problems
+        )
+
+
+async def submit(
+    svc: Services, principal: Principal, events: Sequence[CloudEvent]
+) -> list[dict[str, Any]]:
+    """Check, admit, plan and store ``events`` as one batch; one result per event, saying
+    what became of its alert (opened, deduplicated, ignored...)."""
+    checked = svc.ingestor.check([e.to_dict() for e in events], batch=True)
+    accepted = await svc.ingestor.accept(checked, principal)
+    stored = {s.sequence: s for s in await svc.store.get_many([a.sequence for a in accepted])}
+    results = []
+    for item in accepted:
+        result = item.to_dict()
+        found = stored.get(item.sequence)
+        meta = found.meta.get("alert") if found is not None else None
+        if isinstance(meta, Mapping):
+            keep = ("key", "outcome", "number", "status", "count", "reason")
+            result["alert"] = {k: meta[k] for k in keep if k in meta}
+        results.append(result)
+    return results

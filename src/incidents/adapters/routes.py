@@ -1,0 +1,219 @@
+"""``POST /v1/ingest/alertmanager``, ``POST /v1/ingest/grafana`` and ``POST /v2/enqueue``.
+
+Alertmanager retries 5xx and gives up on 4xx, so a bad payload is a 4xx and the answer is a
+2xx only once every event is stored. ``/v2/enqueue`` answers in PagerDuty's own shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from incidents.adapters import alertmanager, grafana, pagerduty
+from incidents.adapters.common import (
+    adapter_schema,
+    alert_rules,
+    check_input,
+    input_errors,
+    submit,
+)
+from incidents.errors import IncidentsError, MalformedJSON
+from incidents.http import json_response
+from incidents.ingest.body import parse_json, read_body
+from incidents.openapi import BEARER, errors, json_body
+from incidents.services import services
+
+
+def _answer(results: list[dict[str, Any]]) -> Response:
+    status = 200 if results and all(r.get("duplicate") for r in results) else 202
+    return json_response({"accepted": results}, status=status)
+
+
+async def post_alertmanager(request: Request) -> Response:
+    svc = services(request)
+    principal = await svc.auth.authenticate(request)
+    principal.require("producer")
+    body = await read_body(request, svc.settings.max_body_bytes)
+    payload = parse_json(body, "the Alertmanager payload")
+    check_input(adapter_schema(svc, "alertmanager"), payload, "Alertmanager webhook")
+    events = alertmanager.to_events(payload, alert_rules(svc))
+    return _answer(await submit(svc, principal, events))
+
+
+async def post_grafana(request: Request) -> Response:
+    svc = services(request)
+    principal = await svc.auth.authenticate(request)
+    principal.require("producer")
+    body = await read_body(request, svc.settings.max_body_bytes)
+    rules = alert_rules(svc)
+    signing = rules.grafana_signing.get(principal.name) or rules.grafana_signing.get(principal.id)
+    if signing is not None:
+        grafana.verify_signature(signing, request.headers, body, datetime.now(UTC))
+    payload = parse_json(body, "the Grafana payload")
+    check_input(adapter_schema(svc, "grafana"), payload, "Grafana webhook")
+    return _answer(await submit(svc, principal, grafana.to_events(payload, rules)))
+
+
+def _pagerduty_error(status: int, message: str, details: list[str], **headers: str) -> Response:
+    body = {"status": "invalid event", "message": message, "errors": details}
+    return json_response(body, status=status, headers=headers)
+
+
+async def post_enqueue(request: Request) -> Response:
+    svc = services(request)
+    try:
+        raw = await read_body(request, min(pagerduty.MAX_BYTES, svc.settings.max_body_bytes))
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedJSON(f"the body is not valid JSON: {exc}") from None
+        problems = input_errors(adapter_schema(svc, "pagerduty"), body)
+        if problems:
+            return _pagerduty_error(
+                400,
+                "Event object is invalid",
+                [f"{p.pointer or '/'}: {p.detail}" for p in problems],
+            )
+        assert isinstance(body, Mapping)  # the schema says it is an object
+        principal = await svc.auth.resolve(str(body["routing_key"]))
+        principal.require("producer")
+        event, dedup_key = pagerduty.to_event(body)
+        result = (await submit(svc, principal, [event]))[0]
+    except IncidentsError as exc:
+        details = [exc.detail, *(f"{e.pointer}: {e.detail}" for e in exc.errors)]
+        return _pagerduty_error(exc.status, exc.title, details, **exc.headers)
+    answer: dict[str, Any] = {
+        "status": "success",
+        "message": "Event processed",
+        "dedup_key": dedup_key,
+    }
+    alert = result.get("alert") or {}
+    if alert.get("outcome"):
+        answer["outcome"] = alert["outcome"]
+    if alert.get("reason"):
+        answer["detail"] = alert["reason"]
+    if result.get("incident"):
+        answer["incident"] = result["incident"]
+    return json_response(answer, status=202)
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/ingest/alertmanager", post_alertmanager, methods=["POST"]),
+        Route("/v1/ingest/grafana", post_grafana, methods=["POST"]),
+        Route("/v2/enqueue", post_enqueue, methods=["POST"]),
+    ]
+
+
+ACCEPTED = {
+    "type": "object",
+    "properties": {
+        "accepted": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "source": {"type": "string"},
+                    "sequence": {"type": "integer"},
+                    "incident": {"type": "string"},
+                    "duplicate": {"type": "boolean"},
+                    "alert": {
+                        "type": "object",
+                        "properties": {
+                            "key": {"type": "string"},
+                            "outcome": {
+                                "enum": [
+                                    "opened",
+                                    "deduplicated",
+                                    "escalated",
+                                    "deescalated",
+                                    "acknowledged",
+                                    "unchanged",
+                                    "resolved",
+                                    "ignored",
+                                ]
+                            },
+                            "reason": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+PAGERDUTY_ERROR = {
+    "type": "object",
+    "properties": {
+        "status": {"const": "invalid event"},
+        "message": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def _schema(name: str) -> dict[str, Any]:
+    return {"type": "object", "description": f"validated against schemas/adapters/{name}.json"}
+
+
+def _webhook(tool: str, schema: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": f"{tool} webhook -> im.alert.* events",
+            "security": BEARER,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _schema(schema)}},
+            },
+            "responses": {
+                "202": json_body(ACCEPTED, "Stored"),
+                "200": json_body(ACCEPTED, "Every event was a repeat; stored once"),
+                **errors(400, 401, 403, 409, 413, 422, 503),
+            },
+        }
+    }
+
+
+def openapi_paths() -> dict[str, Any]:
+    return {
+        "/v1/ingest/alertmanager": _webhook("Prometheus Alertmanager (version 4)", "alertmanager"),
+        "/v1/ingest/grafana": _webhook("Grafana Alerting (version 1)", "grafana"),
+        "/v2/enqueue": {
+            "post": {
+                "summary": "PagerDuty Events API v2 compatible; routing_key is a producer token",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _schema("pagerduty")}},
+                },
+                "responses": {
+                    "202": json_body(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "status": {"const": "success"},
+                                "message": {"const": "Event processed"},
+                                "dedup_key": {"type": "string"},
+                            },
+                        },
+                        "Processed",
+                    ),
+                    **{
+                        str(code): json_body(PAGERDUTY_ERROR, text)
+                        for code, text in (
+                            (400, "Invalid event"),
+                            (401, "routing_key is not a valid token"),
+                            (403, "Denied by policy"),
+                            (413, "Larger than 512 KB"),
+                            (503, "Redis unavailable; retry"),
+                        )
+                    },
+                },
+            }
+        },
+    }

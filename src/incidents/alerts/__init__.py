@@ -1,0 +1,1 @@
+"""Alerts: correlation of ``im.alert.*`` events by correlation key, and the alert read API."""

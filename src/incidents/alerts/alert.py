@@ -1,0 +1,60 @@
+"""An alert as the gateway keeps it: one per (tenant, correlation key), reopened as a new
+``number`` when it triggers again after resolving."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+from incidents.store import keys
+
+AlertStatus = Literal["firing", "acknowledged", "resolved"]
+ALERT_STATUSES: tuple[AlertStatus, ...] = ("firing", "acknowledged", "resolved")
+ALERT_INDEX = keys.PREFIX + "alert-index"
+
+
+def alert_key(tenant: str, correlation_key: str) -> str:
+    # Length-prefixing the tenant keeps ("a:b", "c") and ("a", "b:c") apart.
+    return f"{keys.PREFIX}alert:{len(tenant)}:{tenant}{correlation_key}"
+
+
+@dataclass(frozen=True)
+class Alert:
+    key: str
+    tenant: str
+    number: int
+    status: AlertStatus
+    summary: str
+    severity: str
+    source: str
+    first_seen: str
+    last_seen: str
+    count: int = 1
+    acknowledged_at: str | None = None
+    resolved_at: str | None = None
+    incident: str | None = None
+    source_url: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    links: list[Any] = field(default_factory=list)
+    images: list[Any] = field(default_factory=list)
+    data_class: str = "internal"
+    visibility: str = "internal"
+    last_event: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != "resolved"
+
+    def evolve(self, **changes: Any) -> Alert:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["labels"] = dict(self.labels)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Alert:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})

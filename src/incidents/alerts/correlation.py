@@ -1,0 +1,204 @@
+"""Alert correlation: ``im.alert.*`` events grouped by ``imcorrelationkey`` per tenant.
+
+- A trigger opens an alert, or, while one is open for its key, is deduplicated: count and
+  last-seen move on, and it is not fanned out again unless its severity changes.
+- Ack and resolve act on the open alert; with none open they are kept but ignored (and not
+  fanned out), as PagerDuty does. After a resolve, the next trigger opens a new alert.
+- Alerts meet incidents: an alert naming ``imincidentid`` is attached to that incident; an
+  opening alert at or above ``alerts.declare_incident_at`` declares an incident titled with its
+  summary; later alerts with the key attach to it; their resolution appears on the timeline
+  and never moves the incident's status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from incidents.alerts.alert import ALERT_INDEX, Alert, AlertStatus, alert_key
+from incidents.alerts.rules import AlertRules
+from incidents.errors import IllegalTransition
+from incidents.ingest.pipeline import Pending
+from incidents.lifecycle.book import IncidentBook, canonical_severity, same_tenant
+from incidents.lifecycle.machine import event_time
+from incidents.model.cloudevent import CloudEvent
+from incidents.model.incident import Incident
+from incidents.model.severity import Severity
+from incidents.model.status import IncidentStatus
+from incidents.model.types import EventType, Extension
+from incidents.store.events import EventStore, IndexAdd
+
+# Outcomes that change nothing a subscriber needs to hear about.
+QUIET = frozenset({"deduplicated", "unchanged", "ignored"})
+_SERVICE_LABELS = ("service", "app", "job", "namespace")
+
+
+def _data(event: CloudEvent) -> Mapping[str, Any]:
+    return event.data if isinstance(event.data, Mapping) else {}
+
+
+def _strings(raw: object) -> dict[str, str]:
+    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
+
+
+class Correlator:
+    def __init__(self, store: EventStore, rules: AlertRules) -> None:
+        self.store = store
+        self.rules = rules
+
+    async def apply(self, p: Pending, book: IncidentBook, now: datetime) -> None:
+        previous = p.meta.pop("alert", None) or {}
+        p.meta.pop("fanout", None)
+        event = p.event
+        if previous.get("linked_by") == "gateway":
+            # Planned before, then a conflict: undo this planner's own link and decide afresh.
+            event = event.with_attributes(imincidentid=None)
+        event = canonical_severity(event)
+        tenant = str(event.get(Extension.TENANT) or "")
+        key = str(event.get(Extension.CORRELATION_KEY))
+        doc_key = alert_key(tenant, key)
+        raw = await book.docs.read(doc_key)
+        current = Alert.from_dict(raw) if raw is not None else None
+        alert, outcome = self._next(current, event, now)
+        meta: dict[str, Any] = {"key": key, "outcome": outcome}
+
+        incident_id = await self._link(event, alert, outcome, book, p, now, previous, meta)
+        if incident_id is not None and not event.get(Extension.INCIDENT_ID):
+            event = event.with_attributes(imincidentid=incident_id)
+            meta["linked_by"] = "gateway"
+        elif incident_id is not None:
+            meta["linked_by"] = "event"
+        p.event = event
+
+        if alert is not None:
+            if outcome == "opened":
+                alert = alert.evolve(incident=incident_id)
+            book.docs.write(p, doc_key, alert.to_dict())
+            p.index.append(IndexAdd(ALERT_INDEX, now.timestamp(), doc_key))
+            meta.update(number=alert.number, status=alert.status, count=alert.count)
+            meta["incident"] = alert.incident
+        else:
+            meta["reason"] = (
+                f"no open alert for correlation key {key!r}; "
+                f"nothing to {'acknowledge' if event.type == EventType.ALERT_ACK else 'resolve'}"
+            )
+        p.meta["alert"] = meta
+        if outcome in QUIET:
+            p.meta["fanout"] = False
+
+    def _next(
+        self, current: Alert | None, event: CloudEvent, now: datetime
+    ) -> tuple[Alert | None, str]:
+        """The alert after ``event`` (None when the event is ignored) and what happened."""
+        data = _data(event)
+        seen = now.isoformat()
+        at = event_time(event, now).isoformat()
+        is_open = current is not None and current.is_open
+        if event.type == EventType.ALERT_TRIGGER:
+            if current is None or not current.is_open:
+                return self._open(current, event, seen), "opened"
+            severity = Severity.parse(data.get("severity", current.severity)).value
+            changes: dict[str, Any] = {
+                "count": current.count + 1,
+                "last_seen": seen,
+                "last_event": event.id,
+                "severity": severity,
+            }
+            if severity == current.severity:
+                return current.evolve(**changes), "deduplicated"
+            worse = Severity(severity).rank < Severity(current.severity).rank
+            return current.evolve(**changes), "escalated" if worse else "deescalated"
+        if current is None or not is_open:
+            return None, "ignored"
+        base = {"last_seen": seen, "last_event": event.id}
+        if event.type == EventType.ALERT_ACK:
+            if current.status == "acknowledged":
+                return current.evolve(**base), "unchanged"
+            status: AlertStatus = "acknowledged"
+            return current.evolve(status=status, acknowledged_at=at, **base), "acknowledged"
+        status = "resolved"
+        return current.evolve(status=status, resolved_at=at, **base), "resolved"
+
+    def _open(self, previous: Alert | None, event: CloudEvent, seen: str) -> Alert:
+        data = _data(event)
+        return Alert(
+            key=str(event.get(Extension.CORRELATION_KEY)),
+            tenant=str(event.get(Extension.TENANT) or ""),
+            number=previous.number + 1 if previous is not None else 1,
+            status="firing",
+            summary=str(data.get("summary", "")),
+            severity=Severity.parse(data.get("severity", self.rules.default_severity)).value,
+            source=event.source,
+            first_seen=seen,
+            last_seen=seen,
+            incident=previous.incident if previous is not None else None,
+            source_url=str(data.get("source_url", "")),
+            labels=_strings(data.get("labels")),
+            links=list(data.get("links") or []),
+            images=list(data.get("images") or []),
+            data_class=str(event.get(Extension.DATA_CLASS) or "internal"),
+            visibility=str(event.get(Extension.VISIBILITY) or "internal"),
+            last_event=event.id,
+        )
+
+    async def _link(
+        self,
+        event: CloudEvent,
+        alert: Alert | None,
+        outcome: str,
+        book: IncidentBook,
+        p: Pending,
+        now: datetime,
+        previous: Mapping[str, Any],
+        meta: dict[str, Any],
+    ) -> str | None:
+        """The incident this event belongs to (attached, or declared now), if any."""
+        named = event.get(Extension.INCIDENT_ID)
+        if named:
+            incident = await book.get(str(named))
+            if incident is None:
+                raise IllegalTransition(
+                    f"{event.type} names incident {named!r}, which has not been declared",
+                    extra={"incident": named, "incident_status": None, "allowed": []},
+                )
+            same_tenant(incident, event)
+            book.put(p, incident.evolve(version=incident.version + 1, updated_at=now))
+            return incident.id
+        linked = alert.incident if alert is not None else None
+        if linked:
+            incident = await book.get(linked)
+            if incident is not None and incident.status is not IncidentStatus.CLOSED:
+                book.put(p, incident.evolve(version=incident.version + 1, updated_at=now))
+                return incident.id
+        if outcome == "opened" and alert is not None:
+            severity = Severity(alert.severity)
+            if self.rules.declares(severity):
+                reused = previous.get("declared")
+                new_id = str(reused) if reused else await self.store.next_incident_id()
+                await book.get(new_id)  # reads the version (0) the declaration writes over
+                book.put(p, self._declare(new_id, event, alert, now))
+                meta["declared"] = new_id
+                return new_id
+        return None
+
+    @staticmethod
+    def _declare(incident_id: str, event: CloudEvent, alert: Alert, now: datetime) -> Incident:
+        data = _data(event)
+        annotations = _strings(data.get("annotations"))
+        service = next((alert.labels[k] for k in _SERVICE_LABELS if alert.labels.get(k)), "")
+        return Incident(
+            id=incident_id,
+            title=(alert.summary or f"alert {alert.key}")[:300],
+            severity=Severity(alert.severity),
+            summary=annotations.get("description", ""),
+            service=service or "unknown",
+            labels=dict(alert.labels),
+            external_refs={"alert": alert.key},
+            declared_at=event_time(event, now),
+            updated_at=now,
+            version=1,
+            tenant=alert.tenant,
+            data_class=alert.data_class,
+            visibility=alert.visibility,
+        )

@@ -1,0 +1,132 @@
+"""``incidents policy check`` and ``incidents principal add|list|revoke``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import httpx
+
+from incidents.cli.commands import gateway_url, print_response, token_of
+from incidents.settings import Settings
+
+
+def _setting_flags(parser: argparse.ArgumentParser) -> None:
+    # Settings flags on the nested commands too, so `incidents policy check --policies-dir X`
+    # works; SUPPRESS keeps a flag given before the nested command from being reset.
+    from incidents.cli.main import SETTING_FLAGS
+
+    group = parser.add_argument_group("settings (each also read from its environment variable)")
+    for flag, env in SETTING_FLAGS.items():
+        group.add_argument(
+            flag,
+            dest="setting_" + env,
+            metavar="VALUE",
+            default=argparse.SUPPRESS,
+            help=f"overrides {env}",
+        )
+
+
+def _client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=None, help="gateway URL (default: from host and port)")
+    parser.add_argument(
+        "--token", default=None, help="admin token (default: INCIDENTS_ADMIN_TOKEN)"
+    )
+
+
+def register(sub: Any, commands: dict[str, Any]) -> None:
+    p = sub.add_parser("policy", help="check the policy files")
+    actions = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check", help="validate every policy file as start-up would, without starting"
+    )
+    _setting_flags(check)
+    commands["policy"] = cmd_policy
+
+    p = sub.add_parser("principal", help="manage API principals (admin)")
+    actions = p.add_subparsers(dest="principal_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="create a principal; prints its token once")
+    add.add_argument("--name", required=True)
+    add.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=("admin", "producer", "subscriber"),
+        help="repeatable",
+    )
+    add.add_argument("--tenant", default=None, help="default: the gateway's default tenant")
+    add.add_argument(
+        "--clearance", default=None, choices=("public", "internal", "confidential", "restricted")
+    )
+    add.add_argument("--restricted", action="store_true", help="grant restricted access")
+    add.add_argument(
+        "--publish",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="an event-type pattern it may publish, e.g. 'im.alert.*' (repeatable)",
+    )
+    lst = actions.add_parser("list", help="list principals (tokens are never shown again)")
+    revoke = actions.add_parser("revoke", help="revoke a principal and its token at once")
+    revoke.add_argument("id")
+    for action in (add, lst, revoke):
+        _client_flags(action)
+        _setting_flags(action)
+    commands["principal"] = cmd_principal
+
+
+def cmd_policy(args: argparse.Namespace, env: dict[str, str]) -> int:
+    from incidents.policy.files import PolicyError, load_policies
+
+    settings = Settings.from_env(env)
+    try:
+        policy = load_policies(settings.policies_dir, settings.schemas_dir)
+    except PolicyError as exc:
+        print(f"incidents: invalid policy: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{len(policy.files)} policy file(s) OK in {settings.policies_dir}: "
+        f"{len(policy.defaults)} default(s), {len(policy.rules)} rule(s)"
+    )
+    for rule in policy.rules:
+        action = (
+            f"reject: {rule.reject}"
+            if rule.reject
+            else (
+                "require "
+                + ", ".join(
+                    f"{k}>={v}"
+                    for k, v in (("dataclass", rule.data_class), ("visibility", rule.visibility))
+                    if v
+                )
+            )
+        )
+        print(f"  {rule.name}  ({rule.origin})  {action}")
+    return 0
+
+
+def cmd_principal(args: argparse.Namespace, env: dict[str, str]) -> int:
+    settings = Settings.from_env(env)
+    base = gateway_url(args, settings) + "/v1/principals"
+    headers = {"Authorization": f"Bearer {token_of(args, settings)}"}
+    if args.principal_command == "add":
+        body: dict[str, Any] = {"name": args.name, "roles": args.role, "publish": args.publish}
+        if args.tenant is not None:
+            body["tenant"] = args.tenant
+        if args.clearance is not None:
+            body["clearance"] = args.clearance
+        if args.restricted:
+            body["restricted"] = True
+        response = httpx.post(base, json=body, headers=headers, timeout=10)
+        code = print_response(response)
+        if response.status_code == 201:
+            print("The token above is shown only this once; store it now.", file=sys.stderr)
+        return code
+    if args.principal_command == "list":
+        return print_response(httpx.get(base, headers=headers, timeout=10))
+    response = httpx.delete(f"{base}/{args.id}", headers=headers, timeout=10)
+    if response.status_code == 204:
+        print(f"revoked {args.id}")
+        return 0
+    return print_response(response)

@@ -1,0 +1,67 @@
+"""Incidents read and written inside a planning pass, through the state machine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from incidents.errors import PolicyDenied
+from incidents.ingest.pipeline import Pending
+from incidents.lifecycle import machine
+from incidents.lifecycle.documents import Documents
+from incidents.model.cloudevent import CloudEvent
+from incidents.model.incident import Incident
+from incidents.model.severity import Severity
+from incidents.model.types import Extension
+from incidents.store import keys
+from incidents.store.events import IndexAdd
+
+
+def canonical_severity(event: CloudEvent) -> CloudEvent:
+    """The event with ``data.severity`` written as ``SEV1``..``SEV4`` (output is canonical)."""
+    data = event.data
+    if isinstance(data, Mapping) and isinstance(data.get("severity"), str):
+        try:
+            canonical = Severity.parse(data["severity"]).value
+        except ValueError:
+            return event
+        if canonical != data["severity"]:
+            return event.with_data({**data, "severity": canonical})
+    return event
+
+
+class IncidentBook:
+    def __init__(self, docs: Documents) -> None:
+        self.docs = docs
+
+    async def get(self, incident_id: str) -> Incident | None:
+        raw = await self.docs.read(keys.incident(incident_id))
+        return Incident.from_dict(raw) if raw is not None else None
+
+    def put(self, pending: Pending, incident: Incident) -> None:
+        self.docs.write(pending, keys.incident(incident.id), incident.to_dict())
+        if incident.version == 1 and incident.declared_at is not None:
+            score = incident.declared_at.timestamp()
+            pending.index.append(IndexAdd(keys.INCIDENT_INDEX, score, incident.id))
+
+    async def apply(self, pending: Pending, now: datetime) -> Incident:
+        """Apply ``pending.event`` to its incident and plan the write; raises when illegal."""
+        event = pending.event
+        incident_id = str(event.get(Extension.INCIDENT_ID))
+        current = await self.get(incident_id)
+        if current is not None:
+            same_tenant(current, event)
+        updated = machine.apply(current, event, now)
+        self.put(pending, updated)
+        return updated
+
+
+def same_tenant(incident: Incident, event: CloudEvent) -> None:
+    """Producers change only their own tenant's incidents."""
+    tenant = event.get(Extension.TENANT)
+    if incident.tenant and tenant is not None and tenant != incident.tenant:
+        raise PolicyDenied(
+            f"incident {incident.id!r} belongs to another tenant; {event.type} from tenant "
+            f"{tenant!r} cannot change it",
+            extra={"rule": "incident-tenant"},
+        )

@@ -1,0 +1,33 @@
+"""The planner that keeps incidents and alerts in step with accepted events.
+
+One planner, walking a call's events in order, so that every write to one document carries
+the version its predecessor left (incidents are written by incident events and by alerts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from incidents.alerts.correlation import Correlator
+from incidents.alerts.rules import AlertRules
+from incidents.ingest.pipeline import Pending
+from incidents.lifecycle.book import IncidentBook, canonical_severity
+from incidents.lifecycle.documents import Documents
+from incidents.model.types import EventType
+from incidents.store.events import EventStore
+
+
+class LifecyclePlanner:
+    def __init__(self, store: EventStore, rules: AlertRules) -> None:
+        self.store = store
+        self.correlator = Correlator(store, rules)
+
+    async def plan(self, pending: Sequence[Pending], now: datetime) -> None:
+        book = IncidentBook(Documents(self.store.redis))
+        for p in pending:
+            if p.event.type.startswith(EventType.INCIDENT_PREFIX):
+                p.event = canonical_severity(p.event)
+                await book.apply(p, now)
+            elif p.event.type.startswith(EventType.ALERT_PREFIX):
+                await self.correlator.apply(p, book, now)

@@ -1,0 +1,218 @@
+"""``GET /v1/incidents``, ``GET /v1/incidents/{id}``, ``GET /v1/incidents/{id}/timeline``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from incidents.auth import Principal
+from incidents.errors import FieldError, InvalidRequest, NotFound
+from incidents.http import json_response
+from incidents.lifecycle.reading import (
+    IncidentFilter,
+    get_incident,
+    list_incidents,
+    may_see_incident,
+    timeline_entry,
+)
+from incidents.model.incident import Incident
+from incidents.model.severity import Severity
+from incidents.model.status import IncidentStatus
+from incidents.openapi import BEARER, errors, json_body
+from incidents.services import services
+
+MAX_LIMIT = 1000
+
+
+def int_param(request: Request, name: str, default: int, maximum: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0 or (maximum is not None and value > maximum):
+        bound = f"0 to {maximum}" if maximum is not None else "0 or more"
+        raise InvalidRequest(
+            f"query parameter {name}={raw!r} must be an integer from {bound}",
+            errors=[FieldError(f"/query/{name}", f"{raw!r} is not an integer from {bound}")],
+        )
+    return value
+
+
+def _filter(request: Request) -> IncidentFilter:
+    params = request.query_params
+    try:
+        status = IncidentStatus.parse(params["status"]) if "status" in params else None
+        severity = Severity.parse(params["severity"]) if "severity" in params else None
+    except ValueError as exc:
+        name = "status" if "status" in str(exc) else "severity"
+        raise InvalidRequest(str(exc), errors=[FieldError(f"/query/{name}", str(exc))]) from None
+    return IncidentFilter(status, severity, params.get("service"))
+
+
+async def _visible(request: Request) -> tuple[Principal, Incident]:
+    svc = services(request)
+    principal = await svc.auth.authenticate(request)
+    incident_id = request.path_params["id"]
+    incident = await get_incident(svc.redis, incident_id)
+    if incident is None or not may_see_incident(principal, incident):
+        raise NotFound(f"no incident {incident_id!r}")
+    return principal, incident
+
+
+async def list_route(request: Request) -> Response:
+    svc = services(request)
+    principal = await svc.auth.authenticate(request)
+    where = _filter(request)
+    limit = int_param(request, "limit", 100, MAX_LIMIT)
+    offset = int_param(request, "offset", 0)
+    found = await list_incidents(svc.redis, principal, where, limit, offset)
+    return json_response({"incidents": [i.to_dict() for i in found], "count": len(found)})
+
+
+async def get_route(request: Request) -> Response:
+    _, incident = await _visible(request)
+    return json_response(incident.to_dict())
+
+
+async def timeline_route(request: Request) -> Response:
+    svc = services(request)
+    principal, incident = await _visible(request)
+    after = int_param(request, "after", 0)
+    limit = int_param(request, "limit", MAX_LIMIT, MAX_LIMIT)
+    stored = await svc.store.timeline(incident.id, after=after, limit=limit)
+    entries = [timeline_entry(incident.id, s) for s in stored if svc.may_read(principal, s)]
+    return json_response({"incident": incident.id, "timeline": [e.to_dict() for e in entries]})
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/incidents", list_route, methods=["GET"]),
+        Route("/v1/incidents/{id}", get_route, methods=["GET"]),
+        Route("/v1/incidents/{id}/timeline", timeline_route, methods=["GET"]),
+    ]
+
+
+INCIDENT = {
+    "type": "object",
+    "required": ["id", "title", "severity", "status", "version"],
+    "properties": {
+        "id": {"type": "string"},
+        "title": {"type": "string"},
+        "summary": {"type": "string"},
+        "severity": {"enum": [s.value for s in Severity]},
+        "status": {"enum": [s.value for s in IncidentStatus]},
+        "service": {"type": "string"},
+        "roles": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "external_refs": {"type": "object", "additionalProperties": {"type": "string"}},
+        **{
+            name: {"type": ["string", "null"], "format": "date-time"}
+            for name in (
+                "declared_at",
+                "acknowledged_at",
+                "mitigated_at",
+                "resolved_at",
+                "closed_at",
+                "updated_at",
+            )
+        },
+        "version": {"type": "integer", "description": "the number of events applied"},
+        "tenant": {"type": "string"},
+        "data_class": {"type": "string"},
+        "visibility": {"type": "string"},
+        "metrics": {
+            "type": "object",
+            "description": "seconds from declaration; null until it happened",
+            "properties": {
+                "time_to_acknowledge": {"type": ["number", "null"]},
+                "time_to_mitigate": {"type": ["number", "null"]},
+                "time_to_resolve": {"type": ["number", "null"]},
+            },
+        },
+    },
+}
+TIMELINE_ENTRY = {
+    "type": "object",
+    "properties": {
+        name: {"type": "string"}
+        for name in ("id", "incident_id", "type", "source", "time", "actor", "title", "body")
+    }
+    | {"sequence": {"type": "integer"}, "data": {}},
+}
+ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": schema, "description": description}
+
+
+def openapi_paths() -> dict[str, Any]:
+    return {
+        "/v1/incidents": {
+            "get": {
+                "summary": "Materialized incidents the caller may see, newest first",
+                "security": BEARER,
+                "parameters": [
+                    _query("status", {"enum": [s.value for s in IncidentStatus]}),
+                    _query("severity", {"type": "string"}, "SEV1..SEV4 (aliases accepted)"),
+                    _query("service", {"type": "string"}),
+                    _query("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
+                    _query("offset", {"type": "integer", "minimum": 0}),
+                ],
+                "responses": {
+                    "200": json_body(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "incidents": {"type": "array", "items": INCIDENT},
+                                "count": {"type": "integer"},
+                            },
+                        },
+                        "Matching incidents",
+                    ),
+                    **errors(400, 401, 503),
+                },
+            }
+        },
+        "/v1/incidents/{id}": {
+            "get": {
+                "summary": "One incident, with time-to-acknowledge, -mitigate and -resolve",
+                "security": BEARER,
+                "parameters": [ID_PARAM],
+                "responses": {
+                    "200": json_body(INCIDENT, "The incident"),
+                    **errors(401, 404, 503),
+                },
+            }
+        },
+        "/v1/incidents/{id}/timeline": {
+            "get": {
+                "summary": "An incident's timeline in the order the gateway accepted its events",
+                "security": BEARER,
+                "parameters": [
+                    ID_PARAM,
+                    _query("after", {"type": "integer", "minimum": 0}, "only sequences above"),
+                    _query("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
+                ],
+                "responses": {
+                    "200": json_body(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "incident": {"type": "string"},
+                                "timeline": {"type": "array", "items": TIMELINE_ENTRY},
+                            },
+                        },
+                        "Timeline entries",
+                    ),
+                    **errors(400, 401, 404, 503),
+                },
+            }
+        },
+    }

@@ -1,0 +1,168 @@
+"""``GET /metrics``: Prometheus text exposition.
+
+Counters are per process (each API replica exposes its own, as Prometheus expects); gauges
+that describe shared state (outbox backlog, queues, dead letters) are read from Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from incidents.openapi import errors
+from incidents.services import services
+from incidents.store import keys
+from incidents.store.redis import guarded
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Shared-state gauges that other layers add: name -> async reader of the value.
+GaugeReader = Callable[[Any], Awaitable[float]]
+
+
+class Metrics:
+    """Per-process request counters and a latency histogram."""
+
+    BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, str, int]] = Counter()
+        self.latency_buckets: Counter[tuple[str, float]] = Counter()
+        self.latency_sum: Counter[str] = Counter()
+        self.latency_count: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()  # accepted, duplicate, rejected
+        self.gauges: dict[str, tuple[str, GaugeReader]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests[(method, route, status)] += 1
+        self.latency_sum[route] += seconds
+        self.latency_count[route] += 1
+        for bound in self.BUCKETS:
+            if seconds <= bound:
+                self.latency_buckets[(route, bound)] += 1
+
+    async def render(self, redis: Any) -> str:
+        lines = [
+            "# HELP incidents_http_requests_total HTTP requests by method, route and status.",
+            "# TYPE incidents_http_requests_total counter",
+        ]
+        for (method, route, status), n in sorted(self.requests.items()):
+            lines.append(
+                f'incidents_http_requests_total{{method="{method}",route="{route}",'
+                f'status="{status}"}} {n}'
+            )
+        lines += [
+            "# HELP incidents_http_request_seconds Request latency by route.",
+            "# TYPE incidents_http_request_seconds histogram",
+        ]
+        for route in sorted(self.latency_count):
+            for bound in self.BUCKETS:
+                n = self.latency_buckets[(route, bound)]
+                lines.append(
+                    f'incidents_http_request_seconds_bucket{{route="{route}",le="{bound}"}} {n}'
+                )
+            count = self.latency_count[route]
+            lines.append(
+                f'incidents_http_request_seconds_bucket{{route="{route}",le="+Inf"}} {count}'
+            )
+            lines.append(
+                f'incidents_http_request_seconds_sum{{route="{route}"}} {self.latency_sum[route]:.6f}'
+            )
+            lines.append(f'incidents_http_request_seconds_count{{route="{route}"}} {count}')
+        lines += [
+            "# HELP incidents_events_total Events by outcome at ingest.",
+            "# TYPE incidents_events_total counter",
+        ]
+        for outcome, n in sorted(self.events.items()):
+            lines.append(f'incidents_events_total{{outcome="{outcome}"}} {n}')
+        async with guarded("reading metrics"):
+            backlog = await redis.xlen(keys.OUTBOX)
+            last = await redis.get(keys.SEQUENCE)
+            shared = {name: await read(redis) for name, (_, read) in self.gauges.items()}
+        lines += [
+            "# HELP incidents_outbox_length Entries in the outbox stream.",
+            "# TYPE incidents_outbox_length gauge",
+            f"incidents_outbox_length {backlog}",
+            "# HELP incidents_last_sequence The last gateway sequence assigned.",
+            "# TYPE incidents_last_sequence gauge",
+            f"incidents_last_sequence {int(last or 0)}",
+        ]
+        for name, value in sorted(shared.items()):
+            lines += [
+                f"# HELP {name} {self.gauges[name][0]}",
+                f"# TYPE {name} gauge",
+                f"{name} {value}",
+            ]
+        return "\n".join(lines) + "\n"
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by its route template (not its raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: list[Route]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+        self._cache: dict[str, str] = {}
+
+    def _template(self, scope: Scope) -> str:
+        path = scope["path"]
+        known = self._cache.get(path)
+        if known is not None:
+            return known
+        template = "unmatched"
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match != Match.NONE:
+                template = route.path
+                break
+        if len(self._cache) < 4096:  # bounded: paths with ids would otherwise grow it forever
+            self._cache[path] = template
+        return template
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status: MutableMapping[str, int] = {"code": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.observe(
+                scope["method"], self._template(scope), status["code"], time.perf_counter() - start
+            )
+
+
+async def get_metrics(request: Request) -> Response:
+    svc = services(request)
+    metrics: Metrics = request.app.state.metrics
+    return Response(await metrics.render(svc.redis), media_type=CONTENT_TYPE)
+
+
+def routes() -> list[Route]:
+    return [Route("/metrics", get_metrics, methods=["GET"])]
+
+
+def openapi_paths() -> dict[str, Any]:
+    text = {
+        "description": "Prometheus text format",
+        "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+    }
+    return {
+        "/metrics": {
+            "get": {"summary": "Prometheus metrics", "responses": {"200": text, **errors(503)}}
+        }
+    }

@@ -1,0 +1,171 @@
+"""Reading ``policies/*.yaml``: validated against ``schemas/policy.json`` at start-up.
+
+Files are read in name order and their defaults and rules concatenated, so ``00-base.yaml``
+comes before ``50-team.yaml``. Any problem stops start-up with the file, line and reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError, best_match
+
+from incidents.policy.rules import Default, Match, Policy, Rule
+
+SCHEMA_FILE = "policy.json"  # in the schemas directory
+SUFFIXES = (".yaml", ".yml")
+
+
+class PolicyError(ValueError):
+    """A policy file cannot be used; the message starts with ``path:line:``."""
+
+    def __init__(self, path: Path | str, line: int | None, reason: str) -> None:
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {reason}")
+        self.path, self.line, self.reason = str(path), line, reason
+
+
+def _node_at(node: yaml.Node, path: Sequence[str | int]) -> yaml.Node:
+    """The deepest YAML node along a JSON path, for its line number."""
+    for step in path:
+        if isinstance(node, yaml.MappingNode):
+            found = next(
+                (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == step),
+                None,
+            )
+            if found is None:
+                return node
+            node = found
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
+            if step >= len(node.value):
+                return node
+            node = node.value[step]
+        else:
+            return node
+    return node
+
+
+def _line(root: yaml.Node, path: Sequence[str | int]) -> int:
+    return _node_at(root, path).start_mark.line + 1
+
+
+def _error_line(root: yaml.Node, error: ValidationError) -> int:
+    """The line of the offending node; for an unexpected key, the key's own line."""
+    path = list(error.absolute_path)
+    node = _node_at(root, path)
+    if error.validator == "additionalProperties" and isinstance(node, yaml.MappingNode):
+        allowed = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value not in allowed:
+                return int(key.start_mark.line) + 1
+    return int(node.start_mark.line) + 1
+
+
+def _globs(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    return (raw,) if isinstance(raw, str) else tuple(raw)
+
+
+def _match(raw: dict[str, Any] | None) -> Match:
+    raw = raw or {}
+    data = tuple(
+        (tuple(key.split(".")), _globs(value)) for key, value in (raw.get("data") or {}).items()
+    )
+    return Match(
+        _globs(raw.get("type")), _globs(raw.get("source")), _globs(raw.get("tenant")), data
+    )
+
+
+def schema_validator(schemas_dir: Path) -> Draft202012Validator:
+    """The compiled policy-file schema (``policy.json`` in the schemas directory)."""
+    path = schemas_dir / SCHEMA_FILE
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        Draft202012Validator.check_schema(schema)
+    except (OSError, ValueError, SchemaError) as exc:
+        raise PolicyError(path, None, f"the policy schema cannot be used: {exc}") from exc
+    return Draft202012Validator(schema)
+
+
+def parse_file(path: Path, validator: Draft202012Validator) -> Policy:
+    """One policy file, validated; raises PolicyError naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(path, None, f"cannot be read: {exc}") from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise PolicyError(path, line, f"not valid YAML: {exc.problem or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise PolicyError(path, None, f"not valid YAML: {exc}") from exc
+    if root is None or raw is None:
+        return Policy(files=(str(path),))
+    error = best_match(validator.iter_errors(raw))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise PolicyError(path, _error_line(root, error), f"at {where}: {error.message}")
+    defaults = []
+    for i, item in enumerate(raw.get("defaults") or []):
+        origin = f"{path}:{_line(root, ['defaults', i])}"
+        defaults.append(
+            Default(
+                _match(item.get("match")),
+                item.get("dataclass"),
+                item.get("visibility"),
+                item.get("name", f"defaults[{i}]"),
+                origin,
+            )
+        )
+    rules = []
+    for i, item in enumerate(raw.get("rules") or []):
+        require = item.get("require") or {}
+        rules.append(
+            Rule(
+                item["name"],
+                _match(item.get("match")),
+                require.get("dataclass"),
+                require.get("visibility"),
+                item.get("reject"),
+                f"{path}:{_line(root, ['rules', i])}",
+            )
+        )
+    # The ``alerts`` section is checked by the schema here and read by ``incidents.alerts``.
+    return Policy(tuple(defaults), tuple(rules), (str(path),))
+
+
+def policy_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise PolicyError(directory, None, "the policies directory does not exist")
+    return sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file())
+
+
+def load_policies(directory: Path, schemas_dir: Path) -> Policy:
+    """Every policy file in ``directory``, merged in name order."""
+    validator = schema_validator(schemas_dir)
+    defaults: list[Default] = []
+    rules: list[Rule] = []
+    files = []
+    seen: dict[str, str] = {}
+    for path in policy_files(directory):
+        policy = parse_file(path, validator)
+        files.append(str(path))
+        for rule in policy.rules:
+            if rule.name in seen:
+                line = int(rule.origin.rsplit(":", 1)[1])
+                raise PolicyError(
+                    path, line, f"rule name {rule.name!r} is already used at {seen[rule.name]}"
+                )
+            seen[rule.name] = rule.origin
+        defaults.extend(policy.defaults)
+        rules.extend(policy.rules)
+    return Policy(tuple(defaults), tuple(rules), tuple(files))

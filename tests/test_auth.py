@@ -1,0 +1,61 @@
+"""Bearer-token authentication: the admin token, stored principals, and refusals."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import redis
+
+from incidents.auth import Authenticator, Principal, token_hash
+from incidents.errors import Unauthorized
+from tests.support import ADMIN_TOKEN
+from tests.test_principals import as_token, create_principal
+
+
+def test_admin_token_resolves_to_the_admin() -> None:
+    """The configured admin token resolves to the built-in admin with full clearance."""
+    found = asyncio.run(Authenticator(ADMIN_TOKEN).resolve(ADMIN_TOKEN))
+    assert found.is_admin and found.clearance == "restricted" and found.restricted
+
+
+def test_unknown_token_is_unauthorized() -> None:
+    """A token that is neither the admin's nor a principal's raises Unauthorized."""
+
+    async def lookup(token: str) -> Principal | None:
+        return None
+
+    auth = Authenticator(ADMIN_TOKEN, lookup)
+    try:
+        asyncio.run(auth.resolve(ADMIN_TOKEN + "x"))
+    except Unauthorized as exc:
+        assert "not valid" in exc.detail
+    else:
+        raise AssertionError("an unknown token was accepted")
+
+
+def test_missing_or_malformed_header_is_401(anon: httpx.Client) -> None:
+    """No Authorization header, another scheme, or a bad token are 401 with WWW-Authenticate."""
+    for headers in ({}, {"Authorization": "Basic Zm9vOmJhcg=="}, {"Authorization": "Bearer nope"}):
+        r = anon.get("/v1/principals", headers=headers)
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_principal_token_authenticates(client: httpx.Client) -> None:
+    """A stored principal's token authenticates as that principal (so roles apply: 403)."""
+    created = create_principal(client, name="reader", roles=["subscriber"])
+    with as_token(client, created["token"]) as reader:
+        assert reader.get("/v1/incidents").status_code == 200
+        assert reader.get("/v1/principals").status_code == 403
+
+
+def test_a_stale_token_index_never_authenticates(
+    client: httpx.Client, redis_client: redis.Redis
+) -> None:
+    """An index entry whose principal holds a different token hash is refused."""
+    created = create_principal(client, name="victim", roles=["subscriber"])
+    forged = "imt_forged-token-value"
+    redis_client.set(f"incidents:token:{token_hash(forged)}", created["id"])
+    with as_token(client, forged) as attacker:
+        assert attacker.get("/v1/incidents").status_code == 401
