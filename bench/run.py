@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -18,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +28,18 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from incidents.store.embedded import EmbeddedRedis, free_port  # noqa: E402
+from incidents.store.embedded import EmbeddedRedis, free_port  # noqa: E402  # after the path
 
-TOKEN = "bench-admin-token-0123456789abcdef"
-UVICORN_FLAGS = ["--no-access-log", "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
+TOKEN = "bench-admin-token-0123456789abcdef"  # noqa: S105  # a throwaway local token
+UVICORN_FLAGS = [
+    "--no-access-log",
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
+    "--log-level",
+    "warning",
+]
 
 
 def machine() -> dict[str, Any]:
@@ -45,7 +55,10 @@ def machine() -> dict[str, Any]:
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     return {
         "cores": os.cpu_count(),
@@ -79,7 +92,9 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str], ready_url: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    args: list[str], env: dict[str, str], ready_url: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(args, env=env, cwd=ROOT)
     try:
         if ready_url:
@@ -95,16 +110,98 @@ def process(args: list[str], env: dict[str, str], ready_url: str | None = None) 
                 proc.wait()
 
 
-def wrk(url: str, script: Path, seconds: int, connections: int, env: dict[str, str]) -> dict[str, float]:
+def wrk(
+    url: str, script: Path, seconds: int, connections: int, env: dict[str, str]
+) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = int(bad.group(1)) if bad else 0
-    return {"rps": rps, "requests": total, "non2xx": errors, "good_rps": rps * (1 - errors / max(total, 1))}
+    return {
+        "rps": rps,
+        "requests": total,
+        "non2xx": errors,
+        "good_rps": rps * (1 - errors / max(total, 1)),
+    }
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(pct / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+async def raw_client(url: str, bodies: list[bytes], secret: str, concurrency: int) -> float:
+    """The delivery baseline: post signed payloads with asyncio httpx, ``concurrency`` at once."""
+    from standardwebhooks import Webhook
+
+    hook = Webhook(secret)
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=15) as client:
+
+        async def worker() -> None:
+
+            while not queue.empty():
+                body = queue.get_nowait()
+                msg_id = "msg_" + str(id(body))
+                now = datetime.now(tz=UTC)
+                headers = {
+                    "content-type": "application/cloudevents+json",
+                    "webhook-id": msg_id,
+                    "webhook-timestamp": str(int(now.timestamp())),
+                    "webhook-signature": hook.sign(msg_id, now, body.decode()),
+                }
+                r = await client.post(url, content=body, headers=headers)
+                r.raise_for_status()
+
+        start = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.monotonic() - start
+
+
+async def paced_sender(base: str, rate: int, seconds: int) -> dict[str, float]:
+    """Open-loop load: send ``rate`` events a second for ``seconds``; return id -> send time."""
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cloudevents+json"}
+    sent: dict[str, float] = {}
+    total = rate * seconds
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
+
+        async def one(n: int) -> None:
+            event_id = f"e2e-{n}"
+            body = json.dumps(
+                {
+                    "specversion": "1.0",
+                    "id": event_id,
+                    "source": "/bench",
+                    "type": "im.incident.note",
+                    "imincidentid": f"BENCH-{n % 100}",
+                    "data": {"text": "x" * 800},
+                }
+            )
+            sent[event_id] = time.time()
+            r = await client.post("/v1/events", content=body)
+            r.raise_for_status()
+
+        start = time.monotonic()
+        tasks = []
+        for n in range(total):
+            delay = start + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(n)))
+        await asyncio.gather(*tasks)
+    return sent
 
 
 class Bench:
@@ -139,17 +236,35 @@ class Bench:
     def gateway(self, port: int) -> Any:
         env = self.env(INCIDENTS_PORT=str(port))
         return process(
-            [sys.executable, "-m", "uvicorn", "incidents.cli.runner:app_from_environ", "--factory",
-             "--port", str(port), *UVICORN_FLAGS],
-            env, f"http://127.0.0.1:{port}/readyz",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "incidents.cli.runner:app_from_environ",
+                "--factory",
+                "--port",
+                str(port),
+                *UVICORN_FLAGS,
+            ],
+            env,
+            f"http://127.0.0.1:{port}/readyz",
         )
 
     def declare(self, base: str, count: int) -> None:
-        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cloudevents+json"}
+        headers = {
+            "Authorization": f"Bearer {TOKEN}",
+            "Content-Type": "application/cloudevents+json",
+        }
         with httpx.Client(base_url=base, headers=headers) as c:
             for n in range(count):
-                ev = {"specversion": "1.0", "id": f"declare-{n}", "source": "/bench", "type": "im.incident.declare",
-                      "imincidentid": f"BENCH-{n}", "data": {"title": "bench", "severity": "SEV3", "service": "bench"}}
+                ev = {
+                    "specversion": "1.0",
+                    "id": f"declare-{n}",
+                    "source": "/bench",
+                    "type": "im.incident.declare",
+                    "imincidentid": f"BENCH-{n}",
+                    "data": {"title": "bench", "severity": "SEV3", "service": "bench"},
+                }
                 r = c.post("/v1/events", content=json.dumps(ev))
                 assert r.status_code in (200, 202), r.text
 
@@ -166,8 +281,17 @@ class Bench:
             self.results["rss_mb_api"] = round(peak_rss_mb(gw.pid), 1)
         port = free_port()
         with process(
-            [sys.executable, "-m", "uvicorn", "bench.bare:app", "--port", str(port), *UVICORN_FLAGS],
-            self.env(), None,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.bare:app",
+                "--port",
+                str(port),
+                *UVICORN_FLAGS,
+            ],
+            self.env(),
+            None,
         ):
             wait_http(f"http://127.0.0.1:{port}/")
             base = f"http://127.0.0.1:{port}"
@@ -178,10 +302,210 @@ class Bench:
         self.results["ingest_baseline_rps"] = round(bare["good_rps"], 1)
         self.results["ingest_ratio"] = round(result["good_rps"] / bare["good_rps"], 3)
 
+    # ---- delivery, end-to-end latency, fan-out -------------------------------------------
+
+    def receiver(self, base_port: int, ports: int) -> Any:
+        return process(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "receiver.py"),
+                "--base-port",
+                str(base_port),
+                "--ports",
+                str(ports),
+            ],
+            self.env(),
+            f"http://127.0.0.1:{base_port + ports - 1}/stats",
+        )
+
+    def workers(self, count: int) -> Any:
+        @contextmanager
+        def run() -> Iterator[list[subprocess.Popen[bytes]]]:
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "incidents", "worker"], env=self.env(), cwd=ROOT
+                )
+                for _ in range(count)
+            ]
+            try:
+                yield procs
+            finally:
+                for p in procs:
+                    p.terminate()
+                for p in procs:
+                    try:
+                        p.wait(30)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+
+        return run()
+
+    @staticmethod
+    def worker_rss(procs: list[subprocess.Popen[bytes]]) -> float:
+        """The largest peak RSS among the worker processes and their children."""
+        pids = [p.pid for p in procs]
+        for p in procs:
+            try:
+                children = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
+                pids += [int(c) for c in children]
+            except OSError:
+                pass
+        return max((peak_rss_mb(pid) for pid in pids), default=0.0)
+
+    def subscribe(self, base: str, sink: str) -> dict[str, Any]:
+        r = httpx.post(
+            base + "/v1/subscriptions",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            json={"sink": sink, "protocol": "HTTP", "types": ["im.incident.note"]},
+            timeout=10,
+        )
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    @staticmethod
+    def received(stats_url: str) -> int:
+        return int(httpx.get(stats_url, timeout=10).json()["count"])
+
+    @staticmethod
+    def wait_count(stats_url: str, target: int, timeout: float) -> float:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if Bench.received(stats_url) >= target:
+                return time.monotonic() - start
+            time.sleep(0.02)
+        raise RuntimeError(f"only {Bench.received(stats_url)} of {target} arrived in {timeout}s")
+
+    def post_notes(self, base: str, count: int, incidents: int, tag: str) -> None:
+        """Store ``count`` notes quickly through the batch endpoint."""
+        headers = {
+            "Authorization": f"Bearer {TOKEN}",
+            "Content-Type": "application/cloudevents-batch+json",
+        }
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as c:
+            for start in range(0, count, 200):
+                batch = [
+                    {
+                        "specversion": "1.0",
+                        "id": f"{tag}-{n}",
+                        "source": "/bench",
+                        "type": "im.incident.note",
+                        "imincidentid": f"BENCH-{n % incidents}",
+                        "data": {"text": "x" * 800},
+                    }
+                    for n in range(start, min(start + 200, count))
+                ]
+                r = c.post("/v1/events", content=json.dumps(batch))
+                assert r.status_code == 202, r.text
+
+    def delivery(self) -> None:
+        total = 3000 if self.quick else 10000
+        concurrency = 64
+        port, rport = free_port(), free_port()
+        self.flush()
+        with self.receiver(rport, 1), self.gateway(port) as gw:
+            base = f"http://127.0.0.1:{port}"
+            stats = f"http://127.0.0.1:{rport}/stats"
+            self.declare(base, 1000)
+            sub = self.subscribe(base, f"http://127.0.0.1:{rport}/hook")
+            self.post_notes(base, total, 1000, "deliv")
+            with self.workers(2) as procs:
+                elapsed = self.wait_count(stats, total, 600)
+                self.results["rss_mb_worker"] = round(self.worker_rss(procs), 1)
+            self.results["rss_mb_api"] = max(
+                self.results.get("rss_mb_api", 0), round(peak_rss_mb(gw.pid), 1)
+            )
+            httpx.post(f"http://127.0.0.1:{rport}/reset")
+            bodies = [
+                json.dumps(
+                    {
+                        "specversion": "1.0",
+                        "id": f"raw-{n}",
+                        "source": "/bench",
+                        "type": "im.incident.note",
+                        "data": {"text": "x" * 800},
+                    }
+                ).encode()
+                for n in range(total)
+            ]
+            raw_elapsed = asyncio.run(
+                raw_client(f"http://127.0.0.1:{rport}/hook", bodies, sub["secret"], concurrency)
+            )
+        self.results["delivery_eps"] = round(total / elapsed, 1)
+        self.results["delivery_baseline_rps"] = round(total / raw_elapsed, 1)
+        self.results["delivery_ratio"] = round(raw_elapsed / elapsed, 3)
+
+    def e2e(self) -> None:
+        rate, seconds = 200, (5 if self.quick else 20)
+        port, rport = free_port(), free_port()
+        self.flush()
+        with self.receiver(rport, 1), self.gateway(port), self.workers(2):
+            base = f"http://127.0.0.1:{port}"
+            self.declare(base, 100)
+            self.subscribe(base, f"http://127.0.0.1:{rport}/hook")
+            time.sleep(1.0)  # let the workers pick up the new subscription
+            sent = asyncio.run(paced_sender(base, rate, seconds))
+            self.wait_count(f"http://127.0.0.1:{rport}/stats", len(sent), 120)
+            arrivals = httpx.get(f"http://127.0.0.1:{rport}/stats?detail=1", timeout=30).json()[
+                "arrivals"
+            ]
+        latencies = sorted(
+            (arrivals[f"{event_id}|/hook"] - t0) * 1000 for event_id, t0 in sent.items()
+        )
+        self.results["e2e_events"] = len(latencies)
+        self.results["e2e_p50_ms"] = round(percentile(latencies, 50), 2)
+        self.results["e2e_p99_ms"] = round(percentile(latencies, 99), 2)
+
+    def fanout(self) -> None:
+        port, rport = free_port(), 20000 + (os.getpid() % 20000)
+        self.flush()
+        with self.receiver(rport, 100), self.gateway(port), self.workers(2):
+            base = f"http://127.0.0.1:{port}"
+            self.declare(base, 1)
+            for r in range(100):
+                for path in range(10):
+                    self.subscribe(base, f"http://127.0.0.1:{rport + r}/hook{path}")
+            time.sleep(1.0)  # let the workers pick up the new subscriptions
+            stats = f"http://127.0.0.1:{rport}/stats"
+            headers = {
+                "Authorization": f"Bearer {TOKEN}",
+                "Content-Type": "application/cloudevents+json",
+            }
+            # A first event warms every connection pool; the measured one follows.
+            for tag in ("warm", "fan"):
+                before = self.received(stats)  # one process serves all 100 ports: one count
+                ev = {
+                    "specversion": "1.0",
+                    "id": f"{tag}-1",
+                    "source": "/bench",
+                    "type": "im.incident.note",
+                    "imincidentid": "BENCH-0",
+                    "data": {"text": "fan-out"},
+                }
+                start = time.monotonic()
+                assert (
+                    httpx.post(
+                        base + "/v1/events", content=json.dumps(ev), headers=headers
+                    ).status_code
+                    == 202
+                )
+                while True:
+                    now = self.received(stats)
+                    if now - before >= 1000 or time.monotonic() - start > 120:
+                        break
+                    time.sleep(0.05)
+                elapsed = time.monotonic() - start
+        self.results["fanout_1000_s"] = round(elapsed, 3)
+        self.results["fanout_delivered"] = now - before
+
     def run(self, parts: list[str]) -> dict[str, Any]:
         self.redis.start()
         try:
-            steps: dict[str, Callable[[], None]] = {"ingest": self.ingest}
+            steps: dict[str, Callable[[], None]] = {
+                "ingest": self.ingest,
+                "delivery": self.delivery,
+                "e2e": self.e2e,
+                "fanout": self.fanout,
+            }
             for name in parts:
                 steps[name]()
         finally:
@@ -193,7 +517,12 @@ class Bench:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs, for a smoke check")
-    parser.add_argument("parts", nargs="*", default=["ingest"], help="which benchmarks to run")
+    parser.add_argument(
+        "parts",
+        nargs="*",
+        default=["ingest", "delivery", "e2e", "fanout"],
+        help="which benchmarks to run",
+    )
     args = parser.parse_args()
     results = Bench(args.quick).run(args.parts)
     out = ROOT / "bench" / "results" / "latest.json"
