@@ -34,14 +34,14 @@ class Metrics:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str, int]] = Counter()
         self.latency_buckets: Counter[tuple[str, float]] = Counter()
-        self.latency_sum: Counter[str] = Counter()
+        self.latency_sum: dict[str, float] = {}
         self.latency_count: Counter[str] = Counter()
         self.events: Counter[str] = Counter()  # accepted, duplicate, rejected
         self.gauges: dict[str, tuple[str, GaugeReader]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, status)] += 1
-        self.latency_sum[route] += seconds
+        self.latency_sum[route] = self.latency_sum.get(route, 0.0) + seconds
         self.latency_count[route] += 1
         for bound in self.BUCKETS:
             if seconds <= bound:
