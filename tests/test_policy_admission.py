@@ -16,6 +16,7 @@ from incidents.errors import PolicyDenied
 from incidents.model.cloudevent import CloudEvent
 from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policies
+from incidents.policy.rules import Match
 from incidents.settings import Settings
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 from tests.test_principals import as_token, create_principal
@@ -166,6 +167,16 @@ def test_policy_may_upgrade_above_the_producer_clearance(admission: PolicyAdmiss
     """An upgrade by policy is not the producer's label, so it is allowed."""
     ev = admit(admission, producer(clearance="public"), source="/security/x")
     assert labels(ev)[0] == "confidential"
+
+
+def test_data_matches_compare_scalars_as_text() -> None:
+    """Data conditions match numbers and booleans by their text; missing paths never match."""
+    match = Match(data=((("labels", "tier"), ("1",)), (("paged",), ("true",))))
+    assert match.matches("t", "s", "acme", {"labels": {"tier": 1}, "paged": True})
+    assert not match.matches("t", "s", "acme", {"labels": {"tier": 2}, "paged": True})
+    assert not match.matches("t", "s", "acme", {"paged": True})
+    assert not match.matches("t", "s", "acme", {"labels": {"tier": [1]}, "paged": True})
+    assert Match().matches("any", "thing", "at", None)
 
 
 @pytest.fixture

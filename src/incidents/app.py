@@ -20,6 +20,7 @@ from incidents.adapters import routes as adapter_routes
 from incidents.alerts import routes as alert_routes
 from incidents.alerts.rules import AlertRules
 from incidents.auth import Authenticator
+from incidents.delivery import routes as delivery_routes
 from incidents.errors import (
     IncidentsError,
     MethodNotAllowed,
@@ -89,6 +90,7 @@ def route_modules() -> list[RouteModule]:
         alert_routes,
         adapter_routes,
         principal_routes,
+        delivery_routes,
     ]
 
 

@@ -1,4 +1,9 @@
-"""Who is calling: bearer tokens resolved to principals."""
+"""Who is calling: bearer tokens resolved to principals.
+
+The admin token comes from settings; every other principal is kept in Redis by
+``incidents.policy.principals``, whose ``PrincipalStore.lookup`` is installed with
+``Authenticator.set_lookup`` when the app starts.
+"""
 
 from __future__ import annotations
 

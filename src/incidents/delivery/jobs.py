@@ -1,0 +1,104 @@
+"""The RQ jobs. Each one amortizes queue overhead over many events or deliveries:
+
+- ``route_job`` drains the outbox in batches, queueing one delivery per match;
+- ``deliver_job`` works due lanes for a while, many in flight over one HTTP client.
+
+A job runs in an ``incidents worker`` process, which hands it its ``WorkerContext`` (loaded
+schemas, the subscription cache); run by any other RQ worker, a job builds its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from incidents.delivery.dispatch import Dispatcher
+from incidents.delivery.routing import route_outbox
+from incidents.delivery.sinks import outbound_client
+from incidents.delivery.subscriptions import SubscriptionCache
+from incidents.ingest.schemas import SchemaRegistry
+from incidents.settings import Settings
+from incidents.store.redis import connect_async
+
+ROUTE_QUEUE = "incidents-route"
+DELIVER_QUEUE = "incidents-deliver"
+DELIVER_SECONDS = 10.0  # a deliver job stops claiming lanes after this long
+LANES_IN_FLIGHT = 128
+PER_LANE = 20
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    registry: SchemaRegistry
+    routes: SubscriptionCache = field(default_factory=SubscriptionCache)
+    deliveries: SubscriptionCache = field(default_factory=SubscriptionCache)
+
+    @classmethod
+    def build(cls, settings: Settings) -> WorkerContext:
+        return cls(job_settings(settings), SchemaRegistry.load(settings.schemas_dir))
+
+
+current_context: ContextVar[WorkerContext | None] = ContextVar("incidents_worker", default=None)
+
+
+def job_settings(settings: Settings) -> Settings:
+    """Settings as passed to jobs (stored in Redis with the job): without the admin token."""
+    return settings.replace(admin_token=None)
+
+
+def _context(settings: Settings) -> WorkerContext:
+    found = current_context.get()
+    if found is not None and found.settings == settings:
+        return found
+    return WorkerContext.build(settings)
+
+
+def deliver_timeout(settings: Settings) -> int:
+    """RQ's job timeout for a deliver job: its claiming window plus a full lane of timeouts."""
+    return int(DELIVER_SECONDS + PER_LANE * settings.delivery_timeout + 60)
+
+
+def route_job(settings: Settings) -> int:
+    context = _context(settings)
+    return asyncio.run(_route(context))
+
+
+async def _route(context: WorkerContext) -> int:
+    assert context.settings.redis_url is not None
+    redis = connect_async(context.settings.redis_url)
+    try:
+        return await route_outbox(redis, context.routes)
+    finally:
+        await redis.aclose()
+
+
+def deliver_job(settings: Settings) -> int:
+    context = _context(settings)
+    return asyncio.run(_deliver(context))
+
+
+def _lane_redis(url: str) -> aioredis.Redis:
+    """A client whose pool waits for a free connection: many lanes share a few connections."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=32, timeout=20, socket_connect_timeout=2, socket_timeout=10
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+async def _deliver(context: WorkerContext) -> int:
+    settings = context.settings
+    assert settings.redis_url is not None
+    redis = _lane_redis(settings.redis_url)
+    client = outbound_client(
+        settings.allow_private_sinks, settings.delivery_timeout, connections=LANES_IN_FLIGHT
+    )
+    try:
+        dispatcher = Dispatcher(settings, context.registry, redis, context.deliveries, client)
+        return await dispatcher.run(DELIVER_SECONDS, LANES_IN_FLIGHT, PER_LANE)
+    finally:
+        await client.aclose()
+        await redis.aclose(close_connection_pool=True)

@@ -1,0 +1,218 @@
+"""Delivery records, lanes and dead letters: the durable state of every delivery.
+
+A delivery is one (event, subscription) pair, kept at ``incidents:delivery:<id>`` with its
+attempt count and next attempt; its id is the ``webhook-id`` and stays the same across
+retries. Deliveries wait in lanes: one lane per (subscription, incident), a sorted set
+ordered by gateway sequence, so an event goes out only after every earlier event of its
+incident has been delivered to that subscription or dead-lettered. Events without an
+incident get a lane of their own and wait for nothing.
+
+A worker leases a due lane, works its head in order, then hands it back due "now" (head
+done) or at the head's retry time. A lease runs out a few seconds after its worker stops
+renewing it (killed, say) and the lane is due again: delivery is at-least-once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, cast
+
+import orjson
+import redis.asyncio as aioredis
+
+from incidents.delivery import keys
+from incidents.store.redis import guarded
+
+_LUA = resources.files("incidents.delivery").joinpath("lua")
+LEASE_SECONDS = 6.0
+LOG_LENGTH = 1000  # attempts kept per subscription
+
+PENDING, RETRYING, DELIVERED, WITHHELD, DEAD = (
+    "pending",
+    "retrying",
+    "delivered",
+    "withheld",
+    "dead",
+)
+
+
+def routed_id(sequence: int, sub_id: str) -> str:
+    """The delivery (and webhook) id of an event routed to a subscription: the same every
+    time the event is routed, so routing an outbox entry twice queues it once."""
+    return f"msg_{sequence}_{sub_id.removeprefix('sub_')}"
+
+
+def lane_for(sub_id: str, incident: str, delivery_id: str) -> str:
+    return keys.lane(sub_id, incident if incident else "~" + delivery_id)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    sub: str
+    seq: int
+    lane: str
+    incident: str = ""
+    state: str = PENDING
+    attempts: int = 0
+    created: float = 0.0
+    next_at: float | None = None
+    last_code: int | None = None
+    last_error: str = ""
+    reason: str = ""
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "sub": self.sub,
+            "seq": str(self.seq),
+            "lane": self.lane,
+            "incident": self.incident,
+            "state": self.state,
+            "attempts": str(self.attempts),
+            "created": repr(self.created),
+            "next_at": "" if self.next_at is None else repr(self.next_at),
+            "last_code": "" if self.last_code is None else str(self.last_code),
+            "last_error": self.last_error,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_fields(cls, delivery_id: str, raw: Mapping[bytes, bytes]) -> Delivery:
+        f = {k.decode(): v.decode() for k, v in raw.items()}
+        return cls(
+            id=delivery_id,
+            sub=f["sub"],
+            seq=int(f["seq"]),
+            lane=f["lane"],
+            incident=f.get("incident", ""),
+            state=f.get("state", PENDING),
+            attempts=int(f.get("attempts") or 0),
+            created=float(f.get("created") or 0),
+            next_at=float(f["next_at"]) if f.get("next_at") else None,
+            last_code=int(f["last_code"]) if f.get("last_code") else None,
+            last_error=f.get("last_error", ""),
+            reason=f.get("reason", ""),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "subscription": self.sub,
+            "sequence": self.seq,
+            "incident": self.incident or None,
+            "state": self.state,
+            "attempts": self.attempts,
+            "created": self.created,
+            "next_attempt": self.next_at,
+            "last_status_code": self.last_code,
+            "last_error": self.last_error or None,
+            "reason": self.reason or None,
+        }
+
+
+@dataclass
+class LaneResult:
+    """What working a lane changed, written in one transaction."""
+
+    lane: str
+    due: float
+    finished: list[str] = field(default_factory=list)
+    records: list[Delivery] = field(default_factory=list)
+    log: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (sub id, entry)
+    dead: list[tuple[str, float]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # records to delete (subscription gone)
+    healthy: set[str] = field(default_factory=set)  # subscriptions that just succeeded
+
+
+@dataclass(frozen=True)
+class Claimed:
+    lane: str
+    heads: tuple[tuple[str, int], ...]  # (delivery id, sequence), in order
+
+
+class Ledger:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._enqueue = redis.register_script(_LUA.joinpath("enqueue.lua").read_text())
+        self._claim = redis.register_script(_LUA.joinpath("claim.lua").read_text())
+        self._complete = redis.register_script(_LUA.joinpath("complete.lua").read_text())
+
+    async def enqueue(self, deliveries: Sequence[Delivery], now: float, force: bool = False) -> int:
+        """Queue deliveries (existing records are left alone unless ``force``)."""
+        if not deliveries:
+            return 0
+        items = [
+            {
+                "id": d.id,
+                "lane": d.lane,
+                "seq": d.seq,
+                "fields": [x for kv in d.fields().items() for x in kv],
+            }
+            for d in deliveries
+        ]
+        async with guarded("queueing deliveries"):
+            created = await self._enqueue(
+                args=[repr(now), orjson.dumps(items), "1" if force else "0"]
+            )
+        return int(created)
+
+    async def claim(self, now: float, lanes: int, per_lane: int) -> list[Claimed]:
+        raw = await self._claim(args=[repr(now), repr(now + LEASE_SECONDS), lanes, per_lane])
+        out, i = [], 0
+        while i < len(raw):
+            lane, n = raw[i].decode(), int(raw[i + 1])
+            flat = raw[i + 2 : i + 2 + 2 * n]
+            heads = tuple(
+                (flat[j].decode(), int(float(flat[j + 1]))) for j in range(0, len(flat), 2)
+            )
+            out.append(Claimed(lane, heads))
+            i += 2 + 2 * n
+        return out
+
+    async def renew(self, lanes: Iterable[str], now: float) -> None:
+        held = {lane: now + LEASE_SECONDS for lane in lanes}
+        if held:
+            await self.redis.zadd(keys.LANES_LEASED, cast(Any, held), xx=True)
+
+    async def records(self, ids: Sequence[str]) -> dict[str, Delivery]:
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hgetall(keys.delivery(i))
+        rows = await pipe.execute()
+        return {i: Delivery.from_fields(i, r) for i, r in zip(ids, rows, strict=True) if r}
+
+    async def complete(self, result: LaneResult) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        for record in result.records:
+            pipe.hset(keys.delivery(record.id), mapping=cast(Any, record.fields()))
+        for sub_id, entry in result.log:
+            pipe.lpush(keys.attempts(sub_id), orjson.dumps(entry))
+        for sub_id in {s for s, _ in result.log}:
+            pipe.ltrim(keys.attempts(sub_id), 0, LOG_LENGTH - 1)
+        if result.dead:
+            pipe.zadd(keys.DEAD_LETTERS, cast(Any, dict(result.dead)))
+        for sub_id in result.healthy:
+            pipe.hdel(keys.subscription(sub_id), "failing_since")
+        if result.dropped:
+            pipe.delete(*(keys.delivery(i) for i in result.dropped))
+        await self._complete(args=[result.lane, repr(result.due), *result.finished], client=pipe)
+        await pipe.execute()
+
+    async def attempts(self, sub_id: str, limit: int) -> list[dict[str, Any]]:
+        async with guarded("reading deliveries"):
+            rows = await self.redis.lrange(keys.attempts(sub_id), 0, limit - 1)
+        return [orjson.loads(r) for r in rows]
+
+    async def dead_letters(self, limit: int) -> list[Delivery]:
+        async with guarded("reading dead letters"):
+            raw = await self.redis.zrevrange(keys.DEAD_LETTERS, 0, limit - 1)
+            ids = [cast(bytes, i).decode() for i in raw]
+            found = await self.records(ids)
+        return [found[i] for i in ids if i in found]
+
+    async def get(self, delivery_id: str) -> Delivery | None:
+        async with guarded("reading a delivery"):
+            found = await self.records([delivery_id])
+        return found.get(delivery_id)

@@ -1,0 +1,312 @@
+"""HTTP endpoints: ``/v1/subscriptions`` (+ deliveries, replay, rotate-secret) and
+``/v1/dead-letters``. Subscribers see and manage only their own subscriptions; admins all."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from incidents.auth import Principal
+from incidents.delivery import keys
+from incidents.delivery.handshake import handshake
+from incidents.delivery.ledger import DEAD, PENDING, Ledger
+from incidents.delivery.routing import replay
+from incidents.delivery.sender import iso
+from incidents.delivery.sinks import sink_problem
+from incidents.delivery.spec import parse_spec
+from incidents.delivery.subscriptions import (
+    Subscription,
+    SubscriptionStore,
+    new_subscription,
+    rotated,
+)
+from incidents.errors import Conflict, FieldError, InvalidRequest, MalformedJSON, NotFound
+from incidents.http import json_response
+from incidents.openapi import BEARER, errors, json_body
+from incidents.services import Services, services
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _json(request: Request) -> Any:
+    body = await request.body()
+    if not body:
+        return {}
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSON(f"the body is not JSON: {exc}") from None
+
+
+async def _caller(request: Request) -> tuple[Services, Principal]:
+    svc = services(request)
+    principal = await svc.auth.authenticate(request)
+    principal.require("subscriber")
+    return svc, principal
+
+
+async def _owned(request: Request) -> tuple[Services, Principal, Subscription]:
+    svc, principal = await _caller(request)
+    sub_id = request.path_params["id"]
+    sub = await SubscriptionStore(svc.redis).get(sub_id)
+    if sub is None or not (principal.is_admin or sub.owner == principal.id):
+        raise NotFound(f"no subscription {sub_id!r}")
+    return svc, principal, sub
+
+
+async def _check_sink(svc: Services, sink: str) -> None:
+    problem = await sink_problem(sink, svc.settings.allow_private_sinks)
+    if problem is not None:
+        raise InvalidRequest(f"sink refused: {problem}", errors=[FieldError("/sink", problem)])
+
+
+async def _handshake(request: Request, svc: Services, sub: Subscription) -> Subscription:
+    origin = request.url.hostname or "incidents"
+    result = await handshake(
+        sub.spec.sink, origin, svc.settings.allow_private_sinks, svc.settings.delivery_timeout
+    )
+    if result.allowed:
+        return replace(sub, status="active", reason="", rate=result.rate)
+    return replace(sub, status="disabled", reason=result.reason, rate=None)
+
+
+async def create(request: Request) -> Response:
+    svc, principal = await _caller(request)
+    spec, _ = parse_spec(await _json(request))
+    await _check_sink(svc, spec.sink)
+    sub = new_subscription(spec, principal.id, _now())
+    if spec.handshake:
+        sub = await _handshake(request, svc, sub)
+    await SubscriptionStore(svc.redis).save(sub)
+    body = sub.to_dict()
+    body["secret"] = sub.secrets[0].value
+    return json_response(body, status=201, headers={"Location": f"/v1/subscriptions/{sub.id}"})
+
+
+async def list_all(request: Request) -> Response:
+    svc, principal = await _caller(request)
+    owner = None if principal.is_admin else principal.id
+    if principal.is_admin and "owner" in request.query_params:
+        owner = request.query_params["owner"]
+    subs = await SubscriptionStore(svc.redis).list(owner)
+    return json_response({"subscriptions": [s.to_dict() for s in subs]})
+
+
+async def get_one(request: Request) -> Response:
+    _, _, sub = await _owned(request)
+    return json_response(sub.to_dict())
+
+
+async def patch(request: Request) -> Response:
+    svc, _, sub = await _owned(request)
+    spec, status = parse_spec(await _json(request), base=sub.spec)
+    if spec.sink != sub.spec.sink:
+        await _check_sink(svc, spec.sink)
+    updated = replace(sub, spec=spec, updated_at=_now().isoformat())
+    if status == "disabled":
+        updated = replace(updated, status="disabled", reason="disabled by its owner")
+    elif status == "active" and (sub.status != "active" or spec.sink != sub.spec.sink):
+        updated = replace(updated, status="active", reason="")
+        if spec.handshake:
+            updated = await _handshake(request, svc, updated)
+    store = SubscriptionStore(svc.redis)
+    await store.save(updated, previous=sub)
+    if updated.status == "active" and sub.status != "active":
+        await svc.redis.hdel(keys.subscription(sub.id), "failing_since")
+    return json_response(updated.to_dict())
+
+
+async def delete(request: Request) -> Response:
+    svc, _, sub = await _owned(request)
+    await SubscriptionStore(svc.redis).delete(sub)
+    return Response(status_code=204)
+
+
+async def rotate_secret(request: Request) -> Response:
+    svc, _, sub = await _owned(request)
+    now = time.time()
+    updated = rotated(sub, now, svc.settings.secret_grace, _now().isoformat())
+    await SubscriptionStore(svc.redis).save(updated, previous=sub)
+    return json_response(
+        {
+            "id": sub.id,
+            "secret": updated.secrets[0].value,
+            "previous_secrets_valid_until": iso(now + svc.settings.secret_grace),
+        }
+    )
+
+
+def _limit(request: Request, default: int = 100, most: int = 1000) -> int:
+    raw = request.query_params.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise InvalidRequest(f"limit={raw!r} must be a whole number from 1 to {most}")
+    return int(raw)
+
+
+async def deliveries(request: Request) -> Response:
+    svc, _, sub = await _owned(request)
+    entries = await Ledger(svc.redis).attempts(sub.id, _limit(request))
+    return json_response({"subscription": sub.id, "status": sub.status, "attempts": entries})
+
+
+async def replay_since(request: Request) -> Response:
+    svc, _, sub = await _owned(request)
+    body = await _json(request)
+    raw = body.get("since") if isinstance(body, dict) else None
+    try:
+        since = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        since = None
+    if since is None or since.tzinfo is None:
+        raise InvalidRequest(
+            f"since={raw!r} must be an RFC 3339 time with a zone, e.g. 2024-05-01T00:00:00Z",
+            errors=[FieldError("/since", "an RFC 3339 time with a zone is required")],
+        )
+    if not sub.active:
+        raise Conflict(f"subscription {sub.id!r} is disabled ({sub.reason}); enable it first")
+    done = await replay(svc.redis, sub, since)
+    return json_response(
+        {
+            "subscription": sub.id,
+            "queued": done.queued,
+            "first_sequence": done.first_sequence,
+            "last_sequence": done.last_sequence,
+        },
+        status=202,
+    )
+
+
+async def dead_letters(request: Request) -> Response:
+    svc = services(request)
+    principal = await svc.auth.authenticate(request)
+    principal.require("admin")
+    found = await Ledger(svc.redis).dead_letters(_limit(request))
+    return json_response({"dead_letters": [d.to_dict() for d in found]})
+
+
+async def redrive(request: Request) -> Response:
+    svc = services(request)
+    principal = await svc.auth.authenticate(request)
+    principal.require("admin")
+    delivery_id = request.path_params["id"]
+    ledger = Ledger(svc.redis)
+    found = await ledger.get(delivery_id)
+    if found is None or found.state != DEAD:
+        raise NotFound(f"no dead letter {delivery_id!r}")
+    sub = await SubscriptionStore(svc.redis).get(found.sub)
+    if sub is None:
+        raise Conflict(f"the subscription {found.sub!r} of {delivery_id!r} no longer exists")
+    if not sub.active:
+        raise Conflict(f"subscription {sub.id!r} is disabled ({sub.reason}); enable it first")
+    again = replace(found, state=PENDING, attempts=0, next_at=None, reason="")
+    await ledger.enqueue([again], time.time(), force=True)
+    return json_response(again.to_dict(), status=202)
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/subscriptions", create, methods=["POST"]),
+        Route("/v1/subscriptions", list_all, methods=["GET"]),
+        Route("/v1/subscriptions/{id}", get_one, methods=["GET"]),
+        Route("/v1/subscriptions/{id}", patch, methods=["PATCH"]),
+        Route("/v1/subscriptions/{id}", delete, methods=["DELETE"]),
+        Route("/v1/subscriptions/{id}/rotate-secret", rotate_secret, methods=["POST"]),
+        Route("/v1/subscriptions/{id}/deliveries", deliveries, methods=["GET"]),
+        Route("/v1/subscriptions/{id}/replay", replay_since, methods=["POST"]),
+        Route("/v1/dead-letters", dead_letters, methods=["GET"]),
+        Route("/v1/dead-letters/{id}/redrive", redrive, methods=["POST"]),
+    ]
+
+
+SUBSCRIPTION = {
+    "type": "object",
+    "required": ["sink"],
+    "properties": {
+        "id": {"type": "string", "readOnly": True},
+        "sink": {"type": "string", "format": "uri"},
+        "protocol": {"const": "HTTP"},
+        "types": {"type": "array", "items": {"type": "string"}},
+        "source": {"type": ["string", "null"]},
+        "filters": {"type": "array", "items": {"type": "object"}},
+        "protocolsettings": {
+            "type": "object",
+            "properties": {
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}}
+            },
+        },
+        "config": {
+            "type": "object",
+            "properties": {
+                "mode": {"enum": ["structured", "binary"]},
+                "handshake": {"type": "boolean"},
+            },
+        },
+        "description": {"type": "string"},
+        "status": {"enum": ["active", "disabled"]},
+        "reason": {"type": ["string", "null"], "readOnly": True},
+        "secret": {"type": "string", "readOnly": True, "description": "on create only"},
+    },
+}
+ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+OBJ = {"type": "object"}
+
+
+def openapi_paths() -> dict[str, Any]:
+    def op(summary: str, ok: str, ok_text: str, *codes: int, **more: Any) -> dict[str, Any]:
+        return {
+            "summary": summary,
+            "security": BEARER,
+            "responses": {ok: json_body(more.pop("schema", OBJ), ok_text), **errors(*codes)},
+            **more,
+        }
+
+    body = {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": SUBSCRIPTION}}}
+    }
+    return {
+        "/v1/subscriptions": {
+            "post": op("Register a webhook", "201", "Created; carries the secret once",
+                       400, 401, 403, 503, schema=SUBSCRIPTION, **body),
+            "get": op("List subscriptions (your own; admins see all)", "200", "Subscriptions",
+                      401, 403, 503),
+        },
+        "/v1/subscriptions/{id}": {
+            "get": op("Read a subscription", "200", "The subscription", 401, 403, 404, 503,
+                      schema=SUBSCRIPTION, parameters=ID),
+            "patch": op("Change a subscription (or set status active/disabled)", "200",
+                        "The subscription", 400, 401, 403, 404, 503, schema=SUBSCRIPTION,
+                        parameters=ID, **body),
+            "delete": {"summary": "Delete a subscription", "security": BEARER, "parameters": ID,
+                       "responses": {"204": {"description": "Deleted"},
+                                     **errors(401, 403, 404, 503)}},
+        },
+        "/v1/subscriptions/{id}/rotate-secret": {
+            "post": op("New secret; the old one keeps signing for INCIDENTS_SECRET_GRACE", "200",
+                       "The new secret", 401, 403, 404, 503, parameters=ID),
+        },
+        "/v1/subscriptions/{id}/deliveries": {
+            "get": op("Delivery attempts, newest first", "200", "The attempt log",
+                      400, 401, 403, 404, 503, parameters=ID),
+        },
+        "/v1/subscriptions/{id}/replay": {
+            "post": op("Deliver again the stored events since a time", "202", "Queued",
+                       400, 401, 403, 404, 409, 503, parameters=ID),
+        },
+        "/v1/dead-letters": {
+            "get": op("Deliveries that exhausted their retries", "200", "Dead letters",
+                      400, 401, 403, 503),
+        },
+        "/v1/dead-letters/{id}/redrive": {
+            "post": op("Queue a dead letter again", "202", "Queued", 401, 403, 404, 409, 503,
+                       parameters=ID),
+        },
+    }  # fmt: skip

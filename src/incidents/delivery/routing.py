@@ -1,0 +1,148 @@
+"""Routing: every accepted event, read from the outbox stream, becomes one queued delivery
+per subscription that wants it.
+
+The outbox is read through a consumer group and an entry is acknowledged (and removed) only
+after its deliveries are written, so a router that dies mid-batch leaves its entries pending
+and the next router reads them again first. Routing them twice is harmless: a delivery's id
+is derived from (sequence, subscription). One router runs at a time (a lease key), which
+also keeps each lane filled in gateway order.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from incidents.delivery import keys
+from incidents.delivery.ledger import Delivery, Ledger, lane_for, routed_id
+from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
+from incidents.model.cloudevent import StoredEvent
+from incidents.model.types import Extension
+from incidents.store.events import EventStore
+from incidents.store.keys import OUTBOX
+
+LOCK_MS = 30_000
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def delivery_for(stored: StoredEvent, sub: Subscription, delivery_id: str, now: float) -> Delivery:
+    incident = str(stored.event.get(Extension.INCIDENT_ID) or "")
+    return Delivery(
+        id=delivery_id,
+        sub=sub.id,
+        seq=stored.sequence,
+        lane=lane_for(sub.id, incident, delivery_id),
+        incident=incident,
+        created=now,
+    )
+
+
+async def ensure_group(redis: aioredis.Redis) -> None:
+    try:
+        await redis.xgroup_create(OUTBOX, keys.ROUTER_GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def route_outbox(
+    redis: aioredis.Redis, cache: SubscriptionCache, batch: int = 500, seconds: float = 20.0
+) -> int:
+    """Route outbox entries until it is empty (or ``seconds`` pass); the number routed.
+    Returns 0 at once when another router holds the lease."""
+    token = secrets.token_hex(8)
+    if not await redis.set(keys.ROUTE_LOCK, token, nx=True, px=LOCK_MS):
+        return 0
+    routed = 0
+    try:
+        await ensure_group(redis)
+        store, subs, ledger = EventStore(redis), SubscriptionStore(redis), Ledger(redis)
+        stop = time.monotonic() + seconds
+        while time.monotonic() < stop:
+            entries = await _read(redis, "0", batch) or await _read(redis, ">", batch)
+            if not entries:
+                break
+            await cache.sync(subs)
+            seqs = [int(fields[b"seq"]) for _, fields in entries if fields and b"seq" in fields]
+            stored = await store.get_many(seqs)
+            matched = await cache.matching(subs, [s.event for s in stored])
+            now = time.time()
+            deliveries = [
+                delivery_for(s, sub, routed_id(s.sequence, sub.id), now)
+                for s, found in zip(stored, matched, strict=True)
+                for sub in found
+            ]
+            await ledger.enqueue(deliveries, now)
+            ids = [entry_id for entry_id, _ in entries]
+            pipe = redis.pipeline(transaction=True)
+            pipe.xack(OUTBOX, keys.ROUTER_GROUP, *ids)
+            pipe.xdel(OUTBOX, *ids)
+            pipe.set(keys.ROUTE_LOCK, token, xx=True, px=LOCK_MS)
+            await pipe.execute()
+            routed += len(ids)
+    finally:
+        await redis.eval(_UNLOCK, 1, keys.ROUTE_LOCK, token)
+    return routed
+
+
+async def _read(
+    redis: aioredis.Redis, start: str, count: int
+) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    reply: Any = await redis.xreadgroup(
+        keys.ROUTER_GROUP, keys.ROUTER_CONSUMER, {OUTBOX: start}, count=count
+    )
+    if not reply:
+        return []
+    _, entries = reply[0]
+    return [(entry_id, fields or {}) for entry_id, fields in entries]
+
+
+@dataclass(frozen=True)
+class Replay:
+    queued: int
+    first_sequence: int | None
+    last_sequence: int | None
+
+
+async def replay(
+    redis: aioredis.Redis, sub: Subscription, since: datetime, limit: int = 100_000
+) -> Replay:
+    """Queue again, under fresh delivery ids, the stored events accepted at or after
+    ``since`` that match the subscription as it is now."""
+    store = EventStore(redis)
+    last = await store.last_sequence()
+    first = await _first_since(store, since, last)
+    if first is None:
+        return Replay(0, None, None)
+    nonce = secrets.token_hex(4)
+    queued, now, ledger = 0, time.time(), Ledger(redis)
+    for start in range(first, min(last, first + limit - 1) + 1, 500):
+        chunk = list(range(start, min(start + 500, last + 1, first + limit)))
+        found = [s for s in await store.get_many(chunk) if sub.matches(s.event)]
+        deliveries = [
+            delivery_for(s, sub, f"{routed_id(s.sequence, sub.id)}_r{nonce}", now) for s in found
+        ]
+        queued += await ledger.enqueue(deliveries, now)
+    return Replay(queued, first, min(last, first + limit - 1))
+
+
+async def _first_since(store: EventStore, since: datetime, last: int) -> int | None:
+    """The first sequence accepted at or after ``since`` (sequences grow with time)."""
+    lo, hi = 1, last + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        stored = await store.get(mid)
+        if stored is not None and stored.ingested_at < since:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo <= last else None

@@ -1,0 +1,130 @@
+"""One HTTP delivery: encode the event (structured or binary mode), sign it, POST it, and
+classify what came back per the CloudEvents webhook spec."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from incidents.delivery import signing
+from incidents.delivery.sinks import was_refused
+from incidents.model.cloudevent import CloudEvent
+
+STRUCTURED = "application/cloudevents+json; charset=utf-8"
+BODY_KEPT = 1024  # bytes of the response body kept in the attempt log
+DELIVERED, GONE, FAILED, REFUSED = "delivered", "gone", "failed", "refused"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str
+    status: int | None = None
+    latency_ms: float = 0.0
+    error: str = ""
+    body: str = ""
+    retry_after: float | None = None  # seconds the sink asked us to wait (429/503)
+
+
+def _header_value(value: Any) -> str:
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    # The HTTP binding percent-encodes space, '"', '%' and everything outside printable ASCII.
+    return quote(text, safe="!#$&'()*+,/:;<=>?@[\\]^_`{|}~-.")
+
+
+def encode(event: CloudEvent, mode: str) -> tuple[bytes, dict[str, str]]:
+    """The body and content headers of an event in ``structured`` or ``binary`` mode."""
+    if mode == "structured":
+        return orjson.dumps(event.to_dict()), {"content-type": STRUCTURED}
+    headers = {}
+    for name, value in event.attributes.items():
+        if name != "datacontenttype":
+            headers["ce-" + name] = _header_value(value)
+    content_type = str(event.get("datacontenttype") or "application/json")
+    headers["content-type"] = content_type
+    if event.data_base64 is not None:
+        body = base64.b64decode(event.data_base64)
+    elif event.data is None:
+        body = b""
+    elif isinstance(event.data, str) and "json" not in content_type:
+        body = event.data.encode()
+    else:
+        body = orjson.dumps(event.data)
+    return body, headers
+
+
+def retry_after(raw: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not raw:
+        return None
+    raw = raw.strip()
+    if raw.isdigit():
+        return float(raw)
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+async def send(
+    client: httpx.AsyncClient,
+    sink: str,
+    msg_id: str,
+    event: CloudEvent,
+    mode: str,
+    secrets: Sequence[str],
+    extra_headers: Mapping[str, str],
+    timeout: float,  # noqa: ASYNC109  # the delivery timeout setting, applied inside,
+) -> Outcome:
+    body, content_headers = encode(event, mode)
+    now = time.time()
+    headers = {**extra_headers, **content_headers}
+    headers.update(signing.headers(secrets, msg_id, int(now), body))
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            async with client.stream("POST", sink, content=body, headers=headers) as response:
+                kept = bytearray()
+                async for chunk in response.aiter_raw():
+                    kept += chunk
+                    if len(kept) >= BODY_KEPT:
+                        break
+    except (TimeoutError, httpx.TimeoutException):
+        return Outcome(FAILED, latency_ms=_ms(started), error=f"timed out after {timeout:g}s")
+    except httpx.HTTPError as exc:
+        kind = REFUSED if was_refused(exc) else FAILED
+        return Outcome(kind, latency_ms=_ms(started), error=f"{type(exc).__name__}: {exc}")
+    status = response.status_code
+    text = bytes(kept[:BODY_KEPT]).decode("utf-8", "replace")
+    latency = _ms(started)
+    if 200 <= status < 300:
+        return Outcome(DELIVERED, status, latency, body=text)
+    if status == 410:
+        return Outcome(GONE, status, latency, "410 Gone: the sink asked to stop", text)
+    wait = None
+    if status in (429, 503):
+        wait = retry_after(response.headers.get("retry-after"), time.time())
+    error = f"HTTP {status}"
+    if 300 <= status < 400:
+        error += " (redirects are not followed)"
+    return Outcome(FAILED, status, latency, error, text, wait)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()

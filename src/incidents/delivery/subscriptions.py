@@ -1,0 +1,278 @@
+"""Subscriptions: the stored model, the store, the routing index and the workers' cache.
+
+Storage (hash ``incidents:sub:<id>``): ``spec`` (JSON of the Spec), ``owner``, ``status``,
+``reason``, ``secrets`` (JSON list of [secret, valid-until or null], newest first), ``rate``
+(deliveries per minute granted by the handshake; empty for none), ``created_at``,
+``updated_at``, ``failing_since`` (unix time of the first failure since the last success).
+
+The routing index keeps, per exact type, per type prefix and for "every type", the set of
+subscription ids, so routing an event reads a few small sets rather than every subscription.
+Every change bumps ``incidents:subs:version``; workers drop their cache when it moves.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from importlib import resources
+from typing import Any, cast
+
+import orjson
+import redis.asyncio as aioredis
+
+from incidents.delivery import keys
+from incidents.delivery.filters import Filter
+from incidents.delivery.signing import new_secret
+from incidents.delivery.spec import Spec
+from incidents.model.cloudevent import CloudEvent
+from incidents.store.keys import PREFIX
+from incidents.store.redis import guarded
+
+_INDEX = resources.files("incidents.delivery").joinpath("lua/index.lua").read_text()
+
+
+@dataclass(frozen=True)
+class Secret:
+    value: str
+    until: float | None = None  # None: current; else signs until this unix time (grace)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    owner: str
+    spec: Spec
+    secrets: tuple[Secret, ...]
+    status: str = "active"
+    reason: str = ""
+    rate: int | None = None
+    created_at: str = ""
+    updated_at: str = ""
+    failing_since: float | None = None
+    filter: Filter = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "filter", self.spec.compiled())
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+    def signing_secrets(self, now: float) -> list[str]:
+        return [s.value for s in self.secrets if s.until is None or s.until > now]
+
+    def matches(self, event: CloudEvent) -> bool:
+        """Types (exact or prefix*), source and filters: what the subscriber asked for."""
+        if self.spec.types and not any(_type_matches(t, event.type) for t in self.spec.types):
+            return False
+        if self.spec.source is not None and event.source != self.spec.source:
+            return False
+        return self.filter.matches(event.attributes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, **self.spec.to_dict()}
+        out.update(
+            status=self.status,
+            reason=self.reason or None,
+            owner=self.owner,
+            rate=self.rate,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+        return out
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "spec": orjson.dumps(self.spec.to_dict()).decode(),
+            "owner": self.owner,
+            "status": self.status,
+            "reason": self.reason,
+            "secrets": orjson.dumps([[s.value, s.until] for s in self.secrets]).decode(),
+            "rate": "" if self.rate is None else str(self.rate),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_fields(cls, sub_id: str, raw: Mapping[bytes, bytes]) -> Subscription:
+        f = {k.decode(): v.decode() for k, v in raw.items()}
+        since = f.get("failing_since")
+        return cls(
+            id=sub_id,
+            owner=f["owner"],
+            spec=Spec.from_dict(orjson.loads(f["spec"])),
+            secrets=tuple(Secret(v, u) for v, u in orjson.loads(f["secrets"])),
+            status=f.get("status", "active"),
+            reason=f.get("reason", ""),
+            rate=int(f["rate"]) if f.get("rate") else None,
+            created_at=f.get("created_at", ""),
+            updated_at=f.get("updated_at", ""),
+            failing_since=float(since) if since else None,
+        )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _type_matches(pattern: str, event_type: str) -> bool:
+    if pattern.endswith("*"):
+        return event_type.startswith(pattern[:-1])
+    return pattern == event_type
+
+
+def new_subscription(spec: Spec, owner: str, now: datetime, status: str = "active") -> Subscription:
+    stamp = now.isoformat()
+    return Subscription(
+        id="sub_" + secrets.token_hex(8),
+        owner=owner,
+        spec=spec,
+        secrets=(Secret(new_secret()),),
+        status=status,
+        created_at=stamp,
+        updated_at=stamp,
+    )
+
+
+def _types_json(sub: Subscription | None) -> bytes:
+    return orjson.dumps(None if sub is None else list(sub.spec.types))
+
+
+class SubscriptionStore:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._index = redis.register_script(_INDEX)
+
+    async def save(self, sub: Subscription, previous: Subscription | None = None) -> None:
+        """Write the subscription and move it in the routing index (create or update)."""
+        async with guarded("saving a subscription"):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(keys.subscription(sub.id), mapping=cast(Any, sub.fields()))
+            pipe.sadd(keys.SUBSCRIPTIONS, sub.id)
+            pipe.sadd(keys.owned_by(sub.owner), sub.id)
+            await self._index(
+                args=[sub.id, PREFIX, _types_json(previous), _types_json(sub)], client=pipe
+            )
+            await pipe.execute()
+
+    async def delete(self, sub: Subscription) -> None:
+        async with guarded("deleting a subscription"):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.delete(keys.subscription(sub.id), keys.attempts(sub.id))
+            pipe.srem(keys.SUBSCRIPTIONS, sub.id)
+            pipe.srem(keys.owned_by(sub.owner), sub.id)
+            await self._index(args=[sub.id, PREFIX, _types_json(sub), b"null"], client=pipe)
+            await pipe.execute()
+
+    async def get(self, sub_id: str) -> Subscription | None:
+        found = await self.get_many([sub_id])
+        return found.get(sub_id)
+
+    async def get_many(self, ids: Iterable[str]) -> dict[str, Subscription]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        async with guarded("reading subscriptions"):
+            pipe = self.redis.pipeline(transaction=False)
+            for i in wanted:
+                pipe.hgetall(keys.subscription(i))
+            rows = await pipe.execute()
+        return {
+            i: Subscription.from_fields(i, r)
+            for i, r in zip(wanted, rows, strict=True)
+            if b"owner" in r
+        }
+
+    async def list(self, owner: str | None) -> list[Subscription]:
+        key = keys.SUBSCRIPTIONS if owner is None else keys.owned_by(owner)
+        async with guarded("listing subscriptions"):
+            ids = sorted(_text(m) for m in await self.redis.smembers(key))
+        found = await self.get_many(ids)
+        return [found[i] for i in ids if i in found]
+
+    async def set_status(self, sub_id: str, status: str, reason: str, now: datetime) -> None:
+        async with guarded("changing a subscription's status"):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(
+                keys.subscription(sub_id),
+                mapping={"status": status, "reason": reason, "updated_at": now.isoformat()},
+            )
+            if status == "active":
+                pipe.hdel(keys.subscription(sub_id), "failing_since")
+            pipe.incr(keys.SUBSCRIPTIONS_VERSION)
+            await pipe.execute()
+
+    async def candidates(self, event_types: Sequence[str]) -> dict[str, set[str]]:
+        """Per event type, the ids of subscriptions whose types admit it (from the index)."""
+        if not event_types:
+            return {}
+        async with guarded("reading the routing index"):
+            prefixes = [_text(p) for p in await self.redis.smembers(keys.ROUTE_PREFIXES)]
+            pipe = self.redis.pipeline(transaction=False)
+            for t in event_types:
+                matched = [keys.route_prefix(p) for p in prefixes if t.startswith(p)]
+                pipe.sunion([keys.route_exact(t), keys.ROUTE_ANY_TYPE, *matched])
+            rows = await pipe.execute()
+        return {t: {m.decode() for m in r} for t, r in zip(event_types, rows, strict=True)}
+
+    async def version(self) -> bytes:
+        async with guarded("reading the subscriptions version"):
+            raw = await self.redis.get(keys.SUBSCRIPTIONS_VERSION)
+        return cast(bytes, raw) if raw else b"0"
+
+
+class SubscriptionCache:
+    """A worker's view of subscriptions, dropped whenever the version counter moves."""
+
+    def __init__(self) -> None:
+        self._version: bytes | None = None
+        self._subs: dict[str, Subscription | None] = {}
+        self._types: dict[str, set[str]] = {}
+
+    async def sync(self, store: SubscriptionStore) -> None:
+        version = await store.version()
+        if version != self._version:
+            self._version = version
+            self._subs.clear()
+            self._types.clear()
+
+    @property
+    def loaded(self) -> int:
+        """How many subscriptions are held (read from Redis since the last change)."""
+        return len(self._subs)
+
+    async def subscriptions(
+        self, store: SubscriptionStore, ids: Iterable[str]
+    ) -> dict[str, Subscription]:
+        wanted = list(dict.fromkeys(ids))
+        missing = [i for i in wanted if i not in self._subs]
+        if missing:
+            found = await store.get_many(missing)
+            for i in missing:
+                self._subs[i] = found.get(i)
+        return {i: s for i in wanted if (s := self._subs.get(i)) is not None}
+
+    async def matching(
+        self, store: SubscriptionStore, events: Sequence[CloudEvent]
+    ) -> list[list[Subscription]]:
+        """For each event, the active subscriptions that want it."""
+        unknown = sorted({e.type for e in events} - self._types.keys())
+        self._types.update(await store.candidates(unknown))
+        subs = await self.subscriptions(store, {i for e in events for i in self._types[e.type]})
+        out = []
+        for e in events:
+            found = (subs.get(i) for i in sorted(self._types[e.type]))
+            out.append([s for s in found if s is not None and s.active and s.matches(e)])
+        return out
+
+
+def rotated(sub: Subscription, now: float, grace: float, stamp: str) -> Subscription:
+    """The subscription with a new current secret; older ones sign until ``now + grace``."""
+    kept = tuple(
+        Secret(s.value, now + grace if s.until is None else s.until)
+        for s in sub.secrets
+        if s.until is None or s.until > now
+    )
+    return replace(sub, secrets=(Secret(new_secret()), *kept), updated_at=stamp)

@@ -1,0 +1,160 @@
+"""Routing and delivery, end to end: gateway -> outbox -> RQ workers -> a real receiver."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from incidents import __version__
+from incidents.settings import Settings
+from tests.support import event
+from tests.test_delivery_support import Receiver, Workers, publish, receiver, subscribe
+
+
+@pytest.fixture
+def rx() -> Iterator[Receiver]:
+    with receiver() as found:
+        yield found
+
+
+@pytest.fixture
+def workers(settings: Settings) -> Iterator[Workers]:
+    found = Workers(settings)
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+def test_an_accepted_event_reaches_a_matching_subscription_signed(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """A declared incident is POSTed to the subscribed sink, signed as standardwebhooks expects."""
+    subscribe(client, rx, "/a", types=["im.incident.declare"])
+    sent = event("im.incident.declare")
+    publish(client, sent)
+    workers.run_until(lambda: len(rx.at("/a")) == 1)
+    got = rx.at("/a")[0]
+    assert got.verified
+    assert got.event["id"] == sent["id"]
+    assert got.headers["user-agent"] == f"incidents/{__version__}"
+    assert got.headers["content-type"].startswith("application/cloudevents+json")
+
+
+def test_binary_mode_sends_ce_headers_and_the_custom_headers(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """In binary mode the attributes travel as ce- headers, the data is the body, and the
+    subscription's own headers come along; the signature covers the body as sent."""
+    subscribe(
+        client,
+        rx,
+        "/bin",
+        config={"mode": "binary"},
+        protocolsettings={"headers": {"X-Team": "sre on call"}},
+    )
+    sent = event("im.incident.declare", imtags="a b,c")
+    publish(client, sent)
+    workers.run_until(lambda: len(rx.at("/bin")) == 1)
+    got = rx.at("/bin")[0]
+    assert got.verified
+    assert got.headers["ce-id"] == sent["id"]
+    assert got.headers["ce-type"] == "im.incident.declare"
+    assert got.headers["ce-imtags"] == "a%20b,c"
+    assert got.headers["x-team"] == "sre on call"
+    assert got.event == sent["data"]
+
+
+def test_failures_are_retried_with_the_same_webhook_id_and_logged(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """A 500 and a timeout-free 502 are retried on the schedule; every try carries one
+    webhook-id, and the attempt log shows both failures and the next attempt."""
+    sub = subscribe(client, rx, "/retry")
+    rx.scripts["/retry"] = [(500, {}), (502, {})]
+    publish(client, event("im.incident.declare"))
+    workers.run_until(lambda: len(rx.at("/retry")) == 3)
+    got = rx.at("/retry")
+    assert all(r.verified for r in got)
+    assert len({r.headers["webhook-id"] for r in got}) == 1
+    workers.run_until(lambda: len(workers.deliveries(client, sub["id"])) == 3)
+    log = workers.deliveries(client, sub["id"])
+    assert [a["outcome"] for a in log] == ["failed", "failed", "delivered"]
+    assert [a["status_code"] for a in log] == [500, 502, 200]
+    assert [a["attempt"] for a in log] == [1, 2, 3]
+    assert log[0]["next_attempt"] is not None and log[2]["next_attempt"] is None
+    assert log[0]["response"] == "nope"
+    assert got[1].at - got[0].at >= 0.2 * 0.8 - 0.05
+
+
+def test_retry_after_is_honoured_up_to_twice_the_scheduled_delay(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """A 429 asking for 30 s waits twice the scheduled 0.2 s instead; never 30 s, never less."""
+    subscribe(client, rx, "/slow-down")
+    rx.scripts["/slow-down"] = [(429, {"Retry-After": "30"})]
+    publish(client, event("im.incident.declare"))
+    workers.run_until(lambda: len(rx.at("/slow-down")) == 2)
+    first, second = rx.at("/slow-down")
+    assert 0.38 <= second.at - first.at < 3
+
+
+def test_410_disables_the_subscription_and_nothing_more_is_sent(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """A sink answering 410 Gone gets no further deliveries; the subscription says why."""
+    sub = subscribe(client, rx, "/gone")
+    rx.scripts["/gone"] = [(410, {})]
+    publish(client, event("im.incident.declare"))
+    workers.run_until(
+        lambda: client.get(f"/v1/subscriptions/{sub['id']}").json()["status"] == "disabled"
+    )
+    assert "410" in client.get(f"/v1/subscriptions/{sub['id']}").json()["reason"]
+    publish(client, event("im.incident.declare"))
+    workers.run_until(lambda: not workers.pump.pending())
+    assert len(rx.at("/gone")) == 1
+
+
+def test_an_incident_is_delivered_in_order_while_others_are_not_held_up(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """Events of one incident arrive in acceptance order even when the first one fails
+    twice; an event of another incident is delivered meanwhile, not after them."""
+    subscribe(client, rx, "/ordered")
+    first = event("im.incident.declare", imincidentid="INC-7")
+    later = [event("im.incident.note", imincidentid="INC-7") for _ in range(3)]
+    other = event("im.incident.declare", imincidentid="INC-8")
+    rx.scripts[first["id"]] = [(503, {}), (500, {})]
+    publish(client, first, *later)
+    publish(client, other)
+    workers.run_until(lambda: len(rx.at("/ordered")) == 7)
+    ids = [r.event["id"] for r in rx.at("/ordered")]
+    seven = [i for i in ids if i != other["id"]]
+    assert seven == [first["id"]] * 3 + [e["id"] for e in later]
+    assert ids.index(other["id"]) < ids.index(later[0]["id"])
+
+
+def test_exhausted_retries_make_a_dead_letter_that_can_be_redriven(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """After the whole schedule fails the delivery is a dead letter; the next event of the
+    incident is no longer held; a redrive delivers the dead one with the same webhook-id."""
+    subscribe(client, rx, "/dead")
+    doomed = event("im.incident.declare", imincidentid="INC-9")
+    after = event("im.incident.note", imincidentid="INC-9")
+    rx.scripts[doomed["id"]] = [(500, {})] * 4
+    publish(client, doomed, after)
+    workers.run_until(lambda: len(rx.at("/dead")) == 5)
+    assert [r.event["id"] for r in rx.at("/dead")] == [doomed["id"]] * 4 + [after["id"]]
+    dead = client.get("/v1/dead-letters").json()["dead_letters"]
+    assert [d["attempts"] for d in dead] == [4]
+    assert "retries exhausted" in dead[0]["reason"]
+    redriven = client.post(f"/v1/dead-letters/{dead[0]['id']}/redrive")
+    assert redriven.status_code == 202
+    workers.run_until(lambda: len(rx.at("/dead")) == 6)
+    last = rx.at("/dead")[-1]
+    assert last.event["id"] == doomed["id"] and last.verified
+    assert last.headers["webhook-id"] == rx.at("/dead")[0].headers["webhook-id"]
+    assert client.get("/v1/dead-letters").json()["dead_letters"] == []

@@ -1,0 +1,157 @@
+"""Real parts for the delivery tests (no tests here): a webhook receiver that verifies every
+signature with the independent ``standardwebhooks`` library, and in-process RQ workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import redis
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from incidents.delivery.jobs import WorkerContext
+from incidents.delivery.pump import Pump
+from incidents.delivery.worker import make_worker
+from incidents.settings import Settings
+from tests.support import serve_in_thread
+
+Reply = tuple[int, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    verified: bool
+    at: float
+
+    @property
+    def event(self) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.body)
+        return found
+
+
+@dataclass
+class Receiver:
+    """Answers each path from its script of replies (then 200), recording every request."""
+
+    url: str = ""
+    secrets: dict[str, str] = field(default_factory=dict)  # path -> secret to verify with
+    scripts: dict[str, list[Reply]] = field(default_factory=dict)  # by path or by event id
+    received: list[Received] = field(default_factory=list)
+    handshakes: list[dict[str, str]] = field(default_factory=list)
+    handshake_reply: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def at(self, path: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if r.path == path]
+
+    def sink(self, path: str) -> str:
+        return self.url + path
+
+    async def handle(self, request: Request) -> Response:
+        path = request.url.path
+        headers = dict(request.headers)
+        if request.method == "OPTIONS":
+            with self.lock:
+                self.handshakes.append(headers)
+            return Response(status_code=200, headers=self.handshake_reply)
+        body = await request.body()
+        secret = self.secrets.get(path)
+        verified = False
+        if secret is not None:
+            try:
+                Webhook(secret).verify(body, headers)
+                verified = True
+            except WebhookVerificationError:
+                verified = False
+        event_id = headers.get("ce-id") or _event_id(body)
+        with self.lock:
+            self.received.append(Received(path, headers, body, verified, time.time()))
+            script = self.scripts.get(event_id) or self.scripts.get(path)
+            status, reply_headers = script.pop(0) if script else (200, {})
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return Response(b"ok" if status < 300 else b"nope", status, reply_headers)
+
+
+def _event_id(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("id", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+@contextmanager
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    app = Starlette(routes=[Route("/{path:path}", found.handle, methods=["POST", "OPTIONS"])])
+    with serve_in_thread(app) as url:
+        found.url = url
+        yield found
+
+
+def subscribe(client: httpx.Client, rx: Receiver, path: str, **fields: Any) -> dict[str, Any]:
+    """Register ``rx``'s ``path`` as a sink; the receiver learns the secret to verify with."""
+    response = client.post("/v1/subscriptions", json={"sink": rx.sink(path), **fields})
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    rx.secrets[path] = created["secret"]
+    return created
+
+
+def publish(client: httpx.Client, *events: dict[str, Any]) -> list[dict[str, Any]]:
+    body = json.dumps(list(events))
+    response = client.post(
+        "/v1/events", content=body, headers={"Content-Type": "application/cloudevents-batch+json"}
+    )
+    assert response.status_code in (200, 202), response.text
+    accepted: list[dict[str, Any]] = response.json()["accepted"]
+    return accepted
+
+
+class Workers:
+    """In-process RQ workers: the pump and a burst worker, run until a condition holds."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.redis_url is not None
+        self.settings = settings
+        self.connection = redis.Redis.from_url(settings.redis_url)
+        self.context = WorkerContext.build(settings)
+        self.pump = Pump(self.connection, settings)
+
+    def run_until(self, done: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.pump.step()
+            make_worker(self.settings, self.connection, self.context).work(
+                burst=True, logging_level="WARNING"
+            )
+            if done():
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("the condition did not hold in time")
+            time.sleep(0.02)
+
+    def deliveries(self, client: httpx.Client, sub_id: str) -> list[dict[str, Any]]:
+        response = client.get(f"/v1/subscriptions/{sub_id}/deliveries")
+        assert response.status_code == 200, response.text
+        attempts: list[dict[str, Any]] = response.json()["attempts"]
+        return attempts[::-1]  # oldest first
+
+    def close(self) -> None:
+        self.connection.close()

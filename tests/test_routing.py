@@ -1,0 +1,110 @@
+"""Matching events to subscriptions: types, source, filter dialects, and the type index."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from incidents.delivery.filters import parse_filters
+from incidents.delivery.spec import Spec, parse_spec
+from incidents.delivery.subscriptions import SubscriptionCache, SubscriptionStore, new_subscription
+from incidents.errors import InvalidRequest
+from incidents.model.cloudevent import CloudEvent
+from incidents.store.redis import connect_async
+
+NOW = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def ce(type_: str = "im.incident.note", **attrs: str | int | bool) -> CloudEvent:
+    return CloudEvent({"specversion": "1.0", "id": "1", "source": "/mon", "type": type_, **attrs})
+
+
+def matches(event: CloudEvent, **fields: object) -> bool:
+    spec, _ = parse_spec({"sink": "https://example.com/hook", **fields})
+    return new_subscription(spec, "admin", NOW).matches(event)
+
+
+def test_types_are_exact_names_or_prefixes() -> None:
+    """An exact type matches only itself; a type ending in * matches by prefix."""
+    assert matches(ce("im.incident.note"), types=["im.incident.note"])
+    assert not matches(ce("im.incident.declare"), types=["im.incident.note"])
+    assert matches(ce("im.alert.trigger"), types=["im.alert.*"])
+    assert not matches(ce("im.incident.note"), types=["im.alert.*"])
+    assert matches(ce("anything"), types=[])
+
+
+def test_source_is_an_exact_match() -> None:
+    """A subscription with a source receives only events from that source."""
+    assert matches(ce(), source="/mon")
+    assert not matches(ce(), source="/other")
+
+
+def test_every_dialect_over_extension_attributes() -> None:
+    """exact, prefix, suffix, all, any and not all apply to extensions as to core attributes."""
+    event = ce(imincidentid="INC-42", imtags="db,eu-west", imactor="alice")
+    assert matches(event, filters=[{"exact": {"imactor": "alice"}}])
+    assert matches(event, filters=[{"prefix": {"imincidentid": "INC-4"}}])
+    assert matches(event, filters=[{"suffix": {"imtags": "eu-west"}}])
+    assert not matches(event, filters=[{"exact": {"imactor": "bob"}}])
+    assert matches(
+        event,
+        filters=[
+            {"all": [{"exact": {"imactor": "alice"}}, {"not": {"prefix": {"type": "im.alert."}}}]}
+        ],
+    )
+    assert matches(
+        event, filters=[{"any": [{"exact": {"imactor": "bob"}}, {"suffix": {"id": "1"}}]}]
+    )
+    assert not matches(
+        event, filters=[{"exact": {"imactor": "alice"}}, {"exact": {"source": "/x"}}]
+    )
+    assert not matches(event, filters=[{"exact": {"imcorrelationkey": "x"}}])
+
+
+def test_an_unsupported_dialect_is_rejected_by_name() -> None:
+    """sql is not supported: the error names it and points at it."""
+    with pytest.raises(InvalidRequest, match="'sql'") as caught:
+        parse_spec({"sink": "https://example.com", "filters": [{"sql": "a = 'b'"}]})
+    assert caught.value.errors[0].pointer == "/filters/0/sql"
+
+
+def test_malformed_filters_are_located() -> None:
+    """Two dialects in one expression, an empty any, and a non-string value are each reported."""
+    _, problems = parse_filters(
+        [{"exact": {"type": "a"}, "prefix": {"type": "b"}}, {"any": []}, {"exact": {"type": 3}}]
+    )
+    assert [p.pointer for p in problems] == [
+        "/filters/0",
+        "/filters/1/any",
+        "/filters/2/exact/type",
+    ]
+
+
+def test_matching_reads_only_the_indexed_candidates(redis_url: str) -> None:
+    """With 2,000 subscriptions to other types, routing an event loads only the matching ones."""
+
+    async def run() -> tuple[list[str], int]:
+        redis = connect_async(redis_url)
+        store = SubscriptionStore(redis)
+        try:
+            for i in range(2000):
+                spec = Spec(sink="https://example.com", types=(f"other.type.{i}",))
+                await store.save(new_subscription(spec, "admin", NOW))
+            wanted = [
+                new_subscription(Spec(sink="https://example.com", types=t), "admin", NOW)
+                for t in (("im.incident.note",), ("im.incident.*",), ())
+            ]
+            for sub in wanted:
+                await store.save(sub)
+            cache = SubscriptionCache()
+            await cache.sync(store)
+            (found,) = await cache.matching(store, [ce("im.incident.note")])
+            return sorted(s.id for s in found), cache.loaded
+        finally:
+            await redis.aclose()
+
+    found, loaded = asyncio.run(run())
+    assert len(found) == 3
+    assert loaded == 3

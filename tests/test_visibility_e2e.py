@@ -1,0 +1,136 @@
+"""The visibility table end to end: real principals, subscriptions, workers and a receiver
+that checks every signature; each subscriber gets exactly what the table says, and every
+withheld or redacted delivery is in its delivery log with the rule."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from incidents.settings import Settings
+from tests.support import event
+from tests.test_principals import as_token, create_principal
+from tests.test_visibility_table import (
+    CASES,
+    CLASSES,
+    DATA,
+    PRODUCER_TENANT,
+    VISIBILITIES,
+    Case,
+    expected,
+)
+
+support = pytest.importorskip(
+    "tests.test_delivery_support",
+    reason="delivery is not in place: tests/test_delivery_support.py (receiver, workers)",
+)
+
+CE_JSON = {"Content-Type": "application/cloudevents+json"}
+
+
+def subscriber_name(same: bool, clearance: str, restricted: bool) -> str:
+    return f"{'same' if same else 'other'}-{clearance}-{'ra' if restricted else 'nora'}"
+
+
+@pytest.fixture
+def workers(settings: Settings) -> Iterator[Any]:
+    w = support.Workers(settings)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def test_every_combination_end_to_end(client: httpx.Client, workers: Any) -> None:
+    """192 (event, subscriber) pairs through the real gateway, workers and receiver: each
+    subscriber receives exactly the events and fields the table allows, signed, and the
+    delivery log names the rule for every withheld or redacted one."""
+    tokens: dict[str, str] = {}
+    sub_ids: dict[str, str] = {}
+    with support.receiver() as rx:
+        for same in (True, False):
+            for clearance in CLASSES:
+                for restricted in (True, False):
+                    name = subscriber_name(same, clearance, restricted)
+                    created = create_principal(
+                        client,
+                        name=name,
+                        roles=["subscriber"],
+                        tenant=PRODUCER_TENANT if same else "globex",
+                        clearance=clearance,
+                        restricted=restricted,
+                    )
+                    tokens[name] = created["token"]
+                    with as_token(client, created["token"]) as owner:
+                        sub = support.subscribe(
+                            owner,
+                            rx,
+                            f"/sink/{name}",
+                            protocol="HTTP",
+                            types=["im.incident.declare"],
+                        )
+                    sub_ids[name] = sub["id"]
+        producer = create_principal(
+            client, name="producer", tenant=PRODUCER_TENANT, clearance="restricted"
+        )
+        ids: dict[tuple[str, str], str] = {}
+        with as_token(client, producer["token"]) as p:
+            for data_class in CLASSES:
+                for visibility in VISIBILITIES:
+                    ev = event(
+                        "im.incident.declare",
+                        dict(DATA),
+                        imdataclass=data_class,
+                        imvisibility=visibility,
+                    )
+                    r = p.post("/v1/events", content=json.dumps(ev), headers=CE_JSON)
+                    assert r.status_code == 202, r.text
+                    ids[(data_class, visibility)] = ev["id"]
+        logs: dict[str, list[dict[str, Any]]] = {}
+
+        def every_event_judged() -> bool:
+            for name, sub_id in sub_ids.items():
+                with as_token(client, tokens[name]) as owner:
+                    logs[name] = workers.deliveries(owner, sub_id)
+                if len({e.get("event_id") for e in logs[name]}) < len(ids):
+                    return False
+            return True
+
+        workers.run_until(every_event_judged, timeout=40)
+        received = list(rx.received)
+
+    assert [r.path for r in received if not r.verified] == []
+    got_at: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in received:
+        got_at.setdefault(r.path.rsplit("/", 1)[1], {})[r.event["id"]] = r.event
+    mismatches: list[tuple[Case, str]] = []
+    for case in CASES:
+        data_class, visibility, same, clearance, restricted = case
+        name = subscriber_name(same, clearance, restricted)
+        event_id = ids[(data_class, visibility)]
+        got = got_at.get(name, {}).get(event_id)
+        log = [e for e in logs[name] if e.get("event_id") == event_id]
+        outcome, detail = expected(case)
+        if outcome == "withhold":
+            if got is not None:
+                mismatches.append((case, f"delivered, expected withheld by {detail}"))
+            elif [(e["outcome"], e.get("rule")) for e in log] != [("withheld", detail)]:
+                mismatches.append((case, f"log {log}, expected withheld by {detail}"))
+            continue
+        if got is None:
+            mismatches.append((case, "withheld, expected delivery"))
+            continue
+        fields = {k for k in DATA if f"/{k}" not in detail}
+        if set(got["data"]) != fields or got.get("imredacted", "") != ",".join(detail):
+            mismatches.append((case, f"got {sorted(got['data'])} {got.get('imredacted')!r}"))
+        if detail and not any(
+            e.get("rule") == "field-clearance" and e.get("redacted") == list(detail) for e in log
+        ):
+            mismatches.append((case, f"log {log} does not record the redaction"))
+    assert mismatches == [], "\n".join(f"{c}: {why}" for c, why in mismatches[:20])
+    delivered = sum(1 for c in CASES if expected(c)[0] == "deliver")
+    assert len(received) == delivered
