@@ -71,9 +71,8 @@ class Metrics:
             lines.append(
                 f'incidents_http_request_seconds_bucket{{route="{route}",le="+Inf"}} {count}'
             )
-            lines.append(
-                f'incidents_http_request_seconds_sum{{route="{route}"}} {self.latency_sum[route]:.6f}'
-            )
+            total = self.latency_sum[route]
+            lines.append(f'incidents_http_request_seconds_sum{{route="{route}"}} {total:.6f}')
             lines.append(f'incidents_http_request_seconds_count{{route="{route}"}} {count}')
         lines += [
             "# HELP incidents_events_total Events by outcome at ingest.",
