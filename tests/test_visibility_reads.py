@@ -13,7 +13,14 @@ import pytest
 from incidents.auth import Principal
 from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import CloudEvent, StoredEvent
-from incidents.policy.reads import may_read, may_see_incident, visible_data, visible_event
+from incidents.policy.reads import (
+    may_read,
+    may_see_incident,
+    readable,
+    visible_data,
+    visible_event,
+    visible_incident,
+)
 from tests.support import event
 from tests.test_principals import as_token, create_principal
 
@@ -148,3 +155,21 @@ def test_get_event_is_filtered_by_policy(client: httpx.Client) -> None:
             for what, ev in events.items():
                 got[(who, what)] = r.get(f"/v1/events/{ev['id']}").status_code
     assert got == expected
+
+
+def test_readable_keeps_the_stored_event_when_nothing_is_hidden(registry: SchemaRegistry) -> None:
+    """A caller cleared for everything gets the very stored event back, unchanged."""
+    s = stored(imdataclass="internal", imvisibility="internal")
+    assert readable(principal("acme", "restricted"), s, registry) is s
+    redacted = readable(principal("acme", "internal"), s, registry)
+    assert redacted is not None and redacted.sequence == s.sequence
+    assert redacted.event.get("imredacted") == "/summary,/customer_impact"
+
+
+def test_visible_incident_drops_marked_fields(registry: SchemaRegistry) -> None:
+    """An incident's summary (confidential in the declare schema) is hidden from internal
+    readers, and the document says so."""
+    doc = {"id": "INC-1", "title": "t", "summary": "impact", "status": "open"}
+    low = visible_incident(principal("acme", "internal"), doc, registry)
+    assert low == {"id": "INC-1", "title": "t", "status": "open", "redacted": ["/summary"]}
+    assert visible_incident(principal("acme", "confidential"), doc, registry) == doc

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import aiohttp
 import redis.asyncio as aioredis
 
 from incidents.auth import Principal
@@ -63,7 +63,7 @@ class Dispatcher:
         registry: SchemaRegistry,
         redis: aioredis.Redis,
         cache: SubscriptionCache,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings

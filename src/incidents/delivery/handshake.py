@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from incidents.delivery.sinks import outbound_client, was_refused
 
@@ -25,19 +25,20 @@ async def handshake(
 ) -> Handshake:
     async with outbound_client(allow_private, timeout, connections=1) as client:
         try:
-            response = await client.request(
-                "OPTIONS", sink, headers={"WebHook-Request-Origin": origin}
-            )
-        except httpx.HTTPError as exc:
+            async with client.options(
+                sink, headers={"WebHook-Request-Origin": origin}, allow_redirects=False
+            ) as response:
+                status = response.status
+                allowed = response.headers.get("webhook-allowed-origin", "").strip()
+                raw_rate = response.headers.get("webhook-allowed-rate", "").strip()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             what = "refused" if was_refused(exc) else "failed"
             return Handshake(False, reason=f"handshake {what}: {exc}")
-    allowed = response.headers.get("webhook-allowed-origin", "").strip()
-    if not 200 <= response.status_code < 300 or allowed not in (origin, "*"):
+    if not 200 <= status < 300 or allowed not in (origin, "*"):
         return Handshake(
             False,
-            reason=f"handshake refused: HTTP {response.status_code}, "
+            reason=f"handshake refused: HTTP {status}, "
             f"WebHook-Allowed-Origin {allowed or 'missing'} (we are {origin!r})",
         )
-    raw_rate = response.headers.get("webhook-allowed-rate", "").strip()
     rate = int(raw_rate) if raw_rate.isdigit() and int(raw_rate) > 0 else None
     return Handshake(True, rate)

@@ -100,5 +100,5 @@ async def _deliver(context: WorkerContext) -> int:
         dispatcher = Dispatcher(settings, context.registry, redis, context.deliveries, client)
         return await dispatcher.run(DELIVER_SECONDS, LANES_IN_FLIGHT, PER_LANE)
     finally:
-        await client.aclose()
+        await client.close()
         await redis.aclose(close_connection_pool=True)

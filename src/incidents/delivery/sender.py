@@ -13,7 +13,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 import orjson
 
 from incidents.delivery import signing
@@ -79,7 +79,7 @@ def retry_after(raw: str | None, now: float) -> float | None:
 
 
 async def send(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     sink: str,
     msg_id: str,
     event: CloudEvent,
@@ -95,19 +95,18 @@ async def send(
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            async with client.stream("POST", sink, content=body, headers=headers) as response:
-                kept = bytearray()
-                async for chunk in response.aiter_raw():
-                    kept += chunk
-                    if len(kept) >= BODY_KEPT:
-                        break
-    except (TimeoutError, httpx.TimeoutException):
+            async with client.post(
+                sink, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                kept = await response.content.read(BODY_KEPT)
+                status = response.status
+                retry_header = response.headers.get("retry-after")
+    except (TimeoutError, aiohttp.ServerTimeoutError):
         return Outcome(FAILED, latency_ms=_ms(started), error=f"timed out after {timeout:g}s")
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, OSError) as exc:
         kind = REFUSED if was_refused(exc) else FAILED
         return Outcome(kind, latency_ms=_ms(started), error=f"{type(exc).__name__}: {exc}")
-    status = response.status_code
-    text = bytes(kept[:BODY_KEPT]).decode("utf-8", "replace")
+    text = kept[:BODY_KEPT].decode("utf-8", "replace")
     latency = _ms(started)
     if 200 <= status < 300:
         return Outcome(DELIVERED, status, latency, body=text)
@@ -115,7 +114,7 @@ async def send(
         return Outcome(GONE, status, latency, "410 Gone: the sink asked to stop", text)
     wait = None
     if status in (429, 503):
-        wait = retry_after(response.headers.get("retry-after"), time.time())
+        wait = retry_after(retry_header, time.time())
     error = f"HTTP {status}"
     if 300 <= status < 400:
         error += " (redirects are not followed)"

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+import aiohttp
+import aiohttp.abc
 
 from incidents import __version__
 
@@ -21,7 +21,7 @@ USER_AGENT = f"incidents/{__version__}"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class SinkRefused(httpcore.ConnectError):
+class SinkRefused(OSError):
     """The sink resolved to an address that is not public; nothing was sent."""
 
 
@@ -97,78 +97,55 @@ async def sink_problem(raw: str, allow_private: bool) -> str | None:
     return refusal(host, addresses)
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves the host itself and connects only to the public address it checked."""
+class GuardedConnector(aiohttp.TCPConnector):
+    """A connector that connects only to addresses that passed the check. The check runs on
+    the resolved addresses the connector is about to use (IP literals included), so the
+    address actually connected to is the one checked, whatever DNS said at registration."""
 
-    def __init__(self, allow_private: bool) -> None:
+    def __init__(self, allow_private: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.allow_private = allow_private
-        self.inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109  # httpcore's backend interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        target = host
+    async def _resolve_host(
+        self, host: str, port: int, traces: Sequence[Any] | None = None
+    ) -> list[aiohttp.abc.ResolveResult]:
+        found = await super()._resolve_host(host, port, traces)
         if not self.allow_private:
-            try:
-                addresses = await resolve(host, port)
-            except OSError as exc:
-                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-            why = refusal(host, addresses)
+            why = refusal(host, (ipaddress.ip_address(r["host"].split("%")[0]) for r in found))
             if why is not None:
                 raise SinkRefused(f"refused: {why}")
-            target = str(addresses[0])
-        return await self.inner.connect_tcp(
-            target,
-            port,
-            timeout=timeout,
-            local_address=local_address,
-            socket_options=socket_options,
-        )
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, allow_private: bool, limits: httpx.Limits) -> None:
-        super().__init__(trust_env=False, limits=limits)
-        # httpx builds its pool without a network-backend hook; this pool is the same one
-        # with the guarded backend, so the check runs on every new connection.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            network_backend=GuardedBackend(allow_private),
-        )
+        return found
 
 
 def outbound_client(
     allow_private: bool, timeout: float, connections: int = 100
-) -> httpx.AsyncClient:
-    """The HTTP client for calling sinks: guarded, HTTP/1.1 keep-alive, no redirects."""
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(
-        transport=GuardedTransport(allow_private, limits),
-        timeout=httpx.Timeout(timeout),
-        follow_redirects=False,
-        trust_env=False,
+) -> aiohttp.ClientSession:
+    """The HTTP client for calling sinks: guarded addresses, HTTP/1.1 keep-alive, no proxies
+    from the environment (redirects are refused per request with ``allow_redirects=False``)."""
+    connector = GuardedConnector(
+        allow_private,
+        limit=connections,
+        limit_per_host=connections,
+        ttl_dns_cache=None if allow_private else 0,  # re-check the address on every connect
+        keepalive_timeout=30,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout),
         headers={"User-Agent": USER_AGENT},
+        trust_env=False,
+        auto_decompress=False,
+        skip_auto_headers=("Content-Type",),
     )
 
 
 def was_refused(exc: BaseException) -> bool:
-    """True when an httpx error came from refusing the sink's address."""
+    """True when a client error came from refusing the sink's address."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, SinkRefused):
+            return True
+        if isinstance(getattr(seen, "os_error", None), SinkRefused):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
