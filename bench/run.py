@@ -204,10 +204,13 @@ async def aiohttp_client(url: str, bodies: list[bytes], secret: str, concurrency
 
 async def paced_sender(base: str, rate: int, seconds: int) -> dict[str, float]:
     """Open-loop load: send ``rate`` events a second for ``seconds``; return id -> send time."""
+    import aiohttp
+
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cloudevents+json"}
     sent: dict[str, float] = {}
+    acked: dict[str, float] = {}
     total = rate * seconds
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
+    async with aiohttp.ClientSession(base, headers=headers) as client:
 
         async def one(n: int) -> None:
             event_id = f"e2e-{n}"
@@ -222,8 +225,10 @@ async def paced_sender(base: str, rate: int, seconds: int) -> dict[str, float]:
                 }
             )
             sent[event_id] = time.time()
-            r = await client.post("/v1/events", content=body)
-            r.raise_for_status()
+            async with client.post("/v1/events", data=body) as r:
+                await r.read()
+                r.raise_for_status()
+            acked[event_id] = time.time() - sent[event_id]
 
         start = time.monotonic()
         tasks = []
@@ -233,6 +238,10 @@ async def paced_sender(base: str, rate: int, seconds: int) -> dict[str, float]:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(n)))
         await asyncio.gather(*tasks)
+    ack = sorted(acked.values())
+    print(
+        f"ingest answer p50 {percentile(ack, 50) * 1000:.1f} ms, p99 {percentile(ack, 99) * 1000:.1f} ms"
+    )
     return sent
 
 
@@ -486,9 +495,15 @@ class Bench:
             arrivals = httpx.get(f"http://127.0.0.1:{rport}/stats?detail=1", timeout=30).json()[
                 "arrivals"
             ]
-        latencies = sorted(
-            (arrivals[f"{event_id}|/hook"] - t0) * 1000 for event_id, t0 in sent.items()
+        timed = sorted(
+            (t0, (arrivals[f"{event_id}|/hook"] - t0) * 1000) for event_id, t0 in sent.items()
         )
+        if os.environ.get("BENCH_TRACE"):
+            start = timed[0][0]
+            for t0, ms in timed:
+                if ms > 100:
+                    print(f"slow: sent at +{t0 - start:.2f}s took {ms:.0f} ms")
+        latencies = sorted(ms for _, ms in timed)
         self.results["e2e_events"] = len(latencies)
         self.results["e2e_p50_ms"] = round(percentile(latencies, 50), 2)
         self.results["e2e_p99_ms"] = round(percentile(latencies, 99), 2)

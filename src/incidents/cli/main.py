@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from incidents import __version__
 from incidents.ingest.schemas import SchemaLoadError
+from incidents.policy.files import PolicyError
 from incidents.settings import Settings, SettingsError
 
 # CLI flag -> environment variable; a flag given on the command line wins over the environment.
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except SettingsError as exc:
         print(f"incidents: bad setting: {exc}", file=sys.stderr)
         return 2
-    except SchemaLoadError as exc:
+    except (SchemaLoadError, PolicyError) as exc:
         print(f"incidents: cannot start: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -31,6 +31,7 @@ from incidents.delivery.ledger import (
     Ledger,
 )
 from incidents.delivery.owners import RULE_OWNER_REVOKED, load_owner
+from incidents.delivery.routing import route_outbox
 from incidents.delivery.sender import GONE, Outcome, iso, send
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.ingest.schemas import SchemaRegistry
@@ -38,9 +39,11 @@ from incidents.model.cloudevent import StoredEvent
 from incidents.policy.outbound import Verdict, judge
 from incidents.settings import Settings
 from incidents.store.events import EventStore
+from incidents.store.keys import OUTBOX
 
 log = logging.getLogger("incidents.delivery")
 RENEW_EVERY = 2.0
+POLL_SECONDS = 0.01  # how often a running job looks for new outbox entries and due lanes
 
 
 def retry_delay(
@@ -65,6 +68,7 @@ class Dispatcher:
         cache: SubscriptionCache,
         client: aiohttp.ClientSession,
         rng: random.Random | None = None,
+        routes: SubscriptionCache | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -72,6 +76,7 @@ class Dispatcher:
         self.cache = cache
         self.client = client
         self.rng = rng or random.Random()
+        self.routes = routes
         self.ledger = Ledger(redis)
         self.subs = SubscriptionStore(redis)
         self.store = EventStore(redis)
@@ -85,6 +90,10 @@ class Dispatcher:
         active: dict[asyncio.Task[None], str] = {}
         renewed = time.monotonic()
         while True:
+            if self.routes is not None and await self.redis.xlen(OUTBOX):
+                # Route here too, so new events do not wait for this job to end before a
+                # routing job can run in this worker.
+                await route_outbox(self.redis, self.routes, seconds=0.5)
             if time.monotonic() < stop_claiming and len(active) < concurrency:
                 await self.cache.sync(self.subs)
                 self._owners.clear()
@@ -96,7 +105,9 @@ class Dispatcher:
                     active[asyncio.create_task(self._lane(claimed))] = claimed.lane
             if not active:
                 return self.sent
-            done, _ = await asyncio.wait(active, timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                active, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
             for task in done:
                 lane = active.pop(task)
                 if task.exception() is not None:

@@ -97,7 +97,9 @@ async def _deliver(context: WorkerContext) -> int:
         settings.allow_private_sinks, settings.delivery_timeout, connections=LANES_IN_FLIGHT
     )
     try:
-        dispatcher = Dispatcher(settings, context.registry, redis, context.deliveries, client)
+        dispatcher = Dispatcher(
+            settings, context.registry, redis, context.deliveries, client, routes=context.routes
+        )
         return await dispatcher.run(DELIVER_SECONDS, LANES_IN_FLIGHT, PER_LANE)
     finally:
         await client.close()

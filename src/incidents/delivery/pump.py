@@ -73,7 +73,7 @@ class Pump:
         pipe.zcard(keys.LANES_LEASED)
         return any(pipe.execute())
 
-    def run(self, stop: threading.Event, interval: float = 0.05) -> None:
+    def run(self, stop: threading.Event, interval: float = 0.01) -> None:
         while not stop.is_set():
             try:
                 self.step()

@@ -73,7 +73,9 @@ async def route_outbox(
                 break
             await cache.sync(subs)
             seqs = [int(fields[b"seq"]) for _, fields in entries if fields and b"seq" in fields]
-            stored = await store.get_many(seqs)
+            # An event the planner marked as not to be fanned out (a repeat of an open alert,
+            # an ack with nothing to acknowledge) is stored and on the timeline, but not sent.
+            stored = [s for s in await store.get_many(seqs) if s.meta.get("fanout", True)]
             matched = await cache.matching(subs, [s.event for s in stored])
             now = time.time()
             deliveries = [

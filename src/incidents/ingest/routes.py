@@ -13,6 +13,7 @@ from incidents.http import json_response
 from incidents.ingest.body import read_body
 from incidents.ingest.modes import BATCH, STRUCTURED, parse_request
 from incidents.openapi import BEARER, errors, json_body
+from incidents.policy import reads as policy_reads
 from incidents.services import services
 
 
@@ -52,7 +53,7 @@ async def get_event(request: Request) -> Response:
             f"{len(visible)} events have id {event_id!r}; name one with ?source=",
             extra={"sources": [s.event.source for s in visible]},
         )
-    return json_response(visible[0].to_dict())
+    return json_response(policy_reads.visible_event(principal, visible[0], svc.registry))
 
 
 def routes() -> list[Route]:

@@ -11,37 +11,24 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from incidents.auth import CLEARANCES, Principal
+from incidents.auth import Principal
 from incidents.lifecycle.documents import read_many
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.incident import Incident, TimelineEvent
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
 from incidents.model.types import EventType, Extension
+from incidents.policy import reads as policy_reads
 from incidents.store import keys
 from incidents.store.redis import guarded
 
 _SCAN = 500
 
 
-def covers(clearance: str, data_class: str) -> bool:
-    """Whether a clearance reaches a data class (unknown classes are never covered)."""
-    if data_class not in CLEARANCES:
-        return False
-    return CLEARANCES.index(clearance) >= CLEARANCES.index(data_class)
-
-
 def may_see(principal: Principal, tenant: str, visibility: str, data_class: str) -> bool:
-    """The read rule for materialized documents (incidents, alerts): admins see everything;
-    others what is public or their tenant's, within their clearance, and restricted only when
-    granted restricted access."""
-    if principal.is_admin:
-        return True
-    if visibility != "public" and tenant != principal.tenant:
-        return False
-    if visibility == "restricted" and not principal.restricted:
-        return False
-    return covers(principal.clearance, data_class)
+    """The read rule for materialized documents (incidents, alerts): the same visibility and
+    clearance rule as delivery (see ``incidents.policy.access``)."""
+    return policy_reads.may_see_incident(principal, tenant, visibility, data_class)
 
 
 def may_see_incident(principal: Principal, incident: Incident) -> bool:

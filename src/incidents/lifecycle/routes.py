@@ -22,6 +22,7 @@ from incidents.model.incident import Incident
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
 from incidents.openapi import BEARER, errors, json_body
+from incidents.policy import reads as policy_reads
 from incidents.services import services
 
 MAX_LIMIT = 1000
@@ -72,12 +73,14 @@ async def list_route(request: Request) -> Response:
     limit = int_param(request, "limit", 100, MAX_LIMIT)
     offset = int_param(request, "offset", 0)
     found = await list_incidents(svc.redis, principal, where, limit, offset)
-    return json_response({"incidents": [i.to_dict() for i in found], "count": len(found)})
+    shown = [policy_reads.visible_incident(principal, i.to_dict(), svc.registry) for i in found]
+    return json_response({"incidents": shown, "count": len(found)})
 
 
 async def get_route(request: Request) -> Response:
-    _, incident = await _visible(request)
-    return json_response(incident.to_dict())
+    principal, incident = await _visible(request)
+    registry = services(request).registry
+    return json_response(policy_reads.visible_incident(principal, incident.to_dict(), registry))
 
 
 async def timeline_route(request: Request) -> Response:
@@ -86,7 +89,11 @@ async def timeline_route(request: Request) -> Response:
     after = int_param(request, "after", 0)
     limit = int_param(request, "limit", MAX_LIMIT, MAX_LIMIT)
     stored = await svc.store.timeline(incident.id, after=after, limit=limit)
-    entries = [timeline_entry(incident.id, s) for s in stored if svc.may_read(principal, s)]
+    entries = [
+        timeline_entry(incident.id, r)
+        for s in stored
+        if (r := policy_reads.readable(principal, s, svc.registry)) is not None
+    ]
     return json_response({"incident": incident.id, "timeline": [e.to_dict() for e in entries]})
 
 
