@@ -62,9 +62,16 @@ class Pending:
 
 class Planner(Protocol):
     """Plans the state changes an accepted event causes (incidents, alerts), read-then-write:
-    each write carries the version it read, and the store refuses it if that moved on."""
+    each write carries the version it read, and the store refuses it if that moved on.
+
+    ``stored`` is told which writes the store took; ``forget`` that planning or storing failed,
+    so anything a planner remembers between calls may be stale."""
 
     async def plan(self, pending: Sequence[Pending], now: datetime) -> None: ...
+
+    def stored(self, pending: Sequence[Pending], results: Sequence[Accepted]) -> None: ...
+
+    def forget(self) -> None: ...
 
 
 class DefaultAdmission:
@@ -229,18 +236,31 @@ class Ingestor:
                 for planner in self.planners:
                     await planner.plan(todo, now)
             except IncidentsError:
+                self._forget()
                 if checked:
                     raise
                 checked = True
                 continue
             drafts = [Draft(p.event, principal.id, p.writes, p.index, p.meta) for p in fresh]
             try:
-                return await self.store.accept(drafts, now)
+                stored = await self.store.accept(drafts, now)
             except VersionConflict:
+                self._forget()
                 checked = True
+                continue
+            except BaseException:
+                self._forget()
+                raise
+            for planner in self.planners:
+                planner.stored(fresh, stored)
+            return stored
         raise ServiceUnavailable(
             "the incident is being changed by many requests at once; retry", retry_after=1
         )
+
+    def _forget(self) -> None:
+        for planner in self.planners:
+            planner.forget()
 
     async def _assign_incident(self, pending: Pending) -> None:
         event = pending.event

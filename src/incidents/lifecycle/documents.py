@@ -6,7 +6,8 @@ cached for the pass so that several events of one batch chain their versions in 
 
 from __future__ import annotations
 
-from typing import Any
+from collections import OrderedDict
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -16,17 +17,51 @@ from incidents.store.events import VersionedWrite
 from incidents.store.redis import guarded
 
 
+class DocumentCache:
+    """Documents as this process last committed or read them, with their versions.
+
+    It only ever holds pairs that were true in Redis at some point, so a stale entry has an
+    older version than Redis: the store then refuses the write, the ingestor forgets the cache
+    and plans again from a fresh read. One API replica therefore reads an incident from Redis
+    once, not on every event; several replicas stay correct and pay a retry when they race.
+    """
+
+    def __init__(self, size: int = 5000) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[int, bytes | None]] = OrderedDict()
+
+    def get(self, key: str) -> tuple[int, bytes | None] | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: str, version: int, raw: bytes | None) -> None:
+        self._entries[key] = (version, raw)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class Documents:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, shared: DocumentCache | None = None) -> None:
         self.redis = redis
+        self.shared = shared
         self._cache: dict[str, tuple[int, dict[str, Any] | None]] = {}
 
     async def read(self, key: str) -> dict[str, Any] | None:
         if key not in self._cache:
-            async with guarded("reading a document"):
-                version, raw = await self.redis.hmget(key, ["v", "j"])
-            doc = orjson.loads(raw) if raw else None
-            self._cache[key] = (int(version) if version else 0, doc)
+            known = self.shared.get(key) if self.shared is not None else None
+            if known is None:
+                async with guarded("reading a document"):
+                    version, raw = await self.redis.hmget(key, ["v", "j"])
+                known = (int(version) if version else 0, cast(bytes, raw) if raw else None)
+                if self.shared is not None:
+                    self.shared.put(key, *known)
+            self._cache[key] = (known[0], orjson.loads(known[1]) if known[1] else None)
         return self._cache[key][1]
 
     def write(self, pending: Pending, key: str, document: dict[str, Any]) -> None:

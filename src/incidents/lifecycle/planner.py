@@ -9,22 +9,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import orjson
+
 from incidents.alerts.correlation import Correlator
 from incidents.alerts.rules import AlertRules
 from incidents.ingest.pipeline import Pending
 from incidents.lifecycle.book import IncidentBook, canonical_severity
-from incidents.lifecycle.documents import Documents
+from incidents.lifecycle.documents import DocumentCache, Documents
 from incidents.model.types import EventType
-from incidents.store.events import EventStore
+from incidents.store.events import Accepted, EventStore
 
 
 class LifecyclePlanner:
     def __init__(self, store: EventStore, rules: AlertRules) -> None:
         self.store = store
         self.correlator = Correlator(store, rules)
+        self.cache = DocumentCache()
+
+    def forget(self) -> None:
+        """Planning or storing failed: what this process believes may be stale."""
+        self.cache.clear()
+
+    def stored(self, pending: Sequence[Pending], results: Sequence[Accepted]) -> None:
+        """The store took these writes (except for duplicates): remember what they wrote."""
+        for p, result in zip(pending, results, strict=True):
+            if result.duplicate:
+                continue
+            for write in p.writes:
+                self.cache.put(write.key, write.expect + 1, orjson.dumps(write.document))
 
     async def plan(self, pending: Sequence[Pending], now: datetime) -> None:
-        book = IncidentBook(Documents(self.store.redis))
+        book = IncidentBook(Documents(self.store.redis, self.cache))
         for p in pending:
             if p.event.type.startswith(EventType.INCIDENT_PREFIX):
                 p.event = canonical_severity(p.event)
