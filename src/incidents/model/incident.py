@@ -92,15 +92,15 @@ class Incident:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in _INCIDENT_FIELDS:
+            value = getattr(self, name)
             if isinstance(value, datetime):
                 value = value.isoformat()
             elif isinstance(value, Mapping):
                 value = dict(value)
             elif isinstance(value, Severity | IncidentStatus):
                 value = value.value
-            out[f.name] = value
+            out[name] = value
         out["metrics"] = {
             "time_to_acknowledge": self.time_to_acknowledge,
             "time_to_mitigate": self.time_to_mitigate,
@@ -110,8 +110,12 @@ class Incident:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Incident:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
+        return cls(**{k: v for k, v in raw.items() if k in _INCIDENT_NAMES})
+
+
+# Field names, computed once: from_dict and to_dict run for every incident event.
+_INCIDENT_FIELDS = tuple(f.name for f in fields(Incident))
+_INCIDENT_NAMES = frozenset(_INCIDENT_FIELDS)
 
 
 @dataclass(frozen=True)
