@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
+import pytest
 
-from tests.support import event
+from incidents.app import create_app
+from incidents.delivery.worker import make_worker
+from incidents.settings import Settings
+from tests.support import ADMIN_TOKEN, event, serve_in_thread
+from tests.test_delivery_support import Workers, publish
 
 
 def sample(text: str, name: str, labels: str = "") -> float:
@@ -39,3 +48,86 @@ def test_metrics_count_requests_events_and_the_outbox(client: httpx.Client) -> N
         == 3
     )
     assert sample(text, "incidents_http_request_seconds_count", 'route="/v1/events"') == 4
+
+
+@pytest.fixture
+def blackhole() -> Iterator[str]:
+    """A sink that takes connections and never answers: every delivery to it times out."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+
+
+class Scraper:
+    """Polls /metrics in a thread while the test's main thread runs a worker."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+        self.stop = threading.Event()
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.seen.append(self.client.get("/metrics").text)
+            self.stop.wait(0.02)
+
+    def __enter__(self) -> Scraper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+@pytest.mark.slow
+def test_delivery_gauges_follow_a_lane_to_a_dead_letter(settings: Settings, blackhole: str) -> None:
+    """Subscriptions, lanes due now, leased and due later, then dead letters, move as one
+    event to a sink that never answers is routed, tried, retried and given up."""
+    settings = replace(settings, retry_schedule=(1.5,), delivery_timeout=0.5)
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    workers = Workers(settings)
+    with (
+        serve_in_thread(create_app(settings)) as url,
+        httpx.Client(base_url=url, headers=headers, timeout=10) as client,
+    ):
+
+        def gauges() -> tuple[float, ...]:
+            return read_gauges(client.get("/metrics").text)
+
+        try:
+            assert gauges() == (0, 0, 0, 0, 0)
+            created = client.post("/v1/subscriptions", json={"sink": blackhole})
+            assert created.status_code == 201, created.text
+            publish(client, event("im.incident.declare", imincidentid="INC-7"))
+            assert gauges() == (1, 0, 0, 0, 0)
+            work_once(workers)  # only the routing job: the pump saw no lane yet
+            assert gauges() == (1, 1, 0, 0, 0)
+            with Scraper(client) as scraper:
+                work_once(workers)  # the first attempt: leased until it times out
+            assert (1, 0, 0, 1, 0) in [read_gauges(text) for text in scraper.seen]
+            assert gauges() == (1, 0, 1, 0, 0)
+            workers.run_until(lambda: gauges()[4] == 1)
+            assert gauges() == (1, 0, 0, 0, 1)
+        finally:
+            workers.close()
+
+
+def read_gauges(text: str) -> tuple[float, ...]:
+    """(subscriptions, lanes due now, lanes due later, lanes leased, dead letters)."""
+    return (
+        sample(text, "incidents_subscriptions"),
+        sample(text, "incidents_lanes_due", 'when="now"'),
+        sample(text, "incidents_lanes_due", 'when="later"'),
+        sample(text, "incidents_lanes_leased"),
+        sample(text, "incidents_dead_letters"),
+    )
+
+
+def work_once(workers: Workers) -> None:
+    workers.pump.step()
+    make_worker(workers.settings, workers.connection, workers.context).work(
+        burst=True, logging_level="WARNING"
+    )

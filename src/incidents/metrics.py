@@ -1,7 +1,8 @@
 """``GET /metrics``: Prometheus text exposition.
 
 Counters are per process (each API replica exposes its own, as Prometheus expects); gauges
-that describe shared state (outbox backlog, queues, dead letters) are read from Redis.
+that describe shared state (outbox backlog, lanes, dead letters, subscriptions) are read
+from Redis at scrape time, in one pipeline.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from incidents.delivery import keys as delivery_keys
 from incidents.openapi import errors
 from incidents.services import services
 from incidents.store import keys
@@ -80,9 +82,17 @@ class Metrics:
         ]
         for outcome, n in sorted(self.events.items()):
             lines.append(f'incidents_events_total{{outcome="{outcome}"}} {n}')
+        now = time.time()
         async with guarded("reading metrics"):
-            backlog = await redis.xlen(keys.OUTBOX)
-            last = await redis.get(keys.SEQUENCE)
+            pipe = redis.pipeline(transaction=False)
+            pipe.xlen(keys.OUTBOX)
+            pipe.get(keys.SEQUENCE)
+            pipe.zcard(delivery_keys.DEAD_LETTERS)
+            pipe.zcount(delivery_keys.LANES_DUE, "-inf", now)
+            pipe.zcount(delivery_keys.LANES_DUE, f"({now!r}", "+inf")
+            pipe.zcard(delivery_keys.LANES_LEASED)
+            pipe.scard(delivery_keys.SUBSCRIPTIONS)
+            backlog, last, dead, due_now, due_later, leased, subs = await pipe.execute()
             shared = {name: await read(redis) for name, (_, read) in self.gauges.items()}
         lines += [
             "# HELP incidents_outbox_length Entries in the outbox stream.",
@@ -91,6 +101,21 @@ class Metrics:
             "# HELP incidents_last_sequence The last gateway sequence assigned.",
             "# TYPE incidents_last_sequence gauge",
             f"incidents_last_sequence {int(last or 0)}",
+            "# HELP incidents_dead_letters Deliveries that ran out of retries, not yet redriven.",
+            "# TYPE incidents_dead_letters gauge",
+            f"incidents_dead_letters {dead}",
+            "# HELP incidents_lanes_due Lanes waiting for a worker: due now, or at a later "
+            "retry time.",
+            "# TYPE incidents_lanes_due gauge",
+            f'incidents_lanes_due{{when="now"}} {due_now}',
+            f'incidents_lanes_due{{when="later"}} {due_later}',
+            "# HELP incidents_lanes_leased Lanes a worker holds (a dead worker's count until "
+            "its lease runs out and the lane is claimed again).",
+            "# TYPE incidents_lanes_leased gauge",
+            f"incidents_lanes_leased {leased}",
+            "# HELP incidents_subscriptions Subscriptions, active or disabled.",
+            "# TYPE incidents_subscriptions gauge",
+            f"incidents_subscriptions {subs}",
         ]
         for name, value in sorted(shared.items()):
             lines += [
