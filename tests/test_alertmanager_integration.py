@@ -14,8 +14,10 @@ import httpx
 import pytest
 import redis
 
+from incidents.settings import Settings
 from incidents.store.embedded import free_port
 from tests.support import ADMIN_TOKEN
+from tests.test_delivery_support import Receiver, Workers, receiver, subscribe
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
@@ -102,6 +104,28 @@ def alertmanager(gateway: str, tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
+@pytest.fixture
+def rx() -> Iterator[Receiver]:
+    """A real webhook receiver that verifies every signature with ``standardwebhooks``."""
+    with receiver() as found:
+        yield found
+
+
+@pytest.fixture
+def workers(settings: Settings) -> Iterator[Workers]:
+    """The routing and delivery workers, run in this process."""
+    found = Workers(settings)
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+def received(rx: Receiver, event_type: str) -> list[dict[str, Any]]:
+    """The verified events of ``event_type`` that reached the subscriber's sink."""
+    return [r.event for r in rx.at("/alerts") if r.verified and r.event["type"] == event_type]
+
+
 def push(alertmanager: str, ends_at: datetime | None = None) -> None:
     alert: dict[str, Any] = {
         "labels": {"alertname": "DiskFull", "severity": "critical", "service": "storage"},
@@ -116,10 +140,16 @@ def push(alertmanager: str, ends_at: datetime | None = None) -> None:
 
 
 def test_real_alertmanager_notifications_become_alerts_and_an_incident(
-    alertmanager: str, client: httpx.Client, redis_client: redis.Redis
+    alertmanager: str,
+    client: httpx.Client,
+    redis_client: redis.Redis,
+    rx: Receiver,
+    workers: Workers,
 ) -> None:
     """Alerts pushed into a real Alertmanager reach the gateway: a critical one opens an alert,
-    declares an incident, is queued for subscribers, and resolves when Alertmanager says so."""
+    declares an incident, is delivered signed to a subscriber, and resolves (and that resolve
+    is delivered too) when Alertmanager says so."""
+    subscribe(client, rx, "/alerts", protocol="HTTP", types=["im.alert.*"])
     push(alertmanager)
 
     def firing() -> dict[str, Any] | None:
@@ -136,6 +166,17 @@ def test_real_alertmanager_notifications_become_alerts_and_an_incident(
     incident = client.get(f"/v1/incidents/{alert['incident']}").json()
     assert incident["title"] == "Disk /var is 99% full on db-1" and incident["service"] == "storage"
 
+    workers.run_until(lambda: bool(received(rx, "im.alert.trigger")))
+    (trigger,) = received(rx, "im.alert.trigger")
+    assert trigger["id"] == stored["event"]["id"] and trigger["source"] == alertmanager
+    assert trigger["imcorrelationkey"] == alert["key"]
+    assert trigger["data"]["summary"] == "Disk /var is 99% full on db-1"
+    assert trigger["data"]["labels"] == {
+        "alertname": "DiskFull",
+        "severity": "critical",
+        "service": "storage",
+    }
+
     push(alertmanager, ends_at=datetime.now(UTC) - timedelta(seconds=1))
 
     def resolved() -> bool:
@@ -146,3 +187,11 @@ def test_real_alertmanager_notifications_become_alerts_and_an_incident(
     assert client.get(f"/v1/incidents/{alert['incident']}").json()["status"] == "open"
     timeline = client.get(f"/v1/incidents/{alert['incident']}/timeline").json()["timeline"]
     assert [t["type"] for t in timeline] == ["im.alert.trigger", "im.alert.resolve"]
+
+    workers.run_until(lambda: bool(received(rx, "im.alert.resolve")))
+    (resolve,) = received(rx, "im.alert.resolve")
+    assert resolve["imcorrelationkey"] == alert["key"]
+    assert resolve["data"]["labels"]["alertname"] == "DiskFull"
+    assert resolve["data"]["original"]["alerts"][0]["status"] == "resolved"
+    assert [r.event["type"] for r in rx.at("/alerts")] == ["im.alert.trigger", "im.alert.resolve"]
+    assert all(r.verified for r in rx.at("/alerts"))

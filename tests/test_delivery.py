@@ -158,3 +158,19 @@ def test_exhausted_retries_make_a_dead_letter_that_can_be_redriven(
     assert last.event["id"] == doomed["id"] and last.verified
     assert last.headers["webhook-id"] == rx.at("/dead")[0].headers["webhook-id"]
     assert client.get("/v1/dead-letters").json()["dead_letters"] == []
+
+
+def test_a_redirect_is_a_failure_and_is_never_followed(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """A 307 to another URL counts as a failed attempt and is retried at the sink itself;
+    nothing is ever sent to the Location."""
+    sub = subscribe(client, rx, "/moved")
+    rx.scripts["/moved"] = [(307, {"Location": rx.sink("/elsewhere")})]
+    publish(client, event("im.incident.declare"))
+    workers.run_until(lambda: len(workers.deliveries(client, sub["id"])) == 2)
+    first, second = workers.deliveries(client, sub["id"])
+    assert first["outcome"] == "failed" and first["status_code"] == 307
+    assert "redirects are not followed" in first["error"]
+    assert second["outcome"] == "delivered"
+    assert rx.at("/elsewhere") == [] and len(rx.at("/moved")) == 2

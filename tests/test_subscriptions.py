@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+import redis
 import svix.webhooks
 
 from incidents.app import create_app
+from incidents.delivery import keys
+from incidents.delivery.sinks import address_problem, sink_problem
+from incidents.delivery.spec import Spec
+from incidents.delivery.subscriptions import new_subscription, rotated
 from incidents.settings import Settings
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 from tests.test_delivery_support import Receiver, Workers, publish, receiver, subscribe
@@ -236,3 +245,117 @@ def test_continuous_failure_disables_after_the_configured_time(
     finally:
         impatient.close()
     assert "failing continuously" in client.get(f"/v1/subscriptions/{sub['id']}").json()["reason"]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "fc00::1",  # unique local
+        "fd12:3456:789a::1",  # unique local
+        "fe80::1",  # link-local
+        "fec0::1",  # site-local (deprecated)
+        "ff02::1",  # multicast
+        "::1",
+        "::",
+        "2001:db8::1",  # documentation
+        "3fff::1",  # documentation (RFC 9637)
+        "::ffff:10.0.0.1",  # IPv4-mapped private
+        "::ffff:100.64.0.1",  # IPv4-mapped CGNAT
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "100::1",  # discard-only
+        "100.64.0.1",  # CGNAT, first
+        "100.127.255.254",  # CGNAT, last
+        "169.254.169.254",  # link-local (cloud metadata)
+        "192.0.2.1",  # documentation
+        "198.18.0.1",  # benchmarking
+        "240.0.0.1",  # reserved
+    ],
+)
+def test_non_public_addresses_are_refused(address: str) -> None:
+    """Private, local, CGNAT, documentation and reserved addresses (IPv4 and IPv6, also
+    inside IPv4-mapped and 6to4 addresses) are refused; the reason is named."""
+    assert address_problem(ipaddress.ip_address(address)) is not None
+    sink = f"http://[{address}]/hook" if ":" in address else f"http://{address}/hook"
+    problem = asyncio.run(sink_problem(sink, allow_private=False))
+    assert problem is not None and "not a public address" in problem
+
+
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "100.128.0.1", "2606:4700::1111", "2002:808:808::1"]
+)
+def test_public_addresses_are_allowed(address: str) -> None:
+    """Public unicast addresses, just outside CGNAT or a 6to4 of a public one, pass."""
+    assert address_problem(ipaddress.ip_address(address)) is None
+
+
+def test_changing_the_sink_of_a_handshake_subscription_asks_the_new_sink(
+    client: httpx.Client, rx: Receiver
+) -> None:
+    """A PATCH that moves a handshake subscription to another sink, or asks for the handshake
+    on an active subscription, sends OPTIONS first; a refusal leaves it disabled."""
+    rx.handshake_reply = {"WebHook-Allowed-Origin": "*", "WebHook-Allowed-Rate": "60"}
+    created = subscribe(client, rx, "/hs-a", config={"handshake": True})
+    assert created["status"] == "active" and len(rx.handshakes) == 1
+    rx.handshake_reply = {}
+    moved = client.patch(f"/v1/subscriptions/{created['id']}", json={"sink": rx.sink("/hs-b")})
+    assert moved.status_code == 200 and len(rx.handshakes) == 2
+    assert moved.json()["status"] == "disabled" and moved.json()["rate"] is None
+    assert "WebHook-Allowed-Origin missing" in moved.json()["reason"]
+
+    plain = subscribe(client, rx, "/plain")
+    asked = client.patch(f"/v1/subscriptions/{plain['id']}", json={"config": {"handshake": True}})
+    assert len(rx.handshakes) == 3
+    assert asked.json()["status"] == "disabled"
+
+
+def test_a_granted_rate_holds_further_deliveries_until_the_next_minute(
+    client: httpx.Client, rx: Receiver, workers: Workers, redis_client: redis.Redis
+) -> None:
+    """With WebHook-Allowed-Rate 2, only two deliveries go out this minute; the other lanes
+    wait for the next minute rather than being sent or dropped."""
+    if 60 - time.time() % 60 < 5:  # keep the whole test inside one minute
+        time.sleep(60 - time.time() % 60 + 0.1)
+    rx.handshake_reply = {"WebHook-Allowed-Origin": "*", "WebHook-Allowed-Rate": "2"}
+    sub = subscribe(client, rx, "/rated", config={"handshake": True})
+    assert sub["rate"] == 2
+    publish(client, *(event("im.incident.declare", imincidentid=f"INC-{i}") for i in range(4)))
+    workers.run_until(lambda: len(rx.at("/rated")) == 2)
+    for _ in range(3):
+        workers.run_until(lambda: True)
+    assert len(rx.at("/rated")) == 2
+    next_minute = (time.time() // 60 + 1) * 60
+    assert redis_client.zcard(keys.LANES_DUE) == 2
+    assert redis_client.zcount(keys.LANES_DUE, next_minute, "+inf") == 2
+
+
+def test_after_the_grace_period_only_the_new_secret_signs() -> None:
+    """A rotated subscription signs with both secrets until the grace ends, then the new one."""
+    sub = new_subscription(Spec(sink="https://example.com/h"), "admin", datetime.now(UTC))
+    old = sub.secrets[0].value
+    now = time.time()
+    after = rotated(sub, now, 60.0, "stamp")
+    new = after.secrets[0].value
+    assert after.signing_secrets(now + 59) == [new, old]
+    assert after.signing_secrets(now + 61) == [new]
+    assert [s.value for s in rotated(after, now + 61, 60.0, "s").secrets][1:] == [new]
+
+
+def test_replay_skips_events_that_were_only_kept_on_the_timeline(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """A repeated trigger of an open alert is stored but not sent; a replay does not send it
+    either, and re-delivers the first trigger."""
+    sub = subscribe(client, rx, "/alerts", types=["im.alert.*"])
+    first, repeat = event("im.alert.trigger"), event("im.alert.trigger")
+    publish(client, first)
+    publish(client, repeat)
+    workers.run_until(lambda: not workers.pump.pending())
+    assert [r.event["id"] for r in rx.at("/alerts")] == [first["id"]]
+    response = client.post(
+        f"/v1/subscriptions/{sub['id']}/replay", json={"since": "2000-01-01T00:00:00Z"}
+    )
+    assert response.status_code == 202 and response.json()["queued"] == 1
+    workers.run_until(lambda: len(rx.at("/alerts")) == 2)
+    assert [r.event["id"] for r in rx.at("/alerts")] == [first["id"], first["id"]]

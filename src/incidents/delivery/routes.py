@@ -112,11 +112,17 @@ async def patch(request: Request) -> Response:
     if spec.sink != sub.spec.sink:
         await _check_sink(svc, spec.sink)
     updated = replace(sub, spec=spec, updated_at=_now().isoformat())
+    if not spec.handshake:
+        updated = replace(updated, rate=None)  # a rate is only ever granted by a handshake
     if status == "disabled":
         updated = replace(updated, status="disabled", reason="disabled by its owner")
-    elif status == "active" and (sub.status != "active" or spec.sink != sub.spec.sink):
-        updated = replace(updated, status="active", reason="")
-        if spec.handshake:
+    else:
+        if status == "active" and sub.status != "active":
+            updated = replace(updated, status="active", reason="")
+        # A new sink (or a newly asked handshake) must agree before anything is sent to it,
+        # whether or not the patch also says "active".
+        unconfirmed = sub.status != "active" or spec.sink != sub.spec.sink or not sub.spec.handshake
+        if updated.status == "active" and spec.handshake and unconfirmed:
             updated = await _handshake(request, svc, updated)
     store = SubscriptionStore(svc.redis)
     await store.save(updated, previous=sub)

@@ -119,7 +119,8 @@ async def replay(
     redis: aioredis.Redis, sub: Subscription, since: datetime, limit: int = 100_000
 ) -> Replay:
     """Queue again, under fresh delivery ids, the stored events accepted at or after
-    ``since`` that match the subscription as it is now."""
+    ``since`` that match the subscription as it is now (and that routing would send: not
+    those kept only on the timeline, such as a repeated trigger of an open alert)."""
     store = EventStore(redis)
     last = await store.last_sequence()
     first = await _first_since(store, since, last)
@@ -129,7 +130,11 @@ async def replay(
     queued, now, ledger = 0, time.time(), Ledger(redis)
     for start in range(first, min(last, first + limit - 1) + 1, 500):
         chunk = list(range(start, min(start + 500, last + 1, first + limit)))
-        found = [s for s in await store.get_many(chunk) if sub.matches(s.event)]
+        found = [
+            s
+            for s in await store.get_many(chunk)
+            if s.meta.get("fanout", True) and sub.matches(s.event)
+        ]
         deliveries = [
             delivery_for(s, sub, f"{routed_id(s.sequence, sub.id)}_r{nonce}", now) for s in found
         ]

@@ -19,6 +19,10 @@ from incidents import __version__
 
 USER_AGENT = f"incidents/{__version__}"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Blocks that not every Python's ipaddress tables know yet.
+NOT_PUBLIC = (
+    (ipaddress.ip_network("3fff::/20"), "documentation"),  # RFC 9637
+)
 
 
 class SinkRefused(OSError):
@@ -27,8 +31,15 @@ class SinkRefused(OSError):
 
 def address_problem(ip: IPAddress) -> str | None:
     """Why an address is not a public unicast address, or None when it is."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return address_problem(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return address_problem(ip.ipv4_mapped)
+        # 6to4 carries an IPv4 address inside; a relay would forward to it.
+        if ip.sixtofour is not None and (inner := address_problem(ip.sixtofour)) is not None:
+            return f"6to4 of a {inner} address"
+        for network, name in NOT_PUBLIC:
+            if ip in network:
+                return name
     checks = (
         ("loopback", ip.is_loopback),
         ("unspecified", ip.is_unspecified),
