@@ -139,6 +139,18 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[index]
 
 
+def signed_headers(hook: Any, body: bytes) -> dict[str, str]:
+    """Standard Webhooks headers for one payload, signed by an independent library."""
+    msg_id = "msg_" + str(id(body))
+    now = datetime.now(tz=UTC)
+    return {
+        "content-type": "application/cloudevents+json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": hook.sign(msg_id, now, body.decode()),
+    }
+
+
 async def raw_client(url: str, bodies: list[bytes], secret: str, concurrency: int) -> float:
     """The delivery baseline: post signed payloads with asyncio httpx, ``concurrency`` at once."""
     from standardwebhooks import Webhook
@@ -154,14 +166,7 @@ async def raw_client(url: str, bodies: list[bytes], secret: str, concurrency: in
 
             while not queue.empty():
                 body = queue.get_nowait()
-                msg_id = "msg_" + str(id(body))
-                now = datetime.now(tz=UTC)
-                headers = {
-                    "content-type": "application/cloudevents+json",
-                    "webhook-id": msg_id,
-                    "webhook-timestamp": str(int(now.timestamp())),
-                    "webhook-signature": hook.sign(msg_id, now, body.decode()),
-                }
+                headers = signed_headers(hook, body)
                 r = await client.post(url, content=body, headers=headers)
                 r.raise_for_status()
 
@@ -185,14 +190,7 @@ async def aiohttp_client(url: str, bodies: list[bytes], secret: str, concurrency
         async def worker() -> None:
             while not queue.empty():
                 body = queue.get_nowait()
-                msg_id = "msg_" + str(id(body))
-                now = datetime.now(tz=UTC)
-                headers = {
-                    "content-type": "application/cloudevents+json",
-                    "webhook-id": msg_id,
-                    "webhook-timestamp": str(int(now.timestamp())),
-                    "webhook-signature": hook.sign(msg_id, now, body.decode()),
-                }
+                headers = signed_headers(hook, body)
                 async with session.post(url, data=body, headers=headers) as r:
                     await r.read()
                     r.raise_for_status()

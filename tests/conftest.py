@@ -12,6 +12,7 @@ from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
 from tests.support import ADMIN_TOKEN, serve_in_thread
+from tests.test_delivery_support import Receiver, Workers, receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,3 +88,20 @@ def anon(gateway: str) -> Iterator[httpx.Client]:
     """An HTTP client for the gateway with no credentials."""
     with httpx.Client(base_url=gateway, timeout=10) as c:
         yield c
+
+
+@pytest.fixture
+def rx() -> Iterator[Receiver]:
+    """A real webhook receiver that verifies every signature with ``standardwebhooks``."""
+    with receiver() as found:
+        yield found
+
+
+@pytest.fixture
+def workers(settings: Settings) -> Iterator[Workers]:
+    """The routing and delivery workers, run in this process."""
+    found = Workers(settings)
+    try:
+        yield found
+    finally:
+        found.close()

@@ -14,10 +14,9 @@ import httpx
 import pytest
 import redis
 
-from incidents.settings import Settings
 from incidents.store.embedded import free_port
 from tests.support import ADMIN_TOKEN
-from tests.test_delivery_support import Receiver, Workers, receiver, subscribe
+from tests.test_delivery_support import Receiver, Workers, subscribe
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
@@ -102,23 +101,6 @@ def alertmanager(gateway: str, tmp_path: Path) -> Iterator[str]:
             process.kill()
             process.wait(5)
         log.close()
-
-
-@pytest.fixture
-def rx() -> Iterator[Receiver]:
-    """A real webhook receiver that verifies every signature with ``standardwebhooks``."""
-    with receiver() as found:
-        yield found
-
-
-@pytest.fixture
-def workers(settings: Settings) -> Iterator[Workers]:
-    """The routing and delivery workers, run in this process."""
-    found = Workers(settings)
-    try:
-        yield found
-    finally:
-        found.close()
 
 
 def received(rx: Receiver, event_type: str) -> list[dict[str, Any]]:

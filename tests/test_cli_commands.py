@@ -18,7 +18,7 @@ from incidents.cli.main import main
 from incidents.settings import Settings
 from incidents.store.embedded import free_port
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
-from tests.test_delivery_support import Receiver, Workers, publish, receiver
+from tests.test_delivery_support import Receiver, Workers, publish
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,6 @@ def api(gateway_url: str) -> Iterator[httpx.Client]:
 @pytest.fixture
 def cli(gateway_url: str, capsys: pytest.CaptureFixture[str]) -> Cli:
     return Cli(gateway_url, capsys)
-
-
-@pytest.fixture
-def rx() -> Iterator[Receiver]:
-    with receiver() as found:
-        yield found
 
 
 @pytest.fixture

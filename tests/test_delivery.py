@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
 from incidents import __version__
-from incidents.settings import Settings
 from tests.support import event
-from tests.test_delivery_support import Receiver, Workers, publish, receiver, subscribe
-
-
-@pytest.fixture
-def rx() -> Iterator[Receiver]:
-    with receiver() as found:
-        yield found
-
-
-@pytest.fixture
-def workers(settings: Settings) -> Iterator[Workers]:
-    found = Workers(settings)
-    try:
-        yield found
-    finally:
-        found.close()
+from tests.test_delivery_support import Receiver, Workers, publish, subscribe
 
 
 def test_an_accepted_event_reaches_a_matching_subscription_signed(

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,15 +16,9 @@ import pytest
 
 from incidents.settings import Settings
 from tests.support import event
-from tests.test_delivery_support import Receiver, Workers, publish, receiver, subscribe
+from tests.test_delivery_support import Receiver, Workers, publish, subscribe
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def rx() -> Iterator[Receiver]:
-    with receiver() as found:
-        yield found
 
 
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:

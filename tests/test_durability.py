@@ -19,7 +19,7 @@ from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
 from incidents.store.keys import OUTBOX
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
-from tests.test_delivery_support import Receiver, Workers, publish, receiver, subscribe
+from tests.test_delivery_support import Receiver, Workers, publish, subscribe
 
 INCIDENTS = ("INC-31", "INC-32", "INC-33")
 NOTES = 3  # per incident, after its declare
@@ -52,13 +52,6 @@ class Stack:
             make_worker(self.settings, self.workers.connection, self.workers.context).work(
                 burst=True, logging_level="WARNING"
             )
-
-
-@pytest.fixture
-def rx() -> Iterator[Receiver]:
-    """A real webhook receiver that verifies every signature with ``standardwebhooks``."""
-    with receiver() as found:
-        yield found
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,22 +20,7 @@ from incidents.delivery.spec import Spec
 from incidents.delivery.subscriptions import new_subscription, rotated
 from incidents.settings import Settings
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
-from tests.test_delivery_support import Receiver, Workers, publish, receiver, subscribe
-
-
-@pytest.fixture
-def rx() -> Iterator[Receiver]:
-    with receiver() as found:
-        yield found
-
-
-@pytest.fixture
-def workers(settings: Settings) -> Iterator[Workers]:
-    found = Workers(settings)
-    try:
-        yield found
-    finally:
-        found.close()
+from tests.test_delivery_support import Receiver, Workers, publish, subscribe
 
 
 def principal(client: httpx.Client, name: str, **fields: Any) -> tuple[str, httpx.Client]:

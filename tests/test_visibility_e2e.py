@@ -5,13 +5,11 @@ withheld or redacted delivery is in its delivery log with the rule."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from incidents.settings import Settings
 from tests.support import event
 from tests.test_principals import as_token, create_principal
 from tests.test_visibility_table import (
@@ -34,15 +32,6 @@ CE_JSON = {"Content-Type": "application/cloudevents+json"}
 
 def subscriber_name(same: bool, clearance: str, restricted: bool) -> str:
     return f"{'same' if same else 'other'}-{clearance}-{'ra' if restricted else 'nora'}"
-
-
-@pytest.fixture
-def workers(settings: Settings) -> Iterator[Any]:
-    w = support.Workers(settings)
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 def test_every_combination_end_to_end(client: httpx.Client, workers: Any) -> None:

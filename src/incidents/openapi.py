@@ -51,6 +51,14 @@ def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
+def query_param(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    """An OpenAPI query parameter."""
+    param: dict[str, Any] = {"name": name, "in": "query", "schema": schema}
+    if description:
+        param["description"] = description
+    return param
+
+
 def _problem_schema() -> dict[str, Any]:
     return {
         "type": "object",

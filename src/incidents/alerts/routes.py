@@ -15,7 +15,7 @@ from incidents.lifecycle.documents import read_many
 from incidents.lifecycle.reading import may_see
 from incidents.lifecycle.routes import MAX_LIMIT, int_param
 from incidents.model.severity import Severity
-from incidents.openapi import BEARER, errors, json_body
+from incidents.openapi import BEARER, errors, json_body, query_param
 from incidents.services import services
 from incidents.store.redis import guarded
 
@@ -112,10 +112,6 @@ ALERT = {
 }  # fmt: skip
 
 
-def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "in": "query", "schema": schema}
-
-
 def openapi_paths() -> dict[str, Any]:
     return {
         "/v1/alerts": {
@@ -123,10 +119,10 @@ def openapi_paths() -> dict[str, Any]:
                 "summary": "Correlated alerts the caller may see, most recently seen first",
                 "security": BEARER,
                 "parameters": [
-                    _query("status", {"enum": list(ALERT_STATUSES)}),
-                    _query("severity", {"type": "string"}),
-                    _query("incident", {"type": "string"}),
-                    _query("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
+                    query_param("status", {"enum": list(ALERT_STATUSES)}),
+                    query_param("severity", {"type": "string"}),
+                    query_param("incident", {"type": "string"}),
+                    query_param("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
                 ],
                 "responses": {
                     "200": json_body(
@@ -149,7 +145,7 @@ def openapi_paths() -> dict[str, Any]:
                 "security": BEARER,
                 "parameters": [
                     {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
-                    _query("tenant", {"type": "string"}),
+                    query_param("tenant", {"type": "string"}),
                 ],
                 "responses": {"200": json_body(ALERT, "The alert"), **errors(401, 404, 503)},
             }

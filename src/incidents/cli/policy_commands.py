@@ -8,24 +8,8 @@ from typing import Any
 
 import httpx
 
-from incidents.cli.commands import gateway_url, print_response, token_of
+from incidents.cli.commands import gateway_url, print_response, setting_flags, token_of
 from incidents.settings import Settings
-
-
-def _setting_flags(parser: argparse.ArgumentParser) -> None:
-    # Settings flags on the nested commands too, so `incidents policy check --policies-dir X`
-    # works; SUPPRESS keeps a flag given before the nested command from being reset.
-    from incidents.cli.main import SETTING_FLAGS
-
-    group = parser.add_argument_group("settings (each also read from its environment variable)")
-    for flag, env in SETTING_FLAGS.items():
-        group.add_argument(
-            flag,
-            dest="setting_" + env,
-            metavar="VALUE",
-            default=argparse.SUPPRESS,
-            help=f"overrides {env}",
-        )
 
 
 def _client_flags(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +25,7 @@ def register(sub: Any, commands: dict[str, Any]) -> None:
     check = actions.add_parser(
         "check", help="validate every policy file as start-up would, without starting"
     )
-    _setting_flags(check)
+    setting_flags(check)
     commands["policy"] = cmd_policy
 
     p = sub.add_parser("principal", help="manage API principals (admin)")
@@ -72,7 +56,7 @@ def register(sub: Any, commands: dict[str, Any]) -> None:
     revoke.add_argument("id")
     for action in (add, lst, revoke):
         _client_flags(action)
-        _setting_flags(action)
+        setting_flags(action)
     commands["principal"] = cmd_principal
 
 

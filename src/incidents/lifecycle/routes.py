@@ -21,7 +21,7 @@ from incidents.lifecycle.reading import (
 from incidents.model.incident import Incident
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
-from incidents.openapi import BEARER, errors, json_body
+from incidents.openapi import BEARER, errors, json_body, query_param
 from incidents.policy import reads as policy_reads
 from incidents.services import services
 
@@ -155,10 +155,6 @@ TIMELINE_ENTRY = {
 ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
-    return {"name": name, "in": "query", "schema": schema, "description": description}
-
-
 def openapi_paths() -> dict[str, Any]:
     return {
         "/v1/incidents": {
@@ -166,11 +162,11 @@ def openapi_paths() -> dict[str, Any]:
                 "summary": "Materialized incidents the caller may see, newest first",
                 "security": BEARER,
                 "parameters": [
-                    _query("status", {"enum": [s.value for s in IncidentStatus]}),
-                    _query("severity", {"type": "string"}, "SEV1..SEV4 (aliases accepted)"),
-                    _query("service", {"type": "string"}),
-                    _query("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
-                    _query("offset", {"type": "integer", "minimum": 0}),
+                    query_param("status", {"enum": [s.value for s in IncidentStatus]}),
+                    query_param("severity", {"type": "string"}, "SEV1..SEV4 (aliases accepted)"),
+                    query_param("service", {"type": "string"}),
+                    query_param("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
+                    query_param("offset", {"type": "integer", "minimum": 0}),
                 ],
                 "responses": {
                     "200": json_body(
@@ -204,8 +200,8 @@ def openapi_paths() -> dict[str, Any]:
                 "security": BEARER,
                 "parameters": [
                     ID_PARAM,
-                    _query("after", {"type": "integer", "minimum": 0}, "only sequences above"),
-                    _query("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
+                    query_param("after", {"type": "integer", "minimum": 0}, "only sequences above"),
+                    query_param("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
                 ],
                 "responses": {
                     "200": json_body(
