@@ -26,6 +26,7 @@ from incidents.errors import (
     MethodNotAllowed,
     NotFound,
 )
+from incidents.heap import freeze_startup_objects
 from incidents.http import problem_response
 from incidents.ingest import routes as ingest_routes
 from incidents.ingest.pipeline import Ingestor
@@ -98,7 +99,10 @@ def create_app(
     settings: Settings,
     *,
     clock: Callable[[], datetime] = utc_now,
+    server_process: bool = False,
 ) -> Starlette:
+    """The API app. ``server_process``: this process runs only the app (``serve``), so its
+    start-up objects are frozen out of garbage collection once it is ready."""
     if settings.redis_url is None:
         raise SettingsError(
             "INCIDENTS_REDIS_URL is not set: point it at Redis, or use `incidents dev`, "
@@ -128,6 +132,8 @@ def create_app(
         )
         app.state.services.auth.set_lookup(PrincipalStore(redis).lookup)
         app.state.services.may_read = policy_reads.may_read
+        if server_process:
+            freeze_startup_objects()
         try:
             yield
         finally:

@@ -59,7 +59,7 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
 def app_from_environ() -> Any:
     from incidents.app import create_app
 
-    return create_app(Settings.from_env(os.environ))
+    return create_app(Settings.from_env(os.environ), server_process=True)
 
 
 def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
@@ -70,7 +70,7 @@ def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
         raise SettingsError(
             "INCIDENTS_REDIS_URL is not set: point it at Redis, or run `incidents dev`"
         )
-    return run_worker(settings, burst=args.burst)
+    return run_worker(settings, burst=args.burst, server_process=True)
 
 
 def _admin_token(settings: Settings) -> str:

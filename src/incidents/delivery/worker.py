@@ -11,6 +11,7 @@ from rq import Queue, SimpleWorker
 
 from incidents.delivery.jobs import DELIVER_QUEUE, ROUTE_QUEUE, WorkerContext, current_context
 from incidents.delivery.pump import Pump
+from incidents.heap import freeze_startup_objects
 from incidents.settings import Settings
 from incidents.store.redis import connect
 
@@ -41,11 +42,15 @@ def make_worker(
     )
 
 
-def run_worker(settings: Settings, burst: bool = False) -> int:
+def run_worker(settings: Settings, burst: bool = False, server_process: bool = False) -> int:
+    """Work the queues; ``server_process``: this process only works, so its start-up objects
+    are frozen out of garbage collection before the first job."""
     assert settings.redis_url is not None
     connection = connect(settings.redis_url)
     worker = make_worker(settings, connection)
     pump = Pump(connection, settings)
+    if server_process:
+        freeze_startup_objects()
     if burst:
         # Work until nothing is due now; retries scheduled for later are left for later.
         while pump.step():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,8 @@ from incidents.store import keys
 from incidents.store.redis import guarded
 
 _ACCEPT = resources.files("incidents.store").joinpath("lua/accept.lua").read_text()
+# Requests committed by one script call at most (bounds how long Redis is busy with one call).
+MAX_GROUPS_PER_CALL = 128
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class EventStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
         self._accept = redis.register_script(_ACCEPT)
+        self._waiting: list[tuple[list[dict[str, Any]], asyncio.Future[list[Any]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def next_incident_id(self) -> str:
         async with guarded("assigning an incident id"):
@@ -95,37 +100,29 @@ class EventStore:
         return [_sequence_of(v) if v else None for v in raw]
 
     async def accept(self, drafts: Sequence[Draft], now: datetime) -> list[Accepted]:
-        """Store every draft or none. Raises VersionConflict, or StoreUnavailable."""
+        """Store every draft or none. Raises VersionConflict, or StoreUnavailable.
+
+        Calls made while an earlier one is on its way to Redis are committed together in
+        the next script call (group commit): each call stays all-or-nothing on its own, and
+        one Redis round trip serves every request that arrived meanwhile."""
+        if not drafts:
+            return []
         ingested = now.isoformat()
-        payload = {
-            "seq": keys.SEQUENCE,
-            "outbox": keys.OUTBOX,
-            "event_prefix": keys.EVENT_PREFIX,
-            "ids_prefix": keys.by_id(""),
-            "timeline_prefix": keys.timeline(""),
-            "events": [
-                {
-                    "dedup": keys.dedup(d.event.source, d.event.id),
-                    "id": d.event.id,
-                    "incident": d.incident_id,
-                    "tail": self._tail(d, ingested),
-                    "docs": [
-                        {
-                            "key": w.key,
-                            "expect": w.expect,
-                            "json": orjson.dumps(w.document).decode(),
-                        }
-                        for w in d.writes
-                    ],
-                    "index": [
-                        {"key": x.key, "score": x.score, "member": x.member} for x in d.index
-                    ],
-                }
-                for d in drafts
-            ],
-        }
-        async with guarded("storing events"):
-            reply = await self._accept(args=[orjson.dumps(payload)])
+        group = [
+            {
+                "dedup": keys.dedup(d.event.source, d.event.id),
+                "id": d.event.id,
+                "incident": d.incident_id,
+                "tail": self._tail(d, ingested),
+                "docs": [
+                    {"key": w.key, "expect": w.expect, "json": orjson.dumps(w.document).decode()}
+                    for w in d.writes
+                ],
+                "index": [{"key": x.key, "score": x.score, "member": x.member} for x in d.index],
+            }
+            for d in drafts
+        ]
+        reply = await self._commit(group)
         head = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         if head == "conflict":
             raise VersionConflict(int(reply[1]) - 1, reply[2].decode(), int(reply[3]))
@@ -137,6 +134,44 @@ class EventStore:
                 Accepted(draft.event.id, draft.event.source, int(seq), kind == "dup", incident)
             )
         return out
+
+    async def _commit(self, group: list[dict[str, Any]]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        if self._flusher is None or self._flusher.done() or self._flusher.get_loop() is not loop:
+            self._waiting = []  # anything left belongs to a loop that is gone
+            self._flusher = loop.create_task(self._flush())
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._waiting.append((group, future))
+        return await future
+
+    async def _flush(self) -> None:
+        """Send what is waiting, one script call at a time, until nothing is."""
+        while self._waiting:
+            batch = self._waiting[:MAX_GROUPS_PER_CALL]
+            del self._waiting[:MAX_GROUPS_PER_CALL]
+            payload = {
+                "seq": keys.SEQUENCE,
+                "outbox": keys.OUTBOX,
+                "event_prefix": keys.EVENT_PREFIX,
+                "ids_prefix": keys.by_id(""),
+                "timeline_prefix": keys.timeline(""),
+                "groups": [group for group, _ in batch],
+            }
+            try:
+                async with guarded("storing events"):
+                    replies = await self._accept(args=[orjson.dumps(payload)])
+            except Exception as exc:  # every waiting request hears it (503 or the error)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            except BaseException:  # cancelled with the loop: nobody is left to answer
+                for _, future in batch:
+                    future.cancel()
+                raise
+            for (_, future), reply in zip(batch, replies, strict=True):
+                if not future.done():
+                    future.set_result(reply)
 
     @staticmethod
     def _tail(draft: Draft, ingested: str) -> str:

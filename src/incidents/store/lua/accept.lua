@@ -1,53 +1,70 @@
--- Accept a batch of events atomically: all of it or none of it.
+-- Accept groups of events. Each group (one request's events) is stored whole or not at all;
+-- groups are independent, so one group's conflict does not hold back the others.
 -- ARGV[1] is a JSON request:
---   {"events": [{"dedup": key, "id": ce id, "incident": id or "", "tail": json tail,
---                "docs": [{"key": k, "expect": version, "json": document}],
---                "index": [{"key": zset, "score": n, "member": m}]}],
+--   {"groups": [[{"dedup": key, "id": ce id, "incident": id or "", "tail": json tail,
+--                 "docs": [{"key": k, "expect": version, "json": document}],
+--                 "index": [{"key": zset, "score": n, "member": m}]}, ...], ...],
 --    "seq": seq key, "outbox": stream key, "event_prefix": p, "ids_prefix": p,
 --    "timeline_prefix": p}
--- Returns {"ok", r1, r2, ...} where r is "new <seq> <incident>" or "dup <seq> <incident>",
--- or {"conflict", index, key, current version} when a versioned document moved on.
+-- Returns one reply per group, in order: {"ok", r1, r2, ...} where r is
+-- "new <seq> <incident>" or "dup <seq> <incident>", or {"conflict", index, key, current
+-- version} when a versioned document moved on (nothing of that group is stored).
 local req = cjson.decode(ARGV[1])
-local results = {}
-local versions = {}
 
-for i, ev in ipairs(req.events) do
-  local existing = redis.call('GET', ev.dedup)
-  if existing then
-    results[i] = 'dup ' .. existing
+local function check(events, results)
+  local versions = {}
+  for i, ev in ipairs(events) do
+    local existing = redis.call('GET', ev.dedup)
+    if existing then
+      results[i] = 'dup ' .. existing
+    else
+      for _, d in ipairs(ev.docs) do
+        local cur = versions[d.key]
+        if cur == nil then
+          cur = tonumber(redis.call('HGET', d.key, 'v') or '0')
+        end
+        if cur ~= d.expect then
+          return {'conflict', i, d.key, cur}
+        end
+        versions[d.key] = d.expect + 1
+      end
+    end
+  end
+  return nil
+end
+
+local function store(events, results)
+  for i, ev in ipairs(events) do
+    if results[i] == nil then
+      local seq = redis.call('INCR', req.seq)
+      redis.call('SET', req.event_prefix .. seq, '{"sequence":' .. seq .. ev.tail)
+      redis.call('SET', ev.dedup, seq .. ' ' .. ev.incident)
+      redis.call('SADD', req.ids_prefix .. ev.id, seq)
+      if ev.incident ~= '' then
+        redis.call('ZADD', req.timeline_prefix .. ev.incident, seq, seq)
+      end
+      for _, d in ipairs(ev.docs) do
+        redis.call('HSET', d.key, 'v', d.expect + 1, 'j', d.json)
+      end
+      for _, x in ipairs(ev.index) do
+        redis.call('ZADD', x.key, x.score, x.member)
+      end
+      redis.call('XADD', req.outbox, '*', 'seq', seq)
+      results[i] = 'new ' .. seq .. ' ' .. ev.incident
+    end
+  end
+  table.insert(results, 1, 'ok')
+  return results
+end
+
+local replies = {}
+for g, events in ipairs(req.groups) do
+  local results = {}
+  local conflict = check(events, results)
+  if conflict then
+    replies[g] = conflict
   else
-    for _, d in ipairs(ev.docs) do
-      local cur = versions[d.key]
-      if cur == nil then
-        cur = tonumber(redis.call('HGET', d.key, 'v') or '0')
-      end
-      if cur ~= d.expect then
-        return {'conflict', i, d.key, cur}
-      end
-      versions[d.key] = d.expect + 1
-    end
+    replies[g] = store(events, results)
   end
 end
-
-for i, ev in ipairs(req.events) do
-  if results[i] == nil then
-    local seq = redis.call('INCR', req.seq)
-    redis.call('SET', req.event_prefix .. seq, '{"sequence":' .. seq .. ev.tail)
-    redis.call('SET', ev.dedup, seq .. ' ' .. ev.incident)
-    redis.call('SADD', req.ids_prefix .. ev.id, seq)
-    if ev.incident ~= '' then
-      redis.call('ZADD', req.timeline_prefix .. ev.incident, seq, seq)
-    end
-    for _, d in ipairs(ev.docs) do
-      redis.call('HSET', d.key, 'v', d.expect + 1, 'j', d.json)
-    end
-    for _, x in ipairs(ev.index) do
-      redis.call('ZADD', x.key, x.score, x.member)
-    end
-    redis.call('XADD', req.outbox, '*', 'seq', seq)
-    results[i] = 'new ' .. seq .. ' ' .. ev.incident
-  end
-end
-
-table.insert(results, 1, 'ok')
-return results
+return replies
