@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from incidents.model import (
@@ -121,3 +122,19 @@ def test_incident_rejects_a_bad_status_quoting_it() -> None:
     """Building an incident with an unknown status fails and names the value."""
     with pytest.raises(ValueError, match="'paused'"):
         Incident(id="INC-1", title="t", severity=Severity.SEV1, status="paused")  # type: ignore[arg-type]  # the bad value is the point
+
+
+def test_parsed_incidents_answer_only_for_the_exact_json() -> None:
+    """The memo of parsed incidents is keyed by content: other bytes for the key are a miss."""
+    from incidents.lifecycle.book import ParsedIncidents
+
+    one = Incident(id="INC-1", title="a", severity=Severity.SEV2)
+    two = one.evolve(title="b", version=1)
+    memo = ParsedIncidents(size=2)
+    memo.put("k", orjson.dumps(one.to_dict()), one)
+    assert memo.get("k", orjson.dumps(one.to_dict())) == one
+    assert memo.get("k", orjson.dumps(two.to_dict())) is None
+    memo.put("k2", b"{}", two)
+    memo.put("k3", b"{}", two)  # over size: the oldest entry goes
+    assert memo.get("k", orjson.dumps(one.to_dict())) is None
+    assert memo.get("k3", b"{}") == two

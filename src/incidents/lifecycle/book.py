@@ -30,16 +30,50 @@ def canonical_severity(event: CloudEvent) -> CloudEvent:
     return event
 
 
+class ParsedIncidents:
+    """Incidents already built from a stored document, keyed by that document's exact JSON.
+
+    A busy incident is read, changed and written for every event; the next event then reads
+    back the JSON just written. Keyed by content, an entry can never be stale: the same bytes
+    always make the same (immutable) incident."""
+
+    def __init__(self, size: int = 2000) -> None:
+        self.size = size
+        self._entries: dict[str, tuple[bytes, Incident]] = {}
+
+    def get(self, key: str, encoded: bytes) -> Incident | None:
+        found = self._entries.get(key)
+        return found[1] if found is not None and found[0] == encoded else None
+
+    def put(self, key: str, encoded: bytes, incident: Incident) -> None:
+        if key not in self._entries and len(self._entries) >= self.size:
+            del self._entries[next(iter(self._entries))]  # oldest first
+        self._entries[key] = (encoded, incident)
+
+
 class IncidentBook:
-    def __init__(self, docs: Documents) -> None:
+    def __init__(self, docs: Documents, parsed: ParsedIncidents | None = None) -> None:
         self.docs = docs
+        self.parsed = parsed or ParsedIncidents()
 
     async def get(self, incident_id: str) -> Incident | None:
-        raw = await self.docs.read(keys.incident(incident_id))
-        return Incident.from_dict(raw) if raw is not None else None
+        key = keys.incident(incident_id)
+        raw = await self.docs.read(key)
+        if raw is None:
+            return None
+        encoded = self.docs.encoded(key)
+        if encoded is None:
+            return Incident.from_dict(raw)
+        incident = self.parsed.get(key, encoded)
+        if incident is None:
+            incident = Incident.from_dict(raw)
+            self.parsed.put(key, encoded, incident)
+        return incident
 
     def put(self, pending: Pending, incident: Incident) -> None:
-        self.docs.write(pending, keys.incident(incident.id), incident.to_dict())
+        key = keys.incident(incident.id)
+        write = self.docs.write(pending, key, incident.to_dict())
+        self.parsed.put(key, write.encoded, incident)
         if incident.version == 1 and incident.declared_at is not None:
             score = incident.declared_at.timestamp()
             pending.index.append(IndexAdd(keys.INCIDENT_INDEX, score, incident.id))

@@ -51,6 +51,7 @@ class Documents:
         self.redis = redis
         self.shared = shared
         self._cache: dict[str, tuple[int, dict[str, Any] | None]] = {}
+        self._encoded: dict[str, bytes] = {}
 
     async def read(self, key: str) -> dict[str, Any] | None:
         if key not in self._cache:
@@ -62,13 +63,22 @@ class Documents:
                 if self.shared is not None:
                     self.shared.put(key, *known)
             self._cache[key] = (known[0], orjson.loads(known[1]) if known[1] else None)
+            if known[1]:
+                self._encoded[key] = known[1]
         return self._cache[key][1]
 
-    def write(self, pending: Pending, key: str, document: dict[str, Any]) -> None:
+    def encoded(self, key: str) -> bytes | None:
+        """The JSON the document at ``key`` currently has in this pass, if known."""
+        return self._encoded.get(key)
+
+    def write(self, pending: Pending, key: str, document: dict[str, Any]) -> VersionedWrite:
         """Plan ``document`` for ``key`` with the event; ``read`` must have been called."""
         version, _ = self._cache[key]
-        pending.writes.append(VersionedWrite(key, version, document))
+        write = VersionedWrite(key, version, document)
+        pending.writes.append(write)
         self._cache[key] = (version + 1, document)
+        self._encoded.pop(key, None)
+        return write
 
 
 async def read_many(redis: aioredis.Redis, keys: list[str]) -> list[dict[str, Any] | None]:

@@ -9,12 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-import orjson
-
 from incidents.alerts.correlation import Correlator
 from incidents.alerts.rules import AlertRules
 from incidents.ingest.pipeline import Pending
-from incidents.lifecycle.book import IncidentBook, canonical_severity
+from incidents.lifecycle.book import IncidentBook, ParsedIncidents, canonical_severity
 from incidents.lifecycle.documents import DocumentCache, Documents
 from incidents.model.types import EventType
 from incidents.store.events import Accepted, EventStore
@@ -25,6 +23,7 @@ class LifecyclePlanner:
         self.store = store
         self.correlator = Correlator(store, rules)
         self.cache = DocumentCache()
+        self.parsed = ParsedIncidents()
 
     def forget(self) -> None:
         """Planning or storing failed: what this process believes may be stale."""
@@ -36,10 +35,10 @@ class LifecyclePlanner:
             if result.duplicate:
                 continue
             for write in p.writes:
-                self.cache.put(write.key, write.expect + 1, orjson.dumps(write.document))
+                self.cache.put(write.key, write.expect + 1, write.encoded)
 
     async def plan(self, pending: Sequence[Pending], now: datetime) -> None:
-        book = IncidentBook(Documents(self.store.redis, self.cache))
+        book = IncidentBook(Documents(self.store.redis, self.cache), self.parsed)
         for p in pending:
             if p.event.type.startswith(EventType.INCIDENT_PREFIX):
                 p.event = canonical_severity(p.event)

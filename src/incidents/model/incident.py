@@ -63,9 +63,9 @@ class Incident:
             raise ValueError("an incident needs an id")
         object.__setattr__(self, "severity", Severity.parse(self.severity))
         object.__setattr__(self, "status", IncidentStatus.parse(self.status))
-        for name in ("roles", "labels", "external_refs"):
+        for name in _MAPPINGS:
             object.__setattr__(self, name, _frozen(getattr(self, name)))
-        for name in (*_TIMESTAMPS, "updated_at"):
+        for name in _ALL_TIMESTAMPS:
             object.__setattr__(self, name, _parse_ts(getattr(self, name)))
         if self.version < 0:
             raise ValueError(f"incident version {self.version!r} is negative")
@@ -91,16 +91,15 @@ class Incident:
         return self._elapsed(self.resolved_at)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in _INCIDENT_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, datetime):
-                value = value.isoformat()
-            elif isinstance(value, Mapping):
-                value = dict(value)
-            elif isinstance(value, Severity | IncidentStatus):
-                value = value.value
-            out[name] = value
+        out: dict[str, Any] = dict(self.__dict__)  # every field, in declaration order
+        out["severity"] = self.severity.value
+        out["status"] = self.status.value
+        for name in _MAPPINGS:
+            out[name] = dict(out[name])
+        for name in _ALL_TIMESTAMPS:
+            value = out[name]
+            if value is not None:
+                out[name] = value.isoformat()
         out["metrics"] = {
             "time_to_acknowledge": self.time_to_acknowledge,
             "time_to_mitigate": self.time_to_mitigate,
@@ -116,6 +115,8 @@ class Incident:
 # Field names, computed once: from_dict and to_dict run for every incident event.
 _INCIDENT_FIELDS = tuple(f.name for f in fields(Incident))
 _INCIDENT_NAMES = frozenset(_INCIDENT_FIELDS)
+_MAPPINGS = ("roles", "labels", "external_refs")
+_ALL_TIMESTAMPS = (*_TIMESTAMPS, "updated_at")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from importlib import resources
 from typing import Any, cast
 
@@ -29,6 +30,11 @@ class VersionedWrite:
     key: str
     expect: int
     document: dict[str, Any]
+
+    @cached_property
+    def encoded(self) -> bytes:
+        """The document as stored (JSON), encoded once however many times it is used."""
+        return orjson.dumps(self.document)
 
 
 @dataclass(frozen=True)
@@ -115,8 +121,7 @@ class EventStore:
                 "incident": d.incident_id,
                 "tail": self._tail(d, ingested),
                 "docs": [
-                    {"key": w.key, "expect": w.expect, "json": orjson.dumps(w.document).decode()}
-                    for w in d.writes
+                    {"key": w.key, "expect": w.expect, "json": w.encoded.decode()} for w in d.writes
                 ],
                 "index": [{"key": x.key, "score": x.score, "member": x.member} for x in d.index],
             }
