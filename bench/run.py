@@ -79,6 +79,12 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_http(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -310,13 +316,18 @@ class Bench:
     def ingest(self) -> None:
         seconds = 5 if self.quick else 15
         script = ROOT / "bench" / "note.lua"
-        port = free_port()
+        port, rport = free_port(), free_port()
         self.flush()
-        with self.gateway(port) as gw:
+        with self.receiver(rport, 1), self.gateway(port) as gw:
             base = f"http://127.0.0.1:{port}"
             self.declare(base, 100)
+            # Routing on: one subscription matches every note (its deliveries queue in the
+            # outbox for the workers, which the delivery benchmark measures).
+            self.subscribe(base, f"http://127.0.0.1:{rport}/hook")
             wrk(base + "/v1/events", script, 2, 64, self.env(BENCH_RUN="warm"))
+            cpu = cpu_seconds(gw.pid)
             result = wrk(base + "/v1/events", script, seconds, 64, self.env(BENCH_RUN="ingest"))
+            api_cpu = cpu_seconds(gw.pid) - cpu
             self.results["rss_mb_api"] = round(peak_rss_mb(gw.pid), 1)
         port = free_port()
         with process(
@@ -331,15 +342,20 @@ class Bench:
             ],
             self.env(),
             None,
-        ):
+        ) as bare_proc:
             wait_http(f"http://127.0.0.1:{port}/")
             base = f"http://127.0.0.1:{port}"
             wrk(base + "/v1/events", script, 2, 64, self.env(BENCH_RUN="warm"))
+            cpu = cpu_seconds(bare_proc.pid)
             bare = wrk(base + "/v1/events", script, seconds, 64, self.env(BENCH_RUN="bare"))
+            bare_cpu = cpu_seconds(bare_proc.pid) - cpu
         self.results["ingest_eps"] = round(result["good_rps"], 1)
         self.results["ingest_errors"] = result["non2xx"]
         self.results["ingest_baseline_rps"] = round(bare["good_rps"], 1)
         self.results["ingest_ratio"] = round(result["good_rps"] / bare["good_rps"], 3)
+        # CPU time of the server process per request: what bounds each side on a busy machine.
+        self.results["ingest_api_cpu_us"] = round(api_cpu / max(result["requests"], 1) * 1e6, 1)
+        self.results["ingest_bare_cpu_us"] = round(bare_cpu / max(bare["requests"], 1) * 1e6, 1)
 
     # ---- delivery, end-to-end latency, fan-out -------------------------------------------
 
