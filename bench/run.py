@@ -254,6 +254,7 @@ class Bench:
         self.quick = quick
         self.tmp = Path(tempfile.mkdtemp(prefix="incidents-bench-"))
         self.results: dict[str, Any] = {"machine": machine()}
+        self.results["commit"] = self.results["machine"]["commit"]
         self.redis = EmbeddedRedis(self.tmp / "redis", os.environ, appendonly=True)
 
     def env(self, **extra: str) -> dict[str, str]:
