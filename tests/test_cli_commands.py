@@ -289,6 +289,9 @@ def test_bad_input_is_refused_before_any_request(cli: Cli) -> None:
         ["deliveries", "sub_x"],
         ["replay", "sub_x", "--since", "1h"],
         ["dead-letters", "redrive", "--all"],
+        ["principal", "add", "--name", "ci", "--role", "producer"],
+        ["principal", "list"],
+        ["principal", "revoke", "prn_x"],
     ],
 )
 def test_an_unreachable_gateway_is_one_line_not_a_traceback(

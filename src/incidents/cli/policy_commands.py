@@ -6,9 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-import httpx
-
-from incidents.cli.commands import gateway_url, print_response, setting_flags, token_of
+from incidents.cli.commands import Gateway, print_response, reporting, setting_flags
 from incidents.settings import Settings
 
 
@@ -90,10 +88,10 @@ def cmd_policy(args: argparse.Namespace, env: dict[str, str]) -> int:
     return 0
 
 
+@reporting
 def cmd_principal(args: argparse.Namespace, env: dict[str, str]) -> int:
-    settings = Settings.from_env(env)
-    base = gateway_url(args, settings) + "/v1/principals"
-    headers = {"Authorization": f"Bearer {token_of(args, settings)}"}
+    gateway = Gateway.of(args, env)
+    base = "/v1/principals"
     if args.principal_command == "add":
         body: dict[str, Any] = {"name": args.name, "roles": args.role, "publish": args.publish}
         if args.tenant is not None:
@@ -102,14 +100,14 @@ def cmd_principal(args: argparse.Namespace, env: dict[str, str]) -> int:
             body["clearance"] = args.clearance
         if args.restricted:
             body["restricted"] = True
-        response = httpx.post(base, json=body, headers=headers, timeout=10)
+        response = gateway.request("POST", base, json=body)
         code = print_response(response)
         if response.status_code == 201:
             print("The token above is shown only this once; store it now.", file=sys.stderr)
         return code
     if args.principal_command == "list":
-        return print_response(httpx.get(base, headers=headers, timeout=10))
-    response = httpx.delete(f"{base}/{args.id}", headers=headers, timeout=10)
+        return print_response(gateway.request("GET", base))
+    response = gateway.request("DELETE", f"{base}/{args.id}")
     if response.status_code == 204:
         print(f"revoked {args.id}")
         return 0
