@@ -279,22 +279,16 @@ class Bench:
         client.flushall()
         client.close()
 
-    def gateway(self, port: int) -> Any:
-        env = self.env(INCIDENTS_PORT=str(port))
+    def uvicorn(self, target: str, port: int, ready_path: str, *extra: str) -> Any:
+        """``target`` under uvicorn with the benchmark's settings, once it answers."""
         return process(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "incidents.cli.runner:app_from_environ",
-                "--factory",
-                "--port",
-                str(port),
-                *UVICORN_FLAGS,
-            ],
-            env,
-            f"http://127.0.0.1:{port}/readyz",
+            [sys.executable, "-m", "uvicorn", target, "--port", str(port), *UVICORN_FLAGS, *extra],
+            self.env(INCIDENTS_PORT=str(port)),
+            f"http://127.0.0.1:{port}{ready_path}",
         )
+
+    def gateway(self, port: int) -> Any:
+        return self.uvicorn("incidents.cli.runner:app_from_environ", port, "/readyz", "--factory")
 
     def declare(self, base: str, count: int) -> None:
         headers = {
@@ -314,9 +308,16 @@ class Bench:
                 r = c.post("/v1/events", content=json.dumps(ev))
                 assert r.status_code in (200, 202), r.text
 
+    def load(self, base: str, pid: int, run: str) -> tuple[dict[str, float], float]:
+        """Warm up, then drive ``base`` with wrk and note.lua; the result and the server's CPU
+        seconds during the measured part."""
+        script, url = ROOT / "bench" / "note.lua", base + "/v1/events"
+        wrk(url, script, 2, 64, self.env(BENCH_RUN="warm"))
+        cpu = cpu_seconds(pid)
+        result = wrk(url, script, 5 if self.quick else 15, 64, self.env(BENCH_RUN=run))
+        return result, cpu_seconds(pid) - cpu
+
     def ingest(self) -> None:
-        seconds = 5 if self.quick else 15
-        script = ROOT / "bench" / "note.lua"
         port, rport = free_port(), free_port()
         self.flush()
         with self.receiver(rport, 1), self.gateway(port) as gw:
@@ -325,31 +326,11 @@ class Bench:
             # Routing on: one subscription matches every note (its deliveries queue in the
             # outbox for the workers, which the delivery benchmark measures).
             self.subscribe(base, f"http://127.0.0.1:{rport}/hook")
-            wrk(base + "/v1/events", script, 2, 64, self.env(BENCH_RUN="warm"))
-            cpu = cpu_seconds(gw.pid)
-            result = wrk(base + "/v1/events", script, seconds, 64, self.env(BENCH_RUN="ingest"))
-            api_cpu = cpu_seconds(gw.pid) - cpu
+            result, api_cpu = self.load(base, gw.pid, "ingest")
             self.results["rss_mb_api"] = round(peak_rss_mb(gw.pid), 1)
         port = free_port()
-        with process(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.bare:app",
-                "--port",
-                str(port),
-                *UVICORN_FLAGS,
-            ],
-            self.env(),
-            None,
-        ) as bare_proc:
-            wait_http(f"http://127.0.0.1:{port}/")
-            base = f"http://127.0.0.1:{port}"
-            wrk(base + "/v1/events", script, 2, 64, self.env(BENCH_RUN="warm"))
-            cpu = cpu_seconds(bare_proc.pid)
-            bare = wrk(base + "/v1/events", script, seconds, 64, self.env(BENCH_RUN="bare"))
-            bare_cpu = cpu_seconds(bare_proc.pid) - cpu
+        with self.uvicorn("bench.bare:app", port, "/") as bare_proc:
+            bare, bare_cpu = self.load(f"http://127.0.0.1:{port}", bare_proc.pid, "bare")
         self.results["ingest_eps"] = round(result["good_rps"], 1)
         self.results["ingest_errors"] = result["non2xx"]
         self.results["ingest_baseline_rps"] = round(bare["good_rps"], 1)

@@ -116,6 +116,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = connect_async(redis_url)
         store = EventStore(redis)
+        principals = PrincipalStore(redis)
         app.state.services = Services(
             settings=settings,
             redis=redis,
@@ -128,10 +129,10 @@ def create_app(
                 admission=PolicyAdmission(policy),
                 planners=[LifecyclePlanner(store, AlertRules.load(settings.policies_dir))],
             ),
-            auth=Authenticator(settings.admin_token),
+            auth=Authenticator(settings.admin_token, principals.lookup),
+            principals=principals,
+            may_read=policy_reads.may_read,
         )
-        app.state.services.auth.set_lookup(PrincipalStore(redis).lookup)
-        app.state.services.may_read = policy_reads.may_read
         if server_process:
             freeze_startup_objects()
         try:

@@ -1,8 +1,8 @@
 """Who is calling: bearer tokens resolved to principals.
 
 The admin token comes from settings; every other principal is kept in Redis by
-``incidents.policy.principals``, whose ``PrincipalStore.lookup`` is installed with
-``Authenticator.set_lookup`` when the app starts.
+``incidents.policy.principals``, whose ``PrincipalStore.lookup`` the app hands to the
+``Authenticator`` when it starts.
 """
 
 from __future__ import annotations
@@ -80,9 +80,6 @@ class Authenticator:
     def __init__(self, admin_token: str | None, lookup: TokenLookup | None = None) -> None:
         self._admin = admin_token.encode("utf-8") if admin_token else None
         self._admin_principal = admin_principal()  # built once: it is on every admin request
-        self._lookup = lookup
-
-    def set_lookup(self, lookup: TokenLookup) -> None:
         self._lookup = lookup
 
     async def authenticate(self, request: Request) -> Principal:

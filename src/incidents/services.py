@@ -13,6 +13,7 @@ from incidents.auth import Authenticator, Principal
 from incidents.ingest.pipeline import Ingestor
 from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import StoredEvent
+from incidents.policy.principals import PrincipalStore
 from incidents.settings import Settings
 from incidents.store.events import EventStore
 
@@ -25,6 +26,7 @@ class Services:
     store: EventStore
     ingestor: Ingestor
     auth: Authenticator
+    principals: PrincipalStore
     may_read: Callable[[Principal, StoredEvent], bool] = field(default_factory=lambda: same_tenant)
     # Components added by later layers (policy, delivery, lifecycle) register here by name.
     extras: dict[str, Any] = field(default_factory=dict)

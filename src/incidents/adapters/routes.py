@@ -26,6 +26,7 @@ from incidents.adapters.common import (
 from incidents.errors import IncidentsError, MalformedJSON
 from incidents.http import json_response
 from incidents.ingest.body import parse_json, read_body
+from incidents.ingest.routes import ACCEPTED_EVENT
 from incidents.openapi import BEARER, errors, json_body
 from incidents.services import services
 
@@ -119,11 +120,7 @@ ACCEPTED = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "id": {"type": "string"},
-                    "source": {"type": "string"},
-                    "sequence": {"type": "integer"},
-                    "incident": {"type": "string"},
-                    "duplicate": {"type": "boolean"},
+                    **ACCEPTED_EVENT,
                     "alert": {
                         "type": "object",
                         "properties": {

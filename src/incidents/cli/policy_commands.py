@@ -6,15 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from incidents.cli.commands import Gateway, print_response, reporting, setting_flags
+from incidents.cli.commands import (
+    Gateway,
+    client_flags,
+    print_response,
+    reporting,
+    setting_flags,
+)
 from incidents.settings import Settings
-
-
-def _client_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=None, help="gateway URL (default: from host and port)")
-    parser.add_argument(
-        "--token", default=None, help="admin token (default: INCIDENTS_ADMIN_TOKEN)"
-    )
 
 
 def register(sub: Any, commands: dict[str, Any]) -> None:
@@ -53,7 +52,7 @@ def register(sub: Any, commands: dict[str, Any]) -> None:
     revoke = actions.add_parser("revoke", help="revoke a principal and its token at once")
     revoke.add_argument("id")
     for action in (add, lst, revoke):
-        _client_flags(action)
+        client_flags(action)
         setting_flags(action)
     commands["principal"] = cmd_principal
 

@@ -63,6 +63,14 @@ def routes() -> list[Route]:
     ]
 
 
+# One stored event in an answer (``Accepted.to_dict``); the adapters' answers extend it.
+ACCEPTED_EVENT: dict[str, Any] = {
+    "id": {"type": "string"},
+    "source": {"type": "string"},
+    "sequence": {"type": "integer"},
+    "incident": {"type": "string"},
+    "duplicate": {"type": "boolean"},
+}
 ACCEPTED = {
     "type": "object",
     "properties": {
@@ -72,13 +80,7 @@ ACCEPTED = {
             "items": {
                 "type": "object",
                 "required": ["id", "source", "sequence"],
-                "properties": {
-                    "id": {"type": "string"},
-                    "source": {"type": "string"},
-                    "sequence": {"type": "integer"},
-                    "incident": {"type": "string"},
-                    "duplicate": {"type": "boolean"},
-                },
+                "properties": ACCEPTED_EVENT,
             },
         },
     },

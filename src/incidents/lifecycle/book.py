@@ -52,9 +52,9 @@ class ParsedIncidents:
 
 
 class IncidentBook:
-    def __init__(self, docs: Documents, parsed: ParsedIncidents | None = None) -> None:
+    def __init__(self, docs: Documents, parsed: ParsedIncidents) -> None:
         self.docs = docs
-        self.parsed = parsed or ParsedIncidents()
+        self.parsed = parsed
 
     async def get(self, incident_id: str) -> Incident | None:
         key = keys.incident(incident_id)

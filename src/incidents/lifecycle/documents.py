@@ -47,37 +47,35 @@ class DocumentCache:
 
 
 class Documents:
-    def __init__(self, redis: aioredis.Redis, shared: DocumentCache | None = None) -> None:
+    def __init__(self, redis: aioredis.Redis, shared: DocumentCache) -> None:
         self.redis = redis
         self.shared = shared
-        self._cache: dict[str, tuple[int, dict[str, Any] | None]] = {}
-        self._encoded: dict[str, bytes] = {}
+        # key -> (version, document, the JSON it was read from; None once written this pass)
+        self._cache: dict[str, tuple[int, dict[str, Any] | None, bytes | None]] = {}
 
     async def read(self, key: str) -> dict[str, Any] | None:
         if key not in self._cache:
-            known = self.shared.get(key) if self.shared is not None else None
+            known = self.shared.get(key)
             if known is None:
                 async with guarded("reading a document"):
-                    version, raw = await self.redis.hmget(key, ["v", "j"])
-                known = (int(version) if version else 0, cast(bytes, raw) if raw else None)
-                if self.shared is not None:
-                    self.shared.put(key, *known)
-            self._cache[key] = (known[0], orjson.loads(known[1]) if known[1] else None)
-            if known[1]:
-                self._encoded[key] = known[1]
+                    v, j = await self.redis.hmget(key, ["v", "j"])
+                known = (int(v) if v else 0, cast(bytes, j) if j else None)
+                self.shared.put(key, *known)
+            version, encoded = known
+            self._cache[key] = (version, orjson.loads(encoded) if encoded else None, encoded)
         return self._cache[key][1]
 
     def encoded(self, key: str) -> bytes | None:
-        """The JSON the document at ``key`` currently has in this pass, if known."""
-        return self._encoded.get(key)
+        """The JSON the document at ``key`` was read from, unless written in this pass."""
+        found = self._cache.get(key)
+        return found[2] if found is not None else None
 
     def write(self, pending: Pending, key: str, document: dict[str, Any]) -> VersionedWrite:
         """Plan ``document`` for ``key`` with the event; ``read`` must have been called."""
-        version, _ = self._cache[key]
+        version = self._cache[key][0]
         write = VersionedWrite(key, version, document)
         pending.writes.append(write)
-        self._cache[key] = (version + 1, document)
-        self._encoded.pop(key, None)
+        self._cache[key] = (version + 1, document, None)
         return write
 
 

@@ -15,7 +15,7 @@ from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
 from incidents.ingest.body import parse_json, read_body
 from incidents.openapi import BEARER, errors, json_body
-from incidents.policy.principals import NameTaken, PrincipalStore, principal_to_dict
+from incidents.policy.principals import NameTaken, principal_to_dict
 from incidents.services import services
 
 TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -80,7 +80,7 @@ async def create_principal(request: Request) -> Response:
     body = parse_json(await read_body(request, svc.settings.max_body_bytes))
     template = parse_principal(body)
     try:
-        created = await PrincipalStore(svc.redis).create(template, datetime.now(UTC))
+        created = await svc.principals.create(template, datetime.now(UTC))
     except NameTaken as exc:
         raise Conflict(str(exc), extra={"existing": exc.existing_id}) from exc
     out = principal_to_dict(created.principal)
@@ -94,7 +94,7 @@ async def create_principal(request: Request) -> Response:
 async def list_principals(request: Request) -> Response:
     svc = services(request)
     (await svc.auth.authenticate(request)).require("admin")
-    rows = await PrincipalStore(svc.redis).list()
+    rows = await svc.principals.list()
     return json_response(
         {"principals": [principal_to_dict(p) | {"created_at": c} for p, c in rows]}
     )
@@ -104,7 +104,7 @@ async def get_principal(request: Request) -> Response:
     svc = services(request)
     (await svc.auth.authenticate(request)).require("admin")
     principal_id = request.path_params["id"]
-    found = await PrincipalStore(svc.redis).get(principal_id)
+    found = await svc.principals.get(principal_id)
     if found is None:
         raise NotFound(f"no principal {principal_id!r}")
     return json_response(principal_to_dict(found[0]) | {"created_at": found[1]})
@@ -114,7 +114,7 @@ async def delete_principal(request: Request) -> Response:
     svc = services(request)
     (await svc.auth.authenticate(request)).require("admin")
     principal_id = request.path_params["id"]
-    if not await PrincipalStore(svc.redis).revoke(principal_id):
+    if not await svc.principals.revoke(principal_id):
         raise NotFound(f"no principal {principal_id!r}")
     return Response(status_code=204)
 
