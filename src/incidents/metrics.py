@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.requests import Request
@@ -24,8 +24,6 @@ from incidents.store import keys
 from incidents.store.redis import guarded
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# Shared-state gauges that other layers add: name -> async reader of the value.
-GaugeReader = Callable[[Any], Awaitable[float]]
 
 
 class Metrics:
@@ -39,7 +37,6 @@ class Metrics:
         self.latency_sum: dict[str, float] = {}
         self.latency_count: Counter[str] = Counter()
         self.events: Counter[str] = Counter()  # accepted, duplicate, rejected
-        self.gauges: dict[str, tuple[str, GaugeReader]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, status)] += 1
@@ -93,7 +90,6 @@ class Metrics:
             pipe.zcard(delivery_keys.LANES_LEASED)
             pipe.scard(delivery_keys.SUBSCRIPTIONS)
             backlog, last, dead, due_now, due_later, leased, subs = await pipe.execute()
-            shared = {name: await read(redis) for name, (_, read) in self.gauges.items()}
         lines += [
             "# HELP incidents_outbox_length Entries in the outbox stream.",
             "# TYPE incidents_outbox_length gauge",
@@ -117,12 +113,6 @@ class Metrics:
             "# TYPE incidents_subscriptions gauge",
             f"incidents_subscriptions {subs}",
         ]
-        for name, value in sorted(shared.items()):
-            lines += [
-                f"# HELP {name} {self.gauges[name][0]}",
-                f"# TYPE {name} gauge",
-                f"{name} {value}",
-            ]
         return "\n".join(lines) + "\n"
 
 

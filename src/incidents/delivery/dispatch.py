@@ -67,15 +67,14 @@ class Dispatcher:
         redis: aioredis.Redis,
         cache: SubscriptionCache,
         client: aiohttp.ClientSession,
-        rng: random.Random | None = None,
-        routes: SubscriptionCache | None = None,
+        routes: SubscriptionCache,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.redis = redis
         self.cache = cache
         self.client = client
-        self.rng = rng or random.Random()
+        self.rng = random.Random()
         self.routes = routes
         self.ledger = Ledger(redis)
         self.subs = SubscriptionStore(redis)
@@ -90,7 +89,7 @@ class Dispatcher:
         active: dict[asyncio.Task[None], str] = {}
         renewed = time.monotonic()
         while True:
-            if self.routes is not None and await self.redis.xlen(OUTBOX):
+            if await self.redis.xlen(OUTBOX):
                 # Route here too, so new events do not wait for this job to end before a
                 # routing job can run in this worker.
                 await route_outbox(self.redis, self.routes, seconds=0.5)

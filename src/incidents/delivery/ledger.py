@@ -26,6 +26,9 @@ from incidents.delivery import keys
 from incidents.store.redis import guarded
 
 _LUA = resources.files("incidents.delivery").joinpath("lua")
+_ENQUEUE, _CLAIM, _COMPLETE = (
+    _LUA.joinpath(f"{name}.lua").read_text() for name in ("enqueue", "claim", "complete")
+)
 LEASE_SECONDS = 6.0
 LOG_LENGTH = 1000  # attempts kept per subscription
 
@@ -135,9 +138,9 @@ class Claimed:
 class Ledger:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self._enqueue = redis.register_script(_LUA.joinpath("enqueue.lua").read_text())
-        self._claim = redis.register_script(_LUA.joinpath("claim.lua").read_text())
-        self._complete = redis.register_script(_LUA.joinpath("complete.lua").read_text())
+        self._enqueue = redis.register_script(_ENQUEUE)
+        self._claim = redis.register_script(_CLAIM)
+        self._complete = redis.register_script(_COMPLETE)
 
     async def enqueue(self, deliveries: Sequence[Delivery], now: float, force: bool = False) -> int:
         """Queue deliveries (existing records are left alone unless ``force``)."""

@@ -14,7 +14,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.auth import Principal
-from incidents.delivery import keys
 from incidents.delivery.handshake import handshake
 from incidents.delivery.ledger import DEAD, PENDING, Ledger
 from incidents.delivery.routing import replay
@@ -126,8 +125,6 @@ async def patch(request: Request) -> Response:
             updated = await _handshake(request, svc, updated)
     store = SubscriptionStore(svc.redis)
     await store.save(updated, previous=sub)
-    if updated.status == "active" and sub.status != "active":
-        await svc.redis.hdel(keys.subscription(sub.id), "failing_since")
     return json_response(updated.to_dict())
 
 

@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from incidents.delivery import signing
+from incidents.delivery.filters import canonical
 from incidents.delivery.sinks import was_refused
 from incidents.model.cloudevent import CloudEvent
 
@@ -36,7 +37,7 @@ class Outcome:
 
 
 def _header_value(value: Any) -> str:
-    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    text = canonical(value)
     # The HTTP binding percent-encodes space, '"', '%' and everything outside printable ASCII.
     return quote(text, safe="!#$&'()*+,/:;<=>?@[\\]^_`{|}~-.")
 

@@ -8,6 +8,7 @@ accepts the message if any of them verifies.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -27,6 +28,7 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode("ascii")
 
 
+@functools.lru_cache(maxsize=4096)  # signing runs for every delivery, with few secrets
 def secret_key(secret: str) -> bytes:
     """The HMAC key of a ``whsec_`` secret."""
     if not secret.startswith(SECRET_PREFIX):

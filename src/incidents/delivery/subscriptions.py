@@ -50,7 +50,6 @@ class Subscription:
     rate: int | None = None
     created_at: str = ""
     updated_at: str = ""
-    failing_since: float | None = None
     filter: Filter = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -98,7 +97,6 @@ class Subscription:
     @classmethod
     def from_fields(cls, sub_id: str, raw: Mapping[bytes, bytes]) -> Subscription:
         f = {k.decode(): v.decode() for k, v in raw.items()}
-        since = f.get("failing_since")
         return cls(
             id=sub_id,
             owner=f["owner"],
@@ -109,7 +107,6 @@ class Subscription:
             rate=int(f["rate"]) if f.get("rate") else None,
             created_at=f.get("created_at", ""),
             updated_at=f.get("updated_at", ""),
-            failing_since=float(since) if since else None,
         )
 
 
@@ -146,10 +143,13 @@ class SubscriptionStore:
         self._index = redis.register_script(_INDEX)
 
     async def save(self, sub: Subscription, previous: Subscription | None = None) -> None:
-        """Write the subscription and move it in the routing index (create or update)."""
+        """Write the subscription and move it in the routing index (create or update); one
+        made active again starts with a clean failure record."""
         async with guarded("saving a subscription"):
             pipe = self.redis.pipeline(transaction=True)
             pipe.hset(keys.subscription(sub.id), mapping=cast(Any, sub.fields()))
+            if previous is not None and previous.status != "active" and sub.status == "active":
+                pipe.hdel(keys.subscription(sub.id), "failing_since")
             pipe.sadd(keys.SUBSCRIPTIONS, sub.id)
             pipe.sadd(keys.owned_by(sub.owner), sub.id)
             await self._index(
