@@ -19,15 +19,7 @@ count = 0
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    global count
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    global count  # served with lifespan="off": every scope is HTTP
     body = b""
     more = True
     while more:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,20 @@ def wrk(
     }
 
 
+def note(event_id: str, incident: str | None, text: str = "x" * 800) -> dict[str, Any]:
+    """An ``im.incident.note`` event as the benchmarks send it (no incident: a raw payload)."""
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "/bench",
+        "type": "im.incident.note",
+    }
+    if incident is not None:
+        event["imincidentid"] = incident
+    event["data"] = {"text": text}
+    return event
+
+
 def percentile(sorted_values: list[float], pct: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -218,16 +232,7 @@ async def paced_sender(base: str, rate: int, seconds: int) -> dict[str, float]:
 
         async def one(n: int) -> None:
             event_id = f"e2e-{n}"
-            body = json.dumps(
-                {
-                    "specversion": "1.0",
-                    "id": event_id,
-                    "source": "/bench",
-                    "type": "im.incident.note",
-                    "imincidentid": f"BENCH-{n % 100}",
-                    "data": {"text": "x" * 800},
-                }
-            )
+            body = json.dumps(note(event_id, f"BENCH-{n % 100}"))
             sent[event_id] = time.time()
             async with client.post("/v1/events", data=body) as r:
                 await r.read()
@@ -355,27 +360,15 @@ class Bench:
             f"http://127.0.0.1:{base_port + ports - 1}/stats",
         )
 
-    def workers(self, count: int) -> Any:
-        @contextmanager
-        def run() -> Iterator[list[subprocess.Popen[bytes]]]:
-            procs = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "incidents", "worker"], env=self.env(), cwd=ROOT
+    @contextmanager
+    def workers(self, count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+        with ExitStack() as stack:
+            yield [
+                stack.enter_context(
+                    process([sys.executable, "-m", "incidents", "worker"], self.env())
                 )
                 for _ in range(count)
             ]
-            try:
-                yield procs
-            finally:
-                for p in procs:
-                    p.terminate()
-                for p in procs:
-                    try:
-                        p.wait(30)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-
-        return run()
 
     @staticmethod
     def worker_rss(procs: list[subprocess.Popen[bytes]]) -> float:
@@ -421,14 +414,7 @@ class Bench:
         with httpx.Client(base_url=base, headers=headers, timeout=60) as c:
             for start in range(0, count, 200):
                 batch = [
-                    {
-                        "specversion": "1.0",
-                        "id": f"{tag}-{n}",
-                        "source": "/bench",
-                        "type": "im.incident.note",
-                        "imincidentid": f"BENCH-{n % incidents}",
-                        "data": {"text": "x" * 800},
-                    }
+                    note(f"{tag}-{n}", f"BENCH-{n % incidents}")
                     for n in range(start, min(start + 200, count))
                 ]
                 r = c.post("/v1/events", content=json.dumps(batch))
@@ -454,18 +440,7 @@ class Bench:
                 self.results.get("rss_mb_api", 0), round(peak_rss_mb(gw.pid), 1)
             )
             httpx.post(f"http://127.0.0.1:{rport}/reset")
-            bodies = [
-                json.dumps(
-                    {
-                        "specversion": "1.0",
-                        "id": f"raw-{n}",
-                        "source": "/bench",
-                        "type": "im.incident.note",
-                        "data": {"text": "x" * 800},
-                    }
-                ).encode()
-                for n in range(total)
-            ]
+            bodies = [json.dumps(note(f"raw-{n}", None)).encode() for n in range(total)]
             hook = f"http://127.0.0.1:{rport}/hook"
             raw_elapsed = asyncio.run(raw_client(hook, bodies, sub["secret"], concurrency))
             aio_elapsed = asyncio.run(aiohttp_client(hook, bodies, sub["secret"], concurrency))
@@ -522,14 +497,7 @@ class Bench:
             # A first event warms every connection pool; the measured one follows.
             for tag in ("warm", "fan"):
                 before = self.received(stats)  # one process serves all 100 ports: one count
-                ev = {
-                    "specversion": "1.0",
-                    "id": f"{tag}-1",
-                    "source": "/bench",
-                    "type": "im.incident.note",
-                    "imincidentid": "BENCH-0",
-                    "data": {"text": "fan-out"},
-                }
+                ev = note(f"{tag}-1", "BENCH-0", "fan-out")
                 start = time.monotonic()
                 assert (
                     httpx.post(

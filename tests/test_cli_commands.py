@@ -4,7 +4,6 @@ and dead-letters; refusals and an unreachable gateway exit 1 with a message on s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,12 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from incidents.app import create_app
 from incidents.cli.delivery_commands import since_time
 from incidents.cli.main import main
 from incidents.settings import Settings
 from incidents.store.embedded import free_port
-from tests.support import ADMIN_TOKEN, event, serve_in_thread
+from tests.support import ADMIN_TOKEN, event
 from tests.test_delivery_support import Receiver, Workers, publish
 
 
@@ -47,36 +45,14 @@ class Cli:
 
 
 @pytest.fixture
-def quick(settings: Settings) -> Settings:
+def settings(settings: Settings) -> Settings:
     """One quick retry, so a failing delivery is a dead letter in a fraction of a second."""
     return replace(settings, retry_schedule=(0.1,))
 
 
 @pytest.fixture
-def gateway_url(quick: Settings) -> Iterator[str]:
-    with serve_in_thread(create_app(quick)) as url:
-        yield url
-
-
-@pytest.fixture
-def api(gateway_url: str) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    with httpx.Client(base_url=gateway_url, headers=headers, timeout=10) as c:
-        yield c
-
-
-@pytest.fixture
-def cli(gateway_url: str, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return Cli(gateway_url, capsys)
-
-
-@pytest.fixture
-def workers(quick: Settings) -> Iterator[Workers]:
-    found = Workers(quick)
-    try:
-        yield found
-    finally:
-        found.close()
+def cli(gateway: str, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(gateway, capsys)
 
 
 def subscribed(cli: Cli, rx: Receiver, path: str, *more: str) -> str:
@@ -87,15 +63,15 @@ def subscribed(cli: Cli, rx: Receiver, path: str, *more: str) -> str:
 
 
 def dead_letter(
-    cli: Cli, rx: Receiver, workers: Workers, api: httpx.Client, path: str
+    cli: Cli, rx: Receiver, workers: Workers, client: httpx.Client, path: str
 ) -> tuple[str, str]:
     """A subscription whose sink fails both tries of one event: (dead letter id, sub id)."""
     sub_id = subscribed(cli, rx, path)
     rx.scripts[path] = [(500, {})] * 2
-    publish(api, event())
+    publish(client, event())
 
     def dead() -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = api.get("/v1/dead-letters").json()["dead_letters"]
+        found: list[dict[str, Any]] = client.get("/v1/dead-letters").json()["dead_letters"]
         return [d for d in found if d["subscription"] == sub_id]
 
     workers.run_until(lambda: bool(dead()))
@@ -103,7 +79,7 @@ def dead_letter(
 
 
 def test_subscribe_creates_the_subscription_and_prints_its_secret(
-    cli: Cli, api: httpx.Client
+    cli: Cli, client: httpx.Client
 ) -> None:
     """Every flag of `subscribe` reaches the stored subscription; the secret is printed once."""
     ran = cli(
@@ -120,7 +96,7 @@ def test_subscribe_creates_the_subscription_and_prints_its_secret(
     assert ran.code == 0, ran.err
     assert ran.json["secret"].startswith("whsec_")
     assert "shown only this once" in ran.err
-    stored = api.get(f"/v1/subscriptions/{ran.json['id']}").json()
+    stored = client.get(f"/v1/subscriptions/{ran.json['id']}").json()
     assert stored["types"] == ["im.incident.declare", "im.alert.*"]
     assert stored["source"] == "/pager"
     assert stored["filters"] == [{"exact": {"imseverity": "SEV1"}}]
@@ -131,7 +107,7 @@ def test_subscribe_creates_the_subscription_and_prints_its_secret(
 
 
 def test_subscriptions_list_show_rotate_disable_enable_and_delete(
-    cli: Cli, api: httpx.Client
+    cli: Cli, client: httpx.Client
 ) -> None:
     """Each `subscriptions` action does what its name says, as the HTTP API then shows."""
     created = cli("subscribe", "--sink", "http://127.0.0.1:9/a", "--description", "first").json
@@ -144,35 +120,35 @@ def test_subscriptions_list_show_rotate_disable_enable_and_delete(
     as_json = cli("subscriptions", "list", "--json")
     assert [s["id"] for s in as_json.json["subscriptions"]] == [sub_id]
     shown = cli("subscriptions", "show", sub_id)
-    assert shown.json == api.get(f"/v1/subscriptions/{sub_id}").json()
+    assert shown.json == client.get(f"/v1/subscriptions/{sub_id}").json()
     rotated = cli("subscriptions", "rotate-secret", sub_id)
     assert rotated.code == 0 and "shown only this once" in rotated.err
     assert rotated.json["secret"] not in ("", created["secret"])
     disabled = cli("subscriptions", "disable", sub_id)
     assert disabled.out == f"{sub_id} is disabled (disabled by its owner)\n"
-    assert api.get(f"/v1/subscriptions/{sub_id}").json()["status"] == "disabled"
+    assert client.get(f"/v1/subscriptions/{sub_id}").json()["status"] == "disabled"
     assert cli("subscriptions", "enable", sub_id).out == f"{sub_id} is active\n"
-    assert api.get(f"/v1/subscriptions/{sub_id}").json()["status"] == "active"
+    assert client.get(f"/v1/subscriptions/{sub_id}").json()["status"] == "active"
     assert cli("subscriptions", "delete", sub_id).out == f"deleted {sub_id}\n"
-    assert api.get(f"/v1/subscriptions/{sub_id}").status_code == 404
+    assert client.get(f"/v1/subscriptions/{sub_id}").status_code == 404
 
 
 def test_flags_may_come_before_or_after_the_action(
-    gateway_url: str, capsys: pytest.CaptureFixture[str]
+    gateway: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`--url` and `--token` given before a nested action are not reset by it."""
-    argv = ["subscriptions", "--url", gateway_url, "--token", ADMIN_TOKEN, "list", "--json"]
+    argv = ["subscriptions", "--url", gateway, "--token", ADMIN_TOKEN, "list", "--json"]
     assert main(argv, environ={}) == 0
     assert json.loads(capsys.readouterr().out) == {"subscriptions": []}
 
 
 def test_deliveries_prints_each_attempt_as_a_table_row(
-    cli: Cli, rx: Receiver, workers: Workers, api: httpx.Client
+    cli: Cli, rx: Receiver, workers: Workers, client: httpx.Client
 ) -> None:
     """A failed then successful delivery shows as two rows, newest first; --json is raw."""
     sub_id = subscribed(cli, rx, "/log")
     rx.scripts["/log"] = [(503, {})]
-    publish(api, event())
+    publish(client, event())
     workers.run_until(lambda: len(rx.at("/log")) == 2)
     ran = cli("deliveries", sub_id)
     assert ran.code == 0
@@ -184,15 +160,15 @@ def test_deliveries_prints_each_attempt_as_a_table_row(
     assert failed[2:4] == ["failed", "503"] and failed[5] == "ms"
     assert failed[-1] != "-"  # the retry's time
     raw = cli("deliveries", sub_id, "--json").json
-    assert raw == api.get(f"/v1/subscriptions/{sub_id}/deliveries").json()
+    assert raw == client.get(f"/v1/subscriptions/{sub_id}/deliveries").json()
 
 
 def test_replay_queues_the_events_since_a_time_again(
-    cli: Cli, rx: Receiver, workers: Workers, api: httpx.Client
+    cli: Cli, rx: Receiver, workers: Workers, client: httpx.Client
 ) -> None:
     """`replay --since 1h` queues the stored events again and the sink receives them twice."""
     sub_id = subscribed(cli, rx, "/replay")
-    publish(api, event(), event())
+    publish(client, event(), event())
     workers.run_until(lambda: len(rx.at("/replay")) == 2)
     ran = cli("replay", sub_id, "--since", "1h")
     assert ran.code == 0, ran.err
@@ -204,10 +180,10 @@ def test_replay_queues_the_events_since_a_time_again(
 
 
 def test_dead_letters_are_listed_and_redriven_by_id(
-    cli: Cli, rx: Receiver, workers: Workers, api: httpx.Client
+    cli: Cli, rx: Receiver, workers: Workers, client: httpx.Client
 ) -> None:
     """`dead-letters` lists a dead delivery; `redrive ID` queues it and the sink gets it."""
-    dead_id, sub_id = dead_letter(cli, rx, workers, api, "/dead")
+    dead_id, sub_id = dead_letter(cli, rx, workers, client, "/dead")
     listed = cli("dead-letters")
     assert listed.code == 0
     header, row = listed.out.splitlines()
@@ -219,35 +195,35 @@ def test_dead_letters_are_listed_and_redriven_by_id(
     ]
     ran = cli("dead-letters", "redrive", dead_id)
     assert (ran.code, ran.out) == (0, f"redriven {dead_id}\n")
-    assert api.get("/v1/dead-letters").json()["dead_letters"] == []
+    assert client.get("/v1/dead-letters").json()["dead_letters"] == []
     workers.run_until(lambda: len(rx.at("/dead")) == 3)
     assert rx.at("/dead")[-1].verified
 
 
 def test_redrive_all_queues_every_dead_letter(
-    cli: Cli, rx: Receiver, workers: Workers, api: httpx.Client
+    cli: Cli, rx: Receiver, workers: Workers, client: httpx.Client
 ) -> None:
     """`dead-letters redrive --all` redrives each listed dead letter; then none are left."""
-    dead = {dead_letter(cli, rx, workers, api, path)[0] for path in ("/one", "/two")}
+    dead = {dead_letter(cli, rx, workers, client, path)[0] for path in ("/one", "/two")}
     ran = cli("dead-letters", "redrive", "--all")
     assert ran.code == 0, ran.err
     assert set(ran.out.split()) - {"redriven"} == dead
-    assert api.get("/v1/dead-letters").json()["dead_letters"] == []
+    assert client.get("/v1/dead-letters").json()["dead_letters"] == []
     assert cli("dead-letters", "redrive", "--all").out == "no dead letters\n"
 
 
 def test_redrive_of_a_disabled_subscription_is_refused_and_counted(
-    cli: Cli, rx: Receiver, workers: Workers, api: httpx.Client
+    cli: Cli, rx: Receiver, workers: Workers, client: httpx.Client
 ) -> None:
     """A redrive the gateway refuses prints its problem, leaves the letter dead, exits 1."""
-    dead_id, sub_id = dead_letter(cli, rx, workers, api, "/off")
+    dead_id, sub_id = dead_letter(cli, rx, workers, client, "/off")
     assert cli("subscriptions", "disable", sub_id).code == 0
     ran = cli("dead-letters", "redrive", dead_id, "msg_0_nope")
     assert ran.code == 1
     assert f"409 Conflict: subscription '{sub_id}' is disabled" in ran.err
     assert "404 Not Found: no dead letter 'msg_0_nope'" in ran.err
     assert "2 of 2 not redriven" in ran.err
-    assert [d["id"] for d in api.get("/v1/dead-letters").json()["dead_letters"]] == [dead_id]
+    assert [d["id"] for d in client.get("/v1/dead-letters").json()["dead_letters"]] == [dead_id]
 
 
 def test_redrive_needs_ids_or_all_but_not_both(cli: Cli) -> None:

@@ -13,9 +13,9 @@ import pytest
 from incidents.auth import Principal
 from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import CloudEvent, StoredEvent
+from incidents.policy.access import may_see
 from incidents.policy.reads import (
     may_read,
-    may_see_incident,
     readable,
     visible_data,
     visible_event,
@@ -86,13 +86,11 @@ def test_visible_event_hides_what_the_caller_may_not_see(registry: SchemaRegistr
 def test_may_see_incident_follows_the_same_rule() -> None:
     """Incident visibility uses the same tenant, visibility and clearance rule as delivery."""
     acme = principal("acme", "confidential")
-    assert may_see_incident(acme, "acme", "internal", "confidential")
-    assert not may_see_incident(acme, "acme", "internal", "restricted")
-    assert not may_see_incident(acme, "acme", "restricted", "internal")
-    assert not may_see_incident(
-        principal("globex", "restricted", True), "acme", "internal", "public"
-    )
-    assert may_see_incident(principal("globex", "public"), "acme", "public", "public")
+    assert may_see(acme, "acme", "internal", "confidential")
+    assert not may_see(acme, "acme", "internal", "restricted")
+    assert not may_see(acme, "acme", "restricted", "internal")
+    assert not may_see(principal("globex", "restricted", True), "acme", "internal", "public")
+    assert may_see(principal("globex", "public"), "acme", "public", "public")
 
 
 def test_visible_data_redacts_documents_by_type(registry: SchemaRegistry) -> None:

@@ -12,10 +12,10 @@ from incidents.alerts.alert import ALERT_INDEX, ALERT_STATUSES, Alert, alert_key
 from incidents.errors import FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
 from incidents.lifecycle.documents import read_many
-from incidents.lifecycle.reading import may_see
 from incidents.lifecycle.routes import MAX_LIMIT, int_param
 from incidents.model.severity import Severity
 from incidents.openapi import BEARER, errors, json_body, query_param
+from incidents.policy.access import may_see
 from incidents.services import services
 from incidents.store.redis import guarded
 

@@ -74,17 +74,9 @@ def client_flags(parser: argparse.ArgumentParser, nested: bool = False) -> None:
 
 def setting_flags(parser: argparse.ArgumentParser) -> None:
     """The settings flags on a nested action too (SUPPRESS, for the same reason)."""
-    from incidents.cli.main import SETTING_FLAGS  # main imports this module as it builds
+    from incidents.cli.main import add_setting_flags  # main imports this module as it builds
 
-    group = parser.add_argument_group("settings (each also read from its environment variable)")
-    for flag, env in SETTING_FLAGS.items():
-        group.add_argument(
-            flag,
-            dest="setting_" + env,
-            metavar="VALUE",
-            default=argparse.SUPPRESS,
-            help=f"overrides {env}",
-        )
+    add_setting_flags(parser, nested=True)
 
 
 def register(sub: Any, commands: dict[str, Any]) -> None:

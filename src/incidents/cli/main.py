@@ -34,10 +34,14 @@ Command = Callable[[argparse.Namespace, dict[str, str]], int]
 COMMANDS: dict[str, Command] = {}
 
 
-def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+def add_setting_flags(parser: argparse.ArgumentParser, nested: bool = False) -> None:
+    # On a nested action the default is SUPPRESS, so a flag given before the action stays.
+    default = argparse.SUPPRESS if nested else None
     group = parser.add_argument_group("settings (each also read from its environment variable)")
     for flag, env in SETTING_FLAGS.items():
-        group.add_argument(flag, dest="setting_" + env, metavar="VALUE", help=f"overrides {env}")
+        group.add_argument(
+            flag, dest="setting_" + env, metavar="VALUE", default=default, help=f"overrides {env}"
+        )
 
 
 def merged_environ(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:

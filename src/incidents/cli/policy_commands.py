@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from incidents.auth import CLEARANCES, ROLES
 from incidents.cli.commands import (
     Gateway,
     client_flags,
@@ -33,13 +34,11 @@ def register(sub: Any, commands: dict[str, Any]) -> None:
         "--role",
         action="append",
         required=True,
-        choices=("admin", "producer", "subscriber"),
+        choices=ROLES,
         help="repeatable",
     )
     add.add_argument("--tenant", default=None, help="default: the gateway's default tenant")
-    add.add_argument(
-        "--clearance", default=None, choices=("public", "internal", "confidential", "restricted")
-    )
+    add.add_argument("--clearance", default=None, choices=CLEARANCES)
     add.add_argument("--restricted", action="store_true", help="grant restricted access")
     add.add_argument(
         "--publish",

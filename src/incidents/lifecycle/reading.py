@@ -18,17 +18,11 @@ from incidents.model.incident import Incident, TimelineEvent
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
 from incidents.model.types import EventType, Extension
-from incidents.policy import reads as policy_reads
+from incidents.policy.access import may_see
 from incidents.store import keys
 from incidents.store.redis import guarded
 
 _SCAN = 500
-
-
-def may_see(principal: Principal, tenant: str, visibility: str, data_class: str) -> bool:
-    """The read rule for materialized documents (incidents, alerts): the same visibility and
-    clearance rule as delivery (see ``incidents.policy.access``)."""
-    return policy_reads.may_see_incident(principal, tenant, visibility, data_class)
 
 
 def may_see_incident(principal: Principal, incident: Incident) -> bool:

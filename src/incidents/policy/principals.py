@@ -16,6 +16,7 @@ every replica.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import secrets
 from collections.abc import Mapping
@@ -139,15 +140,7 @@ class PrincipalStore:
         principal_id = "prn_" + secrets.token_hex(8)
         token = new_token()
         digest = token_hash(token)
-        principal = Principal(
-            id=principal_id,
-            name=template.name,
-            roles=template.roles,
-            tenant=template.tenant,
-            clearance=template.clearance,
-            restricted=template.restricted,
-            publish=template.publish,
-        )
+        principal = dataclasses.replace(template, id=principal_id)
         created_at = now.isoformat()
         fields = {
             "name": principal.name,

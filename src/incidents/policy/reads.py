@@ -4,8 +4,8 @@ check, and the same field redaction where data is returned.
 - ``may_read(principal, stored)``: ``Services.may_read`` (visibility and clearance only).
 - ``readable(principal, stored, registry)``: the stored event as the caller may see it
   (marked fields above its clearance removed, ``imredacted`` set), or None.
-- ``may_see_incident(principal, tenant, visibility, data_class)``: for incidents, alerts
-  and other documents that carry the labels of the events they came from.
+- ``incidents.policy.access.may_see(principal, tenant, visibility, data_class)`` is the
+  rule for incidents, alerts and other documents that carry the labels of their events.
 - ``visible_incident(principal, document, registry)``: an incident document without the
   fields its declare schema marks above the caller's clearance.
 """
@@ -20,14 +20,8 @@ from incidents.auth import Principal
 from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.types import EventType
-from incidents.policy.access import may_see
 from incidents.policy.outbound import event_denial, judge
 from incidents.policy.redaction import redact
-
-
-def may_see_incident(principal: Principal, tenant: str, visibility: str, data_class: str) -> bool:
-    """Whether ``principal`` may see an incident (or any document) with these labels."""
-    return may_see(principal, tenant, visibility, data_class)
 
 
 def may_read(principal: Principal, stored: StoredEvent) -> bool:
