@@ -117,6 +117,7 @@ def create_app(
         redis = connect_async(redis_url)
         store = EventStore(redis)
         principals = PrincipalStore(redis)
+        rules = AlertRules.load(settings.policies_dir)
         app.state.services = Services(
             settings=settings,
             redis=redis,
@@ -127,10 +128,11 @@ def create_app(
                 store,
                 clock,
                 admission=PolicyAdmission(policy),
-                planners=[LifecyclePlanner(store, AlertRules.load(settings.policies_dir))],
+                planners=[LifecyclePlanner(store, rules)],
             ),
             auth=Authenticator(settings.admin_token, principals.lookup),
             principals=principals,
+            alert_rules=rules,
             may_read=policy_reads.may_read,
         )
         if server_process:

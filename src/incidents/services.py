@@ -9,6 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from starlette.requests import Request
 
+from incidents.alerts.rules import AlertRules
 from incidents.auth import Authenticator, Principal
 from incidents.ingest.pipeline import Ingestor
 from incidents.ingest.schemas import SchemaRegistry
@@ -27,6 +28,7 @@ class Services:
     ingestor: Ingestor
     auth: Authenticator
     principals: PrincipalStore
+    alert_rules: AlertRules
     may_read: Callable[[Principal, StoredEvent], bool] = field(default_factory=lambda: same_tenant)
     # Components added by later layers (policy, delivery, lifecycle) register here by name.
     extras: dict[str, Any] = field(default_factory=dict)

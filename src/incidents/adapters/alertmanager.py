@@ -17,9 +17,9 @@ from incidents.adapters.common import (
     rfc3339,
     source_of,
     stable_id,
-    strings,
     summary_of,
 )
+from incidents.alerts.alert import strings
 from incidents.alerts.rules import AlertRules
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.types import EventType

@@ -9,9 +9,8 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
-from incidents.alerts.rules import AlertRules
 from incidents.auth import Principal
-from incidents.errors import FieldError, UnprocessableEvent
+from incidents.errors import UnprocessableEvent
 from incidents.ingest.schemas import SchemaRegistry, errors_of
 from incidents.model.cloudevent import CloudEvent
 from incidents.services import Services
@@ -50,10 +49,6 @@ def source_of(url: object, fallback: str) -> str:
     return fallback
 
 
-def strings(raw: object) -> dict[str, str]:
-    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
-
-
 def summary_of(annotations: Mapping[str, str], labels: Mapping[str, str], fallback: str) -> str:
     for text in (
         annotations.get("summary"),
@@ -81,20 +76,8 @@ def adapter_schema(svc: Services, name: str) -> Validator:
     return cache[name]
 
 
-def alert_rules(svc: Services) -> AlertRules:
-    rules = svc.extras.get("alert_rules")
-    if not isinstance(rules, AlertRules):
-        rules = AlertRules.load(svc.settings.policies_dir)
-        svc.extras["alert_rules"] = rules
-    return rules
-
-
-def input_errors(validator: Validator, payload: Any) -> list[FieldError]:
-    return errors_of(validator, payload)
-
-
 def check_input(validator: Validator, payload: Any, what: str) -> None:
-    problems = input_errors(validator, payload)
+    problems = errors_of(validator, payload)
     if problems:
         raise UnprocessableEvent(
             f"the {what} payload fails its schema ({len(problems)} problem(s))", errors=problems

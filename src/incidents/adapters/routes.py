@@ -16,17 +16,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.adapters import alertmanager, grafana, pagerduty
-from incidents.adapters.common import (
-    adapter_schema,
-    alert_rules,
-    check_input,
-    input_errors,
-    submit,
-)
+from incidents.adapters.common import adapter_schema, check_input, submit
 from incidents.errors import IncidentsError, MalformedJSON
 from incidents.http import json_response
 from incidents.ingest.body import parse_json, read_body
 from incidents.ingest.routes import ACCEPTED_EVENT
+from incidents.ingest.schemas import errors_of
 from incidents.openapi import BEARER, errors, json_body
 from incidents.services import services
 
@@ -43,7 +38,7 @@ async def post_alertmanager(request: Request) -> Response:
     body = await read_body(request, svc.settings.max_body_bytes)
     payload = parse_json(body, "the Alertmanager payload")
     check_input(adapter_schema(svc, "alertmanager"), payload, "Alertmanager webhook")
-    events = alertmanager.to_events(payload, alert_rules(svc))
+    events = alertmanager.to_events(payload, svc.alert_rules)
     return _answer(await submit(svc, principal, events))
 
 
@@ -52,7 +47,7 @@ async def post_grafana(request: Request) -> Response:
     principal = await svc.auth.authenticate(request)
     principal.require("producer")
     body = await read_body(request, svc.settings.max_body_bytes)
-    rules = alert_rules(svc)
+    rules = svc.alert_rules
     signing = rules.grafana_signing.get(principal.name) or rules.grafana_signing.get(principal.id)
     if signing is not None:
         grafana.verify_signature(signing, request.headers, body, datetime.now(UTC))
@@ -74,7 +69,7 @@ async def post_enqueue(request: Request) -> Response:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise MalformedJSON(f"the body is not valid JSON: {exc}") from None
-        problems = input_errors(adapter_schema(svc, "pagerduty"), body)
+        problems = errors_of(adapter_schema(svc, "pagerduty"), body)
         if problems:
             return _pagerduty_error(
                 400,

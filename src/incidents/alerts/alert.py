@@ -56,5 +56,13 @@ class Alert:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Alert:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
+        return cls(**{k: v for k, v in raw.items() if k in _ALERT_NAMES})
+
+
+# Computed once: from_dict runs for every alert event.
+_ALERT_NAMES = frozenset(f.name for f in fields(Alert))
+
+
+def strings(raw: object) -> dict[str, str]:
+    """A label-like mapping with every key and value as a string ({} when not a mapping)."""
+    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}

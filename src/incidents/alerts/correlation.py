@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from incidents.alerts.alert import ALERT_INDEX, Alert, AlertStatus, alert_key
+from incidents.alerts.alert import ALERT_INDEX, Alert, AlertStatus, alert_key, strings
 from incidents.alerts.rules import AlertRules
 from incidents.errors import IllegalTransition
 from incidents.ingest.pipeline import Pending
@@ -36,10 +36,6 @@ _SERVICE_LABELS = ("service", "app", "job", "namespace")
 
 def _data(event: CloudEvent) -> Mapping[str, Any]:
     return event.data if isinstance(event.data, Mapping) else {}
-
-
-def _strings(raw: object) -> dict[str, str]:
-    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
 
 
 class Correlator:
@@ -134,7 +130,7 @@ class Correlator:
             last_seen=seen,
             incident=previous.incident if previous is not None else None,
             source_url=str(data.get("source_url", "")),
-            labels=_strings(data.get("labels")),
+            labels=strings(data.get("labels")),
             links=list(data.get("links") or []),
             images=list(data.get("images") or []),
             data_class=str(event.get(Extension.DATA_CLASS) or "internal"),
@@ -185,7 +181,7 @@ class Correlator:
     @staticmethod
     def _declare(incident_id: str, event: CloudEvent, alert: Alert, now: datetime) -> Incident:
         data = _data(event)
-        annotations = _strings(data.get("annotations"))
+        annotations = strings(data.get("annotations"))
         service = next((alert.labels[k] for k in _SERVICE_LABELS if alert.labels.get(k)), "")
         return Incident(
             id=incident_id,

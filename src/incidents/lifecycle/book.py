@@ -58,15 +58,16 @@ class IncidentBook:
 
     async def get(self, incident_id: str) -> Incident | None:
         key = keys.incident(incident_id)
+        encoded = await self.docs.encoded(key)
+        if encoded is not None:
+            known = self.parsed.get(key, encoded)
+            if known is not None:
+                return known  # the JSON is not even decoded
         raw = await self.docs.read(key)
         if raw is None:
             return None
-        encoded = self.docs.encoded(key)
-        if encoded is None:
-            return Incident.from_dict(raw)
-        incident = self.parsed.get(key, encoded)
-        if incident is None:
-            incident = Incident.from_dict(raw)
+        incident = Incident.from_dict(raw)
+        if encoded is not None:
             self.parsed.put(key, encoded, incident)
         return incident
 

@@ -53,22 +53,28 @@ class Documents:
         # key -> (version, document, the JSON it was read from; None once written this pass)
         self._cache: dict[str, tuple[int, dict[str, Any] | None, bytes | None]] = {}
 
-    async def read(self, key: str) -> dict[str, Any] | None:
-        if key not in self._cache:
+    async def _load(self, key: str) -> tuple[int, dict[str, Any] | None, bytes | None]:
+        found = self._cache.get(key)
+        if found is None:
             known = self.shared.get(key)
             if known is None:
                 async with guarded("reading a document"):
                     v, j = await self.redis.hmget(key, ["v", "j"])
                 known = (int(v) if v else 0, cast(bytes, j) if j else None)
                 self.shared.put(key, *known)
-            version, encoded = known
-            self._cache[key] = (version, orjson.loads(encoded) if encoded else None, encoded)
-        return self._cache[key][1]
+            found = self._cache[key] = (known[0], None, known[1])  # decoded when read
+        return found
 
-    def encoded(self, key: str) -> bytes | None:
+    async def read(self, key: str) -> dict[str, Any] | None:
+        version, document, encoded = await self._load(key)
+        if document is None and encoded is not None:
+            document = orjson.loads(encoded)
+            self._cache[key] = (version, document, encoded)
+        return document
+
+    async def encoded(self, key: str) -> bytes | None:
         """The JSON the document at ``key`` was read from, unless written in this pass."""
-        found = self._cache.get(key)
-        return found[2] if found is not None else None
+        return (await self._load(key))[2]
 
     def write(self, pending: Pending, key: str, document: dict[str, Any]) -> VersionedWrite:
         """Plan ``document`` for ``key`` with the event; ``read`` must have been called."""

@@ -19,6 +19,14 @@ from incidents.store import keys
 from incidents.store.redis import guarded
 
 _ACCEPT = resources.files("incidents.store").joinpath("lua/accept.lua").read_text()
+# The key names the acceptance script writes to.
+_ACCEPT_KEYS = {
+    "seq": keys.SEQUENCE,
+    "outbox": keys.OUTBOX,
+    "event_prefix": keys.EVENT_PREFIX,
+    "ids_prefix": keys.by_id(""),
+    "timeline_prefix": keys.timeline(""),
+}
 # Requests committed by one script call at most (bounds how long Redis is busy with one call).
 MAX_GROUPS_PER_CALL = 128
 
@@ -154,14 +162,7 @@ class EventStore:
         while self._waiting:
             batch = self._waiting[:MAX_GROUPS_PER_CALL]
             del self._waiting[:MAX_GROUPS_PER_CALL]
-            payload = {
-                "seq": keys.SEQUENCE,
-                "outbox": keys.OUTBOX,
-                "event_prefix": keys.EVENT_PREFIX,
-                "ids_prefix": keys.by_id(""),
-                "timeline_prefix": keys.timeline(""),
-                "groups": [group for group, _ in batch],
-            }
+            payload = {**_ACCEPT_KEYS, "groups": [group for group, _ in batch]}
             try:
                 async with guarded("storing events"):
                     replies = await self._accept(args=[orjson.dumps(payload)])
