@@ -86,7 +86,7 @@ class Dispatcher:
     async def run(self, seconds: float, concurrency: int = 128, per_lane: int = 20) -> int:
         """Work due lanes for up to ``seconds`` (then finish those in flight)."""
         stop_claiming = time.monotonic() + seconds
-        active: dict[asyncio.Task[None], str] = {}
+        active: dict[asyncio.Task[None], Claimed] = {}
         renewed = time.monotonic()
         while True:
             if await self.redis.xlen(OUTBOX):
@@ -101,17 +101,17 @@ class Dispatcher:
                 for claimed in await self.ledger.claim(
                     time.time(), concurrency - len(active), per_lane
                 ):
-                    active[asyncio.create_task(self._lane(claimed))] = claimed.lane
+                    active[asyncio.create_task(self._lane(claimed))] = claimed
             if not active:
                 return self.sent
             done, _ = await asyncio.wait(
                 active, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
             )
             for task in done:
-                lane = active.pop(task)
+                claimed = active.pop(task)
                 if task.exception() is not None:
                     # The lease runs out and the lane is tried again: nothing is lost.
-                    log.error("working %s failed", lane, exc_info=task.exception())
+                    log.error("working %s failed", claimed.lane, exc_info=task.exception())
             if time.monotonic() - renewed > RENEW_EVERY:
                 await self.ledger.renew(active.values(), time.time())
                 renewed = time.monotonic()
@@ -121,7 +121,7 @@ class Dispatcher:
         records = await self.ledger.records(ids)
         await self._load_events([s for _, s in claimed.heads])
         subs = await self.cache.subscriptions(self.subs, {r.sub for r in records.values()})
-        result = LaneResult(claimed.lane, due=time.time())
+        result = LaneResult(claimed.lane, claimed.token, due=time.time())
         for delivery_id, seq in claimed.heads:
             record = records.get(delivery_id)
             sub = subs.get(record.sub) if record is not None else None
@@ -159,7 +159,10 @@ class Dispatcher:
                 break
             if outcome.kind == GONE:
                 subs[sub.id] = replace(sub, status="disabled", reason=outcome.error)
-        await self.ledger.complete(result)
+        if not await self.ledger.complete(result):
+            log.warning(
+                "lost the lease of %s while working it; its new holder redoes it", claimed.lane
+            )
 
     async def _record(
         self,

@@ -15,6 +15,8 @@ ROUTE_LOCK = PREFIX + "route:lock"
 
 LANES_DUE = PREFIX + "lanes:due"  # zset lane key -> unix time it may be worked
 LANES_LEASED = PREFIX + "lanes:leased"  # zset lane key -> unix time its lease ends
+LANE_HOLDERS = PREFIX + "lanes:holders"  # hash lane key -> token of its current lease
+LANE_TOKENS = PREFIX + "lanes:tokens"  # counter the lease tokens come from
 LANE_PREFIX = PREFIX + "lane:"
 DEAD_LETTERS = PREFIX + "dead"  # zset delivery id -> unix time it died
 DELIVERY_PREFIX = PREFIX + "delivery:"

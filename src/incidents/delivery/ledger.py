@@ -9,7 +9,9 @@ incident get a lane of their own and wait for nothing.
 
 A worker leases a due lane, works its head in order, then hands it back due "now" (head
 done) or at the head's retry time. A lease runs out a few seconds after its worker stops
-renewing it (killed, say) and the lane is due again: delivery is at-least-once.
+renewing it (killed, say) and the lane is due again: delivery is at-least-once. Each lease
+carries a fencing token: a worker that stalled past its lease can neither renew nor complete
+the lane once another has taken it, so the lane's state only moves forward, in order.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from incidents.delivery import keys
 from incidents.store.redis import guarded
 
 _LUA = resources.files("incidents.delivery").joinpath("lua")
-_ENQUEUE, _CLAIM, _COMPLETE = (
-    _LUA.joinpath(f"{name}.lua").read_text() for name in ("enqueue", "claim", "complete")
+_ENQUEUE, _CLAIM, _RENEW, _COMPLETE = (
+    _LUA.joinpath(f"{name}.lua").read_text() for name in ("enqueue", "claim", "renew", "complete")
 )
 LEASE_SECONDS = 6.0
 LOG_LENGTH = 1000  # attempts kept per subscription
@@ -120,6 +122,7 @@ class LaneResult:
     """What working a lane changed, written in one transaction."""
 
     lane: str
+    token: str  # of the lease the lane was worked under
     due: float
     finished: list[str] = field(default_factory=list)
     records: list[Delivery] = field(default_factory=list)
@@ -132,6 +135,7 @@ class LaneResult:
 @dataclass(frozen=True)
 class Claimed:
     lane: str
+    token: str  # fencing token of this lease
     heads: tuple[tuple[str, int], ...]  # (delivery id, sequence), in order
 
 
@@ -140,6 +144,7 @@ class Ledger:
         self.redis = redis
         self._enqueue = redis.register_script(_ENQUEUE)
         self._claim = redis.register_script(_CLAIM)
+        self._renew = redis.register_script(_RENEW)
         self._complete = redis.register_script(_COMPLETE)
 
     async def enqueue(self, deliveries: Sequence[Delivery], now: float, force: bool = False) -> int:
@@ -162,22 +167,32 @@ class Ledger:
         return int(created)
 
     async def claim(self, now: float, lanes: int, per_lane: int) -> list[Claimed]:
-        raw = await self._claim(args=[repr(now), repr(now + LEASE_SECONDS), lanes, per_lane])
+        raw = await self._claim(
+            keys=[keys.LANES_DUE, keys.LANES_LEASED, keys.LANE_HOLDERS, keys.LANE_TOKENS],
+            args=[repr(now), repr(now + LEASE_SECONDS), lanes, per_lane],
+        )
         out, i = [], 0
         while i < len(raw):
-            lane, n = raw[i].decode(), int(raw[i + 1])
-            flat = raw[i + 2 : i + 2 + 2 * n]
+            lane, token, n = raw[i].decode(), str(raw[i + 1]), int(raw[i + 2])
+            flat = raw[i + 3 : i + 3 + 2 * n]
             heads = tuple(
                 (flat[j].decode(), int(float(flat[j + 1]))) for j in range(0, len(flat), 2)
             )
-            out.append(Claimed(lane, heads))
-            i += 2 + 2 * n
+            out.append(Claimed(lane, token, heads))
+            i += 3 + 2 * n
         return out
 
-    async def renew(self, lanes: Iterable[str], now: float) -> None:
-        held = {lane: now + LEASE_SECONDS for lane in lanes}
-        if held:
-            await self.redis.zadd(keys.LANES_LEASED, cast(Any, held), xx=True)
+    async def renew(self, leases: Iterable[Claimed], now: float) -> int:
+        """Extend the leases still held; how many were."""
+        pairs = [x for c in leases for x in (c.lane, c.token)]
+        if not pairs:
+            return 0
+        return int(
+            await self._renew(
+                keys=[keys.LANES_LEASED, keys.LANE_HOLDERS],
+                args=[repr(now + LEASE_SECONDS), *pairs],
+            )
+        )
 
     async def records(self, ids: Sequence[str]) -> dict[str, Delivery]:
         pipe = self.redis.pipeline(transaction=False)
@@ -186,22 +201,32 @@ class Ledger:
         rows = await pipe.execute()
         return {i: Delivery.from_fields(i, r) for i, r in zip(ids, rows, strict=True) if r}
 
-    async def complete(self, result: LaneResult) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        for record in result.records:
-            pipe.hset(keys.delivery(record.id), mapping=cast(Any, record.fields()))
-        for sub_id, entry in result.log:
-            pipe.lpush(keys.attempts(sub_id), orjson.dumps(entry))
-        for sub_id in {s for s, _ in result.log}:
-            pipe.ltrim(keys.attempts(sub_id), 0, LOG_LENGTH - 1)
-        if result.dead:
-            pipe.zadd(keys.DEAD_LETTERS, cast(Any, dict(result.dead)))
-        for sub_id in result.healthy:
-            pipe.hdel(keys.subscription(sub_id), "failing_since")
-        if result.dropped:
-            pipe.delete(*(keys.delivery(i) for i in result.dropped))
-        await self._complete(args=[result.lane, repr(result.due), *result.finished], client=pipe)
-        await pipe.execute()
+    async def complete(self, result: LaneResult) -> bool:
+        """Write what working the lane changed, in one step; False (nothing written) when
+        the lease was lost meanwhile."""
+        payload = {
+            "lane": result.lane,
+            "token": result.token,
+            "due": result.due,
+            "finished": result.finished,
+            "records": [
+                {"key": keys.delivery(r.id), "fields": [x for kv in r.fields().items() for x in kv]}
+                for r in result.records
+            ],
+            "log": [
+                {"key": keys.attempts(sub_id), "entry": orjson.dumps(entry).decode()}
+                for sub_id, entry in result.log
+            ],
+            "log_length": LOG_LENGTH,
+            "dead": [{"id": i, "at": at} for i, at in result.dead],
+            "healthy": [keys.subscription(s) for s in result.healthy],
+            "dropped": [keys.delivery(i) for i in result.dropped],
+        }
+        done = await self._complete(
+            keys=[keys.LANES_DUE, keys.LANES_LEASED, keys.LANE_HOLDERS, keys.DEAD_LETTERS],
+            args=[orjson.dumps(payload)],
+        )
+        return bool(done)
 
     async def attempts(self, sub_id: str, limit: int) -> list[dict[str, Any]]:
         async with guarded("reading deliveries"):

@@ -1,10 +1,44 @@
--- Finish a leased lane: drop the finished deliveries (ARGV[3..]) and, if any remain, make the
--- lane due at ARGV[2] (now, or the head's retry time).
--- ARGV: lane, due time, finished ids...
-local lane, due = ARGV[1], ARGV[2]
-for i = 3, #ARGV do redis.call('ZREM', lane, ARGV[i]) end
-redis.call('ZREM', 'incidents:lanes:leased', lane)
-if redis.call('EXISTS', lane) == 1 then
-  redis.call('ZADD', 'incidents:lanes:due', due, lane)
+-- Finish a leased lane in one step, if the caller still holds its lease. ARGV[1] is JSON:
+--   {"lane", "token", "due", "finished": [delivery ids], "records": [{"key", "fields": [k, v]}],
+--    "log": [{"key", "entry"}], "log_length": n, "dead": [{"id", "at"}],
+--    "healthy": [subscription keys], "dropped": [record keys]}
+-- Writes the records, the attempt log (trimmed), dead letters, clears failing_since of the
+-- healthy subscriptions, drops the finished deliveries from the lane and makes it due at
+-- "due" if anything is left. Returns 1, or 0 when the lease was lost (the lane was taken
+-- over after its lease ran out): then nothing is written and the new holder works the
+-- lane's head again (at-least-once, in order).
+-- KEYS: due lanes, leased lanes, lane -> token hash, dead letters.
+local due_key, leased_key, holders, dead_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local r = cjson.decode(ARGV[1])
+if redis.call('HGET', holders, r.lane) ~= r.token then
+  return 0
+end
+for _, rec in ipairs(r.records) do
+  redis.call('HSET', rec.key, unpack(rec.fields))
+end
+local logged = {}
+for _, e in ipairs(r.log) do
+  redis.call('LPUSH', e.key, e.entry)
+  logged[e.key] = true
+end
+for key in pairs(logged) do
+  redis.call('LTRIM', key, 0, r.log_length - 1)
+end
+for _, d in ipairs(r.dead) do
+  redis.call('ZADD', dead_key, d.at, d.id)
+end
+for _, key in ipairs(r.healthy) do
+  redis.call('HDEL', key, 'failing_since')
+end
+for _, key in ipairs(r.dropped) do
+  redis.call('DEL', key)
+end
+for _, id in ipairs(r.finished) do
+  redis.call('ZREM', r.lane, id)
+end
+redis.call('ZREM', leased_key, r.lane)
+redis.call('HDEL', holders, r.lane)
+if redis.call('EXISTS', r.lane) == 1 then
+  redis.call('ZADD', due_key, r.due, r.lane)
 end
 return 1
