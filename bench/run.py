@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,21 @@ def peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive free ports, below the kernel's ephemeral range (so
+    connections opened meanwhile cannot take one of them)."""
+    for base in range(20000 + (os.getpid() % 5000), 32768 - count, count):
+        try:
+            with ExitStack() as stack:
+                for port in range(base, base + count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports below 32768")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -480,7 +496,7 @@ class Bench:
         self.results["e2e_p99_ms"] = round(percentile(latencies, 99), 2)
 
     def fanout(self) -> None:
-        port, rport = free_port(), 20000 + (os.getpid() % 20000)
+        port, rport = free_port(), free_port_block(100)
         self.flush()
         with self.receiver(rport, 100), self.gateway(port), self.workers(2):
             base = f"http://127.0.0.1:{port}"
