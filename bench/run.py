@@ -285,6 +285,7 @@ class Bench:
                 "INCIDENTS_REDIS_URL": self.redis.url,
                 "INCIDENTS_ADMIN_TOKEN": TOKEN,
                 "INCIDENTS_ALLOW_PRIVATE_SINKS": "true",
+                "INCIDENTS_ALLOW_INSECURE_SINKS": "true",
                 "INCIDENTS_SCHEMAS_DIR": str(ROOT / "schemas"),
                 "INCIDENTS_POLICIES_DIR": str(ROOT / "policies"),
                 "BENCH_TOKEN": TOKEN,

@@ -61,6 +61,7 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
         schemas_dir=ROOT / "schemas",
         policies_dir=ROOT / "policies",
         allow_private_sinks=True,
+        allow_insecure_sinks=True,
         retry_schedule=(0.2, 0.4, 0.8),
         delivery_timeout=2.0,
         data_dir=tmp_path / "data",

@@ -28,6 +28,7 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
         INCIDENTS_SCHEMAS_DIR=str(settings.schemas_dir),
         INCIDENTS_POLICIES_DIR=str(settings.policies_dir),
         INCIDENTS_ALLOW_PRIVATE_SINKS="true",
+        INCIDENTS_ALLOW_INSECURE_SINKS="true",
         INCIDENTS_RETRY_SCHEDULE=",".join(str(s) for s in settings.retry_schedule),
         INCIDENTS_DELIVERY_TIMEOUT="10",
     )

@@ -74,6 +74,13 @@ class Settings:
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     delivery_timeout: float = 15.0
     allow_private_sinks: bool = False
+    allow_insecure_sinks: bool = False
+    max_batch_events: int = 1000
+    max_json_depth: int = 64
+    max_header_bytes: int = 16 * 1024
+    body_timeout: float = 30.0
+    max_retry_after: float = 3600.0
+    sink_concurrency: int = 16
     disable_after: float = 5 * 24 * 3600.0
     secret_grace: float = 24 * 3600.0
     data_dir: Path = Path(".incidents")
@@ -88,6 +95,14 @@ class Settings:
             )
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise SettingsError("INCIDENTS_ADMIN_TOKEN must be at least 16 characters long")
+        if not 1 <= self.max_json_depth <= 200:
+            raise SettingsError(
+                f"INCIDENTS_MAX_JSON_DEPTH={self.max_json_depth!r} must be between 1 and 200"
+            )
+        if self.max_header_bytes < 1024:
+            raise SettingsError(
+                f"INCIDENTS_MAX_HEADER_BYTES={self.max_header_bytes!r} must be at least 1024"
+            )
         if not self.retry_schedule:
             raise SettingsError("INCIDENTS_RETRY_SCHEDULE must list at least one delay")
 
@@ -120,6 +135,20 @@ class Settings:
             values["delivery_timeout"] = _float("INCIDENTS_DELIVERY_TIMEOUT", raw)
         if (raw := get("INCIDENTS_ALLOW_PRIVATE_SINKS")) is not None:
             values["allow_private_sinks"] = _bool("INCIDENTS_ALLOW_PRIVATE_SINKS", raw)
+        if (raw := get("INCIDENTS_ALLOW_INSECURE_SINKS")) is not None:
+            values["allow_insecure_sinks"] = _bool("INCIDENTS_ALLOW_INSECURE_SINKS", raw)
+        if (raw := get("INCIDENTS_MAX_BATCH_EVENTS")) is not None:
+            values["max_batch_events"] = _int("INCIDENTS_MAX_BATCH_EVENTS", raw, 1)
+        if (raw := get("INCIDENTS_MAX_JSON_DEPTH")) is not None:
+            values["max_json_depth"] = _int("INCIDENTS_MAX_JSON_DEPTH", raw, 1)
+        if (raw := get("INCIDENTS_MAX_HEADER_BYTES")) is not None:
+            values["max_header_bytes"] = _int("INCIDENTS_MAX_HEADER_BYTES", raw, 1)
+        if (raw := get("INCIDENTS_BODY_TIMEOUT")) is not None:
+            values["body_timeout"] = _float("INCIDENTS_BODY_TIMEOUT", raw)
+        if (raw := get("INCIDENTS_MAX_RETRY_AFTER")) is not None:
+            values["max_retry_after"] = _float("INCIDENTS_MAX_RETRY_AFTER", raw)
+        if (raw := get("INCIDENTS_SINK_CONCURRENCY")) is not None:
+            values["sink_concurrency"] = _int("INCIDENTS_SINK_CONCURRENCY", raw, 1)
         if (raw := get("INCIDENTS_DISABLE_AFTER")) is not None:
             values["disable_after"] = _float("INCIDENTS_DISABLE_AFTER", raw)
         if (raw := get("INCIDENTS_SECRET_GRACE")) is not None:

@@ -117,6 +117,7 @@ class _Stop:
 def cmd_dev(args: argparse.Namespace, env: dict[str, str]) -> int:
     env = dict(env)
     env.setdefault("INCIDENTS_ALLOW_PRIVATE_SINKS", "true")
+    env.setdefault("INCIDENTS_ALLOW_INSECURE_SINKS", "true")
     settings = Settings.from_env(env)
     token = _admin_token(settings)
     env["INCIDENTS_ADMIN_TOKEN"] = token
