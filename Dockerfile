@@ -1,14 +1,17 @@
 FROM python:3.11-slim
-WORKDIR /app
+# Build and install the wheel. The package's default schemas and policies are links to the
+# top-level folders, so those are copied before the wheel is built.
+WORKDIR /build
 COPY pyproject.toml README.md ./
-COPY src ./src
-RUN pip install --no-cache-dir .
 COPY schemas ./schemas
 COPY policies ./policies
+COPY src ./src
+RUN pip install --no-cache-dir . && rm -rf /build
+# The installed package carries the default schemas and policies; mount others at
+# /app/schemas and /app/policies, or point INCIDENTS_SCHEMAS_DIR / INCIDENTS_POLICIES_DIR at them.
+WORKDIR /app
 ENV INCIDENTS_HOST=0.0.0.0 \
-    INCIDENTS_PORT=8080 \
-    INCIDENTS_SCHEMAS_DIR=/app/schemas \
-    INCIDENTS_POLICIES_DIR=/app/policies
+    INCIDENTS_PORT=8080
 USER nobody
 EXPOSE 8080
 CMD ["incidents", "serve"]

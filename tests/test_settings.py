@@ -15,8 +15,30 @@ def test_defaults_follow_the_design() -> None:
     assert s.retry_schedule == DEFAULT_RETRY_SCHEDULE == (5, 300, 1800, 7200, 18000, 36000, 36000)
     assert s.delivery_timeout == 15
     assert s.allow_private_sinks is False
-    assert s.schemas_dir == Path("schemas") and s.policies_dir == Path("policies")
     assert s.redis_url is None
+
+
+def test_folders_in_the_working_directory_are_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unset, the schemas and policies dirs are ./schemas and ./policies when those exist."""
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "policies").mkdir()
+    monkeypatch.chdir(tmp_path)
+    s = Settings.from_env({})
+    assert s.schemas_dir == Path("schemas") and s.policies_dir == Path("policies")
+
+
+def test_the_packaged_folders_are_the_default_anywhere_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unset, and with no such folders here, the schemas and policies shipped in the package."""
+    monkeypatch.chdir(tmp_path)
+    s = Settings.from_env({})
+    assert (s.schemas_dir / "policy.json").is_file()
+    assert (s.schemas_dir / "events" / "im.incident.declare.json").is_file()
+    assert (s.policies_dir / "default.yaml").is_file()
+    assert (Settings().schemas_dir, Settings().policies_dir) == (s.schemas_dir, s.policies_dir)
 
 
 def test_environment_values_are_parsed() -> None:

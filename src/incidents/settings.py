@@ -10,6 +10,9 @@ from pathlib import Path
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# The schemas and policies that ship inside the package: used when no setting names a folder
+# and the working directory has none of that name, so an installed gateway starts anywhere.
+PACKAGED_DEFAULTS = Path(__file__).parent / "defaults"
 
 
 class SettingsError(ValueError):
@@ -45,6 +48,13 @@ def _float(name: str, raw: str) -> float:
     return value
 
 
+def default_dir(name: str) -> Path:
+    """``name`` (``schemas`` or ``policies``) in the working directory when it is a folder
+    there, else the copy shipped in the package."""
+    local = Path(name)
+    return local if local.is_dir() else PACKAGED_DEFAULTS / name
+
+
 def parse_schedule(name: str, raw: str) -> tuple[float, ...]:
     """Parse a comma-separated list of delays in seconds, e.g. ``5,300,1800``."""
     parts = [p.strip() for p in raw.split(",") if p.strip()]
@@ -68,8 +78,8 @@ class Settings:
     admin_token: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
-    schemas_dir: Path = Path("schemas")
-    policies_dir: Path = Path("policies")
+    schemas_dir: Path = PACKAGED_DEFAULTS / "schemas"
+    policies_dir: Path = PACKAGED_DEFAULTS / "policies"
     max_body_bytes: int = 1024 * 1024
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     delivery_timeout: float = 15.0
@@ -123,10 +133,10 @@ class Settings:
             values["host"] = raw.strip()
         if (raw := get("INCIDENTS_PORT")) is not None:
             values["port"] = _int("INCIDENTS_PORT", raw, 1)
-        if (raw := get("INCIDENTS_SCHEMAS_DIR")) is not None:
-            values["schemas_dir"] = Path(raw)
-        if (raw := get("INCIDENTS_POLICIES_DIR")) is not None:
-            values["policies_dir"] = Path(raw)
+        raw = get("INCIDENTS_SCHEMAS_DIR")
+        values["schemas_dir"] = Path(raw) if raw is not None else default_dir("schemas")
+        raw = get("INCIDENTS_POLICIES_DIR")
+        values["policies_dir"] = Path(raw) if raw is not None else default_dir("policies")
         if (raw := get("INCIDENTS_MAX_BODY_BYTES")) is not None:
             values["max_body_bytes"] = _int("INCIDENTS_MAX_BODY_BYTES", raw, 1)
         if (raw := get("INCIDENTS_RETRY_SCHEDULE")) is not None:
