@@ -1,36 +1,163 @@
 """The worker process: an RQ worker over the routing and delivery queues, plus the pump
-that enqueues their jobs (and so fires delayed retries; RQ's scheduler is not needed)."""
+that enqueues their jobs (and so fires delayed retries; RQ's scheduler is not needed).
+
+A worker rides out a Redis outage. RQ's own loop retries only its blocking dequeue; every
+other call it makes to Redis (suspension check, registry maintenance, heartbeats, the job's
+start and end bookkeeping) would end the process. Here each of those backs off and carries on
+once Redis answers again, and a job whose bookkeeping the outage cut short is settled then:
+failed if it had started (its delivery lanes' leases run out and are worked again, so nothing
+is lost), put back at the head of its queue if it had not.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Any
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.exceptions import InvalidJobOperation, StopRequested
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.worker import WorkerStatus
 
 from incidents.delivery.jobs import DELIVER_QUEUE, ROUTE_QUEUE, WorkerContext, current_context
 from incidents.delivery.pump import Pump
 from incidents.heap import freeze_startup_objects
 from incidents.settings import Settings
-from incidents.store.redis import connect
+from incidents.store.redis import UNAVAILABLE, connect
 
 QUEUES = (ROUTE_QUEUE, DELIVER_QUEUE)
+FIRST_BACKOFF = 0.5  # seconds before the first reconnection attempt; doubles each time
+MAX_BACKOFF = 5.0
+
+T = TypeVar("T")
 
 
 class DeliveryWorker(SimpleWorker):
     """Runs jobs in this process (no fork per job), handing each the shared context."""
 
+    # RQ's own retry of a failed dequeue: the same cap as ours.
+    max_connection_wait_time = MAX_BACKOFF
+
     def __init__(self, *args: Any, context: WorkerContext, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.context = context
+        self.running: Execution | None = None
 
-    def execute_job(self, job: Any, queue: Any) -> None:
+    def execute_job(self, job: Job, queue: Queue) -> None:
         token = current_context.set(self.context)
         try:
             super().execute_job(job, queue)
+        except UNAVAILABLE as exc:
+            self.settle_interrupted(job, queue, exc)
         finally:
+            self.running = None
             current_context.reset(token)
+
+    def prepare_execution(self, job: Job) -> Execution:
+        self.running = super().prepare_execution(job)
+        return self.running
+
+    def settle_interrupted(self, job: Job, queue: Queue, exc: BaseException) -> None:
+        """Once Redis is back, record the end of a job whose bookkeeping the outage cut off."""
+        self.await_redis(exc)
+        reason = "Redis became unreachable while the job ran:\n" + "".join(
+            traceback.format_exception(exc)
+        )
+
+        def settle() -> None:
+            try:
+                status = job.get_status(refresh=True)
+            except InvalidJobOperation:
+                return  # gone: it finished and its result was not kept
+            if status == JobStatus.STARTED:
+                self.handle_job_failure(
+                    job, queue, queue.started_job_registry, reason, execution=self.running
+                )
+            elif status == JobStatus.QUEUED:
+                queue.push_job_id(job.id, at_front=True)
+
+        self.riding_out(settle)
+        self.riding_out(lambda: self.set_state(WorkerStatus.IDLE))
+
+    def await_redis(self, exc: BaseException) -> None:
+        """Log one line, then back off until Redis answers; raise ``StopRequested`` if a stop
+        is asked for meanwhile (a warm shutdown stays prompt during an outage)."""
+        self.log.warning(
+            "Worker %s: Redis is unreachable (%s); reconnecting with backoff", self.name, exc
+        )
+        lost_at = time.monotonic()
+        delay = FIRST_BACKOFF
+        while True:
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline:
+                if self._stop_requested:
+                    raise StopRequested from exc
+                time.sleep(0.05)
+            try:
+                self.connection.ping()
+            except UNAVAILABLE:
+                delay = min(delay * 2, MAX_BACKOFF)
+                continue
+            self.log.warning(
+                "Worker %s: Redis answers again after %.1f s; carrying on",
+                self.name,
+                time.monotonic() - lost_at,
+            )
+            return
+
+    def riding_out(self, action: Callable[[], T]) -> T:
+        """Run ``action``; when Redis is unreachable, wait until it is back and run it again."""
+        while True:
+            try:
+                return action()
+            except UNAVAILABLE as exc:
+                self.await_redis(exc)
+
+    # The Redis calls of RQ's work loop outside its dequeue retry, each made to ride out an
+    # outage. Each is safe to repeat: a check, a cleanup, a timestamp.
+    def check_for_suspension(self, burst: bool) -> None:
+        self.riding_out(lambda: super(DeliveryWorker, self).check_for_suspension(burst))
+
+    def run_maintenance_tasks(self) -> None:
+        self.riding_out(
+            lambda: super(DeliveryWorker, self).run_maintenance_tasks()  # type: ignore[no-untyped-call]  # RQ leaves it unannotated
+        )
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        # Before a job is popped (the state write) and after (the heartbeat, which rides out
+        # on its own): a repeat never drops a popped job.
+        return self.riding_out(
+            lambda: super(DeliveryWorker, self).dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        )
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:  # queued on a pipeline: nothing is sent yet
+            super().heartbeat(timeout, pipeline)
+            return
+        self.riding_out(lambda: super(DeliveryWorker, self).heartbeat(timeout))
+
+    def set_shutdown_requested_date(self) -> None:
+        # Called from the SIGTERM handler: informational only, so an outage must not turn a
+        # warm shutdown into an exception in the middle of a job.
+        with contextlib.suppress(*UNAVAILABLE):
+            super().set_shutdown_requested_date()  # type: ignore[no-untyped-call]  # RQ leaves it unannotated
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()  # type: ignore[no-untyped-call]  # RQ leaves it unannotated
+        except UNAVAILABLE as exc:
+            # The worker's registration expires on its own (its heartbeat TTL).
+            self.log.warning("Worker %s: exiting without Redis (%s)", self.name, exc)
+            if self.pubsub_thread is not None:
+                self.pubsub_thread.stop()
 
 
 def make_worker(
