@@ -8,7 +8,8 @@ import pytest
 
 from incidents.app import create_app
 from incidents.cli.main import main
-from incidents.policy.files import PolicyError, load_policies
+from incidents.model.severity import Severity
+from incidents.policy.files import PolicyError, load_policies, load_policy_files
 from incidents.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +101,62 @@ def test_policy_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     """`incidents policy check` exits 0 for valid files and 1 with path:line for a bad one."""
     env = {"INCIDENTS_SCHEMAS_DIR": str(SCHEMAS)}
     assert main(["policy", "check", "--policies-dir", str(ROOT / "policies")], environ=env) == 0
-    assert "alerts-never-public" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "alerts-never-public" in out
+    assert "alerts: declare an incident at SEV1 or worse" in out
     bad = write(tmp_path, "bad.yaml", "rules:\n  - name: Bad Name\n    reject: x\n")
     assert main(["policy", "check", "--policies-dir", str(tmp_path)], environ=env) == 1
     assert f"{bad}:2:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        ("alerts:\n  declare_incident_at: SEV9\n", 2, "alerts.declare_incident_at"),
+        ("version: 1\nalerts:\n  default_severity: loud\n", 3, "alerts.default_severity"),
+        ("alerts:\n  severity_map:\n    disaster: SEV0\n", 3, "alerts.severity_map.disaster"),
+        ("alerts:\n  grafana_signing:\n    prod: {}\n", 3, "alerts.grafana_signing.prod"),
+        (
+            "alerts:\n  grafana_signing:\n    prod:\n      secret: s\n      max_age: soon\n",
+            5,
+            "alerts.grafana_signing.prod.max_age",
+        ),
+    ],
+)
+def test_invalid_alert_rules_are_reported_with_path_line_and_field(
+    tmp_path: Path, text: str, line: int, field: str
+) -> None:
+    """A bad alerts section is refused like any other policy mistake, naming the field."""
+    path = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(PolicyError) as caught:
+        load_policies(tmp_path, SCHEMAS)
+    assert str(caught.value).startswith(f"{path}:{line}: {field}: "), str(caught.value)
+
+
+def test_alert_rules_merge_across_files_in_name_order(tmp_path: Path) -> None:
+    """Each alerts key takes the value of the last file (by name) that sets it."""
+    write(tmp_path, "00-base.yaml", "alerts:\n  declare_incident_at: SEV2\n")
+    write(tmp_path, "50-team.yaml", "alerts:\n  declare_incident_at: never\n")
+    write(tmp_path, "60-more.yaml", "alerts:\n  default_severity: SEV4\n")
+    alerts = load_policy_files(tmp_path, SCHEMAS).alerts
+    assert alerts.declare_incident_at is None
+    assert alerts.default_severity is Severity.SEV4
+
+
+def test_invalid_alert_rules_stop_start_up(settings: Settings, tmp_path: Path) -> None:
+    """create_app refuses to build an app whose alert rules name an unknown severity."""
+    path = write(tmp_path / "p", "x.yaml", "alerts:\n  declare_incident_at: SEV9\n")
+    with pytest.raises(PolicyError, match=rf"{path}:2: alerts\.declare_incident_at: 'SEV9'"):
+        create_app(settings.replace(policies_dir=tmp_path / "p"))
+
+
+def test_policy_check_refuses_invalid_alert_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`incidents policy check` exits 1 for a bad alerts section, naming file, line and field."""
+    env = {"INCIDENTS_SCHEMAS_DIR": str(SCHEMAS)}
+    bad = write(tmp_path, "bad.yaml", "alerts:\n  declare_incident_at: SEV9\n")
+    assert main(["policy", "check", "--policies-dir", str(tmp_path)], environ=env) == 1
+    assert f"{bad}:2: alerts.declare_incident_at: 'SEV9' is not a severity" in (
+        capsys.readouterr().err
+    )

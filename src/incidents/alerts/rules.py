@@ -17,8 +17,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from incidents.model.severity import Severity
 
 DEFAULT_SEVERITY_MAP: Mapping[str, Severity] = MappingProxyType(
@@ -42,10 +40,20 @@ DEFAULT_SEVERITY_MAP: Mapping[str, Severity] = MappingProxyType(
     }
 )
 NEVER = ("never", "none", "off", "false")
+_SIGNING_KEYS = ("secret", "header", "timestamp_header", "max_age")
 
 
 class AlertRulesError(ValueError):
-    """The ``alerts`` section of a policy file is not usable; the message names file and key."""
+    """The ``alerts`` section is not usable. ``key`` is the path inside the section (e.g.
+    ``("grafana_signing", "prod", "max_age")``), so a reader of the files can name the line."""
+
+    def __init__(self, key: tuple[str, ...], reason: str) -> None:
+        self.key, self.reason = key, reason
+        super().__init__(f"{self.field}: {reason}" if key else reason)
+
+    @property
+    def field(self) -> str:
+        return ".".join(("alerts", *self.key))
 
 
 @dataclass(frozen=True)
@@ -83,77 +91,79 @@ class AlertRules:
 
     @classmethod
     def load(cls, directory: Path) -> AlertRules:
-        """The rules from every ``*.yaml``/``*.yml`` in ``directory`` that has an ``alerts``
-        section (later files override earlier ones, by name order); defaults otherwise."""
-        section: dict[str, Any] = {}
-        where: dict[str, Path] = {}
-        if directory.is_dir():
-            for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-                try:
-                    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-                except (OSError, yaml.YAMLError) as exc:
-                    raise AlertRulesError(f"policy file {path} cannot be read: {exc}") from exc
-                alerts = doc.get("alerts") if isinstance(doc, dict) else None
-                if alerts is None:
-                    continue
-                if not isinstance(alerts, dict):
-                    raise AlertRulesError(f"{path}: 'alerts' must be a mapping")
-                for key, value in alerts.items():
-                    section[key] = value
-                    where[key] = path
-        return cls.from_mapping(section, where)
+        """Only the ``alerts`` sections of the policy files in ``directory`` (defaults when it
+        does not exist). ``incidents.policy.files`` reads them; start-up reads every section at
+        once with ``load_policy_files``."""
+        from incidents.policy.files import PolicyError, load_alert_rules  # it imports this
+
+        try:
+            return load_alert_rules(directory)
+        except PolicyError as exc:
+            raise AlertRulesError((), f"{exc.path}: {exc.reason}") from exc
 
     @classmethod
-    def from_mapping(
-        cls, section: Mapping[str, Any], where: Mapping[str, Path] | None = None
-    ) -> AlertRules:
-        def place(key: str) -> str:
-            path = (where or {}).get(key)
-            return f"{path}: alerts.{key}" if path else f"alerts.{key}"
+    def from_mapping(cls, section: Mapping[str, Any]) -> AlertRules:
+        """The rules from the merged ``alerts`` sections; AlertRulesError names a bad key."""
 
-        def severity(key: str, raw: object) -> Severity:
+        def severity(key: tuple[str, ...], raw: object) -> Severity:
             try:
                 return Severity.parse(raw)
             except ValueError as exc:
-                raise AlertRulesError(f"{place(key)}: {exc}") from None
+                raise AlertRulesError(key, str(exc)) from None
 
         rules: dict[str, Any] = {}
-        known = {"declare_incident_at", "default_severity", "severity_map", "grafana_signing"}
-        unknown = sorted(set(section) - known)
+        known = ("declare_incident_at", "default_severity", "severity_map", "grafana_signing")
+        unknown = sorted(str(k) for k in section if k not in known)
         if unknown:
             raise AlertRulesError(
-                f"{place(unknown[0])} is not a known alert rule (known: {', '.join(sorted(known))})"
+                (unknown[0],), f"is not a known alert rule (known: {', '.join(sorted(known))})"
             )
         if "declare_incident_at" in section:
             raw = section["declare_incident_at"]
             never = raw is None or raw is False or (isinstance(raw, str) and raw.lower() in NEVER)
-            rules["declare_incident_at"] = None if never else severity("declare_incident_at", raw)
+            rules["declare_incident_at"] = (
+                None if never else severity(("declare_incident_at",), raw)
+            )
         if "default_severity" in section:
-            rules["default_severity"] = severity("default_severity", section["default_severity"])
+            rules["default_severity"] = severity(("default_severity",), section["default_severity"])
         if "severity_map" in section:
             raw_map = section["severity_map"]
             if not isinstance(raw_map, dict):
-                raise AlertRulesError(f"{place('severity_map')} must map labels to severities")
+                raise AlertRulesError(("severity_map",), "must map labels to severities")
             merged = dict(DEFAULT_SEVERITY_MAP)
             merged.update(
-                {str(k).strip().lower(): severity("severity_map", v) for k, v in raw_map.items()}
+                {
+                    str(k).strip().lower(): severity(("severity_map", str(k)), v)
+                    for k, v in raw_map.items()
+                }
             )
             rules["severity_map"] = MappingProxyType(merged)
         if "grafana_signing" in section:
-            raw_sign = section["grafana_signing"]
-            if not isinstance(raw_sign, dict):
-                raise AlertRulesError(f"{place('grafana_signing')} must map producers to secrets")
-            signing = {}
-            for producer, conf in raw_sign.items():
-                if not isinstance(conf, dict) or not isinstance(conf.get("secret"), str):
-                    raise AlertRulesError(
-                        f"{place('grafana_signing')}.{producer} needs a 'secret' string"
-                    )
-                signing[str(producer)] = GrafanaSigning(
-                    secret=conf["secret"],
-                    header=str(conf.get("header") or GrafanaSigning.header),
-                    timestamp_header=str(conf.get("timestamp_header") or ""),
-                    max_age=float(conf.get("max_age", GrafanaSigning.max_age)),
-                )
-            rules["grafana_signing"] = MappingProxyType(signing)
+            rules["grafana_signing"] = _grafana_signing(section["grafana_signing"])
         return cls(**rules)
+
+
+def _grafana_signing(raw: object) -> Mapping[str, GrafanaSigning]:
+    if not isinstance(raw, dict):
+        raise AlertRulesError(("grafana_signing",), "must map producers to secrets")
+    signing = {}
+    for producer, conf in raw.items():
+        key = ("grafana_signing", str(producer))
+        if not isinstance(conf, dict) or not isinstance(conf.get("secret"), str):
+            raise AlertRulesError(key, "needs a 'secret' string")
+        unknown = sorted(str(k) for k in conf if k not in _SIGNING_KEYS)
+        if unknown:
+            raise AlertRulesError((*key, unknown[0]), f"is not one of {', '.join(_SIGNING_KEYS)}")
+        for name in ("header", "timestamp_header"):
+            if name in conf and not isinstance(conf[name], str):
+                raise AlertRulesError((*key, name), f"{conf[name]!r} is not a header name")
+        max_age = conf.get("max_age", GrafanaSigning.max_age)
+        if isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age <= 0:
+            raise AlertRulesError((*key, "max_age"), f"{max_age!r} is not a number of seconds")
+        signing[str(producer)] = GrafanaSigning(
+            secret=conf["secret"],
+            header=conf.get("header") or GrafanaSigning.header,
+            timestamp_header=conf.get("timestamp_header") or "",
+            max_age=float(max_age),
+        )
+    return MappingProxyType(signing)

@@ -57,14 +57,15 @@ def register(sub: Any, commands: dict[str, Any]) -> None:
 
 
 def cmd_policy(args: argparse.Namespace, env: dict[str, str]) -> int:
-    from incidents.policy.files import PolicyError, load_policies
+    from incidents.policy.files import PolicyError, load_policy_files
 
     settings = Settings.from_env(env)
     try:
-        policy = load_policies(settings.policies_dir, settings.schemas_dir)
+        loaded = load_policy_files(settings.policies_dir, settings.schemas_dir)
     except PolicyError as exc:
         print(f"incidents: invalid policy: {exc}", file=sys.stderr)
         return 1
+    policy, alerts = loaded.policy, loaded.alerts
     print(
         f"{len(policy.files)} policy file(s) OK in {settings.policies_dir}: "
         f"{len(policy.defaults)} default(s), {len(policy.rules)} rule(s)"
@@ -83,6 +84,12 @@ def cmd_policy(args: argparse.Namespace, env: dict[str, str]) -> int:
             )
         )
         print(f"  {rule.name}  ({rule.origin})  {action}")
+    threshold = alerts.declare_incident_at.value if alerts.declare_incident_at else "never"
+    print(
+        f"alerts: declare an incident at {threshold} or worse, "
+        f"default severity {alerts.default_severity.value}, "
+        f"{len(alerts.grafana_signing)} Grafana signing secret(s)"
+    )
     return 0
 
 

@@ -1,13 +1,17 @@
 """Reading ``policies/*.yaml``: validated against ``schemas/policy.json`` at start-up.
 
-Files are read in name order and their defaults and rules concatenated, so ``00-base.yaml``
-comes before ``50-team.yaml``. Any problem stops start-up with the file, line and reason.
+The one reader of policy files: ``load_policy_files`` gives the admission policy and the alert
+rules together, and ``incidents policy check`` calls it as start-up does. Files are read in
+name order and their defaults and rules concatenated, so ``00-base.yaml`` comes before
+``50-team.yaml``; keys of the ``alerts`` sections merge, a later file's value winning. Any
+problem stops start-up with the file, line and reason.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 
+from incidents.alerts.rules import AlertRules, AlertRulesError
 from incidents.policy.rules import Default, Match, Policy, Rule
 
 SCHEMA_FILE = "policy.json"  # in the schemas directory
@@ -93,8 +98,11 @@ def schema_validator(schemas_dir: Path) -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
-def parse_file(path: Path, validator: Draft202012Validator) -> Policy:
-    """One policy file, validated; raises PolicyError naming the file and line."""
+Document = tuple[yaml.Node, Any]  # a file's YAML node tree (for line numbers) and its value
+
+
+def read_file(path: Path) -> Document | None:
+    """A policy file's YAML node tree (for line numbers) and value; None when it is empty."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -109,7 +117,19 @@ def parse_file(path: Path, validator: Draft202012Validator) -> Policy:
     except yaml.YAMLError as exc:
         raise PolicyError(path, None, f"not valid YAML: {exc}") from exc
     if root is None or raw is None:
+        return None
+    return root, raw
+
+
+def parse_file(
+    path: Path, validator: Draft202012Validator, document: Document | None = None
+) -> Policy:
+    """One policy file (read here unless ``document`` is given), validated; raises PolicyError
+    naming the file and line."""
+    document = document or read_file(path)
+    if document is None:
         return Policy(files=(str(path),))
+    root, raw = document
     error = best_match(validator.iter_errors(raw))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
@@ -139,7 +159,6 @@ def parse_file(path: Path, validator: Draft202012Validator) -> Policy:
                 f"{path}:{_line(root, ['rules', i])}",
             )
         )
-    # The ``alerts`` section is checked by the schema here and read by ``incidents.alerts``.
     return Policy(tuple(defaults), tuple(rules), (str(path),))
 
 
@@ -149,15 +168,54 @@ def policy_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file())
 
 
-def load_policies(directory: Path, schemas_dir: Path) -> Policy:
-    """Every policy file in ``directory``, merged in name order."""
+@dataclass(frozen=True)
+class PolicyFiles:
+    """Everything the policy files say: the admission policy and the alert rules."""
+
+    policy: Policy
+    alerts: AlertRules
+
+
+class _AlertSections:
+    """The ``alerts`` sections, merged key by key; remembers where each key was set."""
+
+    def __init__(self) -> None:
+        self.section: dict[str, Any] = {}
+        self.origin: dict[str, tuple[Path, yaml.Node]] = {}
+
+    def add(self, path: Path, document: Document | None) -> None:
+        if document is None or not isinstance(document[1], dict):
+            return
+        root, raw = document
+        alerts = raw.get("alerts")
+        if alerts is None:
+            return
+        if not isinstance(alerts, dict):
+            raise PolicyError(path, _line(root, ["alerts"]), "alerts: must be a mapping")
+        for key, value in alerts.items():
+            self.section[key] = value
+            self.origin[key] = (path, root)
+
+    def rules(self) -> AlertRules:
+        try:
+            return AlertRules.from_mapping(self.section)
+        except AlertRulesError as exc:
+            path, root = self.origin[exc.key[0]]
+            line = _line(root, ["alerts", *exc.key])
+            raise PolicyError(path, line, str(exc)) from exc
+
+
+def load_policy_files(directory: Path, schemas_dir: Path) -> PolicyFiles:
+    """Every policy file in ``directory``, validated and merged in name order."""
     validator = schema_validator(schemas_dir)
     defaults: list[Default] = []
     rules: list[Rule] = []
     files = []
     seen: dict[str, str] = {}
+    alerts = _AlertSections()
     for path in policy_files(directory):
-        policy = parse_file(path, validator)
+        document = read_file(path)
+        policy = parse_file(path, validator, document)
         files.append(str(path))
         for rule in policy.rules:
             if rule.name in seen:
@@ -168,4 +226,20 @@ def load_policies(directory: Path, schemas_dir: Path) -> Policy:
             seen[rule.name] = rule.origin
         defaults.extend(policy.defaults)
         rules.extend(policy.rules)
-    return Policy(tuple(defaults), tuple(rules), tuple(files))
+        alerts.add(path, document)
+    return PolicyFiles(Policy(tuple(defaults), tuple(rules), tuple(files)), alerts.rules())
+
+
+def load_policies(directory: Path, schemas_dir: Path) -> Policy:
+    """The admission policy of every policy file in ``directory`` (all of them validated)."""
+    return load_policy_files(directory, schemas_dir).policy
+
+
+def load_alert_rules(directory: Path) -> AlertRules:
+    """Only the alert rules of the policy files in ``directory``; defaults when there is no
+    such directory. Checks what the alert rules need, not the rest of each file."""
+    alerts = _AlertSections()
+    if directory.is_dir():
+        for path in policy_files(directory):
+            alerts.add(path, read_file(path))
+    return alerts.rules()
