@@ -1,12 +1,17 @@
 """``GET /openapi.json``: an OpenAPI 3.1 description of every endpoint that exists.
 
-Each route module describes its own paths in an ``openapi_paths()`` function; this module
-adds the shared components (problem details, the CloudEvent envelope, each type's data schema).
+Each route module describes its own paths in an ``openapi_paths()`` function (which may also
+give, under ``"components"``, named schemas its paths refer to); this module adds the shared
+components: problem details, the CloudEvent (its envelope, with ``data`` tied to each type's
+data schema) and the inbound adapters' payload schemas, all read from the schemas directory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -14,13 +19,29 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents import __version__
+from incidents.adapters.common import ADAPTERS_DIR
 from incidents.errors import all_error_classes
 from incidents.http import PROBLEM_JSON, json_response
 from incidents.services import services
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+COMPONENTS = "components"  # the key under which openapi_paths() may add named schemas
 
 PathSource = Callable[[], dict[str, Any]]
+
+
+def component_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def adapter_schema_ref(name: str) -> dict[str, str]:
+    """The payload schema of an inbound adapter (``schemas/adapters/<name>.json``)."""
+    return component_ref(f"adapter.{name}")
+
+
+def any_case(text: str) -> str:
+    """A regular expression for ``text`` in any letter case (JSON Schema has no flags)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in text)
 
 
 def problem(description: str) -> dict[str, Any]:
@@ -84,15 +105,70 @@ def _problem_schema() -> dict[str, Any]:
     }
 
 
-def build(raw_schemas: dict[str, Any], sources: Iterable[PathSource]) -> dict[str, Any]:
+def _rebased(schema: Any, name: str) -> Any:
+    """A schema file's own references (``#/$defs/...``) pointed at its place in the document."""
+    if isinstance(schema, dict):
+        return {
+            k: (
+                f"#/components/schemas/{name}/{v[2:]}"
+                if k == "$ref" and isinstance(v, str) and v.startswith("#/")
+                else _rebased(v, name)
+            )
+            for k, v in schema.items()
+            if k not in ("$schema", "$id")
+        }
+    if isinstance(schema, list):
+        return [_rebased(v, name) for v in schema]
+    return schema
+
+
+def _cloudevent(event_types: Iterable[str]) -> dict[str, Any]:
+    """An event the gateway accepts: the envelope, and the data its type's schema asks for."""
+    return {
+        "allOf": [
+            component_ref("CloudEventEnvelope"),
+            {
+                "oneOf": [
+                    {
+                        "properties": {"type": {"const": name}, "data": component_ref(name)},
+                        "required": ["type", "data"],
+                    }
+                    for name in sorted(event_types)
+                ]
+            },
+        ]
+    }
+
+
+def adapter_schemas(schemas_dir: Path) -> dict[str, Any]:
+    """The inbound adapters' payload schemas, by adapter name."""
+    found: dict[str, Any] = {}
+    for path in sorted((schemas_dir / ADAPTERS_DIR).glob("*.json")):
+        found[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+def build(
+    raw_schemas: Mapping[str, Any],
+    sources: Iterable[PathSource],
+    adapters: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {"Problem": _problem_schema()}
     for source in sources:
         for path, item in source().items():
-            paths.setdefault(path, {}).update(item)
-    schemas: dict[str, Any] = {"Problem": _problem_schema()}
+            if path == COMPONENTS:
+                schemas.update(item)
+            else:
+                paths.setdefault(path, {}).update(item)
     for name, schema in raw_schemas.items():
-        clean = {k: v for k, v in schema.items() if k not in ("$schema", "$id")}
-        schemas["CloudEvent" if name == "cloudevent" else name] = clean
+        if name == "cloudevent":
+            schemas["CloudEventEnvelope"] = _rebased(schema, "CloudEventEnvelope")
+        else:
+            schemas[name] = _rebased(schema, name)
+    schemas["CloudEvent"] = _cloudevent(n for n in raw_schemas if n != "cloudevent")
+    for name, schema in (adapters or {}).items():
+        schemas[f"adapter.{name}"] = _rebased(schema, f"adapter.{name}")
     return {
         "openapi": "3.1.0",
         "info": {
@@ -103,7 +179,7 @@ def build(raw_schemas: dict[str, Any], sources: Iterable[PathSource]) -> dict[st
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": schemas,
+            "schemas": dict(sorted(schemas.items())),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
@@ -124,7 +200,11 @@ async def get_openapi(request: Request) -> Response:
     svc = services(request)
     doc = svc.extras.get("openapi")
     if doc is None:
-        doc = build(svc.registry.raw, request.app.state.openapi_sources)
+        doc = build(
+            svc.registry.raw,
+            request.app.state.openapi_sources,
+            adapter_schemas(svc.settings.schemas_dir),
+        )
         svc.extras["openapi"] = doc
     return json_response(doc)
 

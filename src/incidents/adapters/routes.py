@@ -22,7 +22,7 @@ from incidents.http import json_response
 from incidents.ingest.body import parse_json, read_body
 from incidents.ingest.routes import ACCEPTED_EVENT
 from incidents.ingest.schemas import errors_of
-from incidents.openapi import BEARER, errors, json_body
+from incidents.openapi import BEARER, adapter_schema_ref, errors, json_body
 from incidents.services import services
 
 
@@ -151,7 +151,7 @@ PAGERDUTY_ERROR = {
 
 
 def _schema(name: str) -> dict[str, Any]:
-    return {"type": "object", "description": f"validated against schemas/adapters/{name}.json"}
+    return {**adapter_schema_ref(name), "description": f"schemas/adapters/{name}.json"}
 
 
 def _webhook(tool: str, schema: str) -> dict[str, Any]:
