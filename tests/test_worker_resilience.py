@@ -198,3 +198,22 @@ def test_a_worker_stops_promptly_on_sigterm_while_redis_is_down(outage: Outage) 
             worker.wait()
     assert code == 0, outage.log_of("stopping")
     assert took < 5, outage.log_of("stopping")
+
+
+@pytest.mark.slow
+def test_a_worker_started_while_redis_is_down_waits_for_it(outage: Outage, rx: Receiver) -> None:
+    """A worker that starts during an outage waits for Redis, then delivers."""
+    subscribe(outage.client, rx, "/late")
+    outage.redis.kill()
+    worker = outage.start_worker("early")
+    try:
+        time.sleep(3)
+        assert worker.poll() is None, outage.log_of("early")
+        outage.redis.start()
+        acknowledged = outage.post(event("im.incident.declare"))
+        assert len(acknowledged) == 1
+        wait_for(lambda: acknowledged <= delivered(rx, "/late"), 30)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(30)
+    assert code == 0, outage.log_of("early")

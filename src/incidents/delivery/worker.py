@@ -12,6 +12,7 @@ is lost), put back at the head of its queue if it had not.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 import traceback
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import InvalidJobOperation, StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -36,6 +38,7 @@ FIRST_BACKOFF = 0.5  # seconds before the first reconnection attempt; doubles ea
 MAX_BACKOFF = 5.0
 
 T = TypeVar("T")
+log = logging.getLogger("incidents.delivery")
 
 
 class DeliveryWorker(SimpleWorker):
@@ -86,30 +89,12 @@ class DeliveryWorker(SimpleWorker):
         self.riding_out(lambda: self.set_state(WorkerStatus.IDLE))
 
     def await_redis(self, exc: BaseException) -> None:
-        """Log one line, then back off until Redis answers; raise ``StopRequested`` if a stop
-        is asked for meanwhile (a warm shutdown stays prompt during an outage)."""
-        self.log.warning(
-            "Worker %s: Redis is unreachable (%s); reconnecting with backoff", self.name, exc
-        )
-        lost_at = time.monotonic()
-        delay = FIRST_BACKOFF
-        while True:
-            deadline = time.monotonic() + delay
-            while time.monotonic() < deadline:
-                if self._stop_requested:
-                    raise StopRequested from exc
-                time.sleep(0.05)
-            try:
-                self.connection.ping()
-            except UNAVAILABLE:
-                delay = min(delay * 2, MAX_BACKOFF)
-                continue
-            self.log.warning(
-                "Worker %s: Redis answers again after %.1f s; carrying on",
-                self.name,
-                time.monotonic() - lost_at,
-            )
-            return
+        """Wait until Redis answers; raise ``StopRequested`` if a stop is asked for meanwhile
+        (a warm shutdown stays prompt during an outage)."""
+        if not wait_for_redis(
+            self.connection, self.log, f"Worker {self.name}", exc, lambda: self._stop_requested
+        ):
+            raise StopRequested from exc
 
     def riding_out(self, action: Callable[[], T]) -> T:
         """Run ``action``; when Redis is unreachable, wait until it is back and run it again."""
@@ -121,6 +106,16 @@ class DeliveryWorker(SimpleWorker):
 
     # The Redis calls of RQ's work loop outside its dequeue retry, each made to ride out an
     # outage. Each is safe to repeat: a check, a cleanup, a timestamp.
+    def bootstrap(
+        self,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        self.riding_out(
+            lambda: super(DeliveryWorker, self).bootstrap(logging_level, date_format, log_format)
+        )
+
     def check_for_suspension(self, burst: bool) -> None:
         self.riding_out(lambda: super(DeliveryWorker, self).check_for_suspension(burst))
 
@@ -160,6 +155,34 @@ class DeliveryWorker(SimpleWorker):
                 self.pubsub_thread.stop()
 
 
+def wait_for_redis(
+    connection: redis.Redis,
+    log: logging.Logger,
+    who: str,
+    exc: BaseException,
+    stopping: Callable[[], bool],
+) -> bool:
+    """Log one line, then back off until Redis answers: True; False once ``stopping()``."""
+    log.warning("%s: Redis is unreachable (%s); reconnecting with backoff", who, exc)
+    lost_at = time.monotonic()
+    delay = FIRST_BACKOFF
+    while True:
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:
+            if stopping():
+                return False
+            time.sleep(0.05)
+        try:
+            connection.ping()
+        except UNAVAILABLE:
+            delay = min(delay * 2, MAX_BACKOFF)
+            continue
+        log.warning(
+            "%s: Redis answers again after %.1f s; carrying on", who, time.monotonic() - lost_at
+        )
+        return True
+
+
 def make_worker(
     settings: Settings, connection: redis.Redis, context: WorkerContext | None = None
 ) -> DeliveryWorker:
@@ -174,7 +197,13 @@ def run_worker(settings: Settings, burst: bool = False, server_process: bool = F
     are frozen out of garbage collection before the first job."""
     assert settings.redis_url is not None
     connection = connect(settings.redis_url)
-    worker = make_worker(settings, connection)
+    context = WorkerContext.build(settings)
+    while True:  # RQ's worker talks to Redis as soon as it is built
+        try:
+            worker = make_worker(settings, connection, context)
+            break
+        except UNAVAILABLE as exc:
+            wait_for_redis(connection, log, "A starting worker", exc, lambda: False)
     pump = Pump(connection, settings)
     if server_process:
         freeze_startup_objects()
