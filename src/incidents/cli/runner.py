@@ -6,12 +6,12 @@ import argparse
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from types import FrameType
 from typing import Any
 
+from incidents.cli.supervisor import Child, stop_all
 from incidents.settings import Settings, SettingsError
 from incidents.store.embedded import EmbeddedRedis, EmbeddedRedisError
 
@@ -133,12 +133,13 @@ def cmd_dev(args: argparse.Namespace, env: dict[str, str]) -> int:
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    children: list[subprocess.Popen[bytes]] = []
+    python = sys.executable
+    children = [Child("the API", [python, "-m", "incidents", "serve"], env)]
+    for n in range(1, settings.workers + 1):
+        children.append(Child(f"worker {n}", [python, "-m", "incidents", "worker"], env))
     try:
-        python = sys.executable
-        children.append(subprocess.Popen([python, "-m", "incidents", "serve"], env=env))  # noqa: S603  # our own interpreter
-        for _ in range(settings.workers):
-            children.append(subprocess.Popen([python, "-m", "incidents", "worker"], env=env))  # noqa: S603  # our own interpreter
+        for child in children:
+            child.start(time.monotonic())
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104  # only choosing what to print
         url = f"http://{host}:{settings.port}"
         if not _wait_ready(url, children, stop):
@@ -147,33 +148,26 @@ def cmd_dev(args: argparse.Namespace, env: dict[str, str]) -> int:
         if embedded is not None:
             redis_desc += f" (embedded, data in {embedded.data_dir.resolve()})"
         print(banner(url, token, redis_desc), flush=True)
+        # From here on a child that exits is started again (after a backoff): a worker that
+        # dies must not leave deliveries waiting, nor take the whole gateway down.
         while not stop.requested:
+            now = time.monotonic()
             for child in children:
-                if child.poll() is not None:
-                    code = child.returncode
-                    print(f"incidents: a child exited with {code}; stopping", file=sys.stderr)
-                    return 1
+                child.check(now)
             time.sleep(0.2)
         return 0
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_all(children)
         if embedded is not None:
             embedded.stop()
 
 
-def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], stop: _Stop) -> bool:
+def _wait_ready(url: str, children: list[Child], stop: _Stop) -> bool:
     import httpx
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not stop.requested:
-        if any(c.poll() is not None for c in children):
+        if not all(c.running() for c in children):
             print("incidents: the API or a worker failed to start", file=sys.stderr)
             return False
         try:
