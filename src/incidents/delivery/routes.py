@@ -28,7 +28,15 @@ from incidents.delivery.subscriptions import (
 )
 from incidents.errors import Conflict, FieldError, InvalidRequest, MalformedJSON, NotFound
 from incidents.http import json_response
-from incidents.openapi import BEARER, errors, json_body
+from incidents.openapi import (
+    BEARER,
+    COMPONENTS,
+    any_case,
+    component_ref,
+    errors,
+    json_body,
+    query_param,
+)
 from incidents.services import Services, services
 
 
@@ -261,6 +269,123 @@ SUBSCRIPTION = {
 }
 ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 OBJ = {"type": "object"}
+LIMIT = [query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000})]
+FILTER = "SubscriptionFilter"
+REPLAY = {
+    "type": "object",
+    "required": ["since"],
+    "properties": {
+        "since": {
+            "type": "string",
+            "format": "date-time",
+            "description": "deliver again every stored event accepted since this time",
+        }
+    },
+}
+REPLAYED = {
+    "type": "object",
+    "properties": {
+        "subscription": {"type": "string"},
+        "queued": {"type": "integer"},
+        "first_sequence": {"type": ["integer", "null"]},
+        "last_sequence": {"type": ["integer", "null"]},
+    },
+}
+
+
+def _exactly(pattern: str) -> str:
+    return f"^(?:{pattern})$"
+
+
+def _subscription_input(create: bool) -> dict[str, Any]:
+    """What POST (``create``) or PATCH accepts: unknown fields are refused; the read-only ones
+    a client may send back are ignored (and ``status`` is read only on create)."""
+    from incidents.delivery import spec
+
+    reserved = [any_case(h) + "$" for h in spec.RESERVED_HEADERS] + [
+        any_case(p) for p in spec.RESERVED_PREFIXES
+    ]
+    fields: dict[str, Any] = {
+        "sink": {
+            "type": "string",
+            "format": "uri",
+            "maxLength": 2048,
+            "description": "the webhook URL; https unless INCIDENTS_ALLOW_INSECURE_SINKS",
+        },
+        "protocol": {"enum": ["HTTP", None]},
+        "types": {
+            "type": ["array", "null"],
+            "items": {"type": "string", "pattern": _exactly(spec._TYPE.pattern)},
+            "description": "event types, or prefixes ending in *; none: every type",
+        },
+        "source": {"type": ["string", "null"], "minLength": 1},
+        "filters": {
+            "type": ["array", "null"],
+            "items": component_ref(FILTER),
+            "description": "CloudEvents Subscriptions API filters; all must match",
+        },
+        "protocolsettings": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {
+                "headers": {
+                    "type": ["object", "null"],
+                    "description": "extra headers sent with each delivery",
+                    "propertyNames": {
+                        "pattern": _exactly(spec._TOKEN.pattern),
+                        "not": {"pattern": f"^(?:{'|'.join(reserved)})"},
+                    },
+                    "additionalProperties": {"type": "string"},
+                }
+            },
+        },
+        "config": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {"mode": {"enum": list(spec.MODES)}, "handshake": {"type": "boolean"}},
+        },
+        "description": {"type": ["string", "null"], "maxLength": 1000},
+    }
+    read_only = {name: {"readOnly": True, "description": "ignored"} for name in spec.READ_ONLY}
+    if not create:
+        read_only["status"] = {"enum": list(spec.STATUSES)}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["sink"] if create else [],
+        "properties": read_only | fields,
+    }
+
+
+def _filter_schema() -> dict[str, Any]:
+    """One filter expression: an object with exactly one dialect key."""
+    from incidents.delivery.filters import DIALECTS
+
+    def compare(non_empty: bool) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": "^[a-z0-9]{1,20}$"},
+            "additionalProperties": {"type": "string", "minLength": 1 if non_empty else 0},
+        }
+
+    nested = {"type": "array", "minItems": 1, "items": component_ref(FILTER)}
+    dialects = {
+        "exact": compare(False),
+        "prefix": compare(True),
+        "suffix": compare(True),
+        "all": nested,
+        "any": nested,
+        "not": component_ref(FILTER),
+    }
+    assert set(dialects) == set(DIALECTS)
+    return {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "additionalProperties": False,
+        "properties": dialects,
+    }
 
 
 def openapi_paths() -> dict[str, Any]:
@@ -272,22 +397,24 @@ def openapi_paths() -> dict[str, Any]:
             **more,
         }
 
-    body = {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": SUBSCRIPTION}}}
-    }
+    def body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+        return {"requestBody": {"required": required, **json_body(schema)}}
+
+    owner = [query_param("owner", {"type": "string"}, "admins: only this owner's")]
     return {
+        COMPONENTS: {FILTER: _filter_schema()},
         "/v1/subscriptions": {
             "post": op("Register a webhook", "201", "Created; carries the secret once",
-                       400, 401, 403, 503, schema=SUBSCRIPTION, **body),
+                       400, 401, 403, 503, schema=SUBSCRIPTION, **body(_subscription_input(True))),
             "get": op("List subscriptions (your own; admins see all)", "200", "Subscriptions",
-                      401, 403, 503),
+                      401, 403, 503, parameters=owner),
         },
         "/v1/subscriptions/{id}": {
             "get": op("Read a subscription", "200", "The subscription", 401, 403, 404, 503,
                       schema=SUBSCRIPTION, parameters=ID),
             "patch": op("Change a subscription (or set status active/disabled)", "200",
                         "The subscription", 400, 401, 403, 404, 503, schema=SUBSCRIPTION,
-                        parameters=ID, **body),
+                        parameters=ID, **body(_subscription_input(False), required=False)),
             "delete": {"summary": "Delete a subscription", "security": BEARER, "parameters": ID,
                        "responses": {"204": {"description": "Deleted"},
                                      **errors(401, 403, 404, 503)}},
@@ -298,15 +425,16 @@ def openapi_paths() -> dict[str, Any]:
         },
         "/v1/subscriptions/{id}/deliveries": {
             "get": op("Delivery attempts, newest first", "200", "The attempt log",
-                      400, 401, 403, 404, 503, parameters=ID),
+                      400, 401, 403, 404, 503, parameters=ID + LIMIT),
         },
         "/v1/subscriptions/{id}/replay": {
             "post": op("Deliver again the stored events since a time", "202", "Queued",
-                       400, 401, 403, 404, 409, 503, parameters=ID),
+                       400, 401, 403, 404, 409, 503, parameters=ID, schema=REPLAYED,
+                       **body(REPLAY)),
         },
         "/v1/dead-letters": {
             "get": op("Deliveries that exhausted their retries", "200", "Dead letters",
-                      400, 401, 403, 503),
+                      400, 401, 403, 503, parameters=LIMIT),
         },
         "/v1/dead-letters/{id}/redrive": {
             "post": op("Queue a dead letter again", "202", "Queued", 401, 403, 404, 409, 503,

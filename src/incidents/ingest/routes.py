@@ -86,6 +86,20 @@ ACCEPTED = {
     },
 }
 CE_REF = {"$ref": "#/components/schemas/CloudEvent"}
+# Binary mode: the attributes travel as ce- headers (percent-encoded), the body is the data, and
+# Content-Type is its datacontenttype. Any other attribute may come as ce-<name> too. In
+# structured and batched mode ce- headers are ignored, so the document cannot require them;
+# their values follow the CloudEventEnvelope schema once decoded.
+BINARY_HEADERS = [
+    {
+        "name": f"ce-{name}",
+        "in": "header",
+        "required": False,
+        "description": f"binary mode: the {name} attribute (required there)",
+        "schema": {"type": "string"},
+    }
+    for name in ("specversion", "id", "source", "type")
+]
 
 
 def openapi_paths() -> dict[str, Any]:
@@ -96,12 +110,15 @@ def openapi_paths() -> dict[str, Any]:
                 "description": "The mode is chosen from Content-Type. In binary mode the "
                 "attributes travel as percent-encoded ce- headers and the body is the data.",
                 "security": BEARER,
+                "parameters": BINARY_HEADERS,
                 "requestBody": {
                     "required": True,
                     "content": {
                         STRUCTURED: {"schema": CE_REF},
                         BATCH: {"schema": {"type": "array", "items": CE_REF}},
-                        "application/json": {"schema": {"description": "binary mode data"}},
+                        "application/json": {
+                            "schema": {"description": "binary mode: the event's data"}
+                        },
                     },
                 },
                 "responses": {
