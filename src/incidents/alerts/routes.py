@@ -12,7 +12,7 @@ from incidents.alerts.alert import ALERT_INDEX, ALERT_STATUSES, Alert, alert_key
 from incidents.errors import FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
 from incidents.lifecycle.documents import read_many
-from incidents.lifecycle.routes import MAX_LIMIT, int_param
+from incidents.lifecycle.routes import MAX_LIMIT, SEVERITY_ALIASES, SEVERITY_PARAM, int_param
 from incidents.model.severity import Severity
 from incidents.openapi import BEARER, errors, json_body, query_param
 from incidents.policy.access import may_see
@@ -120,7 +120,7 @@ def openapi_paths() -> dict[str, Any]:
                 "security": BEARER,
                 "parameters": [
                     query_param("status", {"enum": list(ALERT_STATUSES)}),
-                    query_param("severity", {"type": "string"}),
+                    query_param("severity", SEVERITY_PARAM, SEVERITY_ALIASES),
                     query_param("incident", {"type": "string"}),
                     query_param("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
                 ],

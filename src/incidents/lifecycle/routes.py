@@ -153,6 +153,8 @@ TIMELINE_ENTRY = {
     | {"sequence": {"type": "integer"}, "data": {}},
 }
 ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+SEVERITY_PARAM = {"enum": [s.value for s in Severity]}
+SEVERITY_ALIASES = "SEV1..SEV4; aliases such as SEV-1, sev1 or P1 are accepted too"
 
 
 def openapi_paths() -> dict[str, Any]:
@@ -163,7 +165,7 @@ def openapi_paths() -> dict[str, Any]:
                 "security": BEARER,
                 "parameters": [
                     query_param("status", {"enum": [s.value for s in IncidentStatus]}),
-                    query_param("severity", {"type": "string"}, "SEV1..SEV4 (aliases accepted)"),
+                    query_param("severity", SEVERITY_PARAM, SEVERITY_ALIASES),
                     query_param("service", {"type": "string"}),
                     query_param("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
                     query_param("offset", {"type": "integer", "minimum": 0}),

@@ -133,14 +133,20 @@ PRINCIPAL_SCHEMA: dict[str, Any] = {
     "required": ["name", "roles"],
     "additionalProperties": False,
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "name": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200,
+            "pattern": r"^[^,]*[^,\s][^,]*$",
+            "description": "not blank, no commas",
+        },
         "roles": {"type": "array", "minItems": 1, "items": {"enum": list(ROLES)}},
-        "tenant": {"type": "string", "default": DEFAULT_TENANT},
+        "tenant": {"type": "string", "pattern": TENANT_RE.pattern, "default": DEFAULT_TENANT},
         "clearance": {"enum": list(CLEARANCES), "default": "internal"},
         "restricted": {"type": "boolean", "default": False},
         "publish": {
             "type": "array",
-            "items": {"type": "string"},
+            "items": {"type": "string", "pattern": PATTERN_RE.pattern},
             "description": "event-type globs this producer may publish, e.g. im.alert.*",
         },
     },
