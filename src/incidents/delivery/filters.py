@@ -4,6 +4,10 @@
 A subscription's ``filters`` is a list of filter expressions that must all match. Each
 expression is a JSON object with exactly one dialect key. An unsupported dialect (``sql``,
 say) or a malformed expression is rejected with a FieldError that names it.
+
+Filters run on every matching event, so their size is bounded: ``all``/``any``/``not`` nest
+at most ``MAX_DEPTH`` deep, and one subscription's filters hold at most ``MAX_TERMS``
+expressions and attribute tests together, each value at most ``MAX_VALUE`` characters.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from incidents.errors import FieldError, pointer
 from incidents.model.cloudevent import AttributeValue
 
 DIALECTS = ("exact", "prefix", "suffix", "all", "any", "not")
-_ATTRIBUTE = re.compile(r"^[a-z0-9]{1,20}$")
+MAX_DEPTH = 16
+MAX_TERMS = 256
+MAX_VALUE = 1024
+_ATTRIBUTE = re.compile(r"[a-z0-9]{1,20}")
 
 
 class Filter(Protocol):
@@ -75,6 +82,24 @@ class Not:
         return not self.part.matches(attributes)
 
 
+class _Budget:
+    """Terms left to parse; once spent, parsing stops (the first overrun is reported)."""
+
+    def __init__(self) -> None:
+        self.left = MAX_TERMS
+
+    def spend(self, problems: list[FieldError], at: Sequence[str | int]) -> bool:
+        self.left -= 1
+        if self.left == -1:
+            problems.append(
+                FieldError(
+                    pointer(*at),
+                    f"filters hold at most {MAX_TERMS} expressions and attribute tests",
+                )
+            )
+        return self.left >= 0
+
+
 def parse_filters(
     raw: Any, at: Sequence[str | int] = ("filters",)
 ) -> tuple[Filter, list[FieldError]]:
@@ -82,11 +107,18 @@ def parse_filters(
     problems: list[FieldError] = []
     if not isinstance(raw, list):
         return All(()), [FieldError(pointer(*at), "filters must be a list of filter expressions")]
-    parts = tuple(_parse(item, (*at, i), problems) for i, item in enumerate(raw))
-    return All(parts), problems
+    budget = _Budget()
+    parts = []
+    for i, item in enumerate(raw):
+        if not budget.spend(problems, (*at, i)):
+            break
+        parts.append(_parse(item, (*at, i), problems, budget, 1))
+    return All(tuple(parts)), problems
 
 
-def _parse(raw: Any, at: tuple[str | int, ...], problems: list[FieldError]) -> Filter:
+def _parse(
+    raw: Any, at: tuple[str | int, ...], problems: list[FieldError], budget: _Budget, depth: int
+) -> Filter:
     here = pointer(*at)
     if not isinstance(raw, dict) or len(raw) != 1:
         problems.append(
@@ -104,30 +136,50 @@ def _parse(raw: Any, at: tuple[str | int, ...], problems: list[FieldError]) -> F
         )
         return All(())
     if dialect in ("exact", "prefix", "suffix"):
-        if not isinstance(body, dict) or not body:
-            problems.append(
-                FieldError(pointer(*where), f"{dialect} takes an object of attribute: string")
-            )
-            return All(())
-        pairs = []
-        for name, value in body.items():
-            if not _ATTRIBUTE.match(name):
-                problems.append(
-                    FieldError(
-                        pointer(*where, name), f"{name!r} is not a CloudEvents attribute name"
-                    )
-                )
-            elif not isinstance(value, str) or (dialect != "exact" and not value):
-                problems.append(
-                    FieldError(pointer(*where, name), f"{dialect} needs a non-empty string value")
-                )
-            else:
-                pairs.append((name, value))
-        return Compare(dialect, tuple(pairs))
+        return _compare(dialect, body, where, problems, budget)
+    if depth >= MAX_DEPTH:
+        problems.append(
+            FieldError(pointer(*where), f"all, any and not nest at most {MAX_DEPTH} deep")
+        )
+        return All(())
     if dialect == "not":
-        return Not(_parse(body, where, problems))
+        if not budget.spend(problems, where):
+            return All(())
+        return Not(_parse(body, where, problems, budget, depth + 1))
     if not isinstance(body, list) or not body:
         problems.append(FieldError(pointer(*where), f"{dialect} takes a non-empty list of filters"))
         return All(())
-    parts = tuple(_parse(item, (*where, i), problems) for i, item in enumerate(body))
-    return All(parts) if dialect == "all" else Any_(parts)
+    parts = []
+    for i, item in enumerate(body):
+        if not budget.spend(problems, (*where, i)):
+            break
+        parts.append(_parse(item, (*where, i), problems, budget, depth + 1))
+    return All(tuple(parts)) if dialect == "all" else Any_(tuple(parts))
+
+
+def _compare(
+    dialect: str,
+    body: Any,
+    where: tuple[str | int, ...],
+    problems: list[FieldError],
+    budget: _Budget,
+) -> Filter:
+    if not isinstance(body, dict) or not body:
+        problems.append(
+            FieldError(pointer(*where), f"{dialect} takes an object of attribute: string")
+        )
+        return All(())
+    pairs = []
+    for name, value in body.items():
+        at = pointer(*where, name)
+        if not budget.spend(problems, (*where, name)):
+            break
+        if not _ATTRIBUTE.fullmatch(name):
+            problems.append(FieldError(at, f"{name!r} is not a CloudEvents attribute name"))
+        elif not isinstance(value, str) or (dialect != "exact" and not value):
+            problems.append(FieldError(at, f"{dialect} needs a non-empty string value"))
+        elif len(value) > MAX_VALUE:
+            problems.append(FieldError(at, f"a filter value has at most {MAX_VALUE} characters"))
+        else:
+            pairs.append((name, value))
+    return Compare(dialect, tuple(pairs))

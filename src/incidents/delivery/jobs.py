@@ -94,7 +94,10 @@ async def _deliver(context: WorkerContext) -> int:
     assert settings.redis_url is not None
     redis = _lane_redis(settings.redis_url)
     client = outbound_client(
-        settings.allow_private_sinks, settings.delivery_timeout, connections=LANES_IN_FLIGHT
+        settings.allow_private_sinks,
+        settings.delivery_timeout,
+        connections=LANES_IN_FLIGHT,
+        allow_insecure=settings.allow_insecure_sinks,
     )
     try:
         dispatcher = Dispatcher(

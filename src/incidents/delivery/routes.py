@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from incidents.delivery.handshake import handshake
 from incidents.delivery.ledger import DEAD, PENDING, Ledger
 from incidents.delivery.routing import replay
 from incidents.delivery.sender import iso
-from incidents.delivery.sinks import sink_problem
+from incidents.delivery.sinks import INSECURE, check_url, sink_problem
 from incidents.delivery.spec import parse_spec
 from incidents.delivery.subscriptions import (
     Subscription,
@@ -38,6 +39,8 @@ from incidents.openapi import (
     query_param,
 )
 from incidents.services import Services, services
+
+_LIMIT = re.compile(r"[0-9]{1,7}")
 
 
 def _now() -> datetime:
@@ -71,19 +74,34 @@ async def _owned(request: Request) -> tuple[Services, Principal, Subscription]:
 
 
 async def _check_sink(svc: Services, sink: str) -> None:
-    problem = await sink_problem(sink, svc.settings.allow_private_sinks)
+    problem = await sink_problem(
+        sink, svc.settings.allow_private_sinks, allow_insecure=svc.settings.allow_insecure_sinks
+    )
     if problem is not None:
         raise InvalidRequest(f"sink refused: {problem}", errors=[FieldError("/sink", problem)])
+
+
+def _check_secure(svc: Services, sink: str) -> None:
+    """An unchanged sink kept active must still be one that may be called."""
+    checked = check_url(sink)
+    if not svc.settings.allow_insecure_sinks and not (
+        isinstance(checked, tuple) and checked[0] == "https"
+    ):
+        raise InvalidRequest(f"sink refused: {INSECURE}", errors=[FieldError("/sink", INSECURE)])
 
 
 async def _handshake(request: Request, svc: Services, sub: Subscription) -> Subscription:
     origin = request.url.hostname or "incidents"
     result = await handshake(
-        sub.spec.sink, origin, svc.settings.allow_private_sinks, svc.settings.delivery_timeout
+        sub.spec.sink,
+        origin,
+        svc.settings.allow_private_sinks,
+        svc.settings.delivery_timeout,
+        allow_insecure=svc.settings.allow_insecure_sinks,
     )
     if result.allowed:
-        return replace(sub, status="active", reason="", rate=result.rate)
-    return replace(sub, status="disabled", reason=result.reason, rate=None)
+        return replace(sub, status="active", reason="", rate=result.rate, origin=origin)
+    return replace(sub, status="disabled", reason=result.reason, rate=None, origin=None)
 
 
 async def create(request: Request) -> Response:
@@ -118,9 +136,12 @@ async def patch(request: Request) -> Response:
     spec, status = parse_spec(await _json(request), base=sub.spec)
     if spec.sink != sub.spec.sink:
         await _check_sink(svc, spec.sink)
+    elif status == "active" or (status is None and sub.active):
+        _check_secure(svc, spec.sink)
     updated = replace(sub, spec=spec, updated_at=_now().isoformat())
     if not spec.handshake:
-        updated = replace(updated, rate=None)  # a rate is only ever granted by a handshake
+        # a rate and an origin are only ever granted by a handshake
+        updated = replace(updated, rate=None, origin=None)
     if status == "disabled":
         updated = replace(updated, status="disabled", reason="disabled by its owner")
     else:
@@ -158,7 +179,7 @@ async def rotate_secret(request: Request) -> Response:
 
 def _limit(request: Request, default: int = 100, most: int = 1000) -> int:
     raw = request.query_params.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= most:
         raise InvalidRequest(f"limit={raw!r} must be a whole number from 1 to {most}")
     return int(raw)
 
@@ -264,6 +285,16 @@ SUBSCRIPTION = {
         "description": {"type": "string"},
         "status": {"enum": ["active", "disabled"]},
         "reason": {"type": ["string", "null"], "readOnly": True},
+        "rate": {
+            "type": ["integer", "null"],
+            "readOnly": True,
+            "description": "deliveries per minute granted by the handshake",
+        },
+        "origin": {
+            "type": ["string", "null"],
+            "readOnly": True,
+            "description": "the WebHook-Request-Origin the handshake granted",
+        },
         "secret": {"type": "string", "readOnly": True, "description": "on create only"},
     },
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -14,11 +15,21 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import aiohttp.abc
+import yarl
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 
 from incidents import __version__
 
 USER_AGENT = f"incidents/{__version__}"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
+_NUMERIC = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")  # legacy IPv4 forms such as 2130706433
+INSECURE = (
+    "plain http:// sinks are refused (INCIDENTS_ALLOW_INSECURE_SINKS is false); "
+    "the CloudEvents webhook spec requires https://"
+)
 # Blocks that not every Python's ipaddress tables know yet.
 NOT_PUBLIC = (
     (ipaddress.ip_network("3fff::/20"), "documentation"),  # RFC 9637
@@ -58,21 +69,61 @@ def address_problem(ip: IPAddress) -> str | None:
 
 
 def check_url(raw: str) -> tuple[str, str, int] | str:
-    """(scheme, host, port) of a usable sink URL, or why it is not one."""
+    """(scheme, host, port) of a usable sink URL, or why it is not one. The host is the
+    ASCII form that is looked up and connected to (IDNA-encoded, IPv6 without brackets).
+
+    The URL is read by the standard library and by the parser the outbound client uses
+    (yarl); anything either refuses or reads differently is refused, so what was checked is
+    what is called."""
+    if any(ord(c) <= 0x20 or 0x7F <= ord(c) <= 0x9F or c.isspace() for c in raw):
+        return "the sink URL must not contain spaces or control characters"
     try:
         parts = urlsplit(raw)
         port = parts.port
-    except ValueError as exc:
+        url = yarl.URL(raw)
+        host = url.raw_host
+        decoded = url.host  # decoding checks the punycode of xn-- labels
+    except (ValueError, TypeError) as exc:  # UnicodeError is a ValueError
         return f"{raw!r} is not a URL ({exc})"
     if parts.scheme not in ("http", "https"):
         return f"the sink must be an http or https URL, not {raw!r}"
-    if not parts.hostname:
+    if not parts.hostname or not host or not decoded:
         return f"the sink URL {raw!r} has no host"
-    if parts.username or parts.password:
+    if "@" in parts.netloc:
         return "the sink URL must not carry credentials; use protocolsettings.headers"
     if parts.fragment:
         return "the sink URL must not have a fragment"
-    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+    if port == 0:
+        return "the sink URL's port must be from 1 to 65535"
+    why = _host_problem(host, bracketed="[" in parts.netloc)
+    if why is not None:
+        return why
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
+
+
+def _host_problem(host: str, bracketed: bool) -> str | None:
+    """Why a host (as yarl encodes it) cannot be resolved and connected to, or None."""
+    if bracketed:
+        if "%" in host:
+            return "the sink host must not carry an IPv6 zone identifier"
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"the sink host [{host}] is not an IPv6 address"
+        return None
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return (
+            f"the sink host {host!r} is not a DNS name (labels of 1 to 63 letters, digits,"
+            " '-' or '_', at most 253 characters in all)"
+        )
+    if _NUMERIC.fullmatch(labels[-1]):
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            return f"the sink host {host!r} is not a dotted-quad IPv4 address"
+    return None
 
 
 async def resolve(host: str, port: int) -> list[IPAddress]:
@@ -81,7 +132,10 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     except ValueError:
         pass
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except ValueError as exc:  # UnicodeError from the IDNA codec: no such name
+        raise OSError(f"not a resolvable name ({exc})") from exc
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
@@ -93,12 +147,14 @@ def refusal(host: str, addresses: Iterable[IPAddress]) -> str | None:
     return None
 
 
-async def sink_problem(raw: str, allow_private: bool) -> str | None:
+async def sink_problem(raw: str, allow_private: bool, *, allow_insecure: bool) -> str | None:
     """Why a sink URL may not be registered, or None."""
     checked = check_url(raw)
     if isinstance(checked, str):
         return checked
-    _, host, port = checked
+    scheme, host, port = checked
+    if scheme != "https" and not allow_insecure:
+        return INSECURE
     if allow_private:
         return None
     try:
@@ -111,16 +167,32 @@ async def sink_problem(raw: str, allow_private: bool) -> str | None:
 class GuardedConnector(aiohttp.TCPConnector):
     """A connector that connects only to addresses that passed the check. The check runs on
     the resolved addresses the connector is about to use (IP literals included), so the
-    address actually connected to is the one checked, whatever DNS said at registration."""
+    address actually connected to is the one checked, whatever DNS said at registration.
+    Without ``allow_insecure`` it opens no plain-HTTP connection at all, so a sink
+    registered while insecure sinks were allowed is refused when the setting is off."""
 
-    def __init__(self, allow_private: bool, **kwargs: Any) -> None:
+    def __init__(self, allow_private: bool, allow_insecure: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.allow_private = allow_private
+        self.allow_insecure = allow_insecure
+
+    async def connect(
+        self,
+        req: ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109  # aiohttp's signature, passed on
+    ) -> Connection:
+        if req.url.scheme != "https" and not self.allow_insecure:
+            raise SinkRefused(f"refused: {INSECURE}")
+        return await super().connect(req, traces, timeout)
 
     async def _resolve_host(
         self, host: str, port: int, traces: Sequence[Any] | None = None
     ) -> list[aiohttp.abc.ResolveResult]:
-        found = await super()._resolve_host(host, port, traces)
+        try:
+            found = await super()._resolve_host(host, port, traces)
+        except UnicodeError as exc:  # the IDNA codec refuses the name: it cannot exist
+            raise OSError(f"cannot resolve {host!r}: {exc}") from exc
         if not self.allow_private:
             why = refusal(host, (ipaddress.ip_address(r["host"].split("%")[0]) for r in found))
             if why is not None:
@@ -129,12 +201,14 @@ class GuardedConnector(aiohttp.TCPConnector):
 
 
 def outbound_client(
-    allow_private: bool, timeout: float, connections: int = 100
+    allow_private: bool, timeout: float, connections: int = 100, *, allow_insecure: bool
 ) -> aiohttp.ClientSession:
-    """The HTTP client for calling sinks: guarded addresses, HTTP/1.1 keep-alive, no proxies
-    from the environment (redirects are refused per request with ``allow_redirects=False``)."""
+    """The HTTP client for calling sinks: guarded addresses, https only unless
+    ``allow_insecure``, HTTP/1.1 keep-alive, no proxies from the environment (redirects are
+    refused per request with ``allow_redirects=False``)."""
     connector = GuardedConnector(
         allow_private,
+        allow_insecure,
         limit=connections,
         limit_per_host=connections,
         ttl_dns_cache=None if allow_private else 0,  # re-check the address on every connect

@@ -18,9 +18,18 @@ MODES = ("structured", "binary")
 STATUSES = ("active", "disabled")
 FIELDS = ("sink", "protocol", "types", "source", "filters", "protocolsettings", "config",
           "description")  # fmt: skip
-READ_ONLY = ("id", "status", "reason", "owner", "created_at", "updated_at", "secret", "rate")
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
-_TYPE = re.compile(r"^[A-Za-z0-9._:/-]{1,200}\*?$|^\*$")
+READ_ONLY = ("id", "status", "reason", "owner", "created_at", "updated_at", "secret", "rate",
+             "origin")  # fmt: skip
+MAX_TYPES = 100
+MAX_SOURCE = 2048
+MAX_HEADERS = 32
+MAX_HEADER_BYTES = 8192  # names and values together; many servers refuse more than 8 KiB
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+_TYPE = re.compile(r"[A-Za-z0-9._:/-]{1,200}\*?|\*")
+# RFC 9110 field-value: visible ASCII, space and tab inside, nothing at either end. Other
+# characters (controls, DEL, anything beyond ASCII) have no agreed meaning on the wire, and
+# the outbound client refuses controls outright, which would fail every delivery.
+_FIELD_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?")
 # Headers the gateway sets itself; a subscription may not replace them.
 RESERVED_HEADERS = ("content-type", "content-length", "host", "user-agent", "transfer-encoding",
                     "connection")  # fmt: skip
@@ -111,37 +120,55 @@ def _check(raw: dict[str, Any], problems: list[FieldError]) -> Spec:
         problems.append(
             FieldError("/protocol", f"protocol {protocol!r} is not supported; use HTTP")
         )
-    types = raw.get("types") or []
-    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-        problems.append(FieldError("/types", "types must be a list of strings"))
-        types = []
-    for i, t in enumerate(types):
-        if not _TYPE.match(t):
-            problems.append(
-                FieldError(pointer("types", i), f"{t!r} is not a type name or a prefix ending in *")
-            )
+    types = _types(raw.get("types"), problems)
     source = raw.get("source")
-    if source is not None and (not isinstance(source, str) or not source):
-        problems.append(FieldError("/source", "source must be a non-empty string"))
-    filters = raw.get("filters") or []
+    if source is not None and (
+        not isinstance(source, str) or not source or len(source) > MAX_SOURCE
+    ):
+        problems.append(
+            FieldError("/source", f"source must be a non-empty string of at most {MAX_SOURCE}")
+        )
+        source = None
+    filters = raw.get("filters")
+    if filters is None:
+        filters = []
     _, filter_problems = parse_filters(filters)
     problems.extend(filter_problems)
     headers = _headers(raw.get("protocolsettings"), problems)
     mode, handshake = _config(raw.get("config"), problems)
-    description = raw.get("description") or ""
-    if not isinstance(description, str) or len(description) > 1000:
+    description = raw.get("description")
+    if description is None:
+        description = ""
+    elif not isinstance(description, str) or len(description) > 1000:
         problems.append(FieldError("/description", "description is a string of at most 1000"))
         description = ""
     return Spec(
         sink=sink if isinstance(sink, str) else "",
         types=tuple(dict.fromkeys(types)),
-        source=source if isinstance(source, str) else None,
+        source=source,
         filters=tuple(filters) if isinstance(filters, list) else (),
         headers=headers,
         mode=mode,
         handshake=handshake,
         description=description,
     )
+
+
+def _types(raw: Any, problems: list[FieldError]) -> list[str]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+        problems.append(FieldError("/types", "types must be a list of strings"))
+        return []
+    if len(raw) > MAX_TYPES:
+        problems.append(FieldError("/types", f"types lists at most {MAX_TYPES} patterns"))
+        return []
+    for i, t in enumerate(raw):
+        if not _TYPE.fullmatch(t):
+            problems.append(
+                FieldError(pointer("types", i), f"{t!r} is not a type name or a prefix ending in *")
+            )
+    return raw
 
 
 def _headers(raw: Any, problems: list[FieldError]) -> dict[str, str]:
@@ -153,22 +180,48 @@ def _headers(raw: Any, problems: list[FieldError]) -> dict[str, str]:
     for name in raw:
         if name != "headers":
             problems.append(FieldError(pointer("protocolsettings", name), f"unknown {name!r}"))
-    headers = raw.get("headers") or {}
+    headers = raw.get("headers")
+    if headers is None:
+        return {}
     if not isinstance(headers, dict):
         problems.append(FieldError("/protocolsettings/headers", "headers must be an object"))
         return {}
+    if len(headers) > MAX_HEADERS:
+        problems.append(FieldError("/protocolsettings/headers", f"at most {MAX_HEADERS} headers"))
+        return {}
     out: dict[str, str] = {}
+    seen: set[str] = set()
+    size = 0
     for name, value in headers.items():
         at = pointer("protocolsettings", "headers", name)
         lowered = name.lower()
-        if not _TOKEN.match(name):
+        if not _TOKEN.fullmatch(name):
             problems.append(FieldError(at, f"{name!r} is not a valid header name"))
         elif lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_PREFIXES):
             problems.append(FieldError(at, f"{name!r} is set by the gateway"))
-        elif not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-            problems.append(FieldError(at, "a header value is a single-line string"))
+        elif lowered in seen:
+            problems.append(FieldError(at, f"{name!r} is given twice (names ignore case)"))
+        elif not isinstance(value, str):
+            problems.append(FieldError(at, "a header value is a string"))
+        elif not _FIELD_VALUE.fullmatch(value):
+            problems.append(
+                FieldError(
+                    at,
+                    "a header value is printable ASCII: no control characters, DEL or"
+                    " non-ASCII text, and no space or tab at either end (RFC 9110)",
+                )
+            )
         else:
+            seen.add(lowered)
+            size += len(name) + len(value)
             out[name] = value
+    if size > MAX_HEADER_BYTES:
+        problems.append(
+            FieldError(
+                "/protocolsettings/headers",
+                f"headers hold at most {MAX_HEADER_BYTES} bytes of names and values",
+            )
+        )
     return out
 
 

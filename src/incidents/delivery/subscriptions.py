@@ -2,7 +2,8 @@
 
 Storage (hash ``incidents:sub:<id>``): ``spec`` (JSON of the Spec), ``owner``, ``status``,
 ``reason``, ``secrets`` (JSON list of [secret, valid-until or null], newest first), ``rate``
-(deliveries per minute granted by the handshake; empty for none), ``created_at``,
+(deliveries per minute granted by the handshake; empty for none), ``origin`` (the
+WebHook-Request-Origin the sink granted in that handshake; empty for none), ``created_at``,
 ``updated_at``, ``failing_since`` (unix time of the first failure since the last success).
 
 The routing index keeps, per exact type, per type prefix and for "every type", the set of
@@ -48,6 +49,7 @@ class Subscription:
     status: str = "active"
     reason: str = ""
     rate: int | None = None
+    origin: str | None = None  # WebHook-Request-Origin of the granted handshake, if any
     created_at: str = ""
     updated_at: str = ""
     filter: Filter = field(init=False, repr=False, compare=False)
@@ -77,6 +79,7 @@ class Subscription:
             reason=self.reason or None,
             owner=self.owner,
             rate=self.rate,
+            origin=self.origin,
             created_at=self.created_at,
             updated_at=self.updated_at,
         )
@@ -90,6 +93,7 @@ class Subscription:
             "reason": self.reason,
             "secrets": orjson.dumps([[s.value, s.until] for s in self.secrets]).decode(),
             "rate": "" if self.rate is None else str(self.rate),
+            "origin": self.origin or "",
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -105,6 +109,7 @@ class Subscription:
             status=f.get("status", "active"),
             reason=f.get("reason", ""),
             rate=int(f["rate"]) if f.get("rate") else None,
+            origin=f.get("origin") or None,
             created_at=f.get("created_at", ""),
             updated_at=f.get("updated_at", ""),
         )
