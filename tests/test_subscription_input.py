@@ -17,6 +17,7 @@ from incidents.delivery.handshake import allowed_rate
 from incidents.settings import Settings
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 from tests.test_delivery_support import Receiver, Workers, publish, subscribe
+from tests.test_openapi import body_schema
 
 SINK = "https://127.0.0.1:9/hook"  # never called: these subscriptions are only registered
 
@@ -312,3 +313,25 @@ def test_an_http_sink_registered_earlier_is_refused_at_delivery(
     assert attempt["outcome"] == "refused"
     assert "INCIDENTS_ALLOW_INSECURE_SINKS" in attempt["error"]
     assert rx.at("/insecure") == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        headers_body({"X-Token": "caf\u00e9"}),
+        headers_body({"X-Token": "a\x01b"}),
+        headers_body({f"X-{i}": "v" for i in range(33)}),
+        {"sink": SINK, "types": [f"im.t{i}" for i in range(101)]},
+        {"sink": SINK, "source": "s" * 2049},
+        {"sink": SINK, "filters": [{"exact": {"type": "x" * 1025}}]},
+    ],
+)
+def test_the_openapi_body_schema_refuses_what_the_server_refuses(
+    client: httpx.Client, body: dict[str, Any]
+) -> None:
+    """The published subscription body states the header-value rule and the size limits."""
+    doc = client.get("/openapi.json").json()
+    assert not body_schema(doc, "/v1/subscriptions", "post").is_valid(body)
+    assert client.post("/v1/subscriptions", json=body).status_code == 400
+    fine = headers_body({"Authorization": "Bearer a\tb c"})
+    assert body_schema(doc, "/v1/subscriptions", "post").is_valid(fine)

@@ -332,6 +332,7 @@ def _subscription_input(create: bool) -> dict[str, Any]:
     """What POST (``create``) or PATCH accepts: unknown fields are refused; the read-only ones
     a client may send back are ignored (and ``status`` is read only on create)."""
     from incidents.delivery import spec
+    from incidents.delivery.filters import MAX_DEPTH, MAX_TERMS
 
     reserved = [any_case(h) + "$" for h in spec.RESERVED_HEADERS] + [
         any_case(p) for p in spec.RESERVED_PREFIXES
@@ -346,14 +347,17 @@ def _subscription_input(create: bool) -> dict[str, Any]:
         "protocol": {"enum": ["HTTP", None]},
         "types": {
             "type": ["array", "null"],
+            "maxItems": spec.MAX_TYPES,
             "items": {"type": "string", "pattern": _exactly(spec._TYPE.pattern)},
             "description": "event types, or prefixes ending in *; none: every type",
         },
-        "source": {"type": ["string", "null"], "minLength": 1},
+        "source": {"type": ["string", "null"], "minLength": 1, "maxLength": spec.MAX_SOURCE},
         "filters": {
             "type": ["array", "null"],
             "items": component_ref(FILTER),
-            "description": "CloudEvents Subscriptions API filters; all must match",
+            "description": "CloudEvents Subscriptions API filters; all must match. all, any"
+            f" and not nest at most {MAX_DEPTH} deep; at most {MAX_TERMS} expressions and"
+            " attribute tests in all",
         },
         "protocolsettings": {
             "type": ["object", "null"],
@@ -361,12 +365,17 @@ def _subscription_input(create: bool) -> dict[str, Any]:
             "properties": {
                 "headers": {
                     "type": ["object", "null"],
-                    "description": "extra headers sent with each delivery",
+                    "description": "extra headers sent with each delivery (printable ASCII"
+                    f" values, at most {spec.MAX_HEADER_BYTES} bytes of names and values)",
+                    "maxProperties": spec.MAX_HEADERS,
                     "propertyNames": {
                         "pattern": _exactly(spec._TOKEN.pattern),
                         "not": {"pattern": f"^(?:{'|'.join(reserved)})"},
                     },
-                    "additionalProperties": {"type": "string"},
+                    "additionalProperties": {
+                        "type": "string",
+                        "pattern": _exactly(spec._FIELD_VALUE.pattern),
+                    },
                 }
             },
         },
@@ -390,14 +399,18 @@ def _subscription_input(create: bool) -> dict[str, Any]:
 
 def _filter_schema() -> dict[str, Any]:
     """One filter expression: an object with exactly one dialect key."""
-    from incidents.delivery.filters import DIALECTS
+    from incidents.delivery.filters import DIALECTS, MAX_VALUE
 
     def compare(non_empty: bool) -> dict[str, Any]:
         return {
             "type": "object",
             "minProperties": 1,
             "propertyNames": {"pattern": "^[a-z0-9]{1,20}$"},
-            "additionalProperties": {"type": "string", "minLength": 1 if non_empty else 0},
+            "additionalProperties": {
+                "type": "string",
+                "minLength": 1 if non_empty else 0,
+                "maxLength": MAX_VALUE,
+            },
         }
 
     nested = {"type": "array", "minItems": 1, "items": component_ref(FILTER)}
