@@ -73,7 +73,23 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("object extension value", {"myext": {"a": 1}}, "/myext"),
     ("array extension value", {"myext": [1, 2]}, "/myext"),
     ("non-integer extension value", {"myext": 1.5}, "/myext"),
-    ("null extension value", {"myext": None}, "/myext"),
+    ("integer extension written 10.0", {"myext": 10.0}, "/myext"),
+    (
+        "datacontenttype ending in CRLF",
+        {"datacontenttype": "application/json\r\n"},
+        "/datacontenttype",
+    ),
+    ("datacontenttype ending in LF", {"datacontenttype": "application/json\n"}, "/datacontenttype"),
+    (
+        "CRLF in a quoted parameter",
+        {"datacontenttype": 'text/plain; a="x\r\ny"'},
+        "/datacontenttype",
+    ),
+    ("newline in subject", {"subject": "a\nb"}, "/subject"),
+    ("bell in id", {"id": "a\x07b"}, "/id"),
+    ("C1 control in actor", {"imactor": "x\x85y"}, "/imactor"),
+    ("DEL in an extension", {"myext": "a\x7fb"}, "/myext"),
+    ("noncharacter in subject", {"subject": "a\ufffe"}, "/subject"),
     ("extension over 32 bits", {"myext": 2**40}, "/myext"),
     ("unknown data class", {"imdataclass": "secret"}, "/imdataclass"),
     ("unknown visibility", {"imvisibility": "everyone"}, "/imvisibility"),
@@ -321,6 +337,23 @@ def test_unknown_route_and_method_are_problems(client: httpx.Client) -> None:
     """404 and 405 from routing are problem+json too."""
     assert_problem(client.get("/v1/nothing-here"), 404, "not-found")
     assert_problem(client.delete("/v1/events"), 405, "method-not-allowed")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/v1/subscriptions", {"GET", "HEAD", "POST"}),
+        ("PUT", "/v1/subscriptions/some-id", {"GET", "HEAD", "PATCH", "DELETE"}),
+        ("POST", "/v1/principals/some-id", {"GET", "HEAD", "DELETE"}),
+    ],
+)
+def test_405_allow_lists_every_method_of_the_path(
+    client: httpx.Client, method: str, path: str, allowed: set[str]
+) -> None:
+    """A 405 names in Allow every method the path serves, across all its routes."""
+    r = client.request(method, path)
+    assert_problem(r, 405, "method-not-allowed")
+    assert {m.strip() for m in r.headers["allow"].split(",")} == allowed
 
 
 def test_missing_event_is_404(client: httpx.Client) -> None:

@@ -13,7 +13,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 from incidents import health, metrics, openapi
 from incidents.adapters import routes as adapter_routes
@@ -33,6 +34,7 @@ from incidents.ingest.pipeline import Ingestor
 from incidents.ingest.schemas import SchemaRegistry
 from incidents.lifecycle import routes as incident_routes
 from incidents.lifecycle.planner import LifecyclePlanner
+from incidents.limits import RequestLimits
 from incidents.policy import reads as policy_reads
 from incidents.policy import routes as principal_routes
 from incidents.policy.admission import PolicyAdmission
@@ -61,11 +63,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         mapped = NotFound(f"no route for {request.method} {request.url.path}")
     elif exc.status_code == 405:
-        mapped = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+        allowed = allowed_methods(request.app.routes, request.scope)
+        mapped = MethodNotAllowed(
+            f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}",
+            headers={"Allow": ", ".join(allowed)},
+        )
+        return problem_response(mapped.to_problem(request.url.path), 405, mapped.headers)
     else:
         body = {"type": "about:blank", "title": str(exc.detail), "status": exc.status_code}
         return problem_response(body, exc.status_code, exc.headers)
     return problem_response(mapped.to_problem(request.url.path), mapped.status, exc.headers)
+
+
+def allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str]:
+    """Every method some route serves on this path (Starlette's own 405 names only the
+    methods of the first route whose path matches)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -147,7 +164,14 @@ def create_app(
     counters = metrics.Metrics()
     app = Starlette(
         routes=all_routes,
-        middleware=[Middleware(metrics.MetricsMiddleware, metrics=counters, routes=all_routes)],
+        middleware=[
+            Middleware(metrics.MetricsMiddleware, metrics=counters, routes=all_routes),
+            Middleware(
+                RequestLimits,
+                max_header_bytes=settings.max_header_bytes,
+                body_timeout=settings.body_timeout,
+            ),
+        ],
         lifespan=lifespan,
         exception_handlers={
             IncidentsError: _incidents_error,

@@ -4,6 +4,7 @@ problem details (``application/problem+json``) by a single handler in ``app.py``
     IncidentsError                      500 internal
     ├── BadRequest                      400 bad-request
     │   ├── MalformedJSON               400 malformed-json
+    │   │   └── JSONTooDeep             400 json-too-deep        (names max_depth)
     │   ├── InvalidCloudEvent           400 invalid-cloudevent   (errors: pointer per problem)
     │   ├── InvalidHeader               400 invalid-header
     │   └── InvalidRequest              400 invalid-request      (bad query or body fields)
@@ -11,18 +12,23 @@ problem details (``application/problem+json``) by a single handler in ``app.py``
     ├── Forbidden                       403 forbidden
     │   └── PolicyDenied                403 policy-denied        (names the rule)
     ├── NotFound                        404 not-found
-    ├── MethodNotAllowed                405 method-not-allowed
+    ├── MethodNotAllowed                405 method-not-allowed   (Allow: every method of the path)
+    ├── BodyTimeout                     408 body-timeout         (the body did not arrive in time)
     ├── Conflict                        409 conflict
     │   └── IllegalTransition           409 illegal-transition   (lists the allowed moves)
-    ├── PayloadTooLarge                 413 payload-too-large
+    ├── PayloadTooLarge                 413 payload-too-large    (names the limit)
+    │   └── TooManyEvents               413 too-many-events      (a batch over max_batch_events)
     ├── UnsupportedMediaType            415 unsupported-media-type
     ├── UnprocessableEvent              422 schema-validation    (errors: pointer per problem)
     │   └── UnknownEventType            422 unknown-event-type
     ├── RateLimited                     429 rate-limited         (Retry-After)
+    ├── HeadersTooLarge                 431 headers-too-large    (names the limit)
     └── ServiceUnavailable              503 service-unavailable  (Retry-After)
         └── StoreUnavailable            503 store-unavailable    (Redis cannot be reached)
 
 Lower-layer errors (Redis, JSON decoding) are converted to these at one boundary each.
+A problem lists at most ``MAX_LISTED_ERRORS`` field errors and counts the rest in
+``errors_not_listed``, so a bad batch gets a short answer however much was wrong with it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 PROBLEM_BASE = "urn:incidents:problem:"
+MAX_LISTED_ERRORS = 100
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,9 @@ class IncidentsError(Exception):
         if instance is not None:
             body["instance"] = instance
         if self.errors:
-            body["errors"] = [e.to_dict() for e in self.errors]
+            body["errors"] = [e.to_dict() for e in self.errors[:MAX_LISTED_ERRORS]]
+            if len(self.errors) > MAX_LISTED_ERRORS:
+                body["errors_not_listed"] = len(self.errors) - MAX_LISTED_ERRORS
         body.update(self.extra)
         return body
 
@@ -97,6 +106,11 @@ class BadRequest(IncidentsError):
 class MalformedJSON(BadRequest):
     slug = "malformed-json"
     title = "Malformed JSON"
+
+
+class JSONTooDeep(MalformedJSON):
+    slug = "json-too-deep"
+    title = "JSON nested too deep"
 
 
 class InvalidCloudEvent(BadRequest):
@@ -147,6 +161,17 @@ class MethodNotAllowed(IncidentsError):
     title = "Method not allowed"
 
 
+class BodyTimeout(IncidentsError):
+    status = 408
+    slug = "body-timeout"
+    title = "Request body timed out"
+
+    def __init__(self, detail: str, **kwargs: Any) -> None:
+        # The rest of the body may still arrive: the connection cannot carry another request.
+        kwargs.setdefault("headers", {"Connection": "close"})
+        super().__init__(detail, **kwargs)
+
+
 class Conflict(IncidentsError):
     status = 409
     slug = "conflict"
@@ -162,6 +187,11 @@ class PayloadTooLarge(IncidentsError):
     status = 413
     slug = "payload-too-large"
     title = "Payload too large"
+
+
+class TooManyEvents(PayloadTooLarge):
+    slug = "too-many-events"
+    title = "Too many events in one request"
 
 
 class UnsupportedMediaType(IncidentsError):
@@ -188,6 +218,16 @@ class RateLimited(IncidentsError):
 
     def __init__(self, detail: str, *, retry_after: int = 1, **kwargs: Any) -> None:
         kwargs.setdefault("headers", {"Retry-After": str(retry_after)})
+        super().__init__(detail, **kwargs)
+
+
+class HeadersTooLarge(IncidentsError):
+    status = 431
+    slug = "headers-too-large"
+    title = "Request header fields too large"
+
+    def __init__(self, detail: str, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Connection": "close"})
         super().__init__(detail, **kwargs)
 
 

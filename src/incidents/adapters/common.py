@@ -89,7 +89,7 @@ async def submit(
 ) -> list[dict[str, Any]]:
     """Check, admit, plan and store ``events`` as one batch; one result per event, saying
     what became of its alert (opened, deduplicated, ignored...)."""
-    checked = svc.ingestor.check([e.to_dict() for e in events], batch=True)
+    checked = await svc.ingestor.check_off_loop([e.to_dict() for e in events], batch=True)
     accepted = await svc.ingestor.accept(checked, principal)
     stored = {s.sequence: s for s in await svc.store.get_many([a.sequence for a in accepted])}
     results = []

@@ -10,20 +10,24 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.adapters import alertmanager, grafana, pagerduty
 from incidents.adapters.common import adapter_schema, check_input, submit
-from incidents.errors import IncidentsError, MalformedJSON
+from incidents.errors import MAX_LISTED_ERRORS, IncidentsError
 from incidents.http import json_response
-from incidents.ingest.body import parse_json, read_body
+from incidents.ingest.body import LARGE_BODY, parse_json, read_body, read_json
+from incidents.ingest.modes import check_count
 from incidents.ingest.routes import ACCEPTED_EVENT
 from incidents.ingest.schemas import errors_of
+from incidents.offload import off_loop
 from incidents.openapi import BEARER, adapter_schema_ref, errors, json_body
 from incidents.services import services
+
+# An alert's schema check takes about 0.1 ms: more than this many go to a worker thread.
+INLINE_ALERTS = 16
 
 
 def _answer(results: list[dict[str, Any]]) -> Response:
@@ -31,13 +35,28 @@ def _answer(results: list[dict[str, Any]]) -> Response:
     return json_response({"accepted": results}, status=status)
 
 
+def _count_alerts(payload: Any, limit: int, what: str) -> int:
+    """How many alerts a notification carries (each becomes an event); more than the batch
+    limit is refused before any of them is looked at."""
+    alerts = payload.get("alerts") if isinstance(payload, Mapping) else None
+    count = len(alerts) if isinstance(alerts, list) else 0
+    check_count(count, limit, what)
+    return count
+
+
 async def post_alertmanager(request: Request) -> Response:
     svc = services(request)
     principal = await svc.auth.authenticate(request)
     principal.require("producer")
-    body = await read_body(request, svc.settings.max_body_bytes)
-    payload = parse_json(body, "the Alertmanager payload")
-    check_input(adapter_schema(svc, "alertmanager"), payload, "Alertmanager webhook")
+    payload = await read_json(request, svc.settings, "the Alertmanager payload")
+    count = _count_alerts(payload, svc.settings.max_batch_events, "an Alertmanager notification")
+    await off_loop(
+        count > INLINE_ALERTS,
+        check_input,
+        adapter_schema(svc, "alertmanager"),
+        payload,
+        "Alertmanager webhook",
+    )
     events = alertmanager.to_events(payload, svc.alert_rules)
     return _answer(await submit(svc, principal, events))
 
@@ -46,29 +65,36 @@ async def post_grafana(request: Request) -> Response:
     svc = services(request)
     principal = await svc.auth.authenticate(request)
     principal.require("producer")
-    body = await read_body(request, svc.settings.max_body_bytes)
+    settings = svc.settings
+    body = await read_body(request, settings.max_body_bytes)
     rules = svc.alert_rules
     signing = rules.grafana_signing.get(principal.name) or rules.grafana_signing.get(principal.id)
     if signing is not None:
         grafana.verify_signature(signing, request.headers, body, datetime.now(UTC))
-    payload = parse_json(body, "the Grafana payload")
-    check_input(adapter_schema(svc, "grafana"), payload, "Grafana webhook")
+    payload = await off_loop(
+        len(body) > LARGE_BODY, parse_json, body, "the Grafana payload", settings.max_json_depth
+    )
+    count = _count_alerts(payload, settings.max_batch_events, "a Grafana notification")
+    await off_loop(
+        count > INLINE_ALERTS,
+        check_input,
+        adapter_schema(svc, "grafana"),
+        payload,
+        "Grafana webhook",
+    )
     return _answer(await submit(svc, principal, grafana.to_events(payload, rules)))
 
 
 def _pagerduty_error(status: int, message: str, details: list[str], **headers: str) -> Response:
-    body = {"status": "invalid event", "message": message, "errors": details}
+    body = {"status": "invalid event", "message": message, "errors": details[:MAX_LISTED_ERRORS]}
     return json_response(body, status=status, headers=headers)
 
 
 async def post_enqueue(request: Request) -> Response:
     svc = services(request)
     try:
-        raw = await read_body(request, min(pagerduty.MAX_BYTES, svc.settings.max_body_bytes))
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedJSON(f"the body is not valid JSON: {exc}") from None
+        limit = min(pagerduty.MAX_BYTES, svc.settings.max_body_bytes)
+        body = await read_json(request, svc.settings, limit=limit)
         problems = errors_of(adapter_schema(svc, "pagerduty"), body)
         if problems:
             return _pagerduty_error(

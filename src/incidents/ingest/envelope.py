@@ -10,11 +10,35 @@ from datetime import datetime
 from typing import Any
 
 from incidents.errors import FieldError, InvalidCloudEvent, pointer
-from incidents.ingest.schemas import SchemaRegistry
+from incidents.ingest.schemas import SchemaRegistry, json_kind
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.types import Extension
 
 _INT32 = (-(2**31), 2**31 - 1)
+# CloudEvents core, Type System, String: no control characters (U+0000-U+001F, U+007F-U+009F),
+# no Unicode noncharacters, no unpaired surrogates.
+_NOT_IN_STRINGS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(17))
+    + "]"
+)
+
+
+def without_nulls(raw: dict[str, Any]) -> dict[str, Any]:
+    """JSON format 2.2: a ``null`` attribute is the same as an unset one."""
+    if None not in raw.values():
+        return raw
+    return {name: value for name, value in raw.items() if value is not None}
+
+
+def _string_problem(value: str) -> str | None:
+    bad = _NOT_IN_STRINGS.search(value)
+    if bad is None:
+        return None
+    return (
+        f"contains U+{ord(bad.group()):04X}; attribute strings may not hold control "
+        "characters (U+0000-U+001F, U+007F-U+009F), noncharacters or lone surrogates"
+    )
 
 
 def _python_checks(raw: Mapping[str, Any], prefix: str) -> list[FieldError]:
@@ -23,14 +47,18 @@ def _python_checks(raw: Mapping[str, Any], prefix: str) -> list[FieldError]:
     for name, value in raw.items():
         if name in ("data", "data_base64"):
             continue
-        if isinstance(value, float) and not value.is_integer():
+        if isinstance(value, float):
+            # JSON format 2.2: an Integer is written as its integer component only, so 10.0
+            # and 1e3 are not integers (JSON Schema's "integer" would let them through).
             errors.append(
                 FieldError(
                     prefix + pointer(name),
-                    f"{value!r} is not an integer; attribute values are strings, "
-                    "integers or booleans",
+                    f"{value!r} is not an integer (integers are written without a fraction "
+                    "or exponent); attribute values are strings, integers or booleans",
                 )
             )
+        elif isinstance(value, str) and (problem := _string_problem(value)) is not None:
+            errors.append(FieldError(prefix + pointer(name), problem))
         if name in Extension.GATEWAY_OWNED:
             errors.append(
                 FieldError(
@@ -91,6 +119,12 @@ def clearly_valid(raw: dict[str, Any]) -> bool:
         value = raw.get(name)
         if type(value) is not str or not value:
             return False
+    if any(
+        type(v) is str and _NOT_IN_STRINGS.search(v) is not None
+        for k, v in raw.items()
+        if k != "data"
+    ):
+        return False
     if raw.get("specversion") != "1.0" or not _SIMPLE_SOURCE.fullmatch(raw["source"]):
         return False
     for name, value in raw.items():
@@ -140,10 +174,15 @@ _NEEDS_FULL_CHECK = frozenset(
 def validate_raw(registry: SchemaRegistry, raw: Any, prefix: str = "") -> list[FieldError]:
     """Every envelope problem of one event in JSON form, each with a JSON pointer."""
     if not isinstance(raw, dict):
-        kind = "array" if isinstance(raw, list) else type(raw).__name__
-        return [FieldError(prefix or "", f"a CloudEvent is a JSON object, not {kind}")]
+        return [FieldError(prefix or "", f"a CloudEvent is a JSON object, not {json_kind(raw)}")]
+    raw = without_nulls(raw)
     if clearly_valid(raw):
         return []
+    return full_check(registry, raw, prefix)
+
+
+def full_check(registry: SchemaRegistry, raw: dict[str, Any], prefix: str = "") -> list[FieldError]:
+    """The JSON Schema and the rules it cannot state, without the fast path."""
     errors = registry.envelope_errors(raw, prefix)
     errors.extend(_python_checks(raw, prefix))
     seen: set[tuple[str, str]] = set()
@@ -157,13 +196,7 @@ def validate_raw(registry: SchemaRegistry, raw: Any, prefix: str = "") -> list[F
 
 def normalize(raw: Mapping[str, Any]) -> CloudEvent:
     """Build the value type from a raw event that passed ``validate_raw``."""
-    attrs: dict[str, Any] = {}
-    for name, value in raw.items():
-        if name in ("data", "data_base64"):
-            continue
-        if isinstance(value, float):
-            value = int(value)
-        attrs[name] = value
+    attrs = {k: v for k, v in raw.items() if v is not None and k not in ("data", "data_base64")}
     std = attrs.pop(Extension.DATA_CLASSIFICATION, None)
     if std is not None:
         attrs.setdefault(Extension.DATA_CLASS, std)

@@ -29,6 +29,7 @@ from incidents.ingest.modes import is_json, media_type
 from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.types import EventType, Extension
+from incidents.offload import off_loop
 from incidents.store.events import (
     Accepted,
     Draft,
@@ -39,6 +40,9 @@ from incidents.store.events import (
 )
 
 MAX_PLAN_ATTEMPTS = 20
+# Checking more events than this at once takes long enough (a full schema check of a bad
+# event is about 0.1 ms) to be done off the event loop.
+INLINE_CHECK_EVENTS = 16
 
 
 class Admission(Protocol):
@@ -184,6 +188,11 @@ class Ingestor:
                 errors=data_errors,
             )
         return events
+
+    async def check_off_loop(self, raws: Sequence[Any], batch: bool) -> list[CloudEvent]:
+        """``check``, in a worker thread when there are many events, so a long batch does
+        not hold up every other request."""
+        return await off_loop(len(raws) > INLINE_CHECK_EVENTS, self.check, raws, batch)
 
     async def accept(self, events: Sequence[CloudEvent], principal: Principal) -> list[Accepted]:
         """Admit, plan and store events all together; returns one result per event."""

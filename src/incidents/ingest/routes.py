@@ -10,8 +10,9 @@ from starlette.routing import Route
 
 from incidents.errors import IncidentsError, InvalidRequest, NotFound
 from incidents.http import json_response
-from incidents.ingest.body import read_body
+from incidents.ingest.body import LARGE_BODY, read_body
 from incidents.ingest.modes import BATCH, STRUCTURED, parse_request
+from incidents.offload import off_loop
 from incidents.openapi import BEARER, errors, json_body
 from incidents.policy import reads as policy_reads
 from incidents.services import services
@@ -23,9 +24,18 @@ async def post_events(request: Request) -> Response:
     try:
         principal = await svc.auth.authenticate(request)
         principal.require("producer")
-        body = await read_body(request, svc.settings.max_body_bytes)
-        parsed = parse_request(request.headers.get("content-type"), request.headers.raw, body)
-        events = svc.ingestor.check(parsed.events, batch=parsed.mode == "batch")
+        settings = svc.settings
+        body = await read_body(request, settings.max_body_bytes)
+        parsed = await off_loop(
+            len(body) > LARGE_BODY,
+            parse_request,
+            request.headers.get("content-type"),
+            request.headers.raw,
+            body,
+            max_depth=settings.max_json_depth,
+            max_batch=settings.max_batch_events,
+        )
+        events = await svc.ingestor.check_off_loop(parsed.events, batch=parsed.mode == "batch")
         accepted = await svc.ingestor.accept(events, principal)
     except IncidentsError as exc:
         counts["rejected:" + exc.slug] += 1

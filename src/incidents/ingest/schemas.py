@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+import orjson
+from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 
@@ -31,6 +34,36 @@ class MarkedField:
     data_class: str
 
 
+_STANDARD_FORMATS = Draft202012Validator.FORMAT_CHECKER
+_LEAP_SECOND = re.compile(r"(.{10}[Tt][0-9]{2}:[0-9]{2}:)60(.*)", re.DOTALL)
+
+
+def is_date_time(value: object) -> bool:
+    """RFC 3339 ``date-time``, leap seconds included (5.6: time-second may be 60): a second
+    of 60 is valid where the time is 23:59 in UTC (5.7), e.g. 1990-12-31T15:59:60-08:00."""
+    if not isinstance(value, str):
+        return True  # formats judge strings only
+    leap = _LEAP_SECOND.fullmatch(value)
+    if leap is None:
+        return bool(_STANDARD_FORMATS.conforms(value, "date-time"))
+    one_second_earlier = f"{leap.group(1)}59{leap.group(2)}"
+    if not _STANDARD_FORMATS.conforms(one_second_earlier, "date-time"):
+        return False
+    when = datetime.fromisoformat(one_second_earlier.upper().replace("Z", "+00:00"))
+    utc = when.astimezone(UTC)
+    return (utc.hour, utc.minute) == (23, 59)
+
+
+def _format_checker() -> FormatChecker:
+    """The standard format checks, with ``date-time`` taking leap seconds."""
+    checker = FormatChecker(formats=())
+    checker.checkers = {**_STANDARD_FORMATS.checkers, "date-time": (is_date_time, ())}
+    return checker
+
+
+FORMATS = _format_checker()
+
+
 def _compile(path: Path) -> tuple[Validator, dict[str, Any]]:
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
@@ -51,7 +84,7 @@ def _compile(path: Path) -> tuple[Validator, dict[str, Any]]:
         raise SchemaLoadError(
             f"schema file {path} is not a valid JSON Schema at {where}: {exc.message}"
         ) from exc
-    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = Draft202012Validator(schema, format_checker=FORMATS)
     return validator, schema
 
 
@@ -64,6 +97,25 @@ def _marked_fields(schema: Mapping[str, Any], path: tuple[str, ...] = ()) -> Ite
         for name, sub in props.items():
             if isinstance(sub, Mapping):
                 yield from _marked_fields(sub, (*path, name))
+
+
+_JSON_KINDS = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number"}
+
+
+def json_kind(value: Any) -> str:
+    """The JSON name of a parsed value's type (``null``, ``object``...), for messages."""
+    if value is None:
+        return "null"
+    return _JSON_KINDS.get(type(value), "number")
+
+
+def as_json(value: Any, limit: int = 60) -> str:
+    """A value as it was written in JSON (``null``, ``true``), cut short for a message."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _message(error: ValidationError) -> tuple[str, str]:
@@ -80,7 +132,16 @@ def _message(error: ValidationError) -> tuple[str, str]:
     if error.validator == "format":
         return pointer(*where), f"{error.instance!r} is not a valid {error.validator_value}"
     if error.validator == "const":
-        return pointer(*where), f"{error.instance!r} must be {error.validator_value!r}"
+        return pointer(
+            *where
+        ), f"{as_json(error.instance)} must be {as_json(error.validator_value)}"
+    if error.validator == "type":
+        wanted = error.validator_value
+        names = " or ".join(wanted) if isinstance(wanted, list) else str(wanted)
+        return pointer(*where), f"{as_json(error.instance)} is not of type {names}"
+    if error.validator == "enum" and isinstance(error.validator_value, list):
+        allowed = ", ".join(as_json(v) for v in error.validator_value)
+        return pointer(*where), f"{as_json(error.instance)} is not one of {allowed}"
     if error.validator == "minLength" and error.validator_value == 1:
         return pointer(*where), "must not be empty"
     if error.validator == "not" and isinstance(error.instance, dict):

@@ -1,0 +1,67 @@
+"""Bounds on what one client can make the gateway hold, enforced in the app itself so they
+hold under any ASGI server: the size of the request headers (431) and the time the request
+body may take to arrive (408). Both answers are problem+json and close the connection."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from incidents.errors import BodyTimeout, HeadersTooLarge
+from incidents.http import problem_response
+
+
+def header_bytes(scope: Scope) -> int:
+    """The request's header section as sent: ``name: value`` and CRLF per field."""
+    return sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
+class RequestLimits:
+    def __init__(self, app: ASGIApp, max_header_bytes: int, body_timeout: float) -> None:
+        self.app = app
+        self.max_header_bytes = max_header_bytes
+        self.body_timeout = body_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        size = header_bytes(scope)
+        if size > self.max_header_bytes:
+            error = HeadersTooLarge(
+                f"the request headers take {size} bytes; this gateway accepts at most "
+                f"{self.max_header_bytes}",
+                extra={"limit": self.max_header_bytes},
+            )
+            response = problem_response(
+                error.to_problem(scope["path"]), error.status, error.headers
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, self._bounded(receive), send)
+
+    def _bounded(self, receive: Receive) -> Receive:
+        """``receive`` with a deadline for the whole body, counted from the request's start;
+        once the body is complete, messages (a disconnect) pass through unbounded."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout
+        body_done = False
+
+        async def bounded_receive() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout(
+                    f"the request body did not arrive within {self.body_timeout:g} s",
+                    extra={"limit_seconds": self.body_timeout},
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        return bounded_receive
