@@ -54,6 +54,7 @@ class Receiver:
     handshakes: list[dict[str, str]] = field(default_factory=list)
     handshake_reply: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    delays: dict[str, float] = field(default_factory=dict)  # path -> seconds before answering
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def at(self, path: str) -> list[Received]:
@@ -84,8 +85,8 @@ class Receiver:
             self.received.append(Received(path, headers, body, verified, time.time()))
             script = self.scripts.get(event_id) or self.scripts.get(path)
             status, reply_headers = script.pop(0) if script else (200, {})
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        if pause := self.delays.get(path, self.delay):
+            await asyncio.sleep(pause)
         return Response(b"ok" if status < 300 else b"nope", status, reply_headers)
 
 

@@ -90,7 +90,7 @@ class Settings:
     max_header_bytes: int = 16 * 1024
     body_timeout: float = 30.0
     max_retry_after: float = 3600.0
-    sink_concurrency: int = 16
+    sink_concurrency: int = 32
     disable_after: float = 5 * 24 * 3600.0
     secret_grace: float = 24 * 3600.0
     data_dir: Path = Path(".incidents")

@@ -11,12 +11,15 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from incidents.auth import Principal
 from incidents.delivery import keys
@@ -29,13 +32,15 @@ from incidents.delivery.ledger import (
     Delivery,
     LaneResult,
     Ledger,
+    lane_subscription,
 )
 from incidents.delivery.owners import RULE_OWNER_REVOKED, load_owner
 from incidents.delivery.routing import route_outbox
-from incidents.delivery.sender import GONE, Outcome, iso, send
+from incidents.delivery.sender import FAILED, GONE, Outcome, iso, send
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import StoredEvent
+from incidents.policy.access import RULE_CLEARANCE
 from incidents.policy.outbound import Verdict, judge
 from incidents.settings import Settings
 from incidents.store.events import EventStore
@@ -44,19 +49,28 @@ from incidents.store.keys import OUTBOX
 log = logging.getLogger("incidents.delivery")
 RENEW_EVERY = 2.0
 POLL_SECONDS = 0.01  # how often a running job looks for new outbox entries and due lanes
+LANE_SECONDS = 2.0  # a lane hands its slot back after working this long (or at a failure)
+MIN_RETRY_AFTER = 1.0  # a Retry-After of 0 still waits this long, so retries cannot spin
+# Withheld because the owner may not even know the event exists (another tenant's, or
+# restricted): such a delivery is dropped without a trace in the owner's delivery log. Only a
+# clearance refusal (or a revoked owner) is logged, as the delivery log's "why".
+LOGGED_WITHHOLDING = (RULE_CLEARANCE, RULE_OWNER_REVOKED)
 
 
 def retry_delay(
-    schedule: tuple[float, ...], attempt: int, asked: float | None, rng: random.Random
+    schedule: tuple[float, ...],
+    attempt: int,
+    asked: float | None,
+    rng: random.Random,
+    longest: float,
 ) -> float | None:
     """Seconds until the next try after failed attempt number ``attempt``; None: give up.
-    A sink's Retry-After is honoured up to twice the scheduled delay."""
+    A sink's Retry-After is waited out in full, up to ``longest`` (INCIDENTS_MAX_RETRY_AFTER)."""
     if attempt > len(schedule):
         return None
-    planned = schedule[attempt - 1]
     if asked is not None:
-        return min(asked, planned * 2)
-    return planned * rng.uniform(0.8, 1.2)
+        return min(max(asked, MIN_RETRY_AFTER), longest)
+    return schedule[attempt - 1] * rng.uniform(0.8, 1.2)
 
 
 class Dispatcher:
@@ -68,6 +82,7 @@ class Dispatcher:
         cache: SubscriptionCache,
         client: aiohttp.ClientSession,
         routes: SubscriptionCache,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -81,37 +96,52 @@ class Dispatcher:
         self.store = EventStore(redis)
         self._owners: dict[str, Principal | None] = {}
         self._events: dict[int, StoredEvent] = {}
+        self._paused: dict[str, float] = {}  # subscription id -> unix time its sink is back
+        self.stopping = stopping
         self.sent = 0
 
     async def run(self, seconds: float, concurrency: int = 128, per_lane: int = 20) -> int:
-        """Work due lanes for up to ``seconds`` (then finish those in flight)."""
+        """Work due lanes until none is left, the worker stops, or ``seconds`` pass (then
+        finish those in flight). A subscription holds at most ``sink_concurrency`` lanes."""
         stop_claiming = time.monotonic() + seconds
         active: dict[asyncio.Task[None], Claimed] = {}
+        held: Counter[str] = Counter()
         renewed = time.monotonic()
         while True:
             if await self.redis.xlen(OUTBOX):
                 # Route here too, so new events do not wait for this job to end before a
                 # routing job can run in this worker.
                 await route_outbox(self.redis, self.routes, seconds=0.5)
-            if time.monotonic() < stop_claiming and len(active) < concurrency:
+            claiming = time.monotonic() < stop_claiming and not self.stopping()
+            if claiming and len(active) < concurrency:
                 await self.cache.sync(self.subs)
                 self._owners.clear()
                 if len(self._events) > 10_000:
                     self._events.clear()
-                for claimed in await self.ledger.claim(
-                    time.time(), concurrency - len(active), per_lane
-                ):
-                    active[asyncio.create_task(self._lane(claimed))] = claimed
+                claimed = await self.ledger.claim(
+                    time.time(),
+                    concurrency - len(active),
+                    per_lane,
+                    held,
+                    self.settings.sink_concurrency,
+                )
+                await self._load_pauses(lane_subscription(c.lane) for c in claimed)
+                for lane in claimed:
+                    held[lane_subscription(lane.lane)] += 1
+                    active[asyncio.create_task(self._lane(lane))] = lane
             if not active:
                 return self.sent
             done, _ = await asyncio.wait(
                 active, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
             )
             for task in done:
-                claimed = active.pop(task)
+                lane = active.pop(task)
+                held[lane_subscription(lane.lane)] -= 1
                 if task.exception() is not None:
-                    # The lease runs out and the lane is tried again: nothing is lost.
-                    log.error("working %s failed", claimed.lane, exc_info=task.exception())
+                    # Only Redis trouble gets here (every other failure is an attempt with an
+                    # outcome): the lease runs out and the lane is tried again, nothing lost.
+                    log.error("working %s failed", lane.lane, exc_info=task.exception())
+            held += Counter()  # drop the subscriptions that hold nothing any more
             if time.monotonic() - renewed > RENEW_EVERY:
                 await self.ledger.renew(active.values(), time.time())
                 renewed = time.monotonic()
@@ -122,7 +152,11 @@ class Dispatcher:
         await self._load_events([s for _, s in claimed.heads])
         subs = await self.cache.subscriptions(self.subs, {r.sub for r in records.values()})
         result = LaneResult(claimed.lane, claimed.token, due=time.time())
+        started = time.monotonic()
         for delivery_id, seq in claimed.heads:
+            if time.monotonic() - started > LANE_SECONDS:
+                result.due = time.time()  # give the slot to other lanes; this one is due again
+                break
             record = records.get(delivery_id)
             sub = subs.get(record.sub) if record is not None else None
             if record is None or sub is None:  # the subscription was deleted
@@ -133,6 +167,9 @@ class Dispatcher:
             if not sub.active:
                 self._dead(result, record, f"subscription disabled: {sub.reason}", now)
                 continue
+            if (back := self._paused.get(sub.id, 0.0)) > now:
+                result.due = back  # the sink asked us to wait (Retry-After)
+                break
             if sub.rate is not None and (wait := await self._rate_wait(sub, now)):
                 result.due = now + wait
                 break
@@ -140,20 +177,30 @@ class Dispatcher:
             if stored is None:
                 self._dead(result, record, "the event is no longer stored", now)
                 continue
-            verdict = await self._judge(stored, sub)
-            if not verdict.deliver or verdict.event is None:
-                self._withheld(result, record, stored, verdict, now)
-                continue
-            outcome = await send(
-                self.client,
-                sub.spec.sink,
-                record.id,
-                verdict.event,
-                sub.spec.mode,
-                sub.signing_secrets(now),
-                sub.spec.headers,
-                self.settings.delivery_timeout,
-            )
+            verdict: Verdict | None = None
+            try:
+                verdict = await self._judge(stored, sub)
+                if not verdict.deliver or verdict.event is None:
+                    self._withheld(result, record, stored, verdict, now)
+                    continue
+                outcome = await send(
+                    self.client,
+                    sub.spec.sink,
+                    record.id,
+                    verdict.event,
+                    sub.spec.mode,
+                    sub.signing_secrets(now),
+                    sub.spec.headers,
+                    self.settings.delivery_timeout,
+                )
+            except RedisError:
+                raise
+            except Exception as exc:
+                # Whatever went wrong is this delivery's failed attempt: logged, retried and
+                # dead-lettered like any other, so the lane moves on and nothing is lost.
+                log.exception("delivery %s could not be attempted", record.id)
+                error = f"internal error: {type(exc).__name__}: {exc}"
+                outcome = Outcome(FAILED, error=error)
             self.sent += 1
             if not await self._record(result, record, stored, verdict, outcome, sub):
                 break
@@ -169,7 +216,7 @@ class Dispatcher:
         result: LaneResult,
         record: Delivery,
         stored: StoredEvent,
-        verdict: Verdict,
+        verdict: Verdict | None,
         outcome: Outcome,
         sub: Subscription,
     ) -> bool:
@@ -183,7 +230,7 @@ class Dispatcher:
             error=outcome.error or None,
             response=outcome.body or None,
         )
-        if verdict.redacted:
+        if verdict is not None and verdict.redacted:
             entry.update(rule=verdict.rule, redacted=list(verdict.redacted))
         done = replace(record, attempts=attempt, last_code=outcome.status, last_error=outcome.error)
         if outcome.kind == DELIVERED:
@@ -198,7 +245,15 @@ class Dispatcher:
             self._dead(result, done, outcome.error, now, logged=True)
             return True
         await self._failing(sub, now)
-        delay = retry_delay(self.settings.retry_schedule, attempt, outcome.retry_after, self.rng)
+        delay = retry_delay(
+            self.settings.retry_schedule,
+            attempt,
+            outcome.retry_after,
+            self.rng,
+            self.settings.max_retry_after,
+        )
+        if delay is not None and outcome.retry_after is not None:
+            await self._pause(sub.id, now + delay)
         if delay is None:
             entry["outcome"] = DEAD
             result.log.append((sub.id, entry))
@@ -234,10 +289,13 @@ class Dispatcher:
         verdict: Verdict,
         now: float,
     ) -> None:
+        result.finished.append(record.id)
+        if verdict.rule not in LOGGED_WITHHOLDING:
+            result.dropped.append(record.id)  # no trace: the owner may not know it exists
+            return
         entry = self._entry(record, stored, now, WITHHELD, record.attempts)
         entry.update(rule=verdict.rule, error=verdict.reason)
         result.log.append((record.sub, entry))
-        result.finished.append(record.id)
         result.records.append(replace(record, state=WITHHELD, reason=verdict.reason, next_at=None))
 
     def _dead(
@@ -269,6 +327,25 @@ class Dispatcher:
         missing = [s for s in seqs if s not in self._events]
         for stored in await self.store.get_many(missing):
             self._events[stored.sequence] = stored
+
+    async def _load_pauses(self, sub_ids: Iterable[str]) -> None:
+        """Learn which of these subscriptions' sinks asked (Retry-After) to be left alone."""
+        wanted = list(dict.fromkeys(sub_ids))
+        if not wanted:
+            return
+        found = await self.redis.mget([keys.paused(s) for s in wanted])
+        for sub_id, raw in zip(wanted, found, strict=True):
+            if raw is None:
+                self._paused.pop(sub_id, None)
+            else:
+                self._paused[sub_id] = float(raw)
+
+    async def _pause(self, sub_id: str, until: float) -> None:
+        """Hold every lane of a subscription until ``until`` (its sink's Retry-After)."""
+        self._paused[sub_id] = max(until, self._paused.get(sub_id, 0.0))
+        await self.redis.set(
+            keys.paused(sub_id), repr(self._paused[sub_id]), pxat=int(until * 1000) + 1000
+        )
 
     async def _rate_wait(self, sub: Subscription, now: float) -> float:
         """Seconds to wait before the next delivery under the handshake's granted rate."""

@@ -10,12 +10,13 @@ schemas, the subscription cache); run by any other RQ worker, a job builds its o
 from __future__ import annotations
 
 import asyncio
+import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
-from incidents.delivery.dispatch import Dispatcher
+from incidents.delivery.dispatch import LANE_SECONDS, Dispatcher
 from incidents.delivery.routing import route_outbox
 from incidents.delivery.sinks import outbound_client
 from incidents.delivery.subscriptions import SubscriptionCache
@@ -25,7 +26,10 @@ from incidents.store.redis import connect_async
 
 ROUTE_QUEUE = "incidents-route"
 DELIVER_QUEUE = "incidents-deliver"
-DELIVER_SECONDS = 10.0  # a deliver job stops claiming lanes after this long
+# A deliver job claims lanes while any are due, for at most this long (or until its worker is
+# asked to stop), then finishes those in flight: a long job keeps slots busy without a gap
+# between jobs, which would hold every healthy lane back behind the slowest one in flight.
+DELIVER_SECONDS = 60.0
 LANES_IN_FLIGHT = 128
 PER_LANE = 20
 
@@ -36,6 +40,7 @@ class WorkerContext:
     registry: SchemaRegistry
     routes: SubscriptionCache = field(default_factory=SubscriptionCache)
     deliveries: SubscriptionCache = field(default_factory=SubscriptionCache)
+    stopping: threading.Event = field(default_factory=threading.Event)  # the worker is stopping
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerContext:
@@ -58,8 +63,9 @@ def _context(settings: Settings) -> WorkerContext:
 
 
 def deliver_timeout(settings: Settings) -> int:
-    """RQ's job timeout for a deliver job: its claiming window plus a full lane of timeouts."""
-    return int(DELIVER_SECONDS + PER_LANE * settings.delivery_timeout + 60)
+    """RQ's job timeout for a deliver job: its claiming window plus the longest a lane can
+    take once claimed (its working time, then one more delivery), with room to spare."""
+    return int(DELIVER_SECONDS + LANE_SECONDS + settings.delivery_timeout + 60)
 
 
 def route_job(settings: Settings) -> int:
@@ -101,7 +107,13 @@ async def _deliver(context: WorkerContext) -> int:
     )
     try:
         dispatcher = Dispatcher(
-            settings, context.registry, redis, context.deliveries, client, routes=context.routes
+            settings,
+            context.registry,
+            redis,
+            context.deliveries,
+            client,
+            routes=context.routes,
+            stopping=context.stopping.is_set,
         )
         return await dispatcher.run(DELIVER_SECONDS, LANES_IN_FLIGHT, PER_LANE)
     finally:

@@ -52,3 +52,8 @@ def delivery(delivery_id: str) -> str:
 
 def rate_window(sub_id: str, window: int) -> str:
     return f"{PREFIX}rate:{sub_id}:{window}"
+
+
+def paused(sub_id: str) -> str:
+    """Unix time until which a sink asked (Retry-After) that nothing be sent to it."""
+    return f"{PREFIX}sub:{sub_id}:paused"

@@ -32,6 +32,8 @@ _ENQUEUE, _CLAIM, _RENEW, _COMPLETE = (
     _LUA.joinpath(f"{name}.lua").read_text() for name in ("enqueue", "claim", "renew", "complete")
 )
 LEASE_SECONDS = 6.0
+CAPPED_DEFER_SECONDS = 0.25  # how far back a backlog of a subscription at its cap is put
+CLAIM_SCAN_EXTRA = 512  # due lanes looked at per claim beyond those wanted (capped ones skipped)
 LOG_LENGTH = 1000  # attempts kept per subscription
 
 PENDING, RETRYING, DELIVERED, WITHHELD, DEAD = (
@@ -47,6 +49,11 @@ def routed_id(sequence: int, sub_id: str) -> str:
     """The delivery (and webhook) id of an event routed to a subscription: the same every
     time the event is routed, so routing an outbox entry twice queues it once."""
     return f"msg_{sequence}_{sub_id.removeprefix('sub_')}"
+
+
+def lane_subscription(lane: str) -> str:
+    """The subscription id of a lane key (``keys.lane``)."""
+    return lane.removeprefix(keys.LANE_PREFIX).split(":", 1)[0]
 
 
 def lane_for(sub_id: str, incident: str, delivery_id: str) -> str:
@@ -166,10 +173,29 @@ class Ledger:
             )
         return int(created)
 
-    async def claim(self, now: float, lanes: int, per_lane: int) -> list[Claimed]:
+    async def claim(
+        self,
+        now: float,
+        lanes: int,
+        per_lane: int,
+        held: Mapping[str, int] | None = None,
+        cap: int | None = None,
+    ) -> list[Claimed]:
+        """Lease up to ``lanes`` due lanes, none of a subscription that already holds ``cap``
+        lanes (``held``: subscription id -> lanes the caller holds now)."""
         raw = await self._claim(
             keys=[keys.LANES_DUE, keys.LANES_LEASED, keys.LANE_HOLDERS, keys.LANE_TOKENS],
-            args=[repr(now), repr(now + LEASE_SECONDS), lanes, per_lane],
+            args=[
+                repr(now),
+                repr(now + LEASE_SECONDS),
+                lanes,
+                per_lane,
+                lanes if cap is None else cap,
+                orjson.dumps(dict(held or {})),
+                CAPPED_DEFER_SECONDS,
+                lanes + CLAIM_SCAN_EXTRA,
+                keys.LANE_PREFIX,
+            ],
         )
         out, i = [], 0
         while i < len(raw):

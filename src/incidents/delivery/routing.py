@@ -27,7 +27,9 @@ from incidents.model.types import Extension
 from incidents.store.events import EventStore
 from incidents.store.keys import OUTBOX
 
-LOCK_MS = 30_000
+# The router's lease: renewed after every batch, and short, so a router killed mid-batch holds
+# routing up for a few seconds at most (about as long as a dead worker holds its lanes).
+LOCK_MS = 6_000
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from incidents.model.cloudevent import CloudEvent
 STRUCTURED = "application/cloudevents+json; charset=utf-8"
 BODY_KEPT = 1024  # bytes of the response body kept in the attempt log
 DELIVERED, GONE, FAILED, REFUSED = "delivered", "gone", "failed", "refused"
+_DELTA_SECONDS = re.compile(r"[0-9]{1,10}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,16 @@ def encode(event: CloudEvent, mode: str) -> tuple[bytes, dict[str, str]]:
 
 
 def retry_after(raw: str | None, now: float) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date, RFC 9110 10.2.3);
+    None for anything else (a value that is not plain ASCII digits or a date is ignored)."""
     if not raw:
         return None
     raw = raw.strip()
-    if raw.isdigit():
+    if _DELTA_SECONDS.fullmatch(raw):
         return float(raw)
     try:
         when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -89,12 +92,11 @@ async def send(
     extra_headers: Mapping[str, str],
     timeout: float,  # noqa: ASYNC109  # the delivery timeout setting, applied inside,
 ) -> Outcome:
-    body, content_headers = encode(event, mode)
-    now = time.time()
-    headers = {**extra_headers, **content_headers}
-    headers.update(signing.headers(secrets, msg_id, int(now), body))
     started = time.perf_counter()
     try:
+        body, content_headers = encode(event, mode)
+        headers = {**extra_headers, **content_headers}
+        headers.update(signing.headers(secrets, msg_id, int(time.time()), body))
         async with asyncio.timeout(timeout):
             async with client.post(
                 sink, data=body, headers=headers, allow_redirects=False
@@ -107,6 +109,12 @@ async def send(
     except (aiohttp.ClientError, OSError) as exc:
         kind = REFUSED if was_refused(exc) else FAILED
         return Outcome(kind, latency_ms=_ms(started), error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        # A request that cannot be built or sent (a header aiohttp refuses, say) is a failed
+        # attempt like any other, never a lane that dies and is redone forever.
+        return Outcome(
+            FAILED, latency_ms=_ms(started), error=f"cannot send: {type(exc).__name__}: {exc}"
+        )
     text = kept[:BODY_KEPT].decode("utf-8", "replace")
     latency = _ms(started)
     if 200 <= status < 300:

@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TypeVar
 
 import redis
@@ -51,6 +52,12 @@ class DeliveryWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self.context = context
         self.running: Execution | None = None
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        # A running deliver job stops claiming lanes and finishes those in flight, so a warm
+        # shutdown takes at most one delivery timeout.
+        self.context.stopping.set()
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # RQ leaves it unannotated
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         token = current_context.set(self.context)
