@@ -163,6 +163,23 @@ def test_a_subscriber_never_learns_of_another_tenants_events(
     assert rx.at("/tenant-a")[0].event["id"] == own["id"]
 
 
+def test_after_a_granted_handshake_every_delivery_names_the_origin(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """Once the sink granted the OPTIONS handshake, each delivery carries the same
+    WebHook-Request-Origin the handshake asked with (CloudEvents webhook spec 4.1.2); a
+    subscription without a handshake sends none."""
+    rx.handshake_reply = {"WebHook-Allowed-Origin": "*"}
+    subscribe(client, rx, "/granted", config={"handshake": True})
+    subscribe(client, rx, "/plain")
+    publish(client, event("im.incident.declare"), event("im.incident.declare"))
+    workers.run_until(lambda: len(rx.at("/granted")) == 2 and len(rx.at("/plain")) == 2)
+    asked = rx.handshakes[0]["webhook-request-origin"]
+    assert [r.headers.get("webhook-request-origin") for r in rx.at("/granted")] == [asked] * 2
+    assert [r.headers.get("webhook-request-origin") for r in rx.at("/plain")] == [None, None]
+    assert all(r.verified for r in rx.at("/granted"))
+
+
 @pytest.fixture
 def worker_process(settings: Settings) -> Iterator[None]:
     """One real `incidents worker` process (delivery timeout 10 s), as in production."""

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -190,7 +190,7 @@ class Dispatcher:
                     verdict.event,
                     sub.spec.mode,
                     sub.signing_secrets(now),
-                    sub.spec.headers,
+                    _headers(sub),
                     self.settings.delivery_timeout,
                 )
             except RedisError:
@@ -372,6 +372,14 @@ class Dispatcher:
         if now - first >= self.settings.disable_after:
             reason = f"failing continuously since {iso(first)} (INCIDENTS_DISABLE_AFTER)"
             await self.subs.set_status(sub.id, "disabled", reason, _dt(now))
+
+
+def _headers(sub: Subscription) -> Mapping[str, str]:
+    """The subscription's own headers and, once a handshake granted it, the origin it was
+    granted to (every delivery carries WebHook-Request-Origin, webhook spec 4.1.2)."""
+    if sub.origin is None:
+        return sub.spec.headers
+    return {**sub.spec.headers, "WebHook-Request-Origin": sub.origin}
 
 
 def _dt(ts: float) -> datetime:
