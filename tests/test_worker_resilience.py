@@ -134,6 +134,8 @@ def test_workers_ride_out_a_redis_restart_and_deliver_every_acknowledged_event(
     names = [f"worker-{i}" for i in range(WORKERS)]
     workers = [outage.start_worker(name) for name in names]
     try:
+        with redis.Redis.from_url(outage.redis.url) as connection:
+            wait_for(lambda: Worker.count(connection=connection) == WORKERS, 30)
         acknowledged = outage.post(*incident_events("INC-A", 20))
         wait_for(lambda: len(rx.at("/outage")) >= 5, 30)
         outage.redis.kill()  # no clean shutdown: what a crash looks like
@@ -153,12 +155,15 @@ def test_workers_ride_out_a_redis_restart_and_deliver_every_acknowledged_event(
             ),
             90,
         )
+        all_after = time.time() - back_at
         first_after = min((r.at for r in rx.at("/outage") if r.at >= back_at), default=0.0)
         alive = [w.poll() is None for w in workers]
         print(
             f"\nworkers alive: {alive}; acknowledged {len(acknowledged)}, delivered "
             f"{len(acknowledged & delivered(rx, '/outage'))}; first delivery "
-            f"{first_after - back_at:.2f} s after Redis came back"
+            f"{first_after - back_at:.2f} s after Redis came back, all by {all_after:.2f} s; "
+            f"{len(rx.at('/outage')) - len({r.headers['webhook-id'] for r in rx.at('/outage')})} "
+            "sent twice (same webhook-id)"
         )
         assert all(alive), [outage.log_of(n) for n in names]
         assert acknowledged <= delivered(rx, "/outage")
@@ -217,3 +222,20 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(outage: Outage, rx: R
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(30)
     assert code == 0, outage.log_of("early")
+
+
+@pytest.mark.slow
+def test_a_worker_waiting_for_redis_at_start_up_stops_cleanly_on_sigterm(outage: Outage) -> None:
+    """SIGTERM to a worker still waiting for Redis to start working ends it at once with 0."""
+    outage.redis.kill()
+    worker = outage.start_worker("waiting")
+    try:
+        time.sleep(3)
+        assert worker.poll() is None, outage.log_of("waiting")
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(5)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert code == 0, outage.log_of("waiting")

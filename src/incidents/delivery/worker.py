@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import threading
 import time
 import traceback
@@ -199,10 +200,19 @@ def make_worker(
     )
 
 
+def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def run_worker(settings: Settings, burst: bool = False, server_process: bool = False) -> int:
     """Work the queues; ``server_process``: this process only works, so its start-up objects
     are frozen out of garbage collection before the first job."""
     assert settings.redis_url is not None
+    if threading.current_thread() is threading.main_thread():
+        # Until RQ's work loop installs its warm-shutdown handlers, a stop (say, while waiting
+        # for Redis at start-up) ends the process cleanly: no job has been taken yet.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _stop_while_starting)
     connection = connect(settings.redis_url)
     context = WorkerContext.build(settings)
     while True:  # RQ's worker talks to Redis as soon as it is built
