@@ -72,7 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(sub, COMMANDS)
     for subparser in sub.choices.values():
         add_setting_flags(subparser)
+    _no_abbreviations(parser)
     return parser
+
+
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """Options are taken only as spelt in full: with abbreviations, a new setting flag could
+    make an existing option ambiguous (``--all`` and ``--allow-...``)."""
+    parser.allow_abbrev = False
+    for action in parser._actions:  # argparse exposes its subparsers no other way
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _no_abbreviations(child)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
