@@ -9,7 +9,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -27,8 +26,9 @@ from incidents.delivery.subscriptions import (
     new_subscription,
     rotated,
 )
-from incidents.errors import Conflict, FieldError, InvalidRequest, MalformedJSON, NotFound
+from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
+from incidents.ingest.body import parse_json, read_body
 from incidents.openapi import (
     BEARER,
     COMPONENTS,
@@ -48,13 +48,12 @@ def _now() -> datetime:
 
 
 async def _json(request: Request) -> Any:
-    body = await request.body()
-    if not body:
+    """The body as JSON within the size and nesting limits; an empty body is ``{}``."""
+    settings = services(request).settings
+    body = await read_body(request, settings.max_body_bytes)
+    if not body.strip():
         return {}
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedJSON(f"the body is not JSON: {exc}") from None
+    return parse_json(body, max_depth=settings.max_json_depth)
 
 
 async def _caller(request: Request) -> tuple[Services, Principal]:

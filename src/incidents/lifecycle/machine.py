@@ -17,6 +17,7 @@ from incidents.model.cloudevent import CloudEvent
 from incidents.model.incident import DEFAULT_ROLES, Incident
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
+from incidents.model.timestamps import parse_time
 from incidents.model.types import EventType, Extension
 
 _MOVES: Mapping[str, IncidentStatus] = {
@@ -33,7 +34,7 @@ def event_time(event: CloudEvent, now: datetime) -> datetime:
     raw = event.get("time")
     if isinstance(raw, str):
         try:
-            parsed = datetime.fromisoformat(raw)
+            parsed = parse_time(raw)
         except ValueError:
             return now
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=now.tzinfo)

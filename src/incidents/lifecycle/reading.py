@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -17,6 +16,7 @@ from incidents.model.cloudevent import StoredEvent
 from incidents.model.incident import Incident, TimelineEvent
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
+from incidents.model.timestamps import parse_time
 from incidents.model.types import EventType, Extension
 from incidents.policy.access import may_see
 from incidents.store import keys
@@ -130,7 +130,7 @@ def timeline_entry(incident_id: str, stored: StoredEvent) -> TimelineEvent:
     when = stored.ingested_at
     if isinstance(raw_time, str):
         with suppress(ValueError):
-            when = datetime.fromisoformat(raw_time)
+            when = parse_time(raw_time)
     return TimelineEvent(
         id=event.id,
         incident_id=incident_id,

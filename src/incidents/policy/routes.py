@@ -13,7 +13,7 @@ from starlette.routing import Route
 from incidents.auth import CLEARANCES, DEFAULT_TENANT, ROLES, Principal
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
-from incidents.ingest.body import parse_json, read_body
+from incidents.ingest.body import read_json
 from incidents.openapi import BEARER, errors, json_body
 from incidents.policy.principals import NameTaken, principal_to_dict
 from incidents.services import services
@@ -77,7 +77,7 @@ def parse_principal(body: Any) -> Principal:
 async def create_principal(request: Request) -> Response:
     svc = services(request)
     (await svc.auth.authenticate(request)).require("admin")
-    body = parse_json(await read_body(request, svc.settings.max_body_bytes))
+    body = await read_json(request, svc.settings)
     template = parse_principal(body)
     try:
         created = await svc.principals.create(template, datetime.now(UTC))
