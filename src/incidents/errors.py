@@ -13,7 +13,8 @@ problem details (``application/problem+json``) by a single handler in ``app.py``
     │   └── PolicyDenied                403 policy-denied        (names the rule)
     ├── NotFound                        404 not-found
     ├── MethodNotAllowed                405 method-not-allowed   (Allow: every method of the path)
-    ├── BodyTimeout                     408 body-timeout         (the body did not arrive in time)
+    ├── RequestTimeout                  408 request-timeout      (the head did not arrive in time)
+    │   └── BodyTimeout                 408 body-timeout         (the body did not arrive in time)
     ├── Conflict                        409 conflict
     │   └── IllegalTransition           409 illegal-transition   (lists the allowed moves)
     ├── PayloadTooLarge                 413 payload-too-large    (names the limit)
@@ -161,15 +162,20 @@ class MethodNotAllowed(IncidentsError):
     title = "Method not allowed"
 
 
-class BodyTimeout(IncidentsError):
+class RequestTimeout(IncidentsError):
     status = 408
-    slug = "body-timeout"
-    title = "Request body timed out"
+    slug = "request-timeout"
+    title = "Request timed out"
 
     def __init__(self, detail: str, **kwargs: Any) -> None:
-        # The rest of the body may still arrive: the connection cannot carry another request.
+        # The rest of the request may still arrive: the connection cannot carry another one.
         kwargs.setdefault("headers", {"Connection": "close"})
         super().__init__(detail, **kwargs)
+
+
+class BodyTimeout(RequestTimeout):
+    slug = "body-timeout"
+    title = "Request body timed out"
 
 
 class Conflict(IncidentsError):

@@ -38,6 +38,7 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     if settings.admin_token is None:
         raise SettingsError("INCIDENTS_ADMIN_TOKEN is not set; it must be for `serve`")
     from incidents.app import create_app
+    from incidents.bounded_protocol import BoundedHttpToolsProtocol
 
     create_app(settings)  # fail here, with a clear message, if schemas or policies are broken
     os.environ.update(env)  # the factory below reads the environment in each server process
@@ -52,6 +53,8 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         timeout_graceful_shutdown=20,
         proxy_headers=True,
         server_header=False,
+        # httptools with bounds on the size and arrival time of the request head.
+        http=BoundedHttpToolsProtocol,
     )
     return 0
 

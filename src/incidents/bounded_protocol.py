@@ -1,0 +1,101 @@
+"""The HTTP protocol ``incidents serve`` runs: uvicorn's httptools protocol with two bounds on
+the request head that neither uvicorn nor httptools has.
+
+- Size: httptools buffers a request line and headers of any size before the app sees them, so
+  a client could make the server hold megabytes per connection. Once more than
+  ``INCIDENTS_MAX_HEADER_BYTES`` arrived without the head being complete, the answer is a 431
+  problem and the connection closes.
+- Time: nothing limits how long the head takes to arrive (a client dripping a header a byte at
+  a time holds its connection forever). The head must be complete within
+  ``INCIDENTS_BODY_TIMEOUT`` of its first byte, else a 408 problem and the connection closes.
+  The body's own time limit is the application's (``incidents.limits``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from functools import cache
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from incidents.errors import HeadersTooLarge, IncidentsError, RequestTimeout
+from incidents.settings import Settings
+
+
+@cache
+def head_limits() -> tuple[int, float]:
+    """(bytes, seconds) the request head may take, from this server process's settings."""
+    settings = Settings.from_env(os.environ)
+    return settings.max_header_bytes, settings.body_timeout
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """httptools with bounded request heads (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_head_bytes, self.head_seconds = head_limits()
+        self.in_head = True  # between requests and until the headers are complete
+        self.head_bytes = 0
+        self.head_timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.in_head:
+            self.head_bytes += len(data)
+            if self.head_timer is None:
+                self.head_timer = self.loop.call_later(self.head_seconds, self.head_too_slow)
+        super().data_received(data)
+        if self.in_head and self.head_bytes > self.max_head_bytes:
+            self.refuse(
+                HeadersTooLarge(
+                    f"the request line and headers exceed {self.max_head_bytes} bytes "
+                    "(INCIDENTS_MAX_HEADER_BYTES)",
+                    extra={"limit": self.max_head_bytes},
+                )
+            )
+
+    def on_headers_complete(self) -> None:
+        self.end_of_head()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.in_head, self.head_bytes = True, 0  # the next request on this connection
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.end_of_head()
+        super().connection_lost(exc)
+
+    def end_of_head(self) -> None:
+        self.in_head = False
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def head_too_slow(self) -> None:
+        self.head_timer = None
+        if self.in_head and not self.transport.is_closing():
+            self.refuse(
+                RequestTimeout(
+                    f"the request line and headers did not arrive within {self.head_seconds:g} s "
+                    "(INCIDENTS_BODY_TIMEOUT)"
+                )
+            )
+
+    def refuse(self, error: IncidentsError) -> None:
+        """Answer with the error as problem+json and close: the head is never read on."""
+        self.end_of_head()
+        if self.transport.is_closing():
+            return
+        body = orjson.dumps(error.to_problem())
+        head = (
+            f"HTTP/1.1 {error.status} {error.title}\r\n"
+            "content-type: application/problem+json\r\n"
+            f"content-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode("ascii") + body)
+        self.transport.close()
