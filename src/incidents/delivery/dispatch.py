@@ -103,8 +103,26 @@ class Dispatcher:
     async def run(self, seconds: float, concurrency: int = 128, per_lane: int = 20) -> int:
         """Work due lanes until none is left, the worker stops, or ``seconds`` pass (then
         finish those in flight). A subscription holds at most ``sink_concurrency`` lanes."""
-        stop_claiming = time.monotonic() + seconds
         active: dict[asyncio.Task[None], Claimed] = {}
+        try:
+            return await self._work(seconds, concurrency, per_lane, active)
+        finally:
+            if active:
+                # Redis failed under the loop: the lanes still in flight are left to their
+                # leases (worked again once those run out), and no task is left unawaited.
+                log.warning("%d lane(s) left to their leases", len(active))
+                for task in active:
+                    task.cancel()
+                await asyncio.gather(*active, return_exceptions=True)
+
+    async def _work(
+        self,
+        seconds: float,
+        concurrency: int,
+        per_lane: int,
+        active: dict[asyncio.Task[None], Claimed],
+    ) -> int:
+        stop_claiming = time.monotonic() + seconds
         held: Counter[str] = Counter()
         renewed = time.monotonic()
         while True:

@@ -74,10 +74,17 @@ class Pump:
         return any(pipe.execute())
 
     def run(self, stop: threading.Event, interval: float = 0.01) -> None:
+        lost = False
         while not stop.is_set():
             try:
                 self.step()
-            except redis.exceptions.RedisError:
-                log.warning("the pump cannot reach Redis; retrying", exc_info=True)
+            except redis.exceptions.RedisError as exc:
+                if not lost:
+                    log.warning("the pump cannot reach Redis (%s); retrying every second", exc)
+                lost = True
                 stop.wait(1.0)
+                continue
+            if lost:
+                log.warning("the pump reaches Redis again")
+                lost = False
             stop.wait(interval)
