@@ -19,7 +19,6 @@ from starlette.types import Scope
 from incidents import health, metrics, openapi
 from incidents.adapters import routes as adapter_routes
 from incidents.alerts import routes as alert_routes
-from incidents.alerts.rules import AlertRules
 from incidents.auth import Authenticator
 from incidents.delivery import routes as delivery_routes
 from incidents.errors import (
@@ -38,7 +37,7 @@ from incidents.limits import RequestLimits
 from incidents.policy import reads as policy_reads
 from incidents.policy import routes as principal_routes
 from incidents.policy.admission import PolicyAdmission
-from incidents.policy.files import load_policies
+from incidents.policy.files import load_policy_files
 from incidents.policy.principals import PrincipalStore
 from incidents.services import Services
 from incidents.settings import Settings, SettingsError
@@ -127,14 +126,14 @@ def create_app(
         )
     redis_url = settings.redis_url
     registry = SchemaRegistry.load(settings.schemas_dir)
-    policy = load_policies(settings.policies_dir, settings.schemas_dir)  # bad file: no start
+    loaded = load_policy_files(settings.policies_dir, settings.schemas_dir)  # bad file: no start
+    policy, rules = loaded.policy, loaded.alerts
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = connect_async(redis_url)
         store = EventStore(redis)
         principals = PrincipalStore(redis)
-        rules = AlertRules.load(settings.policies_dir)
         app.state.services = Services(
             settings=settings,
             redis=redis,
