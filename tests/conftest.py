@@ -11,8 +11,8 @@ import redis
 from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
+from tests.delivery_support import Receiver, Workers, receiver
 from tests.support import ADMIN_TOKEN, serve_in_thread
-from tests.test_delivery_support import Receiver, Workers, receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,14 +1,17 @@
-"""Real parts for tests: a uvicorn server in a thread, event builders."""
+"""Real parts for tests: a uvicorn server in a thread, event builders, clients for the
+gateway (principals, posting events, problem checks), and waiting for a condition."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -89,3 +92,57 @@ def sample_data(type_: str) -> dict[str, Any]:
         "im.incident.state_change": {"status": "mitigated", "reason": "rollback"},
         "im.alert.trigger": {"summary": "High error rate", "severity": "SEV2"},
     }.get(type_, {})
+
+
+STRUCTURED = {"Content-Type": "application/cloudevents+json"}
+
+
+def post(client: httpx.Client, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    return client.post(
+        "/v1/events",
+        content=body if isinstance(body, bytes | str) else json.dumps(body),
+        headers=headers or STRUCTURED,
+    )
+
+
+def assert_problem(r: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = r.json()
+    assert body["type"] == f"urn:incidents:problem:{slug}"
+    assert body["status"] == status and body["title"] and body["detail"]
+    return body
+
+
+def pointers(body: dict[str, Any]) -> list[str]:
+    return [e["pointer"] for e in body.get("errors", [])]
+
+
+def create_principal(client: httpx.Client, **fields: Any) -> dict[str, Any]:
+    """Create a principal as admin and return the response body (with its token)."""
+    body: dict[str, Any] = {"name": "p", "roles": ["producer"], "publish": ["im.*"]}
+    body.update(fields)
+    r = client.post("/v1/principals", json=body)
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    return created
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def as_token(client: httpx.Client, token: str) -> httpx.Client:
+    """A client for the same gateway that authenticates with ``token``."""
+    return httpx.Client(
+        base_url=str(client.base_url), headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+
+
+def wait_for(done: Callable[[], bool], timeout: float, every: float = 0.05) -> None:
+    """Poll ``done`` until it holds; fail the test if it does not within ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError("the condition did not hold in time")
+        time.sleep(every)

@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from incidents.store.embedded import free_port
+from tests.delivery_support import Receiver, Workers, subscribe
 from tests.support import ADMIN_TOKEN
-from tests.test_delivery_support import Receiver, Workers, subscribe
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 

@@ -9,8 +9,7 @@ import redis
 
 from incidents.auth import Authenticator, Principal, token_hash
 from incidents.errors import Unauthorized
-from tests.support import ADMIN_TOKEN
-from tests.test_principals import as_token, create_principal
+from tests.support import ADMIN_TOKEN, as_token, create_principal
 
 
 def test_admin_token_resolves_to_the_admin() -> None:

@@ -15,8 +15,8 @@ from incidents.cli.delivery_commands import since_time
 from incidents.cli.main import main
 from incidents.settings import Settings
 from incidents.store.embedded import free_port
+from tests.delivery_support import Receiver, Workers, publish
 from tests.support import ADMIN_TOKEN, event
-from tests.test_delivery_support import Receiver, Workers, publish
 
 
 @dataclass(frozen=True)

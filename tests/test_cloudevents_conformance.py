@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import event, sample_data
-from tests.test_ingest_rejections import STRUCTURED, assert_problem, pointers
+from tests.support import STRUCTURED, assert_problem, event, pointers, sample_data
 
 
 def stored(client: httpx.Client, event_id: str) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 from incidents import __version__
+from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import event
-from tests.test_delivery_support import Receiver, Workers, publish, subscribe
 
 
 def test_an_accepted_event_reaches_a_matching_subscription_signed(

@@ -16,10 +16,8 @@ import redis
 
 from incidents.delivery import keys, routing
 from incidents.settings import Settings
-from tests.support import event
-from tests.test_delivery_support import Receiver, Workers, publish, subscribe
-from tests.test_delivery_workers import start_worker, wait_for
-from tests.test_principals import as_token, create_principal
+from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
+from tests.support import as_token, create_principal, event, wait_for
 
 CE_JSON = {"Content-Type": "application/cloudevents+json"}
 

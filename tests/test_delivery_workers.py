@@ -3,44 +3,15 @@ concurrently."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
 
 from incidents.settings import Settings
-from tests.support import event
-from tests.test_delivery_support import Receiver, Workers, publish, subscribe
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        INCIDENTS_REDIS_URL=str(settings.redis_url),
-        INCIDENTS_SCHEMAS_DIR=str(settings.schemas_dir),
-        INCIDENTS_POLICIES_DIR=str(settings.policies_dir),
-        INCIDENTS_ALLOW_PRIVATE_SINKS="true",
-        INCIDENTS_ALLOW_INSECURE_SINKS="true",
-        INCIDENTS_RETRY_SCHEDULE=",".join(str(s) for s in settings.retry_schedule),
-        INCIDENTS_DELIVERY_TIMEOUT="10",
-    )
-    return subprocess.Popen([sys.executable, "-m", "incidents", "worker"], env=env, cwd=ROOT)
-
-
-def wait_for(done: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not hold in time")
-        time.sleep(0.05)
+from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
+from tests.support import event, wait_for
 
 
 @pytest.mark.slow

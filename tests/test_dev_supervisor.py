@@ -19,8 +19,8 @@ import pytest
 
 from incidents.cli.supervisor import MAX_DELAY, STEADY, Child
 from incidents.store.embedded import free_port
+from tests.delivery_support import Receiver, publish, subscribe
 from tests.support import event
-from tests.test_delivery_support import Receiver, publish, subscribe
 
 ROOT = Path(__file__).resolve().parent.parent
 CRASH = [sys.executable, "-c", "raise SystemExit(3)"]

@@ -18,8 +18,8 @@ from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
 from incidents.store.keys import OUTBOX
+from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
-from tests.test_delivery_support import Receiver, Workers, publish, subscribe
 
 INCIDENTS = ("INC-31", "INC-32", "INC-33")
 NOTES = 3  # per incident, after its declare

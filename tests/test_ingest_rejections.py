@@ -11,31 +11,7 @@ import httpx
 import pytest
 import redis
 
-from tests.support import DROP, event
-
-STRUCTURED = {"Content-Type": "application/cloudevents+json"}
-
-
-def post(client: httpx.Client, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
-    return client.post(
-        "/v1/events",
-        content=body if isinstance(body, bytes | str) else json.dumps(body),
-        headers=headers or STRUCTURED,
-    )
-
-
-def assert_problem(r: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = r.json()
-    assert body["type"] == f"urn:incidents:problem:{slug}"
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
-
-
-def pointers(body: dict[str, Any]) -> list[str]:
-    return [e["pointer"] for e in body.get("errors", [])]
-
+from tests.support import DROP, STRUCTURED, assert_problem, event, pointers, post
 
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("missing id", {"id": DROP}, "/id"),

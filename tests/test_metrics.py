@@ -15,8 +15,8 @@ import pytest
 from incidents.app import create_app
 from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
+from tests.delivery_support import Workers, publish
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
-from tests.test_delivery_support import Workers, publish
 
 
 def sample(text: str, name: str, labels: str = "") -> float:

@@ -18,8 +18,7 @@ from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policies
 from incidents.policy.rules import Match
 from incidents.settings import Settings
-from tests.support import ADMIN_TOKEN, event, serve_in_thread
-from tests.test_principals import as_token, create_principal
+from tests.support import ADMIN_TOKEN, as_token, create_principal, event, serve_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
 CE_JSON = {"Content-Type": "application/cloudevents+json"}

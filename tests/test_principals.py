@@ -14,30 +14,9 @@ from incidents.app import create_app
 from incidents.cli.main import main
 from incidents.policy.principals import load_principal
 from incidents.settings import Settings
-from tests.support import ADMIN_TOKEN, event, serve_in_thread
+from tests.support import ADMIN_TOKEN, as_token, create_principal, event, serve_in_thread, text
 
 CE_JSON = {"Content-Type": "application/cloudevents+json"}
-
-
-def create_principal(client: httpx.Client, **fields: Any) -> dict[str, Any]:
-    """Create a principal as admin and return the response body (with its token)."""
-    body: dict[str, Any] = {"name": "p", "roles": ["producer"], "publish": ["im.*"]}
-    body.update(fields)
-    r = client.post("/v1/principals", json=body)
-    assert r.status_code == 201, r.text
-    created: dict[str, Any] = r.json()
-    return created
-
-
-def text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def as_token(client: httpx.Client, token: str) -> httpx.Client:
-    """A client for the same gateway that authenticates with ``token``."""
-    return httpx.Client(
-        base_url=str(client.base_url), headers={"Authorization": f"Bearer {token}"}, timeout=10
-    )
 
 
 def test_create_returns_id_and_token_once(client: httpx.Client) -> None:

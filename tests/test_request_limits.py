@@ -15,8 +15,7 @@ import pytest
 
 from incidents.app import create_app
 from incidents.settings import Settings
-from tests.support import ADMIN_TOKEN, event, serve_in_thread
-from tests.test_ingest_rejections import STRUCTURED, assert_problem
+from tests.support import ADMIN_TOKEN, STRUCTURED, assert_problem, event, serve_in_thread
 
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

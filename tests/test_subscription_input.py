@@ -15,8 +15,8 @@ import pytest
 from incidents.app import create_app
 from incidents.delivery.handshake import allowed_rate
 from incidents.settings import Settings
+from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
-from tests.test_delivery_support import Receiver, Workers, publish, subscribe
 from tests.test_openapi import body_schema
 
 SINK = "https://127.0.0.1:9/hook"  # never called: these subscriptions are only registered

@@ -19,8 +19,8 @@ from incidents.delivery.sinks import address_problem, sink_problem
 from incidents.delivery.spec import Spec
 from incidents.delivery.subscriptions import new_subscription, rotated
 from incidents.settings import Settings
+from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
-from tests.test_delivery_support import Receiver, Workers, publish, subscribe
 
 
 def principal(client: httpx.Client, name: str, **fields: Any) -> tuple[str, httpx.Client]:

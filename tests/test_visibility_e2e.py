@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import event
-from tests.test_principals import as_token, create_principal
+from tests.support import as_token, create_principal, event
 from tests.test_visibility_table import (
     CASES,
     CLASSES,
@@ -24,7 +23,7 @@ from tests.test_visibility_table import (
 )
 
 support = pytest.importorskip(
-    "tests.test_delivery_support",
+    "tests.delivery_support",
     reason="delivery is not in place: tests/test_delivery_support.py (receiver, workers)",
 )
 

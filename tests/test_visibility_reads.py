@@ -21,8 +21,7 @@ from incidents.policy.reads import (
     visible_event,
     visible_incident,
 )
-from tests.support import event
-from tests.test_principals import as_token, create_principal
+from tests.support import as_token, create_principal, event
 
 ROOT = Path(__file__).resolve().parent.parent
 CE_JSON = {"Content-Type": "application/cloudevents+json"}

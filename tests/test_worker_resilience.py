@@ -22,8 +22,8 @@ from incidents.app import create_app
 from incidents.delivery.worker import QUEUES
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
+from tests.delivery_support import Receiver, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
-from tests.test_delivery_support import Receiver, subscribe
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 2

@@ -1,15 +1,20 @@
-"""Real parts for the delivery tests (no tests here): a webhook receiver that verifies every
-signature with the independent ``standardwebhooks`` library, and in-process RQ workers."""
+"""Real parts for the delivery tests: a webhook receiver that verifies every signature with
+the independent ``standardwebhooks`` library, in-process RQ workers, and `incidents worker`
+processes."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +31,7 @@ from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
 from tests.support import serve_in_thread
 
+ROOT = Path(__file__).resolve().parent.parent
 Reply = tuple[int, dict[str, str]]
 
 
@@ -156,3 +162,17 @@ class Workers:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        INCIDENTS_REDIS_URL=str(settings.redis_url),
+        INCIDENTS_SCHEMAS_DIR=str(settings.schemas_dir),
+        INCIDENTS_POLICIES_DIR=str(settings.policies_dir),
+        INCIDENTS_ALLOW_PRIVATE_SINKS="true",
+        INCIDENTS_ALLOW_INSECURE_SINKS="true",
+        INCIDENTS_RETRY_SCHEDULE=",".join(str(s) for s in settings.retry_schedule),
+        INCIDENTS_DELIVERY_TIMEOUT="10",
+    )
+    return subprocess.Popen([sys.executable, "-m", "incidents", "worker"], env=env, cwd=ROOT)
