@@ -91,6 +91,7 @@ class Settings:
     body_timeout: float = 30.0
     max_retry_after: float = 3600.0
     sink_concurrency: int = 32
+    stream_retention: int = 100_000
     disable_after: float = 5 * 24 * 3600.0
     secret_grace: float = 24 * 3600.0
     data_dir: Path = Path(".incidents")
@@ -159,6 +160,8 @@ class Settings:
             values["max_retry_after"] = _float("INCIDENTS_MAX_RETRY_AFTER", raw)
         if (raw := get("INCIDENTS_SINK_CONCURRENCY")) is not None:
             values["sink_concurrency"] = _int("INCIDENTS_SINK_CONCURRENCY", raw, 1)
+        if (raw := get("INCIDENTS_STREAM_RETENTION")) is not None:
+            values["stream_retention"] = _int("INCIDENTS_STREAM_RETENTION", raw, 1000)
         if (raw := get("INCIDENTS_DISABLE_AFTER")) is not None:
             values["disable_after"] = _float("INCIDENTS_DISABLE_AFTER", raw)
         if (raw := get("INCIDENTS_SECRET_GRACE")) is not None:

@@ -31,6 +31,7 @@ SETTING_FLAGS = {
     "--body-timeout": "INCIDENTS_BODY_TIMEOUT",
     "--max-retry-after": "INCIDENTS_MAX_RETRY_AFTER",
     "--sink-concurrency": "INCIDENTS_SINK_CONCURRENCY",
+    "--stream-retention": "INCIDENTS_STREAM_RETENTION",
     "--disable-after": "INCIDENTS_DISABLE_AFTER",
     "--secret-grace": "INCIDENTS_SECRET_GRACE",
     "--data-dir": "INCIDENTS_DATA_DIR",
