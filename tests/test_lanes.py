@@ -9,7 +9,7 @@ from dataclasses import replace
 import redis
 
 from incidents.delivery import keys
-from incidents.delivery.ledger import (
+from incidents.delivery.lanes import (
     DELIVERED,
     LEASE_SECONDS,
     Claimed,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from incidents.delivery.filters import parse_filters
-from incidents.delivery.spec import Spec, parse_spec
+from incidents.delivery.subscription_spec import Spec, parse_spec
 from incidents.delivery.subscriptions import SubscriptionCache, SubscriptionStore, new_subscription
 from incidents.errors import InvalidRequest
 from incidents.model.cloudevent import CloudEvent

@@ -16,7 +16,7 @@ import svix.webhooks
 from incidents.app import create_app
 from incidents.delivery import keys
 from incidents.delivery.sinks import address_problem, sink_problem
-from incidents.delivery.spec import Spec
+from incidents.delivery.subscription_spec import Spec
 from incidents.delivery.subscriptions import new_subscription, rotated
 from incidents.settings import Settings
 from tests.delivery_support import Receiver, Workers, publish, subscribe

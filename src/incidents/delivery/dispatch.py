@@ -23,7 +23,8 @@ from redis.exceptions import RedisError
 
 from incidents.auth import Principal
 from incidents.delivery import keys
-from incidents.delivery.ledger import (
+from incidents.delivery.fanout import route_outbox
+from incidents.delivery.lanes import (
     DEAD,
     DELIVERED,
     RETRYING,
@@ -35,7 +36,6 @@ from incidents.delivery.ledger import (
     lane_subscription,
 )
 from incidents.delivery.owners import RULE_OWNER_REVOKED, load_owner
-from incidents.delivery.routing import route_outbox
 from incidents.delivery.sender import FAILED, GONE, Outcome, iso, send
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.ingest.schemas import SchemaRegistry

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 from incidents.delivery.dispatch import LANE_SECONDS, Dispatcher
-from incidents.delivery.routing import route_outbox
+from incidents.delivery.fanout import route_outbox
 from incidents.delivery.sinks import outbound_client
 from incidents.delivery.subscriptions import SubscriptionCache
 from incidents.ingest.schemas import SchemaRegistry

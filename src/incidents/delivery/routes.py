@@ -14,12 +14,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.auth import Principal
+from incidents.delivery.fanout import replay
 from incidents.delivery.handshake import handshake
-from incidents.delivery.ledger import DEAD, PENDING, Ledger
-from incidents.delivery.routing import replay
+from incidents.delivery.lanes import DEAD, PENDING, Ledger
 from incidents.delivery.sender import iso
 from incidents.delivery.sinks import INSECURE, check_url, sink_problem
-from incidents.delivery.spec import parse_spec
+from incidents.delivery.subscription_spec import parse_spec
 from incidents.delivery.subscriptions import (
     Subscription,
     SubscriptionStore,
@@ -330,7 +330,7 @@ def _exactly(pattern: str) -> str:
 def _subscription_input(create: bool) -> dict[str, Any]:
     """What POST (``create``) or PATCH accepts: unknown fields are refused; the read-only ones
     a client may send back are ignored (and ``status`` is read only on create)."""
-    from incidents.delivery import spec
+    from incidents.delivery import subscription_spec as spec
     from incidents.delivery.filters import MAX_DEPTH, MAX_TERMS
 
     reserved = [any_case(h) + "$" for h in spec.RESERVED_HEADERS] + [

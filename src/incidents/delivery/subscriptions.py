@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from incidents.delivery import keys
 from incidents.delivery.filters import Filter
 from incidents.delivery.signing import new_secret
-from incidents.delivery.spec import Spec
+from incidents.delivery.subscription_spec import Spec
 from incidents.model.cloudevent import CloudEvent
 from incidents.store.keys import PREFIX
 from incidents.store.redis import guarded

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from incidents.delivery import keys
-from incidents.delivery.ledger import Delivery, Ledger, lane_for, routed_id
+from incidents.delivery.lanes import Delivery, Ledger, lane_for, routed_id
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.types import Extension
