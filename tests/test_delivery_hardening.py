@@ -14,8 +14,9 @@ import orjson
 import pytest
 import redis
 
-from incidents.delivery import keys, routing
+from incidents.delivery import fanout
 from incidents.settings import Settings
+from incidents.store import keys
 from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
 from tests.support import as_token, create_principal, event, wait_for
 
@@ -122,7 +123,7 @@ def test_a_router_killed_holding_the_routing_lease_holds_routing_up_for_seconds_
     """The routing lease a killed router leaves behind runs out in a few seconds (as a dead
     worker's lanes do), not 30: the next event is routed and delivered soon after."""
     subscribe(client, rx, "/routed")
-    redis_client.set(keys.ROUTE_LOCK, "a-router-that-was-killed", px=routing.LOCK_MS)
+    redis_client.set(keys.ROUTE_LOCK, "a-router-that-was-killed", px=fanout.LOCK_MS)
     publish(client, event("im.incident.declare"))
     started = time.monotonic()
     workers.run_until(lambda: len(rx.at("/routed")) == 1, timeout=12)

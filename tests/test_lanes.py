@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import redis
 
-from incidents.delivery import keys
 from incidents.delivery.lanes import (
     DELIVERED,
     LEASE_SECONDS,
@@ -19,6 +18,7 @@ from incidents.delivery.lanes import (
     lane_for,
     routed_id,
 )
+from incidents.store import keys
 from incidents.store.redis import connect_async
 
 T0 = 1_800_000_000.0

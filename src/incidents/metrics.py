@@ -17,7 +17,6 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from incidents.delivery import keys as delivery_keys
 from incidents.openapi import errors
 from incidents.services import services
 from incidents.store import keys
@@ -84,11 +83,11 @@ class Metrics:
             pipe = redis.pipeline(transaction=False)
             pipe.xlen(keys.OUTBOX)
             pipe.get(keys.SEQUENCE)
-            pipe.zcard(delivery_keys.DEAD_LETTERS)
-            pipe.zcount(delivery_keys.LANES_DUE, "-inf", now)
-            pipe.zcount(delivery_keys.LANES_DUE, f"({now!r}", "+inf")
-            pipe.zcard(delivery_keys.LANES_LEASED)
-            pipe.scard(delivery_keys.SUBSCRIPTIONS)
+            pipe.zcard(keys.DEAD_LETTERS)
+            pipe.zcount(keys.LANES_DUE, "-inf", now)
+            pipe.zcount(keys.LANES_DUE, f"({now!r}", "+inf")
+            pipe.zcard(keys.LANES_LEASED)
+            pipe.scard(keys.SUBSCRIPTIONS)
             backlog, last, dead, due_now, due_later, leased, subs = await pipe.execute()
         lines += [
             "# HELP incidents_outbox_length Entries in the outbox stream.",

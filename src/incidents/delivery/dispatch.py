@@ -22,7 +22,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from incidents.auth import Principal
-from incidents.delivery import keys
 from incidents.delivery.fanout import route_outbox
 from incidents.delivery.lanes import (
     DEAD,
@@ -38,11 +37,12 @@ from incidents.delivery.lanes import (
 from incidents.delivery.owners import RULE_OWNER_REVOKED, load_owner
 from incidents.delivery.sender import FAILED, GONE, Outcome, iso, send
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
-from incidents.ingest.schemas import SchemaRegistry
+from incidents.model.schemas import SchemaRegistry
 from incidents.model.cloudevent import StoredEvent
 from incidents.policy.access import RULE_CLEARANCE
 from incidents.policy.outbound import Verdict, judge
 from incidents.settings import Settings
+from incidents.store import keys
 from incidents.store.events import EventStore
 from incidents.store.keys import OUTBOX
 

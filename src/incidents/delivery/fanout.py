@@ -19,21 +19,18 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from incidents.delivery import keys
 from incidents.delivery.lanes import Delivery, Ledger, lane_for, routed_id
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.types import Extension
+from incidents.store import keys
 from incidents.store.events import EventStore
 from incidents.store.keys import OUTBOX
+from incidents.store.scripts import load_script
 
 # The router's lease: renewed after every batch, and short, so a router killed mid-batch holds
 # routing up for a few seconds at most (about as long as a dead worker holds its lanes).
 LOCK_MS = 6_000
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 def delivery_for(stored: StoredEvent, sub: Subscription, delivery_id: str, now: float) -> Delivery:
@@ -94,7 +91,7 @@ async def route_outbox(
             await pipe.execute()
             routed += len(ids)
     finally:
-        await redis.eval(_UNLOCK, 1, keys.ROUTE_LOCK, token)
+        await redis.register_script(load_script("unlock"))(keys=[keys.ROUTE_LOCK], args=[token])
     return routed
 
 

@@ -20,7 +20,7 @@ from incidents.delivery.dispatch import LANE_SECONDS, Dispatcher
 from incidents.delivery.fanout import route_outbox
 from incidents.delivery.sinks import outbound_client
 from incidents.delivery.subscriptions import SubscriptionCache
-from incidents.ingest.schemas import SchemaRegistry
+from incidents.model.schemas import SchemaRegistry
 from incidents.settings import Settings
 from incidents.store.redis import connect_async
 

@@ -18,19 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
 
-from incidents.delivery import keys
+from incidents.store import keys
 from incidents.store.redis import guarded
+from incidents.store.scripts import load_script
 
-_LUA = resources.files("incidents.delivery").joinpath("lua")
-_ENQUEUE, _CLAIM, _RENEW, _COMPLETE = (
-    _LUA.joinpath(f"{name}.lua").read_text() for name in ("enqueue", "claim", "renew", "complete")
-)
 LEASE_SECONDS = 6.0
 CAPPED_DEFER_SECONDS = 0.25  # how far back a backlog of a subscription at its cap is put
 CLAIM_SCAN_EXTRA = 512  # due lanes looked at per claim beyond those wanted (capped ones skipped)
@@ -149,10 +145,10 @@ class Claimed:
 class Ledger:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self._enqueue = redis.register_script(_ENQUEUE)
-        self._claim = redis.register_script(_CLAIM)
-        self._renew = redis.register_script(_RENEW)
-        self._complete = redis.register_script(_COMPLETE)
+        self._enqueue = redis.register_script(load_script("enqueue"))
+        self._claim = redis.register_script(load_script("claim"))
+        self._renew = redis.register_script(load_script("renew"))
+        self._complete = redis.register_script(load_script("complete"))
 
     async def enqueue(self, deliveries: Sequence[Delivery], now: float, force: bool = False) -> int:
         """Queue deliveries (existing records are left alone unless ``force``)."""

@@ -15,7 +15,6 @@ import time
 import redis
 from rq import Queue
 
-from incidents.delivery import keys
 from incidents.delivery.jobs import (
     DELIVER_QUEUE,
     ROUTE_QUEUE,
@@ -25,6 +24,7 @@ from incidents.delivery.jobs import (
     route_job,
 )
 from incidents.settings import Settings
+from incidents.store import keys
 from incidents.store.keys import OUTBOX
 
 log = logging.getLogger("incidents.delivery")

@@ -28,7 +28,7 @@ from incidents.delivery.subscriptions import (
 )
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
-from incidents.ingest.body import parse_json, read_body
+from incidents.request_body import parse_json, read_body
 from incidents.openapi import (
     BEARER,
     COMPONENTS,

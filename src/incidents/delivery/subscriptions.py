@@ -17,21 +17,19 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from importlib import resources
 from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
 
-from incidents.delivery import keys
 from incidents.delivery.filters import Filter
 from incidents.delivery.signing import new_secret
 from incidents.delivery.subscription_spec import Spec
 from incidents.model.cloudevent import CloudEvent
+from incidents.store import keys
 from incidents.store.keys import PREFIX
 from incidents.store.redis import guarded
-
-_INDEX = resources.files("incidents.delivery").joinpath("lua/index.lua").read_text()
+from incidents.store.scripts import load_script
 
 
 @dataclass(frozen=True)
@@ -145,7 +143,7 @@ def _types_json(sub: Subscription | None) -> bytes:
 class SubscriptionStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self._index = redis.register_script(_INDEX)
+        self._index = redis.register_script(load_script("index"))
 
     async def save(self, sub: Subscription, previous: Subscription | None = None) -> None:
         """Write the subscription and move it in the routing index (create or update); one

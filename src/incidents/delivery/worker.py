@@ -31,7 +31,7 @@ from rq.worker import WorkerStatus
 
 from incidents.delivery.jobs import DELIVER_QUEUE, ROUTE_QUEUE, WorkerContext, current_context
 from incidents.delivery.pump import Pump
-from incidents.heap import freeze_startup_objects
+from incidents.gc_freeze import freeze_startup_objects
 from incidents.settings import Settings
 from incidents.store.redis import UNAVAILABLE, connect
 

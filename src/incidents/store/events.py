@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from importlib import resources
 from typing import Any, cast
 
 import orjson
@@ -17,8 +16,8 @@ from incidents.model.cloudevent import CloudEvent, StoredEvent
 from incidents.model.types import Extension
 from incidents.store import keys
 from incidents.store.redis import guarded
+from incidents.store.scripts import load_script
 
-_ACCEPT = resources.files("incidents.store").joinpath("lua/accept.lua").read_text()
 # The key names the acceptance script writes to.
 _ACCEPT_KEYS = {
     "seq": keys.SEQUENCE,
@@ -96,7 +95,7 @@ class VersionConflict(Exception):
 class EventStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self._accept = redis.register_script(_ACCEPT)
+        self._accept = redis.register_script(load_script("accept"))
         self._waiting: list[tuple[list[dict[str, Any]], asyncio.Future[list[Any]]]] = []
         self._flusher: asyncio.Task[None] | None = None
 

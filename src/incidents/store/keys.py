@@ -32,3 +32,59 @@ def timeline(incident_id: str) -> str:
 
 def incident(incident_id: str) -> str:
     return f"{PREFIX}incident:{incident_id}"
+
+
+# Delivery: subscriptions, the routing index, lanes, delivery records, channel state.
+SUBSCRIPTIONS = PREFIX + "subs"  # set of every subscription id
+SUBSCRIPTIONS_VERSION = PREFIX + "subs:version"  # bumped on every change; workers' caches key on it
+ROUTE_ANY_TYPE = PREFIX + "route:any"  # ids of subscriptions without a types list
+ROUTE_PREFIXES = PREFIX + "route:prefixes"  # set of the type prefixes in use
+
+ROUTER_GROUP = "routers"
+ROUTER_CONSUMER = "router"  # one router runs at a time (ROUTE_LOCK), so one consumer name
+ROUTE_LOCK = PREFIX + "route:lock"
+
+LANES_DUE = PREFIX + "lanes:due"  # zset lane key -> unix time it may be worked
+LANES_LEASED = PREFIX + "lanes:leased"  # zset lane key -> unix time its lease ends
+LANE_HOLDERS = PREFIX + "lanes:holders"  # hash lane key -> token of its current lease
+LANE_TOKENS = PREFIX + "lanes:tokens"  # counter the lease tokens come from
+LANE_PREFIX = PREFIX + "lane:"
+DEAD_LETTERS = PREFIX + "dead"  # zset delivery id -> unix time it died
+DELIVERY_PREFIX = PREFIX + "delivery:"
+
+
+def subscription(sub_id: str) -> str:
+    return f"{PREFIX}sub:{sub_id}"
+
+
+def owned_by(owner: str) -> str:
+    return f"{PREFIX}subs:owner:{owner}"
+
+
+def route_exact(event_type: str) -> str:
+    return f"{PREFIX}route:type:{event_type}"
+
+
+def route_prefix(prefix: str) -> str:
+    return f"{PREFIX}route:prefix:{prefix}"
+
+
+def attempts(sub_id: str) -> str:
+    return f"{PREFIX}sub:{sub_id}:attempts"
+
+
+def lane(sub_id: str, incident: str) -> str:
+    return f"{LANE_PREFIX}{sub_id}:{incident}"
+
+
+def delivery(delivery_id: str) -> str:
+    return DELIVERY_PREFIX + delivery_id
+
+
+def rate_window(sub_id: str, window: int) -> str:
+    return f"{PREFIX}rate:{sub_id}:{window}"
+
+
+def paused(sub_id: str) -> str:
+    """Unix time until which a sink asked (Retry-After) that nothing be sent to it."""
+    return f"{PREFIX}sub:{sub_id}:paused"
