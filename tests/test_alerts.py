@@ -11,9 +11,9 @@ import httpx
 import pytest
 import redis
 
-from incidents.alerts.rules import AlertRules, AlertRulesError
 from incidents.app import create_app
 from incidents.model.severity import Severity
+from incidents.policy.alert_rules import AlertRules, AlertRulesError
 from incidents.settings import Settings
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from incidents.ingest.envelope import clearly_valid, full_check, validate_raw
-from incidents.ingest.schemas import SchemaRegistry
+from incidents.model.schemas import SchemaRegistry
 
 REGISTRY = SchemaRegistry.load(Path(__file__).resolve().parent.parent / "schemas")
 

@@ -126,7 +126,7 @@ def test_incident_rejects_a_bad_status_quoting_it() -> None:
 
 def test_parsed_incidents_answer_only_for_the_exact_json() -> None:
     """The memo of parsed incidents is keyed by content: other bytes for the key are a miss."""
-    from incidents.lifecycle.book import ParsedIncidents
+    from incidents.lifecycle.incident_writes import ParsedIncidents
 
     one = Incident(id="INC-1", title="a", severity=Severity.SEV2)
     two = one.evolve(title="b", version=1)

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from incidents.auth import Principal
 from incidents.errors import PolicyDenied
-from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.schemas import SchemaRegistry
 from incidents.policy.access import covers
 from incidents.policy.admission import PolicyAdmission
 from incidents.policy.outbound import judge

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from incidents.ingest.schemas import SchemaLoadError, SchemaRegistry
+from incidents.model.schemas import SchemaLoadError, SchemaRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 

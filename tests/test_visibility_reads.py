@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from incidents.auth import Principal
-from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import CloudEvent, StoredEvent
+from incidents.model.schemas import SchemaRegistry
 from incidents.policy.access import may_see
 from incidents.policy.reads import (
     may_read,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from incidents.auth import Principal
-from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.schemas import SchemaRegistry
 from incidents.policy.outbound import judge
 
 ROOT = Path(__file__).resolve().parent.parent

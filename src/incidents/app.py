@@ -26,14 +26,13 @@ from incidents.errors import (
     MethodNotAllowed,
     NotFound,
 )
-from incidents.heap import freeze_startup_objects
+from incidents.gc_freeze import freeze_startup_objects
 from incidents.http import problem_response
 from incidents.ingest import routes as ingest_routes
 from incidents.ingest.pipeline import Ingestor
-from incidents.ingest.schemas import SchemaRegistry
 from incidents.lifecycle import routes as incident_routes
-from incidents.lifecycle.planner import LifecyclePlanner
 from incidents.limits import RequestLimits
+from incidents.model.schemas import SchemaRegistry
 from incidents.policy import reads as policy_reads
 from incidents.policy import routes as principal_routes
 from incidents.policy.admission import PolicyAdmission
@@ -43,6 +42,7 @@ from incidents.services import Services
 from incidents.settings import Settings, SettingsError
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async
+from incidents.write_planner import WritePlanner
 
 log = logging.getLogger("incidents")
 
@@ -144,7 +144,7 @@ def create_app(
                 store,
                 clock,
                 admission=PolicyAdmission(policy),
-                planners=[LifecyclePlanner(store, rules)],
+                planners=[WritePlanner(store, rules)],
             ),
             auth=Authenticator(settings.admin_token, principals.lookup),
             principals=principals,

@@ -9,11 +9,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from starlette.requests import Request
 
-from incidents.alerts.rules import AlertRules
 from incidents.auth import Authenticator, Principal
 from incidents.ingest.pipeline import Ingestor
-from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import StoredEvent
+from incidents.model.schemas import SchemaRegistry
+from incidents.policy.alert_rules import AlertRules
 from incidents.policy.principals import PrincipalStore
 from incidents.settings import Settings
 from incidents.store.events import EventStore

@@ -20,9 +20,9 @@ from incidents.adapters.common import (
     summary_of,
 )
 from incidents.alerts.alert import strings
-from incidents.alerts.rules import AlertRules
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.types import EventType
+from incidents.policy.alert_rules import AlertRules
 
 FALLBACK_SOURCE = "/ingest/alertmanager"
 

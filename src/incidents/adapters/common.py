@@ -11,8 +11,8 @@ from jsonschema.protocols import Validator
 
 from incidents.auth import Principal
 from incidents.errors import UnprocessableEvent
-from incidents.ingest.schemas import SchemaRegistry, errors_of
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.schemas import SchemaRegistry, errors_of
 from incidents.services import Services
 
 ADAPTERS_DIR = "adapters"

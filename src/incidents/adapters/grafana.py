@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from incidents.adapters.alertmanager import alert_event, group_context
-from incidents.alerts.rules import AlertRules, GrafanaSigning
 from incidents.errors import Unauthorized
 from incidents.model.cloudevent import CloudEvent
+from incidents.policy.alert_rules import AlertRules, GrafanaSigning
 
 FALLBACK_SOURCE = "/ingest/grafana"
 

@@ -18,12 +18,12 @@ from incidents.adapters import alertmanager, grafana, pagerduty
 from incidents.adapters.common import adapter_schema, check_input, submit
 from incidents.errors import MAX_LISTED_ERRORS, IncidentsError
 from incidents.http import json_response
-from incidents.ingest.body import LARGE_BODY, parse_json, read_body, read_json
 from incidents.ingest.modes import check_count
 from incidents.ingest.routes import ACCEPTED_EVENT
-from incidents.ingest.schemas import errors_of
+from incidents.model.schemas import errors_of
 from incidents.offload import off_loop
 from incidents.openapi import BEARER, adapter_schema_ref, errors, json_body
+from incidents.request_body import LARGE_BODY, parse_json, read_body, read_json
 from incidents.services import services
 
 # An alert's schema check takes about 0.1 ms: more than this many go to a worker thread.

@@ -17,16 +17,16 @@ from datetime import datetime
 from typing import Any
 
 from incidents.alerts.alert import ALERT_INDEX, Alert, AlertStatus, alert_key, strings
-from incidents.alerts.rules import AlertRules
 from incidents.errors import IllegalTransition
 from incidents.ingest.pipeline import Pending
-from incidents.lifecycle.book import IncidentBook, canonical_severity, same_tenant
+from incidents.lifecycle.incident_writes import IncidentBook, canonical_severity, same_tenant
 from incidents.lifecycle.machine import event_time
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.incident import Incident
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
 from incidents.model.types import EventType, Extension
+from incidents.policy.alert_rules import AlertRules
 from incidents.store.events import EventStore, IndexAdd
 
 # Outcomes that change nothing a subscriber needs to hear about.

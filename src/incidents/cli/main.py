@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from incidents import __version__
-from incidents.ingest.schemas import SchemaLoadError
+from incidents.model.schemas import SchemaLoadError
 from incidents.policy.files import PolicyError
 from incidents.settings import Settings, SettingsError
 

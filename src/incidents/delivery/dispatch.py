@@ -37,8 +37,8 @@ from incidents.delivery.lanes import (
 from incidents.delivery.owners import RULE_OWNER_REVOKED, load_owner
 from incidents.delivery.sender import FAILED, GONE, Outcome, iso, send
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
-from incidents.model.schemas import SchemaRegistry
 from incidents.model.cloudevent import StoredEvent
+from incidents.model.schemas import SchemaRegistry
 from incidents.policy.access import RULE_CLEARANCE
 from incidents.policy.outbound import Verdict, judge
 from incidents.settings import Settings

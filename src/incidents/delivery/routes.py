@@ -28,7 +28,6 @@ from incidents.delivery.subscriptions import (
 )
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
-from incidents.request_body import parse_json, read_body
 from incidents.openapi import (
     BEARER,
     COMPONENTS,
@@ -38,6 +37,7 @@ from incidents.openapi import (
     json_body,
     query_param,
 )
+from incidents.request_body import parse_json, read_body
 from incidents.services import Services, services
 
 _LIMIT = re.compile(r"[0-9]{1,7}")

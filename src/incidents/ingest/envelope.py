@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from incidents.errors import FieldError, InvalidCloudEvent, pointer
-from incidents.ingest.schemas import SchemaRegistry, json_kind
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.schemas import SchemaRegistry, json_kind
 from incidents.model.types import Extension
 
 _INT32 = (-(2**31), 2**31 - 1)

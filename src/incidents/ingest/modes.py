@@ -17,7 +17,7 @@ from incidents.errors import (
     TooManyEvents,
     UnsupportedMediaType,
 )
-from incidents.ingest.body import DEFAULT_MAX_DEPTH, parse_json
+from incidents.request_body import DEFAULT_MAX_DEPTH, parse_json
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"

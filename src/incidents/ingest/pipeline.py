@@ -26,8 +26,8 @@ from incidents.errors import (
 )
 from incidents.ingest.envelope import normalize, validate_raw
 from incidents.ingest.modes import is_json, media_type
-from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.schemas import SchemaRegistry
 from incidents.model.types import EventType, Extension
 from incidents.offload import off_loop
 from incidents.store.events import (

@@ -10,11 +10,11 @@ from starlette.routing import Route
 
 from incidents.errors import IncidentsError, InvalidRequest, NotFound
 from incidents.http import json_response
-from incidents.ingest.body import LARGE_BODY, read_body
 from incidents.ingest.modes import BATCH, STRUCTURED, parse_request
 from incidents.offload import off_loop
 from incidents.openapi import BEARER, errors, json_body
 from incidents.policy import reads as policy_reads
+from incidents.request_body import LARGE_BODY, read_body
 from incidents.services import services
 
 

@@ -19,7 +19,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 
-from incidents.alerts.rules import AlertRules, AlertRulesError
+from incidents.policy.alert_rules import AlertRules, AlertRulesError
 from incidents.policy.rules import Default, Match, Policy, Rule
 
 SCHEMA_FILE = "policy.json"  # in the schemas directory

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from incidents.auth import Principal
-from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.schemas import SchemaRegistry
 from incidents.model.types import Extension
 from incidents.policy.access import RULE_FIELD_CLEARANCE, Denial, denial
 from incidents.policy.redaction import redact, redacted_header

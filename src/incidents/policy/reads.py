@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from incidents.auth import Principal
-from incidents.ingest.schemas import SchemaRegistry
 from incidents.model.cloudevent import StoredEvent
+from incidents.model.schemas import SchemaRegistry
 from incidents.model.types import EventType
 from incidents.policy.outbound import event_denial, judge
 from incidents.policy.redaction import redact

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from incidents.errors import pointer
-from incidents.ingest.schemas import MarkedField
+from incidents.model.schemas import MarkedField
 from incidents.policy.access import covers
 
 

@@ -13,9 +13,9 @@ from starlette.routing import Route
 from incidents.auth import CLEARANCES, DEFAULT_TENANT, ROLES, Principal
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
-from incidents.ingest.body import read_json
 from incidents.openapi import BEARER, errors, json_body
 from incidents.policy.principals import NameTaken, principal_to_dict
+from incidents.request_body import read_json
 from incidents.services import services
 
 TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")

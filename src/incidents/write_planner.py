@@ -10,15 +10,15 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from incidents.alerts.correlation import Correlator
-from incidents.alerts.rules import AlertRules
 from incidents.ingest.pipeline import Pending
-from incidents.lifecycle.book import IncidentBook, ParsedIncidents, canonical_severity
 from incidents.lifecycle.documents import DocumentCache, Documents
+from incidents.lifecycle.incident_writes import IncidentBook, ParsedIncidents, canonical_severity
 from incidents.model.types import EventType
+from incidents.policy.alert_rules import AlertRules
 from incidents.store.events import Accepted, EventStore
 
 
-class LifecyclePlanner:
+class WritePlanner:
     def __init__(self, store: EventStore, rules: AlertRules) -> None:
         self.store = store
         self.correlator = Correlator(store, rules)
