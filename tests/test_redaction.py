@@ -11,6 +11,7 @@ import pytest
 
 from incidents.auth import Principal, admin_principal
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.labels import DataClass
 from incidents.model.schemas import MarkedField, SchemaRegistry
 from incidents.policy.outbound import judge
 from incidents.policy.redaction import parse_redacted, redact, redacted_header
@@ -86,9 +87,9 @@ def reader(clearance: str, **kw: Any) -> Principal:
 def test_registry_reports_nested_marks(registry: SchemaRegistry) -> None:
     """The schema's nested x-dataclass marks are known by their full paths."""
     assert set(registry.marked_fields(NESTED_TYPE)) == {
-        MarkedField(("customer",), "confidential"),
-        MarkedField(("customer", "account"), "restricted"),
-        MarkedField(("ops", "pager", "phone"), "confidential"),
+        MarkedField(("customer",), DataClass.CONFIDENTIAL),
+        MarkedField(("customer", "account"), DataClass.RESTRICTED),
+        MarkedField(("ops", "pager", "phone"), DataClass.CONFIDENTIAL),
     }
 
 
@@ -131,7 +132,7 @@ def test_absent_marked_fields_are_not_reported(registry: SchemaRegistry) -> None
 
 def test_non_object_data_passes_through() -> None:
     """Data that is not an object (or is absent) has no fields to remove."""
-    marks = [MarkedField(("a",), "restricted")]
+    marks = [MarkedField(("a",), DataClass.RESTRICTED)]
     assert redact(None, marks, "public") == (None, [])
     assert redact(["a"], marks, "public") == (["a"], [])
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from incidents.errors import Forbidden, Unauthorized
+from incidents.model.labels import DATA_CLASS_NAMES
 
 ROLES = ("admin", "producer", "subscriber")
-CLEARANCES = ("public", "internal", "confidential", "restricted")
+CLEARANCES = DATA_CLASS_NAMES  # a clearance is the highest data class a principal may see
 DEFAULT_TENANT = "default"
 
 

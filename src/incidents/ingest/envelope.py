@@ -11,6 +11,7 @@ from typing import Any
 
 from incidents.errors import FieldError, InvalidCloudEvent, pointer
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.labels import DataClass, Visibility
 from incidents.model.schemas import SchemaRegistry, json_kind
 from incidents.model.types import Extension
 
@@ -93,8 +94,6 @@ _TIME = re.compile(
     r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 _INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-_DATA_CLASSES = frozenset({"public", "internal", "confidential", "restricted"})
-_VISIBILITIES = frozenset({"public", "internal", "restricted"})
 _CONTEXT = frozenset({"id", "source", "specversion", "type", "subject", "time", "data"})
 
 
@@ -144,10 +143,10 @@ def clearly_valid(raw: dict[str, Any]) -> bool:
             if type(value) is not str or not 0 < len(value) <= 512:
                 return False
         elif name == Extension.DATA_CLASS:
-            if type(value) is not str or value not in _DATA_CLASSES:
+            if type(value) is not str or DataClass.rank_of(value) is None:
                 return False
         elif name == Extension.VISIBILITY:
-            if type(value) is not str or value not in _VISIBILITIES:
+            if type(value) is not str or Visibility.rank_of(value) is None:
                 return False
         elif name in _NEEDS_FULL_CHECK or not _NAME.fullmatch(name):
             return False

@@ -16,10 +16,10 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 
 from incidents.errors import FieldError, pointer
+from incidents.model.labels import DATA_CLASS_NAMES, DataClass
 
 ENVELOPE_FILE = "cloudevent.json"
 EVENTS_DIR = "events"
-DATA_CLASSES = ("public", "internal", "confidential", "restricted")
 
 
 class SchemaLoadError(RuntimeError):
@@ -31,7 +31,7 @@ class MarkedField:
     """A field that a data schema marks with ``x-dataclass``."""
 
     path: tuple[str, ...]
-    data_class: str
+    data_class: DataClass
 
 
 _STANDARD_FORMATS = Draft202012Validator.FORMAT_CHECKER
@@ -88,15 +88,22 @@ def _compile(path: Path) -> tuple[Validator, dict[str, Any]]:
     return validator, schema
 
 
-def _marked_fields(schema: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[MarkedField]:
+def _marked_fields(
+    source: Path, schema: Mapping[str, object], path: tuple[str, ...] = ()
+) -> Iterator[MarkedField]:
     mark = schema.get("x-dataclass")
     if isinstance(mark, str) and path:
-        yield MarkedField(path, mark)
+        if DataClass.rank_of(mark) is None:
+            raise SchemaLoadError(
+                f"schema file {source} marks /{'/'.join(path)} with unknown "
+                f"x-dataclass {mark!r} (expected one of {', '.join(DATA_CLASS_NAMES)})"
+            )
+        yield MarkedField(path, DataClass(mark))
     props = schema.get("properties")
     if isinstance(props, Mapping):
         for name, sub in props.items():
             if isinstance(sub, Mapping):
-                yield from _marked_fields(sub, (*path, name))
+                yield from _marked_fields(source, sub, (*path, name))
 
 
 _JSON_KINDS = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number"}
@@ -197,13 +204,7 @@ class SchemaRegistry:
                     f"schema file {path} declares x-event-type {event_type!r}; "
                     f"the file must be named {event_type}.json"
                 )
-            fields = tuple(_marked_fields(schema))
-            for f in fields:
-                if f.data_class not in DATA_CLASSES:
-                    raise SchemaLoadError(
-                        f"schema file {path} marks /{'/'.join(f.path)} with unknown "
-                        f"x-dataclass {f.data_class!r} (expected one of {', '.join(DATA_CLASSES)})"
-                    )
+            fields = tuple(_marked_fields(path, schema))
             data[event_type] = validator
             marked[event_type] = fields
             raw[event_type] = schema

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from incidents.auth import CLEARANCES, Principal
-
-DATA_CLASSES = CLEARANCES  # lowest to highest
-VISIBILITIES = ("public", "internal", "restricted")
+from incidents.auth import Principal
+from incidents.model.labels import DataClass, Visibility
 
 # Rule names, as recorded in the delivery log and returned in problem details.
 RULE_VISIBILITY_INTERNAL = "visibility-internal"
@@ -23,38 +21,10 @@ RULE_FIELD_CLEARANCE = "field-clearance"
 RULE_UNKNOWN_LABEL = "unknown-label"
 
 
-def class_rank(data_class: str) -> int:
-    """0 for public up to 3 for restricted; raises ValueError quoting an unknown label."""
-    try:
-        return DATA_CLASSES.index(data_class)
-    except ValueError:
-        raise ValueError(
-            f"data class {data_class!r} is not one of {', '.join(DATA_CLASSES)}"
-        ) from None
-
-
-def visibility_rank(visibility: str) -> int:
-    try:
-        return VISIBILITIES.index(visibility)
-    except ValueError:
-        raise ValueError(
-            f"visibility {visibility!r} is not one of {', '.join(VISIBILITIES)}"
-        ) from None
-
-
 def covers(clearance: str, data_class: str) -> bool:
     """Whether a clearance covers a data class (unknown labels are never covered)."""
-    if clearance not in DATA_CLASSES or data_class not in DATA_CLASSES:
-        return False
-    return class_rank(clearance) >= class_rank(data_class)
-
-
-def stricter_class(a: str, b: str) -> str:
-    return a if class_rank(a) >= class_rank(b) else b
-
-
-def stricter_visibility(a: str, b: str) -> str:
-    return a if visibility_rank(a) >= visibility_rank(b) else b
+    have, need = DataClass.rank_of(clearance), DataClass.rank_of(data_class)
+    return have is not None and need is not None and have >= need
 
 
 @dataclass(frozen=True)
@@ -76,20 +46,20 @@ def denial(
     Missing labels mean ``internal`` (the gateway stamps labels on everything it accepts, so
     this only matters for data written by hand); labels outside the vocabulary hide the item.
     """
-    visibility = visibility or "internal"
-    data_class = data_class or "internal"
-    if visibility not in VISIBILITIES or data_class not in DATA_CLASSES:
+    visibility = visibility or Visibility.INTERNAL.value
+    data_class = data_class or DataClass.INTERNAL.value
+    if Visibility.rank_of(visibility) is None or DataClass.rank_of(data_class) is None:
         return Denial(
             RULE_UNKNOWN_LABEL,
             f"labels visibility={visibility!r} dataclass={data_class!r} are not understood",
         )
     same_tenant = principal.is_admin or (tenant is not None and tenant == principal.tenant)
-    if visibility == "internal" and not same_tenant:
+    if visibility == Visibility.INTERNAL and not same_tenant:
         return Denial(
             RULE_VISIBILITY_INTERNAL,
             f"internal to tenant {tenant!r}; {principal.name!r} is in {principal.tenant!r}",
         )
-    if visibility == "restricted":
+    if visibility == Visibility.RESTRICTED:
         if not same_tenant:
             return Denial(
                 RULE_VISIBILITY_RESTRICTED,

@@ -16,8 +16,9 @@ from __future__ import annotations
 from incidents.auth import Principal
 from incidents.errors import PolicyDenied
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.labels import DataClass, Visibility
 from incidents.model.types import Extension
-from incidents.policy.access import covers, stricter_class, stricter_visibility
+from incidents.policy.access import covers
 from incidents.policy.rules import Policy
 
 RULE_PUBLISH = "publish-patterns"
@@ -57,19 +58,24 @@ class PolicyAdmission:
         default_class, default_visibility = self.policy.default_labels(
             event.type, event.source, tenant, event.data
         )
-        data_class = str(given_class) if given_class is not None else default_class
-        visibility = str(given_visibility) if given_visibility is not None else default_visibility
+        # The envelope rules let only known labels in.
+        data_class = DataClass.parse(given_class) if given_class is not None else default_class
+        visibility = (
+            Visibility.parse(given_visibility)
+            if given_visibility is not None
+            else default_visibility
+        )
         for rule in self.policy.matching_rules(event.type, event.source, tenant, event.data):
             if rule.reject is not None:
                 raise denied(rule.name, rule.reject)
             if rule.data_class is not None:
-                data_class = stricter_class(data_class, rule.data_class)
+                data_class = data_class.stricter(rule.data_class)
             if rule.visibility is not None:
-                visibility = stricter_visibility(visibility, rule.visibility)
+                visibility = visibility.stricter(rule.visibility)
         return event.with_attributes(
             **{
-                Extension.DATA_CLASS: data_class,
-                Extension.VISIBILITY: visibility,
+                Extension.DATA_CLASS: data_class.value,
+                Extension.VISIBILITY: visibility.value,
                 Extension.TENANT: tenant,
             }
         )

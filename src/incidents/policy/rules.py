@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from incidents.policy.access import DATA_CLASSES, VISIBILITIES
+from incidents.model.labels import DataClass, Visibility
 
-FALLBACK_DATA_CLASS = "internal"
-FALLBACK_VISIBILITY = "internal"
+FALLBACK_DATA_CLASS = DataClass.INTERNAL
+FALLBACK_VISIBILITY = Visibility.INTERNAL
 
 
 def _any_glob(value: str, globs: tuple[str, ...]) -> bool:
@@ -29,6 +29,20 @@ def lookup(data: Any, path: tuple[str, ...]) -> Any:
             return None
         node = node[part]
     return node
+
+
+def _labels(item: Default | Rule, kind: str) -> None:
+    """Labels given as strings become the enums; a label outside the vocabulary is refused."""
+    try:
+        if item.data_class is not None:
+            object.__setattr__(item, "data_class", DataClass.parse(item.data_class))
+    except ValueError:
+        raise ValueError(f"{kind} {item.name!r}: unknown data class {item.data_class!r}") from None
+    try:
+        if item.visibility is not None:
+            object.__setattr__(item, "visibility", Visibility.parse(item.visibility))
+    except ValueError:
+        raise ValueError(f"{kind} {item.name!r}: unknown visibility {item.visibility!r}") from None
 
 
 @dataclass(frozen=True)
@@ -59,16 +73,13 @@ class Match:
 @dataclass(frozen=True)
 class Default:
     match: Match
-    data_class: str | None = None
-    visibility: str | None = None
+    data_class: DataClass | None = None
+    visibility: Visibility | None = None
     name: str = ""
     origin: str = ""  # path:line it came from
 
     def __post_init__(self) -> None:
-        if self.data_class is not None and self.data_class not in DATA_CLASSES:
-            raise ValueError(f"default {self.name!r}: unknown data class {self.data_class!r}")
-        if self.visibility is not None and self.visibility not in VISIBILITIES:
-            raise ValueError(f"default {self.name!r}: unknown visibility {self.visibility!r}")
+        _labels(self, "default")
 
 
 @dataclass(frozen=True)
@@ -78,16 +89,13 @@ class Rule:
 
     name: str
     match: Match
-    data_class: str | None = None
-    visibility: str | None = None
+    data_class: DataClass | None = None
+    visibility: Visibility | None = None
     reject: str | None = None
     origin: str = ""
 
     def __post_init__(self) -> None:
-        if self.data_class is not None and self.data_class not in DATA_CLASSES:
-            raise ValueError(f"rule {self.name!r}: unknown data class {self.data_class!r}")
-        if self.visibility is not None and self.visibility not in VISIBILITIES:
-            raise ValueError(f"rule {self.name!r}: unknown visibility {self.visibility!r}")
+        _labels(self, "rule")
         if (self.reject is None) == (self.data_class is None and self.visibility is None):
             raise ValueError(f"rule {self.name!r} must either require labels or reject")
 
@@ -100,11 +108,11 @@ class Policy:
 
     def default_labels(
         self, event_type: str, source: str, tenant: str, data: Any
-    ) -> tuple[str, str]:
+    ) -> tuple[DataClass, Visibility]:
         """(data class, visibility) for an event that carries none: the first matching
         default that sets each, else ``internal``."""
-        data_class: str | None = None
-        visibility: str | None = None
+        data_class: DataClass | None = None
+        visibility: Visibility | None = None
         for d in self.defaults:
             if (data_class is None or visibility is None) and d.match.matches(
                 event_type, source, tenant, data
