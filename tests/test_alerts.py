@@ -13,7 +13,7 @@ import redis
 
 from incidents.app import create_app
 from incidents.model.severity import Severity
-from incidents.policy.alert_rules import AlertRules, AlertRulesError
+from incidents.policy.files import PolicyError, load_alert_rules
 from incidents.settings import Settings
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 
@@ -212,16 +212,16 @@ def test_alert_rules_load_from_yaml(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(
         "alerts:\n  declare_incident_at: never\n  severity_map: {disaster: SEV1}\n"
     )
-    rules = AlertRules.load(tmp_path)
+    rules = load_alert_rules(tmp_path)
     assert rules.declare_incident_at is None and not rules.declares(Severity.SEV1)
     assert rules.severity_of("Disaster") is Severity.SEV1
     assert rules.severity_of("warning") is Severity.SEV3
     assert rules.severity_of("bogus") is Severity.SEV3
-    assert AlertRules.load(tmp_path / "missing").declares(Severity.SEV1)
+    assert load_alert_rules(tmp_path / "missing").declares(Severity.SEV1)
 
 
 def test_bad_alert_rules_name_the_file_and_key(tmp_path: Path) -> None:
     """A bad severity in the alerts section fails loudly, naming where it is."""
     (tmp_path / "p.yaml").write_text("alerts:\n  declare_incident_at: SEV9\n")
-    with pytest.raises(AlertRulesError, match=r"p\.yaml: alerts\.declare_incident_at"):
-        AlertRules.load(tmp_path)
+    with pytest.raises(PolicyError, match=r"p\.yaml:2: alerts\.declare_incident_at"):
+        load_alert_rules(tmp_path)

@@ -1,4 +1,5 @@
-"""Alert rules read from the ``alerts`` section of the policy files in ``policies/``.
+"""Alert rules: the ``alerts`` section of the policy files in ``policies/`` (read, like the
+rest of those files, by ``incidents.policy.files``; this module holds the values).
 
 alerts:
   declare_incident_at: SEV1   # an opening alert this bad declares an incident; or "never"
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -88,18 +88,6 @@ class AlertRules:
     def declares(self, severity: Severity) -> bool:
         limit = self.declare_incident_at
         return limit is not None and severity.rank <= limit.rank
-
-    @classmethod
-    def load(cls, directory: Path) -> AlertRules:
-        """Only the ``alerts`` sections of the policy files in ``directory`` (defaults when it
-        does not exist). ``incidents.policy.files`` reads them; start-up reads every section at
-        once with ``load_policy_files``."""
-        from incidents.policy.files import PolicyError, load_alert_rules  # it imports this
-
-        try:
-            return load_alert_rules(directory)
-        except PolicyError as exc:
-            raise AlertRulesError((), f"{exc.path}: {exc.reason}") from exc
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any]) -> AlertRules:
