@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from incidents.errors import FieldError, InvalidCloudEvent, pointer
+from incidents.errors import FieldError, pointer
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.labels import DataClass, Visibility
 from incidents.model.schemas import SchemaRegistry, json_kind
@@ -201,11 +201,3 @@ def normalize(raw: Mapping[str, Any]) -> CloudEvent:
         attrs.setdefault(Extension.DATA_CLASS, std)
     return CloudEvent(attrs, raw.get("data"), raw.get("data_base64"))
 
-
-def parse_event(registry: SchemaRegistry, raw: Any) -> CloudEvent:
-    errors = validate_raw(registry, raw)
-    if errors:
-        raise InvalidCloudEvent(
-            f"the event breaks {len(errors)} CloudEvents rule(s)", errors=errors
-        )
-    return normalize(raw)

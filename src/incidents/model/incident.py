@@ -13,10 +13,6 @@ DEFAULT_ROLES = ("commander", "comms", "scribe")
 _TIMESTAMPS = ("declared_at", "acknowledged_at", "mitigated_at", "resolved_at", "closed_at")
 
 
-def _ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def _parse_ts(value: object) -> datetime | None:
     if value is None:
         return None
