@@ -1,10 +1,23 @@
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
-from incidents.settings import DEFAULT_RETRY_SCHEDULE, Settings, SettingsError
+from incidents.cli.main import build_parser, main, merged_environ
+from incidents.settings import (
+    DEFAULT_RETRY_SCHEDULE,
+    SETTINGS,
+    Setting,
+    Settings,
+    SettingsError,
+    markdown_table,
+    readme_with_table,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_defaults_follow_the_design() -> None:
@@ -81,3 +94,62 @@ def test_bad_values_are_refused_with_the_variable_named(name: str, value: str) -
     """A bad setting fails fast with a message naming the variable."""
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_the_readme_settings_table_is_the_generated_one() -> None:
+    """README.md's settings table is exactly the one made from the settings table."""
+    readme = (ROOT / "README.md").read_text()
+    assert readme_with_table(readme, markdown_table()) == readme, "run scripts/settings-table"
+
+
+def test_the_settings_command_prints_the_readme_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """`incidents settings --markdown` prints the table the README holds, a row per setting."""
+    assert main(["settings", "--markdown"], environ={}) == 0
+    printed = capsys.readouterr().out
+    assert printed == markdown_table()
+    assert [line.split("`")[1] for line in printed.splitlines()[2:]] == [s.env for s in SETTINGS]
+
+
+def test_every_field_is_a_setting_with_a_flag() -> None:
+    """Each field of Settings has one row, and its flag on every command sets its variable."""
+    assert [s.field for s in SETTINGS] == [f.name for f in dataclasses.fields(Settings)]
+    assert len({s.env for s in SETTINGS}) == len(SETTINGS)
+    parser = build_parser()
+    for command in (["serve"], ["dev"], ["worker"], ["send", "--type", "t"], ["policy", "check"]):
+        for row in SETTINGS:
+            args = parser.parse_args([*command, row.flag, "v"])
+            assert merged_environ(args, {row.env: "old"})[row.env] == "v", (command, row.flag)
+
+
+@pytest.mark.parametrize("row", [s for s in SETTINGS if s.shown is None], ids=lambda s: s.env)
+def test_each_documented_default_reads_back_as_the_default(row: Setting) -> None:
+    """The default the README shows, given as the variable, gives the setting's default."""
+    if row.default is None:
+        assert getattr(Settings.from_env({}), row.field) is None
+        return
+    assert getattr(Settings.from_env({row.env: row.default_text}), row.field) == row.default
+    assert getattr(Settings(), row.field) == row.default
+
+
+def test_settings_command_shows_the_values_in_force(capsys: pytest.CaptureFixture[str]) -> None:
+    """`incidents settings` lists each variable with the value flags and environment give it,
+    the admin token hidden."""
+    env = {"INCIDENTS_PORT": "9000", "INCIDENTS_ADMIN_TOKEN": "secret-token-0123456789"}
+    assert main(["settings", "--max-body-bytes", "4096"], environ=env) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^INCIDENTS_PORT\s+--port\s+9000$", out, re.M)
+    assert re.search(r"^INCIDENTS_MAX_BODY_BYTES\s+--max-body-bytes\s+4096$", out, re.M)
+    assert re.search(r"^INCIDENTS_RETRY_SCHEDULE\s+\S+\s+5,300,1800,", out, re.M)
+    assert "secret-token" not in out and re.search(
+        r"^INCIDENTS_ADMIN_TOKEN\s+\S+\s+\(set\)$", out, re.M
+    )
+
+
+def test_a_bad_value_is_quoted_in_the_message() -> None:
+    """The message names the variable and quotes the value as given."""
+    with pytest.raises(
+        SettingsError, match=r"INCIDENTS_STREAM_RETENTION='10' must be at least 1000"
+    ):
+        Settings.from_env({"INCIDENTS_STREAM_RETENTION": "10"})
+    with pytest.raises(SettingsError, match=r"INCIDENTS_BODY_TIMEOUT='soon' is not a number"):
+        Settings.from_env({"INCIDENTS_BODY_TIMEOUT": "soon"})

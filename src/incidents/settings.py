@@ -1,11 +1,21 @@
-"""Settings, read from the environment (every setting also has a CLI flag)."""
+"""Settings, read from the environment (every setting also has a CLI flag).
+
+The body of :class:`Settings` is the one table of settings: each field is declared with
+:func:`setting` (its environment variable, parser, default and help). ``Settings.from_env``,
+the CLI flags and the README's settings table (``incidents settings --markdown``) all come
+from :data:`SETTINGS`, the tuple of :class:`Setting` entries read off that table.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+Parser = Callable[[str, str], T]  # (variable name, raw value) -> value; raises SettingsError
 
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 _TRUE = {"1", "true", "yes", "on"}
@@ -17,6 +27,14 @@ PACKAGED_DEFAULTS = Path(__file__).parent / "defaults"
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names it and quotes the value."""
+
+
+def _text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _path(name: str, raw: str) -> Path:
+    return Path(raw)
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -36,6 +54,13 @@ def _int(name: str, raw: str, minimum: int = 0) -> int:
     if value < minimum:
         raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
     return value
+
+
+def _at_least(minimum: int) -> Parser[int]:
+    def parse(name: str, raw: str) -> int:
+        return _int(name, raw, minimum)
+
+    return parse
 
 
 def _float(name: str, raw: str) -> float:
@@ -73,29 +98,183 @@ def parse_schedule(name: str, raw: str) -> tuple[float, ...]:
 
 
 @dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    env: str  # the environment variable, e.g. INCIDENTS_PORT
+    field: str  # the attribute of Settings, e.g. port
+    parser: Parser[object]
+    default: object  # the value of ``Settings()``
+    help: str  # one line, Markdown (the README's "meaning" column)
+    shown: str | None = None  # the default as the README says it, when the value alone does not
+    unset: Callable[[], object] | None = None  # the value ``from_env`` takes when unset
+
+    @property
+    def flag(self) -> str:
+        """The CLI flag: ``INCIDENTS_MAX_BODY_BYTES`` -> ``--max-body-bytes``."""
+        return "--" + self.env.removeprefix("INCIDENTS_").lower().replace("_", "-")
+
+    @property
+    def default_text(self) -> str:
+        """The default as documented: ``unset``, ``false``, ``30``, ``5,300``, ..."""
+        return self.shown if self.shown is not None else env_text(self.default)
+
+
+def env_text(value: object) -> str:
+    """A setting's value as the environment would spell it (``unset`` for none)."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, tuple):
+        return ",".join(env_text(v) for v in value)
+    return str(value)
+
+
+def setting(
+    env: str,
+    parser: Parser[T],
+    default: T,
+    help: str,  # the name argparse and the table use
+    *,
+    shown: str | None = None,
+    unset: Callable[[], T] | None = None,
+) -> T:
+    """Declare a field of :class:`Settings` as a row of the settings table."""
+    row = {"env": env, "parser": parser, "help": help, "shown": shown, "unset": unset}
+    value: T = dataclasses.field(default=default, metadata={"setting": row})
+    return value
+
+
+@dataclass(frozen=True)
 class Settings:
-    redis_url: str | None = None
-    admin_token: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8080
-    schemas_dir: Path = PACKAGED_DEFAULTS / "schemas"
-    policies_dir: Path = PACKAGED_DEFAULTS / "policies"
-    max_body_bytes: int = 1024 * 1024
-    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
-    delivery_timeout: float = 15.0
-    allow_private_sinks: bool = False
-    allow_insecure_sinks: bool = False
-    max_batch_events: int = 1000
-    max_json_depth: int = 64
-    max_header_bytes: int = 16 * 1024
-    body_timeout: float = 30.0
-    max_retry_after: float = 3600.0
-    sink_concurrency: int = 32
-    stream_retention: int = 100_000
-    disable_after: float = 5 * 24 * 3600.0
-    secret_grace: float = 24 * 3600.0
-    data_dir: Path = Path(".incidents")
-    workers: int = 1
+    redis_url: str | None = setting(
+        "INCIDENTS_REDIS_URL",
+        _text,
+        None,
+        "Redis to use; `incidents dev` starts an embedded one when unset",
+    )
+    admin_token: str | None = setting(
+        "INCIDENTS_ADMIN_TOKEN",
+        _text,
+        None,
+        "the admin bearer token (at least 16 characters; `dev` generates one)",
+    )
+    host: str = setting("INCIDENTS_HOST", _text, "127.0.0.1", "address the API listens on")
+    port: int = setting("INCIDENTS_PORT", _at_least(1), 8080, "port the API listens on")
+    schemas_dir: Path = setting(  # noqa: RUF009  # declares a field, as dataclasses.field does
+        "INCIDENTS_SCHEMAS_DIR",
+        _path,
+        PACKAGED_DEFAULTS / "schemas",
+        "JSON Schemas; a schema that does not compile stops start-up, naming the file",
+        shown="`schemas/`, else the package's",
+        unset=lambda: default_dir("schemas"),
+    )
+    policies_dir: Path = setting(  # noqa: RUF009  # declares a field, as dataclasses.field does
+        "INCIDENTS_POLICIES_DIR",
+        _path,
+        PACKAGED_DEFAULTS / "policies",
+        "policy files; a bad one stops start-up with its file, line and field",
+        shown="`policies/`, else the package's",
+        unset=lambda: default_dir("policies"),
+    )
+    max_body_bytes: int = setting(
+        "INCIDENTS_MAX_BODY_BYTES", _at_least(1), 1024 * 1024, "largest request body"
+    )
+    max_batch_events: int = setting(
+        "INCIDENTS_MAX_BATCH_EVENTS",
+        _at_least(1),
+        1000,
+        "most events in one batch (or alerts in one Alertmanager or Grafana notification);"
+        " more: `413`",
+    )
+    max_json_depth: int = setting(
+        "INCIDENTS_MAX_JSON_DEPTH",
+        _at_least(1),
+        64,
+        "deepest nesting of arrays and objects in a JSON body (1 to 200); deeper: `400`",
+    )
+    max_header_bytes: int = setting(
+        "INCIDENTS_MAX_HEADER_BYTES",
+        _at_least(1),
+        16 * 1024,
+        "most bytes of request head (request line and headers); more: `431`",
+    )
+    body_timeout: float = setting(
+        "INCIDENTS_BODY_TIMEOUT",
+        _float,
+        30.0,
+        "seconds a client has to send the request head, and then its whole body; slower: `408`",
+    )
+    retry_schedule: tuple[float, ...] = setting(
+        "INCIDENTS_RETRY_SCHEDULE",
+        parse_schedule,
+        DEFAULT_RETRY_SCHEDULE,
+        "delivery retry delays in seconds",
+    )
+    delivery_timeout: float = setting(
+        "INCIDENTS_DELIVERY_TIMEOUT", _float, 15.0, "seconds per delivery attempt"
+    )
+    max_retry_after: float = setting(
+        "INCIDENTS_MAX_RETRY_AFTER",
+        _float,
+        3600.0,
+        "the longest `Retry-After` of a sink's `429` or `503` that is honoured;"
+        " a longer one is cut to this",
+    )
+    sink_concurrency: int = setting(
+        "INCIDENTS_SINK_CONCURRENCY",
+        _at_least(1),
+        32,
+        "most deliveries in flight to one subscription at once (each to a different incident;"
+        " one incident's events stay in order)",
+    )
+    stream_retention: int = setting(
+        "INCIDENTS_STREAM_RETENTION",
+        _at_least(1000),
+        100_000,
+        "how many recent events the retained event stream keeps for readers that tail it"
+        " (at least 1000)",
+    )
+    allow_private_sinks: bool = setting(
+        "INCIDENTS_ALLOW_PRIVATE_SINKS",
+        _bool,
+        False,
+        "allow webhook sinks on loopback/private/link-local/CGNAT addresses (`dev` turns it on)",
+    )
+    allow_insecure_sinks: bool = setting(
+        "INCIDENTS_ALLOW_INSECURE_SINKS",
+        _bool,
+        False,
+        "allow plain `http://` sinks; otherwise only `https://`, as the CloudEvents webhook"
+        " spec asks (`dev` turns it on)",
+    )
+    disable_after: float = setting(
+        "INCIDENTS_DISABLE_AFTER",
+        _float,
+        5 * 24 * 3600.0,
+        "seconds of continuous failure before a subscription is disabled",
+    )
+    secret_grace: float = setting(
+        "INCIDENTS_SECRET_GRACE",
+        _float,
+        24 * 3600.0,
+        "seconds the old secret keeps signing after a rotation",
+    )
+    data_dir: Path = setting(  # noqa: RUF009  # declares a field, as dataclasses.field does
+        "INCIDENTS_DATA_DIR",
+        _path,
+        Path(".incidents"),
+        "where `dev` keeps the embedded Redis data and the admin token",
+    )
+    workers: int = setting(
+        "INCIDENTS_WORKERS",
+        _at_least(1),
+        1,
+        "API processes for `serve`; worker processes for `dev`",
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -119,58 +298,43 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Build settings from an environment mapping (``os.environ`` in production)."""
+        """Build settings from an environment mapping (``os.environ`` in production).
+        A variable that is unset or blank keeps its default."""
         values: dict[str, object] = {}
-
-        def get(name: str) -> str | None:
-            raw = environ.get(name)
-            return raw if raw is not None and raw.strip() != "" else None
-
-        if (raw := get("INCIDENTS_REDIS_URL")) is not None:
-            values["redis_url"] = raw.strip()
-        if (raw := get("INCIDENTS_ADMIN_TOKEN")) is not None:
-            values["admin_token"] = raw.strip()
-        if (raw := get("INCIDENTS_HOST")) is not None:
-            values["host"] = raw.strip()
-        if (raw := get("INCIDENTS_PORT")) is not None:
-            values["port"] = _int("INCIDENTS_PORT", raw, 1)
-        raw = get("INCIDENTS_SCHEMAS_DIR")
-        values["schemas_dir"] = Path(raw) if raw is not None else default_dir("schemas")
-        raw = get("INCIDENTS_POLICIES_DIR")
-        values["policies_dir"] = Path(raw) if raw is not None else default_dir("policies")
-        if (raw := get("INCIDENTS_MAX_BODY_BYTES")) is not None:
-            values["max_body_bytes"] = _int("INCIDENTS_MAX_BODY_BYTES", raw, 1)
-        if (raw := get("INCIDENTS_RETRY_SCHEDULE")) is not None:
-            values["retry_schedule"] = parse_schedule("INCIDENTS_RETRY_SCHEDULE", raw)
-        if (raw := get("INCIDENTS_DELIVERY_TIMEOUT")) is not None:
-            values["delivery_timeout"] = _float("INCIDENTS_DELIVERY_TIMEOUT", raw)
-        if (raw := get("INCIDENTS_ALLOW_PRIVATE_SINKS")) is not None:
-            values["allow_private_sinks"] = _bool("INCIDENTS_ALLOW_PRIVATE_SINKS", raw)
-        if (raw := get("INCIDENTS_ALLOW_INSECURE_SINKS")) is not None:
-            values["allow_insecure_sinks"] = _bool("INCIDENTS_ALLOW_INSECURE_SINKS", raw)
-        if (raw := get("INCIDENTS_MAX_BATCH_EVENTS")) is not None:
-            values["max_batch_events"] = _int("INCIDENTS_MAX_BATCH_EVENTS", raw, 1)
-        if (raw := get("INCIDENTS_MAX_JSON_DEPTH")) is not None:
-            values["max_json_depth"] = _int("INCIDENTS_MAX_JSON_DEPTH", raw, 1)
-        if (raw := get("INCIDENTS_MAX_HEADER_BYTES")) is not None:
-            values["max_header_bytes"] = _int("INCIDENTS_MAX_HEADER_BYTES", raw, 1)
-        if (raw := get("INCIDENTS_BODY_TIMEOUT")) is not None:
-            values["body_timeout"] = _float("INCIDENTS_BODY_TIMEOUT", raw)
-        if (raw := get("INCIDENTS_MAX_RETRY_AFTER")) is not None:
-            values["max_retry_after"] = _float("INCIDENTS_MAX_RETRY_AFTER", raw)
-        if (raw := get("INCIDENTS_SINK_CONCURRENCY")) is not None:
-            values["sink_concurrency"] = _int("INCIDENTS_SINK_CONCURRENCY", raw, 1)
-        if (raw := get("INCIDENTS_STREAM_RETENTION")) is not None:
-            values["stream_retention"] = _int("INCIDENTS_STREAM_RETENTION", raw, 1000)
-        if (raw := get("INCIDENTS_DISABLE_AFTER")) is not None:
-            values["disable_after"] = _float("INCIDENTS_DISABLE_AFTER", raw)
-        if (raw := get("INCIDENTS_SECRET_GRACE")) is not None:
-            values["secret_grace"] = _float("INCIDENTS_SECRET_GRACE", raw)
-        if (raw := get("INCIDENTS_DATA_DIR")) is not None:
-            values["data_dir"] = Path(raw)
-        if (raw := get("INCIDENTS_WORKERS")) is not None:
-            values["workers"] = _int("INCIDENTS_WORKERS", raw, 1)
-        return cls(**values)  # type: ignore[arg-type]  # keys are the field names above
+        for row in SETTINGS:
+            raw = environ.get(row.env)
+            if raw is not None and raw.strip() != "":
+                values[row.field] = row.parser(row.env, raw)
+            elif row.unset is not None:
+                values[row.field] = row.unset()
+        return cls(**values)  # type: ignore[arg-type]  # each parser returns its field's type
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]  # checked by __post_init__
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(field=f.name, default=f.default, **f.metadata["setting"])
+    for f in dataclasses.fields(Settings)
+)
+
+
+def markdown_table() -> str:
+    """The README's settings table, one row per setting, in table order."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for row in SETTINGS:
+        plain = row.shown is not None or row.default is None  # already Markdown, or "unset"
+        default = row.default_text if plain else f"`{row.default_text}`"
+        lines.append(f"| `{row.env}` | {default} | {row.help} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_with_table(readme: str, table: str) -> str:
+    """``readme`` with its settings table (from the ``| variable |`` header to the first line
+    that is not a row) replaced by ``table``."""
+    lines = readme.splitlines(keepends=True)
+    start = lines.index(table.splitlines(keepends=True)[0])
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    return "".join(lines[:start]) + table + "".join(lines[end:])

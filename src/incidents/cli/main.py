@@ -10,33 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from incidents import __version__
 from incidents.model.schemas import SchemaLoadError
 from incidents.policy.files import PolicyError
-from incidents.settings import Settings, SettingsError
-
-# CLI flag -> environment variable; a flag given on the command line wins over the environment.
-SETTING_FLAGS = {
-    "--redis-url": "INCIDENTS_REDIS_URL",
-    "--admin-token": "INCIDENTS_ADMIN_TOKEN",
-    "--host": "INCIDENTS_HOST",
-    "--port": "INCIDENTS_PORT",
-    "--schemas-dir": "INCIDENTS_SCHEMAS_DIR",
-    "--policies-dir": "INCIDENTS_POLICIES_DIR",
-    "--max-body-bytes": "INCIDENTS_MAX_BODY_BYTES",
-    "--retry-schedule": "INCIDENTS_RETRY_SCHEDULE",
-    "--delivery-timeout": "INCIDENTS_DELIVERY_TIMEOUT",
-    "--allow-private-sinks": "INCIDENTS_ALLOW_PRIVATE_SINKS",
-    "--allow-insecure-sinks": "INCIDENTS_ALLOW_INSECURE_SINKS",
-    "--max-batch-events": "INCIDENTS_MAX_BATCH_EVENTS",
-    "--max-json-depth": "INCIDENTS_MAX_JSON_DEPTH",
-    "--max-header-bytes": "INCIDENTS_MAX_HEADER_BYTES",
-    "--body-timeout": "INCIDENTS_BODY_TIMEOUT",
-    "--max-retry-after": "INCIDENTS_MAX_RETRY_AFTER",
-    "--sink-concurrency": "INCIDENTS_SINK_CONCURRENCY",
-    "--stream-retention": "INCIDENTS_STREAM_RETENTION",
-    "--disable-after": "INCIDENTS_DISABLE_AFTER",
-    "--secret-grace": "INCIDENTS_SECRET_GRACE",
-    "--data-dir": "INCIDENTS_DATA_DIR",
-    "--workers": "INCIDENTS_WORKERS",
-}
+from incidents.settings import SETTINGS, SettingsError
 
 Command = Callable[[argparse.Namespace, dict[str, str]], int]
 COMMANDS: dict[str, Command] = {}
@@ -46,18 +20,22 @@ def add_setting_flags(parser: argparse.ArgumentParser, nested: bool = False) -> 
     # On a nested action the default is SUPPRESS, so a flag given before the action stays.
     default = argparse.SUPPRESS if nested else None
     group = parser.add_argument_group("settings (each also read from its environment variable)")
-    for flag, env in SETTING_FLAGS.items():
+    for row in SETTINGS:
         group.add_argument(
-            flag, dest="setting_" + env, metavar="VALUE", default=default, help=f"overrides {env}"
+            row.flag,
+            dest="setting_" + row.env,
+            metavar="VALUE",
+            default=default,
+            help=f"{row.env}, default {row.default_text}: {row.help}".replace("`", ""),
         )
 
 
 def merged_environ(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
     merged = dict(environ)
-    for env in SETTING_FLAGS.values():
-        value = getattr(args, "setting_" + env, None)
+    for row in SETTINGS:
+        value = getattr(args, "setting_" + row.env, None)
         if value is not None:
-            merged[env] = value
+            merged[row.env] = value
     return merged
 
 
@@ -101,7 +79,3 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def settings_from(env: Mapping[str, str]) -> Settings:
-    return Settings.from_env(env)
