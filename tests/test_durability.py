@@ -17,7 +17,7 @@ from incidents.app import create_app
 from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
-from incidents.store.keys import OUTBOX
+from incidents.store.keys import OUTBOX, ROUTER_GROUP
 from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 
@@ -124,7 +124,10 @@ def test_queued_retries_survive_a_redis_restart(stack: Stack, rx: Receiver) -> N
     assert all(a["next_attempt"] is not None for a in failed)
     with redis.Redis.from_url(stack.redis.url) as connection:
         assert connection.config_get("appendonly") == {"appendonly": "yes"}
-        assert connection.xlen(OUTBOX) == 0  # routed: what is left is queued deliveries
+        # Routed (nothing left pending in the router's group) and kept for readers of recent
+        # events: what is left to do is queued deliveries.
+        assert connection.xpending(OUTBOX, ROUTER_GROUP)["pending"] == 0
+        assert connection.xlen(OUTBOX) == len(events)
 
     stack.restart_redis()
     tried = len(rx.at("/durable"))

@@ -90,7 +90,7 @@ class Metrics:
             pipe.scard(keys.SUBSCRIPTIONS)
             backlog, last, dead, due_now, due_later, leased, subs = await pipe.execute()
         lines += [
-            "# HELP incidents_outbox_length Entries in the outbox stream.",
+            "# HELP incidents_outbox_length Entries kept in the outbox stream, routed or not.",
             "# TYPE incidents_outbox_length gauge",
             f"incidents_outbox_length {backlog}",
             "# HELP incidents_last_sequence The last gateway sequence assigned.",

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from incidents.auth import Principal
-from incidents.delivery.fanout import route_outbox
+from incidents.delivery.fanout import outbox_backlog, route_outbox
 from incidents.delivery.lanes import (
     DEAD,
     DELIVERED,
@@ -44,7 +44,6 @@ from incidents.policy.outbound import Verdict, judge
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.events import EventStore
-from incidents.store.keys import OUTBOX
 
 log = logging.getLogger("incidents.delivery")
 RENEW_EVERY = 2.0
@@ -126,10 +125,12 @@ class Dispatcher:
         held: Counter[str] = Counter()
         renewed = time.monotonic()
         while True:
-            if await self.redis.xlen(OUTBOX):
+            if await outbox_backlog(self.redis):
                 # Route here too, so new events do not wait for this job to end before a
                 # routing job can run in this worker.
-                await route_outbox(self.redis, self.routes, seconds=0.5)
+                await route_outbox(
+                    self.redis, self.routes, seconds=0.5, retention=self.settings.stream_retention
+                )
             claiming = time.monotonic() < stop_claiming and not self.stopping()
             if claiming and len(active) < concurrency:
                 await self.cache.sync(self.subs)

@@ -1,11 +1,13 @@
-"""Routing: every accepted event, read from the outbox stream, becomes one queued delivery
+"""Fan-out: every accepted event, read from the outbox stream, becomes one queued delivery
 per subscription that wants it.
 
-The outbox is read through a consumer group and an entry is acknowledged (and removed) only
-after its deliveries are written, so a router that dies mid-batch leaves its entries pending
-and the next router reads them again first. Routing them twice is harmless: a delivery's id
-is derived from (sequence, subscription). One router runs at a time (a lease key), which
-also keeps each lane filled in gateway order.
+The outbox is read through a consumer group and an entry is acknowledged only after its
+deliveries are written, so a router that dies mid-batch leaves its entries pending and the
+next router reads them again first. Routing them twice is harmless: a delivery's id is
+derived from (sequence, subscription). One router runs at a time (a lease key), which also
+keeps each lane filled in gateway order. Routed entries stay in the stream, for readers that
+tail recent events (``EventStore.recent``): once nothing is left to route, the stream is
+trimmed to about ``INCIDENTS_STREAM_RETENTION`` entries; an unrouted entry is never trimmed.
 """
 
 from __future__ import annotations
@@ -53,11 +55,23 @@ async def ensure_group(redis: aioredis.Redis) -> None:
             raise
 
 
+async def outbox_backlog(redis: aioredis.Redis, retention: int = 0) -> bool:
+    """Whether the outbox holds entries not routed yet; when it holds none, it is trimmed to
+    about ``retention`` entries (0: not trimmed)."""
+    script = redis.register_script(load_script("outbox"))
+    return bool(await script(keys=[OUTBOX], args=[keys.ROUTER_GROUP, retention]))
+
+
 async def route_outbox(
-    redis: aioredis.Redis, cache: SubscriptionCache, batch: int = 500, seconds: float = 20.0
+    redis: aioredis.Redis,
+    cache: SubscriptionCache,
+    batch: int = 500,
+    seconds: float = 20.0,
+    retention: int = 0,
 ) -> int:
-    """Route outbox entries until it is empty (or ``seconds`` pass); the number routed.
-    Returns 0 at once when another router holds the lease."""
+    """Route outbox entries until none is left (or ``seconds`` pass); the number routed.
+    The routed entries are kept, the stream trimmed to about ``retention`` entries once
+    nothing is left to route. Returns 0 at once when another router holds the lease."""
     token = secrets.token_hex(8)
     if not await redis.set(keys.ROUTE_LOCK, token, nx=True, px=LOCK_MS):
         return 0
@@ -69,6 +83,7 @@ async def route_outbox(
         while time.monotonic() < stop:
             entries = await _read(redis, "0", batch) or await _read(redis, ">", batch)
             if not entries:
+                await outbox_backlog(redis, retention)
                 break
             await cache.sync(subs)
             seqs = [int(fields[b"seq"]) for _, fields in entries if fields and b"seq" in fields]
@@ -86,7 +101,6 @@ async def route_outbox(
             ids = [entry_id for entry_id, _ in entries]
             pipe = redis.pipeline(transaction=True)
             pipe.xack(OUTBOX, keys.ROUTER_GROUP, *ids)
-            pipe.xdel(OUTBOX, *ids)
             pipe.set(keys.ROUTE_LOCK, token, xx=True, px=LOCK_MS)
             await pipe.execute()
             routed += len(ids)

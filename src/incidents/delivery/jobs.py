@@ -77,7 +77,9 @@ async def _route(context: WorkerContext) -> int:
     assert context.settings.redis_url is not None
     redis = connect_async(context.settings.redis_url)
     try:
-        return await route_outbox(redis, context.routes)
+        return await route_outbox(
+            redis, context.routes, retention=context.settings.stream_retention
+        )
     finally:
         await redis.aclose()
 

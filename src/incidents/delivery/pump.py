@@ -26,6 +26,7 @@ from incidents.delivery.jobs import (
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.keys import OUTBOX
+from incidents.store.scripts import load_script
 
 log = logging.getLogger("incidents.delivery")
 
@@ -36,12 +37,13 @@ class Pump:
         self.settings = job_settings(settings)
         self.route = Queue(ROUTE_QUEUE, connection=connection)
         self.deliver = Queue(DELIVER_QUEUE, connection=connection)
+        self._backlog = connection.register_script(load_script("outbox"))
 
     def step(self) -> bool:
         """Enqueue what is needed now; True if anything was enqueued."""
         now = time.time()
         pipe = self.connection.pipeline(transaction=False)
-        pipe.xlen(OUTBOX)
+        self._backlog(keys=[OUTBOX], args=[keys.ROUTER_GROUP, 0], client=pipe)
         pipe.exists(keys.ROUTE_LOCK)
         pipe.llen(self.route.key)
         pipe.zrangebyscore(keys.LANES_DUE, "-inf", now, start=0, num=1)
@@ -68,7 +70,7 @@ class Pump:
     def pending(self) -> bool:
         """Whether anything is left to route or deliver (now or later)."""
         pipe = self.connection.pipeline(transaction=False)
-        pipe.xlen(OUTBOX)
+        self._backlog(keys=[OUTBOX], args=[keys.ROUTER_GROUP, 0], client=pipe)
         pipe.zcard(keys.LANES_DUE)
         pipe.zcard(keys.LANES_LEASED)
         return any(pipe.execute())

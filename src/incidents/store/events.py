@@ -84,6 +84,14 @@ class Accepted:
         return out
 
 
+@dataclass(frozen=True)
+class RecentEvent:
+    """An event read from the retained outbox stream, with its stream entry id."""
+
+    stream_id: str  # pass it back as ``after`` to read on from here
+    stored: StoredEvent
+
+
 class VersionConflict(Exception):
     """A versioned document changed between read and write; the caller re-reads and retries."""
 
@@ -220,6 +228,18 @@ class EventStore:
                 keys.timeline(incident_id), f"({after}", "+inf", start=0, num=limit
             )
         return await self.get_many([int(cast(bytes, s)) for s in seqs])
+
+    async def recent(self, after: str | None = None, limit: int = 100) -> list[RecentEvent]:
+        """Up to ``limit`` events of the retained outbox stream accepted after the entry
+        ``after`` (None: from the oldest kept), oldest first: what a live stream tails. The
+        stream keeps about INCIDENTS_STREAM_RETENTION entries (more while routing lags)."""
+        start = "-" if after is None else f"({after}"
+        async with guarded("reading recent events"):
+            raw = await self.redis.xrange(keys.OUTBOX, start, "+", count=limit)
+        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], raw or [])
+        ids = [(i.decode(), int(f[b"seq"])) for i, f in entries if f and b"seq" in f]
+        found = {s.sequence: s for s in await self.get_many([seq for _, seq in ids])}
+        return [RecentEvent(i, found[seq]) for i, seq in ids if seq in found]
 
     async def last_sequence(self) -> int:
         async with guarded("reading the sequence"):
