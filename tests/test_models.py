@@ -138,3 +138,49 @@ def test_parsed_incidents_answer_only_for_the_exact_json() -> None:
     memo.put("k3", b"{}", two)  # over size: the oldest entry goes
     assert memo.get("k", orjson.dumps(one.to_dict())) is None
     assert memo.get("k3", b"{}") == two
+
+
+def test_stored_plan_reads_what_is_already_stored() -> None:
+    """An event's stored meta JSON reads back as a typed plan and is written back unchanged."""
+    from incidents.model.cloudevent import StoredEvent
+    from incidents.model.plan import AlertOutcome, LinkedBy, Plan
+
+    meta = {
+        "alert": {
+            "key": "disk",
+            "outcome": "deduplicated",
+            "declared": "INC-7",
+            "linked_by": "gateway",
+            "number": 2,
+            "status": "firing",
+            "count": 3,
+            "incident": "INC-7",
+        },
+        "fanout": False,
+    }
+    raw = {
+        "event": {"id": "1", "source": "/s", "specversion": "1.0", "type": "im.alert.trigger"},
+        "sequence": 5,
+        "ingested_at": "2024-01-01T00:00:00+00:00",
+        "principal": "p",
+        "meta": meta,
+    }
+    stored = StoredEvent.from_dict(raw)
+    assert stored.plan.alert is not None and not stored.plan.fanout
+    assert stored.plan.alert.outcome is AlertOutcome.DEDUPLICATED
+    assert stored.plan.alert.linked_by is LinkedBy.GATEWAY
+    assert stored.to_dict()["meta"] == meta
+    ignored = {"alert": {"key": "k", "outcome": "ignored", "reason": "none open"}, "fanout": False}
+    assert Plan.from_dict(ignored).to_dict() == ignored
+    unlinked = {
+        "alert": {
+            "key": "k",
+            "outcome": "opened",
+            "number": 1,
+            "status": "firing",
+            "count": 1,
+            "incident": None,
+        }
+    }
+    assert Plan.from_dict(unlinked).to_dict() == unlinked
+    assert Plan.from_dict({}).fanout and Plan.from_dict(None).to_dict() == {}

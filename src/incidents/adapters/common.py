@@ -84,6 +84,10 @@ def check_input(validator: Validator, payload: Any, what: str) -> None:
         )
 
 
+# What an adapter's answer says of each event's alert.
+_ALERT_SHOWN = ("key", "outcome", "number", "status", "count", "reason")
+
+
 async def submit(
     svc: Services, principal: Principal, events: Sequence[CloudEvent]
 ) -> list[dict[str, Any]]:
@@ -96,9 +100,9 @@ async def submit(
     for item in accepted:
         result = item.to_dict()
         found = stored.get(item.sequence)
-        meta = found.meta.get("alert") if found is not None else None
-        if isinstance(meta, Mapping):
-            keep = ("key", "outcome", "number", "status", "count", "reason")
-            result["alert"] = {k: meta[k] for k in keep if k in meta}
+        planned = found.plan.alert if found is not None else None
+        if planned is not None:
+            shown = planned.to_dict()
+            result["alert"] = {k: shown[k] for k in _ALERT_SHOWN if k in shown}
         results.append(result)
     return results

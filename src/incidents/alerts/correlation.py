@@ -23,14 +23,13 @@ from incidents.lifecycle.incident_writes import IncidentBook, canonical_severity
 from incidents.lifecycle.machine import event_time
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.incident import Incident
+from incidents.model.plan import AlertOutcome, AlertPlan, AlertState, LinkedBy, Plan
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
 from incidents.model.types import EventType, Extension
 from incidents.policy.alert_rules import AlertRules
 from incidents.store.events import EventStore, IndexAdd
 
-# Outcomes that change nothing a subscriber needs to hear about.
-QUIET = frozenset({"deduplicated", "unchanged", "ignored"})
 _SERVICE_LABELS = ("service", "app", "job", "namespace")
 
 
@@ -44,10 +43,9 @@ class Correlator:
         self.rules = rules
 
     async def apply(self, p: Pending, book: IncidentBook, now: datetime) -> None:
-        previous = p.meta.pop("alert", None) or {}
-        p.meta.pop("fanout", None)
+        previous = p.plan.alert
         event = p.event
-        if previous.get("linked_by") == "gateway":
+        if previous is not None and previous.linked_by is LinkedBy.GATEWAY:
             # Planned before, then a conflict: undo this planner's own link and decide afresh.
             event = event.with_attributes(imincidentid=None)
         event = canonical_severity(event)
@@ -57,35 +55,34 @@ class Correlator:
         raw = await book.docs.read(doc_key)
         current = Alert.from_dict(raw) if raw is not None else None
         alert, outcome = self._next(current, event, now)
-        meta: dict[str, Any] = {"key": key, "outcome": outcome}
-
-        incident_id = await self._link(event, alert, outcome, book, p, now, previous, meta)
+        reused = previous.declared if previous is not None else None
+        incident_id, declared = await self._link(event, alert, outcome, book, p, now, reused)
+        linked_by = None
         if incident_id is not None and not event.get(Extension.INCIDENT_ID):
             event = event.with_attributes(imincidentid=incident_id)
-            meta["linked_by"] = "gateway"
+            linked_by = LinkedBy.GATEWAY
         elif incident_id is not None:
-            meta["linked_by"] = "event"
+            linked_by = LinkedBy.EVENT
         p.event = event
 
+        state, reason = None, None
         if alert is not None:
-            if outcome == "opened":
+            if outcome is AlertOutcome.OPENED:
                 alert = alert.evolve(incident=incident_id)
             book.docs.write(p, doc_key, alert.to_dict())
             p.index.append(IndexAdd(ALERT_INDEX, now.timestamp(), doc_key))
-            meta.update(number=alert.number, status=alert.status, count=alert.count)
-            meta["incident"] = alert.incident
+            state = AlertState(alert.number, alert.status, alert.count, alert.incident)
         else:
-            meta["reason"] = (
+            reason = (
                 f"no open alert for correlation key {key!r}; "
                 f"nothing to {'acknowledge' if event.type == EventType.ALERT_ACK else 'resolve'}"
             )
-        p.meta["alert"] = meta
-        if outcome in QUIET:
-            p.meta["fanout"] = False
+        planned = AlertPlan(key, outcome, declared, linked_by, state, reason)
+        p.plan = Plan(fanout=not outcome.quiet, alert=planned)
 
     def _next(
         self, current: Alert | None, event: CloudEvent, now: datetime
-    ) -> tuple[Alert | None, str]:
+    ) -> tuple[Alert | None, AlertOutcome]:
         """The alert after ``event`` (None when the event is ignored) and what happened."""
         data = _data(event)
         seen = now.isoformat()
@@ -93,7 +90,7 @@ class Correlator:
         is_open = current is not None and current.is_open
         if event.type == EventType.ALERT_TRIGGER:
             if current is None or not current.is_open:
-                return self._open(current, event, seen), "opened"
+                return self._open(current, event, seen), AlertOutcome.OPENED
             severity = Severity.parse(data.get("severity", current.severity)).value
             changes: dict[str, Any] = {
                 "count": current.count + 1,
@@ -102,19 +99,21 @@ class Correlator:
                 "severity": severity,
             }
             if severity == current.severity:
-                return current.evolve(**changes), "deduplicated"
+                return current.evolve(**changes), AlertOutcome.DEDUPLICATED
             worse = Severity(severity).rank < Severity(current.severity).rank
-            return current.evolve(**changes), "escalated" if worse else "deescalated"
+            outcome = AlertOutcome.ESCALATED if worse else AlertOutcome.DEESCALATED
+            return current.evolve(**changes), outcome
         if current is None or not is_open:
-            return None, "ignored"
+            return None, AlertOutcome.IGNORED
         base = {"last_seen": seen, "last_event": event.id}
         if event.type == EventType.ALERT_ACK:
             if current.status == "acknowledged":
-                return current.evolve(**base), "unchanged"
+                return current.evolve(**base), AlertOutcome.UNCHANGED
             status: AlertStatus = "acknowledged"
-            return current.evolve(status=status, acknowledged_at=at, **base), "acknowledged"
+            acknowledged = current.evolve(status=status, acknowledged_at=at, **base)
+            return acknowledged, AlertOutcome.ACKNOWLEDGED
         status = "resolved"
-        return current.evolve(status=status, resolved_at=at, **base), "resolved"
+        return current.evolve(status=status, resolved_at=at, **base), AlertOutcome.RESOLVED
 
     def _open(self, previous: Alert | None, event: CloudEvent, seen: str) -> Alert:
         data = _data(event)
@@ -142,14 +141,14 @@ class Correlator:
         self,
         event: CloudEvent,
         alert: Alert | None,
-        outcome: str,
+        outcome: AlertOutcome,
         book: IncidentBook,
         p: Pending,
         now: datetime,
-        previous: Mapping[str, Any],
-        meta: dict[str, Any],
-    ) -> str | None:
-        """The incident this event belongs to (attached, or declared now), if any."""
+        reused: str | None,
+    ) -> tuple[str | None, str | None]:
+        """The incident this event belongs to (attached, or declared now), if any, and the
+        incident it declared. ``reused`` is the id a previous attempt declared with."""
         named = event.get(Extension.INCIDENT_ID)
         if named:
             incident = await book.get(str(named))
@@ -160,23 +159,21 @@ class Correlator:
                 )
             same_tenant(incident, event)
             book.put(p, incident.evolve(version=incident.version + 1, updated_at=now))
-            return incident.id
+            return incident.id, None
         linked = alert.incident if alert is not None else None
         if linked:
             incident = await book.get(linked)
             if incident is not None and incident.status is not IncidentStatus.CLOSED:
                 book.put(p, incident.evolve(version=incident.version + 1, updated_at=now))
-                return incident.id
-        if outcome == "opened" and alert is not None:
+                return incident.id, None
+        if outcome is AlertOutcome.OPENED and alert is not None:
             severity = Severity(alert.severity)
             if self.rules.declares(severity):
-                reused = previous.get("declared")
-                new_id = str(reused) if reused else await self.store.next_incident_id()
+                new_id = reused or await self.store.next_incident_id()
                 await book.get(new_id)  # reads the version (0) the declaration writes over
                 book.put(p, self._declare(new_id, event, alert, now))
-                meta["declared"] = new_id
-                return new_id
-        return None
+                return new_id, new_id
+        return None, None
 
     @staticmethod
     def _declare(incident_id: str, event: CloudEvent, alert: Alert, now: datetime) -> Incident:

@@ -27,6 +27,7 @@ from incidents.errors import (
 from incidents.ingest.envelope import normalize, validate_raw
 from incidents.ingest.modes import is_json, media_type
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.plan import NO_PLAN, Plan
 from incidents.model.schemas import SchemaRegistry
 from incidents.model.types import EventType, Extension
 from incidents.offload import off_loop
@@ -61,7 +62,7 @@ class Pending:
     event: CloudEvent
     writes: list[VersionedWrite] = field(default_factory=list)
     index: list[IndexAdd] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
+    plan: Plan = NO_PLAN
 
 
 class Planner(Protocol):
@@ -250,7 +251,9 @@ class Ingestor:
                     raise
                 checked = True
                 continue
-            drafts = [Draft(p.event, principal.id, p.writes, p.index, p.meta) for p in fresh]
+            drafts = [
+                Draft(p.event, principal.id, p.writes, p.index, p.plan.to_dict()) for p in fresh
+            ]
             try:
                 stored = await self.store.accept(drafts, now)
             except VersionConflict:

@@ -122,7 +122,7 @@ def timeline_entry(incident_id: str, stored: StoredEvent) -> TimelineEvent:
         parts = [f"{k} -> {data[k]}" for k in ("status", "severity") if k in data]
         title = "State changed: " + ", ".join(parts)
     elif event.type.startswith(EventType.ALERT_PREFIX):
-        outcome = (stored.meta.get("alert") or {}).get("outcome")
+        outcome = stored.plan.alert.outcome if stored.plan.alert is not None else None
         title = f"{title}: {data.get('summary') or event.get(Extension.CORRELATION_KEY)}"
         if outcome in ("deduplicated", "ignored"):
             title += f" ({outcome})"

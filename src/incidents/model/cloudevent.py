@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
+
+from incidents.model.plan import NO_PLAN, Plan
 
 AttributeValue = str | int | bool
 
@@ -85,7 +87,12 @@ class StoredEvent:
     sequence: int
     ingested_at: datetime
     principal: str = ""
-    meta: Mapping[str, Any] = field(default_factory=dict)
+    plan: Plan = NO_PLAN  # stored as "meta"
+
+    @property
+    def meta(self) -> Mapping[str, object]:
+        """The plan as stored (its JSON form)."""
+        return self.plan.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,7 +100,7 @@ class StoredEvent:
             "sequence": self.sequence,
             "ingested_at": self.ingested_at.isoformat(),
             "principal": self.principal,
-            "meta": dict(self.meta),
+            "meta": self.plan.to_dict(),
         }
 
     @classmethod
@@ -106,5 +113,5 @@ class StoredEvent:
             sequence=int(raw["sequence"]),
             ingested_at=ingested,
             principal=str(raw.get("principal", "")),
-            meta=dict(raw.get("meta") or {}),
+            plan=Plan.from_dict(raw.get("meta")),
         )
