@@ -19,7 +19,7 @@ from incidents.adapters.common import (
     stable_id,
     summary_of,
 )
-from incidents.alerts.alert import strings
+from incidents.model.alert import strings
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.types import EventType
 from incidents.policy.alert_rules import AlertRules

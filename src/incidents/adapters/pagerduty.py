@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from incidents.adapters.common import MAX_SUMMARY, make_event, parse_time, rfc3339
-from incidents.alerts.alert import strings
+from incidents.model.alert import strings
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.severity import Severity
 from incidents.model.types import EventType

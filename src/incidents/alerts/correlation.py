@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from incidents.alerts.alert import ALERT_INDEX, Alert, AlertStatus, alert_key, strings
 from incidents.errors import IllegalTransition
 from incidents.ingest.pipeline import Pending
 from incidents.lifecycle.incident_writes import IncidentBook, canonical_severity, same_tenant
 from incidents.lifecycle.machine import event_time
+from incidents.model.alert import Alert, AlertStatus, strings
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.incident import Incident
 from incidents.model.plan import AlertOutcome, AlertPlan, AlertState, LinkedBy, Plan
@@ -28,6 +28,7 @@ from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
 from incidents.model.types import EventType, Extension
 from incidents.policy.alert_rules import AlertRules
+from incidents.store import keys
 from incidents.store.events import EventStore, IndexAdd
 
 _SERVICE_LABELS = ("service", "app", "job", "namespace")
@@ -51,7 +52,7 @@ class Correlator:
         event = canonical_severity(event)
         tenant = str(event.get(Extension.TENANT) or "")
         key = str(event.get(Extension.CORRELATION_KEY))
-        doc_key = alert_key(tenant, key)
+        doc_key = keys.alert(tenant, key)
         raw = await book.docs.read(doc_key)
         current = Alert.from_dict(raw) if raw is not None else None
         alert, outcome = self._next(current, event, now)
@@ -70,7 +71,7 @@ class Correlator:
             if outcome is AlertOutcome.OPENED:
                 alert = alert.evolve(incident=incident_id)
             book.docs.write(p, doc_key, alert.to_dict())
-            p.index.append(IndexAdd(ALERT_INDEX, now.timestamp(), doc_key))
+            p.index.append(IndexAdd(keys.ALERT_INDEX, now.timestamp(), doc_key))
             state = AlertState(alert.number, alert.status, alert.count, alert.incident)
         else:
             reason = (

@@ -83,14 +83,3 @@ class Documents:
         pending.writes.append(write)
         self._cache[key] = (version + 1, document, None)
         return write
-
-
-async def read_many(redis: aioredis.Redis, keys: list[str]) -> list[dict[str, Any] | None]:
-    """Current documents at ``keys`` (None where absent), in one round trip."""
-    if not keys:
-        return []
-    async with guarded("reading documents"), redis.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.hget(key, "j")
-        raws = await pipe.execute()
-    return [orjson.loads(r) if r else None for r in raws]

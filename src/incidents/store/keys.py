@@ -8,6 +8,7 @@ SEQUENCE = PREFIX + "seq"
 INCIDENT_COUNTER = PREFIX + "incident-counter"
 OUTBOX = PREFIX + "outbox"
 INCIDENT_INDEX = PREFIX + "incident-index"
+ALERT_INDEX = PREFIX + "alert-index"
 
 
 EVENT_PREFIX = PREFIX + "event:"
@@ -32,6 +33,11 @@ def timeline(incident_id: str) -> str:
 
 def incident(incident_id: str) -> str:
     return f"{PREFIX}incident:{incident_id}"
+
+
+def alert(tenant: str, correlation_key: str) -> str:
+    # Length-prefixing the tenant keeps ("a:b", "c") and ("a", "b:c") apart.
+    return f"{PREFIX}alert:{len(tenant)}:{tenant}{correlation_key}"
 
 
 # Delivery: subscriptions, the routing index, lanes, delivery records, channel state.
@@ -67,6 +73,11 @@ def route_exact(event_type: str) -> str:
 
 def route_prefix(prefix: str) -> str:
     return f"{PREFIX}route:prefix:{prefix}"
+
+
+def channel_state(sub_id: str) -> str:
+    """Hash incident id -> the channel's state for it (JSON: the external record id, ...)."""
+    return f"{PREFIX}sub:{sub_id}:channels"
 
 
 def attempts(sub_id: str) -> str:

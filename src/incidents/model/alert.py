@@ -7,16 +7,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
-from incidents.store import keys
+from incidents.model.labels import DataClass, Visibility
 
 AlertStatus = Literal["firing", "acknowledged", "resolved"]
 ALERT_STATUSES: tuple[AlertStatus, ...] = ("firing", "acknowledged", "resolved")
-ALERT_INDEX = keys.PREFIX + "alert-index"
-
-
-def alert_key(tenant: str, correlation_key: str) -> str:
-    # Length-prefixing the tenant keeps ("a:b", "c") and ("a", "b:c") apart.
-    return f"{keys.PREFIX}alert:{len(tenant)}:{tenant}{correlation_key}"
 
 
 @dataclass(frozen=True)
@@ -38,8 +32,8 @@ class Alert:
     labels: Mapping[str, str] = field(default_factory=dict)
     links: list[Any] = field(default_factory=list)
     images: list[Any] = field(default_factory=list)
-    data_class: str = "internal"
-    visibility: str = "internal"
+    data_class: str = DataClass.INTERNAL.value
+    visibility: str = Visibility.INTERNAL.value
     last_event: str = ""
 
     @property
