@@ -12,7 +12,7 @@ from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
 from tests.delivery_support import Receiver, Workers, receiver
-from tests.support import ADMIN_TOKEN, serve_in_thread
+from tests.support import ADMIN_TOKEN, SharedServer, serve_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,10 +68,20 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def shared_server() -> Iterator[SharedServer]:
+    """One uvicorn server, in a thread, for the whole run; each test mounts its own app."""
+    server = SharedServer()
+    with serve_in_thread(server) as url:
+        server.url = url
+        yield server
+
+
 @pytest.fixture
-def gateway(settings: Settings) -> Iterator[str]:
-    """The real app under uvicorn, in a thread, against the test Redis; yields its URL."""
-    with serve_in_thread(create_app(settings)) as url:
+def gateway(settings: Settings, shared_server: SharedServer) -> Iterator[str]:
+    """A fresh real app on this test's settings, against the test Redis, served over HTTP by
+    the session's uvicorn server; yields its URL."""
+    with shared_server.mounted(create_app(settings)) as url:
         yield url
 
 

@@ -1,8 +1,10 @@
-"""Real parts for tests: a uvicorn server in a thread, event builders, clients for the
-gateway (principals, posting events, problem checks), and waiting for a condition."""
+"""Real parts for tests: a uvicorn server in a thread (and one shared by a whole session),
+event builders, clients for the gateway (principals, posting events, problem checks), and
+waiting for a condition."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -13,7 +15,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from incidents.store.embedded import free_port
 
@@ -47,6 +49,85 @@ def serve_in_thread(app: ASGIApp, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+class SharedServer:
+    """One uvicorn server for a whole test session, serving whichever app a test mounts.
+
+    Each test still gets a fresh app (its own settings, caches and counters, its lifespan run
+    at mount and at unmount), over real HTTP; only the server is not started and stopped for
+    every test, which took most of a short test's time.
+    """
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._app: ASGIApp | None = None
+        self._state: dict[str, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":  # the server's own: apps start when they are mounted
+            self._loop = asyncio.get_running_loop()
+            while (await receive())["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        app = self._app
+        if app is None:
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"no app mounted"})
+            return
+        scope["state"] = dict(self._state)  # what the app's lifespan yielded, as uvicorn does
+        await app(scope, receive, send)
+
+    @contextmanager
+    def mounted(self, app: ASGIApp) -> Iterator[str]:
+        """Serve ``app`` (its lifespan started) until the block ends; yield the base URL."""
+        assert self._loop is not None and self._app is None, "the shared server is not free"
+        lifespan = asyncio.run_coroutine_threadsafe(_Lifespan.start(app), self._loop).result(30)
+        self._app, self._state = app, lifespan.state
+        try:
+            yield self.url
+        finally:
+            self._app, self._state = None, {}
+            asyncio.run_coroutine_threadsafe(lifespan.stop(), self._loop).result(30)
+
+
+class _Lifespan:
+    """An app's ASGI lifespan, driven as a server drives it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.state: dict[str, Any] = {}
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.outbox: asyncio.Queue[Message] = asyncio.Queue()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": self.state}
+
+        async def run() -> None:
+            await app(scope, self.inbox.get, self.outbox.put)
+
+        self.task: asyncio.Task[None] = asyncio.create_task(run())
+
+    @classmethod
+    async def start(cls, app: ASGIApp) -> _Lifespan:
+        self = cls(app)
+        await self._ask("lifespan.startup")
+        return self
+
+    async def stop(self) -> None:
+        await self._ask("lifespan.shutdown")
+        await self.task
+
+    async def _ask(self, kind: str) -> None:
+        await self.inbox.put({"type": kind})
+        reply = asyncio.ensure_future(self.outbox.get())
+        await asyncio.wait({reply, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        if not reply.done():
+            reply.cancel()
+            self.task.result()  # the app's own error, if it raised one
+            raise RuntimeError(f"the app's lifespan ended before {kind} completed")
+        message = reply.result()
+        if message["type"] != kind + ".complete":
+            raise RuntimeError(f"{kind} failed: {message.get('message', '')}")
 
 
 def event(
