@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar, TypedDict, Unpack
 
 PROBLEM_BASE = "urn:incidents:problem:"
 MAX_LISTED_ERRORS = 100
@@ -58,6 +58,14 @@ def pointer(*parts: str | int) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
+class ErrorOptions(TypedDict, total=False):
+    """What every error takes besides its detail (see ``IncidentsError``)."""
+
+    errors: Iterable[FieldError]
+    extra: Mapping[str, object] | None
+    headers: Mapping[str, str] | None
+
+
 class IncidentsError(Exception):
     status: ClassVar[int] = 500
     slug: ClassVar[str] = "internal"
@@ -68,7 +76,7 @@ class IncidentsError(Exception):
         detail: str,
         *,
         errors: Iterable[FieldError] = (),
-        extra: Mapping[str, Any] | None = None,
+        extra: Mapping[str, object] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
@@ -81,8 +89,8 @@ class IncidentsError(Exception):
     def type_uri(cls) -> str:
         return PROBLEM_BASE + cls.slug
 
-    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {
+    def to_problem(self, instance: str | None = None) -> dict[str, object]:
+        body: dict[str, object] = {
             "type": self.type_uri(),
             "title": self.title,
             "status": self.status,
@@ -134,7 +142,7 @@ class Unauthorized(IncidentsError):
     slug = "unauthorized"
     title = "Authentication required"
 
-    def __init__(self, detail: str, **kwargs: Any) -> None:
+    def __init__(self, detail: str, **kwargs: Unpack[ErrorOptions]) -> None:
         kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="incidents"'})
         super().__init__(detail, **kwargs)
 
@@ -167,7 +175,7 @@ class RequestTimeout(IncidentsError):
     slug = "request-timeout"
     title = "Request timed out"
 
-    def __init__(self, detail: str, **kwargs: Any) -> None:
+    def __init__(self, detail: str, **kwargs: Unpack[ErrorOptions]) -> None:
         # The rest of the request may still arrive: the connection cannot carry another one.
         kwargs.setdefault("headers", {"Connection": "close"})
         super().__init__(detail, **kwargs)
@@ -222,7 +230,9 @@ class RateLimited(IncidentsError):
     slug = "rate-limited"
     title = "Too many requests"
 
-    def __init__(self, detail: str, *, retry_after: int = 1, **kwargs: Any) -> None:
+    def __init__(
+        self, detail: str, *, retry_after: int = 1, **kwargs: Unpack[ErrorOptions]
+    ) -> None:
         kwargs.setdefault("headers", {"Retry-After": str(retry_after)})
         super().__init__(detail, **kwargs)
 
@@ -232,7 +242,7 @@ class HeadersTooLarge(IncidentsError):
     slug = "headers-too-large"
     title = "Request header fields too large"
 
-    def __init__(self, detail: str, **kwargs: Any) -> None:
+    def __init__(self, detail: str, **kwargs: Unpack[ErrorOptions]) -> None:
         kwargs.setdefault("headers", {"Connection": "close"})
         super().__init__(detail, **kwargs)
 
@@ -242,7 +252,9 @@ class ServiceUnavailable(IncidentsError):
     slug = "service-unavailable"
     title = "Service unavailable"
 
-    def __init__(self, detail: str, *, retry_after: int = 2, **kwargs: Any) -> None:
+    def __init__(
+        self, detail: str, *, retry_after: int = 2, **kwargs: Unpack[ErrorOptions]
+    ) -> None:
         kwargs.setdefault("headers", {"Retry-After": str(retry_after)})
         super().__init__(detail, **kwargs)
 

@@ -7,10 +7,9 @@ import binascii
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from incidents.errors import FieldError, pointer
-from incidents.model.cloudevent import CloudEvent
+from incidents.model.cloudevent import AttributeValue, CloudEvent
 from incidents.model.labels import DataClass, Visibility
 from incidents.model.schemas import SchemaRegistry, json_kind
 from incidents.model.types import Extension
@@ -25,7 +24,7 @@ _NOT_IN_STRINGS = re.compile(
 )
 
 
-def without_nulls(raw: dict[str, Any]) -> dict[str, Any]:
+def without_nulls(raw: dict[str, object]) -> dict[str, object]:
     """JSON format 2.2: a ``null`` attribute is the same as an unset one."""
     if None not in raw.values():
         return raw
@@ -42,7 +41,7 @@ def _string_problem(value: str) -> str | None:
     )
 
 
-def _python_checks(raw: Mapping[str, Any], prefix: str) -> list[FieldError]:
+def _python_checks(raw: Mapping[str, object], prefix: str) -> list[FieldError]:
     """Rules JSON Schema cannot state (or states too loosely)."""
     errors: list[FieldError] = []
     for name, value in raw.items():
@@ -107,7 +106,7 @@ def _valid_time(value: str) -> bool:
     return True
 
 
-def clearly_valid(raw: dict[str, Any]) -> bool:
+def clearly_valid(raw: Mapping[str, object]) -> bool:
     """A fast check that says True only for events every envelope rule accepts.
 
     It covers the shape nearly every producer sends; anything unusual (data_base64,
@@ -124,7 +123,12 @@ def clearly_valid(raw: dict[str, Any]) -> bool:
         if k != "data"
     ):
         return False
-    if raw.get("specversion") != "1.0" or not _SIMPLE_SOURCE.fullmatch(raw["source"]):
+    source = raw["source"]
+    if (
+        raw.get("specversion") != "1.0"
+        or not isinstance(source, str)
+        or not _SIMPLE_SOURCE.fullmatch(source)
+    ):
         return False
     for name, value in raw.items():
         if name in _CONTEXT:
@@ -155,7 +159,9 @@ def clearly_valid(raw: dict[str, Any]) -> bool:
                 return False
         elif type(value) not in (str, bool):
             return False
-    event_type: str = raw["type"]
+    event_type = raw["type"]
+    if not isinstance(event_type, str):
+        return False
     if (
         event_type.startswith("im.incident.")
         and event_type != "im.incident.declare"
@@ -170,7 +176,7 @@ _NEEDS_FULL_CHECK = frozenset(
 )
 
 
-def validate_raw(registry: SchemaRegistry, raw: Any, prefix: str = "") -> list[FieldError]:
+def validate_raw(registry: SchemaRegistry, raw: object, prefix: str = "") -> list[FieldError]:
     """Every envelope problem of one event in JSON form, each with a JSON pointer."""
     if not isinstance(raw, dict):
         return [FieldError(prefix or "", f"a CloudEvent is a JSON object, not {json_kind(raw)}")]
@@ -180,7 +186,9 @@ def validate_raw(registry: SchemaRegistry, raw: Any, prefix: str = "") -> list[F
     return full_check(registry, raw, prefix)
 
 
-def full_check(registry: SchemaRegistry, raw: dict[str, Any], prefix: str = "") -> list[FieldError]:
+def full_check(
+    registry: SchemaRegistry, raw: Mapping[str, object], prefix: str = ""
+) -> list[FieldError]:
     """The JSON Schema and the rules it cannot state, without the fast path."""
     errors = registry.envelope_errors(raw, prefix)
     errors.extend(_python_checks(raw, prefix))
@@ -193,11 +201,16 @@ def full_check(registry: SchemaRegistry, raw: dict[str, Any], prefix: str = "") 
     return unique
 
 
-def normalize(raw: Mapping[str, Any]) -> CloudEvent:
+def normalize(raw: object) -> CloudEvent:
     """Build the value type from a raw event that passed ``validate_raw``."""
-    attrs = {k: v for k, v in raw.items() if v is not None and k not in ("data", "data_base64")}
+    if not isinstance(raw, Mapping):
+        raise TypeError("normalize takes an event that passed validate_raw")
+    attrs: dict[str, AttributeValue] = {
+        k: v
+        for k, v in raw.items()
+        if isinstance(v, str | int) and k not in ("data", "data_base64")  # bool is an int
+    }
     std = attrs.pop(Extension.DATA_CLASSIFICATION, None)
     if std is not None:
         attrs.setdefault(Extension.DATA_CLASS, std)
     return CloudEvent(attrs, raw.get("data"), raw.get("data_base64"))
-

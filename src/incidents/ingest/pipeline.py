@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from incidents.auth import Principal
 from incidents.errors import (
@@ -147,7 +147,7 @@ class Ingestor:
         self.planners = list(planners)
         self._locks = KeyedLocks()
 
-    def check(self, raws: Sequence[Any], batch: bool) -> list[CloudEvent]:
+    def check(self, raws: Sequence[object], batch: bool) -> list[CloudEvent]:
         """Envelope rules (400), then known type and data schema (415/422), for every event;
         a batch is judged whole and the errors name each bad event's index."""
         errors: list[FieldError] = []
@@ -190,7 +190,7 @@ class Ingestor:
             )
         return events
 
-    async def check_off_loop(self, raws: Sequence[Any], batch: bool) -> list[CloudEvent]:
+    async def check_off_loop(self, raws: Sequence[object], batch: bool) -> list[CloudEvent]:
         """``check``, in a worker thread when there are many events, so a long batch does
         not hold up every other request."""
         return await off_loop(len(raws) > INLINE_CHECK_EVENTS, self.check, raws, batch)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias, cast
 
 import orjson
 from jsonschema import Draft202012Validator, FormatChecker
@@ -64,7 +64,7 @@ def _format_checker() -> FormatChecker:
 FORMATS = _format_checker()
 
 
-def _compile(path: Path) -> tuple[Validator, dict[str, Any]]:
+def _compile(path: Path) -> tuple[Validator, dict[str, object]]:
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -106,17 +106,19 @@ def _marked_fields(
                 yield from _marked_fields(source, sub, (*path, name))
 
 
+# A parsed JSON value, as jsonschema takes it.
+_JSON: TypeAlias = "str | int | float | bool | Mapping[str, _JSON] | Sequence[_JSON] | None"
 _JSON_KINDS = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number"}
 
 
-def json_kind(value: Any) -> str:
+def json_kind(value: object) -> str:
     """The JSON name of a parsed value's type (``null``, ``object``...), for messages."""
     if value is None:
         return "null"
     return _JSON_KINDS.get(type(value), "number")
 
 
-def as_json(value: Any, limit: int = 60) -> str:
+def as_json(value: object, limit: int = 60) -> str:
     """A value as it was written in JSON (``null``, ``true``), cut short for a message."""
     try:
         text = orjson.dumps(value).decode()
@@ -164,8 +166,9 @@ def _message(error: ValidationError) -> tuple[str, str]:
     return pointer(*where), error.message
 
 
-def errors_of(validator: Validator, instance: Any, prefix: str = "") -> list[FieldError]:
-    found = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+def errors_of(validator: Validator, instance: object, prefix: str = "") -> list[FieldError]:
+    parsed = cast(_JSON, instance)  # what json.loads or orjson.loads gave
+    found = sorted(validator.iter_errors(parsed), key=lambda e: list(map(str, e.absolute_path)))
     out = []
     for error in found:
         where, detail = _message(error)
@@ -181,7 +184,7 @@ class SchemaRegistry:
         envelope: Validator,
         data: Mapping[str, Validator],
         marked: Mapping[str, tuple[MarkedField, ...]],
-        raw: Mapping[str, Mapping[str, Any]],
+        raw: Mapping[str, Mapping[str, object]],
     ) -> None:
         self.envelope = envelope
         self._data = dict(data)
@@ -195,7 +198,7 @@ class SchemaRegistry:
         envelope, env_raw = _compile(directory / ENVELOPE_FILE)
         data: dict[str, Validator] = {}
         marked: dict[str, tuple[MarkedField, ...]] = {}
-        raw: dict[str, Mapping[str, Any]] = {"cloudevent": env_raw}
+        raw: dict[str, Mapping[str, object]] = {"cloudevent": env_raw}
         for path in sorted((directory / EVENTS_DIR).glob("*.json")):
             validator, schema = _compile(path)
             event_type = schema.get("x-event-type", path.stem)
@@ -222,10 +225,10 @@ class SchemaRegistry:
     def event_types(self) -> list[str]:
         return sorted(self._data)
 
-    def envelope_errors(self, raw: Any, prefix: str = "") -> list[FieldError]:
+    def envelope_errors(self, raw: object, prefix: str = "") -> list[FieldError]:
         return errors_of(self.envelope, raw, prefix)
 
-    def data_errors(self, event_type: str, data: Any, prefix: str = "/data") -> list[FieldError]:
+    def data_errors(self, event_type: str, data: object, prefix: str = "/data") -> list[FieldError]:
         validator = self._data.get(event_type)
         if validator is None:
             return []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from typing import Any
 
 from incidents.errors import pointer
 from incidents.model.schemas import MarkedField
@@ -23,7 +22,7 @@ def fields_above(marked: Iterable[MarkedField], clearance: str) -> list[MarkedFi
     )
 
 
-def redact(data: Any, marked: Iterable[MarkedField], clearance: str) -> tuple[Any, list[str]]:
+def redact(data: object, marked: Iterable[MarkedField], clearance: str) -> tuple[object, list[str]]:
     """A copy of ``data`` without the fields above ``clearance``, and their JSON pointers.
 
     Only fields actually present are reported. ``data`` itself is never changed.
@@ -34,7 +33,7 @@ def redact(data: Any, marked: Iterable[MarkedField], clearance: str) -> tuple[An
     out = copy.deepcopy(data)
     removed: list[str] = []
     for field in hidden:
-        parent: Any = out
+        parent: object = out
         for part in field.path[:-1]:
             parent = parent.get(part) if isinstance(parent, dict) else None
         if isinstance(parent, dict) and field.path[-1] in parent:

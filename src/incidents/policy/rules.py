@@ -9,7 +9,6 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from incidents.model.labels import DataClass, Visibility
 
@@ -21,7 +20,7 @@ def _any_glob(value: str, globs: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(value, g) for g in globs)
 
 
-def lookup(data: Any, path: tuple[str, ...]) -> Any:
+def lookup(data: object, path: tuple[str, ...]) -> object:
     """The value at a dotted path in ``data``, or None when any step is missing."""
     node = data
     for part in path:
@@ -54,7 +53,7 @@ class Match:
     tenants: tuple[str, ...] = ()
     data: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
 
-    def matches(self, event_type: str, source: str, tenant: str, data: Any) -> bool:
+    def matches(self, event_type: str, source: str, tenant: str, data: object) -> bool:
         if self.types and not _any_glob(event_type, self.types):
             return False
         if self.sources and not _any_glob(source, self.sources):
@@ -107,7 +106,7 @@ class Policy:
     files: tuple[str, ...] = field(default=())
 
     def default_labels(
-        self, event_type: str, source: str, tenant: str, data: Any
+        self, event_type: str, source: str, tenant: str, data: object
     ) -> tuple[DataClass, Visibility]:
         """(data class, visibility) for an event that carries none: the first matching
         default that sets each, else ``internal``."""
@@ -121,5 +120,5 @@ class Policy:
                 visibility = visibility or d.visibility
         return data_class or FALLBACK_DATA_CLASS, visibility or FALLBACK_VISIBILITY
 
-    def matching_rules(self, event_type: str, source: str, tenant: str, data: Any) -> list[Rule]:
+    def matching_rules(self, event_type: str, source: str, tenant: str, data: object) -> list[Rule]:
         return [r for r in self.rules if r.match.matches(event_type, source, tenant, data)]
