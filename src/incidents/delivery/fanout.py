@@ -89,7 +89,7 @@ async def route_outbox(
             seqs = [int(fields[b"seq"]) for _, fields in entries if fields and b"seq" in fields]
             # An event the planner marked as not to be fanned out (a repeat of an open alert,
             # an ack with nothing to acknowledge) is stored and on the timeline, but not sent.
-            stored = [s for s in await store.get_many(seqs) if s.meta.get("fanout", True)]
+            stored = [s for s in await store.get_many(seqs) if s.plan.fanout]
             matched = await cache.matching(subs, [s.event for s in stored])
             now = time.time()
             deliveries = [
@@ -143,11 +143,7 @@ async def replay(
     queued, now, ledger = 0, time.time(), Ledger(redis)
     for start in range(first, min(last, first + limit - 1) + 1, 500):
         chunk = list(range(start, min(start + 500, last + 1, first + limit)))
-        found = [
-            s
-            for s in await store.get_many(chunk)
-            if s.meta.get("fanout", True) and sub.matches(s.event)
-        ]
+        found = [s for s in await store.get_many(chunk) if s.plan.fanout and sub.matches(s.event)]
         deliveries = [
             delivery_for(s, sub, f"{routed_id(s.sequence, sub.id)}_r{nonce}", now) for s in found
         ]

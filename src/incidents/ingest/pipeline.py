@@ -251,9 +251,7 @@ class Ingestor:
                     raise
                 checked = True
                 continue
-            drafts = [
-                Draft(p.event, principal.id, p.writes, p.index, p.plan.to_dict()) for p in fresh
-            ]
+            drafts = [Draft(p.event, principal.id, p.writes, p.index, p.plan) for p in fresh]
             try:
                 stored = await self.store.accept(drafts, now)
             except VersionConflict:

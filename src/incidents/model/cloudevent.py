@@ -89,11 +89,6 @@ class StoredEvent:
     principal: str = ""
     plan: Plan = NO_PLAN  # stored as "meta"
 
-    @property
-    def meta(self) -> Mapping[str, object]:
-        """The plan as stored (its JSON form)."""
-        return self.plan.to_dict()
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "event": self.event.to_dict(),

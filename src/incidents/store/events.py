@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import Any, cast
@@ -13,6 +13,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from incidents.model.cloudevent import CloudEvent, StoredEvent
+from incidents.model.plan import NO_PLAN, Plan
 from incidents.model.types import Extension
 from incidents.store import keys
 from incidents.store.redis import guarded
@@ -59,7 +60,7 @@ class Draft:
     principal: str = ""
     writes: Sequence[VersionedWrite] = ()
     index: Sequence[IndexAdd] = ()
-    meta: dict[str, Any] = field(default_factory=dict)
+    plan: Plan = NO_PLAN  # stored as "meta"
 
     @property
     def incident_id(self) -> str:
@@ -191,7 +192,7 @@ class EventStore:
         body = {
             "ingested_at": ingested,
             "principal": draft.principal,
-            "meta": draft.meta,
+            "meta": draft.plan.to_dict(),
             "event": draft.event.to_dict(),
         }
         # The script prepends '{"sequence":<n>', so the tail starts after the opening brace.
