@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from incidents.store.embedded import free_port
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+T = TypeVar("T")
 
 
 @contextmanager
@@ -220,10 +221,17 @@ def as_token(client: httpx.Client, token: str) -> httpx.Client:
     )
 
 
-def wait_for(done: Callable[[], bool], timeout: float, every: float = 0.05) -> None:
-    """Poll ``done`` until it holds; fail the test if it does not within ``timeout`` s."""
+def wait_for(
+    done: Callable[[], T | None],
+    timeout: float = 20.0,
+    what: str = "the condition",
+    every: float = 0.05,
+) -> T:
+    """Poll ``done`` until it returns something true, and return that; fail the test, naming
+    ``what``, if it does not within ``timeout`` s."""
     deadline = time.monotonic() + timeout
-    while not done():
+    while not (result := done()):
         if time.monotonic() > deadline:
-            raise AssertionError("the condition did not hold in time")
+            raise AssertionError(f"{what} did not hold within {timeout:g} s")
         time.sleep(every)
+    return result

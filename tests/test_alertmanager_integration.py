@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import redis
 
 from incidents.store.embedded import free_port
 from tests.delivery_support import Receiver, Workers, subscribe
-from tests.support import ADMIN_TOKEN
+from tests.support import ADMIN_TOKEN, wait_for
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
@@ -45,16 +44,6 @@ receivers:
             type: Bearer
             credentials: {token}
 """
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -91,7 +80,7 @@ def alertmanager(gateway: str, tmp_path: Path) -> Iterator[str]:
             except httpx.TransportError:
                 return False
 
-        wait_for(ready, "alertmanager to be ready")
+        wait_for(ready, what="alertmanager to be ready", every=0.2)
         yield url
     finally:
         process.terminate()
@@ -138,7 +127,7 @@ def test_real_alertmanager_notifications_become_alerts_and_an_incident(
         alerts = client.get("/v1/alerts").json()["alerts"]
         return alerts[0] if alerts else None
 
-    alert = wait_for(firing, "the alert to reach the gateway")
+    alert = wait_for(firing, what="the alert to reach the gateway", every=0.2)
     assert alert["status"] == "firing" and alert["severity"] == "SEV1"
     assert alert["summary"] == "Disk /var is 99% full on db-1"
     stored = client.get(f"/v1/events/{alert['last_event']}").json()
@@ -165,7 +154,7 @@ def test_real_alertmanager_notifications_become_alerts_and_an_incident(
         current = client.get(f"/v1/alerts/{alert['key']}").json()
         return bool(current["status"] == "resolved")
 
-    wait_for(resolved, "Alertmanager's resolved notification")
+    wait_for(resolved, what="Alertmanager's resolved notification", every=0.2)
     assert client.get(f"/v1/incidents/{alert['incident']}").json()["status"] == "open"
     timeline = client.get(f"/v1/incidents/{alert['incident']}/timeline").json()["timeline"]
     assert [t["type"] for t in timeline] == ["im.alert.trigger", "im.alert.resolve"]

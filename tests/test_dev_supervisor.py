@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,7 +18,7 @@ import pytest
 from incidents.cli.supervisor import MAX_DELAY, STEADY, Child
 from incidents.store.embedded import free_port
 from tests.delivery_support import Receiver, publish, subscribe
-from tests.support import event
+from tests.support import event, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CRASH = [sys.executable, "-c", "raise SystemExit(3)"]
@@ -105,14 +103,6 @@ def children_of(pid: int) -> dict[int, str]:
 
 def workers_of(pid: int) -> set[int]:
     return {p for p, cmd in children_of(pid).items() if cmd.rstrip().endswith("incidents worker")}
-
-
-def wait_for(done: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not hold in time")
-        time.sleep(0.1)
 
 
 @pytest.mark.slow

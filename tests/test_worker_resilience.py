@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from incidents.delivery.worker import QUEUES
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
 from tests.delivery_support import Receiver, subscribe
-from tests.support import ADMIN_TOKEN, event, serve_in_thread
+from tests.support import ADMIN_TOKEN, event, serve_in_thread, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 2
@@ -96,14 +96,6 @@ def outage(settings: Settings, tmp_path: Path) -> Iterator[Outage]:
             yield Outage(server, durable, client, logs)
     finally:
         server.stop()
-
-
-def wait_for(done: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not hold in time")
-        time.sleep(0.05)
 
 
 def delivered(rx: Receiver, path: str) -> set[str]:
