@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.support import as_token, create_principal, event
-from tests.test_visibility_table import (
+from tests.visibility_table import (
     CASES,
     CLASSES,
     DATA,
