@@ -225,3 +225,24 @@ def test_bad_alert_rules_name_the_file_and_key(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text("alerts:\n  declare_incident_at: SEV9\n")
     with pytest.raises(PolicyError, match=r"p\.yaml:2: alerts\.declare_incident_at"):
         load_alert_rules(tmp_path)
+
+
+def test_alert_list_pages_with_a_cursor(client: httpx.Client) -> None:
+    """GET /v1/alerts pages with limit and next_cursor, each alert once, until null."""
+    keys = [f"paged-{n}" for n in range(5)]
+    for key in keys:
+        assert alert(client, "im.alert.trigger", key).status_code == 202
+    walked: list[str] = []
+    cursor: str | None = None
+    for _ in range(10):
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        body = client.get("/v1/alerts", params=params).json()
+        assert len(body["alerts"]) <= 2 and body["count"] == len(body["alerts"])
+        walked += [a["key"] for a in body["alerts"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(walked) == sorted(keys)
+    assert walked == [a["key"] for a in client.get("/v1/alerts").json()["alerts"]]
+    r = client.get("/v1/alerts", params={"cursor": "!"})
+    assert r.status_code == 400 and r.json()["errors"][0]["pointer"] == "/query/cursor"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 import redis
+from starlette.routing import Route
 
+from incidents.app import create_app
 from incidents.auth import Authenticator, Principal, token_hash
 from incidents.errors import Unauthorized
+from incidents.settings import Settings
 from tests.support import ADMIN_TOKEN, as_token, create_principal
 
 
@@ -58,3 +62,26 @@ def test_a_stale_token_index_never_authenticates(
     redis_client.set(f"incidents:token:{token_hash(forged)}", created["id"])
     with as_token(client, forged) as attacker:
         assert attacker.get("/v1/incidents").status_code == 401
+
+
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/v2/enqueue"}
+
+
+def test_every_endpoint_but_the_public_ones_needs_a_token(
+    anon: httpx.Client, settings: Settings
+) -> None:
+    """Every route asks for a caller (401 problem with WWW-Authenticate without a valid
+    token) except health, metrics, the OpenAPI document and /v2/enqueue (its routing key)."""
+    routes = [r for r in create_app(settings).routes if isinstance(r, Route)]
+    assert {r.path for r in routes} >= PUBLIC
+    for route in routes:
+        path = re.sub(r"\{[^}]+\}", "x", route.path)
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            for headers in ({}, {"Authorization": "Bearer nope"}):
+                r = anon.request(method, path, headers=headers)
+                if route.path in PUBLIC:
+                    assert r.status_code != 401, (method, path)
+                    continue
+                assert r.status_code == 401, (method, path, r.text)
+                assert r.headers["content-type"] == "application/problem+json"
+                assert r.headers["www-authenticate"].startswith("Bearer")

@@ -14,13 +14,7 @@ from incidents.auth import Principal
 from incidents.model.cloudevent import CloudEvent, StoredEvent
 from incidents.model.schemas import SchemaRegistry
 from incidents.policy.access import may_see
-from incidents.policy.reads import (
-    may_read,
-    readable,
-    visible_data,
-    visible_event,
-    visible_incident,
-)
+from incidents.queries.visibility import Viewer
 from tests.support import as_token, create_principal, event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +52,13 @@ def registry() -> SchemaRegistry:
     return SchemaRegistry.load(ROOT / "schemas")
 
 
+def visible_event(
+    who: Principal, s: StoredEvent, registry: SchemaRegistry
+) -> dict[str, Any] | None:
+    seen = Viewer(who, registry).event(s)
+    return None if seen is None else seen.to_dict()
+
+
 def test_visible_event_redacts_for_the_caller(registry: SchemaRegistry) -> None:
     """A reader gets the stored event minus fields above its clearance, marked imredacted."""
     s = stored(imdataclass="internal", imvisibility="internal")
@@ -78,8 +79,8 @@ def test_visible_event_hides_what_the_caller_may_not_see(registry: SchemaRegistr
     assert visible_event(principal("acme", "internal", True), secret, registry) is None
     assert visible_event(principal("acme", "restricted"), secret, registry) is None
     assert visible_event(principal("acme", "restricted", True), secret, registry) is not None
-    assert not may_read(principal("globex", "restricted", True), internal)
-    assert may_read(principal("acme", "internal"), internal)
+    assert not Viewer(principal("globex", "restricted", True), registry).may_read(internal)
+    assert Viewer(principal("acme", "internal"), registry).may_read(internal)
 
 
 def test_may_see_incident_follows_the_same_rule() -> None:
@@ -94,12 +95,8 @@ def test_may_see_incident_follows_the_same_rule() -> None:
 
 def test_visible_data_redacts_documents_by_type(registry: SchemaRegistry) -> None:
     """A document derived from an event type is redacted with that type's marks."""
-    data, removed = visible_data(
-        principal("acme", "internal"),
-        {"title": "t", "summary": "s"},
-        "im.incident.declare",
-        registry,
-    )
+    viewer = Viewer(principal("acme", "internal"), registry)
+    data, removed = viewer.data({"title": "t", "summary": "s"}, "im.incident.declare")
     assert data == {"title": "t"} and removed == ["/summary"]
 
 
@@ -157,8 +154,8 @@ def test_get_event_is_filtered_by_policy(client: httpx.Client) -> None:
 def test_readable_keeps_the_stored_event_when_nothing_is_hidden(registry: SchemaRegistry) -> None:
     """A caller cleared for everything gets the very stored event back, unchanged."""
     s = stored(imdataclass="internal", imvisibility="internal")
-    assert readable(principal("acme", "restricted"), s, registry) is s
-    redacted = readable(principal("acme", "internal"), s, registry)
+    assert Viewer(principal("acme", "restricted"), registry).event(s) is s
+    redacted = Viewer(principal("acme", "internal"), registry).event(s)
     assert redacted is not None and redacted.sequence == s.sequence
     assert redacted.event.get("imredacted") == "/summary,/customer_impact"
 
@@ -167,6 +164,6 @@ def test_visible_incident_drops_marked_fields(registry: SchemaRegistry) -> None:
     """An incident's summary (confidential in the declare schema) is hidden from internal
     readers, and the document says so."""
     doc = {"id": "INC-1", "title": "t", "summary": "impact", "status": "open"}
-    low = visible_incident(principal("acme", "internal"), doc, registry)
+    low = Viewer(principal("acme", "internal"), registry).incident_document(doc)
     assert low == {"id": "INC-1", "title": "t", "status": "open", "redacted": ["/summary"]}
-    assert visible_incident(principal("acme", "confidential"), doc, registry) == doc
+    assert Viewer(principal("acme", "confidential"), registry).incident_document(doc) == doc

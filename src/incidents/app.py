@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
@@ -18,8 +19,9 @@ from starlette.types import Scope
 
 from incidents import health, metrics, openapi
 from incidents.adapters import routes as adapter_routes
+from incidents.adapters.common import ADAPTERS_DIR
 from incidents.alerts import routes as alert_routes
-from incidents.auth import Authenticator
+from incidents.auth import Authenticator, BearerTokens
 from incidents.delivery import routes as delivery_routes
 from incidents.errors import (
     IncidentsError,
@@ -33,12 +35,12 @@ from incidents.ingest.pipeline import Ingestor
 from incidents.lifecycle import routes as incident_routes
 from incidents.limits import RequestLimits
 from incidents.model.schemas import SchemaRegistry
-from incidents.policy import reads as policy_reads
 from incidents.policy import routes as principal_routes
 from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policy_files
 from incidents.policy.principals import PrincipalStore
-from incidents.services import Services
+from incidents.queries.catalog import Queries
+from incidents.services import AdapterSchemas, Services, services
 from incidents.settings import Settings, SettingsError
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async
@@ -93,7 +95,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 class RouteModule(Protocol):
     def routes(self) -> list[Route]: ...
 
-    def openapi_paths(self) -> dict[str, Any]: ...
+    def openapi_paths(self) -> Mapping[str, object]: ...
 
 
 def route_modules() -> list[RouteModule]:
@@ -128,6 +130,8 @@ def create_app(
     registry = SchemaRegistry.load(settings.schemas_dir)
     loaded = load_policy_files(settings.policies_dir, settings.schemas_dir)  # bad file: no start
     policy, rules = loaded.policy, loaded.alerts
+    modules = route_modules()
+    sources = [m.openapi_paths for m in modules]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -149,7 +153,9 @@ def create_app(
             auth=Authenticator(settings.admin_token, principals.lookup),
             principals=principals,
             alert_rules=rules,
-            may_read=policy_reads.may_read,
+            queries=Queries.build(redis, store, registry),
+            openapi=openapi.OpenAPIDocument(registry.raw, sources, settings.schemas_dir),
+            adapter_schemas=AdapterSchemas(settings.schemas_dir / ADAPTERS_DIR),
         )
         if server_process:
             freeze_startup_objects()
@@ -158,7 +164,6 @@ def create_app(
         finally:
             await redis.aclose()
 
-    modules = route_modules()
     all_routes = [r for m in modules for r in m.routes()]
     counters = metrics.Metrics()
     app = Starlette(
@@ -170,6 +175,8 @@ def create_app(
                 max_header_bytes=settings.max_header_bytes,
                 body_timeout=settings.body_timeout,
             ),
+            # request.user: the Principal, or Anonymous holding why not (see incidents.auth)
+            Middleware(AuthenticationMiddleware, backend=BearerTokens(lambda c: services(c).auth)),
         ],
         lifespan=lifespan,
         exception_handlers={
@@ -178,6 +185,5 @@ def create_app(
             Exception: _unexpected,
         },
     )
-    app.state.openapi_sources = [m.openapi_paths for m in modules]
     app.state.metrics = counters
     return app

@@ -1,8 +1,15 @@
-"""Who is calling: bearer tokens resolved to principals.
+"""Who is calling: bearer tokens resolved to principals, once per request.
 
 The admin token comes from settings; every other principal is kept in Redis by
 ``incidents.policy.principals``, whose ``PrincipalStore.lookup`` the app hands to the
 ``Authenticator`` when it starts.
+
+Starlette's ``AuthenticationMiddleware`` runs ``BearerTokens`` for every request, so
+``request.user`` is the ``Principal`` (or ``Anonymous``, holding why not). An endpoint that
+needs a caller asks ``caller(request)``, which raises that reason (a 401 problem with
+``WWW-Authenticate``, or a 503 when Redis could not be asked); endpoints that do not ask
+(health, metrics, the OpenAPI document, PagerDuty's ``/v2/enqueue`` with its routing key)
+behave as if there were no middleware.
 """
 
 from __future__ import annotations
@@ -13,9 +20,15 @@ import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    BaseUser,
+    UnauthenticatedUser,
+)
+from starlette.requests import HTTPConnection
 
-from incidents.errors import Forbidden, Unauthorized
+from incidents.errors import Forbidden, IncidentsError, Unauthorized
 from incidents.model.labels import DATA_CLASS_NAMES
 
 ROLES = ("admin", "producer", "subscriber")
@@ -24,7 +37,7 @@ DEFAULT_TENANT = "default"
 
 
 @dataclass(frozen=True)
-class Principal:
+class Principal(BaseUser):
     id: str
     name: str
     roles: frozenset[str]
@@ -41,6 +54,18 @@ class Principal:
             raise ValueError(f"clearance {self.clearance!r} is not one of {', '.join(CLEARANCES)}")
         if not self.tenant:
             raise ValueError("a principal needs a tenant")
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.name
+
+    @property
+    def identity(self) -> str:
+        return self.id
 
     @property
     def is_admin(self) -> bool:
@@ -83,8 +108,8 @@ class Authenticator:
         self._admin_principal = admin_principal()  # built once: it is on every admin request
         self._lookup = lookup
 
-    async def authenticate(self, request: Request) -> Principal:
-        header = request.headers.get("authorization")
+    async def authenticate(self, conn: HTTPConnection) -> Principal:
+        header = conn.headers.get("authorization")
         if not header:
             raise Unauthorized("send Authorization: Bearer <token>")
         scheme, _, token = header.partition(" ")
@@ -101,3 +126,36 @@ class Authenticator:
             if principal is not None:
                 return principal
         raise Unauthorized("the token is not valid (unknown, revoked or mistyped)")
+
+
+class Anonymous(UnauthenticatedUser):
+    """``request.user`` when the request carries no valid token: ``refusal`` says why."""
+
+    def __init__(self, refusal: IncidentsError) -> None:
+        self.refusal = refusal
+
+
+class BearerTokens(AuthenticationBackend):
+    """The backend of Starlette's ``AuthenticationMiddleware``. It never refuses a request
+    itself, so public endpoints and unknown paths answer as they would without it; the
+    refusal waits in ``Anonymous`` until an endpoint asks for its ``caller``."""
+
+    def __init__(self, authenticator: Callable[[HTTPConnection], Authenticator]) -> None:
+        self._authenticator = authenticator
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
+        try:
+            principal = await self._authenticator(conn).authenticate(conn)
+        except IncidentsError as exc:  # Unauthorized, or StoreUnavailable from the lookup
+            return AuthCredentials(), Anonymous(exc)
+        return AuthCredentials(["authenticated", *sorted(principal.roles)]), principal
+
+
+def caller(conn: HTTPConnection) -> Principal:
+    """The authenticated principal of this request; raises why there is none (401, 503)."""
+    user = conn.scope.get("user")
+    if isinstance(user, Principal):
+        return user
+    if isinstance(user, Anonymous):
+        raise user.refusal
+    raise Unauthorized("send Authorization: Bearer <token>")

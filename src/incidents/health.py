@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents import __version__
 from incidents.http import json_response
-from incidents.openapi import errors, json_body
+from incidents.openapi import JSONObject, errors, json_body
 from incidents.services import services
 from incidents.store.redis import guarded
 
@@ -33,7 +31,7 @@ def routes() -> list[Route]:
     ]
 
 
-def openapi_paths() -> dict[str, Any]:
+def openapi_paths() -> JSONObject:
     ok = {"type": "object", "properties": {"status": {"type": "string"}}}
     return {
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": json_body(ok)}}},

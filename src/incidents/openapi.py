@@ -12,7 +12,6 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,13 +20,15 @@ from starlette.routing import Route
 from incidents import __version__
 from incidents.adapters.common import ADAPTERS_DIR
 from incidents.errors import all_error_classes
-from incidents.http import PROBLEM_JSON, json_response
+from incidents.http import MAX_LIMIT, PROBLEM_JSON, json_response
 from incidents.services import services
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 COMPONENTS = "components"  # the key under which openapi_paths() may add named schemas
 
-PathSource = Callable[[], dict[str, Any]]
+# A JSON object in the document (schemas, operations, responses).
+JSONObject = dict[str, object]
+PathSource = Callable[[], Mapping[str, object]]
 
 
 def component_ref(name: str) -> dict[str, str]:
@@ -44,11 +45,11 @@ def any_case(text: str) -> str:
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in text)
 
 
-def problem(description: str) -> dict[str, Any]:
+def problem(description: str) -> JSONObject:
     return {"description": description, "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}}}
 
 
-def errors(*codes: int) -> dict[str, Any]:
+def errors(*codes: int) -> dict[str, JSONObject]:
     """Standard problem responses for the given status codes."""
     text = {
         400: "Malformed request or not a valid CloudEvent",
@@ -65,22 +66,39 @@ def errors(*codes: int) -> dict[str, Any]:
     return {str(c): problem(text[c]) for c in codes}
 
 
-def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+def json_body(schema: Mapping[str, object], description: str = "") -> JSONObject:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
-def query_param(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+def query_param(name: str, schema: Mapping[str, object], description: str = "") -> JSONObject:
     """An OpenAPI query parameter."""
-    param: dict[str, Any] = {"name": name, "in": "query", "schema": schema}
+    param: JSONObject = {"name": name, "in": "query", "schema": schema}
     if description:
         param["description"] = description
     return param
 
 
-def _problem_schema() -> dict[str, Any]:
+PAGING = (
+    "A page at a time: follow next_cursor (pass it as cursor) until it is null. A page may "
+    "hold fewer than limit items, even none, while next_cursor is not null: each request "
+    "reads a bounded stretch of the index. offset (skip that many matches) is kept for "
+    "older clients; it costs what it skips."
+)
+PAGE_PARAMS: list[JSONObject] = [
+    query_param("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
+    query_param("cursor", {"type": "string"}, "next_cursor from the previous page"),
+    query_param("offset", {"type": "integer", "minimum": 0}, "kept for older clients"),
+]
+NEXT_CURSOR: JSONObject = {
+    "type": ["string", "null"],
+    "description": "pass as cursor for the next page; null when nothing is left",
+}
+
+
+def _problem_schema() -> JSONObject:
     return {
         "type": "object",
         "description": "RFC 9457 problem details",
@@ -105,7 +123,7 @@ def _problem_schema() -> dict[str, Any]:
     }
 
 
-def _rebased(schema: Any, name: str) -> Any:
+def _rebased(schema: object, name: str) -> object:
     """A schema file's own references (``#/$defs/...``) pointed at its place in the document."""
     if isinstance(schema, dict):
         return {
@@ -122,7 +140,7 @@ def _rebased(schema: Any, name: str) -> Any:
     return schema
 
 
-def _cloudevent(event_types: Iterable[str]) -> dict[str, Any]:
+def _cloudevent(event_types: Iterable[str]) -> JSONObject:
     """An event the gateway accepts: the envelope, and the data its type's schema asks for."""
     return {
         "allOf": [
@@ -140,23 +158,25 @@ def _cloudevent(event_types: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def adapter_schemas(schemas_dir: Path) -> dict[str, Any]:
+def adapter_schemas(schemas_dir: Path) -> dict[str, object]:
     """The inbound adapters' payload schemas, by adapter name."""
-    found: dict[str, Any] = {}
+    found: dict[str, object] = {}
     for path in sorted((schemas_dir / ADAPTERS_DIR).glob("*.json")):
         found[path.stem] = json.loads(path.read_text(encoding="utf-8"))
     return found
 
 
 def build(
-    raw_schemas: Mapping[str, Any],
+    raw_schemas: Mapping[str, object],
     sources: Iterable[PathSource],
-    adapters: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {"Problem": _problem_schema()}
+    adapters: Mapping[str, object] | None = None,
+) -> JSONObject:
+    paths: dict[str, JSONObject] = {}
+    schemas: JSONObject = {"Problem": _problem_schema()}
     for source in sources:
         for path, item in source().items():
+            if not isinstance(item, Mapping):
+                raise TypeError(f"{path}: an OpenAPI path item must be an object")
             if path == COMPONENTS:
                 schemas.update(item)
             else:
@@ -185,7 +205,7 @@ def build(
     }
 
 
-def openapi_paths() -> dict[str, Any]:
+def openapi_paths() -> JSONObject:
     return {
         "/openapi.json": {
             "get": {
@@ -196,17 +216,26 @@ def openapi_paths() -> dict[str, Any]:
     }
 
 
+class OpenAPIDocument:
+    """The document of one app, built when first asked for (start-up stays quick) and kept."""
+
+    def __init__(
+        self, raw_schemas: Mapping[str, object], sources: Iterable[PathSource], schemas_dir: Path
+    ) -> None:
+        self._raw_schemas = raw_schemas
+        self._sources = list(sources)
+        self._schemas_dir = schemas_dir
+        self._document: JSONObject | None = None
+
+    def get(self) -> JSONObject:
+        if self._document is None:
+            adapters = adapter_schemas(self._schemas_dir)
+            self._document = build(self._raw_schemas, self._sources, adapters)
+        return self._document
+
+
 async def get_openapi(request: Request) -> Response:
-    svc = services(request)
-    doc = svc.extras.get("openapi")
-    if doc is None:
-        doc = build(
-            svc.registry.raw,
-            request.app.state.openapi_sources,
-            adapter_schemas(svc.settings.schemas_dir),
-        )
-        svc.extras["openapi"] = doc
-    return json_response(doc)
+    return json_response(services(request).openapi.get())
 
 
 def routes() -> list[Route]:

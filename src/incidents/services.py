@@ -1,25 +1,30 @@
-"""The clients and components one running API process uses, built in the app's lifespan."""
+"""The clients and components one running API process uses, built once in the app's lifespan
+and passed to every handler (``services(request)``); nothing here is built per request."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
-from starlette.requests import Request
+from jsonschema.protocols import Validator
+from starlette.requests import HTTPConnection
 
-from incidents.auth import Authenticator, Principal
+from incidents.auth import Authenticator
 from incidents.ingest.pipeline import Ingestor
-from incidents.model.cloudevent import StoredEvent
 from incidents.model.schemas import SchemaRegistry
 from incidents.policy.alert_rules import AlertRules
 from incidents.policy.principals import PrincipalStore
+from incidents.queries.catalog import Queries
 from incidents.settings import Settings
 from incidents.store.events import EventStore
 
+if TYPE_CHECKING:  # openapi describes the routes, which use this module
+    from incidents.openapi import OpenAPIDocument
 
-@dataclass
+
+@dataclass(frozen=True)
 class Services:
     settings: Settings
     redis: aioredis.Redis
@@ -29,16 +34,29 @@ class Services:
     auth: Authenticator
     principals: PrincipalStore
     alert_rules: AlertRules
-    may_read: Callable[[Principal, StoredEvent], bool] = field(default_factory=lambda: same_tenant)
-    # Components added by later layers (policy, delivery, lifecycle) register here by name.
+    queries: Queries
+    openapi: OpenAPIDocument
+    adapter_schemas: AdapterSchemas
+    # Only ``adapters.common.adapter_schema`` still caches here; it moves to adapter_schemas.
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
+class AdapterSchemas:
+    """The inbound adapters' payload validators (``<schemas>/adapters/<name>.json``), each
+    compiled when first used and kept (most processes use one adapter, or none)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._compiled: dict[str, Validator] = {}
+
+    def get(self, name: str) -> Validator:
+        found = self._compiled.get(name)
+        if found is None:
+            found = self._compiled[name] = SchemaRegistry.compile(self.directory / f"{name}.json")
+        return found
+
+
+def services(conn: HTTPConnection) -> Services:
+    found = conn.app.state.services
+    assert isinstance(found, Services), "the app's lifespan has not run"
     return found
-
-
-def same_tenant(principal: Principal, stored: StoredEvent) -> bool:
-    """The read rule until policies are loaded: admins see all, others their own tenant."""
-    return principal.is_admin or stored.event.get("imtenant") == principal.tenant

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from incidents.adapters import alertmanager, grafana, pagerduty
 from incidents.adapters.common import adapter_schema, check_input, submit
+from incidents.auth import caller
 from incidents.errors import MAX_LISTED_ERRORS, IncidentsError
 from incidents.http import json_response
 from incidents.ingest.modes import check_count
@@ -46,7 +47,7 @@ def _count_alerts(payload: Any, limit: int, what: str) -> int:
 
 async def post_alertmanager(request: Request) -> Response:
     svc = services(request)
-    principal = await svc.auth.authenticate(request)
+    principal = caller(request)
     principal.require("producer")
     payload = await read_json(request, svc.settings, "the Alertmanager payload")
     count = _count_alerts(payload, svc.settings.max_batch_events, "an Alertmanager notification")
@@ -63,7 +64,7 @@ async def post_alertmanager(request: Request) -> Response:
 
 async def post_grafana(request: Request) -> Response:
     svc = services(request)
-    principal = await svc.auth.authenticate(request)
+    principal = caller(request)
     principal.require("producer")
     settings = svc.settings
     body = await read_body(request, settings.max_body_bytes)

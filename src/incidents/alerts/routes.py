@@ -8,74 +8,61 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.alerts.alert import ALERT_INDEX, ALERT_STATUSES, Alert, alert_key
-from incidents.errors import FieldError, InvalidRequest, NotFound
-from incidents.http import json_response
-from incidents.lifecycle.documents import read_many
-from incidents.lifecycle.routes import MAX_LIMIT, SEVERITY_ALIASES, SEVERITY_PARAM, int_param
+from incidents.auth import caller
+from incidents.errors import FieldError, InvalidRequest
+from incidents.http import json_response, page_params
+from incidents.lifecycle.routes import SEVERITY_ALIASES, SEVERITY_PARAM
+from incidents.model.alert import ALERT_STATUSES, AlertStatus
 from incidents.model.severity import Severity
-from incidents.openapi import BEARER, errors, json_body, query_param
-from incidents.policy.access import may_see
+from incidents.openapi import (
+    BEARER,
+    NEXT_CURSOR,
+    PAGE_PARAMS,
+    PAGING,
+    errors,
+    json_body,
+    query_param,
+)
+from incidents.queries.alerts import AlertFilter
 from incidents.services import services
-from incidents.store.redis import guarded
 
-_SCAN = 500
+_STATUSES: dict[str, AlertStatus] = {s: s for s in ALERT_STATUSES}
 
 
 def _bad(name: str, detail: str) -> InvalidRequest:
     return InvalidRequest(detail, errors=[FieldError(f"/query/{name}", detail)])
 
 
-async def list_route(request: Request) -> Response:
-    svc = services(request)
-    principal = await svc.auth.authenticate(request)
+def _filter(request: Request) -> AlertFilter:
     params = request.query_params
-    status = params.get("status")
-    if status is not None and status not in ALERT_STATUSES:
-        raise _bad("status", f"{status!r} is not one of {', '.join(ALERT_STATUSES)}")
+    raw = params.get("status")
+    status = _STATUSES.get(raw) if raw is not None else None
+    if raw is not None and status is None:
+        raise _bad("status", f"{raw!r} is not one of {', '.join(ALERT_STATUSES)}")
     severity = None
     if "severity" in params:
         try:
             severity = Severity.parse(params["severity"]).value
         except ValueError as exc:
             raise _bad("severity", str(exc)) from None
-    incident = params.get("incident")
-    limit = int_param(request, "limit", 100, MAX_LIMIT)
-    found: list[Alert] = []
-    start = 0
-    while len(found) < limit:
-        async with guarded("listing alerts"):
-            members = await svc.redis.zrevrange(ALERT_INDEX, start, start + _SCAN - 1)
-        if not members:
-            break
-        start += len(members)
-        keys = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
-        for doc in await read_many(svc.redis, keys):
-            if doc is None:
-                continue
-            alert = Alert.from_dict(doc)
-            if (
-                (status is None or alert.status == status)
-                and (severity is None or alert.severity == severity)
-                and (incident is None or alert.incident == incident)
-                and may_see(principal, alert.tenant, alert.visibility, alert.data_class)
-            ):
-                found.append(alert)
-                if len(found) == limit:
-                    break
-    return json_response({"alerts": [a.to_dict() for a in found], "count": len(found)})
+    return AlertFilter(status, severity, params.get("incident"))
+
+
+async def list_route(request: Request) -> Response:
+    queries = services(request).queries
+    viewer = queries.viewer(caller(request))
+    page = await queries.alerts.page(viewer, _filter(request), page_params(request))
+    return json_response(
+        {"alerts": page.items, "count": len(page.items), "next_cursor": page.next_cursor}
+    )
 
 
 async def get_route(request: Request) -> Response:
-    svc = services(request)
-    principal = await svc.auth.authenticate(request)
-    key = request.path_params["key"]
+    queries = services(request).queries
+    principal = caller(request)
     tenant = request.query_params.get("tenant", principal.tenant)
-    docs = await read_many(svc.redis, [alert_key(tenant, key)])
-    alert = Alert.from_dict(docs[0]) if docs[0] is not None else None
-    if alert is None or not may_see(principal, alert.tenant, alert.visibility, alert.data_class):
-        raise NotFound(f"no alert with correlation key {key!r} in tenant {tenant!r}")
-    return json_response(alert.to_dict())
+    found = await queries.alerts.get(queries.viewer(principal), tenant, request.path_params["key"])
+    return json_response(found)
 
 
 def routes() -> list[Route]:
@@ -117,12 +104,13 @@ def openapi_paths() -> dict[str, Any]:
         "/v1/alerts": {
             "get": {
                 "summary": "Correlated alerts the caller may see, most recently seen first",
+                "description": PAGING,
                 "security": BEARER,
                 "parameters": [
                     query_param("status", {"enum": list(ALERT_STATUSES)}),
                     query_param("severity", SEVERITY_PARAM, SEVERITY_ALIASES),
                     query_param("incident", {"type": "string"}),
-                    query_param("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
+                    *PAGE_PARAMS,
                 ],
                 "responses": {
                     "200": json_body(
@@ -131,6 +119,7 @@ def openapi_paths() -> dict[str, Any]:
                             "properties": {
                                 "alerts": {"type": "array", "items": ALERT},
                                 "count": {"type": "integer"},
+                                "next_cursor": NEXT_CURSOR,
                             },
                         },
                         "Matching alerts",

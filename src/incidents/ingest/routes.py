@@ -8,12 +8,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.errors import IncidentsError, InvalidRequest, NotFound
+from incidents.auth import caller
+from incidents.errors import IncidentsError
 from incidents.http import json_response
 from incidents.ingest.modes import BATCH, STRUCTURED, parse_request
 from incidents.offload import off_loop
 from incidents.openapi import BEARER, errors, json_body
-from incidents.policy import reads as policy_reads
 from incidents.request_body import LARGE_BODY, read_body
 from incidents.services import services
 
@@ -22,7 +22,7 @@ async def post_events(request: Request) -> Response:
     svc = services(request)
     counts = request.app.state.metrics.events
     try:
-        principal = await svc.auth.authenticate(request)
+        principal = caller(request)
         principal.require("producer")
         settings = svc.settings
         body = await read_body(request, settings.max_body_bytes)
@@ -50,20 +50,10 @@ async def post_events(request: Request) -> Response:
 
 
 async def get_event(request: Request) -> Response:
-    svc = services(request)
-    principal = await svc.auth.authenticate(request)
-    event_id = request.path_params["id"]
+    queries = services(request).queries
+    viewer = queries.viewer(caller(request))
     source = request.query_params.get("source")
-    found = await svc.store.find(event_id, source)
-    visible = [s for s in found if svc.may_read(principal, s)]
-    if not visible:
-        raise NotFound(f"no event with id {event_id!r}" + (f" from {source!r}" if source else ""))
-    if len(visible) > 1:
-        raise InvalidRequest(
-            f"{len(visible)} events have id {event_id!r}; name one with ?source=",
-            extra={"sources": [s.event.source for s in visible]},
-        )
-    return json_response(policy_reads.visible_event(principal, visible[0], svc.registry))
+    return json_response(await queries.events.get(viewer, request.path_params["id"], source))
 
 
 def routes() -> list[Route]:

@@ -8,41 +8,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.auth import Principal
-from incidents.errors import FieldError, InvalidRequest, NotFound
-from incidents.http import json_response
-from incidents.lifecycle.reading import (
-    IncidentFilter,
-    get_incident,
-    list_incidents,
-    may_see_incident,
-    timeline_entry,
-)
-from incidents.model.incident import Incident
+from incidents.auth import caller
+from incidents.errors import FieldError, InvalidRequest
+from incidents.http import MAX_LIMIT, int_param, json_response, page_params
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
-from incidents.openapi import BEARER, errors, json_body, query_param
-from incidents.policy import reads as policy_reads
+from incidents.openapi import (
+    BEARER,
+    NEXT_CURSOR,
+    PAGE_PARAMS,
+    PAGING,
+    errors,
+    json_body,
+    query_param,
+)
+from incidents.queries.incidents import IncidentFilter
 from incidents.services import services
-
-MAX_LIMIT = 1000
-
-
-def int_param(request: Request, name: str, default: int, maximum: int | None = None) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0 or (maximum is not None and value > maximum):
-        bound = f"0 to {maximum}" if maximum is not None else "0 or more"
-        raise InvalidRequest(
-            f"query parameter {name}={raw!r} must be an integer from {bound}",
-            errors=[FieldError(f"/query/{name}", f"{raw!r} is not an integer from {bound}")],
-        )
-    return value
 
 
 def _filter(request: Request) -> IncidentFilter:
@@ -56,45 +37,29 @@ def _filter(request: Request) -> IncidentFilter:
     return IncidentFilter(status, severity, params.get("service"))
 
 
-async def _visible(request: Request) -> tuple[Principal, Incident]:
-    svc = services(request)
-    principal = await svc.auth.authenticate(request)
-    incident_id = request.path_params["id"]
-    incident = await get_incident(svc.redis, incident_id)
-    if incident is None or not may_see_incident(principal, incident):
-        raise NotFound(f"no incident {incident_id!r}")
-    return principal, incident
-
-
 async def list_route(request: Request) -> Response:
-    svc = services(request)
-    principal = await svc.auth.authenticate(request)
-    where = _filter(request)
-    limit = int_param(request, "limit", 100, MAX_LIMIT)
-    offset = int_param(request, "offset", 0)
-    found = await list_incidents(svc.redis, principal, where, limit, offset)
-    shown = [policy_reads.visible_incident(principal, i.to_dict(), svc.registry) for i in found]
-    return json_response({"incidents": shown, "count": len(found)})
+    queries = services(request).queries
+    viewer = queries.viewer(caller(request))
+    page = await queries.incidents.page(viewer, _filter(request), page_params(request))
+    return json_response(
+        {"incidents": page.items, "count": len(page.items), "next_cursor": page.next_cursor}
+    )
 
 
 async def get_route(request: Request) -> Response:
-    principal, incident = await _visible(request)
-    registry = services(request).registry
-    return json_response(policy_reads.visible_incident(principal, incident.to_dict(), registry))
+    queries = services(request).queries
+    viewer = queries.viewer(caller(request))
+    return json_response(await queries.incidents.get(viewer, request.path_params["id"]))
 
 
 async def timeline_route(request: Request) -> Response:
-    svc = services(request)
-    principal, incident = await _visible(request)
+    queries = services(request).queries
+    viewer = queries.viewer(caller(request))
+    incident_id = request.path_params["id"]
     after = int_param(request, "after", 0)
     limit = int_param(request, "limit", MAX_LIMIT, MAX_LIMIT)
-    stored = await svc.store.timeline(incident.id, after=after, limit=limit)
-    entries = [
-        timeline_entry(incident.id, r)
-        for s in stored
-        if (r := policy_reads.readable(principal, s, svc.registry)) is not None
-    ]
-    return json_response({"incident": incident.id, "timeline": [e.to_dict() for e in entries]})
+    entries = await queries.timelines.entries(viewer, incident_id, after, limit)
+    return json_response({"incident": incident_id, "timeline": [e.to_dict() for e in entries]})
 
 
 def routes() -> list[Route]:
@@ -161,14 +126,14 @@ def openapi_paths() -> dict[str, Any]:
     return {
         "/v1/incidents": {
             "get": {
-                "summary": "Materialized incidents the caller may see, newest first",
+                "summary": "Materialized incidents the caller may see, newest declared first",
+                "description": PAGING,
                 "security": BEARER,
                 "parameters": [
                     query_param("status", {"enum": [s.value for s in IncidentStatus]}),
                     query_param("severity", SEVERITY_PARAM, SEVERITY_ALIASES),
                     query_param("service", {"type": "string"}),
-                    query_param("limit", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
-                    query_param("offset", {"type": "integer", "minimum": 0}),
+                    *PAGE_PARAMS,
                 ],
                 "responses": {
                     "200": json_body(
@@ -177,6 +142,7 @@ def openapi_paths() -> dict[str, Any]:
                             "properties": {
                                 "incidents": {"type": "array", "items": INCIDENT},
                                 "count": {"type": "integer"},
+                                "next_cursor": NEXT_CURSOR,
                             },
                         },
                         "Matching incidents",

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.auth import CLEARANCES, DEFAULT_TENANT, ROLES, Principal
+from incidents.auth import CLEARANCES, DEFAULT_TENANT, ROLES, Principal, caller
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
 from incidents.openapi import BEARER, errors, json_body
@@ -23,7 +23,7 @@ PATTERN_RE = re.compile(r"^[A-Za-z0-9.*?\[\]_:/-]{1,200}$")
 FIELDS = ("name", "roles", "tenant", "clearance", "restricted", "publish")
 
 
-def parse_principal(body: Any) -> Principal:
+def parse_principal(body: object) -> Principal:
     """A principal template from a request body; every problem is reported with a pointer."""
     if not isinstance(body, dict):
         raise InvalidRequest(
@@ -76,7 +76,7 @@ def parse_principal(body: Any) -> Principal:
 
 async def create_principal(request: Request) -> Response:
     svc = services(request)
-    (await svc.auth.authenticate(request)).require("admin")
+    caller(request).require("admin")
     body = await read_json(request, svc.settings)
     template = parse_principal(body)
     try:
@@ -93,7 +93,7 @@ async def create_principal(request: Request) -> Response:
 
 async def list_principals(request: Request) -> Response:
     svc = services(request)
-    (await svc.auth.authenticate(request)).require("admin")
+    caller(request).require("admin")
     rows = await svc.principals.list()
     return json_response(
         {"principals": [principal_to_dict(p) | {"created_at": c} for p, c in rows]}
@@ -102,7 +102,7 @@ async def list_principals(request: Request) -> Response:
 
 async def get_principal(request: Request) -> Response:
     svc = services(request)
-    (await svc.auth.authenticate(request)).require("admin")
+    caller(request).require("admin")
     principal_id = request.path_params["id"]
     found = await svc.principals.get(principal_id)
     if found is None:
@@ -112,7 +112,7 @@ async def get_principal(request: Request) -> Response:
 
 async def delete_principal(request: Request) -> Response:
     svc = services(request)
-    (await svc.auth.authenticate(request)).require("admin")
+    caller(request).require("admin")
     principal_id = request.path_params["id"]
     if not await svc.principals.revoke(principal_id):
         raise NotFound(f"no principal {principal_id!r}")

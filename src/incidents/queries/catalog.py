@@ -1,0 +1,44 @@
+"""``Queries``: every read query, built once when the app starts, and the viewer factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from incidents.auth import Principal
+from incidents.model.schemas import SchemaRegistry
+from incidents.queries.alerts import AlertQueries
+from incidents.queries.deliveries import DeliveryQueries
+from incidents.queries.events import EventQueries
+from incidents.queries.incidents import IncidentQueries
+from incidents.queries.timelines import TimelineQueries
+from incidents.queries.visibility import Viewer
+from incidents.store.events import EventStore
+
+
+@dataclass(frozen=True)
+class Queries:
+    """Every query, built once when the app starts."""
+
+    registry: SchemaRegistry
+    incidents: IncidentQueries
+    timelines: TimelineQueries
+    alerts: AlertQueries
+    events: EventQueries
+    deliveries: DeliveryQueries
+
+    @classmethod
+    def build(cls, redis: aioredis.Redis, store: EventStore, registry: SchemaRegistry) -> Queries:
+        incidents = IncidentQueries(redis)
+        return cls(
+            registry=registry,
+            incidents=incidents,
+            timelines=TimelineQueries(incidents, store),
+            alerts=AlertQueries(redis),
+            events=EventQueries(store),
+            deliveries=DeliveryQueries(redis),
+        )
+
+    def viewer(self, principal: Principal) -> Viewer:
+        return Viewer(principal, self.registry)

@@ -1,0 +1,75 @@
+"""Materialized incidents: one by id, or a page of those a caller may see, newest first.
+
+Listing walks ``incidents:incident-index`` (scored by declaration time) with a cursor
+(``queries.pages``); the status, severity and service filters are applied while walking,
+within the per-request scan bound, rather than kept as index sets per value: status and
+severity change with every lifecycle event, so value indexes would have to be moved
+atomically with each incident write, and the caller's visibility must be checked on every
+document anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+
+from incidents.errors import NotFound
+from incidents.model.incident import Incident
+from incidents.model.severity import Severity
+from incidents.model.status import IncidentStatus
+from incidents.queries.pages import Page, PageRequest, walk_index
+from incidents.queries.visibility import Viewer
+from incidents.store import keys
+from incidents.store.documents import read_many
+from incidents.store.redis import guarded
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    status: IncidentStatus | None = None
+    severity: Severity | None = None
+    service: str | None = None
+
+    def matches(self, incident: Incident) -> bool:
+        return (
+            (self.status is None or incident.status is self.status)
+            and (self.severity is None or incident.severity is self.severity)
+            and (self.service is None or incident.service == self.service)
+        )
+
+
+class IncidentQueries:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    async def find(self, viewer: Viewer, incident_id: str) -> Incident:
+        """The incident, if the caller may see it; otherwise NotFound (as if absent)."""
+        async with guarded("reading an incident"):
+            raw = await self.redis.hget(keys.incident(incident_id), "j")
+        incident = Incident.from_dict(orjson.loads(raw)) if raw else None
+        if incident is None or not viewer.sees_incident(incident):
+            raise NotFound(f"no incident {incident_id!r}")
+        return incident
+
+    async def get(self, viewer: Viewer, incident_id: str) -> dict[str, object]:
+        """The incident document as the caller may see it (fields above its clearance out)."""
+        return viewer.incident_document((await self.find(viewer, incident_id)).to_dict())
+
+    async def page(
+        self, viewer: Viewer, where: IncidentFilter, asked: PageRequest
+    ) -> Page[dict[str, object]]:
+        """Incidents matching ``where`` that the caller may see, newest declared first."""
+
+        def keep(incident: Incident) -> bool:
+            return where.matches(incident) and viewer.sees_incident(incident)
+
+        page = await walk_index(self.redis, keys.INCIDENT_INDEX, asked, self._load, keep)
+        shown = [viewer.incident_document(i.to_dict()) for i in page.items]
+        return Page(shown, page.next_cursor)
+
+    async def _load(self, ids: Sequence[str]) -> list[Incident | None]:
+        docs = await read_many(self.redis, [keys.incident(i) for i in ids])
+        return [None if d is None else Incident.from_dict(d) for d in docs]
