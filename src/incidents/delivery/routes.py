@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.auth import Principal
+from incidents.auth import Principal, caller
 from incidents.delivery.fanout import replay
 from incidents.delivery.handshake import handshake
 from incidents.delivery.lanes import DEAD, PENDING, Ledger
@@ -58,7 +58,7 @@ async def _json(request: Request) -> Any:
 
 async def _caller(request: Request) -> tuple[Services, Principal]:
     svc = services(request)
-    principal = await svc.auth.authenticate(request)
+    principal = caller(request)
     principal.require("subscriber")
     return svc, principal
 
@@ -184,9 +184,11 @@ def _limit(request: Request, default: int = 100, most: int = 1000) -> int:
 
 
 async def deliveries(request: Request) -> Response:
-    svc, _, sub = await _owned(request)
-    entries = await Ledger(svc.redis).attempts(sub.id, _limit(request))
-    return json_response({"subscription": sub.id, "status": sub.status, "attempts": entries})
+    svc, principal = await _caller(request)
+    viewer = svc.queries.viewer(principal)
+    log = await svc.queries.deliveries.log(viewer, request.path_params["id"], _limit(request))
+    sub = log.subscription
+    return json_response({"subscription": sub.id, "status": sub.status, "attempts": log.attempts})
 
 
 async def replay_since(request: Request) -> Response:
@@ -218,16 +220,14 @@ async def replay_since(request: Request) -> Response:
 
 async def dead_letters(request: Request) -> Response:
     svc = services(request)
-    principal = await svc.auth.authenticate(request)
-    principal.require("admin")
-    found = await Ledger(svc.redis).dead_letters(_limit(request))
-    return json_response({"dead_letters": [d.to_dict() for d in found]})
+    caller(request).require("admin")
+    found = await svc.queries.deliveries.dead_letters(_limit(request))
+    return json_response({"dead_letters": found})
 
 
 async def redrive(request: Request) -> Response:
     svc = services(request)
-    principal = await svc.auth.authenticate(request)
-    principal.require("admin")
+    caller(request).require("admin")
     delivery_id = request.path_params["id"]
     ledger = Ledger(svc.redis)
     found = await ledger.get(delivery_id)
