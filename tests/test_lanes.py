@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import redis
 
+from incidents.delivery.attempt_log import AttemptEntry
 from incidents.delivery.lanes import (
     DELIVERED,
     LEASE_SECONDS,
@@ -41,7 +42,7 @@ def finished(claimed: Claimed, record: Delivery) -> LaneResult:
         due=T0,
         finished=[record.id],
         records=[replace(record, state=DELIVERED, attempts=1)],
-        log=[(record.sub, {"delivery": record.id})],
+        log=[AttemptEntry(record.sub, record.id, record.seq, None, 1, T0, "delivered")],
     )
 
 

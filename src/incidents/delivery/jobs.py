@@ -4,22 +4,27 @@
 - ``deliver_job`` works due lanes for a while, many in flight over one HTTP client.
 
 A job runs in an ``incidents worker`` process, which hands it its ``WorkerContext`` (loaded
-schemas, the subscription cache); run by any other RQ worker, a job builds its own.
+schemas, the subscription cache, the delivery channels); run by any other RQ worker, a job
+builds its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
+from incidents.delivery.channels import default_channels
+from incidents.delivery.channels.base import Channel
 from incidents.delivery.dispatch import LANE_SECONDS, Dispatcher
 from incidents.delivery.fanout import route_outbox
 from incidents.delivery.sinks import outbound_client
 from incidents.delivery.subscriptions import SubscriptionCache
+from incidents.delivery.transport import AiohttpTransport
 from incidents.model.schemas import SchemaRegistry
 from incidents.settings import Settings
 from incidents.store.redis import connect_async
@@ -40,6 +45,7 @@ class WorkerContext:
     registry: SchemaRegistry
     routes: SubscriptionCache = field(default_factory=SubscriptionCache)
     deliveries: SubscriptionCache = field(default_factory=SubscriptionCache)
+    channels: Mapping[str, Channel] = field(default_factory=default_channels)
     stopping: threading.Event = field(default_factory=threading.Event)  # the worker is stopping
 
     @classmethod
@@ -113,7 +119,8 @@ async def _deliver(context: WorkerContext) -> int:
             context.registry,
             redis,
             context.deliveries,
-            client,
+            AiohttpTransport(client, settings.delivery_timeout),
+            context.channels,
             routes=context.routes,
             stopping=context.stopping.is_set,
         )

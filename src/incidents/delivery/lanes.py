@@ -18,11 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from enum import StrEnum
+from typing import cast
 
 import orjson
 import redis.asyncio as aioredis
 
+from incidents.delivery.attempt_log import AttemptEntry
+from incidents.delivery.channels.base import ChannelState
 from incidents.store import keys
 from incidents.store.redis import guarded
 from incidents.store.scripts import load_script
@@ -32,13 +35,18 @@ CAPPED_DEFER_SECONDS = 0.25  # how far back a backlog of a subscription at its c
 CLAIM_SCAN_EXTRA = 512  # due lanes looked at per claim beyond those wanted (capped ones skipped)
 LOG_LENGTH = 1000  # attempts kept per subscription
 
-PENDING, RETRYING, DELIVERED, WITHHELD, DEAD = (
-    "pending",
-    "retrying",
-    "delivered",
-    "withheld",
-    "dead",
-)
+
+class DeliveryState(StrEnum):
+    """Where a delivery stands (its record's ``state``)."""
+
+    PENDING = "pending"  # queued in its lane, not tried yet
+    RETRYING = "retrying"  # failed; tried again at ``next_at``
+    DELIVERED = "delivered"
+    WITHHELD = "withheld"  # policy refused it for the subscription's owner
+    DEAD = "dead"  # retries ran out (or it can never be sent): a dead letter
+
+
+PENDING, RETRYING, DELIVERED, WITHHELD, DEAD = DeliveryState
 
 
 def routed_id(sequence: int, sub_id: str) -> str:
@@ -63,7 +71,7 @@ class Delivery:
     seq: int
     lane: str
     incident: str = ""
-    state: str = PENDING
+    state: DeliveryState = DeliveryState.PENDING
     attempts: int = 0
     created: float = 0.0
     next_at: float | None = None
@@ -77,7 +85,7 @@ class Delivery:
             "seq": str(self.seq),
             "lane": self.lane,
             "incident": self.incident,
-            "state": self.state,
+            "state": str(self.state),
             "attempts": str(self.attempts),
             "created": repr(self.created),
             "next_at": "" if self.next_at is None else repr(self.next_at),
@@ -95,7 +103,7 @@ class Delivery:
             seq=int(f["seq"]),
             lane=f["lane"],
             incident=f.get("incident", ""),
-            state=f.get("state", PENDING),
+            state=DeliveryState(f.get("state", PENDING)),
             attempts=int(f.get("attempts") or 0),
             created=float(f.get("created") or 0),
             next_at=float(f["next_at"]) if f.get("next_at") else None,
@@ -104,13 +112,13 @@ class Delivery:
             reason=f.get("reason", ""),
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "id": self.id,
             "subscription": self.sub,
             "sequence": self.seq,
             "incident": self.incident or None,
-            "state": self.state,
+            "state": str(self.state),
             "attempts": self.attempts,
             "created": self.created,
             "next_attempt": self.next_at,
@@ -129,10 +137,12 @@ class LaneResult:
     due: float
     finished: list[str] = field(default_factory=list)
     records: list[Delivery] = field(default_factory=list)
-    log: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (sub id, entry)
+    log: list[AttemptEntry] = field(default_factory=list)
     dead: list[tuple[str, float]] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # records to delete (subscription gone)
     healthy: set[str] = field(default_factory=set)  # subscriptions that just succeeded
+    # Channel state to keep, per (subscription, incident), written with the lane's completion.
+    states: dict[tuple[str, str], ChannelState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -236,13 +246,17 @@ class Ledger:
                 for r in result.records
             ],
             "log": [
-                {"key": keys.attempts(sub_id), "entry": orjson.dumps(entry).decode()}
-                for sub_id, entry in result.log
+                {"key": keys.attempts(entry.subscription), "entry": entry.encoded()}
+                for entry in result.log
             ],
             "log_length": LOG_LENGTH,
             "dead": [{"id": i, "at": at} for i, at in result.dead],
             "healthy": [keys.subscription(s) for s in result.healthy],
             "dropped": [keys.delivery(i) for i in result.dropped],
+            "states": [
+                {"key": keys.channel_state(sub), "field": incident, "value": state.encoded()}
+                for (sub, incident), state in result.states.items()
+            ],
         }
         done = await self._complete(
             keys=[keys.LANES_DUE, keys.LANES_LEASED, keys.LANE_HOLDERS, keys.DEAD_LETTERS],
@@ -250,7 +264,8 @@ class Ledger:
         )
         return bool(done)
 
-    async def attempts(self, sub_id: str, limit: int) -> list[dict[str, Any]]:
+    async def attempts(self, sub_id: str, limit: int) -> list[dict[str, object]]:
+        """The subscription's attempt log, newest first, as stored (``AttemptEntry``)."""
         async with guarded("reading deliveries"):
             rows = await self.redis.lrange(keys.attempts(sub_id), 0, limit - 1)
         return [orjson.loads(r) for r in rows]

@@ -14,12 +14,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.auth import Principal, caller
+from incidents.delivery.attempt_log import iso
 from incidents.delivery.fanout import replay
 from incidents.delivery.handshake import handshake
 from incidents.delivery.lanes import DEAD, PENDING, Ledger
-from incidents.delivery.sender import iso
 from incidents.delivery.sinks import INSECURE, check_url, sink_problem
-from incidents.delivery.subscription_spec import parse_spec
+from incidents.delivery.subscription_spec import SubscriptionStatus, parse_spec
 from incidents.delivery.subscriptions import (
     Subscription,
     SubscriptionStore,
@@ -41,6 +41,7 @@ from incidents.request_body import parse_json, read_body
 from incidents.services import Services, services
 
 _LIMIT = re.compile(r"[0-9]{1,7}")
+ACTIVE, DISABLED = SubscriptionStatus
 
 
 def _now() -> datetime:
@@ -99,8 +100,8 @@ async def _handshake(request: Request, svc: Services, sub: Subscription) -> Subs
         allow_insecure=svc.settings.allow_insecure_sinks,
     )
     if result.allowed:
-        return replace(sub, status="active", reason="", rate=result.rate, origin=origin)
-    return replace(sub, status="disabled", reason=result.reason, rate=None, origin=None)
+        return replace(sub, status=ACTIVE, reason="", rate=result.rate, origin=origin)
+    return replace(sub, status=DISABLED, reason=result.reason, rate=None, origin=None)
 
 
 async def create(request: Request) -> Response:
@@ -142,10 +143,10 @@ async def patch(request: Request) -> Response:
         # a rate and an origin are only ever granted by a handshake
         updated = replace(updated, rate=None, origin=None)
     if status == "disabled":
-        updated = replace(updated, status="disabled", reason="disabled by its owner")
+        updated = replace(updated, status=DISABLED, reason="disabled by its owner")
     else:
         if status == "active" and sub.status != "active":
-            updated = replace(updated, status="active", reason="")
+            updated = replace(updated, status=ACTIVE, reason="")
         # A new sink (or a newly asked handshake) must agree before anything is sent to it,
         # whether or not the patch also says "active".
         unconfirmed = sub.status != "active" or spec.sink != sub.spec.sink or not sub.spec.handshake
@@ -331,10 +332,11 @@ def _subscription_input(create: bool) -> dict[str, Any]:
     """What POST (``create``) or PATCH accepts: unknown fields are refused; the read-only ones
     a client may send back are ignored (and ``status`` is read only on create)."""
     from incidents.delivery import subscription_spec as spec
+    from incidents.delivery.channels import cloudevents
     from incidents.delivery.filters import MAX_DEPTH, MAX_TERMS
 
-    reserved = [any_case(h) + "$" for h in spec.RESERVED_HEADERS] + [
-        any_case(p) for p in spec.RESERVED_PREFIXES
+    reserved = [any_case(h) + "$" for h in cloudevents.RESERVED_HEADERS] + [
+        any_case(p) for p in cloudevents.RESERVED_PREFIXES
     ]
     fields: dict[str, Any] = {
         "sink": {

@@ -8,14 +8,22 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
+from incidents.delivery.channels.cloudevents import CloudEventsChannel, DeliveryMode
 from incidents.delivery.filters import Filter, parse_filters
 from incidents.delivery.sinks import check_url
 from incidents.errors import FieldError, InvalidRequest, pointer
 
-MODES = ("structured", "binary")
-STATUSES = ("active", "disabled")
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+MODES = tuple(DeliveryMode)
+STATUSES = tuple(SubscriptionStatus)
 FIELDS = ("sink", "protocol", "types", "source", "filters", "protocolsettings", "config",
           "description")  # fmt: skip
 READ_ONLY = ("id", "status", "reason", "owner", "created_at", "updated_at", "secret", "rate",
@@ -30,10 +38,6 @@ _TYPE = re.compile(r"[A-Za-z0-9._:/-]{1,200}\*?|\*")
 # characters (controls, DEL, anything beyond ASCII) have no agreed meaning on the wire, and
 # the outbound client refuses controls outright, which would fail every delivery.
 _FIELD_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?")
-# Headers the gateway sets itself; a subscription may not replace them.
-RESERVED_HEADERS = ("content-type", "content-length", "host", "user-agent", "transfer-encoding",
-                    "connection")  # fmt: skip
-RESERVED_PREFIXES = ("webhook-", "ce-")
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class Spec:
     source: str | None = None
     filters: tuple[Any, ...] = ()  # the JSON as given, kept for display and re-parsing
     headers: Mapping[str, str] = field(default_factory=dict)
-    mode: str = "structured"
+    mode: DeliveryMode = DeliveryMode.STRUCTURED
     handshake: bool = False
     description: str = ""
 
@@ -74,7 +78,7 @@ class Spec:
             source=raw.get("source"),
             filters=tuple(raw.get("filters") or ()),
             headers=dict((raw.get("protocolsettings") or {}).get("headers") or {}),
-            mode=(raw.get("config") or {}).get("mode", "structured"),
+            mode=DeliveryMode((raw.get("config") or {}).get("mode", DeliveryMode.STRUCTURED)),
             handshake=bool((raw.get("config") or {}).get("handshake", False)),
             description=raw.get("description") or "",
         )
@@ -91,7 +95,8 @@ def parse_spec(body: Any, base: Spec | None = None) -> tuple[Spec, str | None]:
     for name, value in body.items():
         if name == "status" and base is not None:
             if value not in STATUSES:
-                problems.append(FieldError("/status", f"status must be one of {STATUSES}"))
+                shown = tuple(str(s) for s in STATUSES)
+                problems.append(FieldError("/status", f"status must be one of {shown}"))
             status = value
         elif name in FIELDS:
             merged[name] = value
@@ -100,6 +105,8 @@ def parse_spec(body: Any, base: Spec | None = None) -> tuple[Spec, str | None]:
     if "sink" not in merged:
         problems.append(FieldError("/sink", "sink (the webhook URL) is required"))
     spec = _check(merged, problems)
+    # The channel's own settings: today every subscription is a CloudEvents webhook.
+    problems.extend(CloudEventsChannel().validate(spec))
     if problems:
         raise InvalidRequest(
             "the subscription is not valid: " + "; ".join(p.detail for p in problems),
@@ -197,8 +204,6 @@ def _headers(raw: Any, problems: list[FieldError]) -> dict[str, str]:
         lowered = name.lower()
         if not _TOKEN.fullmatch(name):
             problems.append(FieldError(at, f"{name!r} is not a valid header name"))
-        elif lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_PREFIXES):
-            problems.append(FieldError(at, f"{name!r} is set by the gateway"))
         elif lowered in seen:
             problems.append(FieldError(at, f"{name!r} is given twice (names ignore case)"))
         elif not isinstance(value, str):
@@ -225,21 +230,22 @@ def _headers(raw: Any, problems: list[FieldError]) -> dict[str, str]:
     return out
 
 
-def _config(raw: Any, problems: list[FieldError]) -> tuple[str, bool]:
+def _config(raw: Any, problems: list[FieldError]) -> tuple[DeliveryMode, bool]:
     if raw is None:
-        return "structured", False
+        return DeliveryMode.STRUCTURED, False
     if not isinstance(raw, dict):
         problems.append(FieldError("/config", "config must be an object"))
-        return "structured", False
+        return DeliveryMode.STRUCTURED, False
     for name in raw:
         if name not in ("mode", "handshake"):
             problems.append(FieldError(pointer("config", name), f"unknown config {name!r}"))
-    mode = raw.get("mode", "structured")
+    mode = raw.get("mode", DeliveryMode.STRUCTURED)
     if mode not in MODES:
-        problems.append(FieldError("/config/mode", f"mode {mode!r} is not one of {MODES}"))
-        mode = "structured"
+        shown = tuple(str(m) for m in MODES)
+        problems.append(FieldError("/config/mode", f"mode {mode!r} is not one of {shown}"))
+        mode = DeliveryMode.STRUCTURED
     handshake = raw.get("handshake", False)
     if not isinstance(handshake, bool):
         problems.append(FieldError("/config/handshake", "handshake is true or false"))
         handshake = False
-    return mode, handshake
+    return DeliveryMode(mode), handshake

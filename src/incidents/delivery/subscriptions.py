@@ -5,6 +5,9 @@ Storage (hash ``incidents:sub:<id>``): ``spec`` (JSON of the Spec), ``owner``, `
 (deliveries per minute granted by the handshake; empty for none), ``origin`` (the
 WebHook-Request-Origin the sink granted in that handshake; empty for none), ``created_at``,
 ``updated_at``, ``failing_since`` (unix time of the first failure since the last success).
+Only this module writes those fields. Channel state (``incidents:sub:<id>:channels``, one
+field per incident) is written by the lanes with each lane's completion, and dropped here
+with the subscription.
 
 The routing index keeps, per exact type, per type prefix and for "every type", the set of
 subscription ids, so routing an event reads a few small sets rather than every subscription.
@@ -24,7 +27,7 @@ import redis.asyncio as aioredis
 
 from incidents.delivery.filters import Filter
 from incidents.delivery.signing import new_secret
-from incidents.delivery.subscription_spec import Spec
+from incidents.delivery.subscription_spec import Spec, SubscriptionStatus
 from incidents.model.cloudevent import CloudEvent
 from incidents.store import keys
 from incidents.store.keys import PREFIX
@@ -44,7 +47,7 @@ class Subscription:
     owner: str
     spec: Spec
     secrets: tuple[Secret, ...]
-    status: str = "active"
+    status: SubscriptionStatus = SubscriptionStatus.ACTIVE
     reason: str = ""
     rate: int | None = None
     origin: str | None = None  # WebHook-Request-Origin of the granted handshake, if any
@@ -57,7 +60,13 @@ class Subscription:
 
     @property
     def active(self) -> bool:
-        return self.status == "active"
+        return self.status == SubscriptionStatus.ACTIVE
+
+    @property
+    def channel(self) -> str:
+        """The name of the delivery channel that carries this subscription's events: the
+        CloudEvents webhook, the only one a subscription can choose today."""
+        return "cloudevents"
 
     def signing_secrets(self, now: float) -> list[str]:
         return [s.value for s in self.secrets if s.until is None or s.until > now]
@@ -87,7 +96,7 @@ class Subscription:
         return {
             "spec": orjson.dumps(self.spec.to_dict()).decode(),
             "owner": self.owner,
-            "status": self.status,
+            "status": str(self.status),
             "reason": self.reason,
             "secrets": orjson.dumps([[s.value, s.until] for s in self.secrets]).decode(),
             "rate": "" if self.rate is None else str(self.rate),
@@ -104,7 +113,7 @@ class Subscription:
             owner=f["owner"],
             spec=Spec.from_dict(orjson.loads(f["spec"])),
             secrets=tuple(Secret(v, u) for v, u in orjson.loads(f["secrets"])),
-            status=f.get("status", "active"),
+            status=SubscriptionStatus(f.get("status", SubscriptionStatus.ACTIVE)),
             reason=f.get("reason", ""),
             rate=int(f["rate"]) if f.get("rate") else None,
             origin=f.get("origin") or None,
@@ -123,7 +132,12 @@ def _type_matches(pattern: str, event_type: str) -> bool:
     return pattern == event_type
 
 
-def new_subscription(spec: Spec, owner: str, now: datetime, status: str = "active") -> Subscription:
+def new_subscription(
+    spec: Spec,
+    owner: str,
+    now: datetime,
+    status: SubscriptionStatus = SubscriptionStatus.ACTIVE,
+) -> Subscription:
     stamp = now.isoformat()
     return Subscription(
         id="sub_" + secrets.token_hex(8),
@@ -151,7 +165,7 @@ class SubscriptionStore:
         async with guarded("saving a subscription"):
             pipe = self.redis.pipeline(transaction=True)
             pipe.hset(keys.subscription(sub.id), mapping=cast(Any, sub.fields()))
-            if previous is not None and previous.status != "active" and sub.status == "active":
+            if previous is not None and not previous.active and sub.active:
                 pipe.hdel(keys.subscription(sub.id), "failing_since")
             pipe.sadd(keys.SUBSCRIPTIONS, sub.id)
             pipe.sadd(keys.owned_by(sub.owner), sub.id)
@@ -163,7 +177,9 @@ class SubscriptionStore:
     async def delete(self, sub: Subscription) -> None:
         async with guarded("deleting a subscription"):
             pipe = self.redis.pipeline(transaction=True)
-            pipe.delete(keys.subscription(sub.id), keys.attempts(sub.id))
+            pipe.delete(
+                keys.subscription(sub.id), keys.attempts(sub.id), keys.channel_state(sub.id)
+            )
             pipe.srem(keys.SUBSCRIPTIONS, sub.id)
             pipe.srem(keys.owned_by(sub.owner), sub.id)
             await self._index(args=[sub.id, PREFIX, _types_json(sub), b"null"], client=pipe)
@@ -195,17 +211,30 @@ class SubscriptionStore:
         found = await self.get_many(ids)
         return [found[i] for i in ids if i in found]
 
-    async def set_status(self, sub_id: str, status: str, reason: str, now: datetime) -> None:
+    async def set_status(
+        self, sub_id: str, status: SubscriptionStatus, reason: str, now: datetime
+    ) -> None:
         async with guarded("changing a subscription's status"):
             pipe = self.redis.pipeline(transaction=True)
             pipe.hset(
                 keys.subscription(sub_id),
-                mapping={"status": status, "reason": reason, "updated_at": now.isoformat()},
+                mapping={"status": str(status), "reason": reason, "updated_at": now.isoformat()},
             )
-            if status == "active":
+            if status == SubscriptionStatus.ACTIVE:
                 pipe.hdel(keys.subscription(sub_id), "failing_since")
             pipe.incr(keys.SUBSCRIPTIONS_VERSION)
             await pipe.execute()
+
+    async def note_failure(self, sub_id: str, now: float) -> float | None:
+        """Record that a delivery to the subscription failed at ``now``; the unix time of its
+        first failure since its last success (None if the subscription is gone). A success
+        clears it (``Ledger.complete``), as does making the subscription active again."""
+        key = keys.subscription(sub_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(key, "failing_since", repr(now))
+        pipe.hget(key, "failing_since")
+        _, since = await pipe.execute()
+        return None if since is None else float(since)
 
     async def candidates(self, event_types: Sequence[str]) -> dict[str, set[str]]:
         """Per event type, the ids of subscriptions whose types admit it (from the index)."""

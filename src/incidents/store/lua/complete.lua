@@ -1,9 +1,11 @@
 -- Finish a leased lane in one step, if the caller still holds its lease. ARGV[1] is JSON:
 --   {"lane", "token", "due", "finished": [delivery ids], "records": [{"key", "fields": [k, v]}],
 --    "log": [{"key", "entry"}], "log_length": n, "dead": [{"id", "at"}],
---    "healthy": [subscription keys], "dropped": [record keys]}
--- Writes the records, the attempt log (trimmed), dead letters, clears failing_since of the
--- healthy subscriptions, drops the finished deliveries from the lane and makes it due at
+--    "healthy": [subscription keys], "dropped": [record keys],
+--    "states": [{"key", "field", "value"}]}
+-- Writes the records, the attempt log (trimmed), dead letters, the channel state of each
+-- (subscription, incident) worked, clears failing_since of the healthy subscriptions,
+-- drops the finished deliveries from the lane and makes it due at
 -- "due" if anything is left. Returns 1, or 0 when the lease was lost (the lane was taken
 -- over after its lease ran out): then nothing is written and the new holder works the
 -- lane's head again (at-least-once, in order).
@@ -29,6 +31,9 @@ for _, d in ipairs(r.dead) do
 end
 for _, key in ipairs(r.healthy) do
   redis.call('HDEL', key, 'failing_since')
+end
+for _, s in ipairs(r.states or {}) do
+  redis.call('HSET', s.key, s.field, s.value)
 end
 for _, key in ipairs(r.dropped) do
   redis.call('DEL', key)

@@ -1,0 +1,39 @@
+"""Channel state: what a channel keeps per (subscription, incident) between deliveries, such
+as the id of the record it created in the other system.
+
+Stored in one hash per subscription (``incidents:sub:<id>:channels``, incident id -> JSON),
+read here, written by ``Ledger.complete`` in the same step as the lane's progress (so state
+and delivered events never disagree), and deleted with the subscription.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis.asyncio as aioredis
+
+from incidents.delivery.channels.base import ChannelState
+from incidents.store import keys
+from incidents.store.redis import guarded
+
+
+class ChannelStateStore:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    async def get_many(
+        self, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], ChannelState]:
+        """The state kept for each (subscription id, incident id) that has any."""
+        wanted = list(dict.fromkeys(p for p in pairs if p[1]))
+        if not wanted:
+            return {}
+        async with guarded("reading channel state"):
+            pipe = self.redis.pipeline(transaction=False)
+            for sub_id, incident in wanted:
+                pipe.hget(keys.channel_state(sub_id), incident)
+            rows = await pipe.execute()
+        return {p: ChannelState.decode(r) for p, r in zip(wanted, rows, strict=True) if r}
+
+    async def get(self, sub_id: str, incident: str) -> ChannelState | None:
+        return (await self.get_many([(sub_id, incident)])).get((sub_id, incident))

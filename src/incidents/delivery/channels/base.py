@@ -1,0 +1,166 @@
+"""The delivery channel seam, in the spirit of httpx's transport: a ``Channel`` turns one
+delivery into HTTP requests and their responses into an outcome; the dispatcher does the
+rest (policy, lanes and ordering, retries, the attempt log, channel state).
+
+A channel is pure: ``render`` and ``classify`` build values and never do I/O, so connectors
+are tested without a network. Systems that need more than one request per delivery fit the
+same shape, one exchange at a time:
+
+- create a record, then update it: ``render`` POSTs when ``Message.state`` holds no
+  external id and PATCHes it otherwise; ``classify`` returns the new id in
+  ``Outcome.state``, which is saved per (subscription, incident) with the lane's completion;
+- look something up first (a Jira transition): ``render`` returns the GET, and ``classify``
+  of its response returns the next ``Request`` (``Request.step`` says which step a response
+  answers), up to ``MAX_STEPS`` requests per attempt;
+- OAuth: a channel holding no valid token renders the token request first and keeps the
+  token it gets (per channel instance, built once per worker process).
+
+Transport failures (refused, timed out, unreachable) never reach ``classify``: the transport
+turns them into a failed ``Outcome`` itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+import orjson
+
+from incidents.errors import FieldError
+from incidents.model.cloudevent import CloudEvent
+
+if TYPE_CHECKING:
+    from incidents.delivery.subscription_spec import Spec
+    from incidents.delivery.subscriptions import Subscription
+
+MAX_STEPS = 4  # requests one attempt may make (a lookup, a token, the change itself)
+_DELTA_SECONDS = re.compile(r"[0-9]{1,10}", re.ASCII)
+
+
+class OutcomeKind(StrEnum):
+    DELIVERED = "delivered"
+    GONE = "gone"  # the target asked never to be sent to again: the subscription is disabled
+    FAILED = "failed"  # retried on the schedule, then dead-lettered
+    REFUSED = "refused"  # the connection was refused; retried like a failure
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """What a channel keeps between deliveries of one incident to one subscription."""
+
+    external_id: str | None = None  # the record in the other system (sys_id, issue key, ...)
+    data: Mapping[str, str] = field(default_factory=dict)  # anything else the channel needs
+
+    def encoded(self) -> str:
+        return orjson.dumps({"external_id": self.external_id, "data": dict(self.data)}).decode()
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> ChannelState:
+        found = orjson.loads(raw)
+        data = found.get("data") or {}
+        return cls(found.get("external_id"), {str(k): str(v) for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+    step: str = ""  # which step of a multi-request exchange this is, for ``classify``
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]  # names in lower case
+    body: bytes  # at most the first BODY_KEPT bytes
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    status: int | None = None
+    latency_ms: float = 0.0
+    error: str = ""
+    body: str = ""  # the start of the response body, kept in the attempt log
+    retry_after: float | None = None  # seconds the target asked us to wait (429/503)
+    state: ChannelState | None = None  # channel state to keep from now on (None: unchanged)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One delivery, as a channel sees it."""
+
+    delivery_id: str  # stable across retries: the webhook-id, an idempotency key
+    subscription: Subscription
+    event: CloudEvent  # as the subscription's owner may see it (judged, maybe redacted)
+    incident: str | None
+    state: ChannelState | None  # kept from earlier deliveries of this incident, if any
+    now: float  # unix time of the attempt (the dispatcher's clock)
+
+
+class Channel(Protocol):
+    """How deliveries reach one kind of target (a CloudEvents webhook, an ITSM, a pager)."""
+
+    name: str
+
+    def validate(self, spec: Spec) -> Sequence[FieldError]:
+        """Problems with this channel's settings in a subscription being registered."""
+        ...
+
+    def render(self, message: Message) -> Request:
+        """The first (often the only) request of an attempt."""
+        ...
+
+    def classify(self, message: Message, request: Request, response: Response) -> Outcome | Request:
+        """The attempt's outcome, or the next request to make (multi-step exchanges)."""
+        ...
+
+
+Transport = Callable[[Request], Awaitable["Response | Outcome"]]
+"""Sends one request: its response, or a failed Outcome when none came (refused, timed out)."""
+
+
+async def exchange(channel: Channel, message: Message, transport: Transport) -> Outcome:
+    """Make one delivery attempt through ``channel``: render, send, classify, and follow the
+    channel's next requests, up to MAX_STEPS."""
+    request = channel.render(message)
+    spent = 0.0
+    for _ in range(MAX_STEPS):
+        got = await transport(request)
+        if isinstance(got, Outcome):
+            return got
+        spent += got.latency_ms
+        result = channel.classify(message, request, got)
+        if isinstance(result, Outcome):
+            return result
+        request = result
+    return Outcome(
+        OutcomeKind.FAILED,
+        latency_ms=round(spent, 2),
+        error=f"the {channel.name} channel asked for more than {MAX_STEPS} requests",
+    )
+
+
+def retry_after(raw: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date, RFC 9110 10.2.3);
+    None for anything else (a value that is not plain ASCII digits or a date is ignored)."""
+    if not raw:
+        return None
+    raw = raw.strip()
+    if _DELTA_SECONDS.fullmatch(raw):
+        return float(raw)
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
