@@ -100,6 +100,18 @@ def token_hash(token: str) -> str:
 TokenLookup = Callable[[str], Awaitable[Principal | None]]
 
 
+def bearer_token(conn: HTTPConnection) -> str:
+    """The token of ``Authorization: Bearer <token>``; Unauthorized when there is none."""
+    header = conn.headers.get("authorization")
+    if not header:
+        raise Unauthorized("send Authorization: Bearer <token>")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    return token
+
+
 class Authenticator:
     """Resolves ``Authorization: Bearer <token>``: the admin token, else stored principals."""
 
@@ -109,14 +121,7 @@ class Authenticator:
         self._lookup = lookup
 
     async def authenticate(self, conn: HTTPConnection) -> Principal:
-        header = conn.headers.get("authorization")
-        if not header:
-            raise Unauthorized("send Authorization: Bearer <token>")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-        return await self.resolve(token)
+        return await self.resolve(bearer_token(conn))
 
     async def resolve(self, token: str) -> Principal:
         if self._admin is not None and hmac.compare_digest(token.encode("utf-8"), self._admin):
@@ -145,7 +150,8 @@ class BearerTokens(AuthenticationBackend):
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
         try:
-            principal = await self._authenticator(conn).authenticate(conn)
+            token = bearer_token(conn)  # checked first: no header, no look-up at all
+            principal = await self._authenticator(conn).resolve(token)
         except IncidentsError as exc:  # Unauthorized, or StoreUnavailable from the lookup
             return AuthCredentials(), Anonymous(exc)
         return AuthCredentials(["authenticated", *sorted(principal.roles)]), principal
