@@ -56,14 +56,9 @@ class Viewer:
     def sees_incident(self, incident: Incident) -> bool:
         return may_see(self.principal, incident.tenant, incident.visibility, incident.data_class)
 
-    def incident(self, incident: Incident) -> dict[str, object] | None:
-        """The incident as the caller may see it (``Incident.to_dict()`` without the fields
-        the declare schema marks above its clearance, listed in ``redacted``), or None."""
-        if not self.sees_incident(incident):
-            return None
-        return self.incident_document(incident.to_dict())
-
     def incident_document(self, document: Mapping[str, object]) -> dict[str, object]:
+        """An incident document (``Incident.to_dict()``) without the fields its declare schema
+        marks above the caller's clearance; when any is removed, ``redacted`` lists them."""
         data, removed = self.data(dict(document), EventType.INCIDENT_DECLARE)
         out = dict(data) if isinstance(data, Mapping) else {}
         if removed:
