@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import MutableMapping
-from typing import Any
 
+import redis.asyncio as aioredis
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
@@ -45,7 +45,7 @@ class Metrics:
             if seconds <= bound:
                 self.latency_buckets[(route, bound)] += 1
 
-    async def render(self, redis: Any) -> str:
+    async def render(self, redis: aioredis.Redis) -> str:
         lines = [
             "# HELP incidents_http_requests_total HTTP requests by method, route and status.",
             "# TYPE incidents_http_requests_total counter",
@@ -169,7 +169,7 @@ def routes() -> list[Route]:
     return [Route("/metrics", get_metrics, methods=["GET"])]
 
 
-def openapi_paths() -> dict[str, Any]:
+def openapi_paths() -> dict[str, object]:
     text = {
         "description": "Prometheus text format",
         "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},

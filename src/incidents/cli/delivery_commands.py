@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from incidents.cli.commands import (
+    Command,
     Gateway,
     cell,
     client_flags,
@@ -27,7 +28,9 @@ _AGE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-def _actions(parent: argparse.ArgumentParser, dest: str, names: dict[str, str]) -> Any:
+def _actions(
+    parent: argparse.ArgumentParser, dest: str, names: dict[str, str]
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     client_flags(parent)
     actions = parent.add_subparsers(dest=dest, metavar="ACTION")
     for name, text in names.items():
@@ -37,7 +40,9 @@ def _actions(parent: argparse.ArgumentParser, dest: str, names: dict[str, str]) 
     return actions
 
 
-def register(sub: Any, commands: dict[str, Any]) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], commands: dict[str, Command]
+) -> None:
     p = sub.add_parser("subscribe", help="register a webhook; prints its secret once")
     client_flags(p)
     p.add_argument("--sink", required=True, help="the webhook URL")

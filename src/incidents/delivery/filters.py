@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from incidents.errors import FieldError, pointer
 from incidents.model.cloudevent import AttributeValue
@@ -101,7 +101,7 @@ class _Budget:
 
 
 def parse_filters(
-    raw: Any, at: Sequence[str | int] = ("filters",)
+    raw: object, at: Sequence[str | int] = ("filters",)
 ) -> tuple[Filter, list[FieldError]]:
     """Parse a ``filters`` list into one filter (all must match) and the problems found."""
     problems: list[FieldError] = []
@@ -117,7 +117,7 @@ def parse_filters(
 
 
 def _parse(
-    raw: Any, at: tuple[str | int, ...], problems: list[FieldError], budget: _Budget, depth: int
+    raw: object, at: tuple[str | int, ...], problems: list[FieldError], budget: _Budget, depth: int
 ) -> Filter:
     here = pointer(*at)
     if not isinstance(raw, dict) or len(raw) != 1:
@@ -159,7 +159,7 @@ def _parse(
 
 def _compare(
     dialect: str,
-    body: Any,
+    body: object,
     where: tuple[str | int, ...],
     problems: list[FieldError],
     budget: _Budget,

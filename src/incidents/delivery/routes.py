@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,6 +31,7 @@ from incidents.http import json_response
 from incidents.openapi import (
     BEARER,
     COMPONENTS,
+    JSONObject,
     any_case,
     component_ref,
     errors,
@@ -48,7 +49,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _json(request: Request) -> Any:
+async def _json(request: Request) -> object:
     """The body as JSON within the size and nesting limits; an empty body is ``{}``."""
     settings = services(request).settings
     body = await read_body(request, settings.max_body_bytes)
@@ -299,7 +300,7 @@ SUBSCRIPTION = {
     },
 }
 ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-OBJ = {"type": "object"}
+OBJ: JSONObject = {"type": "object"}
 LIMIT = [query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000})]
 FILTER = "SubscriptionFilter"
 REPLAY = {
@@ -328,7 +329,7 @@ def _exactly(pattern: str) -> str:
     return f"^(?:{pattern})$"
 
 
-def _subscription_input(create: bool) -> dict[str, Any]:
+def _subscription_input(create: bool) -> JSONObject:
     """What POST (``create``) or PATCH accepts: unknown fields are refused; the read-only ones
     a client may send back are ignored (and ``status`` is read only on create)."""
     from incidents.delivery import subscription_spec as spec
@@ -338,7 +339,7 @@ def _subscription_input(create: bool) -> dict[str, Any]:
     reserved = [any_case(h) + "$" for h in cloudevents.RESERVED_HEADERS] + [
         any_case(p) for p in cloudevents.RESERVED_PREFIXES
     ]
-    fields: dict[str, Any] = {
+    fields: JSONObject = {
         "sink": {
             "type": "string",
             "format": "uri",
@@ -398,11 +399,11 @@ def _subscription_input(create: bool) -> dict[str, Any]:
     }
 
 
-def _filter_schema() -> dict[str, Any]:
+def _filter_schema() -> JSONObject:
     """One filter expression: an object with exactly one dialect key."""
     from incidents.delivery.filters import DIALECTS, MAX_VALUE
 
-    def compare(non_empty: bool) -> dict[str, Any]:
+    def compare(non_empty: bool) -> JSONObject:
         return {
             "type": "object",
             "minProperties": 1,
@@ -433,16 +434,23 @@ def _filter_schema() -> dict[str, Any]:
     }
 
 
-def openapi_paths() -> dict[str, Any]:
-    def op(summary: str, ok: str, ok_text: str, *codes: int, **more: Any) -> dict[str, Any]:
+def openapi_paths() -> JSONObject:
+    def op(
+        summary: str,
+        ok: str,
+        ok_text: str,
+        *codes: int,
+        schema: Mapping[str, object] = OBJ,
+        **more: object,
+    ) -> JSONObject:
         return {
             "summary": summary,
             "security": BEARER,
-            "responses": {ok: json_body(more.pop("schema", OBJ), ok_text), **errors(*codes)},
+            "responses": {ok: json_body(schema, ok_text), **errors(*codes)},
             **more,
         }
 
-    def body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    def body(schema: Mapping[str, object], required: bool = True) -> JSONObject:
         return {"requestBody": {"required": required, **json_body(schema)}}
 
     owner = [query_param("owner", {"type": "string"}, "admins: only this owner's")]

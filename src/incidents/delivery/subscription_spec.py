@@ -57,7 +57,7 @@ class Spec:
         parsed, _ = parse_filters(list(self.filters))
         return parsed
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "sink": self.sink,
             "protocol": "HTTP",
@@ -84,14 +84,14 @@ class Spec:
         )
 
 
-def parse_spec(body: Any, base: Spec | None = None) -> tuple[Spec, str | None]:
+def parse_spec(body: object, base: Spec | None = None) -> tuple[Spec, str | None]:
     """Validate a create body (``base`` None) or a patch over ``base``; also return a
     requested ``status`` (patch only). Raises InvalidRequest listing every problem."""
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     problems: list[FieldError] = []
     status: str | None = None
-    merged: dict[str, Any] = base.to_dict() if base is not None else {}
+    merged: dict[str, object] = base.to_dict() if base is not None else {}
     for name, value in body.items():
         if name == "status" and base is not None:
             if value not in STATUSES:
@@ -115,7 +115,7 @@ def parse_spec(body: Any, base: Spec | None = None) -> tuple[Spec, str | None]:
     return spec, status
 
 
-def _check(raw: dict[str, Any], problems: list[FieldError]) -> Spec:
+def _check(raw: Mapping[str, object], problems: list[FieldError]) -> Spec:
     sink = raw.get("sink")
     if sink is not None:
         if not isinstance(sink, str) or len(sink) > 2048:
@@ -161,7 +161,7 @@ def _check(raw: dict[str, Any], problems: list[FieldError]) -> Spec:
     )
 
 
-def _types(raw: Any, problems: list[FieldError]) -> list[str]:
+def _types(raw: object, problems: list[FieldError]) -> list[str]:
     if raw is None:
         return []
     if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
@@ -178,7 +178,7 @@ def _types(raw: Any, problems: list[FieldError]) -> list[str]:
     return raw
 
 
-def _headers(raw: Any, problems: list[FieldError]) -> dict[str, str]:
+def _headers(raw: object, problems: list[FieldError]) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -230,7 +230,7 @@ def _headers(raw: Any, problems: list[FieldError]) -> dict[str, str]:
     return out
 
 
-def _config(raw: Any, problems: list[FieldError]) -> tuple[DeliveryMode, bool]:
+def _config(raw: object, problems: list[FieldError]) -> tuple[DeliveryMode, bool]:
     if raw is None:
         return DeliveryMode.STRUCTURED, False
     if not isinstance(raw, dict):

@@ -79,8 +79,8 @@ class Subscription:
             return False
         return self.filter.matches(event.attributes)
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, **self.spec.to_dict()}
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"id": self.id, **self.spec.to_dict()}
         out.update(
             status=self.status,
             reason=self.reason or None,
