@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -11,18 +12,34 @@ import redis
 from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
-from tests.delivery_support import Receiver, Workers, receiver
+from tests.delivery_support import Receiver, Workers, receiver_app
 from tests.support import ADMIN_TOKEN, SharedServer, serve_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests (real processes, retries) first, so that under pytest-xdist they run
+    alongside the many short ones instead of after them."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def _own_database(url: str, worker: str) -> str:
+    """``url`` on a database of its own for xdist worker ``gwN`` (N + 1), so that parallel
+    workers sharing one Redis never flush each other's data."""
+    if not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{int(worker[2:]) + 1}"))
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throwaway redis-server for the whole run (or INCIDENTS_TEST_REDIS_URL)."""
+    """A throwaway redis-server for the whole run, one per xdist worker (or
+    INCIDENTS_TEST_REDIS_URL, a database of it per worker)."""
     external = os.environ.get("INCIDENTS_TEST_REDIS_URL")
     if external:
-        yield external
+        yield _own_database(external, os.environ.get("PYTEST_XDIST_WORKER", ""))
         return
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), os.environ, appendonly=False)
     server.start()
@@ -72,7 +89,7 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
 def shared_server() -> Iterator[SharedServer]:
     """One uvicorn server, in a thread, for the whole run; each test mounts its own app."""
     server = SharedServer()
-    with serve_in_thread(server) as url:
+    with serve_in_thread(server, grace=1) as url:  # each test waited for its own requests
         server.url = url
         yield server
 
@@ -101,10 +118,21 @@ def anon(gateway: str) -> Iterator[httpx.Client]:
         yield c
 
 
+@pytest.fixture(scope="session")
+def receiver_server() -> Iterator[SharedServer]:
+    """The uvicorn server, in a thread, on which each test's webhook receiver is mounted."""
+    server = SharedServer()
+    with serve_in_thread(server, grace=1) as url:  # each test waited for its own requests
+        server.url = url
+        yield server
+
+
 @pytest.fixture
-def rx() -> Iterator[Receiver]:
+def rx(receiver_server: SharedServer) -> Iterator[Receiver]:
     """A real webhook receiver that verifies every signature with ``standardwebhooks``."""
-    with receiver() as found:
+    found = Receiver()
+    with receiver_server.mounted(receiver_app(found)) as url:
+        found.url = url
         yield found
 
 

@@ -103,11 +103,15 @@ def _event_id(body: bytes) -> str:
         return ""
 
 
+def receiver_app(found: Receiver) -> Starlette:
+    """The ASGI app that answers as ``found`` says, on every path."""
+    return Starlette(routes=[Route("/{path:path}", found.handle, methods=["POST", "OPTIONS"])])
+
+
 @contextmanager
 def receiver() -> Iterator[Receiver]:
     found = Receiver()
-    app = Starlette(routes=[Route("/{path:path}", found.handle, methods=["POST", "OPTIONS"])])
-    with serve_in_thread(app) as url:
+    with serve_in_thread(receiver_app(found)) as url:
         found.url = url
         yield found
 

@@ -24,8 +24,9 @@ T = TypeVar("T")
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, port: int | None = None) -> Iterator[str]:
-    """Run an ASGI app under uvicorn on 127.0.0.1 in a thread; yield its base URL."""
+def serve_in_thread(app: ASGIApp, port: int | None = None, grace: int = 5) -> Iterator[str]:
+    """Run an ASGI app under uvicorn on 127.0.0.1 in a thread; yield its base URL. On the way
+    out, requests still running get ``grace`` seconds to finish."""
     port = port or free_port()
     config = uvicorn.Config(
         app,
@@ -35,7 +36,7 @@ def serve_in_thread(app: ASGIApp, port: int | None = None) -> Iterator[str]:
         access_log=False,
         ws="none",
         lifespan="on",
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=grace,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
