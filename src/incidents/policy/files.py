@@ -71,16 +71,19 @@ def _error_line(root: yaml.Node, error: ValidationError) -> int:
     return int(node.start_mark.line) + 1
 
 
-def _globs(raw: Any) -> tuple[str, ...]:
-    if raw is None:
-        return ()
-    return (raw,) if isinstance(raw, str) else tuple(raw)
+def _globs(raw: object) -> tuple[str, ...]:
+    """One glob or a list of them (the policy schema allows only these)."""
+    if isinstance(raw, str):
+        return (raw,)
+    return tuple(str(g) for g in raw) if isinstance(raw, list) else ()
 
 
-def _match(raw: dict[str, Any] | None) -> Match:
-    raw = raw or {}
+def _match(raw: object) -> Match:
+    raw = raw if isinstance(raw, dict) else {}
+    data_globs = raw.get("data")
     data = tuple(
-        (tuple(key.split(".")), _globs(value)) for key, value in (raw.get("data") or {}).items()
+        (tuple(str(key).split(".")), _globs(value))
+        for key, value in (data_globs.items() if isinstance(data_globs, dict) else ())
     )
     return Match(
         _globs(raw.get("type")), _globs(raw.get("source")), _globs(raw.get("tenant")), data

@@ -22,7 +22,6 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -68,7 +67,7 @@ def token_key(digest: str) -> str:
     return TOKEN_PREFIX + digest
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
@@ -76,7 +75,7 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(p for p in value.split(",") if p)
 
 
-def principal_from_hash(principal_id: str, fields: Mapping[Any, Any]) -> Principal:
+def principal_from_hash(principal_id: str, fields: Mapping[bytes | str, object]) -> Principal:
     """A Principal from its Redis hash (bytes or str keys and values)."""
     f = {_text(k): _text(v) for k, v in fields.items()}
     return Principal(
@@ -90,7 +89,7 @@ def principal_from_hash(principal_id: str, fields: Mapping[Any, Any]) -> Princip
     )
 
 
-def principal_to_dict(principal: Principal) -> dict[str, Any]:
+def principal_to_dict(principal: Principal) -> dict[str, object]:
     return {
         "id": principal.id,
         "name": principal.name,
