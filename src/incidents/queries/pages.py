@@ -35,12 +35,10 @@ _VERSION = 1
 T = TypeVar("T")
 
 
-class BadCursor(InvalidRequest):
-    """A ``cursor`` query parameter that this gateway did not hand out."""
-
-    def __init__(self, raw: str) -> None:
-        detail = f"cursor={raw[:80]!r} is not a cursor from a previous page; start without one"
-        super().__init__(detail, errors=[FieldError("/query/cursor", "not a cursor")])
+def bad_cursor(raw: str) -> InvalidRequest:
+    """A ``cursor`` query parameter that this gateway did not hand out (a 400)."""
+    detail = f"cursor={raw[:80]!r} is not a cursor from a previous page; start without one"
+    return InvalidRequest(detail, errors=[FieldError("/query/cursor", "not a cursor")])
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ class Position:
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
             version, score, ties = orjson.loads(raw)
         except (binascii.Error, ValueError, TypeError):
-            raise BadCursor(cursor) from None
+            raise bad_cursor(cursor) from None
         if (
             version != _VERSION
             or not (score is None or (isinstance(score, int | float) and math.isfinite(score)))
@@ -71,7 +69,7 @@ class Position:
             or isinstance(ties, bool)
             or ties < 0
         ):
-            raise BadCursor(cursor)
+            raise bad_cursor(cursor)
         return cls(math.inf if score is None else float(score), ties)
 
 
@@ -92,7 +90,7 @@ class PageRequest:
 
     @classmethod
     def after(cls, limit: int, cursor: str | None = None, offset: int = 0) -> PageRequest:
-        """A request for the page after ``cursor`` (a ``next_cursor``); BadCursor if it is
+        """A request for the page after ``cursor`` (a ``next_cursor``); a 400 if it is
         not one."""
         return cls(limit, Position() if cursor is None else Position.decode(cursor), offset)
 
