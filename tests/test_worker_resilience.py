@@ -61,6 +61,14 @@ class Outage:
     def log_of(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
+    def wait_for_backoff(self, name: str) -> None:
+        """Until worker ``name`` has found Redis gone and is backing off (rather than sleeping
+        for a guess at how long that takes)."""
+        wait_for(
+            lambda: "Redis is unreachable" in self.log_of(name), 30, what=f"{name} backing off"
+        )
+        time.sleep(0.5)  # well inside the backoff loop, past the line that announces it
+
     def post(self, *events: dict[str, object]) -> set[str]:
         """Post each event on its own; the ids of those answered 202."""
         acknowledged: set[str] = set()
@@ -183,7 +191,7 @@ def test_a_worker_stops_promptly_on_sigterm_while_redis_is_down(outage: Outage) 
         with redis.Redis.from_url(outage.redis.url) as connection:
             wait_for(lambda: Worker.count(connection=connection) == 1, 30)
         outage.redis.kill()
-        time.sleep(3)  # into the backoff
+        outage.wait_for_backoff("stopping")
         assert worker.poll() is None, outage.log_of("stopping")
         worker.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
@@ -204,7 +212,7 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(outage: Outage, rx: R
     outage.redis.kill()
     worker = outage.start_worker("early")
     try:
-        time.sleep(3)
+        outage.wait_for_backoff("early")
         assert worker.poll() is None, outage.log_of("early")
         outage.redis.start()
         acknowledged = outage.post(event("im.incident.declare"))
@@ -222,7 +230,7 @@ def test_a_worker_waiting_for_redis_at_start_up_stops_cleanly_on_sigterm(outage:
     outage.redis.kill()
     worker = outage.start_worker("waiting")
     try:
-        time.sleep(3)
+        outage.wait_for_backoff("waiting")
         assert worker.poll() is None, outage.log_of("waiting")
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(5)
