@@ -7,14 +7,13 @@ from pathlib import Path
 import pytest
 
 from incidents.cli.main import build_parser, main, merged_environ
+from incidents.cli.settings_commands import markdown_table, readme_with_table
 from incidents.settings import (
     DEFAULT_RETRY_SCHEDULE,
     SETTINGS,
     Setting,
     Settings,
     SettingsError,
-    markdown_table,
-    readme_with_table,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

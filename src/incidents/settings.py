@@ -317,24 +317,3 @@ SETTINGS: tuple[Setting, ...] = tuple(
     Setting(field=f.name, default=f.default, **f.metadata["setting"])
     for f in dataclasses.fields(Settings)
 )
-
-
-def markdown_table() -> str:
-    """The README's settings table, one row per setting, in table order."""
-    lines = ["| variable | default | meaning |", "|---|---|---|"]
-    for row in SETTINGS:
-        plain = row.shown is not None or row.default is None  # already Markdown, or "unset"
-        default = row.default_text if plain else f"`{row.default_text}`"
-        lines.append(f"| `{row.env}` | {default} | {row.help} |")
-    return "\n".join(lines) + "\n"
-
-
-def readme_with_table(readme: str, table: str) -> str:
-    """``readme`` with its settings table (from the ``| variable |`` header to the first line
-    that is not a row) replaced by ``table``."""
-    lines = readme.splitlines(keepends=True)
-    start = lines.index(table.splitlines(keepends=True)[0])
-    end = start
-    while end < len(lines) and lines[end].startswith("|"):
-        end += 1
-    return "".join(lines[:start]) + table + "".join(lines[end:])

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from incidents.settings import SETTINGS, Settings, env_text, markdown_table
+from incidents.settings import Settings
 
 TIMEOUT = 10.0
 Command = Callable[[argparse.Namespace, dict[str, str]], int]
@@ -96,13 +96,6 @@ def register(sub: Any, commands: dict[str, Any]) -> None:
         help="an extension attribute, e.g. imincidentid=INC-1 (repeatable)",
     )
     commands["send"] = reporting(cmd_send)
-    p = sub.add_parser(
-        "settings", help="every setting with its value here (from flags and environment)"
-    )
-    p.add_argument(
-        "--markdown", action="store_true", help="print the README's settings table instead"
-    )
-    commands["settings"] = cmd_settings
     delivery_commands.register(sub, commands)
 
 
@@ -214,18 +207,3 @@ def cmd_send(args: argparse.Namespace, env: dict[str, str]) -> int:
         headers={"Content-Type": "application/cloudevents+json"},
     )
     return print_response(response)
-
-
-def cmd_settings(args: argparse.Namespace, env: dict[str, str]) -> int:
-    """The settings table as Markdown, or each setting with the value it takes here."""
-    if args.markdown:
-        print(markdown_table(), end="")
-        return 0
-    settings = Settings.from_env(env)
-    rows = []
-    for row in SETTINGS:
-        value = getattr(settings, row.field)
-        text = "(set)" if row.env == "INCIDENTS_ADMIN_TOKEN" and value else env_text(value)
-        rows.append((row.env, row.flag, text))
-    print_table(("variable", "flag", "value"), rows)
-    return 0
