@@ -131,3 +131,17 @@ def work_once(workers: Workers) -> None:
     make_worker(workers.settings, workers.connection, workers.context).work(
         burst=True, logging_level="WARNING"
     )
+
+
+def test_the_outbox_gauge_counts_what_is_not_routed_yet(
+    client: httpx.Client, workers: Workers
+) -> None:
+    """Once routed, events leave the backlog gauge but stay counted as retained."""
+    headers = {"Content-Type": "application/cloudevents+json"}
+    for _ in range(3):
+        r = client.post("/v1/events", content=json.dumps(event()), headers=headers)
+        assert r.status_code == 202
+    before = client.get("/metrics").text
+    assert sample(before, "incidents_outbox_length") == 3
+    workers.run_until(lambda: sample(client.get("/metrics").text, "incidents_outbox_length") == 0)
+    assert sample(client.get("/metrics").text, "incidents_outbox_retained") == 3

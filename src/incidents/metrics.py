@@ -21,8 +21,10 @@ from incidents.openapi import errors
 from incidents.services import services
 from incidents.store import keys
 from incidents.store.redis import guarded
+from incidents.store.scripts import load_script
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+UNROUTED_CAP = 1_000_000  # the backlog gauge counts this many at most (a scrape stays cheap)
 
 
 class Metrics:
@@ -88,11 +90,18 @@ class Metrics:
             pipe.zcount(keys.LANES_DUE, f"({now!r}", "+inf")
             pipe.zcard(keys.LANES_LEASED)
             pipe.scard(keys.SUBSCRIPTIONS)
-            backlog, last, dead, due_now, due_later, leased, subs = await pipe.execute()
+            retained, last, dead, due_now, due_later, leased, subs = await pipe.execute()
+            unrouted = redis.register_script(load_script("outbox_unrouted"))
+            backlog = await unrouted(keys=[keys.OUTBOX], args=[keys.ROUTER_GROUP, UNROUTED_CAP])
         lines += [
-            "# HELP incidents_outbox_length Entries kept in the outbox stream, routed or not.",
+            "# HELP incidents_outbox_length Accepted events not routed to subscriptions yet "
+            f"(counted up to {UNROUTED_CAP}).",
             "# TYPE incidents_outbox_length gauge",
-            f"incidents_outbox_length {backlog}",
+            f"incidents_outbox_length {int(backlog)}",
+            "# HELP incidents_outbox_retained Recent events kept in the outbox stream, routed or "
+            "not (INCIDENTS_STREAM_RETENTION once routed).",
+            "# TYPE incidents_outbox_retained gauge",
+            f"incidents_outbox_retained {retained}",
             "# HELP incidents_last_sequence The last gateway sequence assigned.",
             "# TYPE incidents_last_sequence gauge",
             f"incidents_last_sequence {int(last or 0)}",

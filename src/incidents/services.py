@@ -3,9 +3,9 @@ and passed to every handler (``services(request)``); nothing here is built per r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 from jsonschema.protocols import Validator
@@ -37,8 +37,6 @@ class Services:
     queries: Queries
     openapi: OpenAPIDocument
     adapter_schemas: AdapterSchemas
-    # Only ``adapters.common.adapter_schema`` still caches here; it moves to adapter_schemas.
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class AdapterSchemas:

@@ -12,7 +12,7 @@ from jsonschema.protocols import Validator
 from incidents.auth import Principal
 from incidents.errors import UnprocessableEvent
 from incidents.model.cloudevent import CloudEvent
-from incidents.model.schemas import SchemaRegistry, errors_of
+from incidents.model.schemas import errors_of
 from incidents.services import Services
 
 ADAPTERS_DIR = "adapters"
@@ -68,12 +68,7 @@ def make_event(attributes: Mapping[str, Any], data: Mapping[str, Any]) -> CloudE
 
 def adapter_schema(svc: Services, name: str) -> Validator:
     """The compiled input schema ``schemas/adapters/<name>.json`` (compiled once)."""
-    cache: dict[str, Validator] = svc.extras.setdefault("adapter_schemas", {})
-    if name not in cache:
-        cache[name] = SchemaRegistry.compile(
-            svc.settings.schemas_dir / ADAPTERS_DIR / f"{name}.json"
-        )
-    return cache[name]
+    return svc.adapter_schemas.get(name)
 
 
 def check_input(validator: Validator, payload: Any, what: str) -> None:

@@ -27,44 +27,17 @@ import redis
 import redis.asyncio as aioredis
 
 from incidents.auth import Principal, admin_principal, token_hash
-from incidents.store.keys import PREFIX
+from incidents.store.keys import (
+    PRINCIPAL_NAMES,
+    PRINCIPALS,
+    TOKEN_PREFIX,
+    principal_key,
+    token_key,
+)
 from incidents.store.redis import guarded, guarded_sync
+from incidents.store.scripts import load_script
 
-PRINCIPAL_PREFIX = PREFIX + "principal:"
-TOKEN_PREFIX = PREFIX + "token:"
-PRINCIPALS = PREFIX + "principals"
-NAMES = PREFIX + "principal-names"
 TOKEN_PREFIX_TEXT = "imt_"  # noqa: S105  # a marker that makes tokens recognizable, not a secret
-
-_CREATE = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-  return redis.call('HGET', KEYS[1], ARGV[1])
-end
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-redis.call('SET', KEYS[3], ARGV[2])
-redis.call('SADD', KEYS[4], ARGV[2])
-return false
-"""
-
-_REVOKE = """
-local fields = redis.call('HMGET', KEYS[1], 'token', 'name')
-if not fields[1] and not fields[2] then return 0 end
-redis.call('DEL', KEYS[1])
-if fields[1] then redis.call('DEL', ARGV[1] .. fields[1]) end
-if fields[2] and redis.call('HGET', KEYS[2], fields[2]) == ARGV[2] then
-  redis.call('HDEL', KEYS[2], fields[2])
-end
-redis.call('SREM', KEYS[3], ARGV[2])
-return 1
-"""
-
-
-def principal_key(principal_id: str) -> str:
-    return PRINCIPAL_PREFIX + principal_id
-
-
-def token_key(digest: str) -> str:
-    return TOKEN_PREFIX + digest
 
 
 def _text(value: object) -> str:
@@ -131,8 +104,8 @@ class NameTaken(Exception):
 class PrincipalStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self._create = redis.register_script(_CREATE)
-        self._revoke = redis.register_script(_REVOKE)
+        self._create = redis.register_script(load_script("principal_create"))
+        self._revoke = redis.register_script(load_script("principal_revoke"))
 
     async def create(self, template: Principal, now: datetime) -> Created:
         """Store a new principal (its id is assigned here) with a fresh token."""
@@ -154,7 +127,7 @@ class PrincipalStore:
         flat = [x for kv in fields.items() for x in kv]
         async with guarded("creating a principal"):
             taken = await self._create(
-                keys=[NAMES, principal_key(principal_id), token_key(digest), PRINCIPALS],
+                keys=[PRINCIPAL_NAMES, principal_key(principal_id), token_key(digest), PRINCIPALS],
                 args=[principal.name, principal_id, *flat],
             )
         if taken is not None:
@@ -187,7 +160,7 @@ class PrincipalStore:
         """Delete the principal and its token; False if there was none."""
         async with guarded("revoking a principal"):
             done = await self._revoke(
-                keys=[principal_key(principal_id), NAMES, PRINCIPALS],
+                keys=[principal_key(principal_id), PRINCIPAL_NAMES, PRINCIPALS],
                 args=[TOKEN_PREFIX, principal_id],
             )
         return bool(done)

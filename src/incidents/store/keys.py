@@ -99,3 +99,18 @@ def rate_window(sub_id: str, window: int) -> str:
 def paused(sub_id: str) -> str:
     """Unix time until which a sink asked (Retry-After) that nothing be sent to it."""
     return f"{PREFIX}sub:{sub_id}:paused"
+
+
+# Principals (policy/principals.py): one hash each, a token-digest -> id key, name -> id.
+PRINCIPALS = PREFIX + "principals"  # set of every principal id
+PRINCIPAL_NAMES = PREFIX + "principal-names"  # hash name -> id
+PRINCIPAL_PREFIX = PREFIX + "principal:"
+TOKEN_PREFIX = PREFIX + "token:"
+
+
+def principal_key(principal_id: str) -> str:
+    return PRINCIPAL_PREFIX + principal_id
+
+
+def token_key(digest: str) -> str:
+    return TOKEN_PREFIX + digest
