@@ -5,6 +5,7 @@ incident)'s channel state with the lane's progress."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from svix.webhooks import Webhook
 from incidents.delivery.attempt_log import iso
 from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels.base import (
+    Channel,
     ChannelState,
     Message,
     Outcome,
@@ -43,7 +45,7 @@ from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.redis import connect_async
 from tests.delivery_support import publish
-from tests.support import event, serve_in_thread
+from tests.support import as_token, create_principal, event, serve_in_thread
 
 T0 = 1_800_000_000.0
 EVENT = CloudEvent.from_dict(
@@ -143,6 +145,7 @@ class TrackerChannel:
     (a preliminary GET) and PATCHes the record it created."""
 
     name = "cloudevents"
+    needs_incident = False
 
     def validate(self, spec: Spec) -> list[FieldError]:
         return []
@@ -171,7 +174,29 @@ class TrackerChannel:
         return Outcome(OutcomeKind.DELIVERED, response.status)
 
 
-def _deliver(settings: Settings, channel: TrackerChannel) -> int:
+class IncidentChannel:
+    """Renders from the incident as well as the event, keeping each incident view it is given."""
+
+    name = "cloudevents"
+    needs_incident = True
+
+    def __init__(self) -> None:
+        self.views: list[Mapping[str, object] | None] = []
+
+    def validate(self, spec: Spec) -> list[FieldError]:
+        return []
+
+    def render(self, message: Message) -> Request:
+        self.views.append(message.incident_view)
+        body = orjson.dumps({"incident": message.incident_view, "event": message.event.id})
+        url = f"{message.subscription.spec.sink}/records"
+        return Request("POST", url, {"content-type": "application/json"}, body)
+
+    def classify(self, message: Message, request: Request, response: Response) -> Outcome:
+        return Outcome(OutcomeKind.DELIVERED, response.status)
+
+
+def _deliver(settings: Settings, channel: Channel) -> int:
     async def run() -> int:
         assert settings.redis_url is not None
         connection = connect_async(settings.redis_url)
@@ -241,3 +266,33 @@ def test_a_create_then_update_channel_keeps_its_record_id_per_incident(
 
     assert client.delete(f"/v1/subscriptions/{sub_id}").status_code == 204
     assert not redis_client.exists(keys.channel_state(sub_id))  # gone with the subscription
+
+
+def test_a_channel_that_needs_the_incident_gets_it_as_the_owner_may_read_it(
+    settings: Settings, client: httpx.Client
+) -> None:
+    """A channel declaring needs_incident is given the incident as its subscription's owner
+    reads it through the API: a field above the owner's clearance is left out and listed in
+    ``redacted``; the CloudEvents channel does not ask for it."""
+    assert CloudEventsChannel.needs_incident is False
+    producer = create_principal(client, name="producer", tenant="acme", clearance="restricted")
+    owner = create_principal(
+        client, name="ops", roles=["subscriber"], tenant="acme", clearance="internal"
+    )
+    tracker, channel = Tracker(), IncidentChannel()
+    data = {"title": "Card payments failing", "severity": "SEV1", "service": "payments",
+            "summary": "3% of card payments fail at the acquirer"}  # fmt: skip
+    with serve_in_thread(tracker.app()) as url, as_token(client, owner["token"]) as mine:
+        created = mine.post("/v1/subscriptions", json={"sink": url})
+        assert created.status_code == 201, created.text
+        with as_token(client, producer["token"]) as source:
+            declared = publish(source, event("im.incident.declare", data, imdataclass="internal"))
+        incident = declared[0]["incident"]
+        assert _deliver(settings, channel) == 1
+        read = mine.get(f"/v1/incidents/{incident}")
+        assert read.status_code == 200, read.text
+    [view] = channel.views
+    assert view is not None and view == read.json()
+    assert view["id"] == incident and view["title"] == "Card payments failing"
+    assert "summary" not in view and view["redacted"] == ["/summary"]
+    assert tracker.calls[0][2]["incident"] == view

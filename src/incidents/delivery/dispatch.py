@@ -44,12 +44,14 @@ from incidents.delivery.lanes import (
 from incidents.delivery.subscription_spec import SubscriptionStatus
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.delivery.throttle import Throttle
-from incidents.errors import StoreUnavailable
+from incidents.errors import NotFound, StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.schemas import SchemaRegistry
 from incidents.policy.access import RULE_CLEARANCE
 from incidents.policy.outbound import Verdict, judge
 from incidents.policy.principals import PrincipalStore
+from incidents.queries.incidents import IncidentQueries
+from incidents.queries.visibility import Viewer
 from incidents.settings import Settings
 from incidents.store.events import EventStore
 
@@ -108,6 +110,7 @@ class Dispatcher:
         self.store = EventStore(redis)
         self.principals = PrincipalStore(redis)
         self.states = ChannelStateStore(redis)
+        self.incidents = IncidentQueries(redis)
         self.throttle = Throttle(redis)
         self._owners: dict[str, Principal | None] = {}
         self._events: dict[int, StoredEvent] = {}
@@ -187,6 +190,7 @@ class Dispatcher:
         subs = await self.cache.subscriptions(self.subs, {r.sub for r in records.values()})
         states = await self.states.get_many((r.sub, r.incident) for r in records.values())
         result = LaneResult(claimed.lane, claimed.token, due=self.clock())
+        views: dict[tuple[str, str], Mapping[str, object] | None] = {}
         started = time.monotonic()
         for delivery_id, seq in claimed.heads:
             if time.monotonic() - started > LANE_SECONDS:
@@ -222,10 +226,14 @@ class Dispatcher:
                     self._withheld(result, record, stored, verdict, now)
                     continue
                 state = result.states.get(state_key) or states.get(state_key)
+                channel = self.channels[sub.channel]
+                view = None
+                if channel.needs_incident and record.incident:
+                    view = await self._incident_view(sub.owner, record.incident, views)
                 message = Message(
-                    record.id, sub, verdict.event, record.incident or None, state, now
+                    record.id, sub, verdict.event, record.incident or None, state, now, view
                 )
-                outcome = await exchange(self.channels[sub.channel], message, self.transport)
+                outcome = await exchange(channel, message, self.transport)
             except (RedisError, StoreUnavailable):
                 raise
             except Exception as exc:
@@ -348,6 +356,25 @@ class Dispatcher:
             detail = f"the owner {sub.owner!r} has been revoked"
             return Verdict(False, None, rule=RULE_OWNER_REVOKED, detail=detail)
         return judge(stored.event, owner, self.registry)
+
+    async def _incident_view(
+        self,
+        owner_id: str,
+        incident: str,
+        views: dict[tuple[str, str], Mapping[str, object] | None],
+    ) -> Mapping[str, object] | None:
+        """The incident as the owner may read it through the API (the read layer's view), read
+        once per lane; None when the owner may not see it (or it is not stored)."""
+        if (owner_id, incident) not in views:
+            owner = self._owners.get(owner_id)
+            view: Mapping[str, object] | None = None
+            if owner is not None:
+                try:
+                    view = await self.incidents.get(Viewer(owner, self.registry), incident)
+                except NotFound:
+                    view = None
+            views[owner_id, incident] = view
+        return views[owner_id, incident]
 
     async def _owner(self, principal_id: str) -> Principal | None:
         """The subscription owner's principal as it is now; None once it has been revoked

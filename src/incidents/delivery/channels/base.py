@@ -104,12 +104,20 @@ class Message:
     incident: str | None
     state: ChannelState | None  # kept from earlier deliveries of this incident, if any
     now: float  # unix time of the attempt (the dispatcher's clock)
+    # The incident document as the owner may read it (``GET /v1/incidents/{id}``: fields above
+    # the owner's clearance left out and listed in ``redacted``), for channels that declare
+    # ``needs_incident``; None for other channels, events of no incident, or an incident the
+    # owner may not see.
+    incident_view: Mapping[str, object] | None = None
 
 
 class Channel(Protocol):
     """How deliveries reach one kind of target (a CloudEvents webhook, an ITSM, a pager)."""
 
     name: str
+    # Whether ``render`` reads ``Message.incident_view``: only then does the dispatcher load
+    # the incident (once per lane), so channels that render the event alone cost nothing.
+    needs_incident: bool
 
     def validate(self, spec: Spec) -> Sequence[FieldError]:
         """Problems with this channel's settings in a subscription being registered."""

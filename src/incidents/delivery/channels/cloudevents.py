@@ -66,6 +66,7 @@ def encode(event: CloudEvent, mode: DeliveryMode) -> tuple[bytes, dict[str, str]
 
 class CloudEventsChannel:
     name = NAME
+    needs_incident = False  # the event is the whole message
 
     def validate(self, spec: Spec) -> Sequence[FieldError]:
         """A subscription's own headers may not replace those this channel sets."""
