@@ -52,6 +52,10 @@ class Spec:
     mode: DeliveryMode = DeliveryMode.STRUCTURED
     handshake: bool = False
     description: str = ""
+    # The delivery channel (``delivery/channels``) and its settings, secrets in clear text
+    # (they are encrypted where they are stored and never shown back).
+    format: str = "cloudevents"
+    formatsettings: Mapping[str, object] = field(default_factory=dict)
 
     def compiled(self) -> Filter:
         parsed, _ = parse_filters(list(self.filters))
@@ -81,6 +85,8 @@ class Spec:
             mode=DeliveryMode((raw.get("config") or {}).get("mode", DeliveryMode.STRUCTURED)),
             handshake=bool((raw.get("config") or {}).get("handshake", False)),
             description=raw.get("description") or "",
+            format=raw.get("format") or "cloudevents",
+            formatsettings=dict(raw.get("formatsettings") or {}),
         )
 
 
