@@ -29,6 +29,7 @@ from incidents.delivery.jobs import WorkerContext
 from incidents.delivery.pump import Pump
 from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
+from incidents.store import keys
 from tests.support import serve_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +63,7 @@ class Receiver:
     delay: float = 0.0
     delays: dict[str, float] = field(default_factory=dict)  # path -> seconds before answering
     lock: threading.Lock = field(default_factory=threading.Lock)
+    clock: Callable[[], float] = time.time  # what ``Received.at`` is read from
 
     def at(self, path: str) -> list[Received]:
         with self.lock:
@@ -88,7 +90,7 @@ class Receiver:
                 verified = False
         event_id = headers.get("ce-id") or _event_id(body)
         with self.lock:
-            self.received.append(Received(path, headers, body, verified, time.time()))
+            self.received.append(Received(path, headers, body, verified, self.clock()))
             script = self.scripts.get(event_id) or self.scripts.get(path)
             status, reply_headers = script.pop(0) if script else (200, {})
         if pause := self.delays.get(path, self.delay):
@@ -135,15 +137,32 @@ def publish(client: httpx.Client, *events: dict[str, Any]) -> list[dict[str, Any
     return accepted
 
 
-class Workers:
-    """In-process RQ workers: the pump and a burst worker, run until a condition holds."""
+class FakeClock:
+    """Unix time that moves only when moved: by ``advance``, or by ``Workers.run_until``, which
+    jumps it to the next lane due when nothing is due now (a retry, a Retry-After, the next
+    rate window), so nothing waits out real time and nothing is sent before it is due."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Workers:
+    """In-process RQ workers: the pump and a burst worker, run until a condition holds; on
+    ``clock`` (the workers' time: due lanes, leases, retries, the attempt log, signatures)."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         assert settings.redis_url is not None
         self.settings = settings
+        self.clock = clock
         self.connection = redis.Redis.from_url(settings.redis_url)
-        self.context = WorkerContext.build(settings)
-        self.pump = Pump(self.connection, settings)
+        self.context = WorkerContext.build(settings, clock)
+        self.pump = Pump(self.connection, settings, clock)
 
     def run_until(self, done: Callable[[], bool], timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -156,7 +175,19 @@ class Workers:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError("the condition did not hold in time")
-            time.sleep(0.02)
+            if isinstance(self.clock, FakeClock):
+                self._to_next_due(self.clock)
+            else:
+                time.sleep(0.02)
+
+    def _to_next_due(self, clock: FakeClock) -> None:
+        """Move a fake clock to when the next lane is due, if that is later than now."""
+        first = self.connection.zrange(keys.LANES_DUE, 0, 0, withscores=True)
+        due = float(first[0][1]) if first else 0.0
+        if due > clock.now:
+            clock.now = due
+        else:
+            time.sleep(0.02)  # due now (or nothing queued): a routing job may be on its way
 
     def deliveries(self, client: httpx.Client, sub_id: str) -> list[dict[str, Any]]:
         response = client.get(f"/v1/subscriptions/{sub_id}/deliveries")
@@ -180,3 +211,18 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
         INCIDENTS_DELIVERY_TIMEOUT="10",
     )
     return subprocess.Popen([sys.executable, "-m", "incidents", "worker"], env=env, cwd=ROOT)
+
+
+@contextmanager
+def fake_clock_workers(
+    settings: Settings, rx: Receiver, start: float | None = None
+) -> Iterator[Workers]:
+    """Workers on a ``FakeClock`` (``workers.clock``) that ``rx`` reads its receipt times from
+    too, so the time between two receipts is the time the workers waited between the sends."""
+    clock = FakeClock(start)
+    rx.clock = clock
+    found = Workers(settings, clock)
+    try:
+        yield found
+    finally:
+        found.close()

@@ -203,7 +203,7 @@ def _deliver(settings: Settings, channel: Channel) -> int:
         client = aiohttp.ClientSession()
         try:
             routes = SubscriptionCache()
-            await route_outbox(connection, routes)
+            await route_outbox(connection, routes, clock=lambda: T0)
             dispatcher = Dispatcher(
                 settings,
                 SchemaRegistry.load(settings.schemas_dir),

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
+import pytest
 
 from incidents import __version__
-from tests.delivery_support import Receiver, Workers, publish, subscribe
+from incidents.settings import Settings
+from tests.delivery_support import Receiver, Workers, fake_clock_workers, publish, subscribe
 from tests.support import event
+
+
+@pytest.fixture
+def workers(settings: Settings, rx: Receiver) -> Iterator[Workers]:
+    """The workers on a fake clock, which jumps to the next due lane when nothing is due now:
+    retries and Retry-After waits are kept to exactly, without waiting out real time."""
+    with fake_clock_workers(settings, rx) as found:
+        yield found
 
 
 def test_an_accepted_event_reaches_a_matching_subscription_signed(

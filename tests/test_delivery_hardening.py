@@ -18,10 +18,25 @@ import redis
 from incidents.delivery import fanout
 from incidents.settings import Settings
 from incidents.store import keys
-from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
+from tests.delivery_support import (
+    Receiver,
+    Workers,
+    fake_clock_workers,
+    publish,
+    start_worker,
+    subscribe,
+)
 from tests.support import as_token, create_principal, event, wait_for
 
 CE_JSON = {"Content-Type": "application/cloudevents+json"}
+
+
+@pytest.fixture
+def clocked(settings: Settings, rx: Receiver) -> Iterator[Workers]:
+    """Workers on a fake clock that jumps to the next due lane when nothing is due now: the
+    schedule and Retry-After are kept to exactly, without waiting out real time."""
+    with fake_clock_workers(settings, rx) as found:
+        yield found
 
 
 def outcomes(workers: Workers, client: httpx.Client, sub_id: str) -> list[str]:
@@ -29,7 +44,7 @@ def outcomes(workers: Workers, client: httpx.Client, sub_id: str) -> list[str]:
 
 
 def test_a_retry_after_that_is_not_a_number_is_a_failed_attempt_not_a_stuck_lane(
-    client: httpx.Client, rx: Receiver, workers: Workers
+    client: httpx.Client, rx: Receiver, clocked: Workers
 ) -> None:
     """A 429 with `Retry-After: ²` (a digit to str.isdigit, not to float) is logged as a failed
     attempt and retried on schedule; the incident's next event follows it."""
@@ -40,9 +55,9 @@ def test_a_retry_after_that_is_not_a_number_is_a_failed_attempt_not_a_stuck_lane
     first = event("im.incident.declare", imincidentid="INC-7")
     second = event("im.incident.note", imincidentid="INC-7")
     publish(client, first, second)
-    workers.run_until(lambda: len(rx.at("/odd")) == 3)
+    clocked.run_until(lambda: len(rx.at("/odd")) == 3)
     assert [r.event["id"] for r in rx.at("/odd")] == [first["id"], first["id"], second["id"]]
-    log = workers.deliveries(client, sub["id"])
+    log = clocked.deliveries(client, sub["id"])
     assert [(e["outcome"], e["status_code"]) for e in log] == [
         ("failed", 429),
         ("delivered", 200),
@@ -52,7 +67,7 @@ def test_a_retry_after_that_is_not_a_number_is_a_failed_attempt_not_a_stuck_lane
 
 
 def test_a_request_that_cannot_be_sent_is_logged_retried_and_dead_lettered(
-    client: httpx.Client, rx: Receiver, workers: Workers, redis_client: redis.Redis
+    client: httpx.Client, rx: Receiver, clocked: Workers, redis_client: redis.Redis
 ) -> None:
     """A stored header value that the HTTP client refuses to send (a control character, from
     before such values were refused at registration) makes failed attempts with the reason, then
@@ -64,8 +79,8 @@ def test_a_request_that_cannot_be_sent_is_logged_retried_and_dead_lettered(
     redis_client.hset(key, "spec", orjson.dumps(spec))
     redis_client.incr(keys.SUBSCRIPTIONS_VERSION)
     publish(client, event("im.incident.declare", imincidentid="INC-8"))
-    workers.run_until(lambda: "dead" in outcomes(workers, client, sub["id"]), timeout=20)
-    log = workers.deliveries(client, sub["id"])
+    clocked.run_until(lambda: "dead" in outcomes(clocked, client, sub["id"]), timeout=20)
+    log = clocked.deliveries(client, sub["id"])
     assert [e["outcome"] for e in log] == ["failed", "failed", "failed", "dead"]
     assert all("control character" in e["error"] for e in log)
     assert rx.at("/broken") == []
@@ -78,12 +93,12 @@ def test_a_request_that_cannot_be_sent_is_logged_retried_and_dead_lettered(
     assert mended.status_code == 200, mended.text
     note = event("im.incident.note", imincidentid="INC-8")
     publish(client, note)
-    workers.run_until(lambda: len(rx.at("/broken")) == 1)
+    clocked.run_until(lambda: len(rx.at("/broken")) == 1)
     assert rx.at("/broken")[0].event["id"] == note["id"]
 
 
 def test_retry_after_holds_every_lane_of_the_subscription(
-    client: httpx.Client, rx: Receiver, workers: Workers
+    client: httpx.Client, rx: Receiver, clocked: Workers
 ) -> None:
     """After a 429 with Retry-After: 2 on one incident, nothing goes to that sink for 2 s, not
     even another incident's event; another subscription is not held."""
@@ -91,11 +106,11 @@ def test_retry_after_holds_every_lane_of_the_subscription(
     subscribe(client, rx, "/calm")
     rx.scripts["/busy"] = [(429, {"Retry-After": "2"})]
     publish(client, event("im.incident.declare", imincidentid="INC-1"))
-    workers.run_until(lambda: len(rx.at("/busy")) == 1 and len(rx.at("/calm")) == 1)
+    clocked.run_until(lambda: len(rx.at("/busy")) == 1 and len(rx.at("/calm")) == 1)
     refused_at = rx.at("/busy")[0].at
     other = event("im.incident.declare", imincidentid="INC-2")
     publish(client, other)
-    workers.run_until(lambda: len(rx.at("/busy")) == 3 and len(rx.at("/calm")) == 2, timeout=15)
+    clocked.run_until(lambda: len(rx.at("/busy")) == 3 and len(rx.at("/calm")) == 2, timeout=15)
     calm_other = [r for r in rx.at("/calm") if r.event["id"] == other["id"]]
     assert calm_other and calm_other[0].at - refused_at < 2
     later = rx.at("/busy")[1:]
@@ -106,14 +121,11 @@ def test_a_long_retry_after_is_capped_by_the_setting(
     settings: Settings, client: httpx.Client, rx: Receiver
 ) -> None:
     """A sink asking for a day is waited out for INCIDENTS_MAX_RETRY_AFTER (3 s here)."""
-    capped = Workers(settings.replace(max_retry_after=3.0))
-    try:
+    with fake_clock_workers(settings.replace(max_retry_after=3.0), rx) as capped:
         subscribe(client, rx, "/day")
         rx.scripts["/day"] = [(503, {"Retry-After": "86400"})]
         publish(client, event("im.incident.declare"))
         capped.run_until(lambda: len(rx.at("/day")) == 2, timeout=15)
-    finally:
-        capped.close()
     first, second = rx.at("/day")
     assert 3.0 <= second.at - first.at < 8
 

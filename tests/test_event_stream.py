@@ -4,6 +4,7 @@ routed, to about INCIDENTS_STREAM_RETENTION entries."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import redis
@@ -32,7 +33,9 @@ def _route(redis_url: str, retention: int = 0) -> int:
     async def route() -> int:
         connection = connect_async(redis_url)
         try:
-            return await route_outbox(connection, SubscriptionCache(), retention=retention)
+            return await route_outbox(
+                connection, SubscriptionCache(), retention=retention, clock=time.time
+            )
         finally:
             await connection.aclose()
 

@@ -19,7 +19,7 @@ from incidents.delivery.subscription_spec import Spec
 from incidents.delivery.subscriptions import new_subscription, rotated
 from incidents.settings import Settings
 from incidents.store import keys
-from tests.delivery_support import Receiver, Workers, publish, subscribe
+from tests.delivery_support import Receiver, Workers, fake_clock_workers, publish, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 
 
@@ -221,13 +221,10 @@ def test_continuous_failure_disables_after_the_configured_time(
     sub = subscribe(client, rx, "/flaky")
     rx.scripts["/flaky"] = [(500, {})] * 10
     publish(client, event("im.incident.declare"))
-    impatient = Workers(settings.replace(disable_after=0.3))
-    try:
+    with fake_clock_workers(settings.replace(disable_after=0.3), rx) as impatient:
         impatient.run_until(
             lambda: client.get(f"/v1/subscriptions/{sub['id']}").json()["status"] == "disabled"
         )
-    finally:
-        impatient.close()
     assert "failing continuously" in client.get(f"/v1/subscriptions/{sub['id']}").json()["reason"]
 
 
@@ -295,23 +292,25 @@ def test_changing_the_sink_of_a_handshake_subscription_asks_the_new_sink(
 
 
 def test_a_granted_rate_holds_further_deliveries_until_the_next_minute(
-    client: httpx.Client, rx: Receiver, workers: Workers, redis_client: redis.Redis
+    settings: Settings, client: httpx.Client, rx: Receiver, redis_client: redis.Redis
 ) -> None:
     """With WebHook-Allowed-Rate 2, only two deliveries go out this minute; the other lanes
-    wait for the next minute rather than being sent or dropped."""
-    if 60 - time.time() % 60 < 5:  # keep the whole test inside one minute
-        time.sleep(60 - time.time() % 60 + 0.1)
+    wait for the next minute rather than being sent or dropped, and go out then."""
     rx.handshake_reply = {"WebHook-Allowed-Origin": "*", "WebHook-Allowed-Rate": "2"}
     sub = subscribe(client, rx, "/rated", config={"handshake": True})
     assert sub["rate"] == 2
     publish(client, *(event("im.incident.declare", imincidentid=f"INC-{i}") for i in range(4)))
-    workers.run_until(lambda: len(rx.at("/rated")) == 2)
-    for _ in range(3):
-        workers.run_until(lambda: True)
-    assert len(rx.at("/rated")) == 2
-    next_minute = (time.time() // 60 + 1) * 60
-    assert redis_client.zcard(keys.LANES_DUE) == 2
-    assert redis_client.zcount(keys.LANES_DUE, next_minute, "+inf") == 2
+    # The workers' clock starts a second into a minute, so the test runs inside one minute.
+    with fake_clock_workers(settings, rx, start=time.time() // 60 * 60 + 1) as workers:
+        workers.run_until(lambda: len(rx.at("/rated")) == 2)
+        for _ in range(3):
+            workers.run_until(lambda: True)
+        assert len(rx.at("/rated")) == 2
+        next_minute = (workers.clock() // 60 + 1) * 60
+        assert redis_client.zcard(keys.LANES_DUE) == 2
+        assert redis_client.zcount(keys.LANES_DUE, next_minute, "+inf") == 2
+        workers.run_until(lambda: len(rx.at("/rated")) == 4)
+    assert all(r.at >= next_minute for r in rx.at("/rated")[2:])
 
 
 def test_after_the_grace_period_only_the_new_secret_signs() -> None:

@@ -93,7 +93,7 @@ class Dispatcher:
         transport: Transport,
         channels: Mapping[str, Channel],
         routes: SubscriptionCache,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float],
         stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
@@ -147,7 +147,11 @@ class Dispatcher:
                 # Route here too, so new events do not wait for this job to end before a
                 # routing job can run in this worker.
                 await route_outbox(
-                    self.redis, self.routes, seconds=0.5, retention=self.settings.stream_retention
+                    self.redis,
+                    self.routes,
+                    seconds=0.5,
+                    retention=self.settings.stream_retention,
+                    clock=self.clock,
                 )
             claiming = time.monotonic() < stop_claiming and not self.stopping()
             if claiming and len(active) < concurrency:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -68,6 +69,8 @@ async def route_outbox(
     batch: int = 500,
     seconds: float = 20.0,
     retention: int = 0,
+    *,
+    clock: Callable[[], float],
 ) -> int:
     """Route outbox entries until none is left (or ``seconds`` pass); the number routed.
     The routed entries are kept, the stream trimmed to about ``retention`` entries once
@@ -91,7 +94,7 @@ async def route_outbox(
             # an ack with nothing to acknowledge) is stored and on the timeline, but not sent.
             stored = [s for s in await store.get_many(seqs) if s.plan.fanout]
             matched = await cache.matching(subs, [s.event for s in stored])
-            now = time.time()
+            now = clock()
             deliveries = [
                 delivery_for(s, sub, routed_id(s.sequence, sub.id), now)
                 for s, found in zip(stored, matched, strict=True)
@@ -129,7 +132,12 @@ class Replay:
 
 
 async def replay(
-    redis: aioredis.Redis, sub: Subscription, since: datetime, limit: int = 100_000
+    redis: aioredis.Redis,
+    sub: Subscription,
+    since: datetime,
+    limit: int = 100_000,
+    *,
+    clock: Callable[[], float],
 ) -> Replay:
     """Queue again, under fresh delivery ids, the stored events accepted at or after
     ``since`` that match the subscription as it is now (and that routing would send: not
@@ -140,7 +148,7 @@ async def replay(
     if first is None:
         return Replay(0, None, None)
     nonce = secrets.token_hex(4)
-    queued, now, ledger = 0, time.time(), Ledger(redis)
+    queued, now, ledger = 0, clock(), Ledger(redis)
     for start in range(first, min(last, first + limit - 1) + 1, 500):
         chunk = list(range(start, min(start + 500, last + 1, first + limit)))
         found = [s for s in await store.get_many(chunk) if s.plan.fanout and sub.matches(s.event)]

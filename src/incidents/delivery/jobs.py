@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -47,10 +48,14 @@ class WorkerContext:
     deliveries: SubscriptionCache = field(default_factory=SubscriptionCache)
     channels: Mapping[str, Channel] = field(default_factory=default_channels)
     stopping: threading.Event = field(default_factory=threading.Event)  # the worker is stopping
+    # Unix time for everything delivery schedules, stamps and signs (due lanes, leases,
+    # retries, Retry-After pauses, rate windows, the attempt log, webhook timestamps).
+    clock: Callable[[], float] = time.time
 
     @classmethod
-    def build(cls, settings: Settings) -> WorkerContext:
-        return cls(job_settings(settings), SchemaRegistry.load(settings.schemas_dir))
+    def build(cls, settings: Settings, clock: Callable[[], float] = time.time) -> WorkerContext:
+        registry = SchemaRegistry.load(settings.schemas_dir)
+        return cls(job_settings(settings), registry, clock=clock)
 
 
 current_context: ContextVar[WorkerContext | None] = ContextVar("incidents_worker", default=None)
@@ -84,7 +89,7 @@ async def _route(context: WorkerContext) -> int:
     redis = connect_async(context.settings.redis_url)
     try:
         return await route_outbox(
-            redis, context.routes, retention=context.settings.stream_retention
+            redis, context.routes, retention=context.settings.stream_retention, clock=context.clock
         )
     finally:
         await redis.aclose()
@@ -122,6 +127,7 @@ async def _deliver(context: WorkerContext) -> int:
             AiohttpTransport(client, settings.delivery_timeout),
             context.channels,
             routes=context.routes,
+            clock=context.clock,
             stopping=context.stopping.is_set,
         )
         return await dispatcher.run(DELIVER_SECONDS, LANES_IN_FLIGHT, PER_LANE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections.abc import Callable
 
 import redis
 from rq import Queue
@@ -32,8 +32,11 @@ log = logging.getLogger("incidents.delivery")
 
 
 class Pump:
-    def __init__(self, connection: redis.Redis, settings: Settings) -> None:
+    def __init__(
+        self, connection: redis.Redis, settings: Settings, clock: Callable[[], float]
+    ) -> None:
         self.connection = connection
+        self.clock = clock  # when lanes and leases fall due: the dispatcher's clock
         self.settings = job_settings(settings)
         self.route = Queue(ROUTE_QUEUE, connection=connection)
         self.deliver = Queue(DELIVER_QUEUE, connection=connection)
@@ -41,7 +44,7 @@ class Pump:
 
     def step(self) -> bool:
         """Enqueue what is needed now; True if anything was enqueued."""
-        now = time.time()
+        now = self.clock()
         pipe = self.connection.pipeline(transaction=False)
         self._backlog(keys=[OUTBOX], args=[keys.ROUTER_GROUP, 0], client=pipe)
         pipe.exists(keys.ROUTE_LOCK)

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -45,8 +44,9 @@ _LIMIT = re.compile(r"[0-9]{1,7}")
 ACTIVE, DISABLED = SubscriptionStatus
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def _now(svc: Services) -> datetime:
+    """The app's clock (``create_app(clock=...)``), which also stamps accepted events."""
+    return svc.ingestor.clock()
 
 
 async def _json(request: Request) -> object:
@@ -109,7 +109,7 @@ async def create(request: Request) -> Response:
     svc, principal = await _caller(request)
     spec, _ = parse_spec(await _json(request))
     await _check_sink(svc, spec.sink)
-    sub = new_subscription(spec, principal.id, _now())
+    sub = new_subscription(spec, principal.id, _now(svc))
     if spec.handshake:
         sub = await _handshake(request, svc, sub)
     await SubscriptionStore(svc.redis).save(sub)
@@ -139,7 +139,7 @@ async def patch(request: Request) -> Response:
         await _check_sink(svc, spec.sink)
     elif status == "active" or (status is None and sub.active):
         _check_secure(svc, spec.sink)
-    updated = replace(sub, spec=spec, updated_at=_now().isoformat())
+    updated = replace(sub, spec=spec, updated_at=_now(svc).isoformat())
     if not spec.handshake:
         # a rate and an origin are only ever granted by a handshake
         updated = replace(updated, rate=None, origin=None)
@@ -166,8 +166,9 @@ async def delete(request: Request) -> Response:
 
 async def rotate_secret(request: Request) -> Response:
     svc, _, sub = await _owned(request)
-    now = time.time()
-    updated = rotated(sub, now, svc.settings.secret_grace, _now().isoformat())
+    when = _now(svc)
+    now = when.timestamp()
+    updated = rotated(sub, now, svc.settings.secret_grace, when.isoformat())
     await SubscriptionStore(svc.redis).save(updated, previous=sub)
     return json_response(
         {
@@ -208,7 +209,7 @@ async def replay_since(request: Request) -> Response:
         )
     if not sub.active:
         raise Conflict(f"subscription {sub.id!r} is disabled ({sub.reason}); enable it first")
-    done = await replay(svc.redis, sub, since)
+    done = await replay(svc.redis, sub, since, clock=lambda: _now(svc).timestamp())
     return json_response(
         {
             "subscription": sub.id,
@@ -241,7 +242,7 @@ async def redrive(request: Request) -> Response:
     if not sub.active:
         raise Conflict(f"subscription {sub.id!r} is disabled ({sub.reason}); enable it first")
     again = replace(found, state=PENDING, attempts=0, next_at=None, reason="")
-    await ledger.enqueue([again], time.time(), force=True)
+    await ledger.enqueue([again], _now(svc).timestamp(), force=True)
     return json_response(again.to_dict(), status=202)
 
 

@@ -221,7 +221,7 @@ def run_worker(settings: Settings, burst: bool = False, server_process: bool = F
             break
         except UNAVAILABLE as exc:
             wait_for_redis(connection, log, "A starting worker", exc, lambda: False)
-    pump = Pump(connection, settings)
+    pump = Pump(connection, settings, context.clock)
     if server_process:
         freeze_startup_objects()
     if burst:
