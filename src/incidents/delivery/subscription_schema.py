@@ -1,0 +1,155 @@
+"""The OpenAPI description of a subscription: as read, and as POST or PATCH accept it
+(derived from the same limits and patterns ``subscription_spec`` and ``filters`` enforce)."""
+
+from __future__ import annotations
+
+from incidents.delivery import subscription_spec as spec
+from incidents.delivery.channels import cloudevents
+from incidents.delivery.filters import DIALECTS, MAX_DEPTH, MAX_TERMS, MAX_VALUE
+from incidents.openapi import JSONObject, any_case, component_ref
+
+FILTER = "SubscriptionFilter"
+
+SUBSCRIPTION = {
+    "type": "object",
+    "required": ["sink"],
+    "properties": {
+        "id": {"type": "string", "readOnly": True},
+        "sink": {"type": "string", "format": "uri"},
+        "protocol": {"const": "HTTP"},
+        "types": {"type": "array", "items": {"type": "string"}},
+        "source": {"type": ["string", "null"]},
+        "filters": {"type": "array", "items": {"type": "object"}},
+        "protocolsettings": {
+            "type": "object",
+            "properties": {
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}}
+            },
+        },
+        "config": {
+            "type": "object",
+            "properties": {
+                "mode": {"enum": ["structured", "binary"]},
+                "handshake": {"type": "boolean"},
+            },
+        },
+        "description": {"type": "string"},
+        "status": {"enum": ["active", "disabled"]},
+        "reason": {"type": ["string", "null"], "readOnly": True},
+        "rate": {
+            "type": ["integer", "null"],
+            "readOnly": True,
+            "description": "deliveries per minute granted by the handshake",
+        },
+        "origin": {
+            "type": ["string", "null"],
+            "readOnly": True,
+            "description": "the WebHook-Request-Origin the handshake granted",
+        },
+        "secret": {"type": "string", "readOnly": True, "description": "on create only"},
+    },
+}
+
+
+def _exactly(pattern: str) -> str:
+    return f"^(?:{pattern})$"
+
+
+def subscription_input(create: bool) -> JSONObject:
+    """What POST (``create``) or PATCH accepts: unknown fields are refused; the read-only ones
+    a client may send back are ignored (and ``status`` is read only on create)."""
+    reserved = [any_case(h) + "$" for h in cloudevents.RESERVED_HEADERS] + [
+        any_case(p) for p in cloudevents.RESERVED_PREFIXES
+    ]
+    fields: JSONObject = {
+        "sink": {
+            "type": "string",
+            "format": "uri",
+            "maxLength": 2048,
+            "description": "the webhook URL; https unless INCIDENTS_ALLOW_INSECURE_SINKS",
+        },
+        "protocol": {"enum": ["HTTP", None]},
+        "types": {
+            "type": ["array", "null"],
+            "maxItems": spec.MAX_TYPES,
+            "items": {"type": "string", "pattern": _exactly(spec._TYPE.pattern)},
+            "description": "event types, or prefixes ending in *; none: every type",
+        },
+        "source": {"type": ["string", "null"], "minLength": 1, "maxLength": spec.MAX_SOURCE},
+        "filters": {
+            "type": ["array", "null"],
+            "items": component_ref(FILTER),
+            "description": "CloudEvents Subscriptions API filters; all must match. all, any"
+            f" and not nest at most {MAX_DEPTH} deep; at most {MAX_TERMS} expressions and"
+            " attribute tests in all",
+        },
+        "protocolsettings": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {
+                "headers": {
+                    "type": ["object", "null"],
+                    "description": "extra headers sent with each delivery (printable ASCII"
+                    f" values, at most {spec.MAX_HEADER_BYTES} bytes of names and values)",
+                    "maxProperties": spec.MAX_HEADERS,
+                    "propertyNames": {
+                        "pattern": _exactly(spec._TOKEN.pattern),
+                        "not": {"pattern": f"^(?:{'|'.join(reserved)})"},
+                    },
+                    "additionalProperties": {
+                        "type": "string",
+                        "pattern": _exactly(spec._FIELD_VALUE.pattern),
+                    },
+                }
+            },
+        },
+        "config": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {"mode": {"enum": list(spec.MODES)}, "handshake": {"type": "boolean"}},
+        },
+        "description": {"type": ["string", "null"], "maxLength": 1000},
+    }
+    read_only = {name: {"readOnly": True, "description": "ignored"} for name in spec.READ_ONLY}
+    if not create:
+        read_only["status"] = {"enum": list(spec.STATUSES)}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["sink"] if create else [],
+        "properties": read_only | fields,
+    }
+
+
+def filter_schema() -> JSONObject:
+    """One filter expression: an object with exactly one dialect key."""
+
+    def compare(non_empty: bool) -> JSONObject:
+        return {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": "^[a-z0-9]{1,20}$"},
+            "additionalProperties": {
+                "type": "string",
+                "minLength": 1 if non_empty else 0,
+                "maxLength": MAX_VALUE,
+            },
+        }
+
+    nested = {"type": "array", "minItems": 1, "items": component_ref(FILTER)}
+    dialects = {
+        "exact": compare(False),
+        "prefix": compare(True),
+        "suffix": compare(True),
+        "all": nested,
+        "any": nested,
+        "not": component_ref(FILTER),
+    }
+    assert set(dialects) == set(DIALECTS)
+    return {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "additionalProperties": False,
+        "properties": dialects,
+    }
