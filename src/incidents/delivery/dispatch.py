@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from incidents.auth import Principal, admin_principal
-from incidents.delivery.attempt_log import AttemptEntry, iso
 from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels.base import (
     Channel,
@@ -35,23 +31,19 @@ from incidents.delivery.channels.base import (
 from incidents.delivery.fanout import outbox_backlog, route_outbox
 from incidents.delivery.lanes import (
     Claimed,
-    Delivery,
-    DeliveryState,
     LaneResult,
     Ledger,
     lane_subscription,
 )
+from incidents.delivery.outcomes import Outcomes
+from incidents.delivery.owner_views import IncidentViews, OwnerViews
 from incidents.delivery.subscription_spec import SubscriptionStatus
-from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
+from incidents.delivery.subscriptions import SubscriptionCache, SubscriptionStore
 from incidents.delivery.throttle import Throttle
-from incidents.errors import NotFound, StoreUnavailable
+from incidents.errors import StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.schemas import SchemaRegistry
-from incidents.policy.access import RULE_CLEARANCE
-from incidents.policy.outbound import Verdict, judge
-from incidents.policy.principals import PrincipalStore
-from incidents.queries.incidents import IncidentQueries
-from incidents.queries.visibility import Viewer
+from incidents.policy.outbound import Verdict
 from incidents.settings import Settings
 from incidents.store.events import EventStore
 
@@ -59,28 +51,6 @@ log = logging.getLogger("incidents.delivery")
 RENEW_EVERY = 2.0
 POLL_SECONDS = 0.01  # how often a running job looks for new outbox entries and due lanes
 LANE_SECONDS = 2.0  # a lane hands its slot back after working this long (or at a failure)
-MIN_RETRY_AFTER = 1.0  # a Retry-After of 0 still waits this long, so retries cannot spin
-RULE_OWNER_REVOKED = "owner-revoked"
-# Withheld because the owner may not even know the event exists (another tenant's, or
-# restricted): such a delivery is dropped without a trace in the owner's delivery log. Only a
-# clearance refusal (or a revoked owner) is logged, as the delivery log's "why".
-LOGGED_WITHHOLDING = (RULE_CLEARANCE, RULE_OWNER_REVOKED)
-
-
-def retry_delay(
-    schedule: tuple[float, ...],
-    attempt: int,
-    asked: float | None,
-    rng: random.Random,
-    longest: float,
-) -> float | None:
-    """Seconds until the next try after failed attempt number ``attempt``; None: give up.
-    A sink's Retry-After is waited out in full, up to ``longest`` (INCIDENTS_MAX_RETRY_AFTER)."""
-    if attempt > len(schedule):
-        return None
-    if asked is not None:
-        return min(max(asked, MIN_RETRY_AFTER), longest)
-    return schedule[attempt - 1] * rng.uniform(0.8, 1.2)
 
 
 class Dispatcher:
@@ -103,16 +73,14 @@ class Dispatcher:
         self.transport = transport
         self.channels = channels
         self.clock = clock
-        self.rng = random.Random()
         self.routes = routes
         self.ledger = Ledger(redis)
         self.subs = SubscriptionStore(redis)
         self.store = EventStore(redis)
-        self.principals = PrincipalStore(redis)
         self.states = ChannelStateStore(redis)
-        self.incidents = IncidentQueries(redis)
         self.throttle = Throttle(redis)
-        self._owners: dict[str, Principal | None] = {}
+        self.owner_views = OwnerViews(redis, registry)
+        self.outcomes = Outcomes(settings, self.subs, self.throttle, clock)
         self._events: dict[int, StoredEvent] = {}
         self.stopping = stopping
         self.sent = 0
@@ -156,7 +124,7 @@ class Dispatcher:
             claiming = time.monotonic() < stop_claiming and not self.stopping()
             if claiming and len(active) < concurrency:
                 await self.cache.sync(self.subs)
-                self._owners.clear()
+                self.owner_views.forget()
                 if len(self._events) > 10_000:
                     self._events.clear()
                 claimed = await self.ledger.claim(
@@ -194,7 +162,7 @@ class Dispatcher:
         subs = await self.cache.subscriptions(self.subs, {r.sub for r in records.values()})
         states = await self.states.get_many((r.sub, r.incident) for r in records.values())
         result = LaneResult(claimed.lane, claimed.token, due=self.clock())
-        views: dict[tuple[str, str], Mapping[str, object] | None] = {}
+        views: IncidentViews = {}
         started = time.monotonic()
         for delivery_id, seq in claimed.heads:
             if time.monotonic() - started > LANE_SECONDS:
@@ -208,7 +176,7 @@ class Dispatcher:
                 continue
             now = self.clock()
             if not sub.active:
-                self._dead(result, record, f"subscription disabled: {sub.reason}", now)
+                self.outcomes.dead(result, record, f"subscription disabled: {sub.reason}", now)
                 continue
             if (back := self.throttle.paused_until(sub.id)) > now:
                 result.due = back  # the sink asked us to wait (Retry-After)
@@ -220,20 +188,20 @@ class Dispatcher:
                 break
             stored = self._events.get(seq)
             if stored is None:
-                self._dead(result, record, "the event is no longer stored", now)
+                self.outcomes.dead(result, record, "the event is no longer stored", now)
                 continue
             state_key = (sub.id, record.incident)
             verdict: Verdict | None = None
             try:
-                verdict = await self._judge(stored, sub)
+                verdict = await self.owner_views.judge(stored, sub)
                 if not verdict.deliver or verdict.event is None:
-                    self._withheld(result, record, stored, verdict, now)
+                    self.outcomes.withheld(result, record, stored, verdict, now)
                     continue
                 state = result.states.get(state_key) or states.get(state_key)
                 channel = self.channels[sub.channel]
                 view = None
                 if channel.needs_incident and record.incident:
-                    view = await self._incident_view(sub.owner, record.incident, views)
+                    view = await self.owner_views.incident_view(sub.owner, record.incident, views)
                 message = Message(
                     record.id, sub, verdict.event, record.incident or None, state, now, view
                 )
@@ -249,7 +217,7 @@ class Dispatcher:
             self.sent += 1
             if outcome.state is not None and record.incident:
                 result.states[state_key] = outcome.state
-            if not await self._record(result, record, stored, verdict, outcome, sub):
+            if not await self.outcomes.record(result, record, stored, verdict, outcome, sub):
                 break
             if outcome.kind == OutcomeKind.GONE:
                 subs[sub.id] = replace(
@@ -260,149 +228,7 @@ class Dispatcher:
                 "lost the lease of %s while working it; its new holder redoes it", claimed.lane
             )
 
-    async def _record(
-        self,
-        result: LaneResult,
-        record: Delivery,
-        stored: StoredEvent,
-        verdict: Verdict | None,
-        outcome: Outcome,
-        sub: Subscription,
-    ) -> bool:
-        """Record an attempt; False when the lane must wait for this delivery's retry."""
-        now = self.clock()
-        attempt = record.attempts + 1
-        entry = self._entry(record, stored, now, outcome.kind, attempt)
-        entry.sent = outcome
-        if verdict is not None and verdict.redacted:
-            entry.rule, entry.redacted = verdict.rule, tuple(verdict.redacted)
-        result.log.append(entry)
-        done = replace(record, attempts=attempt, last_code=outcome.status, last_error=outcome.error)
-        if outcome.kind == OutcomeKind.DELIVERED:
-            result.healthy.add(sub.id)
-            result.finished.append(record.id)
-            result.records.append(replace(done, state=DeliveryState.DELIVERED, next_at=None))
-            return True
-        if outcome.kind == OutcomeKind.GONE:
-            await self.subs.set_status(sub.id, SubscriptionStatus.DISABLED, outcome.error, _dt(now))
-            self._dead(result, done, outcome.error, now, logged=True)
-            return True
-        await self._failing(sub, now)
-        delay = retry_delay(
-            self.settings.retry_schedule,
-            attempt,
-            outcome.retry_after,
-            self.rng,
-            self.settings.max_retry_after,
-        )
-        if delay is not None and outcome.retry_after is not None:
-            await self.throttle.pause(sub.id, now + delay)
-        if delay is None:
-            entry.outcome = DeliveryState.DEAD
-            self._dead(result, done, f"retries exhausted; last: {outcome.error}", now, logged=True)
-            return True
-        entry.next_attempt = now + delay
-        result.records.append(replace(done, state=DeliveryState.RETRYING, next_at=now + delay))
-        result.due = now + delay
-        return False
-
-    @staticmethod
-    def _entry(
-        record: Delivery, stored: StoredEvent | None, now: float, outcome: str, attempt: int
-    ) -> AttemptEntry:
-        return AttemptEntry(
-            subscription=record.sub,
-            delivery=record.id,
-            sequence=record.seq,
-            incident=record.incident or None,
-            attempt=attempt,
-            time=now,
-            outcome=outcome,
-            event=None if stored is None else (stored.event.id, stored.event.type),
-        )
-
-    def _withheld(
-        self,
-        result: LaneResult,
-        record: Delivery,
-        stored: StoredEvent,
-        verdict: Verdict,
-        now: float,
-    ) -> None:
-        result.finished.append(record.id)
-        if verdict.rule not in LOGGED_WITHHOLDING:
-            result.dropped.append(record.id)  # no trace: the owner may not know it exists
-            return
-        entry = self._entry(record, stored, now, DeliveryState.WITHHELD, record.attempts)
-        entry.rule, entry.error = verdict.rule, verdict.reason
-        result.log.append(entry)
-        withheld = replace(record, state=DeliveryState.WITHHELD, reason=verdict.reason)
-        result.records.append(replace(withheld, next_at=None))
-
-    def _dead(
-        self, result: LaneResult, record: Delivery, reason: str, now: float, logged: bool = False
-    ) -> None:
-        if not logged:
-            entry = self._entry(record, None, now, DeliveryState.DEAD, record.attempts)
-            entry.error = reason
-            result.log.append(entry)
-        result.finished.append(record.id)
-        result.dead.append((record.id, now))
-        result.records.append(
-            replace(record, state=DeliveryState.DEAD, reason=reason, next_at=None)
-        )
-
-    async def _judge(self, stored: StoredEvent, sub: Subscription) -> Verdict:
-        if sub.owner not in self._owners:
-            self._owners[sub.owner] = await self._owner(sub.owner)
-        owner = self._owners[sub.owner]
-        if owner is None:
-            detail = f"the owner {sub.owner!r} has been revoked"
-            return Verdict(False, None, rule=RULE_OWNER_REVOKED, detail=detail)
-        return judge(stored.event, owner, self.registry)
-
-    async def _incident_view(
-        self,
-        owner_id: str,
-        incident: str,
-        views: dict[tuple[str, str], Mapping[str, object] | None],
-    ) -> Mapping[str, object] | None:
-        """The incident as the owner may read it through the API (the read layer's view), read
-        once per lane; None when the owner may not see it (or it is not stored)."""
-        if (owner_id, incident) not in views:
-            owner = self._owners.get(owner_id)
-            view: Mapping[str, object] | None = None
-            if owner is not None:
-                try:
-                    view = await self.incidents.get(Viewer(owner, self.registry), incident)
-                except NotFound:
-                    view = None
-            views[owner_id, incident] = view
-        return views[owner_id, incident]
-
-    async def _owner(self, principal_id: str) -> Principal | None:
-        """The subscription owner's principal as it is now; None once it has been revoked
-        (principals can be revoked while their subscriptions remain)."""
-        if principal_id == admin_principal().id:
-            return admin_principal()
-        try:
-            found = await self.principals.get(principal_id)
-        except ValueError:  # a hash that no longer describes a valid principal
-            return None
-        return None if found is None else found[0]
-
     async def _load_events(self, seqs: list[int]) -> None:
         missing = [s for s in seqs if s not in self._events]
         for stored in await self.store.get_many(missing):
             self._events[stored.sequence] = stored
-
-    async def _failing(self, sub: Subscription, now: float) -> None:
-        """Note a failure; disable the subscription once it has failed for disable_after."""
-        first = await self.subs.note_failure(sub.id, now)
-        if first is not None and now - first >= self.settings.disable_after:
-            reason = f"failing continuously since {iso(first)} (INCIDENTS_DISABLE_AFTER)"
-            await self.subs.set_status(sub.id, SubscriptionStatus.DISABLED, reason, _dt(now))
-
-
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
