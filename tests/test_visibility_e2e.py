@@ -24,7 +24,7 @@ from tests.visibility_table import (
 
 support = pytest.importorskip(
     "tests.delivery_support",
-    reason="delivery is not in place: tests/test_delivery_support.py (receiver, workers)",
+    reason="delivery is not in place: tests/delivery_support.py (receiver, workers)",
 )
 
 CE_JSON = {"Content-Type": "application/cloudevents+json"}
