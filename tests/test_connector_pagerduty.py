@@ -13,7 +13,7 @@ import orjson
 import pytest
 import redis
 
-from incidents.delivery.channels.base import Message, OutcomeKind, Response
+from incidents.delivery.channels.base import Message, Outcome, OutcomeKind, Request, Response
 from incidents.delivery.channels.pagerduty import MAX_DEDUP_KEY, PagerDutyChannel
 from incidents.delivery.subscription_spec import Spec
 from incidents.delivery.subscriptions import new_subscription
@@ -27,6 +27,7 @@ T0 = 1_800_000_000.0
 SINK = "https://events.pagerduty.com/v2/enqueue"
 SETTINGS = {"routing_key": "R0123456789abcdef0123456789abcdef",
             "incident_url_template": "https://console.example/incidents/{id}"}  # fmt: skip
+WITH_CHANGES = {**SETTINGS, "change_events": True}
 VIEW = {"id": "INC-7", "title": "Card payments failing", "severity": "SEV1", "status": "open",
         "service": "payments", "roles": {"commander": "alice", "comms": None, "scribe": None},
         "redacted": ["/summary"]}  # fmt: skip
@@ -53,6 +54,7 @@ def message(
 def sent(msg: Message) -> tuple[str, dict[str, Any]]:
     """The request's path and body, the body checked against PagerDuty's schema."""
     request = PagerDutyChannel().render(msg)
+    assert isinstance(request, Request), request
     body: dict[str, Any] = orjson.loads(request.body)
     path = request.url.removeprefix("https://events.pagerduty.com/v2")
     (CHANGE if path == "/change/enqueue" else ENQUEUE).validate(body)
@@ -108,12 +110,32 @@ def test_pagerduty_sends_each_incident_event_as_its_events_v2_action(
         ("im.incident.state_change", {"status": "mitigated", "reason": "rolled back"}),
     ],
 )
+def test_pagerduty_sends_nothing_for_what_it_has_no_action_for_by_default(
+    type_: str, data: dict[str, Any]
+) -> None:
+    """Without change_events, an event PagerDuty has no action for is settled as skipped with
+    no request at all (DESIGN.md maps them to nothing), so their text never leaves the gateway."""
+    outcome = PagerDutyChannel().render(message(type_, data))
+    assert isinstance(outcome, Outcome) and outcome.kind == OutcomeKind.SKIPPED
+    assert type_ in outcome.error
+
+
+@pytest.mark.parametrize(
+    ("type_", "data"),
+    [
+        ("im.incident.mitigate", {"summary": "rolled back"}),
+        ("im.incident.note", {"text": "acquirer paged"}),
+        ("im.incident.role_assign", {"role": "commander", "assignee": "bob"}),
+        ("im.incident.state_change", {"status": "mitigated", "reason": "rolled back"}),
+    ],
+)
 def test_pagerduty_sends_what_it_has_no_action_for_as_a_change_event(
     type_: str, data: dict[str, Any]
 ) -> None:
     """A mitigation, a note, a role assignment or a move to mitigated has no Events v2 action:
-    it goes to /v2/change/enqueue, which never pages nor touches the alert."""
-    path, body = sent(message(type_, data))
+    with change_events on it goes to /v2/change/enqueue, which never pages nor touches the
+    alert."""
+    path, body = sent(message(type_, data, settings=WITH_CHANGES))
     assert path == "/change/enqueue"
     assert "event_action" not in body and "dedup_key" not in body
     assert body["payload"]["summary"].startswith("INC-7: ")
@@ -170,6 +192,7 @@ def test_pagerduty_classifies_accepted_throttled_and_refused_events() -> None:
     channel = PagerDutyChannel()
     msg = message("im.incident.declare", {"title": "t", "severity": "SEV1", "service": "s"})
     request = channel.render(msg)
+    assert isinstance(request, Request)
 
     def answer(status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> Any:
         return channel.classify(msg, request, Response(status, headers or {}, body, 3.0))
@@ -218,7 +241,7 @@ def test_pagerduty_through_the_dispatcher_keeps_order_and_one_dedup_key_across_r
     with vendor(accepted) as pd:
         pd.scripts["/v2/enqueue"] = [(429, {"retry-after": "2"}, b"")]
         sub_id = subscribe_format(client, redis_client, pd.url + "/v2/enqueue", "pagerduty",
-                                  SETTINGS, ["im.incident.*"])  # fmt: skip
+                                  WITH_CHANGES, ["im.incident.*"])  # fmt: skip
         first = publish(client, event("im.incident.declare"))[0]["incident"]
         second = publish(client, event("im.incident.declare"))[0]["incident"]
         for type_ in ("im.incident.note", "im.incident.ack", "im.incident.resolve"):

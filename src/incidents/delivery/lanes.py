@@ -42,11 +42,12 @@ class DeliveryState(StrEnum):
     PENDING = "pending"  # queued in its lane, not tried yet
     RETRYING = "retrying"  # failed; tried again at ``next_at``
     DELIVERED = "delivered"
+    SKIPPED = "skipped"  # its channel had nothing to send for it (a note, for a pager)
     WITHHELD = "withheld"  # policy refused it for the subscription's owner
     DEAD = "dead"  # retries ran out (or it can never be sent): a dead letter
 
 
-PENDING, RETRYING, DELIVERED, WITHHELD, DEAD = DeliveryState
+PENDING, RETRYING, DELIVERED, SKIPPED, WITHHELD, DEAD = DeliveryState
 
 
 def routed_id(sequence: int, sub_id: str) -> str:

@@ -83,6 +83,10 @@ class Outcomes:
             result.finished.append(record.id)
             result.records.append(replace(done, state=DeliveryState.DELIVERED, next_at=None))
             return True
+        if outcome.kind == OutcomeKind.SKIPPED:
+            result.finished.append(record.id)
+            result.records.append(replace(done, state=DeliveryState.SKIPPED, next_at=None))
+            return True
         if outcome.kind == OutcomeKind.GONE:
             await self.subs.set_status(sub.id, SubscriptionStatus.DISABLED, outcome.error, _dt(now))
             self.dead(result, done, outcome.error, now, logged=True)

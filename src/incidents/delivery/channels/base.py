@@ -47,6 +47,7 @@ class OutcomeKind(StrEnum):
     GONE = "gone"  # the target asked never to be sent to again: the subscription is disabled
     FAILED = "failed"  # retried on the schedule, then dead-lettered
     REFUSED = "refused"  # the connection was refused; retried like a failure
+    SKIPPED = "skipped"  # the channel has nothing to send for this event (not an error)
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,10 @@ class Channel(Protocol):
         """Problems with this channel's settings in a subscription being registered."""
         ...
 
-    def render(self, message: Message) -> Request:
-        """The first (often the only) request of an attempt."""
+    def render(self, message: Message) -> Request | Outcome:
+        """The first (often the only) request of an attempt, or at once its outcome when
+        there is nothing to send for this event (``OutcomeKind.SKIPPED``: the target system
+        has no counterpart for it, say a note for a pager)."""
         ...
 
     def classify(self, message: Message, request: Request, response: Response) -> Outcome | Request:
@@ -139,7 +142,10 @@ Transport = Callable[[Request], Awaitable["Response | Outcome"]]
 async def exchange(channel: Channel, message: Message, transport: Transport) -> Outcome:
     """Make one delivery attempt through ``channel``: render, send, classify, and follow the
     channel's next requests, up to MAX_STEPS."""
-    request = channel.render(message)
+    first = channel.render(message)
+    if isinstance(first, Outcome):
+        return first
+    request = first
     spent = 0.0
     for _ in range(MAX_STEPS):
         got = await transport(request)

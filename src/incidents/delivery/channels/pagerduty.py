@@ -2,9 +2,10 @@
 service, opened, acknowledged and resolved by ``dedup_key`` (the incident id; for an alert,
 its correlation key), so retries and replays never open a second one.
 
-PagerDuty has no place for a note, a mitigation or a role assignment. Until the channel seam
-lets ``render`` settle an attempt without a request, those go to the same service as change
-events (``/v2/change/enqueue``): informational, they never page anyone nor touch an alert.
+PagerDuty has no place for a note, a mitigation or a role assignment: by default nothing is
+sent for them (the attempt is ``skipped``). With ``formatsettings.change_events: true`` they go
+to the same service as change events (``/v2/change/enqueue``): informational, they never page
+anyone nor touch an alert.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 NAME = "pagerduty"
 ROUTING_KEY = "routing_key"
 MAPPING = "mapping"
-KNOWN_SETTINGS = (ROUTING_KEY, MAPPING, URL_TEMPLATE)
+CHANGE_EVENTS = "change_events"
+KNOWN_SETTINGS = (ROUTING_KEY, MAPPING, URL_TEMPLATE, CHANGE_EVENTS)
 ENQUEUE_SUFFIX = "/enqueue"  # https://events.pagerduty.com/v2/enqueue
 CHANGE_SUFFIX = "/change/enqueue"
 MAX_DEDUP_KEY = 255
@@ -115,14 +117,25 @@ class PagerDutyChannel:
             problems.append(
                 FieldError("/sink", "sink must be the Events API v2 URL, ending in /v2/enqueue")
             )
+        if not isinstance(settings.get(CHANGE_EVENTS, False), bool):
+            problems.append(
+                FieldError(
+                    pointer("formatsettings", CHANGE_EVENTS), "change_events is true or false"
+                )
+            )
         problems.extend(check_link_template(settings))
         problems.extend(_check_mapping(settings.get(MAPPING, {})))
         return problems
 
-    def render(self, message: Message) -> Request:
+    def render(self, message: Message) -> Request | Outcome:
         settings = message.subscription.spec.formatsettings
         found, action = facts(message), action_for(message)
         headers = {"content-type": "application/json"}
+        if action == CHANGE and settings.get(CHANGE_EVENTS) is not True:
+            return Outcome(
+                OutcomeKind.SKIPPED,
+                error=f"PagerDuty has no action for {message.event.type}; nothing sent",
+            )
         if action == CHANGE:
             body = orjson.dumps(change_event(message, found, str(settings.get(ROUTING_KEY))))
             url = message.subscription.spec.sink.rstrip("/")[: -len(ENQUEUE_SUFFIX)]
