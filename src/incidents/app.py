@@ -23,6 +23,7 @@ from incidents.adapters.common import ADAPTERS_DIR
 from incidents.alerts import routes as alert_routes
 from incidents.auth import Authenticator, BearerTokens
 from incidents.delivery import routes as delivery_routes
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
     IncidentsError,
     MethodNotAllowed,
@@ -154,6 +155,7 @@ def create_app(
             principals=principals,
             alert_rules=rules,
             queries=Queries.build(redis, store, registry),
+            deliveries=DeliveryQueries(redis),
             openapi=openapi.OpenAPIDocument(registry.raw, sources, settings.schemas_dir),
             adapter_schemas=AdapterSchemas(settings.schemas_dir / ADAPTERS_DIR),
         )

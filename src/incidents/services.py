@@ -12,6 +12,7 @@ from jsonschema.protocols import Validator
 from starlette.requests import HTTPConnection
 
 from incidents.auth import Authenticator
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.ingest.pipeline import Ingestor
 from incidents.model.schemas import SchemaRegistry
 from incidents.policy.alert_rules import AlertRules
@@ -35,6 +36,7 @@ class Services:
     principals: PrincipalStore
     alert_rules: AlertRules
     queries: Queries
+    deliveries: DeliveryQueries  # subscriptions, delivery logs and dead letters
     openapi: OpenAPIDocument
     adapter_schemas: AdapterSchemas
 

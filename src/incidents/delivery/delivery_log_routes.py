@@ -33,7 +33,7 @@ from incidents.services import services
 async def deliveries(request: Request) -> Response:
     svc, principal = subscriber(request)
     viewer = svc.queries.viewer(principal)
-    log = await svc.queries.deliveries.log(viewer, request.path_params["id"], limit(request))
+    log = await svc.deliveries.log(viewer, request.path_params["id"], limit(request))
     sub = log.subscription
     return json_response({"subscription": sub.id, "status": sub.status, "attempts": log.attempts})
 
@@ -68,7 +68,7 @@ async def replay_since(request: Request) -> Response:
 async def dead_letters(request: Request) -> Response:
     svc = services(request)
     caller(request).require("admin")
-    found = await svc.queries.deliveries.dead_letters(limit(request))
+    found = await svc.deliveries.dead_letters(limit(request))
     return json_response({"dead_letters": found})
 
 
@@ -76,11 +76,11 @@ async def redrive(request: Request) -> Response:
     svc = services(request)
     caller(request).require("admin")
     delivery_id = request.path_params["id"]
-    lanes = svc.queries.deliveries.lanes
+    lanes = svc.deliveries.lanes
     found = await lanes.get(delivery_id)
     if found is None or found.state != DEAD:
         raise NotFound(f"no dead letter {delivery_id!r}")
-    sub = await svc.queries.deliveries.subscriptions.get(found.sub)
+    sub = await svc.deliveries.subscriptions.get(found.sub)
     if sub is None:
         raise Conflict(f"the subscription {found.sub!r} of {delivery_id!r} no longer exists")
     if not sub.active:

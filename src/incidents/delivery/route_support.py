@@ -48,7 +48,7 @@ async def owned(request: Request) -> tuple[Services, Principal, Subscription]:
     """The subscription the path names, if the caller owns it (admins own all); else 404."""
     svc, principal = subscriber(request)
     viewer = svc.queries.viewer(principal)
-    sub = await svc.queries.deliveries.subscription(viewer, request.path_params["id"])
+    sub = await svc.deliveries.subscription(viewer, request.path_params["id"])
     return svc, principal, sub
 
 

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from incidents.delivery import channels
 from incidents.delivery.attempt_log import iso
 from incidents.delivery.handshake import handshake
 from incidents.delivery.route_support import (
@@ -21,6 +22,7 @@ from incidents.delivery.route_support import (
     request_body,
     subscriber,
 )
+from incidents.delivery.secret_fields import seal
 from incidents.delivery.sinks import INSECURE, check_url, sink_problem
 from incidents.delivery.subscription_schema import (
     FILTER,
@@ -28,12 +30,13 @@ from incidents.delivery.subscription_schema import (
     filter_schema,
     subscription_input,
 )
-from incidents.delivery.subscription_spec import SubscriptionStatus, parse_spec
+from incidents.delivery.subscription_spec import Spec, SubscriptionStatus, parse_spec
 from incidents.delivery.subscriptions import Subscription, new_subscription, rotated
 from incidents.errors import FieldError, InvalidRequest
 from incidents.http import json_response
 from incidents.openapi import BEARER, COMPONENTS, JSONObject, errors, query_param
 from incidents.services import Services
+from incidents.store.secret_box import secret_box
 
 ACTIVE, DISABLED = SubscriptionStatus
 
@@ -69,14 +72,25 @@ async def _handshake(request: Request, svc: Services, sub: Subscription) -> Subs
     return replace(sub, status=DISABLED, reason=result.reason, rate=None, origin=None)
 
 
+def _sealed(svc: Services, spec: Spec, sub_id: str, stored: Spec | None) -> Spec:
+    """``spec`` as stored: its secrets sealed, a ``***`` kept as the secret ``stored`` holds."""
+    pointers = channels.secret_pointers(spec.format)
+    if not pointers:
+        return spec
+    box = secret_box(svc.settings.secret_key)
+    kept = stored.formatsettings if stored is not None else {}
+    return replace(spec, formatsettings=seal(spec.formatsettings, pointers, kept, sub_id, box))
+
+
 async def create(request: Request) -> Response:
     svc, principal = subscriber(request)
     spec, _ = parse_spec(await json_request(request))
     await _check_sink(svc, spec.sink)
     sub = new_subscription(spec, principal.id, now(svc))
+    sub = replace(sub, spec=_sealed(svc, spec, sub.id, None))
     if spec.handshake:
         sub = await _handshake(request, svc, sub)
-    await svc.queries.deliveries.subscriptions.save(sub)
+    await svc.deliveries.subscriptions.save(sub)
     body = sub.to_dict()
     body["secret"] = sub.secrets[0].value
     return json_response(body, status=201, headers={"Location": f"/v1/subscriptions/{sub.id}"})
@@ -87,7 +101,7 @@ async def list_all(request: Request) -> Response:
     owner = None if principal.is_admin else principal.id
     if principal.is_admin and "owner" in request.query_params:
         owner = request.query_params["owner"]
-    subs = await svc.queries.deliveries.subscriptions.list(owner)
+    subs = await svc.deliveries.subscriptions.list(owner)
     return json_response({"subscriptions": [s.to_dict() for s in subs]})
 
 
@@ -98,7 +112,9 @@ async def get_one(request: Request) -> Response:
 
 async def patch(request: Request) -> Response:
     svc, _, sub = await owned(request)
-    spec, status = parse_spec(await json_request(request), base=sub.spec)
+    # Validated with the stored secrets as ***, which then stand for those stored.
+    spec, status = parse_spec(await json_request(request), base=sub.spec.with_masked_secrets())
+    spec = _sealed(svc, spec, sub.id, sub.spec)
     if spec.sink != sub.spec.sink:
         await _check_sink(svc, spec.sink)
     elif status == "active" or (status is None and sub.active):
@@ -117,13 +133,13 @@ async def patch(request: Request) -> Response:
         unconfirmed = sub.status != "active" or spec.sink != sub.spec.sink or not sub.spec.handshake
         if updated.status == "active" and spec.handshake and unconfirmed:
             updated = await _handshake(request, svc, updated)
-    await svc.queries.deliveries.subscriptions.save(updated, previous=sub)
+    await svc.deliveries.subscriptions.save(updated, previous=sub)
     return json_response(updated.to_dict())
 
 
 async def delete(request: Request) -> Response:
     svc, _, sub = await owned(request)
-    await svc.queries.deliveries.subscriptions.delete(sub)
+    await svc.deliveries.subscriptions.delete(sub)
     return Response(status_code=204)
 
 
@@ -132,7 +148,7 @@ async def rotate_secret(request: Request) -> Response:
     when = now(svc)
     at = when.timestamp()
     updated = rotated(sub, at, svc.settings.secret_grace, when.isoformat())
-    await svc.queries.deliveries.subscriptions.save(updated, previous=sub)
+    await svc.deliveries.subscriptions.save(updated, previous=sub)
     return json_response(
         {
             "id": sub.id,

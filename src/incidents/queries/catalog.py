@@ -9,7 +9,6 @@ import redis.asyncio as aioredis
 from incidents.auth import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.queries.alerts import AlertQueries
-from incidents.queries.deliveries import DeliveryQueries
 from incidents.queries.events import EventQueries
 from incidents.queries.incidents import IncidentQueries
 from incidents.queries.timelines import TimelineQueries
@@ -26,7 +25,6 @@ class Queries:
     timelines: TimelineQueries
     alerts: AlertQueries
     events: EventQueries
-    deliveries: DeliveryQueries
 
     @classmethod
     def build(cls, redis: aioredis.Redis, store: EventStore, registry: SchemaRegistry) -> Queries:
@@ -37,7 +35,6 @@ class Queries:
             timelines=TimelineQueries(incidents, store),
             alerts=AlertQueries(redis),
             events=EventQueries(store),
-            deliveries=DeliveryQueries(redis),
         )
 
     def viewer(self, principal: Principal) -> Viewer:

@@ -1,6 +1,7 @@
-"""Delivery logs: a subscription's recent attempts (its owner's, or an admin's, to read) and
-the dead letters (admins). Both are bounded in Redis (the attempt log is capped, dead letters
-are read newest first up to ``limit``), so neither needs a cursor."""
+"""The delivery package's read queries, on the read layer's ``Viewer``: a subscription's
+recent attempts (its owner's, or an admin's, to read) and the dead letters (admins). Both are
+bounded in Redis (the attempt log is capped, dead letters are read newest first up to
+``limit``), so neither needs a cursor."""
 
 from __future__ import annotations
 
