@@ -73,6 +73,16 @@ def _float(name: str, raw: str) -> float:
     return value
 
 
+def _secret_key(name: str, raw: str) -> str:
+    from incidents.store.secret_box import decode_key
+
+    try:
+        decode_key(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} {exc}") from None
+    return raw.strip()
+
+
 def default_dir(name: str) -> Path:
     """``name`` (``schemas`` or ``policies``) in the working directory when it is a folder
     there, else the copy shipped in the package."""
@@ -161,6 +171,14 @@ class Settings:
         _text,
         None,
         "the admin bearer token (at least 16 characters; `dev` generates one)",
+    )
+    secret_key: str | None = setting(
+        "INCIDENTS_SECRET_KEY",
+        _secret_key,
+        None,
+        "key the secrets in connector settings are stored under (AES-GCM): base64 of 32 bytes"
+        " (`openssl rand -base64 32`); needed once a subscription holds one (`dev` generates"
+        " one)",
     )
     host: str = setting("INCIDENTS_HOST", _text, "127.0.0.1", "address the API listens on")
     port: int = setting("INCIDENTS_PORT", _at_least(1), 8080, "port the API listens on")

@@ -37,6 +37,7 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         )
     if settings.admin_token is None:
         raise SettingsError("INCIDENTS_ADMIN_TOKEN is not set; it must be for `serve`")
+    _check_secret_key(settings, "serve")
     from incidents.app import create_app
     from incidents.bounded_protocol import BoundedHttpToolsProtocol
 
@@ -73,7 +74,42 @@ def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
         raise SettingsError(
             "INCIDENTS_REDIS_URL is not set: point it at Redis, or run `incidents dev`"
         )
+    _check_secret_key(settings, "worker")
     return run_worker(settings, burst=args.burst, server_process=True)
+
+
+def _check_secret_key(settings: Settings, command: str) -> None:
+    """Refuse to start without INCIDENTS_SECRET_KEY once Redis holds secrets sealed under
+    one: the workers could not deliver to those subscriptions. Redis out of reach: no
+    verdict (``serve`` and ``worker`` wait for it, and a worker without the key records a
+    failed attempt naming the problem)."""
+    if settings.secret_key is not None:
+        return
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from incidents.delivery.subscriptions import SubscriptionStore
+    from incidents.errors import StoreUnavailable
+    from incidents.store.redis import connect_async
+
+    async def holding() -> int:
+        assert settings.redis_url is not None
+        redis = connect_async(settings.redis_url)
+        try:
+            return await SubscriptionStore(redis).holding_secrets()
+        finally:
+            await redis.aclose()
+
+    try:
+        count = asyncio.run(holding())
+    except (RedisError, StoreUnavailable, OSError):
+        return
+    if count:
+        raise SettingsError(
+            f"INCIDENTS_SECRET_KEY is not set, and {count} subscription(s) in Redis hold"
+            " secrets stored encrypted under it: set it to that key for `" + command + "`"
+        )
 
 
 def _admin_token(settings: Settings) -> str:
@@ -87,6 +123,24 @@ def _admin_token(settings: Settings) -> str:
     path.write_text(token + "\n")
     path.chmod(0o600)
     return token
+
+
+def _secret_key(settings: Settings) -> str:
+    """The key connector secrets are stored under: the setting, else the one kept in the data
+    folder (made on the first run, readable by its owner only)."""
+    from incidents.store.secret_box import new_key
+
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / "secret-key"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = new_key()
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(key + "\n")
+    return key
 
 
 def banner(url: str, token: str, redis: str) -> str:
@@ -124,6 +178,7 @@ def cmd_dev(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings = Settings.from_env(env)
     token = _admin_token(settings)
     env["INCIDENTS_ADMIN_TOKEN"] = token
+    env["INCIDENTS_SECRET_KEY"] = _secret_key(settings)
     embedded: EmbeddedRedis | None = None
     if settings.redis_url is None:
         try:

@@ -55,15 +55,17 @@ class WorkerContext:
     @classmethod
     def build(cls, settings: Settings, clock: Callable[[], float] = time.time) -> WorkerContext:
         registry = SchemaRegistry.load(settings.schemas_dir)
-        return cls(job_settings(settings), registry, clock=clock)
+        offered = default_channels(settings.secret_key)
+        return cls(job_settings(settings), registry, channels=offered, clock=clock)
 
 
 current_context: ContextVar[WorkerContext | None] = ContextVar("incidents_worker", default=None)
 
 
 def job_settings(settings: Settings) -> Settings:
-    """Settings as passed to jobs (stored in Redis with the job): without the admin token."""
-    return settings.replace(admin_token=None)
+    """Settings as passed to jobs (stored in Redis with the job): without the admin token or
+    the key of the stored secrets (a worker's own channels hold that)."""
+    return settings.replace(admin_token=None, secret_key=None)
 
 
 def _context(settings: Settings) -> WorkerContext:

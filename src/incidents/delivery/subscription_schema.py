@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from incidents.delivery import subscription_spec as spec
-from incidents.delivery.channels import cloudevents
+from incidents.delivery.channels import NAMES, cloudevents
 from incidents.delivery.filters import DIALECTS, MAX_DEPTH, MAX_TERMS, MAX_VALUE
 from incidents.openapi import JSONObject, any_case, component_ref
 
@@ -34,6 +34,11 @@ SUBSCRIPTION = {
             },
         },
         "description": {"type": "string"},
+        "format": {"enum": list(NAMES)},
+        "formatsettings": {
+            "type": "object",
+            "description": 'the format\'s settings; its secrets read as "***"',
+        },
         "status": {"enum": ["active", "disabled"]},
         "reason": {"type": ["string", "null"], "readOnly": True},
         "rate": {
@@ -109,6 +114,18 @@ def subscription_input(create: bool) -> JSONObject:
             "properties": {"mode": {"enum": list(spec.MODES)}, "handshake": {"type": "boolean"}},
         },
         "description": {"type": ["string", "null"], "maxLength": 1000},
+        "format": {
+            "type": ["string", "null"],
+            "enum": [*NAMES, None],
+            "description": "the delivery channel: the signed CloudEvents webhook (default) or a"
+            " connector",
+        },
+        "formatsettings": {
+            "type": ["object", "null"],
+            "description": "the format's settings (auth, mapping, fields); secrets are"
+            ' write-only, stored encrypted under INCIDENTS_SECRET_KEY; "***" keeps the'
+            " stored one",
+        },
     }
     read_only = {name: {"readOnly": True, "description": "ignored"} for name in spec.READ_ONLY}
     if not create:

@@ -6,13 +6,17 @@ Each problem becomes a FieldError with a JSON pointer; ``InvalidRequest`` carrie
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from incidents.delivery.channels.cloudevents import CloudEventsChannel, DeliveryMode
+import orjson
+
+from incidents.delivery import channels
+from incidents.delivery.channels.cloudevents import DeliveryMode
 from incidents.delivery.filters import Filter, parse_filters
+from incidents.delivery.secret_fields import masked
 from incidents.delivery.sinks import check_url
 from incidents.errors import FieldError, InvalidRequest, pointer
 
@@ -25,10 +29,11 @@ class SubscriptionStatus(StrEnum):
 MODES = tuple(DeliveryMode)
 STATUSES = tuple(SubscriptionStatus)
 FIELDS = ("sink", "protocol", "types", "source", "filters", "protocolsettings", "config",
-          "description")  # fmt: skip
+          "description", "format", "formatsettings")  # fmt: skip
 READ_ONLY = ("id", "status", "reason", "owner", "created_at", "updated_at", "secret", "rate",
              "origin")  # fmt: skip
 MAX_TYPES = 100
+MAX_FORMATSETTINGS = 64 * 1024  # bytes of formatsettings as JSON
 MAX_SOURCE = 2048
 MAX_HEADERS = 32
 MAX_HEADER_BYTES = 8192  # names and values together; many servers refuse more than 8 KiB
@@ -71,7 +76,20 @@ class Spec:
             "protocolsettings": {"headers": dict(self.headers)},
             "config": {"mode": self.mode, "handshake": self.handshake},
             "description": self.description,
+            "format": self.format,
+            "formatsettings": dict(self.formatsettings),
         }
+
+    def shown(self) -> dict[str, object]:
+        """As every read shows it: the secrets in ``formatsettings`` as ``***``."""
+        out = self.to_dict()
+        out["formatsettings"] = masked(self.formatsettings, channels.secret_pointers(self.format))
+        return out
+
+    def with_masked_secrets(self) -> Spec:
+        """This spec with its secrets as ``***`` (what a change is validated against)."""
+        pointers = channels.secret_pointers(self.format)
+        return replace(self, formatsettings=masked(self.formatsettings, pointers))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Spec:
@@ -111,8 +129,11 @@ def parse_spec(body: object, base: Spec | None = None) -> tuple[Spec, str | None
     if "sink" not in merged:
         problems.append(FieldError("/sink", "sink (the webhook URL) is required"))
     spec = _check(merged, problems)
-    # The channel's own settings: today every subscription is a CloudEvents webhook.
-    problems.extend(CloudEventsChannel().validate(spec))
+    if spec.format in channels.NAMES:
+        # The channel's own settings (its format, formatsettings and what it needs of the
+        # rest); only the CloudEvents webhook takes headers, a mode or a handshake.
+        problems.extend(_format_rules(spec))
+        problems.extend(channels.validate(spec))
     if problems:
         raise InvalidRequest(
             "the subscription is not valid: " + "; ".join(p.detail for p in problems),
@@ -149,6 +170,7 @@ def _check(raw: Mapping[str, object], problems: list[FieldError]) -> Spec:
     problems.extend(filter_problems)
     headers = _headers(raw.get("protocolsettings"), problems)
     mode, handshake = _config(raw.get("config"), problems)
+    format_, formatsettings = _format(raw.get("format"), raw.get("formatsettings"), problems)
     description = raw.get("description")
     if description is None:
         description = ""
@@ -164,7 +186,47 @@ def _check(raw: Mapping[str, object], problems: list[FieldError]) -> Spec:
         mode=mode,
         handshake=handshake,
         description=description,
+        format=format_,
+        formatsettings=formatsettings,
     )
+
+
+def _format(
+    raw: object, settings: object, problems: list[FieldError]
+) -> tuple[str, dict[str, object]]:
+    """The format (a registered channel; "" when not one) and its settings (an object)."""
+    format_ = channels.DEFAULT if raw is None else raw
+    if not isinstance(format_, str) or format_ not in channels.NAMES:
+        problems.append(FieldError("/format", f"format {format_!r} is not one of {channels.NAMES}"))
+        format_ = ""
+    if settings is None:
+        return format_, {}
+    if not isinstance(settings, dict):
+        problems.append(FieldError("/formatsettings", "formatsettings must be an object"))
+        return format_, {}
+    if len(orjson.dumps(settings)) > MAX_FORMATSETTINGS:
+        problems.append(
+            FieldError("/formatsettings", f"formatsettings hold at most {MAX_FORMATSETTINGS} bytes")
+        )
+        return format_, {}
+    return format_, settings
+
+
+def _format_rules(spec: Spec) -> Sequence[FieldError]:
+    """What a format allows of the fields every subscription has."""
+    if spec.format == channels.DEFAULT:
+        if spec.formatsettings:
+            return [FieldError("/formatsettings", "the cloudevents format takes no formatsettings")]
+        return []
+    problems = []
+    only = "applies to the cloudevents format only"
+    if spec.headers:
+        problems.append(FieldError("/protocolsettings/headers", f"headers: {only}"))
+    if spec.mode != DeliveryMode.STRUCTURED:
+        problems.append(FieldError("/config/mode", f"mode: {only}"))
+    if spec.handshake:
+        problems.append(FieldError("/config/handshake", f"the handshake {only}"))
+    return problems
 
 
 def _types(raw: object, problems: list[FieldError]) -> list[str]:

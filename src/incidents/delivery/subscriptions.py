@@ -12,6 +12,10 @@ with the subscription.
 The routing index keeps, per exact type, per type prefix and for "every type", the set of
 subscription ids, so routing an event reads a few small sets rather than every subscription.
 Every change bumps ``incidents:subs:version``; workers drop their cache when it moves.
+
+The secrets in ``formatsettings`` are stored sealed (``delivery/secret_fields.py``); the set
+``incidents:subs:sealed`` holds the ids of the subscriptions that hold one, so ``serve`` and
+``worker`` can refuse to start without the key that opens them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from incidents.delivery.filters import Filter
+from incidents.delivery.secret_fields import holds_sealed
 from incidents.delivery.signing import new_secret
 from incidents.delivery.subscription_spec import Spec, SubscriptionStatus
 from incidents.model.cloudevent import CloudEvent
@@ -33,6 +38,8 @@ from incidents.store import keys
 from incidents.store.keys import PREFIX
 from incidents.store.redis import guarded
 from incidents.store.scripts import load_script
+
+SEALED = PREFIX + "subs:sealed"  # ids of subscriptions holding a sealed secret
 
 
 @dataclass(frozen=True)
@@ -64,9 +71,9 @@ class Subscription:
 
     @property
     def channel(self) -> str:
-        """The name of the delivery channel that carries this subscription's events: the
-        CloudEvents webhook, the only one a subscription can choose today."""
-        return "cloudevents"
+        """The name of the delivery channel that carries this subscription's events: its
+        ``format`` (``delivery/channels``)."""
+        return self.spec.format
 
     def signing_secrets(self, now: float) -> list[str]:
         return [s.value for s in self.secrets if s.until is None or s.until > now]
@@ -80,7 +87,8 @@ class Subscription:
         return self.filter.matches(event.attributes)
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"id": self.id, **self.spec.to_dict()}
+        """As every read shows it (the secrets in ``formatsettings`` as ``***``)."""
+        out: dict[str, object] = {"id": self.id, **self.spec.shown()}
         out.update(
             status=self.status,
             reason=self.reason or None,
@@ -169,6 +177,10 @@ class SubscriptionStore:
                 pipe.hdel(keys.subscription(sub.id), "failing_since")
             pipe.sadd(keys.SUBSCRIPTIONS, sub.id)
             pipe.sadd(keys.owned_by(sub.owner), sub.id)
+            if holds_sealed(sub.spec.formatsettings):
+                pipe.sadd(SEALED, sub.id)
+            else:
+                pipe.srem(SEALED, sub.id)
             await self._index(
                 args=[sub.id, PREFIX, _types_json(previous), _types_json(sub)], client=pipe
             )
@@ -182,8 +194,14 @@ class SubscriptionStore:
             )
             pipe.srem(keys.SUBSCRIPTIONS, sub.id)
             pipe.srem(keys.owned_by(sub.owner), sub.id)
+            pipe.srem(SEALED, sub.id)
             await self._index(args=[sub.id, PREFIX, _types_json(sub), b"null"], client=pipe)
             await pipe.execute()
+
+    async def holding_secrets(self) -> int:
+        """How many subscriptions hold a sealed secret (which only the key opens)."""
+        async with guarded("counting stored secrets"):
+            return int(await self.redis.scard(SEALED))
 
     async def get(self, sub_id: str) -> Subscription | None:
         found = await self.get_many([sub_id])

@@ -1,14 +1,96 @@
-"""Delivery channels: how deliveries reach each kind of target (``base.Channel``)."""
+"""Delivery channels: how deliveries reach each kind of target (``base.Channel``).
+
+The registry: a subscription's ``format`` names one of ``NAMES``. Channels whose settings
+hold secrets (``SECRET_POINTERS``) are offered to workers wrapped in ``Unsealing``, which
+opens the stored (sealed) secrets just before the channel reads them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from incidents.delivery.channels.base import Channel
+from incidents.delivery.channels.base import Channel, Message, Outcome, Request, Response
 from incidents.delivery.channels.cloudevents import CloudEventsChannel
+from incidents.delivery.channels.jira import JiraChannel
+from incidents.delivery.channels.pagerduty import PagerDutyChannel
+from incidents.delivery.channels.servicenow import ServiceNowChannel
+from incidents.delivery.channels.slack import SlackChannel
+from incidents.delivery.channels.teams import TeamsChannel
+from incidents.delivery.secret_fields import opened
+from incidents.errors import FieldError
+from incidents.store.secret_box import SecretBox, secret_box
+
+if TYPE_CHECKING:
+    from incidents.delivery.subscription_spec import Spec
+    from incidents.delivery.subscriptions import Subscription
+
+DEFAULT = CloudEventsChannel.name
+CHANNELS: tuple[type[Channel], ...] = (
+    CloudEventsChannel,
+    ServiceNowChannel,
+    JiraChannel,
+    PagerDutyChannel,
+    SlackChannel,
+    TeamsChannel,
+)
+BY_NAME: Mapping[str, type[Channel]] = {c.name: c for c in CHANNELS}
+NAMES: tuple[str, ...] = tuple(BY_NAME)
 
 
-def default_channels() -> Mapping[str, Channel]:
-    """The channels a worker offers, by name (``Subscription.channel``)."""
-    channel = CloudEventsChannel()
-    return {channel.name: channel}
+def secret_pointers(name: str) -> tuple[str, ...]:
+    """JSON pointers inside ``formatsettings`` of format ``name`` that hold secrets."""
+    found = BY_NAME.get(name)
+    pointers: tuple[str, ...] = getattr(found, "SECRET_POINTERS", ())
+    return pointers
+
+
+def validate(spec: Spec) -> Sequence[FieldError]:
+    """The problems the channel of ``spec.format`` finds with a subscription's settings."""
+    return BY_NAME[spec.format]().validate(spec)
+
+
+class Unsealing:
+    """A channel whose messages carry their subscription's secrets opened (the workers' key)."""
+
+    def __init__(self, channel: Channel, pointers: Sequence[str], box: SecretBox | None) -> None:
+        self.channel = channel
+        self.name = channel.name
+        self.needs_incident = channel.needs_incident
+        self.pointers = tuple(pointers)
+        self.box = box
+        # The last subscription opened per id: lanes deliver many events to one subscription.
+        self._opened: dict[str, tuple[Subscription, Subscription]] = {}
+
+    def validate(self, spec: Spec) -> Sequence[FieldError]:
+        return self.channel.validate(spec)
+
+    def _open(self, message: Message) -> Message:
+        sub = message.subscription
+        held = self._opened.get(sub.id)
+        if held is None or held[0] is not sub:
+            settings = opened(sub.spec.formatsettings, self.pointers, sub.id, self.box)
+            held = (sub, replace(sub, spec=replace(sub.spec, formatsettings=settings)))
+            if len(self._opened) > 4096:
+                self._opened.clear()
+            self._opened[sub.id] = held
+        return replace(message, subscription=held[1])
+
+    def render(self, message: Message) -> Request | Outcome:
+        return self.channel.render(self._open(message))
+
+    def classify(self, message: Message, request: Request, response: Response) -> Outcome | Request:
+        return self.channel.classify(self._open(message), request, response)
+
+
+def default_channels(secret_key: str | None = None) -> Mapping[str, Channel]:
+    """The channels a worker offers, by name (``Subscription.channel``); ``secret_key``
+    (``Settings.secret_key``) opens the secrets stored with subscriptions."""
+    box = secret_box(secret_key)
+    found: dict[str, Channel] = {}
+    for kind in CHANNELS:
+        channel = kind()
+        pointers = secret_pointers(kind.name)
+        found[kind.name] = Unsealing(channel, pointers, box) if pointers else channel
+    return found
