@@ -501,3 +501,23 @@ def test_the_dispatcher_keeps_one_record_through_oauth_429_and_401(
     assert state_of(settings.redis_url or "", sub_id, incident) == ChannelState(
         sys_id, {"number": "INC0010001", "severity": "SEV1", "state": "6"}
     )
+
+
+def test_the_record_is_shown_in_the_incidents_external_refs(
+    settings: Settings, client: httpx.Client, redis_client: redis.Redis
+) -> None:
+    """Once the record is made, the incident (one read and the list) shows its sys_id and
+    number under ``servicenow:<subscription>`` in external_refs, beside the refs it had."""
+    instance = Instance()
+    channel = ServiceNowChannel()
+    with serve_in_thread(instance.app()) as url:
+        oauth = {"token_url": f"{url}/oauth_token.do", "client_id": "gw", "client_secret": "s3cret"}
+        sub_id = register(client, redis_client, url, {"auth": {"oauth2": oauth}})
+        incident = publish(client, event("im.incident.declare", DECLARE))[0]["incident"]
+        assert deliver(settings, channel, lambda: T0) == 1
+    [(sys_id, record)] = instance.records.items()
+    shown = client.get(f"/v1/incidents/{incident}").json()["external_refs"]
+    assert shown[f"servicenow:{sub_id}"] == sys_id
+    assert shown[f"servicenow:{sub_id}:number"] == record["number"]
+    listed = client.get("/v1/incidents").json()["incidents"]
+    assert [i["external_refs"] for i in listed if i["id"] == incident] == [shown]

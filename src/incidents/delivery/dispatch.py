@@ -199,6 +199,7 @@ class Dispatcher:
                     continue
                 state = result.states.get(state_key) or states.get(state_key)
                 channel = self.channels[sub.channel]
+                result.channel = channel.name
                 view = None
                 if channel.needs_incident and record.incident:
                     view = await self.owner_views.incident_view(sub.owner, record.incident, views)

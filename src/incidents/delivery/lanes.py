@@ -144,6 +144,7 @@ class LaneResult:
     healthy: set[str] = field(default_factory=set)  # subscriptions that just succeeded
     # Channel state to keep, per (subscription, incident), written with the lane's completion.
     states: dict[tuple[str, str], ChannelState] = field(default_factory=dict)
+    channel: str = ""  # the name of the channel the lane's subscription delivers through
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,14 @@ class Ledger:
             "healthy": [keys.subscription(s) for s in result.healthy],
             "dropped": [keys.delivery(i) for i in result.dropped],
             "states": [
-                {"key": keys.channel_state(sub), "field": incident, "value": state.encoded()}
+                {
+                    "key": keys.channel_state(sub),
+                    "field": incident,
+                    "value": state.encoded(),
+                    # the record in the other system, shown in the incident's external_refs
+                    "refs": keys.incident_refs(incident),
+                    "ref_fields": _ref_fields(result.channel, sub, state),
+                }
                 for (sub, incident), state in result.states.items()
             ],
         }
@@ -282,3 +290,16 @@ class Ledger:
         async with guarded("reading a delivery"):
             found = await self.records([delivery_id])
         return found.get(delivery_id)
+
+
+def _ref_fields(channel: str, sub_id: str, state: ChannelState) -> list[str]:
+    """The incident's ``external_refs`` entries for a record kept in channel state: flat
+    [name, value, ...], ``<channel>:<subscription>`` -> the external id (and ``...:number``
+    when the system also gave the record a human number, as ServiceNow does)."""
+    if not state.external_id:
+        return []
+    name = f"{channel}:{sub_id}"
+    fields = [name, state.external_id]
+    if number := state.data.get("number"):
+        fields += [f"{name}:number", number]
+    return fields

@@ -10,7 +10,7 @@ document anyway.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -56,7 +56,9 @@ class IncidentQueries:
 
     async def get(self, viewer: Viewer, incident_id: str) -> dict[str, object]:
         """The incident document as the caller may see it (fields above its clearance out)."""
-        return viewer.incident_document((await self.find(viewer, incident_id)).to_dict())
+        incident = await self.find(viewer, incident_id)
+        (refs,) = await self._refs([incident_id])
+        return viewer.incident_document(with_refs(incident.to_dict(), refs))
 
     async def page(
         self, viewer: Viewer, where: IncidentFilter, asked: PageRequest
@@ -67,9 +69,35 @@ class IncidentQueries:
             return where.matches(incident) and viewer.sees_incident(incident)
 
         page = await walk_index(self.redis, keys.INCIDENT_INDEX, asked, self._load, keep)
-        shown = [viewer.incident_document(i.to_dict()) for i in page.items]
+        refs = await self._refs([i.id for i in page.items])
+        shown = [
+            viewer.incident_document(with_refs(i.to_dict(), r))
+            for i, r in zip(page.items, refs, strict=True)
+        ]
         return Page(shown, page.next_cursor)
+
+    async def _refs(self, ids: Sequence[str]) -> list[dict[str, str]]:
+        """Per incident, its records in other systems kept by delivery channels."""
+        if not ids:
+            return []
+        async with guarded("reading external references"):
+            pipe = self.redis.pipeline(transaction=False)
+            for incident_id in ids:
+                pipe.hgetall(keys.incident_refs(incident_id))
+            rows = await pipe.execute()
+        return [{k.decode(): v.decode() for k, v in row.items()} for row in rows]
 
     async def _load(self, ids: Sequence[str]) -> list[Incident | None]:
         docs = await read_many(self.redis, [keys.incident(i) for i in ids])
         return [None if d is None else Incident.from_dict(d) for d in docs]
+
+
+def with_refs(document: dict[str, object], refs: Mapping[str, str]) -> dict[str, object]:
+    """The incident document with the records delivery channels keep for it added to its
+    ``external_refs`` (``<channel>:<subscription>`` -> the record's id in that system)."""
+    if not refs:
+        return document
+    found = document.get("external_refs")
+    merged = dict(found) if isinstance(found, Mapping) else {}
+    merged.update(refs)
+    return {**document, "external_refs": merged}

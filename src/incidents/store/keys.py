@@ -75,6 +75,12 @@ def route_prefix(prefix: str) -> str:
     return f"{PREFIX}route:prefix:{prefix}"
 
 
+def incident_refs(incident_id: str) -> str:
+    """Hash ``<channel>:<subscription>`` -> the incident's record in that system (written with
+    the channel state; shown in the incident's ``external_refs``)."""
+    return f"{PREFIX}incident:{incident_id}:refs"
+
+
 def channel_state(sub_id: str) -> str:
     """Hash incident id -> the channel's state for it (JSON: the external record id, ...)."""
     return f"{PREFIX}sub:{sub_id}:channels"

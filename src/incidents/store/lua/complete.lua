@@ -34,6 +34,9 @@ for _, key in ipairs(r.healthy) do
 end
 for _, s in ipairs(r.states or {}) do
   redis.call('HSET', s.key, s.field, s.value)
+  if s.ref_fields and #s.ref_fields > 0 then
+    redis.call('HSET', s.refs, unpack(s.ref_fields))
+  end
 end
 for _, key in ipairs(r.dropped) do
   redis.call('DEL', key)
