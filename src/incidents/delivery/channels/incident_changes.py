@@ -19,6 +19,7 @@ from incidents.delivery.channels.base import (
     Response,
     retry_after,
 )
+from incidents.delivery.channels.incident_facts import first_severity
 from incidents.errors import FieldError, pointer
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.severity import Severity
@@ -74,7 +75,7 @@ def read_change(event: CloudEvent) -> Change:
     kind = event.type
     text = data.get(_TEXT_FIELDS.get(kind, "summary"))
     said = text.strip() if isinstance(text, str) else ""
-    severity = _severity(data.get("severity"))
+    severity = first_severity(data.get("severity"))
     if kind == EventType.INCIDENT_DECLARE:
         return Change(declare=True, severity=severity, text=said)
     if kind in _TYPE_MOVES:
@@ -93,15 +94,8 @@ def read_change(event: CloudEvent) -> Change:
     return Change(text=said, note=True)
 
 
-def _severity(raw: object) -> Severity | None:
-    try:
-        return Severity.parse(raw)
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True)
-class Facts:
+class RecordFields:
     """What a new record is made of: the incident as the owner reads it, else the event."""
 
     incident: str
@@ -111,7 +105,7 @@ class Facts:
     service: str
 
 
-def facts(message: Message, change: Change) -> Facts:
+def record_fields(message: Message, change: Change) -> RecordFields:
     view = message.incident_view or {}
     data = message.event.data if isinstance(message.event.data, Mapping) else {}
     declared = data if change.declare else {}
@@ -124,19 +118,14 @@ def facts(message: Message, change: Change) -> Facts:
         return ""
 
     incident = message.incident or str(view.get("id") or "")
-    severity = change.severity or _severity(view.get("severity")) or Severity.SEV3
-    return Facts(
+    severity = change.severity or first_severity(view.get("severity")) or Severity.SEV3
+    return RecordFields(
         incident=incident,
         title=pick("title") or f"Incident {incident}",
         description=pick("summary"),
         severity=severity,
         service=pick("service"),
     )
-
-
-def clip(text: str, longest: int) -> str:
-    """``text`` cut to ``longest`` characters, an ellipsis saying it was cut."""
-    return text if len(text) <= longest else text[: longest - 1] + "\u2026"
 
 
 def check_types(types: Sequence[str]) -> list[FieldError]:
@@ -147,14 +136,6 @@ def check_types(types: Sequence[str]) -> list[FieldError]:
         FieldError(pointer("types", i), f"{t!r} is not an incident event type (im.incident.*)")
         for i, t in enumerate(types)
         if not t.startswith(EventType.INCIDENT_PREFIX)
-    ]
-
-
-def check_keys(settings: Mapping[str, object], known: Sequence[str]) -> list[FieldError]:
-    return [
-        FieldError(pointer("formatsettings", name), f"unknown setting {name!r}")
-        for name in settings
-        if name not in known
     ]
 
 

@@ -73,7 +73,8 @@ class Facts:
         return f"{self.severity} {self.title}" if self.severity else self.title
 
 
-def _severity(*candidates: object) -> Severity | None:
+def first_severity(*candidates: object) -> Severity | None:
+    """The first of ``candidates`` that reads as a severity (``SEV1``, ``sev-1``, ``P1``)."""
     for raw in candidates:
         try:
             return Severity.parse(raw)
@@ -106,7 +107,7 @@ def facts(message: Message) -> Facts:
     return Facts(
         incident=incident,
         title=title or incident or event.type,
-        severity=_severity(data.get("severity"), view.get("severity")),
+        severity=first_severity(data.get("severity"), view.get("severity")),
         status=status,
         service=_text(view.get("service")) or _text(data.get("service")),
         commander=commander,
@@ -122,7 +123,7 @@ def _headline(event_type: str, data: Mapping[str, object]) -> str:
         changes = []
         if status := _text(data.get("status")):
             changes.append(f"status {status}")
-        if severity := _severity(data.get("severity")):
+        if severity := first_severity(data.get("severity")):
             changes.append(f"severity {severity}")
         return "Changed: " + ", ".join(changes) if changes else "Changed"
     if event_type == EventType.INCIDENT_ROLE_ASSIGN:

@@ -27,18 +27,17 @@ from incidents.delivery.channels.incident_changes import (
     RECORD,
     TODO,
     Change,
-    Facts,
     Move,
-    check_keys,
+    RecordFields,
     check_table,
     check_types,
-    clip,
-    facts,
     read_change,
+    record_fields,
     record_state,
     unusable,
     with_state,
 )
+from incidents.delivery.channels.incident_facts import clip, unknown_settings
 from incidents.errors import FieldError, pointer
 from incidents.model.severity import Severity
 
@@ -82,7 +81,7 @@ def adf(*paragraphs: str) -> dict[str, object]:
     return {"type": "doc", "version": 1, "content": content}
 
 
-def labels(found: Facts) -> list[str]:
+def labels(found: RecordFields) -> list[str]:
     """Jira labels hold no spaces."""
     raw = ["incidents", found.incident, found.severity.value]
     if found.service:
@@ -106,7 +105,7 @@ def _table(
     return {**default, **(override if isinstance(override, Mapping) else {})}
 
 
-def create_body(found: Facts, settings: Mapping[str, object]) -> dict[str, object]:
+def create_body(found: RecordFields, settings: Mapping[str, object]) -> dict[str, object]:
     fixed = settings.get("fields")
     fields: dict[str, object] = dict(fixed) if isinstance(fixed, Mapping) else {}
     about = f"Incident {found.incident} ({found.severity.value})"
@@ -129,7 +128,7 @@ def priority_body(severity: Severity, settings: Mapping[str, object]) -> dict[st
     return {"fields": {"priority": {"name": priority(severity, settings)}}}
 
 
-def edit_body(found: Facts, settings: Mapping[str, object]) -> dict[str, object]:
+def edit_body(found: RecordFields, settings: Mapping[str, object]) -> dict[str, object]:
     """A declare replayed onto an existing issue: its summary and priority again."""
     return {
         "fields": {
@@ -168,7 +167,7 @@ class JiraChannel:
 
     def validate(self, spec: Spec) -> Sequence[FieldError]:
         settings = spec.formatsettings
-        problems = check_types(spec.types) + check_keys(settings, SETTINGS)
+        problems = check_types(spec.types) + unknown_settings(settings, SETTINGS)
         problems += validate_auth(settings)
         mapping = settings.get("mapping")
         if mapping is not None:
@@ -205,7 +204,7 @@ class JiraChannel:
                 key = orjson.loads(response.body)["key"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 return unusable(message, response, carry, "the response names no issue key")
-            found = facts(message, read_change(message.event))
+            found = record_fields(message, read_change(message.event))
             carry.update({RECORD: str(key), "priority": priority(found.severity, settings)})
             carry[TODO] = ",".join(actions(read_change(message.event), created=True))
         elif step.name == "lookup":
@@ -322,7 +321,8 @@ class JiraChannel:
 
     def _create(self, message: Message, step: Step) -> Request:
         body = create_body(
-            facts(message, read_change(message.event)), message.subscription.spec.formatsettings
+            record_fields(message, read_change(message.event)),
+            message.subscription.spec.formatsettings,
         )
         return Request(
             "POST", _base(message) + API, dict(HEADERS), orjson.dumps(body), step.encode()
@@ -339,7 +339,7 @@ class JiraChannel:
                 "GET", issue + "/transitions", {"accept": "application/json"}, b"", lookup.encode()
             )
         if step.name == "edit":
-            body = edit_body(facts(message, change), settings)
+            body = edit_body(record_fields(message, change), settings)
             return Request("PUT", issue, dict(HEADERS), orjson.dumps(body), step.encode())
         if step.name == "priority" and change.severity is not None:
             body = priority_body(change.severity, settings)

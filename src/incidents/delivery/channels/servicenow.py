@@ -29,18 +29,17 @@ from incidents.delivery.channels.connector_auth import (
 from incidents.delivery.channels.incident_changes import (
     RECORD,
     Change,
-    Facts,
     Move,
-    check_keys,
+    RecordFields,
     check_table,
     check_types,
-    clip,
-    facts,
     read_change,
+    record_fields,
     record_state,
     unusable,
     with_state,
 )
+from incidents.delivery.channels.incident_facts import clip, unknown_settings
 from incidents.errors import FieldError, pointer
 from incidents.model.severity import Severity
 
@@ -94,7 +93,7 @@ def _table(
     return {**default, **(override if isinstance(override, Mapping) else {})}
 
 
-def create_body(found: Facts, settings: Mapping[str, object]) -> dict[str, object]:
+def create_body(found: RecordFields, settings: Mapping[str, object]) -> dict[str, object]:
     """The new record: the fixed fields, then what the incident says."""
     mapping = _mapping(settings)
     fixed = settings.get("fields")
@@ -113,7 +112,7 @@ def create_body(found: Facts, settings: Mapping[str, object]) -> dict[str, objec
 
 
 def update_body(
-    change: Change, found: Facts, settings: Mapping[str, object], created: bool = False
+    change: Change, found: RecordFields, settings: Mapping[str, object], created: bool = False
 ) -> dict[str, object]:
     """The PATCH for one event (``created``: the record was just made from the incident, so
     the title and severity are already there). Empty when there is nothing to change."""
@@ -168,7 +167,7 @@ class ServiceNowChannel:
 
     def validate(self, spec: Spec) -> Sequence[FieldError]:
         settings = spec.formatsettings
-        problems = check_types(spec.types) + check_keys(settings, SETTINGS)
+        problems = check_types(spec.types) + unknown_settings(settings, SETTINGS)
         problems += validate_auth(settings)
         mapping = settings.get("mapping")
         if mapping is not None:
@@ -183,7 +182,9 @@ class ServiceNowChannel:
         if state is None or state.external_id is None:
             return self._prepare(message, self._create(message, Step("create")))
         change = read_change(message.event)
-        body = update_body(change, facts(message, change), message.subscription.spec.formatsettings)
+        body = update_body(
+            change, record_fields(message, change), message.subscription.spec.formatsettings
+        )
         return self._prepare(message, self._patch(message, state.external_id, body, Step("update")))
 
     def classify(self, message: Message, request: Request, response: Response) -> Outcome | Request:
@@ -221,7 +222,7 @@ class ServiceNowChannel:
         except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
             return unusable(message, response, step.carry, "the response names no sys_id")
         change = read_change(message.event)
-        found = facts(message, change)
+        found = record_fields(message, change)
         carry = {**step.carry, RECORD: sys_id, "number": number, "severity": found.severity.value}
         done = Step(step.name, step.made, step.refreshed, carry)
         settings = message.subscription.spec.formatsettings
@@ -248,7 +249,7 @@ class ServiceNowChannel:
 
     def _create(self, message: Message, step: Step) -> Request:
         change = read_change(message.event)
-        body = create_body(facts(message, change), message.subscription.spec.formatsettings)
+        body = create_body(record_fields(message, change), message.subscription.spec.formatsettings)
         url = f"{_base(message)}{TABLE}?{RETURNED}"
         return Request("POST", url, dict(HEADERS), orjson.dumps(body), step.encode())
 
