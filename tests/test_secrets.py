@@ -4,6 +4,7 @@ key is set; the registry's format and formatsettings validation at registration.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,11 +14,11 @@ import redis
 
 from incidents.app import create_app
 from incidents.cli.runner import _check_secret_key
+from incidents.delivery.secret_fields import opened, value_at
 from incidents.settings import Settings, SettingsError
 from incidents.store import keys
-from incidents.store.secret_box import new_key
-from tests.conftest import ADMIN_TOKEN
-from tests.support import assert_problem
+from incidents.store.secret_box import SecretUnreadable, new_key, secret_box
+from tests.support import ADMIN_TOKEN, assert_problem
 
 PASSWORD = "hunter2-very-secret"
 SNOW: dict[str, Any] = {
@@ -61,39 +62,57 @@ def test_reads_show_the_password_as_stars_and_redis_never_holds_it(
             assert not any(PASSWORD.encode() in v for v in redis_client.hgetall(key).values())
 
 
+def stored_settings(redis_client: redis.Redis, sub_id: str) -> dict[str, Any]:
+    spec = json.loads(redis_client.hget(keys.subscription(sub_id), "spec") or b"{}")
+    found: dict[str, Any] = spec["formatsettings"]
+    return found
+
+
+def password_of(redis_client: redis.Redis, sub_id: str, settings: Settings) -> str:
+    """The stored password, opened with the key (as a worker opens it)."""
+    sealed = stored_settings(redis_client, sub_id)
+    assert sealed["auth"]["basic"]["password"].startswith("sealed:v1:")
+    box = secret_box(settings.secret_key)
+    found = opened(sealed, ["/auth/basic/password"], sub_id, box)
+    return str(value_at(found, "/auth/basic/password"))
+
+
 def test_a_patch_sending_stars_back_keeps_the_stored_password(
-    client: httpx.Client, redis_client: redis.Redis
+    client: httpx.Client, redis_client: redis.Redis, settings: Settings
 ) -> None:
-    """A PATCH that sends *** (or leaves formatsettings out) keeps the sealed password; a new
-    password replaces it; *** where nothing is stored is a 400 at its pointer."""
-    sub = client.post("/v1/subscriptions", json=SNOW).json()
-    key = keys.subscription(sub["id"])
-    sealed = redis_client.hget(key, "spec")
-    assert (
-        client.patch(f"/v1/subscriptions/{sub['id']}", json={"description": "x"}).status_code == 200
-    )
-    assert redis_client.hget(key, "spec") != sealed  # description changed ...
-    before = sealed or b""
-    after = redis_client.hget(key, "spec") or b""
-    assert (
-        before.split(b"sealed:v1:")[1][:40] == after.split(b"sealed:v1:")[1][:40]
-    )  # ... same seal
-    shown = client.get(f"/v1/subscriptions/{sub['id']}").json()["formatsettings"]
-    patched = client.patch(f"/v1/subscriptions/{sub['id']}", json={"formatsettings": shown})
+    """A PATCH that sends *** back (or leaves formatsettings out) keeps the stored password;
+    a new password replaces it; *** where nothing is stored is a 400 at its pointer."""
+    sub_id = client.post("/v1/subscriptions", json=SNOW).json()["id"]
+    path = f"/v1/subscriptions/{sub_id}"
+    assert client.patch(path, json={"description": "x"}).status_code == 200
+    assert password_of(redis_client, sub_id, settings) == PASSWORD
+    shown = client.get(path).json()["formatsettings"]
+    shown["fields"] = {"assignment_group": "Network"}
+    patched = client.patch(path, json={"formatsettings": shown})
     assert patched.status_code == 200, patched.text
-    assert (redis_client.hget(key, "spec") or b"").split(b"sealed:v1:")[1][:40] == after.split(
-        b"sealed:v1:"
-    )[1][:40]
+    assert patched.json()["formatsettings"]["auth"]["basic"]["password"] == "***"
+    assert stored_settings(redis_client, sub_id)["fields"] == {"assignment_group": "Network"}
+    assert password_of(redis_client, sub_id, settings) == PASSWORD
     fresh = {"auth": {"basic": {"username": "svc-incidents", "password": "new-pass-123"}}}
-    assert (
-        client.patch(f"/v1/subscriptions/{sub['id']}", json={"formatsettings": fresh}).status_code
-        == 200
-    )
-    assert b"new-pass-123" not in (redis_client.hget(key, "spec") or b"")
+    assert client.patch(path, json={"formatsettings": fresh}).status_code == 200
+    assert password_of(redis_client, sub_id, settings) == "new-pass-123"
     bearer = {"auth": {"bearer": "***"}}
-    refused = client.patch(f"/v1/subscriptions/{sub['id']}", json={"formatsettings": bearer})
+    refused = client.patch(path, json={"formatsettings": bearer})
     body = assert_problem(refused, 400, "invalid-request")
     assert [e["pointer"] for e in body["errors"]] == ["/formatsettings/auth/bearer"]
+    assert password_of(redis_client, sub_id, settings) == "new-pass-123"
+
+
+def test_a_sealed_secret_does_not_open_in_another_subscription(
+    client: httpx.Client, redis_client: redis.Redis, settings: Settings
+) -> None:
+    """A sealed password copied into another subscription's hash does not open there."""
+    first = client.post("/v1/subscriptions", json=SNOW).json()["id"]
+    second = client.post("/v1/subscriptions", json=SNOW).json()["id"]
+    copied = stored_settings(redis_client, first)
+    box = secret_box(settings.secret_key)
+    with pytest.raises(SecretUnreadable, match="cannot be decrypted"):
+        opened(copied, ["/auth/basic/password"], second, box)
 
 
 def test_an_unknown_format_or_bad_settings_are_400_naming_each_field(client: httpx.Client) -> None:
