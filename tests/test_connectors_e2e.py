@@ -20,7 +20,7 @@ from starlette.routing import Route
 from incidents.settings import Settings
 from incidents.store.secret_box import new_key
 from tests.delivery_support import FakeClock, Workers, publish
-from tests.support import event, serve_in_thread
+from tests.support import as_token, create_principal, event, serve_in_thread
 
 DECLARE = {"title": "Checkout down", "severity": "SEV1", "service": "checkout"}
 
@@ -205,3 +205,35 @@ def test_a_worker_without_the_key_records_a_failed_attempt_naming_it(
         workers.close()
     assert first["outcome"] == "failed" and "INCIDENTS_SECRET_KEY" in first["error"]
     assert found.calls == []
+
+
+def test_a_confidential_field_never_reaches_a_connector_whose_owner_lacks_clearance(
+    settings: Settings, client: httpx.Client, vendor: tuple[Vendor, str]
+) -> None:
+    """The declare's summary is confidential: connector subscriptions (PagerDuty with the
+    incident in custom_details, Slack) of an owner cleared for internal get the incident
+    without it, anywhere in what is sent; the field is judged before rendering."""
+    found, url = vendor
+    secret_text = "3% of card payments fail at the acquirer"
+    owner = create_principal(
+        client, name="oncall", roles=["subscriber"], tenant="acme", clearance="internal"
+    )
+    with as_token(client, owner["token"]) as mine:
+        register(mine, {"sink": f"{url}/v2/enqueue", "format": "pagerduty",
+                        "formatsettings": {"routing_key": "R0123456789"}})  # fmt: skip
+        register(mine, {"sink": f"{url}/slack/hook", "format": "slack"})
+    producer = create_principal(client, name="producer", tenant="acme", clearance="restricted")
+    data = {**DECLARE, "summary": secret_text}
+    with as_token(client, producer["token"]) as p:
+        incident = publish(p, event("im.incident.declare", data, imdataclass="internal"))
+    assert incident
+    workers = Workers(settings, FakeClock())
+    try:
+        workers.run_until(lambda: len(found.of("POST")) == 2, timeout=20)
+    finally:
+        workers.close()
+    sent = found.of("POST")
+    assert {c[1] for c in sent} == {"/v2/enqueue", "/slack/hook"}
+    for _, _, _, body in sent:
+        assert "Checkout down" in orjson.dumps(body).decode()
+        assert secret_text not in orjson.dumps(body).decode()
