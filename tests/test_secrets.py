@@ -5,7 +5,9 @@ key is set; the registry's format and formatsettings validation at registration.
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,9 +15,10 @@ import pytest
 import redis
 
 from incidents.app import create_app
-from incidents.cli.runner import _check_secret_key
+from incidents.cli.main import main
+from incidents.cli.runner import _check_secret_key, _secret_key
 from incidents.delivery.secret_fields import opened, value_at
-from incidents.settings import Settings, SettingsError
+from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.secret_box import SecretUnreadable, new_key, secret_box
 from tests.support import ADMIN_TOKEN, assert_problem
@@ -167,13 +170,32 @@ def test_a_secret_without_a_key_is_a_503_naming_the_setting(
     assert keyless.post("/v1/subscriptions", json=slack).status_code == 201
 
 
-def test_serve_and_worker_refuse_to_start_without_the_key_once_secrets_are_stored(
-    client: httpx.Client, settings: Settings
+def test_serve_and_worker_exit_2_without_the_key_once_secrets_are_stored(
+    client: httpx.Client, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Once Redis holds a sealed secret, the start-up check without a key fails naming
-    INCIDENTS_SECRET_KEY (serve and worker exit 2 on it); with the key it passes."""
+    """Once Redis holds a sealed secret, `incidents serve` and `incidents worker` without
+    INCIDENTS_SECRET_KEY exit 2 naming it; before that the check passes, and with the key too."""
     _check_secret_key(settings.replace(secret_key=None), "serve")  # nothing stored yet
     assert client.post("/v1/subscriptions", json=SNOW).status_code == 201
-    with pytest.raises(SettingsError, match="INCIDENTS_SECRET_KEY is not set"):
-        _check_secret_key(settings.replace(secret_key=None), "worker")
-    _check_secret_key(settings, "serve")
+    env = {
+        "INCIDENTS_ADMIN_TOKEN": ADMIN_TOKEN,
+        "INCIDENTS_REDIS_URL": str(settings.redis_url),
+        "INCIDENTS_SCHEMAS_DIR": str(settings.schemas_dir),
+        "INCIDENTS_POLICIES_DIR": str(settings.policies_dir),
+    }
+    for command in ("serve", "worker"):
+        assert main([command], environ=env) == 2
+        err = capsys.readouterr().err
+        assert "INCIDENTS_SECRET_KEY is not set" in err and f"`{command}`" in err
+    _check_secret_key(settings, "worker")
+
+
+def test_dev_generates_a_key_once_and_keeps_it_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """`incidents dev` makes a valid key in its data folder (mode 600) and reuses it."""
+    settings = Settings(data_dir=tmp_path / "data")
+    key = _secret_key(settings)
+    path = tmp_path / "data" / "secret-key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert Settings.from_env({"INCIDENTS_SECRET_KEY": key}).secret_key == key
+    assert _secret_key(settings) == key
+    assert _secret_key(settings.replace(secret_key=new_key())) != key
