@@ -46,6 +46,7 @@ from incidents.model.schemas import SchemaRegistry
 from incidents.policy.outbound import Verdict
 from incidents.settings import Settings
 from incidents.store.events import EventStore
+from incidents.store.secret_box import SecretUnreadable
 
 log = logging.getLogger("incidents.delivery")
 RENEW_EVERY = 2.0
@@ -209,6 +210,9 @@ class Dispatcher:
                 outcome = await exchange(channel, message, self.transport)
             except (RedisError, StoreUnavailable):
                 raise
+            except SecretUnreadable as exc:
+                # Expected when a worker lacks INCIDENTS_SECRET_KEY (or has another one).
+                outcome = Outcome(OutcomeKind.FAILED, error=f"cannot open a secret: {exc}")
             except Exception as exc:
                 # Whatever went wrong is this delivery's failed attempt: logged, retried and
                 # dead-lettered like any other, so the lane moves on and nothing is lost.
