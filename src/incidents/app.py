@@ -45,6 +45,7 @@ from incidents.services import AdapterSchemas, Services, services
 from incidents.settings import Settings, SettingsError
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async
+from incidents.sync import routes as sync_routes
 from incidents.write_planner import WritePlanner
 
 log = logging.getLogger("incidents")
@@ -111,6 +112,7 @@ def route_modules() -> list[RouteModule]:
         adapter_routes,
         principal_routes,
         delivery_routes,
+        sync_routes,
     ]
 
 

@@ -30,6 +30,7 @@ from incidents.store import keys
 from incidents.store.events import EventStore
 from incidents.store.keys import OUTBOX
 from incidents.store.scripts import load_script
+from incidents.sync.origin import came_from
 
 # The router's lease: renewed after every batch, and short, so a router killed mid-batch holds
 # routing up for a few seconds at most (about as long as a dead worker holds its lanes).
@@ -99,6 +100,7 @@ async def route_outbox(
                 delivery_for(s, sub, routed_id(s.sequence, sub.id), now)
                 for s, found in zip(stored, matched, strict=True)
                 for sub in found
+                if not came_from(s.event, sub.id)  # the system it came from already shows it
             ]
             await ledger.enqueue(deliveries, now)
             ids = [entry_id for entry_id, _ in entries]
@@ -151,7 +153,11 @@ async def replay(
     queued, now, ledger = 0, clock(), Ledger(redis)
     for start in range(first, min(last, first + limit - 1) + 1, 500):
         chunk = list(range(start, min(start + 500, last + 1, first + limit)))
-        found = [s for s in await store.get_many(chunk) if s.plan.fanout and sub.matches(s.event)]
+        found = [
+            s
+            for s in await store.get_many(chunk)
+            if s.plan.fanout and sub.matches(s.event) and not came_from(s.event, sub.id)
+        ]
         deliveries = [
             delivery_for(s, sub, f"{routed_id(s.sequence, sub.id)}_r{nonce}", now) for s in found
         ]

@@ -36,6 +36,12 @@ from incidents.delivery.channels.incident_facts import (
 from incidents.errors import FieldError, pointer
 from incidents.model.severity import Severity
 from incidents.model.types import EventType
+from incidents.sync.changes import (
+    INBOUND_SECRET,
+    INBOUND_SECRET_POINTER,
+    OWNS,
+    validate_sync_settings,
+)
 
 if TYPE_CHECKING:
     from incidents.delivery.subscription_spec import Spec
@@ -102,11 +108,12 @@ def severity_table(settings: Mapping[str, object]) -> Mapping[str, str]:
 class PagerDutyChannel:
     name = NAME
     needs_incident = True  # custom_details carry the incident as the owner may read it
-    SECRET_POINTERS: tuple[str, ...] = ("/" + ROUTING_KEY,)
+    SECRET_POINTERS: tuple[str, ...] = ("/" + ROUTING_KEY, INBOUND_SECRET_POINTER)
 
     def validate(self, spec: Spec) -> Sequence[FieldError]:
         settings = spec.formatsettings
-        problems = unknown_settings(settings, KNOWN_SETTINGS)
+        problems = unknown_settings(settings, (*KNOWN_SETTINGS, OWNS, INBOUND_SECRET))
+        problems += validate_sync_settings(settings)
         key = settings.get(ROUTING_KEY)
         if not isinstance(key, str) or not key.strip() or len(key) > 255:
             problems.append(

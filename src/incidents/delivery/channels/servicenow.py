@@ -42,6 +42,7 @@ from incidents.delivery.channels.incident_changes import (
 from incidents.delivery.channels.incident_facts import clip, unknown_settings
 from incidents.errors import FieldError, pointer
 from incidents.model.severity import Severity
+from incidents.sync.changes import INBOUND_SECRET_POINTER, validate_sync_settings
 
 if TYPE_CHECKING:
     from incidents.delivery.subscription_spec import Spec
@@ -160,7 +161,7 @@ def _sent(body: Mapping[str, object], change: Change) -> dict[str, str]:
 class ServiceNowChannel:
     name = NAME
     needs_incident = True  # a record made for a later event is made from the incident
-    SECRET_POINTERS: tuple[str, ...] = AUTH_SECRETS
+    SECRET_POINTERS: tuple[str, ...] = (*AUTH_SECRETS, INBOUND_SECRET_POINTER)
 
     def __init__(self) -> None:
         self.auth = Authorizer()
@@ -168,7 +169,7 @@ class ServiceNowChannel:
     def validate(self, spec: Spec) -> Sequence[FieldError]:
         settings = spec.formatsettings
         problems = check_types(spec.types) + unknown_settings(settings, SETTINGS)
-        problems += validate_auth(settings)
+        problems += validate_auth(settings) + validate_sync_settings(settings)
         mapping = settings.get("mapping")
         if mapping is not None:
             problems += _validate_mapping(mapping)

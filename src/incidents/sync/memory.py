@@ -1,0 +1,70 @@
+"""What two-way sync remembers per subscription, beside the channel state:
+
+- ``incidents:sync:<sub>:seen``: incident id -> JSON of the values the system last sent us
+  (so a record sent again, or an echo after the system said otherwise, is told apart);
+- ``incidents:sync:<sub>:records``: the system's record id -> incident id (a PagerDuty note
+  names only the PagerDuty incident).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+import redis.asyncio as aioredis
+
+from incidents.delivery.channels.base import ChannelState
+from incidents.store import keys
+from incidents.store.keys import PREFIX
+from incidents.store.redis import guarded
+
+SCAN_LIMIT = 10_000  # channel states read at most when looking a record up by its id
+
+
+def seen_key(sub_id: str) -> str:
+    return f"{PREFIX}sync:{sub_id}:seen"
+
+
+def records_key(sub_id: str) -> str:
+    return f"{PREFIX}sync:{sub_id}:records"
+
+
+class SyncMemory:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    async def seen(self, sub_id: str, incident: str) -> dict[str, str]:
+        async with guarded("reading sync state"):
+            raw = await self.redis.hget(seen_key(sub_id), incident)
+        found = orjson.loads(raw) if raw else {}
+        return {str(k): str(v) for k, v in found.items()}
+
+    async def remember(
+        self, sub_id: str, incident: str, record: str, seen: Mapping[str, str]
+    ) -> None:
+        async with guarded("writing sync state"):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(seen_key(sub_id), incident, orjson.dumps(dict(seen)))
+            if record:
+                pipe.hset(records_key(sub_id), record, incident)
+            await pipe.execute()
+
+    async def incident_of(self, sub_id: str, record: str) -> str | None:
+        """The incident whose record (in this subscription's system) is ``record``: as
+        remembered, else the channel state holding it as its external id."""
+        async with guarded("looking a record up"):
+            known = await self.redis.hget(records_key(sub_id), record)
+            if known:
+                return _text(known)
+            read = 0
+            async for incident, raw in self.redis.hscan_iter(keys.channel_state(sub_id)):
+                read += 1
+                if ChannelState.decode(raw).external_id == record:
+                    return _text(incident)
+                if read >= SCAN_LIMIT:
+                    break
+        return None
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
