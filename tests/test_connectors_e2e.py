@@ -4,6 +4,7 @@ secret sealed), delivered by the real workers to a real HTTP server playing the 
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -162,6 +163,29 @@ def test_pagerduty_trigger_acknowledge_resolve_with_the_routing_key(
     assert [b["event_action"] for b in bodies] == ["trigger", "acknowledge", "resolve"]
     assert {b["routing_key"] for b in bodies} == {"R0123456789"}
     assert {b["dedup_key"] for b in bodies} == {incident}
+
+
+def test_the_delivery_log_shows_each_request_with_its_secrets_masked(
+    settings: Settings, client: httpx.Client, vendor: tuple[Vendor, str]
+) -> None:
+    """Each attempt in the delivery log names the request it made (method, URL, the start of
+    the body) beside the response, and the routing key in that body reads ***."""
+    found, url = vendor
+    sub_id = register(client, {"sink": f"{url}/v2/enqueue", "format": "pagerduty",
+                               "formatsettings": {"routing_key": "R0123456789"}})  # fmt: skip
+    workers = Workers(settings, FakeClock())
+    try:
+        incident = publish(client, event("im.incident.declare", DECLARE))[0]["incident"]
+        workers.run_until(lambda: len(found.of("POST")) == 1, timeout=20)
+        (entry,) = workers.deliveries(client, sub_id)
+    finally:
+        workers.close()
+    request = entry["request"]
+    assert request["method"] == "POST" and request["url"] == f"{url}/v2/enqueue"
+    sent = json.loads(request["body"])
+    assert sent["dedup_key"] == incident and sent["routing_key"] == "***"
+    assert "R0123456789" not in json.dumps(entry)
+    assert entry["outcome"] == "delivered" and entry["status_code"] == 202
 
 
 @pytest.mark.parametrize("format_", ["slack", "teams"])

@@ -3,8 +3,9 @@ newest first per subscription (``incidents:sub:<id>:attempts``) and shown as
 ``GET /v1/subscriptions/{id}/deliveries``.
 
 An entry is stored as JSON. Which keys it has tells what happened: ``event_id`` and ``type``
-when the event was known; ``status_code``, ``latency_ms``, ``error`` and ``response`` when a
-request was made; ``rule`` (and ``redacted``) when policy withheld or redacted the event.
+when the event was known; ``status_code``, ``latency_ms``, ``error``, ``response`` and
+``request`` (method, URL and the start of the body, secrets masked) when a request was made;
+``rule`` (and ``redacted``) when policy withheld or redacted the event.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class AttemptEntry:
             error=self.sent.error or None,
             response=self.sent.body or None,
         )
+        if (request := self.sent.request) is not None:
+            out["request"] = {"method": request.method, "url": request.url, "body": request.body}
         if self.rule is not None:  # sent redacted
             out.update(rule=self.rule, redacted=list(self.redacted))
         return out

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from incidents.delivery.channel_state import ChannelStateStore
+from incidents.delivery.channels import mask_for
 from incidents.delivery.channels.base import (
     Channel,
     Message,
@@ -207,7 +208,8 @@ class Dispatcher:
                 message = Message(
                     record.id, sub, verdict.event, record.incident or None, state, now, view
                 )
-                outcome = await exchange(channel, message, self.transport)
+                mask = mask_for(channel, message)
+                outcome = await exchange(channel, message, self.transport, mask)
             except (RedisError, StoreUnavailable):
                 raise
             except SecretUnreadable as exc:

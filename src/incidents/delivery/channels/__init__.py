@@ -7,7 +7,7 @@ opens the stored (sealed) secrets just before the channel reads them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,7 @@ from incidents.delivery.channels.pagerduty import PagerDutyChannel
 from incidents.delivery.channels.servicenow import ServiceNowChannel
 from incidents.delivery.channels.slack import SlackChannel
 from incidents.delivery.channels.teams import TeamsChannel
-from incidents.delivery.secret_fields import opened
+from incidents.delivery.secret_fields import opened, value_at
 from incidents.errors import FieldError
 from incidents.store.secret_box import SecretBox, secret_box
 
@@ -77,6 +77,23 @@ class Unsealing:
             self._opened[sub.id] = held
         return replace(message, subscription=held[1])
 
+    def mask(self, message: Message) -> Callable[[str], str]:
+        """Hides the subscription's opened secrets (where a request carries one in its URL or
+        body, as PagerDuty's routing key) from what the attempt log keeps."""
+        opened_settings = self._open(message).subscription.spec.formatsettings
+        hidden = [
+            found
+            for at in self.pointers
+            if isinstance(found := value_at(opened_settings, at), str) and len(found) >= 4
+        ]
+
+        def masked(text: str) -> str:
+            for secret in hidden:
+                text = text.replace(secret, "***")
+            return text
+
+        return masked
+
     def render(self, message: Message) -> Request | Outcome:
         return self.channel.render(self._open(message))
 
@@ -94,3 +111,15 @@ def default_channels(secret_key: str | None = None) -> Mapping[str, Channel]:
         pointers = secret_pointers(kind.name)
         found[kind.name] = Unsealing(channel, pointers, box) if pointers else channel
     return found
+
+
+def mask_for(channel: Channel, message: Message) -> Callable[[str], str]:
+    """What hides ``message``'s subscription secrets in the attempt log (none to hide for a
+    channel without secrets)."""
+    if isinstance(channel, Unsealing):
+        return channel.mask(message)
+    return _as_is
+
+
+def _as_is(text: str) -> str:
+    return text

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
@@ -84,6 +84,19 @@ class Response:
     latency_ms: float
 
 
+REQUEST_KEPT = 1024  # characters of a request body kept in the attempt log
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    """What an attempt sent, as the attempt log shows it: no headers (they carry credentials),
+    the body's start, and every secret of the subscription replaced by ``***``."""
+
+    method: str
+    url: str
+    body: str
+
+
 @dataclass(frozen=True)
 class Outcome:
     kind: OutcomeKind
@@ -93,6 +106,7 @@ class Outcome:
     body: str = ""  # the start of the response body, kept in the attempt log
     retry_after: float | None = None  # seconds the target asked us to wait (429/503)
     state: ChannelState | None = None  # channel state to keep from now on (None: unchanged)
+    request: SentRequest | None = None  # the last request of the attempt, when one was made
 
 
 @dataclass(frozen=True)
@@ -139,9 +153,19 @@ Transport = Callable[[Request], Awaitable["Response | Outcome"]]
 """Sends one request: its response, or a failed Outcome when none came (refused, timed out)."""
 
 
-async def exchange(channel: Channel, message: Message, transport: Transport) -> Outcome:
+def _shown(text: str) -> str:
+    return text
+
+
+async def exchange(
+    channel: Channel,
+    message: Message,
+    transport: Transport,
+    mask: Callable[[str], str] = _shown,
+) -> Outcome:
     """Make one delivery attempt through ``channel``: render, send, classify, and follow the
-    channel's next requests, up to MAX_STEPS."""
+    channel's next requests, up to MAX_STEPS. The outcome names the last request sent, with
+    ``mask`` applied (it hides the subscription's secrets)."""
     first = channel.render(message)
     if isinstance(first, Outcome):
         return first
@@ -150,17 +174,23 @@ async def exchange(channel: Channel, message: Message, transport: Transport) -> 
     for _ in range(MAX_STEPS):
         got = await transport(request)
         if isinstance(got, Outcome):
-            return got
+            return replace(got, request=_sent(request, mask))
         spent += got.latency_ms
         result = channel.classify(message, request, got)
         if isinstance(result, Outcome):
-            return result
+            return replace(result, request=_sent(request, mask))
         request = result
     return Outcome(
         OutcomeKind.FAILED,
         latency_ms=round(spent, 2),
         error=f"the {channel.name} channel asked for more than {MAX_STEPS} requests",
+        request=_sent(request, mask),
     )
+
+
+def _sent(request: Request, mask: Callable[[str], str]) -> SentRequest:
+    body = request.body[: REQUEST_KEPT * 4].decode("utf-8", "replace")
+    return SentRequest(request.method, mask(request.url), mask(body)[:REQUEST_KEPT])
 
 
 def retry_after(raw: str | None, now: float) -> float | None:
