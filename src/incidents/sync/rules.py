@@ -52,8 +52,8 @@ class Decision:
 
 def _applicable(move: Move, incident: Incident) -> bool:
     status = incident.status
-    if move == Move.REOPEN:
-        return status in (IncidentStatus.MITIGATED, IncidentStatus.RESOLVED)
+    if move == Move.REOPEN:  # from closed too: the state machine refuses it, and a note says so
+        return status is not IncidentStatus.OPEN
     if move == Move.ACK:
         return incident.acknowledged_at is None
     if move == Move.RESOLVE:
