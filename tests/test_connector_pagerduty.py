@@ -227,7 +227,7 @@ def test_pagerduty_settings_are_checked_at_registration() -> None:
         "/sink",
     ]
     assert PagerDutyChannel().validate(Spec(sink=SINK, formatsettings=SETTINGS)) == []
-    assert PagerDutyChannel.SECRET_POINTERS == ("/routing_key",)
+    assert PagerDutyChannel.SECRET_POINTERS == ("/routing_key", "/inbound_secret")
 
 
 def test_pagerduty_through_the_dispatcher_keeps_order_and_one_dedup_key_across_retries(

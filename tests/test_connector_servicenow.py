@@ -318,6 +318,7 @@ def test_settings_are_validated_naming_the_field() -> None:
         "/auth/basic/password",
         "/auth/bearer",
         "/auth/oauth2/client_secret",
+        "/inbound_secret",
     )
 
 

@@ -25,12 +25,12 @@ from redis.exceptions import ResponseError
 from incidents.delivery.lanes import Delivery, Ledger, lane_for, routed_id
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.model.cloudevent import StoredEvent
+from incidents.model.origin import came_from
 from incidents.model.types import Extension
 from incidents.store import keys
 from incidents.store.events import EventStore
 from incidents.store.keys import OUTBOX
 from incidents.store.scripts import load_script
-from incidents.sync.origin import came_from
 
 # The router's lease: renewed after every batch, and short, so a router killed mid-batch holds
 # routing up for a few seconds at most (about as long as a dead worker holds its lanes).

@@ -190,7 +190,11 @@ class SubscriptionStore:
         async with guarded("deleting a subscription"):
             pipe = self.redis.pipeline(transaction=True)
             pipe.delete(
-                keys.subscription(sub.id), keys.attempts(sub.id), keys.channel_state(sub.id)
+                keys.subscription(sub.id),
+                keys.attempts(sub.id),
+                keys.channel_state(sub.id),
+                keys.sync_seen(sub.id),
+                keys.sync_records(sub.id),
             )
             pipe.srem(keys.SUBSCRIPTIONS, sub.id)
             pipe.srem(keys.owned_by(sub.owner), sub.id)

@@ -120,3 +120,13 @@ def principal_key(principal_id: str) -> str:
 
 def token_key(digest: str) -> str:
     return TOKEN_PREFIX + digest
+
+
+def sync_seen(sub_id: str) -> str:
+    """Hash incident id -> JSON of the values the subscription's system last sent inbound."""
+    return f"{PREFIX}sync:{sub_id}:seen"
+
+
+def sync_records(sub_id: str) -> str:
+    """Hash the system's own record id -> incident id (what inbound webhooks name)."""
+    return f"{PREFIX}sync:{sub_id}:records"

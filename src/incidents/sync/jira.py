@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from incidents.delivery.channels import jira as channel
-from incidents.sync.changes import Change, Field, Inbound, text_of
+from incidents.delivery.channels.sync_settings import Field
+from incidents.sync.changes import Change, Inbound, text_of
 from incidents.sync.mapping import moves_for, severity_for, table
 
 SYSTEM = "jira"

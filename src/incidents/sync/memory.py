@@ -15,18 +15,9 @@ import redis.asyncio as aioredis
 
 from incidents.delivery.channels.base import ChannelState
 from incidents.store import keys
-from incidents.store.keys import PREFIX
 from incidents.store.redis import guarded
 
 SCAN_LIMIT = 10_000  # channel states read at most when looking a record up by its id
-
-
-def seen_key(sub_id: str) -> str:
-    return f"{PREFIX}sync:{sub_id}:seen"
-
-
-def records_key(sub_id: str) -> str:
-    return f"{PREFIX}sync:{sub_id}:records"
 
 
 class SyncMemory:
@@ -35,7 +26,7 @@ class SyncMemory:
 
     async def seen(self, sub_id: str, incident: str) -> dict[str, str]:
         async with guarded("reading sync state"):
-            raw = await self.redis.hget(seen_key(sub_id), incident)
+            raw = await self.redis.hget(keys.sync_seen(sub_id), incident)
         found = orjson.loads(raw) if raw else {}
         return {str(k): str(v) for k, v in found.items()}
 
@@ -44,16 +35,16 @@ class SyncMemory:
     ) -> None:
         async with guarded("writing sync state"):
             pipe = self.redis.pipeline(transaction=True)
-            pipe.hset(seen_key(sub_id), incident, orjson.dumps(dict(seen)))
+            pipe.hset(keys.sync_seen(sub_id), incident, orjson.dumps(dict(seen)))
             if record:
-                pipe.hset(records_key(sub_id), record, incident)
+                pipe.hset(keys.sync_records(sub_id), record, incident)
             await pipe.execute()
 
     async def incident_of(self, sub_id: str, record: str) -> str | None:
         """The incident whose record (in this subscription's system) is ``record``: as
         remembered, else the channel state holding it as its external id."""
         async with guarded("looking a record up"):
-            known = await self.redis.hget(records_key(sub_id), record)
+            known = await self.redis.hget(keys.sync_records(sub_id), record)
             if known:
                 return _text(known)
             read = 0

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 
 from incidents.delivery.channels.incident_changes import Move
 from incidents.delivery.channels.pagerduty import ACKNOWLEDGE, RESOLVE, TRIGGER, severity_table
+from incidents.delivery.channels.sync_settings import Field
 from incidents.model.severity import Severity
-from incidents.sync.changes import Change, Field, Inbound
+from incidents.sync.changes import Change, Inbound
 
 SYSTEM = "pagerduty"
 # event type -> the move, and the Events v2 action the gateway would have sent for it

@@ -28,6 +28,7 @@ from incidents.adapters.common import submit
 from incidents.auth import Principal, admin_principal
 from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels import secret_pointers
+from incidents.delivery.channels.sync_settings import INBOUND_SECRET, owned
 from incidents.delivery.secret_fields import opened
 from incidents.delivery.subscriptions import Subscription
 from incidents.errors import (
@@ -39,15 +40,15 @@ from incidents.errors import (
 )
 from incidents.http import json_response
 from incidents.model.incident import Incident
+from incidents.model.origin import came_from
 from incidents.openapi import errors, json_body
 from incidents.queries.visibility import Viewer
 from incidents.request_body import parse_json, read_body
 from incidents.services import Services, services
 from incidents.store.secret_box import SecretUnreadable, secret_box
 from incidents.sync import jira, pagerduty, servicenow, signatures
-from incidents.sync.changes import INBOUND_SECRET, Inbound, owned
+from incidents.sync.changes import Inbound
 from incidents.sync.memory import SyncMemory
-from incidents.sync.origin import came_from
 from incidents.sync.rules import Planned, Rules
 
 log = logging.getLogger("incidents.sync")

@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from incidents.adapters.common import make_event, parse_time, rfc3339, stable_id
 from incidents.delivery.channels.base import ChannelState
 from incidents.delivery.channels.incident_changes import Move
+from incidents.delivery.channels.sync_settings import Field
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.incident import Incident
+from incidents.model.origin import ORIGIN, source_for
 from incidents.model.status import IncidentStatus
 from incidents.model.types import EventType, Extension
-from incidents.sync.changes import Change, Field, Inbound
-from incidents.sync.origin import ORIGIN, source_for
+from incidents.sync.changes import Change, Inbound
 
 NAMES = {"servicenow": "ServiceNow", "jira": "Jira", "pagerduty": "PagerDuty"}
 # What the ticketing channels write when an event's text is not theirs to show.

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from incidents.delivery.channels import servicenow as channel
-from incidents.sync.changes import Change, Field, Inbound
+from incidents.delivery.channels.sync_settings import Field
+from incidents.sync.changes import Change, Inbound
 from incidents.sync.mapping import moves_for, severity_for, table
 
 SYSTEM = "servicenow"

@@ -38,9 +38,9 @@ from incidents.delivery.channels.incident_changes import (
     with_state,
 )
 from incidents.delivery.channels.incident_facts import clip, unknown_settings
+from incidents.delivery.channels.sync_settings import INBOUND_SECRET_POINTER, validate_sync_settings
 from incidents.errors import FieldError, pointer
 from incidents.model.severity import Severity
-from incidents.sync.changes import INBOUND_SECRET_POINTER, validate_sync_settings
 
 if TYPE_CHECKING:
     from incidents.delivery.subscription_spec import Spec

@@ -33,15 +33,15 @@ from incidents.delivery.channels.incident_facts import (
     facts,
     unknown_settings,
 )
-from incidents.errors import FieldError, pointer
-from incidents.model.severity import Severity
-from incidents.model.types import EventType
-from incidents.sync.changes import (
+from incidents.delivery.channels.sync_settings import (
     INBOUND_SECRET,
     INBOUND_SECRET_POINTER,
     OWNS,
     validate_sync_settings,
 )
+from incidents.errors import FieldError, pointer
+from incidents.model.severity import Severity
+from incidents.model.types import EventType
 
 if TYPE_CHECKING:
     from incidents.delivery.subscription_spec import Spec
