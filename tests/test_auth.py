@@ -64,14 +64,24 @@ def test_a_stale_token_index_never_authenticates(
         assert attacker.get("/v1/incidents").status_code == 401
 
 
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/v2/enqueue"}
+# Public, or verified by other means: /v2/enqueue (its routing key) and the connectors'
+# inbound webhooks (the vendor's signature or bearer secret).
+PUBLIC = {
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/v2/enqueue",
+    "/v1/connectors/{subscription_id}/inbound",
+}
 
 
 def test_every_endpoint_but_the_public_ones_needs_a_token(
     anon: httpx.Client, settings: Settings
 ) -> None:
     """Every route asks for a caller (401 problem with WWW-Authenticate without a valid
-    token) except health, metrics, the OpenAPI document and /v2/enqueue (its routing key)."""
+    token) except health, metrics, the OpenAPI document, /v2/enqueue (its routing key) and the
+    connectors' inbound webhooks (the vendor's signature)."""
     routes = [r for r in create_app(settings).routes if isinstance(r, Route)]
     assert {r.path for r in routes} >= PUBLIC
     for route in routes:
