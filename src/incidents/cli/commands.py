@@ -79,7 +79,9 @@ def setting_flags(parser: argparse.ArgumentParser) -> None:
     add_setting_flags(parser, nested=True)
 
 
-def register(sub: Any, commands: dict[str, Any]) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], commands: dict[str, Command]
+) -> None:
     from incidents.cli import delivery_commands
 
     p = sub.add_parser("send", help="send one CloudEvent to a running gateway")

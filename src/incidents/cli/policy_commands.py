@@ -8,6 +8,7 @@ from typing import Any
 
 from incidents.auth import CLEARANCES, ROLES
 from incidents.cli.commands import (
+    Command,
     Gateway,
     client_flags,
     print_response,
@@ -17,7 +18,9 @@ from incidents.cli.commands import (
 from incidents.settings import Settings
 
 
-def register(sub: Any, commands: dict[str, Any]) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], commands: dict[str, Command]
+) -> None:
     p = sub.add_parser("policy", help="check the policy files")
     actions = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
     check = actions.add_parser(

@@ -9,14 +9,21 @@ import signal
 import sys
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from incidents.cli.supervisor import Child, stop_all
 from incidents.settings import Settings, SettingsError
 from incidents.store.embedded import EmbeddedRedis, EmbeddedRedisError
 
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
-def register(sub: Any, commands: dict[str, Any]) -> None:
+    from incidents.cli.commands import Command
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], commands: dict[str, Command]
+) -> None:
     p = sub.add_parser("dev", help="everything on one machine: embedded Redis, API and a worker")
     p.add_argument("--redis-port", type=int, default=None, help="port for the embedded Redis")
     commands["dev"] = cmd_dev
@@ -60,7 +67,7 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     return 0
 
 
-def app_from_environ() -> Any:
+def app_from_environ() -> Starlette:
     from incidents.app import create_app
 
     return create_app(Settings.from_env(os.environ), server_process=True)

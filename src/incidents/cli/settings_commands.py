@@ -4,13 +4,14 @@ README's settings table, both from the one table in :mod:`incidents.settings`.""
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from incidents.cli.commands import Command, print_table
 from incidents.settings import SETTINGS, Settings, env_text
 
 
-def register(sub: Any, commands: dict[str, Command]) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], commands: dict[str, Command]
+) -> None:
     p = sub.add_parser(
         "settings", help="every setting with its value here (from flags and environment)"
     )
