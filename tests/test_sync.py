@@ -292,6 +292,45 @@ def test_jira_done_resolves_when_it_owns_status_and_its_echo_is_dropped(
     assert client.get(f"/v1/incidents/{incident}").json()["status"] == "resolved"
 
 
+def test_a_title_change_is_applied_when_the_system_owns_the_title(
+    settings: Settings, client: httpx.Client, vendor: tuple[Vendor, str]
+) -> None:
+    """Jira renaming the issue retitles the incident when the subscription owns `title`: an
+    im.incident.state_change with the new title, by the person in Jira."""
+    found, url = vendor
+    auth = {"basic": {"username": "bot", "password": "pw"}}
+    owning = register(client, {"sink": url, "format": "jira", "formatsettings": {
+        "auth": auth, "fields": JIRA_FIELDS, "owns": ["title", "notes"],
+        "inbound_secret": SECRET}})  # fmt: skip
+    incident = declared(settings, client, found, owning)
+    renamed = jira_webhook(
+        [{"field": "summary", "fromString": "Checkout down", "toString": "Checkout slow"}]
+    )
+    assert post(client, owning, renamed, hub(renamed)).status_code == 202
+    last = timeline(client, incident)[-1]
+    assert last["type"] == "im.incident.state_change" and last["actor"] == "Jo Jira"
+    assert client.get(f"/v1/incidents/{incident}").json()["title"] == "Checkout slow"
+
+
+def test_a_title_change_the_system_does_not_own_is_only_a_note(
+    settings: Settings, client: httpx.Client, vendor: tuple[Vendor, str]
+) -> None:
+    """With the default ownership (notes only) a renamed Jira issue leaves the title alone and
+    becomes a note saying what Jira changed."""
+    found, url = vendor
+    auth = {"basic": {"username": "bot", "password": "pw"}}
+    sub_id = register(client, {"sink": url, "format": "jira", "formatsettings": {
+        "auth": auth, "fields": JIRA_FIELDS, "inbound_secret": SECRET}})  # fmt: skip
+    incident = declared(settings, client, found, sub_id)
+    renamed = jira_webhook(
+        [{"field": "summary", "fromString": "Checkout down", "toString": "Something else"}]
+    )
+    assert post(client, sub_id, renamed, hub(renamed)).status_code == 202
+    note = timeline(client, incident)[-1]
+    assert note["type"] == "im.incident.note"
+    assert client.get(f"/v1/incidents/{incident}").json()["title"] == DECLARE["title"]
+
+
 def test_jira_comment_becomes_a_note_but_its_own_comment_coming_back_does_not(
     settings: Settings, client: httpx.Client, vendor: tuple[Vendor, str]
 ) -> None:

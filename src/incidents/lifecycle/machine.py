@@ -127,6 +127,8 @@ def apply(incident: Incident | None, event: CloudEvent, now: datetime) -> Incide
                 changes.update(_move(incident, target, at))
         if "severity" in data:
             changes["severity"] = Severity.parse(data["severity"])
+        if "title" in data:
+            changes["title"] = str(data["title"])
     elif event.type == EventType.INCIDENT_ACK:
         if incident.acknowledged_at is None:
             changes["acknowledged_at"] = at

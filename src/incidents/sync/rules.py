@@ -9,10 +9,10 @@ In order, a change is dropped when
 4. the incident already has that value (nothing to apply).
 
 What is left becomes an event when ``formatsettings.owns`` lists its field, and otherwise a
-note saying what the system changed (not applied). A title is always such a note: no event
-changes an incident's title. A status or severity event carries the note to store instead
-should the state machine refuse it (vendors retry any non-2xx answer, so a refusal is never
-sent back to them).
+note saying what the system changed (not applied); an owned title change becomes an
+``im.incident.state_change`` with the new ``title``. A status or severity event carries the
+note to store instead should the state machine refuse it (vendors retry any non-2xx answer,
+so a refusal is never sent back to them).
 """
 
 from __future__ import annotations
@@ -130,9 +130,6 @@ class Rules:
         what = f"{self.system} changed {change.said}"
         if change.field == Field.NOTES:
             return Planned(self._note(n, change, change.value, applied=True))
-        if change.field == Field.TITLE:
-            text = f"{what}; not applied: no event changes an incident's title"
-            return Planned(self._note(n, change, text, applied=False))
         if change.field not in self.owns:
             text = (
                 f"{what}; not applied: this connector does not own {change.field.value}"
@@ -146,6 +143,11 @@ class Rules:
         return Planned(event, self._note(n, change, what, applied=False, refused=True))
 
     def _applied(self, n: int, change: Change, what: str) -> CloudEvent | None:
+        if change.field == Field.TITLE:
+            if not change.value.strip():
+                return None
+            data = {"title": change.value.strip()[:300], "reason": what}
+            return self._event(n, EventType.INCIDENT_STATE_CHANGE, data, change)
         if change.field == Field.SEVERITY:
             if not change.value:
                 return None

@@ -68,6 +68,7 @@ class Change:
     severity: Severity | None = None  # a new severity (or the declared one)
     text: str = ""  # the note, summary or reason it carries ("" when none, or redacted)
     note: bool = False  # the text is a note of its own (note, role_assign), not a status'
+    retitle: bool = False  # the incident has a new title (a state_change carrying ``title``)
 
 
 def read_change(event: CloudEvent) -> Change:
@@ -83,7 +84,8 @@ def read_change(event: CloudEvent) -> Change:
     if kind == EventType.INCIDENT_STATE_CHANGE:
         status = data.get("status")
         move = _STATUS_MOVES.get(status) if isinstance(status, str) else None
-        return Change(move=move, severity=severity, text=said)
+        retitle = isinstance(data.get("title"), str)
+        return Change(move=move, severity=severity, text=said, retitle=retitle)
     if kind == EventType.INCIDENT_ROLE_ASSIGN:
         role, who = data.get("role"), data.get("assignee")
         line = f"{role} is now {who}" if isinstance(role, str) and isinstance(who, str) else ""

@@ -147,7 +147,7 @@ def actions(change: Change, created: bool = False) -> list[str]:
     """What one event does to an existing issue, in order (``created``: the issue was just
     made from the incident, so its summary and priority are already right)."""
     todo = []
-    if change.declare and not created:
+    if (change.declare or change.retitle) and not created:
         todo.append("edit")
     elif change.severity is not None and not created and not change.declare:
         todo.append("priority")

@@ -120,7 +120,7 @@ def update_body(
     mapping = _mapping(settings)
     status = _table(mapping, "status", STATUS)
     body: dict[str, object] = {}
-    if change.declare and not created:  # a declare replayed onto an existing record
+    if (change.declare or change.retitle) and not created:  # replayed declare, or a new title
         body.update(short_description=clip(found.title, SHORT_DESCRIPTION))
     if change.severity is not None and not created:
         body.update(severity_fields(change.severity, mapping))
