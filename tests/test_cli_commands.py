@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -104,6 +105,29 @@ def test_subscribe_creates_the_subscription_and_prints_its_secret(
     assert stored["protocolsettings"] == {"headers": {"X-Team": "sre on call"}}
     assert stored["description"] == "pager bridge"
     assert "secret" not in stored
+
+
+def test_subscribe_takes_a_connector_format_and_its_settings_from_a_file(
+    cli: Cli, client: httpx.Client, tmp_path: Path
+) -> None:
+    """`--format` and `--formatsettings @file` register a connector with its settings; bad
+    JSON is refused before anything is sent."""
+    template = "https://console.example/incidents/{id}"
+    settings_file = tmp_path / "slack.json"
+    settings_file.write_text(json.dumps({"incident_url_template": template}))
+    ran = cli(
+        "subscribe",
+        "--sink", "https://hooks.slack.com/services/T0/B0/XXXX",
+        "--type", "im.incident.*",
+        "--format", "slack",
+        "--formatsettings", f"@{settings_file}",
+    )  # fmt: skip
+    assert ran.code == 0, ran.err
+    stored = client.get(f"/v1/subscriptions/{ran.json['id']}").json()
+    assert stored["format"] == "slack"
+    assert stored["formatsettings"] == {"incident_url_template": template}
+    bad = cli("subscribe", "--sink", "https://x.example/h", "--formatsettings", "{nope")
+    assert bad.code == 2 and "--formatsettings" in bad.err
 
 
 def test_subscriptions_list_show_rotate_disable_enable_and_delete(

@@ -8,6 +8,7 @@ import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from incidents.cli.commands import (
@@ -73,6 +74,17 @@ def register(
     )
     p.add_argument("--handshake", action="store_true", help="ask the sink first (OPTIONS)")
     p.add_argument("--description", default=None)
+    p.add_argument(
+        "--format",
+        default=None,
+        help="cloudevents (default), servicenow, jira, pagerduty, slack or teams",
+    )
+    p.add_argument(
+        "--formatsettings",
+        default=None,
+        metavar="JSON",
+        help='the format\'s settings, e.g. \'{"routing_key": "R0123..."}\' (or @file.json)',
+    )
     commands["subscribe"] = reporting(cmd_subscribe)
 
     p = sub.add_parser("subscriptions", help="list, show, delete, enable or disable webhooks")
@@ -156,6 +168,18 @@ def cmd_subscribe(args: argparse.Namespace, env: dict[str, str]) -> int:
         body["description"] = args.description
     if args.mode is not None or args.handshake:
         body["config"] = {"mode": args.mode or "structured", "handshake": args.handshake}
+    if args.format is not None:
+        body["format"] = args.format
+    if args.formatsettings is not None:
+        raw = args.formatsettings
+        try:
+            if raw.startswith("@"):
+                raw = Path(raw[1:]).read_text()
+            body["formatsettings"] = json.loads(raw)
+        except (OSError, json.JSONDecodeError) as exc:
+            print(f"incidents: --formatsettings is not JSON (or a readable file): {exc}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     response = Gateway.of(args, env).request("POST", "/v1/subscriptions", json=body)
     code = print_response(response)
     if code == 0:
