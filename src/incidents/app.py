@@ -22,6 +22,7 @@ from incidents.adapters import routes as adapter_routes
 from incidents.adapters.common import ADAPTERS_DIR
 from incidents.alerts import routes as alert_routes
 from incidents.auth import Authenticator, BearerTokens
+from incidents.console import routes as console_routes
 from incidents.delivery import routes as delivery_routes
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
@@ -45,6 +46,7 @@ from incidents.services import AdapterSchemas, Services, services
 from incidents.settings import Settings, SettingsError
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async
+from incidents.stream import routes as stream_routes
 from incidents.sync import routes as sync_routes
 from incidents.write_planner import WritePlanner
 
@@ -113,6 +115,8 @@ def route_modules() -> list[RouteModule]:
         principal_routes,
         delivery_routes,
         sync_routes,
+        console_routes,
+        stream_routes,
     ]
 
 
@@ -139,7 +143,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = connect_async(redis_url)
-        store = EventStore(redis)
+        store = EventStore(redis, settings.min_replicas, settings.replica_timeout_ms)
         principals = PrincipalStore(redis)
         app.state.services = Services(
             settings=settings,

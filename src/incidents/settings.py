@@ -83,6 +83,15 @@ def _secret_key(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _redis_url(name: str, raw: str) -> str:
+    from incidents.store.redis import check_url
+
+    try:
+        return check_url(raw.strip())
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+
+
 def default_dir(name: str) -> Path:
     """``name`` (``schemas`` or ``policies``) in the working directory when it is a folder
     there, else the copy shipped in the package."""
@@ -162,9 +171,11 @@ def setting(
 class Settings:
     redis_url: str | None = setting(
         "INCIDENTS_REDIS_URL",
-        _text,
+        _redis_url,
         None,
-        "Redis to use; `incidents dev` starts an embedded one when unset",
+        "Redis to use; `incidents dev` starts an embedded one when unset. A primary found"
+        " through Sentinel: `redis+sentinel://[:password@]host:port[,host:port...]/<service>"
+        "[/<db>]` (API, workers and RQ follow a failover; `503` with `Retry-After` meanwhile)",
     )
     admin_token: str | None = setting(
         "INCIDENTS_ADMIN_TOKEN",
@@ -255,6 +266,20 @@ class Settings:
         100_000,
         "how many recent events the retained event stream keeps for readers that tail it"
         " (at least 1000)",
+    )
+    min_replicas: int = setting(
+        "INCIDENTS_MIN_REPLICAS",
+        _at_least(0),
+        0,
+        "replicas that must confirm an accepted event (Redis `WAIT`) before the `202`; fewer"
+        " within the timeout: `503` with `Retry-After` (the event stays; a retry is a"
+        " duplicate, answered `200`)",
+    )
+    replica_timeout_ms: int = setting(
+        "INCIDENTS_REPLICA_TIMEOUT_MS",
+        _at_least(1),
+        500,
+        "milliseconds the acceptance waits for `INCIDENTS_MIN_REPLICAS` replicas",
     )
     allow_private_sinks: bool = setting(
         "INCIDENTS_ALLOW_PRIVATE_SINKS",

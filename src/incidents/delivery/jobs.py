@@ -104,10 +104,7 @@ def deliver_job(settings: Settings) -> int:
 
 def _lane_redis(url: str) -> aioredis.Redis:
     """A client whose pool waits for a free connection: many lanes share a few connections."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=32, timeout=20, socket_connect_timeout=2, socket_timeout=10
-    )
-    return aioredis.Redis(connection_pool=pool)
+    return connect_async(url, max_connections=32)
 
 
 async def _deliver(context: WorkerContext) -> int:

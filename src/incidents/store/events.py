@@ -11,7 +11,9 @@ from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
+from incidents.errors import StoreUnavailable
 from incidents.model.cloudevent import CloudEvent, StoredEvent
 from incidents.model.plan import NO_PLAN, Plan
 from incidents.model.types import Extension
@@ -102,8 +104,15 @@ class VersionConflict(Exception):
 
 
 class EventStore:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    """``min_replicas``: an accepted event is answered only once that many replicas confirm
+    it (Redis ``WAIT``, up to ``replica_timeout_ms``); fewer: StoreUnavailable, the event kept.
+    """
+
+    def __init__(
+        self, redis: aioredis.Redis, min_replicas: int = 0, replica_timeout_ms: int = 500
+    ) -> None:
         self.redis = redis
+        self.min_replicas, self.replica_timeout_ms = min_replicas, replica_timeout_ms
         self._accept = redis.register_script(load_script("accept"))
         self._waiting: list[tuple[list[dict[str, Any]], asyncio.Future[list[Any]]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -144,8 +153,7 @@ class EventStore:
             for d in drafts
         ]
         reply = await self._commit(group)
-        head = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        if head == "conflict":
+        if _head(reply) == "conflict":
             raise VersionConflict(int(reply[1]) - 1, reply[2].decode(), int(reply[3]))
         out = []
         for draft, item in zip(drafts, reply[1:], strict=True):
@@ -173,7 +181,7 @@ class EventStore:
             payload = {**_ACCEPT_KEYS, "groups": [group for group, _ in batch]}
             try:
                 async with guarded("storing events"):
-                    replies = await self._accept(args=[orjson.dumps(payload)])
+                    replies, confirmed = await self._store(orjson.dumps(payload))
             except Exception as exc:  # every waiting request hears it (503 or the error)
                 for _, future in batch:
                     if not future.done():
@@ -183,9 +191,41 @@ class EventStore:
                 for _, future in batch:
                     future.cancel()
                 raise
+            short = confirmed < self.min_replicas
             for (_, future), reply in zip(batch, replies, strict=True):
-                if not future.done():
+                if future.done():
+                    continue
+                if short and _head(reply) != "conflict":  # a conflict wrote nothing
+                    future.set_exception(self._short_of_replicas(confirmed))
+                else:
                     future.set_result(reply)
+
+    async def _store(self, payload: bytes) -> tuple[list[Any], int]:
+        """Run the acceptance script; with ``min_replicas``, then ``WAIT`` on the same
+        connection (WAIT counts the replicas that have this connection's writes)."""
+        if not self.min_replicas:
+            return await self._accept(args=[payload]), 0
+        for _ in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._accept.sha, 0, payload)
+                pipe.wait(self.min_replicas, self.replica_timeout_ms)
+                replies, confirmed = await pipe.execute(raise_on_error=False)
+            if isinstance(replies, NoScriptError):  # a fresh primary (after a failover, say)
+                await self.redis.script_load(self._accept.script)
+                continue
+            for reply in (replies, confirmed):
+                if isinstance(reply, BaseException):
+                    raise reply
+            return replies, int(confirmed)
+        raise StoreUnavailable("Redis lost the acceptance script twice; retry", retry_after=1)
+
+    def _short_of_replicas(self, confirmed: int) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"the event is stored on the Redis primary, but {confirmed} of the"
+            f" {self.min_replicas} replicas INCIDENTS_MIN_REPLICAS asks for confirmed it within"
+            f" {self.replica_timeout_ms} ms; retry (a retry is answered 200 as a duplicate)",
+            retry_after=1,
+        )
 
     @staticmethod
     def _tail(draft: Draft, ingested: str) -> str:
@@ -246,6 +286,10 @@ class EventStore:
         async with guarded("reading the sequence"):
             raw = await self.redis.get(keys.SEQUENCE)
         return int(cast(bytes, raw)) if raw else 0
+
+
+def _head(reply: list[Any]) -> str:
+    return reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
 
 
 def _sequence_of(dedup_value: Any) -> int:

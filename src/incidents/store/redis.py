@@ -1,19 +1,34 @@
-"""Redis connections, and the one boundary where Redis errors become gateway errors."""
+"""Redis connections, and the one boundary where Redis errors become gateway errors.
+
+``INCIDENTS_REDIS_URL`` names one Redis (``redis://``, ``rediss://``, ``unix://``) or a primary
+found through Sentinel: ``redis+sentinel://[:password@]host:port[,host:port...]/<service>[/<db>]``.
+Every client built here asks the sentinels for the primary on each new connection, so after a
+failover the next command reaches the new primary by itself; until then commands fail with
+connection errors, which :func:`guarded` turns into ``503`` with ``Retry-After``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.sentinel as aiosentinel
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from incidents.errors import StoreUnavailable
 
+SENTINEL_SCHEME = "redis+sentinel://"
 # Errors that mean "Redis cannot be reached or answered too late": the request may be retried.
+# MasterNotFoundError (no sentinel names a primary yet: a failover is under way) is a
+# ConnectionError, and so is the error a client gets from a primary demoted to a replica.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -23,32 +38,122 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
+_RETRY_ON = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
 
 
-def connect_async(url: str) -> aioredis.Redis:
+@dataclass(frozen=True)
+class SentinelTarget:
+    """A ``redis+sentinel://`` URL, parsed: where the sentinels are and what to ask them."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    password: str | None = None  # the primary's (and its replicas'); sentinels take none
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelTarget:
+        """Raises ValueError with a message that quotes the bad part."""
+        rest = url.removeprefix(SENTINEL_SCHEME)
+        password = None
+        if "@" in rest:
+            auth, rest = rest.rsplit("@", 1)
+            password = unquote(auth.split(":", 1)[1] if ":" in auth else auth) or None
+        hosts, _, path = rest.partition("/")
+        sentinels = []
+        for part in hosts.split(","):
+            host, sep, port = part.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{part!r} in {_masked(url)!r} is not host:port")
+            sentinels.append((host.strip("[]"), int(port)))
+        names = [p for p in path.split("/") if p]
+        if not names or len(names) > 2:
+            raise ValueError(
+                f"{_masked(url)!r} must end in /<service name> or /<service name>/<db>"
+            )
+        if len(names) == 2 and not names[1].isdigit():
+            raise ValueError(f"database {names[1]!r} in {_masked(url)!r} is not a number")
+        db = int(names[1]) if len(names) == 2 else 0
+        return cls(tuple(sentinels), unquote(names[0]), db, password)
+
+
+def _masked(url: str) -> str:
+    if "@" not in url:
+        return url
+    head, tail = url.rsplit("@", 1)
+    return head.split("//", 1)[0] + "//***@" + tail
+
+
+def check_url(url: str) -> str:
+    """``url`` unchanged if a client can be built from it; else ValueError naming the fault."""
+    if url.startswith(SENTINEL_SCHEME):
+        SentinelTarget.parse(url)
+    return url
+
+
+def _sentinel_options(target: SentinelTarget, socket_timeout: float) -> dict[str, Any]:
+    return {
+        "sentinel_kwargs": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        "db": target.db,
+        "password": target.password,
+        "socket_connect_timeout": 2,
+        "socket_timeout": socket_timeout,
+    }
+
+
+class _BlockingSentinelPool(aiosentinel.SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """A Sentinel pool that waits for a free connection instead of failing when all are busy."""
+
+
+def connect_async(url: str, *, max_connections: int | None = None) -> aioredis.Redis:
+    """The asyncio client. ``max_connections``: at most that many, and a command waits (up to
+    20 s) for a free one rather than failing: many delivery lanes share a few connections."""
     # Short timeouts: a producer gets a 503 with Retry-After rather than a hang.
-    return aioredis.Redis.from_url(
-        url,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        retry=AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+    options: dict[str, Any] = {
+        "retry": AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         # Without this, a connection broken by a Redis restart fails the next command instead
         # of reconnecting. Re-running the accept script is safe: it deduplicates.
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-        health_check_interval=10,
-        decode_responses=False,
+        "retry_on_error": _RETRY_ON,
+        "health_check_interval": 10,
+        "decode_responses": False,
+    }
+    blocking: dict[str, Any] = (
+        {"max_connections": max_connections, "timeout": 20} if max_connections else {}
     )
+    if url.startswith(SENTINEL_SCHEME):
+        target = SentinelTarget.parse(url)
+        manager = aiosentinel.Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            list(target.sentinels), **_sentinel_options(target, socket_timeout=5)
+        )
+        pool_class = (
+            _BlockingSentinelPool if max_connections else aiosentinel.SentinelConnectionPool
+        )
+        found: aioredis.Redis = manager.master_for(
+            target.service, connection_pool_class=pool_class, **options, **blocking
+        )
+        return found
+    if max_connections:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, socket_connect_timeout=2, socket_timeout=10, **options, **blocking
+        )
+        return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, **options)
 
 
 def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=2,
-        socket_timeout=10,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-        health_check_interval=10,
-    )
+    """The blocking client (workers, RQ): follows a Sentinel failover like the asyncio one."""
+    options: dict[str, Any] = {
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        "retry_on_error": _RETRY_ON,
+        "health_check_interval": 10,
+    }
+    if url.startswith(SENTINEL_SCHEME):
+        target = SentinelTarget.parse(url)
+        manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            list(target.sentinels), **_sentinel_options(target, socket_timeout=10)
+        )
+        client: redis.Redis = manager.master_for(target.service, **options)  # type: ignore[no-untyped-call]  # as above
+        return client
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, **options)
 
 
 @asynccontextmanager
