@@ -22,7 +22,6 @@ from incidents.adapters import routes as adapter_routes
 from incidents.adapters.common import ADAPTERS_DIR
 from incidents.alerts import routes as alert_routes
 from incidents.auth import Authenticator, BearerTokens
-from incidents.console import routes as console_routes
 from incidents.delivery import routes as delivery_routes
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
@@ -46,7 +45,6 @@ from incidents.services import AdapterSchemas, Services, services
 from incidents.settings import Settings, SettingsError
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async
-from incidents.stream import routes as stream_routes
 from incidents.sync import routes as sync_routes
 from incidents.write_planner import WritePlanner
 
@@ -115,8 +113,6 @@ def route_modules() -> list[RouteModule]:
         principal_routes,
         delivery_routes,
         sync_routes,
-        console_routes,
-        stream_routes,
     ]
 
 
