@@ -22,6 +22,7 @@ from incidents.adapters import routes as adapter_routes
 from incidents.adapters.common import ADAPTERS_DIR
 from incidents.alerts import routes as alert_routes
 from incidents.auth import Authenticator, BearerTokens
+from incidents.console import routes as console_routes
 from incidents.delivery import routes as delivery_routes
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
@@ -113,6 +114,7 @@ def route_modules() -> list[RouteModule]:
         principal_routes,
         delivery_routes,
         sync_routes,
+        console_routes,
     ]
 
 

@@ -10,6 +10,11 @@ needs a caller asks ``caller(request)``, which raises that reason (a 401 problem
 ``WWW-Authenticate``, or a 503 when Redis could not be asked); endpoints that do not ask
 (health, metrics, the OpenAPI document, PagerDuty's ``/v2/enqueue`` with its routing key)
 behave as if there were no middleware.
+
+Without an ``Authorization`` header, the console's session cookie (``incidents.console.session``)
+stands for the token it was made from: it authenticates reads anywhere (the console's pages and
+its live stream) and any method under ``/console``, whose forms carry a CSRF token; other
+writes still need the bearer header, which always wins when both are sent.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -28,6 +34,12 @@ from starlette.authentication import (
 )
 from starlette.requests import HTTPConnection
 
+from incidents.console.session import (
+    CONSOLE_PREFIX,
+    SESSION_COOKIE,
+    SessionCodec,
+    master_key,
+)
 from incidents.errors import Forbidden, IncidentsError, Unauthorized
 from incidents.model.labels import DATA_CLASS_NAMES
 
@@ -112,13 +124,25 @@ def bearer_token(conn: HTTPConnection) -> str:
     return token
 
 
-class Authenticator:
-    """Resolves ``Authorization: Bearer <token>``: the admin token, else stored principals."""
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
-    def __init__(self, admin_token: str | None, lookup: TokenLookup | None = None) -> None:
+
+class Authenticator:
+    """Resolves ``Authorization: Bearer <token>``: the admin token, else stored principals;
+    and the console's session cookies (``sessions``), made and opened with ``session_key``
+    (by default one derived from the admin token)."""
+
+    def __init__(
+        self,
+        admin_token: str | None,
+        lookup: TokenLookup | None = None,
+        session_key: bytes | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._admin = admin_token.encode("utf-8") if admin_token else None
         self._admin_principal = admin_principal()  # built once: it is on every admin request
         self._lookup = lookup
+        self.sessions = SessionCodec(session_key or master_key(admin_token), clock)
 
     async def authenticate(self, conn: HTTPConnection) -> Principal:
         return await self.resolve(bearer_token(conn))
@@ -131,6 +155,20 @@ class Authenticator:
             if principal is not None:
                 return principal
         raise Unauthorized("the token is not valid (unknown, revoked or mistyped)")
+
+    async def resolve_session(self, conn: HTTPConnection, cookie: str) -> Principal:
+        """The principal of a console session cookie, for what a cookie may do."""
+        path, method = conn.scope.get("path", ""), conn.scope.get("method", "GET")
+        in_console = path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
+        if method not in SAFE_METHODS and not in_console:
+            raise Unauthorized(
+                "a console session signs in the console and reads only; "
+                "send Authorization: Bearer <token>"
+            )
+        session = self.sessions.open(cookie)
+        if session is None:
+            raise Unauthorized("the console session has expired or is not valid; sign in again")
+        return await self.resolve(session.token)
 
 
 class Anonymous(UnauthenticatedUser):
@@ -150,8 +188,12 @@ class BearerTokens(AuthenticationBackend):
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
         try:
-            token = bearer_token(conn)  # checked first: no header, no look-up at all
-            principal = await self._authenticator(conn).resolve(token)
+            cookie = conn.cookies.get(SESSION_COOKIE)
+            if cookie and "authorization" not in conn.headers:
+                principal = await self._authenticator(conn).resolve_session(conn, cookie)
+            else:
+                token = bearer_token(conn)  # checked first: no header, no look-up at all
+                principal = await self._authenticator(conn).resolve(token)
         except IncidentsError as exc:  # Unauthorized, or StoreUnavailable from the lookup
             return AuthCredentials(), Anonymous(exc)
         return AuthCredentials(["authenticated", *sorted(principal.roles)]), principal
