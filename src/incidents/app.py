@@ -46,6 +46,7 @@ from incidents.services import AdapterSchemas, Services, services
 from incidents.settings import Settings, SettingsError
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async
+from incidents.stream import routes as stream_routes
 from incidents.sync import routes as sync_routes
 from incidents.write_planner import WritePlanner
 
@@ -115,6 +116,7 @@ def route_modules() -> list[RouteModule]:
         delivery_routes,
         sync_routes,
         console_routes,
+        stream_routes,
     ]
 
 
