@@ -170,6 +170,9 @@ def create_app(
         try:
             yield
         finally:
+            hub = getattr(app.state, "stream_hub", None)
+            if hub is not None:
+                await hub.close()  # ends every open stream (": closing") and stops its reader
             await redis.aclose()
 
     all_routes = [r for m in modules for r in m.routes()]
