@@ -6,6 +6,7 @@ from __future__ import annotations
 from incidents.delivery import subscription_spec as spec
 from incidents.delivery.channels import NAMES, cloudevents
 from incidents.delivery.filters import DIALECTS, MAX_DEPTH, MAX_TERMS, MAX_VALUE
+from incidents.model.type_patterns import TYPE_PATTERN
 from incidents.openapi import JSONObject, any_case, component_ref
 
 FILTER = "SubscriptionFilter"
@@ -77,7 +78,7 @@ def subscription_input(create: bool) -> JSONObject:
         "types": {
             "type": ["array", "null"],
             "maxItems": spec.MAX_TYPES,
-            "items": {"type": "string", "pattern": _exactly(spec._TYPE.pattern)},
+            "items": {"type": "string", "pattern": _exactly(TYPE_PATTERN.pattern)},
             "description": "event types, or prefixes ending in *; none: every type",
         },
         "source": {"type": ["string", "null"], "minLength": 1, "maxLength": spec.MAX_SOURCE},

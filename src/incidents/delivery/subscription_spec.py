@@ -19,6 +19,7 @@ from incidents.delivery.filters import Filter, parse_filters
 from incidents.delivery.secret_fields import masked
 from incidents.delivery.sinks import check_url
 from incidents.errors import FieldError, InvalidRequest, pointer
+from incidents.model.type_patterns import MAX_TYPE_PATTERNS, is_type_pattern
 
 
 class SubscriptionStatus(StrEnum):
@@ -32,13 +33,12 @@ FIELDS = ("sink", "protocol", "types", "source", "filters", "protocolsettings", 
           "description", "format", "formatsettings")  # fmt: skip
 READ_ONLY = ("id", "status", "reason", "owner", "created_at", "updated_at", "secret", "rate",
              "origin")  # fmt: skip
-MAX_TYPES = 100
+MAX_TYPES = MAX_TYPE_PATTERNS
 MAX_FORMATSETTINGS = 64 * 1024  # bytes of formatsettings as JSON
 MAX_SOURCE = 2048
 MAX_HEADERS = 32
 MAX_HEADER_BYTES = 8192  # names and values together; many servers refuse more than 8 KiB
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
-_TYPE = re.compile(r"[A-Za-z0-9._:/-]{1,200}\*?|\*")
 # RFC 9110 field-value: visible ASCII, space and tab inside, nothing at either end. Other
 # characters (controls, DEL, anything beyond ASCII) have no agreed meaning on the wire, and
 # the outbound client refuses controls outright, which would fail every delivery.
@@ -239,7 +239,7 @@ def _types(raw: object, problems: list[FieldError]) -> list[str]:
         problems.append(FieldError("/types", f"types lists at most {MAX_TYPES} patterns"))
         return []
     for i, t in enumerate(raw):
-        if not _TYPE.fullmatch(t):
+        if not is_type_pattern(t):
             problems.append(
                 FieldError(pointer("types", i), f"{t!r} is not a type name or a prefix ending in *")
             )

@@ -34,6 +34,7 @@ from incidents.delivery.secret_fields import holds_sealed
 from incidents.delivery.signing import new_secret
 from incidents.delivery.subscription_spec import Spec, SubscriptionStatus
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.type_patterns import any_type_matches
 from incidents.store import keys
 from incidents.store.keys import PREFIX
 from incidents.store.redis import guarded
@@ -80,7 +81,7 @@ class Subscription:
 
     def matches(self, event: CloudEvent) -> bool:
         """Types (exact or prefix*), source and filters: what the subscriber asked for."""
-        if self.spec.types and not any(_type_matches(t, event.type) for t in self.spec.types):
+        if self.spec.types and not any_type_matches(self.spec.types, event.type):
             return False
         if self.spec.source is not None and event.source != self.spec.source:
             return False
@@ -132,12 +133,6 @@ class Subscription:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _type_matches(pattern: str, event_type: str) -> bool:
-    if pattern.endswith("*"):
-        return event_type.startswith(pattern[:-1])
-    return pattern == event_type
 
 
 def new_subscription(

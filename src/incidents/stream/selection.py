@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from starlette.datastructures import QueryParams
 
 from incidents.errors import FieldError, InvalidRequest
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.type_patterns import MAX_TYPE_PATTERNS, any_type_matches, is_type_pattern
 from incidents.model.types import Extension
 
-# The same pattern language as a subscription's ``types``.
-_TYPE = re.compile(r"[A-Za-z0-9._:/-]{1,200}\*?|\*")
-MAX_TYPES = 100
+MAX_TYPES = MAX_TYPE_PATTERNS
 MAX_INCIDENT = 200
 
 
@@ -35,7 +33,7 @@ class Selection:
         for raw in params.getlist("types"):
             for part in raw.split(","):
                 pattern = part.strip()
-                if not _TYPE.fullmatch(pattern):
+                if not is_type_pattern(pattern):
                     raise _bad("types", f"{pattern!r} is not a type name or a prefix ending in *")
                 types.append(pattern)
         if len(types) > MAX_TYPES:
@@ -50,5 +48,4 @@ class Selection:
             return False
         if not self.types:
             return True
-        kind = event.type
-        return any(kind.startswith(p[:-1]) if p.endswith("*") else kind == p for p in self.types)
+        return any_type_matches(self.types, event.type)
