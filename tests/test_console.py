@@ -3,10 +3,14 @@ pages and actions follow the API's rules (the browser tests are in test_console_
 
 from __future__ import annotations
 
+import html
+import json
+import re
+
 import httpx
 
 from tests.console_support import csrf_of, declare, sign_in
-from tests.support import ADMIN_TOKEN, create_principal
+from tests.support import ADMIN_TOKEN, create_principal, event
 
 
 def test_signing_in_sets_an_httponly_strict_session_cookie(gateway: str) -> None:
@@ -182,3 +186,27 @@ def test_principals_are_for_admins_only(gateway: str, client: httpx.Client) -> N
         assert c.get("/console/dead-letters").status_code == 403
     with sign_in(gateway, ADMIN_TOKEN) as admin:
         assert "someone" in admin.get("/console/principals").text
+
+
+def test_older_incidents_keep_the_filters(gateway: str, client: httpx.Client) -> None:
+    """With more SEV1 incidents than a page holds, the Older incidents link keeps
+    severity=SEV1: the second page shows the remaining SEV1 incidents and no SEV3 one."""
+    batch = [
+        event("im.incident.declare", {"title": f"Outage {i}", "severity": "SEV1", "service": "a"})
+        for i in range(55)
+    ]
+    minor = {"title": "Minor", "severity": "SEV3", "service": "a"}
+    batch.insert(0, event("im.incident.declare", minor))  # the oldest: on a second page
+    r = client.post(
+        "/v1/events",
+        content=json.dumps(batch),
+        headers={"Content-Type": "application/cloudevents-batch+json"},
+    )
+    assert r.status_code == 202, r.text
+    with sign_in(gateway, ADMIN_TOKEN) as c:
+        first = c.get("/console/incidents", params={"severity": "SEV1"}).text
+        link = re.search(r'<a class="more" href="([^"]+)">Older incidents</a>', first)
+        assert link, "no link to older incidents"
+        second = c.get("/console/incidents" + html.unescape(link.group(1))).text
+        titles = re.findall(r">(Outage \d+|Minor)<", first + second)
+        assert sorted(titles) == sorted(f"Outage {i}" for i in range(55))

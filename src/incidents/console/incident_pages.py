@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from starlette.responses import RedirectResponse, Response
 
@@ -28,6 +29,7 @@ from incidents.services import services
 PAGE_SIZE = 50
 TIMELINE_LIMIT = 500
 CONSOLE_SOURCE = "/console"
+FILTERS = ("status", "severity", "service")  # the query parameters a list page keeps
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,14 @@ def incident_filter(visit: Visit) -> IncidentFilter:
         raise InvalidRequest(str(exc), errors=[FieldError("/query", str(exc))]) from None
 
 
+def older_page(visit: Visit, cursor: str | None) -> str | None:
+    """The link to the next page: this page's filters kept, with the next cursor."""
+    if not cursor:
+        return None
+    kept = [(k, v) for k, v in visit.request.query_params.multi_items() if k in FILTERS]
+    return "?" + urlencode([*kept, ("cursor", cursor)])
+
+
 def allowed_actions(visit: Visit) -> list[Action]:
     """The actions shown to the principal: those it may publish as a producer."""
     p = visit.principal
@@ -83,7 +93,7 @@ class IncidentPages:
         found = await queries.incidents.page(viewer, incident_filter(visit), asked)
         context = visit.context(
             incidents=found.items,
-            next_cursor=found.next_cursor,
+            older=older_page(visit, found.next_cursor),
             query=visit.request.query_params,
             statuses=[s.value for s in IncidentStatus],
             severities=[s.value for s in Severity],
@@ -150,6 +160,9 @@ class IncidentPages:
         asked = PageRequest.after(PAGE_SIZE, _choice(visit, "cursor"))
         found = await queries.alerts.page(viewer, where, asked)
         context = visit.context(
-            alerts=found.items, next_cursor=found.next_cursor, statuses=ALERT_STATUSES
+            alerts=found.items,
+            older=older_page(visit, found.next_cursor),
+            status=status or "",
+            statuses=ALERT_STATUSES,
         )
         return self.templates.page(visit.request, "alerts.html", context)
