@@ -2,6 +2,8 @@
 // data-live-url (that part, rendered by the server, escaped) and data-stream (the
 // /v1/stream query it depends on). Any event on the stream fetches the part again;
 // while the stream is not reachable the part is fetched every second instead.
+// The part says how it is kept up to date: data-stream-state is "open" while the stream
+// is connected and "polling" otherwise; data-updated-by names what fetched its last change.
 (function () {
   "use strict";
   var live = document.getElementById("live");
@@ -15,7 +17,7 @@
   var pending = null;
   var polling = null;
 
-  function refresh() {
+  function refresh(by) {
     pending = null;
     fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (r) {
@@ -26,28 +28,38 @@
         if (html !== null && html !== live.innerHTML) {
           live.innerHTML = html;  // the server's own escaped HTML, from this origin
           live.setAttribute("data-updated", String(Date.now()));
+          live.setAttribute("data-updated-by", by);
         }
       })
       .catch(function () { /* the next event or poll tries again */ });
   }
 
   function soon() {
-    if (pending === null) { pending = window.setTimeout(refresh, 100); }
+    if (pending === null) { pending = window.setTimeout(refresh, 100, "stream"); }
   }
 
   function poll(every) {
     if (polling !== null) { window.clearInterval(polling); }
-    polling = window.setInterval(refresh, every);
+    polling = window.setInterval(refresh, every, "poll");
   }
 
   if (streamUrl && window.EventSource) {
     var source = new EventSource(streamUrl, { withCredentials: true });
-    source.onopen = function () { poll(15000); };
+    source.onopen = function () {
+      live.setAttribute("data-stream-state", "open");
+      poll(15000);
+      soon();  // what happened between the page's rendering and the stream's opening
+    };
     source.onmessage = soon;
     types.forEach(function (t) { source.addEventListener(t, soon); });
     source.onerror = function () {
-      if (source.readyState === EventSource.CLOSED) { poll(1000); }
+      // reconnecting (or given up): poll every second until the stream is open again
+      if (source.readyState !== EventSource.OPEN) {
+        live.setAttribute("data-stream-state", "polling");
+        poll(1000);
+      }
     };
   }
+  live.setAttribute("data-stream-state", "polling");
   poll(1000);
 })();
