@@ -10,7 +10,8 @@ problem details (``application/problem+json``) by a single handler in ``app.py``
     │   └── InvalidRequest              400 invalid-request      (bad query or body fields)
     ├── Unauthorized                    401 unauthorized
     ├── Forbidden                       403 forbidden
-    │   └── PolicyDenied                403 policy-denied        (names the rule)
+    │   ├── PolicyDenied                403 policy-denied        (names the rule)
+    │   └── CsrfRefused                 403 csrf-refused         (a console form without its token)
     ├── NotFound                        404 not-found
     ├── MethodNotAllowed                405 method-not-allowed   (Allow: every method of the path)
     ├── RequestTimeout                  408 request-timeout      (the head did not arrive in time)
@@ -151,6 +152,13 @@ class Forbidden(IncidentsError):
     status = 403
     slug = "forbidden"
     title = "Forbidden"
+
+
+class CsrfRefused(Forbidden):
+    """A console form without its session's CSRF token (shown as a 403 page)."""
+
+    slug = "csrf-refused"
+    title = "CSRF token missing or wrong"
 
 
 class PolicyDenied(Forbidden):

@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from incidents.auth import Principal
 from incidents.console.rendering import SECURITY_HEADERS, Templates
 from incidents.console.session import CONSOLE_PREFIX, SESSION_COOKIE, Session
-from incidents.errors import Forbidden, IncidentsError, Unauthorized
+from incidents.errors import CsrfRefused, IncidentsError, Unauthorized
 from incidents.request_body import read_body
 from incidents.services import services
 
@@ -34,10 +34,6 @@ class Visit:
 
     def context(self, **more: object) -> dict[str, object]:
         return {"principal": self.principal, "csrf": self.csrf, **more}
-
-
-class CsrfRefused(Forbidden):
-    """A console form without its session's CSRF token (shown as a 403 page)."""
 
 
 async def read_form(request: Request) -> dict[str, str]:

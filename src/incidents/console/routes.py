@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from incidents.console.delivery_pages import DeliveryPages
 from incidents.console.incident_pages import IncidentPages
-from incidents.console.pages import SIGN_IN, CsrfRefused, error_page, page, read_form
+from incidents.console.pages import SIGN_IN, error_page, page, read_form
 from incidents.console.rendering import SECURITY_HEADERS, StaticFiles, Templates
 from incidents.console.session import (
     CONSOLE_PREFIX,
@@ -21,7 +21,7 @@ from incidents.console.session import (
     SESSION_SECONDS,
     SIGN_IN_COOKIE,
 )
-from incidents.errors import IncidentsError, NotFound
+from incidents.errors import CsrfRefused, IncidentsError, NotFound
 from incidents.services import services
 
 SIGN_IN_SECONDS = 3600
