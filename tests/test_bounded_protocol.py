@@ -103,6 +103,13 @@ def test_many_small_headers_over_the_limit_are_431(server: int) -> None:
     assert problem(answer)[0] == 431
 
 
+def test_a_head_over_the_limit_in_one_packet_is_431(server: int) -> None:
+    """A whole head over the limit arriving in one packet (headers complete) is still 431."""
+    headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 50) for i in range(200))
+    answer, _ = exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    assert problem(answer)[0] == 431
+
+
 def test_a_head_that_never_finishes_is_408_in_time(server: int) -> None:
     """A client that starts a request and sends no more gets 408 after the head timeout."""
     answer, took = exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n")

@@ -328,6 +328,11 @@ def test_a_primary_killed_under_load_loses_no_acknowledged_event(
     )
 
 
+@pytest.mark.skipif(
+    os.environ.get("INCIDENTS_MEASURE_FAILOVER_LOSS") != "1",
+    reason="a measurement (what MIN_REPLICAS=0 loses), a minute long: run it with"
+    " INCIDENTS_MEASURE_FAILOVER_LOSS=1",
+)
 def test_without_min_replicas_a_failover_may_lose_acknowledged_events(
     cluster: Cluster, rx: Receiver
 ) -> None:

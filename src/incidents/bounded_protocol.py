@@ -40,22 +40,30 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.max_head_bytes, self.head_seconds = head_limits()
         self.in_head = True  # between requests and until the headers are complete
         self.head_bytes = 0
+        self.head_tail = b""  # the last bytes seen of the head, for a blank line across chunks
         self.head_timer: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
         if self.in_head:
-            self.head_bytes += len(data)
+            # Count the head's bytes in this chunk (up to its blank line, which may straddle
+            # chunks) before the parser sees them: however the client's packets coalesce, a
+            # head over the limit is refused, never parsed.
+            seen = self.head_tail + data
+            end = seen.find(b"\r\n\r\n")
+            self.head_bytes += len(data) if end < 0 else max(0, end + 4 - len(self.head_tail))
+            self.head_tail = seen[-3:]
+            if self.head_bytes > self.max_head_bytes:
+                self.refuse(
+                    HeadersTooLarge(
+                        f"the request line and headers exceed {self.max_head_bytes} bytes "
+                        "(INCIDENTS_MAX_HEADER_BYTES)",
+                        extra={"limit": self.max_head_bytes},
+                    )
+                )
+                return
             if self.head_timer is None:
                 self.head_timer = self.loop.call_later(self.head_seconds, self.head_too_slow)
         super().data_received(data)
-        if self.in_head and self.head_bytes > self.max_head_bytes:
-            self.refuse(
-                HeadersTooLarge(
-                    f"the request line and headers exceed {self.max_head_bytes} bytes "
-                    "(INCIDENTS_MAX_HEADER_BYTES)",
-                    extra={"limit": self.max_head_bytes},
-                )
-            )
 
     def on_headers_complete(self) -> None:
         self.end_of_head()
@@ -63,7 +71,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self.in_head, self.head_bytes = True, 0  # the next request on this connection
+        self.in_head, self.head_bytes, self.head_tail = True, 0, b""  # the next request
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.end_of_head()
