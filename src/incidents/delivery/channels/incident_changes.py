@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from incidents.delivery.channels.base import (
     ChannelState,
@@ -19,11 +20,16 @@ from incidents.delivery.channels.base import (
     Response,
     retry_after,
 )
-from incidents.delivery.channels.incident_facts import first_severity
+from incidents.delivery.channels.connector_auth import validate_auth
+from incidents.delivery.channels.incident_facts import first_severity, unknown_settings
+from incidents.delivery.channels.sync_settings import validate_sync_settings
 from incidents.errors import FieldError, pointer
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.severity import Severity
 from incidents.model.types import EventType
+
+if TYPE_CHECKING:
+    from incidents.delivery.subscription_spec import Spec
 
 RECORD = "record"  # in a Step's carry: the record this attempt created
 TODO = "todo"  # in a Step's carry: the actions still to do, comma-separated
@@ -195,3 +201,11 @@ def unusable(
 def with_state(outcome: Outcome, message: Message, carry: Mapping[str, str]) -> Outcome:
     """An outcome the auth layer decided, keeping any record the attempt created."""
     return replace(outcome, state=record_state(message, carry))
+
+
+def ticketing_problems(spec: Spec, known: Sequence[str]) -> list[FieldError]:
+    """What every ticketing connector checks first: incident event types only, no unknown
+    setting, the auth block, and the two-way sync settings (owns, inbound_secret)."""
+    settings = spec.formatsettings
+    problems = check_types(spec.types) + unknown_settings(settings, known)
+    return problems + validate_auth(settings) + validate_sync_settings(settings)

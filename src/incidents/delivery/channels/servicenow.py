@@ -24,7 +24,6 @@ from incidents.delivery.channels.connector_auth import (
 from incidents.delivery.channels.connector_auth import (
     Authorizer,
     Step,
-    validate_auth,
 )
 from incidents.delivery.channels.incident_changes import (
     RECORD,
@@ -32,15 +31,15 @@ from incidents.delivery.channels.incident_changes import (
     Move,
     RecordFields,
     check_table,
-    check_types,
     read_change,
     record_fields,
     record_state,
+    ticketing_problems,
     unusable,
     with_state,
 )
-from incidents.delivery.channels.incident_facts import clip, unknown_settings
-from incidents.delivery.channels.sync_settings import INBOUND_SECRET_POINTER, validate_sync_settings
+from incidents.delivery.channels.incident_facts import clip
+from incidents.delivery.channels.sync_settings import INBOUND_SECRET_POINTER
 from incidents.errors import FieldError, pointer
 from incidents.model.severity import Severity
 
@@ -168,8 +167,7 @@ class ServiceNowChannel:
 
     def validate(self, spec: Spec) -> Sequence[FieldError]:
         settings = spec.formatsettings
-        problems = check_types(spec.types) + unknown_settings(settings, SETTINGS)
-        problems += validate_auth(settings) + validate_sync_settings(settings)
+        problems = ticketing_problems(spec, SETTINGS)
         mapping = settings.get("mapping")
         if mapping is not None:
             problems += _validate_mapping(mapping)
