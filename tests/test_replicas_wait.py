@@ -35,12 +35,14 @@ def primary(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 
 
 class Replica:
-    def __init__(self, primary: EmbeddedRedis, folder: Path) -> None:
+    def __init__(self, primary: EmbeddedRedis, folder: Path, writable: bool = False) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         args = [find_redis_server(os.environ), "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--dir", str(folder), "--save", "", "--appendonly", "no"]
         args += ["--replicaof", "127.0.0.1", str(primary.port)]
+        if writable:  # as a demoted primary can look for a moment to a client that wrote to it
+            args += ["--replica-read-only", "no"]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self.primary = redis.Redis(port=primary.port)
 
@@ -129,3 +131,25 @@ def test_a_group_commit_short_of_replicas_is_503_for_all_and_stores_all(
         assert set(codes) == {503}
         for body in bodies:
             assert client.get(f"/v1/events/{body['id']}").status_code == 200
+
+
+def test_a_server_that_stopped_being_the_primary_is_503_not_500(
+    settings: Settings, primary: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """When the server answering is a replica (demoted mid-failover) the WAIT after the
+    acceptance script fails; the producer gets 503 with Retry-After, never a 500."""
+    replica = Replica(primary, tmp_path / "replica", writable=True)
+    try:
+        replica.wait_in_sync()
+        on_replica = settings.replace(
+            redis_url=f"redis://127.0.0.1:{replica.port}/0", min_replicas=1, replica_timeout_ms=200
+        )
+        with (
+            serve_in_thread(create_app(on_replica)) as url,
+            httpx.Client(base_url=url, headers=AUTH, timeout=10) as client,
+        ):
+            r = _post(client, event("im.incident.declare"))
+    finally:
+        replica.stop()
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] and "primary" in r.json()["detail"]

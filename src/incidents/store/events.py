@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from incidents.errors import StoreUnavailable
 from incidents.model.cloudevent import CloudEvent, StoredEvent
@@ -213,9 +213,17 @@ class EventStore:
             if isinstance(replies, NoScriptError):  # a fresh primary (after a failover, say)
                 await self.redis.script_load(self._accept.script)
                 continue
-            for reply in (replies, confirmed):
-                if isinstance(reply, BaseException):
-                    raise reply
+            if isinstance(replies, BaseException):
+                raise replies
+            if isinstance(confirmed, ResponseError):
+                # "WAIT cannot be used with replica instances": this server was demoted while
+                # the script ran (a failover under way); the client finds the new primary.
+                raise StoreUnavailable(
+                    f"the Redis server stopped being the primary ({confirmed}); retry",
+                    retry_after=1,
+                ) from confirmed
+            if isinstance(confirmed, BaseException):
+                raise confirmed
             return replies, int(confirmed)
         raise StoreUnavailable("Redis lost the acceptance script twice; retry", retry_after=1)
 
