@@ -169,6 +169,18 @@ def test_signing_out_ends_the_session_in_the_browser(gateway: str) -> None:
         assert c.get("/console/incidents").status_code == 303
 
 
+def test_a_copied_cookie_opens_nothing_after_sign_out(gateway: str) -> None:
+    """Signing out ends the session itself: a copy of its cookie, sent afterwards from
+    elsewhere, is refused by the console and by the API's reads."""
+    with sign_in(gateway, ADMIN_TOKEN) as c:
+        page = c.get("/console/incidents")
+        copied = c.cookies["incidents_session"]
+        assert c.post("/console/sign-out", data={"csrf": csrf_of(page.text)}).status_code == 303
+    with httpx.Client(base_url=gateway, cookies={"incidents_session": copied}) as thief:
+        assert thief.get("/console/incidents").status_code == 303
+        assert thief.get("/v1/incidents").status_code == 401
+
+
 def test_revoking_a_principal_ends_its_console_sessions(gateway: str, client: httpx.Client) -> None:
     """The session stands for its token: once the principal is revoked it signs no one in."""
     created = create_principal(client, name="temp", roles=["subscriber"])

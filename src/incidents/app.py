@@ -23,6 +23,7 @@ from incidents.adapters.common import ADAPTERS_DIR
 from incidents.alerts import routes as alert_routes
 from incidents.auth import Authenticator, BearerTokens
 from incidents.console import routes as console_routes
+from incidents.console.session import EndedSessions
 from incidents.delivery import routes as delivery_routes
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
@@ -157,7 +158,7 @@ def create_app(
                 admission=PolicyAdmission(policy),
                 planners=[WritePlanner(store, rules)],
             ),
-            auth=Authenticator(settings.admin_token, principals.lookup),
+            auth=Authenticator(settings.admin_token, principals.lookup, ended=EndedSessions(redis)),
             principals=principals,
             alert_rules=rules,
             queries=Queries.build(redis, store, registry),

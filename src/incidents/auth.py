@@ -25,6 +25,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from starlette.authentication import (
     AuthCredentials,
@@ -37,6 +38,7 @@ from starlette.requests import HTTPConnection
 from incidents.console.session import (
     CONSOLE_PREFIX,
     SESSION_COOKIE,
+    Session,
     SessionCodec,
     master_key,
 )
@@ -127,6 +129,14 @@ def bearer_token(conn: HTTPConnection) -> str:
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
+class SessionEnds(Protocol):
+    """Where signed-out console sessions are remembered until their cookies expire."""
+
+    async def end(self, session: Session) -> None: ...
+
+    async def ended(self, session_id: str) -> bool: ...
+
+
 class Authenticator:
     """Resolves ``Authorization: Bearer <token>``: the admin token, else stored principals;
     and the console's session cookies (``sessions``), made and opened with ``session_key``
@@ -138,11 +148,13 @@ class Authenticator:
         lookup: TokenLookup | None = None,
         session_key: bytes | None = None,
         clock: Callable[[], float] = time.time,
+        ended: SessionEnds | None = None,
     ) -> None:
         self._admin = admin_token.encode("utf-8") if admin_token else None
         self._admin_principal = admin_principal()  # built once: it is on every admin request
         self._lookup = lookup
         self.sessions = SessionCodec(session_key or master_key(admin_token), clock)
+        self._ended = ended
 
     async def authenticate(self, conn: HTTPConnection) -> Principal:
         return await self.resolve(bearer_token(conn))
@@ -168,7 +180,15 @@ class Authenticator:
         session = self.sessions.open(cookie)
         if session is None:
             raise Unauthorized("the console session has expired or is not valid; sign in again")
+        if self._ended is not None and await self._ended.ended(session.id):
+            raise Unauthorized("the console session was signed out; sign in again")
         return await self.resolve(session.token)
+
+    async def end_session(self, cookie: str) -> None:
+        """Sign a console session out for good: its cookie, even copied, opens nothing more."""
+        session = self.sessions.open(cookie)
+        if session is not None and self._ended is not None:
+            await self._ended.end(session)
 
 
 class Anonymous(UnauthenticatedUser):

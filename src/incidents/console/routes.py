@@ -84,6 +84,9 @@ class SignIn:
 
 
 async def sign_out(request: Request) -> Response:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        await services(request).auth.end_session(cookie)
     response = RedirectResponse(SIGN_IN, status_code=303, headers=SECURITY_HEADERS)
     response.delete_cookie(
         SESSION_COOKIE, path="/", secure=_secure(request), httponly=True, samesite="strict"

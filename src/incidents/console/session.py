@@ -24,8 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
+import redis.asyncio as aioredis
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from incidents.store import keys
+from incidents.store.redis import guarded
 
 SESSION_COOKIE = "incidents_session"
 SIGN_IN_COOKIE = "incidents_sign_in"  # the CSRF nonce of the sign-in form, before a session
@@ -101,3 +105,21 @@ class SessionCodec:
 
     def _signature(self, payload: str) -> str:
         return _b64(hmac.new(self._sign, payload.encode(), hashlib.sha256).digest())
+
+
+class EndedSessions:
+    """Console sessions signed out before their cookie expires: a copied cookie is refused
+    from sign-out on, not only when it expires (kept in Redis until then)."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    async def end(self, session: Session) -> None:
+        async with guarded("signing out"):
+            await self.redis.set(
+                keys.ended_session(session.id), b"1", pxat=int(session.expires * 1000) + 1000
+            )
+
+    async def ended(self, session_id: str) -> bool:
+        async with guarded("checking a console session"):
+            return bool(await self.redis.exists(keys.ended_session(session_id)))

@@ -130,3 +130,8 @@ def sync_seen(sub_id: str) -> str:
 def sync_records(sub_id: str) -> str:
     """Hash the system's own record id -> incident id (what inbound webhooks name)."""
     return f"{PREFIX}sync:{sub_id}:records"
+
+
+def ended_session(session_id: str) -> str:
+    """Set while a signed-out console session's cookie has not expired yet (it is refused)."""
+    return f"{PREFIX}console:ended:{session_id}"
