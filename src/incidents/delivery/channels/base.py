@@ -208,3 +208,27 @@ def retry_after(raw: str | None, now: float) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
+
+
+JSON_UTF8 = "application/json; charset=utf-8"  # what chat webhooks are sent as
+
+
+def post_json(
+    url: str, document: object, step: str = "", content_type: str = "application/json"
+) -> Request:
+    """A JSON POST, as the webhook-style targets (PagerDuty, Slack, Teams) take it."""
+    return Request("POST", url, {"content-type": content_type}, orjson.dumps(document), step=step)
+
+
+def failed(
+    response: Response, now: float, error: str, default_wait: float | None = None
+) -> Outcome:
+    """The outcome of a refusal (not 2xx): failed, waiting the target's Retry-After when it
+    answers 429 or 5xx (``default_wait`` for a 429 without one)."""
+    wait = None
+    if response.status == 429 or response.status >= 500:
+        wait = retry_after(response.headers.get("retry-after"), now)
+        if wait is None and response.status == 429:
+            wait = default_wait
+    body = response.body.decode("utf-8", "replace")
+    return Outcome(OutcomeKind.FAILED, response.status, response.latency_ms, error, body, wait)

@@ -23,8 +23,9 @@ from incidents.delivery.channels.base import (
     OutcomeKind,
     Request,
     Response,
+    failed,
+    post_json,
 )
-from incidents.delivery.channels.base import retry_after as parse_retry_after
 from incidents.delivery.channels.incident_facts import (
     URL_TEMPLATE,
     Facts,
@@ -137,18 +138,18 @@ class PagerDutyChannel:
     def render(self, message: Message) -> Request | Outcome:
         settings = message.subscription.spec.formatsettings
         found, action = facts(message), action_for(message)
-        headers = {"content-type": "application/json"}
         if action == CHANGE and settings.get(CHANGE_EVENTS) is not True:
             return Outcome(
                 OutcomeKind.SKIPPED,
                 error=f"PagerDuty has no action for {message.event.type}; nothing sent",
             )
         if action == CHANGE:
-            body = orjson.dumps(change_event(message, found, str(settings.get(ROUTING_KEY))))
+            document = change_event(message, found, str(settings.get(ROUTING_KEY)))
             url = message.subscription.spec.sink.rstrip("/")[: -len(ENQUEUE_SUFFIX)]
-            return Request("POST", url + CHANGE_SUFFIX, headers, body, step=CHANGE)
-        body = orjson.dumps(alert_event(message, found, action))
-        return Request("POST", message.subscription.spec.sink, headers, body, step=action)
+            return post_json(url + CHANGE_SUFFIX, document, step=CHANGE)
+        return post_json(
+            message.subscription.spec.sink, alert_event(message, found, action), action
+        )
 
     def classify(self, message: Message, request: Request, response: Response) -> Outcome:
         status, latency = response.status, response.latency_ms
@@ -162,17 +163,12 @@ class PagerDutyChannel:
                     data["severity"] = sent["payload"]["severity"]
                 state = ChannelState(sent["dedup_key"], data)
             return Outcome(OutcomeKind.DELIVERED, status, latency, body=text, state=state)
-        wait = None
-        if status == 429 or status >= 500:
-            wait = parse_retry_after(response.headers.get("retry-after"), message.now)
-            if status == 429 and wait is None:
-                wait = DEFAULT_RETRY_AFTER
         error = f"HTTP {status}"
         if status == 400:
             error += " (PagerDuty refused the event)"
         elif 300 <= status < 400:
             error += " (redirects are not followed)"
-        return Outcome(OutcomeKind.FAILED, status, latency, error, text, wait)
+        return failed(response, message.now, error, DEFAULT_RETRY_AFTER)
 
 
 def alert_event(message: Message, found: Facts, action: str) -> dict[str, object]:

@@ -12,10 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import orjson
-
-from incidents.delivery.channels.base import Message, Outcome, OutcomeKind, Request, Response
-from incidents.delivery.channels.base import retry_after as parse_retry_after
+from incidents.delivery.channels.base import (
+    JSON_UTF8,
+    Message,
+    Outcome,
+    OutcomeKind,
+    Request,
+    Response,
+    failed,
+    post_json,
+)
 from incidents.delivery.channels.incident_facts import (
     ELLIPSIS,
     URL_TEMPLATE,
@@ -107,9 +113,8 @@ class SlackChannel:
         return [*unknown_settings(settings, KNOWN_SETTINGS), *check_link_template(settings)]
 
     def render(self, message: Message) -> Request:
-        body = orjson.dumps(message_body(facts(message), message.event.type))
-        headers = {"content-type": "application/json; charset=utf-8"}
-        return Request("POST", message.subscription.spec.sink, headers, body)
+        document = message_body(facts(message), message.event.type)
+        return post_json(message.subscription.spec.sink, document, content_type=JSON_UTF8)
 
     def classify(self, message: Message, request: Request, response: Response) -> Outcome:
         status, latency = response.status, response.latency_ms
@@ -120,8 +125,6 @@ class SlackChannel:
         if status == 410 or said in GONE_ERRORS.get(status, ()):
             gone = f"HTTP {status} {said or 'Gone'}: Slack says this webhook no longer works"
             return Outcome(OutcomeKind.GONE, status, latency, gone, text)
-        wait = None
-        if status == 429 or status >= 500:
-            wait = parse_retry_after(response.headers.get("retry-after"), message.now)
-        error = f"HTTP {status}" + (f" {clip(said, 100)}" if said else "")
-        return Outcome(OutcomeKind.FAILED, status, latency, error, text, wait)
+        return failed(
+            response, message.now, f"HTTP {status}" + (f" {clip(said, 100)}" if said else "")
+        )

@@ -12,10 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import orjson
-
-from incidents.delivery.channels.base import Message, Outcome, OutcomeKind, Request, Response
-from incidents.delivery.channels.base import retry_after as parse_retry_after
+from incidents.delivery.channels.base import (
+    JSON_UTF8,
+    Message,
+    Outcome,
+    OutcomeKind,
+    Request,
+    Response,
+    failed,
+    post_json,
+)
 from incidents.delivery.channels.incident_facts import (
     URL_TEMPLATE,
     Facts,
@@ -92,9 +98,8 @@ class TeamsChannel:
         return [*unknown_settings(settings, KNOWN_SETTINGS), *check_link_template(settings)]
 
     def render(self, message: Message) -> Request:
-        body = orjson.dumps(message_body(facts(message), message.event.type))
-        headers = {"content-type": "application/json; charset=utf-8"}
-        return Request("POST", message.subscription.spec.sink, headers, body)
+        document = message_body(facts(message), message.event.type)
+        return post_json(message.subscription.spec.sink, document, content_type=JSON_UTF8)
 
     def classify(self, message: Message, request: Request, response: Response) -> Outcome:
         status, latency = response.status, response.latency_ms
@@ -104,10 +109,7 @@ class TeamsChannel:
         if status in (404, 410):
             gone = f"HTTP {status}: the workflow no longer exists"
             return Outcome(OutcomeKind.GONE, status, latency, gone, text)
-        wait = None
-        if status == 429 or status >= 500:
-            wait = parse_retry_after(response.headers.get("retry-after"), message.now)
         error = f"HTTP {status}"
         if 300 <= status < 400:
             error += " (redirects are not followed)"
-        return Outcome(OutcomeKind.FAILED, status, latency, error, text, wait)
+        return failed(response, message.now, error)
