@@ -91,8 +91,8 @@ class Metrics:
             pipe.zcard(keys.LANES_LEASED)
             pipe.scard(keys.SUBSCRIPTIONS)
             retained, last, dead, due_now, due_later, leased, subs = await pipe.execute()
-            unrouted = redis.register_script(load_script("outbox_unrouted"))
-            backlog = await unrouted(keys=[keys.OUTBOX], args=[keys.ROUTER_GROUP, UNROUTED_CAP])
+            unrouted = redis.register_script(load_script("outbox"))
+            backlog = await unrouted(keys=[keys.OUTBOX], args=[keys.ROUTER_GROUP, 0, UNROUTED_CAP])
         lines += [
             "# HELP incidents_outbox_length Accepted events not routed to subscriptions yet "
             f"(counted up to {UNROUTED_CAP}).",
