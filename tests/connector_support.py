@@ -19,13 +19,16 @@ import aiohttp
 import httpx
 import jsonschema
 import redis
+import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.delivery.channels.base import Channel
+from incidents.delivery.channel_state import ChannelStateStore
+from incidents.delivery.channels.base import Channel, ChannelState
 from incidents.delivery.dispatch import Dispatcher
+from incidents.delivery.fanout import route_outbox
 from incidents.delivery.subscriptions import SubscriptionCache
 from incidents.delivery.transport import AiohttpTransport
 from incidents.model.schemas import SchemaRegistry
@@ -112,22 +115,10 @@ def drive(
         connection = connect_async(settings.redis_url)
         session = aiohttp.ClientSession()
         deadline = time.monotonic() + timeout
-        # Today every subscription names the CloudEvents channel; offer the tested one under
-        # both names, so this holds once subscriptions name their format.
-        channels = {"cloudevents": channel, channel.name: channel}
         try:
             routes = SubscriptionCache()
             while not done():
-                dispatcher = Dispatcher(
-                    settings,
-                    SchemaRegistry.load(settings.schemas_dir),
-                    connection,
-                    SubscriptionCache(),
-                    AiohttpTransport(session, settings.delivery_timeout),
-                    channels,
-                    routes=routes,
-                    clock=clock,
-                )
+                dispatcher = _dispatcher(settings, connection, session, channel, routes, clock)
                 await dispatcher.run(1.0)
                 if done():
                     return
@@ -163,3 +154,57 @@ def openapi_request_validator(name: str, path: str) -> jsonschema.protocols.Vali
 def adaptive_card_validator() -> jsonschema.protocols.Validator:
     schema = contract("adaptive-card-1.5.schema.json")
     return jsonschema.Draft6Validator(schema)
+
+
+def _dispatcher(
+    settings: Settings,
+    connection: aioredis.Redis,
+    session: aiohttp.ClientSession,
+    channel: Channel,
+    routes: SubscriptionCache,
+    clock: Callable[[], float],
+) -> Dispatcher:
+    """The real Dispatcher, offering ``channel`` under its name (the subscriptions' format)."""
+    return Dispatcher(
+        settings,
+        SchemaRegistry.load(settings.schemas_dir),
+        connection,
+        SubscriptionCache(),
+        AiohttpTransport(session, settings.delivery_timeout),
+        {channel.name: channel},
+        routes=routes,
+        clock=clock,
+    )
+
+
+def deliver_once(settings: Settings, channel: Channel, clock: Callable[[], float]) -> int:
+    """Route the outbox, then work every due lane once through the real Dispatcher offering
+    ``channel``; how many attempts were made."""
+
+    async def run() -> int:
+        assert settings.redis_url is not None
+        connection = connect_async(settings.redis_url)
+        session = aiohttp.ClientSession()
+        try:
+            routes = SubscriptionCache()
+            await route_outbox(connection, routes, clock=clock)
+            dispatcher = _dispatcher(settings, connection, session, channel, routes, clock)
+            return await dispatcher.run(5.0)
+        finally:
+            await session.close()
+            await connection.aclose()
+
+    return asyncio.run(run())
+
+
+def kept_state(redis_url: str, sub_id: str, incident: str) -> ChannelState | None:
+    """The channel state kept for (subscription, incident), read from Redis."""
+
+    async def read() -> ChannelState | None:
+        connection = connect_async(redis_url)
+        try:
+            return await ChannelStateStore(connection).get(sub_id, incident)
+        finally:
+            await connection.aclose()
+
+    return asyncio.run(read())

@@ -4,13 +4,11 @@ incident)'s channel state with the lane's progress."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import httpx
 import orjson
 import redis
@@ -22,9 +20,7 @@ from starlette.routing import Route
 from svix.webhooks import Webhook
 
 from incidents.delivery.attempt_log import iso
-from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels.base import (
-    Channel,
     ChannelState,
     Message,
     Outcome,
@@ -33,17 +29,13 @@ from incidents.delivery.channels.base import (
     Response,
 )
 from incidents.delivery.channels.cloudevents import CloudEventsChannel, DeliveryMode
-from incidents.delivery.dispatch import Dispatcher
-from incidents.delivery.fanout import route_outbox
 from incidents.delivery.subscription_spec import Spec
-from incidents.delivery.subscriptions import SubscriptionCache, new_subscription
-from incidents.delivery.transport import AiohttpTransport
+from incidents.delivery.subscriptions import new_subscription
 from incidents.errors import FieldError
 from incidents.model.cloudevent import CloudEvent
-from incidents.model.schemas import SchemaRegistry
 from incidents.settings import Settings
 from incidents.store import keys
-from incidents.store.redis import connect_async
+from tests.connector_support import deliver_once, kept_state
 from tests.delivery_support import publish
 from tests.support import as_token, create_principal, event, serve_in_thread
 
@@ -196,43 +188,6 @@ class IncidentChannel:
         return Outcome(OutcomeKind.DELIVERED, response.status)
 
 
-def _deliver(settings: Settings, channel: Channel) -> int:
-    async def run() -> int:
-        assert settings.redis_url is not None
-        connection = connect_async(settings.redis_url)
-        client = aiohttp.ClientSession()
-        try:
-            routes = SubscriptionCache()
-            await route_outbox(connection, routes, clock=lambda: T0)
-            dispatcher = Dispatcher(
-                settings,
-                SchemaRegistry.load(settings.schemas_dir),
-                connection,
-                SubscriptionCache(),
-                AiohttpTransport(client, settings.delivery_timeout),
-                {channel.name: channel},
-                routes=routes,
-                clock=lambda: T0,
-            )
-            return await dispatcher.run(5.0)
-        finally:
-            await client.close()
-            await connection.aclose()
-
-    return asyncio.run(run())
-
-
-def _state(redis_url: str, sub_id: str, incident: str) -> ChannelState | None:
-    async def read() -> ChannelState | None:
-        connection = connect_async(redis_url)
-        try:
-            return await ChannelStateStore(connection).get(sub_id, incident)
-        finally:
-            await connection.aclose()
-
-    return asyncio.run(read())
-
-
 def test_a_create_then_update_channel_keeps_its_record_id_per_incident(
     settings: Settings, client: httpx.Client, redis_client: redis.Redis
 ) -> None:
@@ -246,20 +201,20 @@ def test_a_create_then_update_channel_keeps_its_record_id_per_incident(
         sub_id = created.json()["id"]
         declared = publish(client, event("im.incident.declare"))[0]
         incident = declared["incident"]
-        assert _deliver(settings, channel) == 1
+        assert deliver_once(settings, channel, lambda: T0) == 1
         assert [c[:2] for c in tracker.calls] == [("POST", "/records")]
-        state = _state(settings.redis_url or "", sub_id, incident)
+        state = kept_state(settings.redis_url or "", sub_id, incident)
         assert state == ChannelState("REC-1", {"created": iso(T0)})
 
         note = event("im.incident.note", imincidentid=incident)
         publish(client, note, event("im.incident.note", imincidentid=incident))
-        assert _deliver(settings, channel) == 2
+        assert deliver_once(settings, channel, lambda: T0) == 2
     assert [c[:2] for c in tracker.calls[1:]] == [
         ("GET", "/records/REC-1/transitions"),
         ("PATCH", "/records/REC-1"),
     ] * 2
     assert tracker.calls[2][2] == {"transition": "31", "note": note["id"]}
-    assert _state(settings.redis_url or "", sub_id, incident) == state  # unchanged by updates
+    assert kept_state(settings.redis_url or "", sub_id, incident) == state  # unchanged by updates
     log = client.get(f"/v1/subscriptions/{sub_id}/deliveries").json()["attempts"]
     assert [a["outcome"] for a in log] == ["delivered"] * 3
     assert {a["time"] for a in log} == {iso(T0)}
@@ -288,7 +243,7 @@ def test_a_channel_that_needs_the_incident_gets_it_as_the_owner_may_read_it(
         with as_token(client, producer["token"]) as source:
             declared = publish(source, event("im.incident.declare", data, imdataclass="internal"))
         incident = declared[0]["incident"]
-        assert _deliver(settings, channel) == 1
+        assert deliver_once(settings, channel, lambda: T0) == 1
         read = mine.get(f"/v1/incidents/{incident}")
         assert read.status_code == 200, read.text
     [view] = channel.views

@@ -10,14 +10,13 @@ import base64
 import json
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import orjson
 import pytest
@@ -39,16 +38,13 @@ from incidents.delivery.channels.base import (
     Response,
 )
 from incidents.delivery.channels.jira import SEVERITY, STATUS, JiraChannel, adf
-from incidents.delivery.dispatch import Dispatcher
-from incidents.delivery.fanout import route_outbox
 from incidents.delivery.subscription_spec import Spec
-from incidents.delivery.subscriptions import SubscriptionCache, new_subscription
-from incidents.delivery.transport import AiohttpTransport
+from incidents.delivery.subscriptions import new_subscription
 from incidents.model.cloudevent import CloudEvent
-from incidents.model.schemas import SchemaRegistry
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.redis import connect_async
+from tests.connector_support import deliver_once
 from tests.delivery_support import publish
 from tests.support import event, serve_in_thread
 
@@ -460,36 +456,6 @@ class Site:
         )
 
 
-def deliver(settings: Settings, channel: JiraChannel, clock: Callable[[], float]) -> int:
-    """Work every due lane once through the real Dispatcher with ``channel``."""
-
-    async def run() -> int:
-        assert settings.redis_url is not None
-        connection = connect_async(settings.redis_url)
-        client = aiohttp.ClientSession()
-        try:
-            routes = SubscriptionCache()
-            await route_outbox(connection, routes, clock=clock)
-            dispatcher = Dispatcher(
-                settings,
-                SchemaRegistry.load(settings.schemas_dir),
-                connection,
-                SubscriptionCache(),
-                AiohttpTransport(client, settings.delivery_timeout),
-                # by format once subscriptions carry one; until then every subscription names
-                # the default channel
-                {"cloudevents": channel, channel.name: channel},
-                routes=routes,
-                clock=clock,
-            )
-            return await dispatcher.run(5.0)
-        finally:
-            await client.close()
-            await connection.aclose()
-
-    return asyncio.run(run())
-
-
 def test_the_dispatcher_creates_one_issue_and_moves_it_through_a_429(
     settings: Settings, client: httpx.Client, redis_client: redis.Redis
 ) -> None:
@@ -520,10 +486,12 @@ def test_the_dispatcher_creates_one_issue_and_moves_it_through_a_429(
                 imincidentid=incident,
             ),
         )
-        assert deliver(settings, channel, lambda: now[0]) == 1  # created, then 429 on the lookup
+        assert (
+            deliver_once(settings, channel, lambda: now[0]) == 1
+        )  # created, then 429 on the lookup
         assert list(site.issues) == ["OPS-1"]
         now[0] += 5
-        assert deliver(settings, channel, lambda: now[0]) == 3
+        assert deliver_once(settings, channel, lambda: now[0]) == 3
 
     assert list(site.issues) == ["OPS-1"]
     issue = site.issues["OPS-1"]

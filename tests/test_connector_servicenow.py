@@ -4,16 +4,14 @@ HTTP server that plays a ServiceNow instance (OAuth, 429 with Retry-After, a del
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-import aiohttp
 import httpx
 import orjson
 import pytest
@@ -24,7 +22,6 @@ from starlette.responses import JSONResponse
 from starlette.responses import Response as HttpResponse
 from starlette.routing import Route
 
-from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels.base import (
     ChannelState,
     Message,
@@ -34,16 +31,12 @@ from incidents.delivery.channels.base import (
     Response,
 )
 from incidents.delivery.channels.servicenow import SEVERITY, ServiceNowChannel
-from incidents.delivery.dispatch import Dispatcher
-from incidents.delivery.fanout import route_outbox
 from incidents.delivery.subscription_spec import Spec
-from incidents.delivery.subscriptions import SubscriptionCache, new_subscription
-from incidents.delivery.transport import AiohttpTransport
+from incidents.delivery.subscriptions import new_subscription
 from incidents.model.cloudevent import CloudEvent
-from incidents.model.schemas import SchemaRegistry
 from incidents.settings import Settings
 from incidents.store import keys
-from incidents.store.redis import connect_async
+from tests.connector_support import deliver_once, kept_state
 from tests.delivery_support import publish
 from tests.support import event, serve_in_thread
 
@@ -380,36 +373,6 @@ class Instance:
         )
 
 
-def deliver(settings: Settings, channel: ServiceNowChannel, clock: Callable[[], float]) -> int:
-    """Work every due lane once through the real Dispatcher with ``channel``."""
-
-    async def run() -> int:
-        assert settings.redis_url is not None
-        connection = connect_async(settings.redis_url)
-        client = aiohttp.ClientSession()
-        try:
-            routes = SubscriptionCache()
-            await route_outbox(connection, routes, clock=clock)
-            dispatcher = Dispatcher(
-                settings,
-                SchemaRegistry.load(settings.schemas_dir),
-                connection,
-                SubscriptionCache(),
-                AiohttpTransport(client, settings.delivery_timeout),
-                # by format once subscriptions carry one; until then every subscription names
-                # the default channel
-                {"cloudevents": channel, channel.name: channel},
-                routes=routes,
-                clock=clock,
-            )
-            return await dispatcher.run(5.0)
-        finally:
-            await client.close()
-            await connection.aclose()
-
-    return asyncio.run(run())
-
-
 def register(
     client: httpx.Client, redis_client: redis.Redis, sink: str, formatsettings: dict[str, Any]
 ) -> str:
@@ -421,17 +384,6 @@ def register(
     stored.update(format="servicenow", formatsettings=formatsettings)
     redis_client.hset(keys.subscription(sub_id), "spec", orjson.dumps(stored))
     return sub_id
-
-
-def state_of(redis_url: str, sub_id: str, incident: str) -> ChannelState | None:
-    async def read() -> ChannelState | None:
-        connection = connect_async(redis_url)
-        try:
-            return await ChannelStateStore(connection).get(sub_id, incident)
-        finally:
-            await connection.aclose()
-
-    return asyncio.run(read())
 
 
 def test_the_dispatcher_keeps_one_record_through_oauth_429_and_401(
@@ -457,14 +409,14 @@ def test_the_dispatcher_keeps_one_record_through_oauth_429_and_401(
         )
         instance.fail_next.append(("POST", 429))
         incident = publish(client, event("im.incident.declare", DECLARE))[0]["incident"]
-        assert deliver(settings, channel, lambda: now[0]) == 1  # 429: waits for Retry-After
+        assert deliver_once(settings, channel, lambda: now[0]) == 1  # 429: waits for Retry-After
         assert instance.records == {}
         now[0] += 5
-        assert deliver(settings, channel, lambda: now[0]) == 1
+        assert deliver_once(settings, channel, lambda: now[0]) == 1
         assert len(instance.records) == 1
         [(sys_id, record)] = instance.records.items()
         assert record["correlation_id"] == incident and record["category"] == "network"
-        assert state_of(settings.redis_url or "", sub_id, incident) == ChannelState(
+        assert kept_state(settings.redis_url or "", sub_id, incident) == ChannelState(
             sys_id, {"number": "INC0010001", "severity": "SEV1", "state": "1"}
         )
 
@@ -474,14 +426,14 @@ def test_the_dispatcher_keeps_one_record_through_oauth_429_and_401(
             event("im.incident.ack", {}, imincidentid=incident),
             event("im.incident.note", {"text": "paged the DBA"}, imincidentid=incident),
         )
-        assert deliver(settings, channel, lambda: now[0]) == 1  # the ack's 429 holds the lane
+        assert deliver_once(settings, channel, lambda: now[0]) == 1  # the ack's 429 holds the lane
         now[0] += 5
-        assert deliver(settings, channel, lambda: now[0]) == 2
+        assert deliver_once(settings, channel, lambda: now[0]) == 2
         instance.valid.clear()  # the instance revoked the token
         publish(
             client, event("im.incident.resolve", {"summary": "failover"}, imincidentid=incident)
         )
-        assert deliver(settings, channel, lambda: now[0]) == 1
+        assert deliver_once(settings, channel, lambda: now[0]) == 1
 
     assert instance.tokens == ["tok-1", "tok-2"]  # once, then once more after the 401
     assert len(instance.records) == 1
@@ -499,7 +451,7 @@ def test_the_dispatcher_keeps_one_record_through_oauth_429_and_401(
     assert record["work_notes"] == "paged the DBA"
     log = client.get(f"/v1/subscriptions/{sub_id}/deliveries").json()["attempts"]
     assert sorted(a["outcome"] for a in log).count("delivered") == 4
-    assert state_of(settings.redis_url or "", sub_id, incident) == ChannelState(
+    assert kept_state(settings.redis_url or "", sub_id, incident) == ChannelState(
         sys_id, {"number": "INC0010001", "severity": "SEV1", "state": "6"}
     )
 
@@ -515,7 +467,7 @@ def test_the_record_is_shown_in_the_incidents_external_refs(
         oauth = {"token_url": f"{url}/oauth_token.do", "client_id": "gw", "client_secret": "s3cret"}
         sub_id = register(client, redis_client, url, {"auth": {"oauth2": oauth}})
         incident = publish(client, event("im.incident.declare", DECLARE))[0]["incident"]
-        assert deliver(settings, channel, lambda: T0) == 1
+        assert deliver_once(settings, channel, lambda: T0) == 1
     [(sys_id, record)] = instance.records.items()
     shown = client.get(f"/v1/incidents/{incident}").json()["external_refs"]
     assert shown[f"servicenow:{sub_id}"] == sys_id
