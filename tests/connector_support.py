@@ -81,6 +81,14 @@ def vendor(default: Reply) -> Iterator[Vendor]:
         yield found
 
 
+def register(client: httpx.Client, body: dict[str, Any]) -> str:
+    """Register a subscription (incident events unless ``body`` says otherwise); its id."""
+    created = client.post("/v1/subscriptions", json={"types": ["im.incident.*"], **body})
+    assert created.status_code == 201, created.text
+    sub_id: str = created.json()["id"]
+    return sub_id
+
+
 def subscribe_format(
     client: httpx.Client,
     redis_client: redis.Redis,

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from incidents.settings import Settings
 from incidents.store.secret_box import new_key
+from tests.connector_support import register
 from tests.delivery_support import FakeClock, Workers, publish
 from tests.support import as_token, create_principal, event, serve_in_thread
 
@@ -75,13 +76,6 @@ def vendor() -> Iterator[tuple[Vendor, str]]:
     )
     with serve_in_thread(app) as url:
         yield found, url
-
-
-def register(client: httpx.Client, body: dict[str, Any]) -> str:
-    created = client.post("/v1/subscriptions", json={"types": ["im.incident.*"], **body})
-    assert created.status_code == 201, created.text
-    sub_id: str = created.json()["id"]
-    return sub_id
 
 
 def test_servicenow_basic_auth_one_record_patched_and_a_429_retry_makes_no_second(

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from incidents.settings import Settings
 from incidents.store.secret_box import new_key
+from tests.connector_support import register
 from tests.delivery_support import FakeClock, Receiver, Workers, publish, subscribe
 from tests.support import event, serve_in_thread
 
@@ -74,13 +75,6 @@ def vendor() -> Iterator[tuple[Vendor, str]]:
     )
     with serve_in_thread(app) as url:
         yield found, url
-
-
-def register(client: httpx.Client, body: dict[str, Any]) -> str:
-    created = client.post("/v1/subscriptions", json={"types": ["im.incident.*"], **body})
-    assert created.status_code == 201, created.text
-    sub_id: str = created.json()["id"]
-    return sub_id
 
 
 def hexmac(body: bytes, secret: str = SECRET) -> str:
