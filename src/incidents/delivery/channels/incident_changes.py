@@ -17,10 +17,11 @@ from incidents.delivery.channels.base import (
     Message,
     Outcome,
     OutcomeKind,
+    Request,
     Response,
     retry_after,
 )
-from incidents.delivery.channels.connector_auth import validate_auth
+from incidents.delivery.channels.connector_auth import Authorizer, Step, validate_auth
 from incidents.delivery.channels.incident_facts import first_severity, unknown_settings
 from incidents.delivery.channels.sync_settings import validate_sync_settings
 from incidents.errors import FieldError, pointer
@@ -209,3 +210,16 @@ def ticketing_problems(spec: Spec, known: Sequence[str]) -> list[FieldError]:
     settings = spec.formatsettings
     problems = check_types(spec.types) + unknown_settings(settings, known)
     return problems + validate_auth(settings) + validate_sync_settings(settings)
+
+
+def auth_step(
+    auth: Authorizer, message: Message, request: Request, response: Response
+) -> tuple[Step, Outcome | Request | None]:
+    """The step a response answers, and what the auth layer makes of it: the next request (a
+    token fetched, a retry after a 401), the attempt's outcome (its record kept), or None when
+    the response is the channel's to read."""
+    step = Step.decode(request.step)
+    handled = auth.answer(message.subscription.spec.formatsettings, request, response, message.now)
+    if isinstance(handled, Outcome):
+        return step, with_state(handled, message, step.carry)
+    return step, handled

@@ -8,14 +8,18 @@ vendor's limits (``clip``); nothing here escapes for any markup.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-from incidents.delivery.channels.base import Message
+from incidents.delivery.channels.base import JSON_UTF8, Message, Request, post_json
 from incidents.errors import FieldError, pointer
 from incidents.model.severity import Severity
 from incidents.model.types import EventType, Extension
+
+if TYPE_CHECKING:
+    from incidents.delivery.subscription_spec import Spec
 
 ELLIPSIS = "…"
 URL_TEMPLATE = "incident_url_template"  # formatsettings key: "https://console/incidents/{id}"
@@ -167,3 +171,18 @@ def unknown_settings(settings: Mapping[str, object], known: Sequence[str]) -> li
         for name in settings
         if name not in known
     ]
+
+
+CHAT_SETTINGS = (URL_TEMPLATE,)  # all a chat webhook (Slack, Teams) takes besides its URL
+
+
+def chat_problems(spec: Spec) -> list[FieldError]:
+    """A chat subscription's settings: only the incident link template, and a valid one."""
+    settings = spec.formatsettings
+    return [*unknown_settings(settings, CHAT_SETTINGS), *check_link_template(settings)]
+
+
+def chat_post(message: Message, body_of: Callable[[Facts, str], Mapping[str, object]]) -> Request:
+    """The POST of one chat message (``body_of``: the facts and event type to its JSON)."""
+    document = body_of(facts(message), message.event.type)
+    return post_json(message.subscription.spec.sink, document, content_type=JSON_UTF8)

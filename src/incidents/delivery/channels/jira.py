@@ -29,13 +29,13 @@ from incidents.delivery.channels.incident_changes import (
     Change,
     Move,
     RecordFields,
+    auth_step,
     check_table,
     read_change,
     record_fields,
     record_state,
     ticketing_problems,
     unusable,
-    with_state,
 )
 from incidents.delivery.channels.incident_facts import clip
 from incidents.delivery.channels.sync_settings import INBOUND_SECRET_POINTER
@@ -190,12 +190,9 @@ class JiraChannel:
 
     def classify(self, message: Message, request: Request, response: Response) -> Outcome | Request:
         settings = message.subscription.spec.formatsettings
-        step = Step.decode(request.step)
-        handled = self.auth.answer(settings, request, response, message.now)
-        if isinstance(handled, Request):
+        step, handled = auth_step(self.auth, message, request, response)
+        if handled is not None:
             return handled
-        if isinstance(handled, Outcome):
-            return with_state(handled, message, step.carry)
         if not 200 <= response.status < 300:
             return unusable(message, response, step.carry)
         carry = dict(step.carry)

@@ -30,13 +30,13 @@ from incidents.delivery.channels.incident_changes import (
     Change,
     Move,
     RecordFields,
+    auth_step,
     check_table,
     read_change,
     record_fields,
     record_state,
     ticketing_problems,
     unusable,
-    with_state,
 )
 from incidents.delivery.channels.incident_facts import clip
 from incidents.delivery.channels.sync_settings import INBOUND_SECRET_POINTER
@@ -188,12 +188,9 @@ class ServiceNowChannel:
 
     def classify(self, message: Message, request: Request, response: Response) -> Outcome | Request:
         settings = message.subscription.spec.formatsettings
-        step = Step.decode(request.step)
-        handled = self.auth.answer(settings, request, response, message.now)
-        if isinstance(handled, Request):
+        step, handled = auth_step(self.auth, message, request, response)
+        if handled is not None:
             return handled
-        if isinstance(handled, Outcome):
-            return with_state(handled, message, step.carry)
         status = response.status
         if step.name == "create" and 200 <= status < 300:
             return self._created(message, step, response)

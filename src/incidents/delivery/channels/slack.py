@@ -13,23 +13,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from incidents.delivery.channels.base import (
-    JSON_UTF8,
     Message,
     Outcome,
     OutcomeKind,
     Request,
     Response,
     failed,
-    post_json,
 )
 from incidents.delivery.channels.incident_facts import (
     ELLIPSIS,
-    URL_TEMPLATE,
     Facts,
-    check_link_template,
+    chat_post,
+    chat_problems,
     clip,
-    facts,
-    unknown_settings,
 )
 from incidents.errors import FieldError
 
@@ -37,7 +33,6 @@ if TYPE_CHECKING:
     from incidents.delivery.subscription_spec import Spec
 
 NAME = "slack"
-KNOWN_SETTINGS = (URL_TEMPLATE,)
 MAX_HEADER = 150  # plain_text in a header block
 MAX_SECTION = 3000  # a section's text
 MAX_FIELD = 2000  # each section field
@@ -109,12 +104,10 @@ class SlackChannel:
     SECRET_POINTERS: tuple[str, ...] = ()  # the webhook URL (the sink) is the only secret
 
     def validate(self, spec: Spec) -> Sequence[FieldError]:
-        settings = spec.formatsettings
-        return [*unknown_settings(settings, KNOWN_SETTINGS), *check_link_template(settings)]
+        return chat_problems(spec)
 
     def render(self, message: Message) -> Request:
-        document = message_body(facts(message), message.event.type)
-        return post_json(message.subscription.spec.sink, document, content_type=JSON_UTF8)
+        return chat_post(message, message_body)
 
     def classify(self, message: Message, request: Request, response: Response) -> Outcome:
         status, latency = response.status, response.latency_ms

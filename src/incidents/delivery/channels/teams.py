@@ -13,22 +13,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from incidents.delivery.channels.base import (
-    JSON_UTF8,
     Message,
     Outcome,
     OutcomeKind,
     Request,
     Response,
     failed,
-    post_json,
 )
 from incidents.delivery.channels.incident_facts import (
-    URL_TEMPLATE,
     Facts,
-    check_link_template,
+    chat_post,
+    chat_problems,
     clip,
-    facts,
-    unknown_settings,
 )
 from incidents.errors import FieldError
 
@@ -36,7 +32,6 @@ if TYPE_CHECKING:
     from incidents.delivery.subscription_spec import Spec
 
 NAME = "teams"
-KNOWN_SETTINGS = (URL_TEMPLATE,)
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 CARD_VERSION = "1.5"
@@ -94,12 +89,10 @@ class TeamsChannel:
     SECRET_POINTERS: tuple[str, ...] = ()  # the workflow URL (the sink) carries its own key
 
     def validate(self, spec: Spec) -> Sequence[FieldError]:
-        settings = spec.formatsettings
-        return [*unknown_settings(settings, KNOWN_SETTINGS), *check_link_template(settings)]
+        return chat_problems(spec)
 
     def render(self, message: Message) -> Request:
-        document = message_body(facts(message), message.event.type)
-        return post_json(message.subscription.spec.sink, document, content_type=JSON_UTF8)
+        return chat_post(message, message_body)
 
     def classify(self, message: Message, request: Request, response: Response) -> Outcome:
         status, latency = response.status, response.latency_ms
