@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
+from redis.crc import key_slot
 
 from incidents import __version__
 from incidents.settings import Settings
@@ -167,3 +170,23 @@ def test_a_redirect_is_a_failure_and_is_never_followed(
     assert "redirects are not followed" in first["error"]
     assert second["outcome"] == "delivered"
     assert rx.at("/elsewhere") == [] and len(rx.at("/moved")) == 2
+
+
+def test_every_key_of_an_incident_shares_its_hash_tag(
+    client: httpx.Client, rx: Receiver, workers: Workers, redis_client: redis.Redis
+) -> None:
+    """The timeline, document, external references and delivery lanes of one incident hash
+    to one Redis Cluster slot (so the data can later be split by incident)."""
+    subscribe(client, rx, "/tagged")
+    rx.scripts["/tagged"] = [(500, {})]  # the lane stays while its retry is due
+    declared = publish(client, event("im.incident.declare"))[0]["incident"]
+    workers.run_until(lambda: len(rx.at("/tagged")) == 1)
+    named = [
+        k.decode()
+        for k in redis_client.scan_iter(match=f"*{declared}*")
+        if b"dedup" not in k and b":ids:" not in k  # keyed by event, not by incident
+    ]
+    named = [k for k in named if re.search(re.escape(declared) + r"\b(?!-)", k)]
+    kinds = {k.split(":")[1] for k in named}
+    assert {"timeline", "incident", "lane"} <= kinds, named
+    assert len({key_slot(k.encode()) for k in named}) == 1, named

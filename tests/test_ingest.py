@@ -91,7 +91,7 @@ def test_events_are_listed_per_incident_in_acceptance_order(
         ev = event("im.incident.note", {"text": f"note {n}"}, imincidentid=inc)
         ids.append(ev["id"])
         assert post(client, ev).status_code == 202
-    members = cast(list[bytes], redis_client.zrange(f"incidents:timeline:{inc}", 0, -1))
+    members = cast(list[bytes], redis_client.zrange(f"incidents:timeline:{{{inc}}}", 0, -1))
     seqs = [int(s) for s in members]
     assert seqs == sorted(seqs) and len(seqs) == 6
     events = [json.loads(redis_client.get(f"incidents:event:{s}") or b"") for s in seqs[1:]]

@@ -27,7 +27,6 @@ _ACCEPT_KEYS = {
     "outbox": keys.OUTBOX,
     "event_prefix": keys.EVENT_PREFIX,
     "ids_prefix": keys.by_id(""),
-    "timeline_prefix": keys.timeline(""),
 }
 # Requests committed by one script call at most (bounds how long Redis is busy with one call).
 MAX_GROUPS_PER_CALL = 128
@@ -144,6 +143,7 @@ class EventStore:
                 "dedup": keys.dedup(d.event.source, d.event.id),
                 "id": d.event.id,
                 "incident": d.incident_id,
+                "timeline": keys.timeline(d.incident_id) if d.incident_id else "",
                 "tail": self._tail(d, ingested),
                 "docs": [
                     {"key": w.key, "expect": w.expect, "json": w.encoded.decode()} for w in d.writes

@@ -27,12 +27,19 @@ def by_id(event_id: str) -> str:
     return f"{PREFIX}ids:{event_id}"
 
 
+def incident_tag(incident_id: str) -> str:
+    """The hash tag every key of one incident carries (its timeline, its document, its
+    external references, its delivery lanes), so that a Redis split by incident keeps them
+    together: a cluster hashes only the part between the first ``{`` and the next ``}``."""
+    return "{" + incident_id + "}"
+
+
 def timeline(incident_id: str) -> str:
-    return f"{PREFIX}timeline:{incident_id}"
+    return f"{PREFIX}timeline:{incident_tag(incident_id)}"
 
 
 def incident(incident_id: str) -> str:
-    return f"{PREFIX}incident:{incident_id}"
+    return f"{PREFIX}incident:{incident_tag(incident_id)}"
 
 
 def alert(tenant: str, correlation_key: str) -> str:
@@ -78,7 +85,7 @@ def route_prefix(prefix: str) -> str:
 def incident_refs(incident_id: str) -> str:
     """Hash ``<channel>:<subscription>`` -> the incident's record in that system (written with
     the channel state; shown in the incident's ``external_refs``)."""
-    return f"{PREFIX}incident:{incident_id}:refs"
+    return f"{PREFIX}incident:{incident_tag(incident_id)}:refs"
 
 
 def channel_state(sub_id: str) -> str:
@@ -91,7 +98,7 @@ def attempts(sub_id: str) -> str:
 
 
 def lane(sub_id: str, incident: str) -> str:
-    return f"{LANE_PREFIX}{sub_id}:{incident}"
+    return f"{LANE_PREFIX}{sub_id}:{incident_tag(incident)}"
 
 
 def delivery(delivery_id: str) -> str:

@@ -1,11 +1,11 @@
 -- Accept groups of events. Each group (one request's events) is stored whole or not at all;
 -- groups are independent, so one group's conflict does not hold back the others.
 -- ARGV[1] is a JSON request:
---   {"groups": [[{"dedup": key, "id": ce id, "incident": id or "", "tail": json tail,
+--   {"groups": [[{"dedup": key, "id": ce id, "incident": id or "", "timeline": key or "",
+--                 "tail": json tail,
 --                 "docs": [{"key": k, "expect": version, "json": document}],
 --                 "index": [{"key": zset, "score": n, "member": m}]}, ...], ...],
---    "seq": seq key, "outbox": stream key, "event_prefix": p, "ids_prefix": p,
---    "timeline_prefix": p}
+--    "seq": seq key, "outbox": stream key, "event_prefix": p, "ids_prefix": p}
 -- Returns one reply per group, in order: {"ok", r1, r2, ...} where r is
 -- "new <seq> <incident>" or "dup <seq> <incident>", or {"conflict", index, key, current
 -- version} when a versioned document moved on (nothing of that group is stored).
@@ -41,7 +41,7 @@ local function store(events, results)
       redis.call('SET', ev.dedup, seq .. ' ' .. ev.incident)
       redis.call('SADD', req.ids_prefix .. ev.id, seq)
       if ev.incident ~= '' then
-        redis.call('ZADD', req.timeline_prefix .. ev.incident, seq, seq)
+        redis.call('ZADD', ev.timeline, seq, seq)
       end
       for _, d in ipairs(ev.docs) do
         redis.call('HSET', d.key, 'v', d.expect + 1, 'j', d.json)
