@@ -236,8 +236,11 @@ async def aiohttp_client(url: str, bodies: list[bytes], secret: str, concurrency
         return time.monotonic() - start
 
 
-async def paced_sender(base: str, rate: int, seconds: int) -> dict[str, float]:
-    """Open-loop load: send ``rate`` events a second for ``seconds``; return id -> send time."""
+async def paced_sender(
+    base: str, rate: int, seconds: int, incidents: int = 100
+) -> dict[str, float]:
+    """Open-loop load: send ``rate`` events a second for ``seconds``, spread over
+    ``incidents``; return id -> send time."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cloudevents+json"}
@@ -248,7 +251,7 @@ async def paced_sender(base: str, rate: int, seconds: int) -> dict[str, float]:
 
         async def one(n: int) -> None:
             event_id = f"e2e-{n}"
-            body = json.dumps(note(event_id, f"BENCH-{n % 100}"))
+            body = json.dumps(note(event_id, f"BENCH-{n % incidents}"))
             sent[event_id] = time.time()
             async with client.post("/v1/events", data=body) as r:
                 await r.read()
@@ -330,35 +333,52 @@ class Bench:
                 r = c.post("/v1/events", content=json.dumps(ev))
                 assert r.status_code in (200, 202), r.text
 
-    def load(self, base: str, pid: int, run: str) -> tuple[dict[str, float], float]:
-        """Warm up, then drive ``base`` with wrk and note.lua; the result and the server's CPU
-        seconds during the measured part."""
+    def load(
+        self, base: str, pid: int, run: str, incidents: int = 100
+    ) -> tuple[dict[str, float], float]:
+        """Warm up, then drive ``base`` with wrk and note.lua (notes spread over ``incidents``);
+        the result and the server's CPU seconds during the measured part."""
         script, url = ROOT / "bench" / "note.lua", base + "/v1/events"
-        wrk(url, script, 2, 64, self.env(BENCH_RUN="warm"))
+        spread = str(incidents)
+        wrk(url, script, 2, 64, self.env(BENCH_RUN=f"warm-{run}", BENCH_INCIDENTS=spread))
         cpu = cpu_seconds(pid)
-        result = wrk(url, script, 5 if self.quick else 15, 64, self.env(BENCH_RUN=run))
+        result = wrk(
+            url,
+            script,
+            5 if self.quick else 15,
+            64,
+            self.env(BENCH_RUN=run, BENCH_INCIDENTS=spread),
+        )
         return result, cpu_seconds(pid) - cpu
 
     def ingest(self) -> None:
+        """Accepted events/s against the bare endpoint, as deployed: routing on (one
+        subscription matches every note) and one worker running beside the API; notes spread
+        over 100 incidents, then all on one hot incident."""
         port, rport = free_port(), free_port()
         self.flush()
         with self.receiver(rport, 1), self.gateway(port) as gw:
             base = f"http://127.0.0.1:{port}"
             self.declare(base, 100)
-            # Routing on: one subscription matches every note (its deliveries queue in the
-            # outbox for the workers, which the delivery benchmark measures).
             self.subscribe(base, f"http://127.0.0.1:{rport}/hook")
-            result, api_cpu = self.load(base, gw.pid, "ingest")
+            with self.workers(1):
+                spread, spread_cpu = self.load(base, gw.pid, "ingest", 100)
+                hot, hot_cpu = self.load(base, gw.pid, "hot", 1)
             self.results["rss_mb_api"] = round(peak_rss_mb(gw.pid), 1)
         port = free_port()
         with self.uvicorn("bench.bare:app", port, "/") as bare_proc:
             bare, bare_cpu = self.load(f"http://127.0.0.1:{port}", bare_proc.pid, "bare")
-        self.results["ingest_eps"] = round(result["good_rps"], 1)
-        self.results["ingest_errors"] = result["non2xx"]
+        self.results["ingest_eps"] = round(spread["good_rps"], 1)
+        self.results["ingest_errors"] = spread["non2xx"]
         self.results["ingest_baseline_rps"] = round(bare["good_rps"], 1)
-        self.results["ingest_ratio"] = round(result["good_rps"] / bare["good_rps"], 3)
+        self.results["ingest_ratio"] = round(spread["good_rps"] / bare["good_rps"], 3)
+        self.results["hot_eps"] = round(hot["good_rps"], 1)
+        self.results["hot_errors"] = hot["non2xx"]
+        # One hot incident against the same events spread over 100 incidents.
+        self.results["hot_ratio"] = round(hot["good_rps"] / spread["good_rps"], 3)
         # CPU time of the server process per request: what bounds each side on a busy machine.
-        self.results["ingest_api_cpu_us"] = round(api_cpu / max(result["requests"], 1) * 1e6, 1)
+        self.results["ingest_api_cpu_us"] = round(spread_cpu / max(spread["requests"], 1) * 1e6, 1)
+        self.results["hot_api_cpu_us"] = round(hot_cpu / max(hot["requests"], 1) * 1e6, 1)
         self.results["ingest_bare_cpu_us"] = round(bare_cpu / max(bare["requests"], 1) * 1e6, 1)
 
     # ---- delivery, end-to-end latency, fan-out -------------------------------------------
@@ -470,15 +490,21 @@ class Bench:
         self.results["delivery_concurrency"] = concurrency
 
     def e2e(self) -> None:
-        rate, seconds = 200, (5 if self.quick else 20)
+        """Post to receipt with two workers: 200 events/s on one incident, and 1,000 events/s
+        spread over 100 incidents."""
+        for name, rate, incidents in (("e2e_hot", 200, 1), ("e2e_spread", 1000, 100)):
+            self.e2e_at(name, rate, incidents)
+
+    def e2e_at(self, name: str, rate: int, incidents: int) -> None:
+        seconds = 5 if self.quick else 20
         port, rport = free_port(), free_port()
         self.flush()
         with self.receiver(rport, 1), self.gateway(port), self.workers(2):
             base = f"http://127.0.0.1:{port}"
-            self.declare(base, 100)
+            self.declare(base, incidents)
             self.subscribe(base, f"http://127.0.0.1:{rport}/hook")
             time.sleep(1.0)  # let the workers pick up the new subscription
-            sent = asyncio.run(paced_sender(base, rate, seconds))
+            sent = asyncio.run(paced_sender(base, rate, seconds, incidents))
             self.wait_count(f"http://127.0.0.1:{rport}/stats", len(sent), 120)
             arrivals = httpx.get(f"http://127.0.0.1:{rport}/stats?detail=1", timeout=30).json()[
                 "arrivals"
@@ -492,9 +518,10 @@ class Bench:
                 if ms > 100:
                     print(f"slow: sent at +{t0 - start:.2f}s took {ms:.0f} ms")
         latencies = sorted(ms for _, ms in timed)
-        self.results["e2e_events"] = len(latencies)
-        self.results["e2e_p50_ms"] = round(percentile(latencies, 50), 2)
-        self.results["e2e_p99_ms"] = round(percentile(latencies, 99), 2)
+        self.results[f"{name}_rate"] = rate
+        self.results[f"{name}_events"] = len(latencies)
+        self.results[f"{name}_p50_ms"] = round(percentile(latencies, 50), 2)
+        self.results[f"{name}_p99_ms"] = round(percentile(latencies, 99), 2)
 
     def fanout(self) -> None:
         port, rport = free_port(), free_port_block(100)
