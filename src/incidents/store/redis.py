@@ -5,10 +5,17 @@ found through Sentinel: ``redis+sentinel://[:password@]host:port[,host:port...]/
 Every client built here asks the sentinels for the primary on each new connection, so after a
 failover the next command reaches the new primary by itself; until then commands fail with
 connection errors, which :func:`guarded` turns into ``503`` with ``Retry-After``.
+
+It asks every sentinel, not the first that answers, and follows the one whose configuration
+is newest (the highest ``config-epoch``): a sentinel that has not heard of a failover yet still
+names the old primary, and an old primary restarted by a restart policy answers as a primary
+until the sentinels demote it. Whatever it accepted then is thrown away when it rejoins as a
+replica; following a stale sentinel there would split the writes between two primaries.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -100,6 +107,62 @@ def _sentinel_options(target: SentinelTarget, socket_timeout: float) -> dict[str
     }
 
 
+def _newest(
+    service: str, answers: list[Any], check: Any, force_ip: str | None
+) -> tuple[str, int] | None:
+    """Of the sentinels' ``SENTINEL MASTERS`` replies (an exception for one that did not
+    answer), the primary named by the newest configuration among those that see it up."""
+    best: tuple[int, str, int] | None = None
+    for masters in answers:
+        state = None if isinstance(masters, BaseException) else masters.get(service)
+        if state and check(state, service):
+            epoch = int(state.get("config-epoch", 0))
+            if best is None or epoch > best[0]:
+                best = (epoch, force_ip or state["ip"], int(state["port"]))
+    return None if best is None else (best[1], best[2])
+
+
+def _not_found(service: str, answers: list[Any]) -> redis.sentinel.MasterNotFoundError:
+    errors = ", ".join(repr(a) for a in answers if isinstance(a, BaseException))
+    return redis.sentinel.MasterNotFoundError(
+        f"No master found for {service!r}" + (f" : {errors}" if errors else "")
+    )
+
+
+class _Sentinel(redis.sentinel.Sentinel):
+    """Finds the primary named by the newest configuration among every sentinel's answer."""
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        answers: list[Any] = []
+        for sentinel in self.sentinels:
+            try:
+                answers.append(sentinel.sentinel_masters())
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                answers.append(exc)
+        found = _newest(service_name, answers, self.check_master_state, self._force_master_ip)
+        if found is None:
+            raise _not_found(service_name, answers)
+        return found
+
+
+class _AsyncSentinel(aiosentinel.Sentinel):
+    """As :class:`_Sentinel`, asking the sentinels all at once."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        answers: list[Any] = await asyncio.gather(
+            *(s.sentinel_masters() for s in self.sentinels), return_exceptions=True
+        )
+        for answer in answers:  # anything but "this sentinel cannot be reached" is a fault
+            if isinstance(answer, BaseException) and not isinstance(
+                answer, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
+            ):
+                raise answer
+        found = _newest(service_name, answers, self.check_master_state, self._force_master_ip)
+        if found is None:
+            raise _not_found(service_name, answers)
+        return found
+
+
 class _BlockingSentinelPool(aiosentinel.SentinelConnectionPool, aioredis.BlockingConnectionPool):
     """A Sentinel pool that waits for a free connection instead of failing when all are busy."""
 
@@ -121,7 +184,7 @@ def connect_async(url: str, *, max_connections: int | None = None) -> aioredis.R
     )
     if url.startswith(SENTINEL_SCHEME):
         target = SentinelTarget.parse(url)
-        manager = aiosentinel.Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        manager = _AsyncSentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             list(target.sentinels), **_sentinel_options(target, socket_timeout=5)
         )
         pool_class = (
@@ -148,7 +211,7 @@ def connect(url: str) -> redis.Redis:
     }
     if url.startswith(SENTINEL_SCHEME):
         target = SentinelTarget.parse(url)
-        manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        manager = _Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             list(target.sentinels), **_sentinel_options(target, socket_timeout=10)
         )
         client: redis.Redis = manager.master_for(target.service, **options)  # type: ignore[no-untyped-call]  # as above
