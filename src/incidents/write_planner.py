@@ -1,7 +1,9 @@
 """The planner that keeps incidents and alerts in step with accepted events.
 
-One planner, walking a call's events in order, so that every write to one document carries
-the version its predecessor left (incidents are written by incident events and by alerts).
+One planner, walking a call's requests and their events in order, so that every write to one
+document carries the version its predecessor left (incidents are written by incident events
+and by alerts). A refused request leaves no trace: the requests after it are planned on the
+documents as they were before it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from incidents.alerts.correlation import Correlator
+from incidents.errors import IncidentsError
 from incidents.ingest.pipeline import Pending
 from incidents.lifecycle.documents import DocumentCache, Documents
 from incidents.lifecycle.incident_writes import IncidentBook, ParsedIncidents, canonical_severity
@@ -37,11 +40,26 @@ class WritePlanner:
             for write in p.writes:
                 self.cache.put(write.key, write.expect + 1, write.encoded)
 
-    async def plan(self, pending: Sequence[Pending], now: datetime) -> None:
+    async def plan(
+        self, requests: Sequence[Sequence[Pending]], now: datetime
+    ) -> list[IncidentsError | None]:
         book = IncidentBook(Documents(self.store.redis, self.cache), self.parsed)
-        for p in pending:
-            if p.event.type.startswith(EventType.INCIDENT_PREFIX):
-                p.event = canonical_severity(p.event)
-                await book.apply(p, now)
-            elif p.event.type.startswith(EventType.ALERT_PREFIX):
-                await self.correlator.apply(p, book, now)
+        refusals: list[IncidentsError | None] = []
+        for pending in requests:
+            mark = book.docs.mark()
+            try:
+                for p in pending:
+                    await self._apply(book, p, now)
+            except IncidentsError as exc:
+                book.docs.undo(mark)
+                refusals.append(exc)
+            else:
+                refusals.append(None)
+        return refusals
+
+    async def _apply(self, book: IncidentBook, p: Pending, now: datetime) -> None:
+        if p.event.type.startswith(EventType.INCIDENT_PREFIX):
+            p.event = canonical_severity(p.event)
+            await book.apply(p, now)
+        elif p.event.type.startswith(EventType.ALERT_PREFIX):
+            await self.correlator.apply(p, book, now)

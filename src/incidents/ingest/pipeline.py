@@ -32,6 +32,7 @@ from incidents.model.schemas import SchemaRegistry
 from incidents.model.types import EventType, Extension
 from incidents.offload import off_loop
 from incidents.store.events import (
+    MAX_GROUPS_PER_CALL,
     Accepted,
     Draft,
     EventStore,
@@ -41,6 +42,8 @@ from incidents.store.events import (
 )
 
 MAX_PLAN_ATTEMPTS = 20
+# Requests for one incident planned and stored together at most (one script call).
+MAX_GROUP_REQUESTS = MAX_GROUPS_PER_CALL
 # Checking more events than this at once takes long enough (a full schema check of a bad
 # event is about 0.1 ms) to be done off the event loop.
 INLINE_CHECK_EVENTS = 16
@@ -69,10 +72,14 @@ class Planner(Protocol):
     """Plans the state changes an accepted event causes (incidents, alerts), read-then-write:
     each write carries the version it read, and the store refuses it if that moved on.
 
-    ``stored`` is told which writes the store took; ``forget`` that planning or storing failed,
-    so anything a planner remembers between calls may be stale."""
+    ``plan`` takes several requests' events and plans them in order, each request on top of
+    the ones before it; a request it refuses (its error in the answer, None for the others)
+    leaves nothing the requests after it see. ``stored`` is told which writes the store took;
+    ``forget`` that planning or storing failed, so anything remembered may be stale."""
 
-    async def plan(self, pending: Sequence[Pending], now: datetime) -> None: ...
+    async def plan(
+        self, requests: Sequence[Sequence[Pending]], now: datetime
+    ) -> list[IncidentsError | None]: ...
 
     def stored(self, pending: Sequence[Pending], results: Sequence[Accepted]) -> None: ...
 
@@ -94,6 +101,18 @@ class DefaultAdmission:
             imvisibility=event.get(Extension.VISIBILITY) or "internal",
             imtenant=principal.tenant,
         )
+
+
+@dataclass(eq=False)
+class Request:
+    """One request's new events on their way into the store, alone or in a group of requests
+    for one incident, and in the end its answer."""
+
+    fresh: list[Pending]
+    principal: Principal
+    checked: bool = False  # the store was asked which of its events are repeats
+    todo: list[Pending] = field(default_factory=list)  # the events to plan (not repeats)
+    outcome: list[Accepted] | Exception | None = None
 
 
 def _prefix(position: int | None) -> str:
@@ -146,6 +165,7 @@ class Ingestor:
         self.admission: Admission = admission or DefaultAdmission()
         self.planners = list(planners)
         self._locks = KeyedLocks()
+        self._queued: dict[str, list[Request]] = {}  # incident id -> requests waiting, in order
 
     def check(self, raws: Sequence[object], batch: bool) -> list[CloudEvent]:
         """Envelope rules (400), then known type and data schema (415/422), for every event;
@@ -207,14 +227,21 @@ class Ingestor:
                 continue  # a repeat inside one batch is answered like the first
             first_of[key] = i
             fresh.append(Pending(i, event))
-        # Serialize work on the same incident inside this process, so that concurrent requests
-        # for one busy incident queue here instead of failing each other's version checks.
-        # Across API replicas the store's version check still keeps every update.
-        incident_ids = sorted(
-            {str(e.get(Extension.INCIDENT_ID)) for e in admitted if e.get(Extension.INCIDENT_ID)}
-        )
-        async with self._locks.hold(incident_ids):
-            stored = await self._plan_and_store(fresh, principal)
+        request = Request(fresh, principal)
+        named = {e.get(Extension.INCIDENT_ID) for e in admitted}
+        if len(named) == 1 and None not in named and "" not in named:
+            await self._join(str(named.pop()), request)
+        else:
+            # Events naming no incident (which an alert may link or declare) and batches that
+            # span incidents are planned and stored alone, holding every named incident's
+            # lock (taken in sorted order, so two holders never deadlock); a group takes just
+            # its incident's lock, so it and these never interleave on one incident.
+            async with self._locks.hold(sorted({str(i) for i in named if i})):
+                await self._run([request])
+        if isinstance(request.outcome, Exception):
+            raise request.outcome
+        assert request.outcome is not None
+        stored = request.outcome
         for p, result in zip(fresh, stored, strict=True):
             results[p.position] = result
         for i, event in enumerate(admitted):
@@ -226,47 +253,148 @@ class Ingestor:
                 )
         return [r for r in results if r is not None]
 
-    async def _plan_and_store(self, fresh: list[Pending], principal: Principal) -> list[Accepted]:
+    async def _join(self, incident_id: str, request: Request) -> None:
+        """Plan and store ``request`` with the other requests for its incident that are
+        waiting, in arrival order, when the incident's turn comes: while one group is on its
+        way to Redis the next one gathers, so a busy incident takes one script call per
+        group, not one per request. Whoever gets the incident's lock first runs the group it
+        finds queued; the others find their answer ready."""
+        queue = self._queued.setdefault(incident_id, [])
+        queue.append(request)
+        try:
+            async with self._locks.hold([incident_id]):
+                while request.outcome is None:
+                    await self._run(self._take(incident_id))
+        finally:
+            queue = self._queued.get(incident_id, [])
+            if request in queue:  # cancelled while waiting: nobody is left to answer
+                queue.remove(request)
+                if not queue:
+                    del self._queued[incident_id]
+
+    def _take(self, incident_id: str) -> list[Request]:
+        queue = self._queued.get(incident_id)
+        if not queue:
+            raise RuntimeError(f"no request is waiting for incident {incident_id!r}")
+        group = queue[:MAX_GROUP_REQUESTS]
+        del queue[:MAX_GROUP_REQUESTS]
+        if not queue:
+            del self._queued[incident_id]
+        return group
+
+    async def _run(self, group: list[Request]) -> None:
+        """Plan and store ``group``, leaving an outcome on every request in it."""
+        try:
+            await self._plan_and_store(group)
+        except Exception as exc:  # every request of the group hears it (a 503, say)
+            for r in group:
+                if r.outcome is None:
+                    r.outcome = exc
+        except BaseException:
+            for r in group:  # the others' handlers are still waiting for an answer
+                if r.outcome is None:
+                    r.outcome = ServiceUnavailable(
+                        "storing the event was interrupted; retry (a retry of a stored event"
+                        " is answered 200 as a duplicate)",
+                        retry_after=1,
+                    )
+            raise
+        for r in group:
+            if r.outcome is None:
+                r.outcome = ServiceUnavailable(
+                    "the incident is being changed by many requests at once; retry",
+                    retry_after=1,
+                )
+
+    async def _plan_and_store(self, group: list[Request]) -> None:
         # The first attempt trusts the store to spot duplicates (saving a round trip). If
-        # planning refuses an event, or a version moved on, the next attempt first asks which
-        # events are repeats, so a retried event is answered as a duplicate, never refused.
-        checked = False
+        # planning refuses a request, or a version moved on, its next attempt first asks which
+        # of its events are repeats, so a retried event is answered as a duplicate, never
+        # refused. A refused request leaves no trace in the planning of those after it, so
+        # they go on to the store; it is planned again after them. Every event of a group
+        # names the group's incident and writes its document, so a request after one that
+        # conflicts (or turns out to be a repeat) conflicts too, and is planned again.
         for _ in range(MAX_PLAN_ATTEMPTS):
-            todo = fresh
-            if checked:
-                existing = await self.store.existing([p.event for p in fresh])
-                todo = [p for p, seq in zip(fresh, existing, strict=True) if seq is None]
-            for p in fresh:
-                p.writes.clear()
-                p.index.clear()
-            for p in todo:
-                await self._assign_incident(p)
+            todo = [r for r in group if r.outcome is None]
+            if not todo:
+                return
+            await self._find_repeats(todo)
+            for r in todo:
+                for p in r.fresh:
+                    p.writes.clear()
+                    p.index.clear()
+                for p in r.todo:
+                    await self._assign_incident(p)
             now = self.clock()
-            try:
+            refusals, end = await self._plan(todo, now)
+            ready: list[Request] = []
+            for r, refused in zip(todo[:end], refusals, strict=True):
+                if refused is None:
+                    ready.append(r)
+                elif r.checked:
+                    r.outcome = refused  # its own answer
+                else:  # perhaps a retry, or planned on stale documents
+                    r.checked = True
+                    self._forget()
+            if ready:
+                await self._store(ready, now)
+        # Whatever is still open gets the 503 of _run.
+
+    async def _find_repeats(self, todo: list[Request]) -> None:
+        """Set each request's events to plan: all of them, or for a request that was refused
+        or conflicted before, those the store does not hold yet (one look-up for all)."""
+        checked = [r for r in todo if r.checked]
+        for r in todo:
+            r.todo = r.fresh
+        events = [p.event for r in checked for p in r.fresh]
+        if not events:
+            return
+        existing = iter(await self.store.existing(events))
+        for r in checked:
+            r.todo = [p for p in r.fresh if next(existing) is None]
+
+    async def _plan(
+        self, todo: list[Request], now: datetime
+    ) -> tuple[list[IncidentsError | None], int]:
+        """Each request's refusal (None: planned), and how many of the requests to go on
+        with this round. Planners run in turn; a refusal by any but the first ends the round
+        at that request, because the planners before planned the requests after it on top
+        of it: those are planned again next round."""
+        refusals: list[IncidentsError | None] = [None] * len(todo)
+        for n, planner in enumerate(self.planners):
+            live = [i for i, refused in enumerate(refusals) if refused is None]
+            answer = await planner.plan([todo[i].todo for i in live], now)
+            late = [i for i, refused in zip(live, answer, strict=True) if refused is not None]
+            for i in late:
+                refusals[i] = answer[live.index(i)]
+            if n and late:
+                return refusals[: late[0] + 1], late[0] + 1
+        return refusals, len(todo)
+
+    async def _store(self, ready: list[Request], now: datetime) -> None:
+        drafts = [
+            [Draft(p.event, r.principal.id, p.writes, p.index, p.plan) for p in r.fresh]
+            for r in ready
+        ]
+        try:
+            answers = await self.store.accept_each(drafts, now)
+        except BaseException:
+            self._forget()
+            raise
+        stale = False
+        for r, answer in zip(ready, answers, strict=True):
+            if isinstance(answer, VersionConflict):
+                r.checked = True
+                stale = True
+            elif isinstance(answer, Exception):
+                r.outcome = answer
+                stale = True
+            else:
+                r.outcome = answer
                 for planner in self.planners:
-                    await planner.plan(todo, now)
-            except IncidentsError:
-                self._forget()
-                if checked:
-                    raise
-                checked = True
-                continue
-            drafts = [Draft(p.event, principal.id, p.writes, p.index, p.plan) for p in fresh]
-            try:
-                stored = await self.store.accept(drafts, now)
-            except VersionConflict:
-                self._forget()
-                checked = True
-                continue
-            except BaseException:
-                self._forget()
-                raise
-            for planner in self.planners:
-                planner.stored(fresh, stored)
-            return stored
-        raise ServiceUnavailable(
-            "the incident is being changed by many requests at once; retry", retry_after=1
-        )
+                    planner.stored(r.fresh, answer)
+        if stale:
+            self._forget()
 
     def _forget(self) -> None:
         for planner in self.planners:

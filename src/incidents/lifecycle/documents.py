@@ -50,8 +50,16 @@ class Documents:
     def __init__(self, redis: aioredis.Redis, shared: DocumentCache) -> None:
         self.redis = redis
         self.shared = shared
-        # key -> (version, document, the JSON it was read from; None once written this pass)
+        # key -> (version, document (decoded when first read), its JSON)
         self._cache: dict[str, tuple[int, dict[str, Any] | None, bytes | None]] = {}
+
+    def mark(self) -> dict[str, tuple[int, dict[str, Any] | None, bytes | None]]:
+        """What this pass knows now, for ``undo`` (planning a request that may be refused)."""
+        return dict(self._cache)
+
+    def undo(self, mark: dict[str, tuple[int, dict[str, Any] | None, bytes | None]]) -> None:
+        """Forget the writes planned since ``mark``: the next event is planned without them."""
+        self._cache = mark
 
     async def _load(self, key: str) -> tuple[int, dict[str, Any] | None, bytes | None]:
         found = self._cache.get(key)
@@ -73,7 +81,7 @@ class Documents:
         return document
 
     async def encoded(self, key: str) -> bytes | None:
-        """The JSON the document at ``key`` was read from, unless written in this pass."""
+        """The JSON of the document at ``key`` as read, or as last written in this pass."""
         return (await self._load(key))[2]
 
     def write(self, pending: Pending, key: str, document: dict[str, Any]) -> VersionedWrite:
@@ -81,5 +89,7 @@ class Documents:
         version = self._cache[key][0]
         write = VersionedWrite(key, version, document)
         pending.writes.append(write)
-        self._cache[key] = (version + 1, document, None)
+        # Encoded now (the store needs the JSON anyway), so that the next event of the pass
+        # finds the incident parsed from it instead of building it again from the dict.
+        self._cache[key] = (version + 1, document, write.encoded)
         return write

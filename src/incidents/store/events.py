@@ -135,43 +135,60 @@ class EventStore:
         Calls made while an earlier one is on its way to Redis are committed together in
         the next script call (group commit): each call stays all-or-nothing on its own, and
         one Redis round trip serves every request that arrived meanwhile."""
-        if not drafts:
-            return []
-        ingested = now.isoformat()
-        group = [
-            {
-                "dedup": keys.dedup(d.event.source, d.event.id),
-                "id": d.event.id,
-                "incident": d.incident_id,
-                "timeline": keys.timeline(d.incident_id) if d.incident_id else "",
-                "tail": self._tail(d, ingested),
-                "docs": [
-                    {"key": w.key, "expect": w.expect, "json": w.encoded.decode()} for w in d.writes
-                ],
-                "index": [{"key": x.key, "score": x.score, "member": x.member} for x in d.index],
-            }
-            for d in drafts
-        ]
-        reply = await self._commit(group)
-        if _head(reply) == "conflict":
-            raise VersionConflict(int(reply[1]) - 1, reply[2].decode(), int(reply[3]))
-        out = []
-        for draft, item in zip(drafts, reply[1:], strict=True):
-            kind, seq, *rest = item.decode().split(" ", 2)
-            incident = rest[0] if rest and rest[0] else None
-            out.append(
-                Accepted(draft.event.id, draft.event.source, int(seq), kind == "dup", incident)
-            )
-        return out
+        (answer,) = await self.accept_each([drafts], now)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
-    async def _commit(self, group: list[dict[str, Any]]) -> list[Any]:
+    async def accept_each(
+        self, requests: Sequence[Sequence[Draft]], now: datetime
+    ) -> list[list[Accepted] | Exception]:
+        """Store each request's drafts whole or not at all, in the order given, in the same
+        script call (up to MAX_GROUPS_PER_CALL requests per call). One answer per request: its
+        results, or the VersionConflict or StoreUnavailable that refused it. A later request
+        sees what the earlier ones stored, so it may be planned on top of them."""
+        ingested = now.isoformat()
         loop = asyncio.get_running_loop()
+        futures = [
+            self._enqueue(loop, [self._item(d, ingested) for d in drafts]) if drafts else None
+            for drafts in requests
+        ]
+        answers: list[list[Accepted] | Exception] = []
+        for drafts, future in zip(requests, futures, strict=True):
+            if future is None:
+                answers.append([])
+                continue
+            try:
+                reply = await future
+            except Exception as exc:  # StoreUnavailable, short of replicas: this request's
+                answers.append(exc)
+                continue
+            answers.append(_decode(drafts, reply))
+        return answers
+
+    def _item(self, d: Draft, ingested: str) -> dict[str, Any]:
+        return {
+            "dedup": keys.dedup(d.event.source, d.event.id),
+            "id": d.event.id,
+            "incident": d.incident_id,
+            "timeline": keys.timeline(d.incident_id) if d.incident_id else "",
+            "tail": self._tail(d, ingested),
+            "docs": [
+                {"key": w.key, "expect": w.expect, "json": w.encoded.decode()} for w in d.writes
+            ],
+            "index": [{"key": x.key, "score": x.score, "member": x.member} for x in d.index],
+        }
+
+    def _enqueue(
+        self, loop: asyncio.AbstractEventLoop, group: list[dict[str, Any]]
+    ) -> asyncio.Future[list[Any]]:
+        """Queue ``group`` for the next script call; groups queued together keep their order."""
         if self._flusher is None or self._flusher.done() or self._flusher.get_loop() is not loop:
             self._waiting = []  # anything left belongs to a loop that is gone
             self._flusher = loop.create_task(self._flush())
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._waiting.append((group, future))
-        return await future
+        return future
 
     async def _flush(self) -> None:
         """Send what is waiting, one script call at a time, until nothing is."""
@@ -294,6 +311,17 @@ class EventStore:
         async with guarded("reading the sequence"):
             raw = await self.redis.get(keys.SEQUENCE)
         return int(cast(bytes, raw)) if raw else 0
+
+
+def _decode(drafts: Sequence[Draft], reply: list[Any]) -> list[Accepted] | Exception:
+    if _head(reply) == "conflict":
+        return VersionConflict(int(reply[1]) - 1, reply[2].decode(), int(reply[3]))
+    out = []
+    for draft, item in zip(drafts, reply[1:], strict=True):
+        kind, seq, *rest = item.decode().split(" ", 2)
+        incident = rest[0] if rest and rest[0] else None
+        out.append(Accepted(draft.event.id, draft.event.source, int(seq), kind == "dup", incident))
+    return out
 
 
 def _head(reply: list[Any]) -> str:
