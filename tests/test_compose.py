@@ -41,6 +41,7 @@ def test_the_ha_profile_wires_replica_sentinels_api_and_workers_to_one_another()
     env = {k: str(v) for k, v in services["api-ha"]["environment"].items()}
     env["INCIDENTS_ADMIN_TOKEN"] = "a-token-for-the-check"
     settings = Settings.from_env(env)  # refuses a malformed URL or setting
+    assert settings.redis_url is not None
     target = SentinelTarget.parse(settings.redis_url)
     sentinels = sorted(n for n in services if n.startswith("sentinel-"))
     assert sorted(target.sentinels) == [(n, 26379) for n in sentinels]
