@@ -14,7 +14,7 @@ import orjson
 import redis
 
 from incidents.auth import Principal
-from incidents.errors import IllegalTransition
+from incidents.errors import IllegalTransition, StoreUnavailable
 from incidents.ingest.pipeline import Ingestor
 from incidents.lifecycle import machine
 from incidents.model.cloudevent import StoredEvent
@@ -49,6 +49,22 @@ def stored_incident(client: redis.Redis, incident_id: str) -> dict[str, Any]:
     return document
 
 
+def ingestor_for(settings: Settings, store: EventStore) -> Ingestor:
+    """The ingestor the app builds (schemas, alert rules, the write planner), on ``store``."""
+    registry = SchemaRegistry.load(settings.schemas_dir)
+    rules = load_policy_files(settings.policies_dir, settings.schemas_dir).alerts
+    return Ingestor(registry, store, wall_clock, planners=[WritePlanner(store, rules)])
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def redis_url_of(settings: Settings) -> str:
+    assert settings.redis_url is not None
+    return settings.redis_url
+
+
 def on(type_: str, data: dict[str, Any] | None = None, **attrs: Any) -> dict[str, Any]:
     return event(type_, data, imincidentid=INC, **attrs)
 
@@ -76,17 +92,11 @@ def test_waiting_requests_are_planned_in_order_and_committed_together(
         [on("im.incident.mitigate")],  # closed is final
         [note_d, note_d],  # a repeat inside one batch
     ]
-    registry = SchemaRegistry.load(settings.schemas_dir)
-    rules = load_policy_files(settings.policies_dir, settings.schemas_dir).alerts
-    assert settings.redis_url is not None
-    url = settings.redis_url
 
     async def run() -> tuple[list[list[Accepted] | BaseException], int, list[StoredEvent]]:
-        client = connect_async(url)
+        client = connect_async(redis_url_of(settings))
         store = EventStore(client)
-        ingestor = Ingestor(
-            registry, store, lambda: datetime.now(UTC), planners=[WritePlanner(store, rules)]
-        )
+        ingestor = ingestor_for(settings, store)
         try:
             declare = event("im.incident.declare", imincidentid=INC)
             await ingestor.accept(ingestor.check([declare], batch=False), ADMIN)
@@ -222,3 +232,33 @@ async def read_timeline(url: str, incident_id: str) -> list[StoredEvent]:
         return await EventStore(client).timeline(incident_id)
     finally:
         await client.aclose()
+
+
+def test_every_request_of_a_group_hears_that_replicas_fell_short(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """With INCIDENTS_MIN_REPLICAS unmet, every request committed in a group gets the 503
+    (its events kept), and the group still took one script call, not one per request."""
+    notes = [[on("im.incident.note", {"text": str(n)})] for n in range(10)]
+
+    async def run() -> tuple[list[list[Accepted] | BaseException], int]:
+        client = connect_async(redis_url_of(settings))
+        ingestor = ingestor_for(settings, EventStore(client, min_replicas=1, replica_timeout_ms=20))
+        try:
+            plain = ingestor_for(settings, EventStore(client))
+            declare = event("im.incident.declare", imincidentid=INC)
+            await plain.accept(plain.check([declare], batch=False), ADMIN)
+            checked = [ingestor.check(r, batch=False) for r in notes]
+            before = script_calls(redis_client)
+            answers = await asyncio.gather(
+                *(ingestor.accept(events, ADMIN) for events in checked), return_exceptions=True
+            )
+            return answers, script_calls(redis_client) - before
+        finally:
+            await client.aclose()
+
+    answers, calls = asyncio.run(run())
+    assert all(isinstance(a, StoreUnavailable) for a in answers), answers
+    assert redis_client.zcard(keys.timeline(INC)) == 1 + len(notes)
+    assert stored_incident(redis_client, INC)["version"] == 1 + len(notes)
+    assert calls <= 2, calls
