@@ -344,12 +344,26 @@ def _ready(url: str) -> bool:
         return False
 
 
+@pytest.mark.parametrize(
+    "rejoin",
+    [
+        "replica",
+        pytest.param(
+            "as-it-was",
+            marks=pytest.mark.skipif(
+                os.environ.get("INCIDENTS_MEASURE_FAILOVER") != "1",
+                reason="ten seconds longer (the sentinels demote the restarted old primary):"
+                " run it with INCIDENTS_MEASURE_FAILOVER=1",
+            ),
+        ),
+    ],
+)
 def test_a_primary_killed_under_load_loses_no_acknowledged_event(
-    cluster: Cluster, rx: Receiver
+    cluster: Cluster, rx: Receiver, rejoin: str
 ) -> None:
     """With INCIDENTS_MIN_REPLICAS=1 the primary's SIGKILL costs only 503s: every event
     answered 202 is readable and delivered in order, and API and workers recover unaided."""
-    result = _fail_over(cluster, rx, min_replicas=1, rejoin="replica")
+    result = _fail_over(cluster, rx, min_replicas=1, rejoin=rejoin)
     statuses = result["statuses"]
     assert isinstance(statuses, dict)
     assert set(statuses) <= {200, 202, 503}, (statuses, cluster.log_of("api-0"))
@@ -359,7 +373,7 @@ def test_a_primary_killed_under_load_loses_no_acknowledged_event(
     assert isinstance(alive, dict) and all(alive.values()), alive
     print(
         f"seconds from the kill to every sentinel naming the replica: {result['promoted']:.2f},"
-        f" to the first 202 again (the old primary back as its replica): {result['recovery']:.2f}"
+        f" to the first 202 again: {result['recovery']:.2f}"
     )
 
 
