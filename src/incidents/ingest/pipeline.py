@@ -1,7 +1,9 @@
 """The acceptance pipeline: envelope -> type and data schema -> policy -> plan -> store.
 
 Everything that reaches the store came through here, whichever door it entered by
-(``POST /v1/events`` or a monitoring-tool adapter).
+(``POST /v1/events`` or a monitoring-tool adapter). Requests for one incident that arrive while
+another is being stored wait together and are then planned in order and stored in one script
+call (a group); each keeps its own answer.
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ from incidents.store.events import (
 )
 
 MAX_PLAN_ATTEMPTS = 20
-# Requests for one incident planned and stored together at most (one script call).
+# Requests for one incident planned and stored together at most (one script call), and the
+# events in them (a group of big batches would hold the event loop, and Redis, for long).
 MAX_GROUP_REQUESTS = MAX_GROUPS_PER_CALL
+MAX_GROUP_EVENTS = 1000
 # Checking more events than this at once takes long enough (a full schema check of a bad
 # event is about 0.1 ms) to be done off the event loop.
 INLINE_CHECK_EVENTS = 16
@@ -104,9 +108,9 @@ class DefaultAdmission:
 
 
 @dataclass(eq=False)
-class Request:
-    """One request's new events on their way into the store, alone or in a group of requests
-    for one incident, and in the end its answer."""
+class Submission:
+    """One request's new events on their way into the store, alone or in a group of
+    submissions for one incident, and in the end its answer."""
 
     fresh: list[Pending]
     principal: Principal
@@ -165,7 +169,7 @@ class Ingestor:
         self.admission: Admission = admission or DefaultAdmission()
         self.planners = list(planners)
         self._locks = KeyedLocks()
-        self._queued: dict[str, list[Request]] = {}  # incident id -> requests waiting, in order
+        self._queued: dict[str, list[Submission]] = {}  # incident id -> requests waiting, in order
 
     def check(self, raws: Sequence[object], batch: bool) -> list[CloudEvent]:
         """Envelope rules (400), then known type and data schema (415/422), for every event;
@@ -227,21 +231,21 @@ class Ingestor:
                 continue  # a repeat inside one batch is answered like the first
             first_of[key] = i
             fresh.append(Pending(i, event))
-        request = Request(fresh, principal)
+        submission = Submission(fresh, principal)
         named = {e.get(Extension.INCIDENT_ID) for e in admitted}
         if len(named) == 1 and None not in named and "" not in named:
-            await self._join(str(named.pop()), request)
+            await self._join(str(named.pop()), submission)
         else:
             # Events naming no incident (which an alert may link or declare) and batches that
             # span incidents are planned and stored alone, holding every named incident's
             # lock (taken in sorted order, so two holders never deadlock); a group takes just
             # its incident's lock, so it and these never interleave on one incident.
             async with self._locks.hold(sorted({str(i) for i in named if i})):
-                await self._run([request])
-        if isinstance(request.outcome, Exception):
-            raise request.outcome
-        assert request.outcome is not None
-        stored = request.outcome
+                await self._run([submission])
+        if isinstance(submission.outcome, Exception):
+            raise submission.outcome
+        assert submission.outcome is not None
+        stored = submission.outcome
         for p, result in zip(fresh, stored, strict=True):
             results[p.position] = result
         for i, event in enumerate(admitted):
@@ -253,36 +257,42 @@ class Ingestor:
                 )
         return [r for r in results if r is not None]
 
-    async def _join(self, incident_id: str, request: Request) -> None:
-        """Plan and store ``request`` with the other requests for its incident that are
+    async def _join(self, incident_id: str, submission: Submission) -> None:
+        """Plan and store ``submission`` with the other requests for its incident that are
         waiting, in arrival order, when the incident's turn comes: while one group is on its
         way to Redis the next one gathers, so a busy incident takes one script call per
-        group, not one per request. Whoever gets the incident's lock first runs the group it
+        group, not one per submission. Whoever gets the incident's lock first runs the group it
         finds queued; the others find their answer ready."""
         queue = self._queued.setdefault(incident_id, [])
-        queue.append(request)
+        queue.append(submission)
         try:
             async with self._locks.hold([incident_id]):
-                while request.outcome is None:
+                while submission.outcome is None:
                     await self._run(self._take(incident_id))
         finally:
             queue = self._queued.get(incident_id, [])
-            if request in queue:  # cancelled while waiting: nobody is left to answer
-                queue.remove(request)
+            if submission in queue:  # cancelled while waiting: nobody is left to answer
+                queue.remove(submission)
                 if not queue:
                     del self._queued[incident_id]
 
-    def _take(self, incident_id: str) -> list[Request]:
+    def _take(self, incident_id: str) -> list[Submission]:
         queue = self._queued.get(incident_id)
         if not queue:
             raise RuntimeError(f"no request is waiting for incident {incident_id!r}")
-        group = queue[:MAX_GROUP_REQUESTS]
-        del queue[:MAX_GROUP_REQUESTS]
+        size, events = 1, len(queue[0].fresh)
+        while size < min(len(queue), MAX_GROUP_REQUESTS):
+            events += len(queue[size].fresh)
+            if events > MAX_GROUP_EVENTS:
+                break
+            size += 1
+        group = queue[:size]
+        del queue[:size]
         if not queue:
             del self._queued[incident_id]
         return group
 
-    async def _run(self, group: list[Request]) -> None:
+    async def _run(self, group: list[Submission]) -> None:
         """Plan and store ``group``, leaving an outcome on every request in it."""
         try:
             await self._plan_and_store(group)
@@ -306,7 +316,7 @@ class Ingestor:
                     retry_after=1,
                 )
 
-    async def _plan_and_store(self, group: list[Request]) -> None:
+    async def _plan_and_store(self, group: list[Submission]) -> None:
         # The first attempt trusts the store to spot duplicates (saving a round trip). If
         # planning refuses a request, or a version moved on, its next attempt first asks which
         # of its events are repeats, so a retried event is answered as a duplicate, never
@@ -327,7 +337,7 @@ class Ingestor:
                     await self._assign_incident(p)
             now = self.clock()
             refusals, end = await self._plan(todo, now)
-            ready: list[Request] = []
+            ready: list[Submission] = []
             for r, refused in zip(todo[:end], refusals, strict=True):
                 if refused is None:
                     ready.append(r)
@@ -340,7 +350,7 @@ class Ingestor:
                 await self._store(ready, now)
         # Whatever is still open gets the 503 of _run.
 
-    async def _find_repeats(self, todo: list[Request]) -> None:
+    async def _find_repeats(self, todo: list[Submission]) -> None:
         """Set each request's events to plan: all of them, or for a request that was refused
         or conflicted before, those the store does not hold yet (one look-up for all)."""
         checked = [r for r in todo if r.checked]
@@ -354,7 +364,7 @@ class Ingestor:
             r.todo = [p for p in r.fresh if next(existing) is None]
 
     async def _plan(
-        self, todo: list[Request], now: datetime
+        self, todo: list[Submission], now: datetime
     ) -> tuple[list[IncidentsError | None], int]:
         """Each request's refusal (None: planned), and how many of the requests to go on
         with this round. Planners run in turn; a refusal by any but the first ends the round
@@ -371,7 +381,7 @@ class Ingestor:
                 return refusals[: late[0] + 1], late[0] + 1
         return refusals, len(todo)
 
-    async def _store(self, ready: list[Request], now: datetime) -> None:
+    async def _store(self, ready: list[Submission], now: datetime) -> None:
         drafts = [
             [Draft(p.event, r.principal.id, p.writes, p.index, p.plan) for p in r.fresh]
             for r in ready
