@@ -132,3 +132,35 @@ class socket_nobody_listens_on:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_requests_given_together_are_stored_in_order_in_one_script_call(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """accept_each stores requests in the order given, in one script call: a request may
+    write on top of the version an earlier one leaves, and one that conflicts is refused
+    alone, each request getting its own answer."""
+    key = "incidents:test:doc"
+
+    def writing(expect: int) -> list[Draft]:
+        note = CloudEvent.from_dict(event("im.incident.note"))
+        return [Draft(note, "tester", writes=[VersionedWrite(key, expect, {"v": expect + 1})])]
+
+    requests = [writing(0), writing(1), writing(5), writing(2), [draft()]]
+
+    async def run() -> list[list[Accepted] | Exception]:
+        client = connect_async(redis_url)
+        try:
+            return await EventStore(client).accept_each(requests, NOW)
+        finally:
+            await client.aclose()
+
+    before = script_calls(redis_client)
+    answers = asyncio.run(run())
+    assert script_calls(redis_client) - before == 1
+    assert isinstance(answers[2], VersionConflict) and answers[2].current == 2
+    stored = [a for n, a in enumerate(answers) if n != 2]
+    assert all(isinstance(a, list) and not a[0].duplicate for a in stored), answers
+    sequences = [a[0].sequence for a in stored if isinstance(a, list)]
+    assert sequences == sorted(sequences)
+    assert redis_client.hget(key, "v") == b"3"
