@@ -10,11 +10,13 @@ its time is up. Wall-clock time comes from the injected ``clock``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -29,8 +31,10 @@ from incidents.delivery.channels.base import (
     Transport,
     exchange,
 )
-from incidents.delivery.fanout import outbox_backlog, route_outbox
+from incidents.delivery.fanout import follow_outbox, outbox_backlog, route_outbox
 from incidents.delivery.lanes import (
+    LANES_WAKE,
+    WAKE_KEEP,
     Claimed,
     LaneResult,
     Ledger,
@@ -51,7 +55,10 @@ from incidents.store.secret_box import SecretUnreadable
 
 log = logging.getLogger("incidents.delivery")
 RENEW_EVERY = 2.0
-POLL_SECONDS = 0.01  # how often a running job looks for new outbox entries and due lanes
+POLL_SECONDS = 0.01  # how often a job run without a listening client looks for due lanes
+IDLE_CHECK = 0.25  # a listening dispatcher notices a stop request at least this often
+WAKE_BLOCK_MS = 500  # how long one blocking read of the wake stream waits
+STANDBY_SECONDS = 1.0  # how often a router standing by tries the routing lease
 LANE_SECONDS = 2.0  # a lane hands its slot back after working this long (or at a failure)
 
 
@@ -84,16 +91,42 @@ class Dispatcher:
         self.owner_views = OwnerViews(redis, registry)
         self.outcomes = Outcomes(settings, self.subs, self.throttle, clock)
         self._events: dict[int, StoredEvent] = {}
+        self._changed = asyncio.Event()  # a lane finished, work was queued, or a helper ended
+        self._handoff = asyncio.Event()  # the routing lease was given up
+        self._closing = False
         self.stopping = stopping
         self.sent = 0
 
-    async def run(self, seconds: float, concurrency: int = 128, per_lane: int = 20) -> int:
-        """Work due lanes until none is left, the worker stops, or ``seconds`` pass (then
-        finish those in flight). A subscription holds at most ``sink_concurrency`` lanes."""
+    async def run(
+        self,
+        seconds: float,
+        concurrency: int = 128,
+        per_lane: int = 20,
+        listen: aioredis.Redis | None = None,
+    ) -> int:
+        """Work due lanes until the worker stops or ``seconds`` pass (then finish those in
+        flight); without ``listen``, also as soon as nothing is due now. A subscription holds
+        at most ``sink_concurrency`` lanes.
+
+        With ``listen`` (a client of its own for blocking reads) the dispatcher also routes
+        (holding the routing lease while no other worker does) and, when idle, sleeps until
+        new work is queued, a retry falls due, or a lease runs out, instead of polling."""
         active: dict[asyncio.Task[None], Claimed] = {}
+        helpers: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()
         try:
-            return await self._work(seconds, concurrency, per_lane, active)
+            if listen is not None:
+                wake_from = await _last_id(self.redis, LANES_WAKE)
+                helpers = [
+                    asyncio.create_task(self._watch(listen, wake_from)),
+                    asyncio.create_task(self._follow(listen)),
+                ]
+                for helper in helpers:
+                    helper.add_done_callback(self._wake)
+            return await self._work(seconds, concurrency, per_lane, active, helpers)
         finally:
+            self._closing = True
+            self._handoff.set()  # a router standing by stops waiting
             if active:
                 # Redis failed under the loop: the lanes still in flight are left to their
                 # leases (worked again once those run out), and no task is left unawaited.
@@ -101,6 +134,14 @@ class Dispatcher:
                 for task in active:
                     task.cancel()
                 await asyncio.gather(*active, return_exceptions=True)
+            # The router gives up its lease on its own within one blocking read; the watcher
+            # has nothing to finish.
+            for helper in helpers[:1]:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    def _wake(self, _: object = None) -> None:
+        self._changed.set()
 
     async def _work(
         self,
@@ -108,23 +149,27 @@ class Dispatcher:
         concurrency: int,
         per_lane: int,
         active: dict[asyncio.Task[None], Claimed],
+        helpers: list[asyncio.Task[None]],
     ) -> int:
+        listening = bool(helpers)
         stop_claiming = time.monotonic() + seconds
         held: Counter[str] = Counter()
         renewed = time.monotonic()
+        wanted = True  # whether to claim (something may be due)
         while True:
-            if await outbox_backlog(self.redis):
-                # Route here too, so new events do not wait for this job to end before a
-                # routing job can run in this worker.
-                await route_outbox(
-                    self.redis,
-                    self.routes,
-                    seconds=0.5,
-                    retention=self.settings.stream_retention,
-                    clock=self.clock,
-                )
             claiming = time.monotonic() < stop_claiming and not self.stopping()
-            if claiming and len(active) < concurrency:
+            # Cleared before claiming, so work queued while the claim runs is claimed next;
+            # when no claim can be made now (every slot busy), a lane finishing sets it again.
+            self._changed.clear()
+            if claiming and wanted and len(active) < concurrency:
+                if not listening and await outbox_backlog(self.redis):
+                    await route_outbox(
+                        self.redis,
+                        self.routes,
+                        seconds=0.5,
+                        retention=self.settings.stream_retention,
+                        clock=self.clock,
+                    )
                 await self.cache.sync(self.subs)
                 self.owner_views.forget()
                 if len(self._events) > 10_000:
@@ -136,16 +181,28 @@ class Dispatcher:
                     held,
                     self.settings.sink_concurrency,
                 )
-                await self.throttle.load(lane_subscription(c.lane) for c in claimed)
+                if claimed:
+                    await self.throttle.load(lane_subscription(c.lane) for c in claimed)
                 for lane in claimed:
                     held[lane_subscription(lane.lane)] += 1
-                    active[asyncio.create_task(self._lane(lane))] = lane
-            if not active:
+                    task = asyncio.create_task(self._lane(lane))
+                    task.add_done_callback(self._wake)
+                    active[task] = lane
+            if not active and (not listening or not claiming):
                 return self.sent
-            done, _ = await asyncio.wait(
-                active, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
+            for helper in helpers:
+                if helper.done():
+                    helper.result()  # raises what stopped it (Redis trouble)
+            timeout = self._wait_for(listening, renewed)
+            if not self._changed.is_set() and not any(task.done() for task in active):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._changed.wait()
+            finished = [t for t in active if t.done()]
+            # Claim again after any change: a lane finished (its slot is free, and it may be
+            # due again), new work was queued, or the time something falls due has come.
+            wanted = not listening or bool(finished) or self._changed.is_set() or self._due_now()
+            for task in finished:
                 lane = active.pop(task)
                 held[lane_subscription(lane.lane)] -= 1
                 if task.exception() is not None:
@@ -156,6 +213,54 @@ class Dispatcher:
             if time.monotonic() - renewed > RENEW_EVERY:
                 await self.ledger.renew(active.values(), self.clock())
                 renewed = time.monotonic()
+
+    def _wait_for(self, listening: bool, renewed: float) -> float:
+        """How long to wait for a change before looking again."""
+        if not listening:
+            return POLL_SECONDS
+        timeout = min(IDLE_CHECK, max(0.0, renewed + RENEW_EVERY - time.monotonic()))
+        due = self.ledger.next_due
+        if due is not None and due > self.clock():
+            timeout = min(timeout, due - self.clock())
+        return timeout
+
+    def _due_now(self) -> bool:
+        due = self.ledger.next_due
+        return due is not None and due <= self.clock()
+
+    async def _watch(self, listen: aioredis.Redis, last: bytes) -> None:
+        """Wake the loop each time queueing makes a lane due; notice a router hand-off."""
+        while not self._closing:
+            async with asyncio.timeout(WAKE_BLOCK_MS / 1000 + 2.0):  # a dead link fails
+                reply: Any = await listen.xread(
+                    {LANES_WAKE: last}, count=WAKE_KEEP, block=WAKE_BLOCK_MS
+                )
+            if not reply:
+                continue
+            entries = reply[0][1]
+            last = entries[-1][0]
+            if any(b"route" in (fields or {}) for _, fields in entries):
+                self._handoff.set()
+            if any(b"due" in (fields or {}) for _, fields in entries):
+                self._wake()
+
+    async def _follow(self, listen: aioredis.Redis) -> None:
+        """Route as events arrive while this dispatcher holds the routing lease; otherwise
+        stand by, taking the lease when its holder hands it off or it runs out."""
+        while not self._closing and not self.stopping():
+            self._handoff.clear()
+            routed = await follow_outbox(
+                self.redis,
+                listen,
+                self.routes,
+                clock=self.clock,
+                until=lambda: self._closing or self.stopping(),
+                retention=self.settings.stream_retention,
+            )
+            if routed < 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(STANDBY_SECONDS):
+                        await self._handoff.wait()
 
     async def _lane(self, claimed: Claimed) -> None:
         ids = [i for i, _ in claimed.heads]
@@ -239,3 +344,10 @@ class Dispatcher:
         missing = [s for s in seqs if s not in self._events]
         for stored in await self.store.get_many(missing):
             self._events[stored.sequence] = stored
+
+
+async def _last_id(redis: aioredis.Redis, stream: str) -> bytes:
+    """The id of a stream's newest entry ("0-0" if it has none): read from there, a blocking
+    read misses nothing added since."""
+    newest: Any = await redis.xrevrange(stream, count=1)
+    return newest[0][0] if newest else b"0-0"

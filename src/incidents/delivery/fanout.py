@@ -8,10 +8,16 @@ derived from (sequence, subscription). One router runs at a time (a lease key), 
 keeps each lane filled in gateway order. Routed entries stay in the stream, for readers that
 tail recent events (``EventStore.recent``): once nothing is left to route, the stream is
 trimmed to about ``INCIDENTS_STREAM_RETENTION`` entries; an unrouted entry is never trimmed.
+
+A running worker's deliver job follows the outbox (``follow_outbox``): it keeps the lease and
+waits for new entries with a blocking read, so an event is routed as soon as it is accepted.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -22,7 +28,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from incidents.delivery.lanes import Delivery, Ledger, lane_for, routed_id
+from incidents.delivery.lanes import LANES_WAKE, WAKE_KEEP, Delivery, Ledger, lane_for, routed_id
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.origin import came_from
@@ -30,11 +36,17 @@ from incidents.model.types import Extension
 from incidents.store import keys
 from incidents.store.events import EventStore
 from incidents.store.keys import OUTBOX
+from incidents.store.redis import UNAVAILABLE
 from incidents.store.scripts import load_script
 
 # The router's lease: renewed after every batch, and short, so a router killed mid-batch holds
 # routing up for a few seconds at most (about as long as a dead worker holds its lanes).
 LOCK_MS = 6_000
+# How long a following router's read blocks waiting for new entries: also how soon it notices
+# it is asked to stop. Well under LOCK_MS, as the lease is renewed after each read.
+ROUTE_BLOCK_MS = 500
+TRIM_EVERY = 2.0  # seconds between trims of the routed entries while following the outbox
+log = logging.getLogger("incidents.delivery")
 
 
 def delivery_for(stored: StoredEvent, sub: Subscription, delivery_id: str, now: float) -> Delivery:
@@ -82,43 +94,118 @@ async def route_outbox(
     routed = 0
     try:
         await ensure_group(redis)
-        store, subs, ledger = EventStore(redis), SubscriptionStore(redis), Ledger(redis)
+        router = _Batches(redis, cache, clock)
         stop = time.monotonic() + seconds
         while time.monotonic() < stop:
             entries = await _read(redis, "0", batch) or await _read(redis, ">", batch)
             if not entries:
                 await outbox_backlog(redis, retention)
                 break
-            await cache.sync(subs)
-            seqs = [int(fields[b"seq"]) for _, fields in entries if fields and b"seq" in fields]
-            # An event the planner marked as not to be fanned out (a repeat of an open alert,
-            # an ack with nothing to acknowledge) is stored and on the timeline, but not sent.
-            stored = [s for s in await store.get_many(seqs) if s.plan.fanout]
-            matched = await cache.matching(subs, [s.event for s in stored])
-            now = clock()
-            deliveries = [
-                delivery_for(s, sub, routed_id(s.sequence, sub.id), now)
-                for s, found in zip(stored, matched, strict=True)
-                for sub in found
-                if not came_from(s.event, sub.id)  # the system it came from already shows it
-            ]
-            await ledger.enqueue(deliveries, now)
-            ids = [entry_id for entry_id, _ in entries]
-            pipe = redis.pipeline(transaction=True)
-            pipe.xack(OUTBOX, keys.ROUTER_GROUP, *ids)
-            pipe.set(keys.ROUTE_LOCK, token, xx=True, px=LOCK_MS)
-            await pipe.execute()
-            routed += len(ids)
+            await router.route(entries)
+            if not await router.acknowledge(entries, token):
+                break
+            routed += len(entries)
     finally:
-        await redis.register_script(load_script("unlock"))(keys=[keys.ROUTE_LOCK], args=[token])
+        await _unlock(redis, token)
     return routed
 
 
+async def follow_outbox(
+    redis: aioredis.Redis,
+    listen: aioredis.Redis,
+    cache: SubscriptionCache,
+    *,
+    clock: Callable[[], float],
+    until: Callable[[], bool],
+    retention: int = 0,
+    batch: int = 500,
+) -> int:
+    """Hold the routing lease and route entries as they are added, waiting for them with a
+    blocking read on ``listen`` (a client of its own, so the wait holds none of ``redis``'s
+    connections), until ``until()`` (checked at least every ``ROUTE_BLOCK_MS``) or the lease
+    is lost. Returns -1 at once when another router holds the lease, else the number routed.
+    On the way out the lease is released and a hand-off entry added to the wake stream, so a
+    standing-by router takes over without waiting out its retry."""
+    token = secrets.token_hex(8)
+    if not await redis.set(keys.ROUTE_LOCK, token, nx=True, px=LOCK_MS):
+        return -1
+    routed = 0
+    try:
+        await ensure_group(redis)
+        router = _Batches(redis, cache, clock)
+        start, trimmed = "0", time.monotonic()  # first what a dead router left unacknowledged
+        while not until():
+            if start == "0":
+                entries = await _read(redis, "0", batch)
+                start = "0" if entries else ">"
+            else:
+                # Bounded on our side too: a read on a dead connection fails, never hangs.
+                async with asyncio.timeout(ROUTE_BLOCK_MS / 1000 + 2.0):
+                    entries = await _read(listen, ">", batch, block=ROUTE_BLOCK_MS)
+            if entries:
+                await router.route(entries)
+            if not await router.acknowledge(entries, token):
+                log.warning("the routing lease ran out; another router carries on")
+                break
+            routed += len(entries)
+            if time.monotonic() - trimmed > TRIM_EVERY:
+                await outbox_backlog(redis, retention)
+                trimmed = time.monotonic()
+    finally:
+        with contextlib.suppress(*UNAVAILABLE):
+            await _unlock(redis, token)
+            await redis.xadd(LANES_WAKE, {"route": "free"}, maxlen=WAKE_KEEP, approximate=True)
+    return routed
+
+
+class _Batches:
+    """Routes batches of outbox entries under a routing lease."""
+
+    def __init__(self, redis: aioredis.Redis, cache: SubscriptionCache, clock: Callable[[], float]):
+        self.redis, self.cache, self.clock = redis, cache, clock
+        self.store, self.subs, self.ledger = (
+            EventStore(redis),
+            SubscriptionStore(redis),
+            Ledger(redis),
+        )
+        self._renew = redis.register_script(load_script("lease"))
+
+    async def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        await self.cache.sync(self.subs)
+        seqs = [int(fields[b"seq"]) for _, fields in entries if fields and b"seq" in fields]
+        # An event the planner marked as not to be fanned out (a repeat of an open alert,
+        # an ack with nothing to acknowledge) is stored and on the timeline, but not sent.
+        stored = [s for s in await self.store.get_many(seqs) if s.plan.fanout]
+        matched = await self.cache.matching(self.subs, [s.event for s in stored])
+        now = self.clock()
+        deliveries = [
+            delivery_for(s, sub, routed_id(s.sequence, sub.id), now)
+            for s, found in zip(stored, matched, strict=True)
+            for sub in found
+            if not came_from(s.event, sub.id)  # the system it came from already shows it
+        ]
+        await self.ledger.enqueue(deliveries, now)
+
+    async def acknowledge(
+        self, entries: list[tuple[bytes, dict[bytes, bytes]]], token: str
+    ) -> bool:
+        """Acknowledge routed entries and extend the lease; False if the lease was lost."""
+        pipe = self.redis.pipeline(transaction=True)
+        if entries:
+            pipe.xack(OUTBOX, keys.ROUTER_GROUP, *[entry_id for entry_id, _ in entries])
+        await self._renew(keys=[keys.ROUTE_LOCK], args=[token, LOCK_MS], client=pipe)
+        return bool((await pipe.execute())[-1])
+
+
+async def _unlock(redis: aioredis.Redis, token: str) -> None:
+    await redis.register_script(load_script("unlock"))(keys=[keys.ROUTE_LOCK], args=[token])
+
+
 async def _read(
-    redis: aioredis.Redis, start: str, count: int
+    redis: aioredis.Redis, start: str, count: int, block: int | None = None
 ) -> list[tuple[bytes, dict[bytes, bytes]]]:
     reply: Any = await redis.xreadgroup(
-        keys.ROUTER_GROUP, keys.ROUTER_CONSUMER, {OUTBOX: start}, count=count
+        keys.ROUTER_GROUP, keys.ROUTER_CONSUMER, {OUTBOX: start}, count=count, block=block
     )
     if not reply:
         return []

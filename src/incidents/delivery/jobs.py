@@ -32,12 +32,19 @@ from incidents.store.redis import connect_async
 
 ROUTE_QUEUE = "incidents-route"
 DELIVER_QUEUE = "incidents-deliver"
-# A deliver job claims lanes while any are due, for at most this long (or until its worker is
-# asked to stop), then finishes those in flight: a long job keeps slots busy without a gap
-# between jobs, which would hold every healthy lane back behind the slowest one in flight.
+# A deliver job claims lanes (in a long-running worker: and waits for more) for at most this
+# long, or until its worker is asked to stop, then finishes those in flight: a long job keeps
+# slots busy without a gap between jobs, which would hold every healthy lane back behind the
+# slowest one in flight, and an idle worker already in a job takes new work at once.
 DELIVER_SECONDS = 60.0
 LANES_IN_FLIGHT = 128
 PER_LANE = 20
+
+
+def _set_event() -> threading.Event:
+    found = threading.Event()
+    found.set()
+    return found
 
 
 @dataclass
@@ -48,6 +55,11 @@ class WorkerContext:
     deliveries: SubscriptionCache = field(default_factory=SubscriptionCache)
     channels: Mapping[str, Channel] = field(default_factory=default_channels)
     stopping: threading.Event = field(default_factory=threading.Event)  # the worker is stopping
+    # A long-running worker (``incidents worker``, not a burst): its deliver jobs route, and
+    # wait for new work with blocking reads, for their whole window instead of ending as soon
+    # as nothing is due.
+    listening: bool = False
+    idle: threading.Event = field(default_factory=_set_event)  # no deliver job runs
     # Unix time for everything delivery schedules, stamps and signs (due lanes, leases,
     # retries, Retry-After pauses, rate windows, the attempt log, webhook timestamps).
     clock: Callable[[], float] = time.time
@@ -111,6 +123,9 @@ async def _deliver(context: WorkerContext) -> int:
     settings = context.settings
     assert settings.redis_url is not None
     redis = _lane_redis(settings.redis_url)
+    # Blocking reads (new work, new outbox entries) wait on a client of their own, never
+    # holding one of the lanes' connections.
+    listen = connect_async(settings.redis_url) if context.listening else None
     client = outbound_client(
         settings.allow_private_sinks,
         settings.delivery_timeout,
@@ -129,7 +144,11 @@ async def _deliver(context: WorkerContext) -> int:
             clock=context.clock,
             stopping=context.stopping.is_set,
         )
-        return await dispatcher.run(DELIVER_SECONDS, LANES_IN_FLIGHT, PER_LANE)
+        context.idle.clear()
+        return await dispatcher.run(DELIVER_SECONDS, LANES_IN_FLIGHT, PER_LANE, listen)
     finally:
+        context.idle.set()
         await client.close()
         await redis.aclose(close_connection_pool=True)
+        if listen is not None:
+            await listen.aclose(close_connection_pool=True)

@@ -34,6 +34,10 @@ LEASE_SECONDS = 6.0
 CAPPED_DEFER_SECONDS = 0.25  # how far back a backlog of a subscription at its cap is put
 CLAIM_SCAN_EXTRA = 512  # due lanes looked at per claim beyond those wanted (capped ones skipped)
 LOG_LENGTH = 1000  # attempts kept per subscription
+# A stream with one entry each time queueing makes a lane due: idle workers block reading it
+# (and the outbox), so new work wakes them at once. Only its newest entries matter.
+LANES_WAKE = keys.PREFIX + "lanes:wake"
+WAKE_KEEP = 100
 
 
 class DeliveryState(StrEnum):
@@ -157,6 +161,9 @@ class Claimed:
 class Ledger:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+        # When the earliest due lane or lease end left by the last ``claim`` falls (unix
+        # time; None: nothing is queued at all).
+        self.next_due: float | None = None
         self._enqueue = redis.register_script(load_script("enqueue"))
         self._claim = redis.register_script(load_script("claim"))
         self._renew = redis.register_script(load_script("renew"))
@@ -177,7 +184,8 @@ class Ledger:
         ]
         async with guarded("queueing deliveries"):
             created = await self._enqueue(
-                args=[repr(now), orjson.dumps(items), "1" if force else "0"]
+                keys=[LANES_WAKE],
+                args=[repr(now), orjson.dumps(items), "1" if force else "0", WAKE_KEEP],
             )
         return int(created)
 
@@ -190,7 +198,7 @@ class Ledger:
         cap: int | None = None,
     ) -> list[Claimed]:
         """Lease up to ``lanes`` due lanes, none of a subscription that already holds ``cap``
-        lanes (``held``: subscription id -> lanes the caller holds now)."""
+        lanes (``held``: subscription id -> lanes the caller holds now). Sets ``next_due``."""
         raw = await self._claim(
             keys=[keys.LANES_DUE, keys.LANES_LEASED, keys.LANE_HOLDERS, keys.LANE_TOKENS],
             args=[
@@ -205,7 +213,9 @@ class Ledger:
                 keys.LANE_PREFIX,
             ],
         )
-        out, i = [], 0
+        first = raw[0].decode()
+        self.next_due = float(first) if first else None
+        out, i = [], 1
         while i < len(raw):
             lane, token, n = raw[i].decode(), str(raw[i + 1]), int(raw[i + 2])
             flat = raw[i + 3 : i + 3 + 2 * n]

@@ -1,9 +1,14 @@
-"""Keeps the queues fed: a routing job when the outbox has entries, a delivery job when a
-lane is due (new work, a retry whose time has come, or a lease left by a dead worker).
+"""Keeps the delivery queue fed: a deliver job when the outbox has entries nobody is routing
+or a lane is due (new work, a retry whose time has come, or a lease left by a dead worker).
 
 This is the delivery scheduler: delayed retries are times in ``incidents:lanes:due``, so
 they fire in every worker, however started, without RQ's scheduler. Each worker process
 runs a pump; several pumps at once only cost a few extra, quickly finished jobs.
+
+The pump does not poll. While its worker runs a deliver job, that job watches for work
+itself and the pump only waits for it to end. Otherwise the pump blocks reading the outbox
+and the wake stream (an entry each time a lane becomes due), and wakes at the earliest time
+a lane or lease falls due, so a new event or a due retry starts a job at once.
 """
 
 from __future__ import annotations
@@ -11,24 +16,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from rq import Queue
 
-from incidents.delivery.jobs import (
-    DELIVER_QUEUE,
-    ROUTE_QUEUE,
-    deliver_job,
-    deliver_timeout,
-    job_settings,
-    route_job,
-)
+from incidents.delivery.jobs import DELIVER_QUEUE, deliver_job, deliver_timeout, job_settings
+from incidents.delivery.lanes import LANES_WAKE
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.keys import OUTBOX
 from incidents.store.scripts import load_script
 
 log = logging.getLogger("incidents.delivery")
+BLOCK_MS = 500  # the longest one blocking read waits: also how soon a stop is noticed
+MIN_WAIT = 0.05  # seconds: the least wait when work is due but a job for it already waits
 
 
 class Pump:
@@ -38,9 +40,9 @@ class Pump:
         self.connection = connection
         self.clock = clock  # when lanes and leases fall due: the dispatcher's clock
         self.settings = job_settings(settings)
-        self.route = Queue(ROUTE_QUEUE, connection=connection)
         self.deliver = Queue(DELIVER_QUEUE, connection=connection)
         self._backlog = connection.register_script(load_script("outbox"))
+        self.next_due: float | None = None  # the earliest due lane or lease end, at the last step
 
     def step(self) -> bool:
         """Enqueue what is needed now; True if anything was enqueued."""
@@ -48,18 +50,14 @@ class Pump:
         pipe = self.connection.pipeline(transaction=False)
         self._backlog(keys=[OUTBOX], args=[keys.ROUTER_GROUP, 0], client=pipe)
         pipe.exists(keys.ROUTE_LOCK)
-        pipe.llen(self.route.key)
-        pipe.zrangebyscore(keys.LANES_DUE, "-inf", now, start=0, num=1)
-        pipe.zrangebyscore(keys.LANES_LEASED, "-inf", now, start=0, num=1)
+        pipe.zrange(keys.LANES_DUE, 0, 0, withscores=True)
+        pipe.zrange(keys.LANES_LEASED, 0, 0, withscores=True)
         pipe.llen(self.deliver.key)
-        backlog, routing, route_waiting, due, expired, deliver_waiting = pipe.execute()
-        enqueued = False
-        if backlog and not routing and not route_waiting:
-            self.route.enqueue(
-                route_job, self.settings, job_timeout=120, result_ttl=0, failure_ttl=86400
-            )
-            enqueued = True
-        if (due or expired) and not deliver_waiting:
+        backlog, routing, due, leased, deliver_waiting = pipe.execute()
+        firsts = [float(found[0][1]) for found in (due, leased) if found]
+        self.next_due = min(firsts) if firsts else None
+        # A deliver job routes too, so one job serves a new event from outbox to sink.
+        if ((backlog and not routing) or (firsts and min(firsts) <= now)) and not deliver_waiting:
             self.deliver.enqueue(
                 deliver_job,
                 self.settings,
@@ -67,8 +65,8 @@ class Pump:
                 result_ttl=0,
                 failure_ttl=86400,
             )
-            enqueued = True
-        return enqueued
+            return True
+        return False
 
     def pending(self) -> bool:
         """Whether anything is left to route or deliver (now or later)."""
@@ -78,18 +76,54 @@ class Pump:
         pipe.zcard(keys.LANES_LEASED)
         return any(pipe.execute())
 
-    def run(self, stop: threading.Event, interval: float = 0.01) -> None:
+    def run(self, stop: threading.Event, idle: threading.Event | None = None) -> None:
+        """Feed the queue until ``stop``; ``idle``: set while this worker runs no deliver job
+        (while it runs one, the job watches for work and the pump waits)."""
         lost = False
+        positions: dict[str, bytes] | None = None
         while not stop.is_set():
+            if idle is not None and not idle.is_set():
+                positions = None  # read afresh once the job ends: the job saw these entries
+                idle.wait(BLOCK_MS / 1000)
+                continue
             try:
-                self.step()
+                if positions is None:
+                    positions = self._positions()
+                enqueued = self.step()
+                self._wait(positions, enqueued)
             except redis.exceptions.RedisError as exc:
                 if not lost:
                     log.warning("the pump cannot reach Redis (%s); retrying every second", exc)
-                lost = True
+                lost, positions = True, None
                 stop.wait(1.0)
                 continue
             if lost:
                 log.warning("the pump reaches Redis again")
                 lost = False
-            stop.wait(interval)
+
+    def _positions(self) -> dict[str, bytes]:
+        """Where the outbox and the wake stream end now: a blocking read from there misses
+        nothing added since."""
+        pipe = self.connection.pipeline(transaction=False)
+        for stream in (OUTBOX, LANES_WAKE):
+            pipe.xrevrange(stream, count=1)
+        found: list[Any] = pipe.execute()
+        return {
+            stream: newest[0][0] if newest else b"0-0"
+            for stream, newest in zip((OUTBOX, LANES_WAKE), found, strict=True)
+        }
+
+    def _wait(self, positions: dict[str, bytes], enqueued: bool) -> None:
+        """Block until either stream gets an entry or the next lane or lease falls due (at
+        most ``BLOCK_MS``); ``positions`` moves past what was read."""
+        timeout = BLOCK_MS / 1000
+        if self.next_due is not None:
+            timeout = min(timeout, max(self.next_due - self.clock(), MIN_WAIT))
+        if enqueued:
+            timeout = MIN_WAIT  # the job may not be taken (every worker busy): look again soon
+        streams: dict[Any, Any] = dict(positions)
+        reply: Any = self.connection.xread(streams, count=1000, block=max(1, int(timeout * 1000)))
+        for stream, entries in reply or []:
+            if entries:
+                name = stream.decode() if isinstance(stream, bytes) else stream
+                positions[name] = entries[-1][0]

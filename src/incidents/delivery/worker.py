@@ -230,7 +230,10 @@ def run_worker(settings: Settings, burst: bool = False, server_process: bool = F
             worker.work(burst=True, logging_level="WARNING")
         return 0
     stop = threading.Event()
-    thread = threading.Thread(target=pump.run, args=(stop,), name="incidents-pump", daemon=True)
+    context.listening = True
+    thread = threading.Thread(
+        target=pump.run, args=(stop, context.idle), name="incidents-pump", daemon=True
+    )
     thread.start()
     try:
         worker.work(logging_level="WARNING")

@@ -10,6 +10,8 @@
 -- so a long backlog is not rescanned on every call and does not hide other subscriptions'
 -- lanes behind it. At most ARGV[8] due lanes are looked at per call.
 -- Lane keys are <ARGV[9]><subscription id>:<incident>.
+-- The reply starts with when anything is next due (the earliest due lane or lease end left,
+-- "" if none), so an idle worker can sleep until then instead of asking again and again.
 -- KEYS: due lanes, leased lanes, lane -> token hash, token counter.
 local due_key, leased_key, holders, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, lease_until, max_lanes, per_lane = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] - 1
@@ -51,4 +53,12 @@ for _, lane in ipairs(due) do
     end
   end
 end
+local next_due = ''
+for _, key in ipairs({due_key, leased_key}) do
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first > 0 and (next_due == '' or tonumber(first[2]) < tonumber(next_due)) then
+    next_due = first[2]
+  end
+end
+table.insert(out, 1, next_due)
 return out

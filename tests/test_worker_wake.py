@@ -1,0 +1,102 @@
+"""An idle `incidents worker` waits for new work with blocking reads, not by polling: it
+takes a new event at once, fires a retry at its time, and stops promptly while blocked."""
+
+from __future__ import annotations
+
+import signal
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import redis
+
+from incidents.settings import Settings
+from tests.delivery_support import Receiver, publish, start_worker, subscribe
+from tests.support import event, wait_for
+
+# Commands a second an idle worker may issue: its blocking reads return every half second and
+# the routing lease is renewed as often. Polling every 10 ms issued several hundred.
+IDLE_COMMANDS_PER_SECOND = 60
+
+
+def commands(connection: redis.Redis) -> int:
+    """Commands Redis has run since its statistics were last reset (INFO itself excluded)."""
+    stats = connection.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
+
+@contextmanager
+def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    worker = start_worker(settings)
+    try:
+        yield worker
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+
+
+def stop_within(worker: subprocess.Popen[bytes], seconds: float) -> float:
+    """SIGTERM the worker; how long it took to exit (fails if longer than ``seconds``)."""
+    asked = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(seconds)
+    return time.monotonic() - asked
+
+
+@pytest.mark.slow
+def test_an_idle_worker_blocks_and_takes_each_new_event_at_once(
+    settings: Settings, client: httpx.Client, rx: Receiver
+) -> None:
+    """An idle worker issues few Redis commands, delivers each new event within a few
+    milliseconds of its acceptance, and stops promptly while blocked."""
+    subscribe(client, rx, "/wake")
+    connection = redis.Redis.from_url(str(settings.redis_url))
+    with worker_process(settings) as worker:
+        publish(client, event("im.incident.declare", imincidentid="INC-wake"))
+        wait_for(lambda: len(rx.at("/wake")) == 1, 20, "the first delivery")
+        connection.config_resetstat()
+        started = time.monotonic()
+        time.sleep(1.0)  # the idle period measured: no event arrives
+        idle_rate = commands(connection) / (time.monotonic() - started)
+        latencies = []
+        for n in range(15):
+            sent = time.time()
+            publish(client, event("im.incident.note", imincidentid="INC-wake"))
+            seen = n + 1  # deliveries before this event's
+            received = wait_for(lambda: rx.at("/wake")[seen:], 10, "a delivery", every=0.001)  # noqa: B023  # used at once, in this iteration
+            latencies.append((received[0].at - sent) * 1000)
+        took = stop_within(worker, 5.0)
+    connection.close()
+    assert idle_rate < IDLE_COMMANDS_PER_SECOND, f"{idle_rate:.0f} commands/s while idle"
+    assert statistics.median(latencies) < 12.0, f"post to receipt: {sorted(latencies)} ms"
+    assert took < 3.0
+
+
+@pytest.mark.slow
+def test_a_retry_after_pause_ends_on_time_for_a_worker_that_does_not_poll(
+    settings: Settings, client: httpx.Client, rx: Receiver
+) -> None:
+    """A delivery a sink answered with 429 and Retry-After is tried again when the pause
+    ends, neither early nor much late, and the worker waiting for that time issues few Redis
+    commands meanwhile."""
+    pause = 2
+    subscribe(client, rx, "/later")
+    rx.scripts["/later"] = [(429, {"retry-after": str(pause)})]
+    connection = redis.Redis.from_url(str(settings.redis_url))
+    with worker_process(settings) as worker:
+        publish(client, event("im.incident.declare"))
+        wait_for(lambda: len(rx.at("/later")) == 1, 20, "the first attempt")
+        connection.config_resetstat()
+        started = time.monotonic()
+        wait_for(lambda: len(rx.at("/later")) == 2, 10, "the retry", every=0.01)
+        rate = commands(connection) / (time.monotonic() - started)
+        stop_within(worker, 5.0)
+    connection.close()
+    first, second = rx.at("/later")
+    assert pause - 0.1 <= second.at - first.at < pause + 1.0
+    assert rate < IDLE_COMMANDS_PER_SECOND, f"{rate:.0f} commands/s while waiting"
