@@ -5,6 +5,9 @@ body may take to arrive (408). Both answers are problem+json and close the conne
 from __future__ import annotations
 
 import asyncio
+import types
+from collections.abc import Coroutine, Generator
+from typing import Any, cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,16 +55,58 @@ class RequestLimits:
             nonlocal body_done
             if body_done:
                 return await receive()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise BodyTimeout(
-                    f"the request body did not arrive within {self.body_timeout:g} s",
-                    extra={"limit_seconds": self.body_timeout},
-                ) from None
+            pending = receive()
+            finished, step = (
+                _first_step(pending) if isinstance(pending, types.CoroutineType) else (False, None)
+            )
+            if finished:  # the message was there already: nothing to wait for, no timer
+                message = cast(Message, step)
+            else:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await (
+                            _resume(pending, step)
+                            if isinstance(pending, types.CoroutineType)
+                            else pending
+                        )
+                except TimeoutError:
+                    raise BodyTimeout(
+                        f"the request body did not arrive within {self.body_timeout:g} s",
+                        extra={"limit_seconds": self.body_timeout},
+                    ) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True
             return message
 
         return bounded_receive
+
+
+def _first_step(pending: Coroutine[Any, Any, Message]) -> tuple[bool, Any]:
+    """Run ``pending`` until it first waits: ``(True, its result)`` when it finished without
+    waiting, else ``(False, what it waits on)``, to be handed to ``_resume``."""
+    try:
+        return False, pending.send(None)
+    except StopIteration as done:
+        return True, done.value
+
+
+@types.coroutine
+def _resume(pending: Coroutine[Any, Any, Message], step: Any) -> Generator[Any, Any, Message]:
+    """Await the rest of a coroutine ``_first_step`` started (it waits on ``step``), as
+    ``await`` would have: results and exceptions (a cancellation) pass through."""
+    while True:
+        try:
+            sent = yield step
+        except GeneratorExit:
+            pending.close()
+            raise
+        except BaseException as exc:  # thrown in by the task: a cancellation, say
+            try:
+                step = pending.throw(exc)
+            except StopIteration as done:
+                return cast(Message, done.value)
+        else:
+            try:
+                step = pending.send(sent)
+            except StopIteration as done:
+                return cast(Message, done.value)

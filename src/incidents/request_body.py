@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from incidents.errors import InvalidHeader, JSONTooDeep, MalformedJSON, PayloadTooLarge
 from incidents.offload import off_loop
@@ -32,15 +32,38 @@ async def read_body(request: Request, limit: int) -> bytes:
             )
     chunks: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise PayloadTooLarge(
-                f"the body exceeds {limit} bytes, the most this gateway accepts",
-                extra={"limit": limit},
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if hasattr(request, "_body") or getattr(request, "_stream_consumed", True):
+        async for chunk in request.stream():  # read before: Starlette answers, or refuses
+            received += len(chunk)
+            _within(received, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    # Straight from ``receive``, as ``Request.stream`` reads it (marking the stream read),
+    # without an async generator per request.
+    request._stream_consumed = True
+    while True:
+        message = await request.receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                received += len(chunk)
+                _within(received, limit)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif kind == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect()
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _within(received: int, limit: int) -> None:
+    if received > limit:
+        raise PayloadTooLarge(
+            f"the body exceeds {limit} bytes, the most this gateway accepts",
+            extra={"limit": limit},
+        )
 
 
 def too_deep(value: Any, limit: int) -> bool:

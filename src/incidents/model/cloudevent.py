@@ -28,7 +28,7 @@ class CloudEvent:
     data_base64: str | None = None
 
     def __post_init__(self) -> None:
-        for required in ("id", "source", "specversion", "type"):
+        for required in _REQUIRED:
             value = self.attributes.get(required)
             if not isinstance(value, str) or not value:
                 raise ValueError(f"CloudEvent attribute {required!r} must be a non-empty string")
@@ -59,10 +59,12 @@ class CloudEvent:
                 attrs.pop(name, None)
             else:
                 attrs[name] = value
+        if _REQUIRED_SET.isdisjoint(changes):  # this event's invariants hold for the copy
+            return _unchecked(attrs, self.data, self.data_base64)
         return CloudEvent(attrs, self.data, self.data_base64)
 
     def with_data(self, data: Any) -> CloudEvent:
-        return CloudEvent(self.attributes, data, None)
+        return _unchecked(self.attributes, data, None)  # the attributes stay as they were
 
     def to_dict(self) -> dict[str, Any]:
         """The CloudEvents JSON event format."""
@@ -77,6 +79,23 @@ class CloudEvent:
     def from_dict(cls, raw: Mapping[str, Any]) -> CloudEvent:
         attrs = {k: v for k, v in raw.items() if k not in ("data", "data_base64")}
         return cls(attrs, raw.get("data"), raw.get("data_base64"))
+
+
+_REQUIRED = ("id", "source", "specversion", "type")
+_REQUIRED_SET = frozenset(_REQUIRED)
+
+
+def _unchecked(
+    attributes: Mapping[str, AttributeValue], data: Any, data_base64: str | None
+) -> CloudEvent:
+    """A CloudEvent derived from a valid one without checking again: ``attributes`` is a
+    fresh dict nobody else holds, or already a read-only view."""
+    event = object.__new__(CloudEvent)
+    view = attributes if type(attributes) is MappingProxyType else MappingProxyType(attributes)
+    object.__setattr__(event, "attributes", view)
+    object.__setattr__(event, "data", data)
+    object.__setattr__(event, "data_base64", data_base64)
+    return event
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,6 +176,127 @@ def errors_of(validator: Validator, instance: object, prefix: str = "") -> list[
     return out
 
 
+# Keywords that only annotate: they never make an instance invalid.
+_ANNOTATIONS = frozenset(
+    {"$schema", "$id", "$comment", "title", "description", "default", "examples"}
+)
+_TYPES: dict[str, Callable[[object], bool]] = {
+    "object": lambda v: type(v) is dict,
+    "array": lambda v: type(v) is list,
+    "string": lambda v: type(v) is str,
+    "boolean": lambda v: type(v) is bool,
+    "null": lambda v: v is None,
+    "integer": lambda v: type(v) is int,  # 1.0 is an integer too: left to jsonschema
+    "number": lambda v: type(v) in (int, float),
+}
+Check: TypeAlias = Callable[[object], bool]
+
+
+def surely_valid(schema: object) -> Check | None:
+    """A fast check for a schema written with the common keywords: it answers True only for
+    instances the schema accepts (False: let jsonschema judge, and explain). None when the
+    schema uses a keyword this does not know."""
+    if schema is True:
+        return lambda v: True
+    if not isinstance(schema, Mapping):
+        return None
+    checks: list[Check] = []
+    for keyword, value in schema.items():
+        if keyword in _ANNOTATIONS or keyword.startswith("x-"):
+            continue
+        check = _keyword(keyword, value, schema)
+        if check is None:
+            return None
+        checks.append(check)
+    return lambda v: all(check(v) for check in checks)
+
+
+def _keyword(keyword: str, value: object, schema: Mapping[str, object]) -> Check | None:
+    """One keyword's check, applied as JSON Schema applies it (only to its kind of value)."""
+    if keyword == "type":
+        names = value if isinstance(value, list) else [value]
+        if not all(isinstance(n, str) and n in _TYPES for n in names):
+            return None
+        tests = [_TYPES[str(n)] for n in names]
+        return lambda v: any(test(v) for test in tests)
+    if keyword in ("minLength", "maxLength", "minItems", "maxItems", "minProperties"):
+        if type(value) is not int:
+            return None
+        kind = {"minLength": str, "maxLength": str, "minProperties": dict}.get(keyword, list)
+        bound = value
+        if keyword.startswith("min"):
+            return lambda v: type(v) is not kind or len(v) >= bound
+        return lambda v: type(v) is not kind or len(v) <= bound
+    if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        if type(value) not in (int, float):
+            return None
+        limit = cast(float, value)
+        compare: Callable[[float], bool] = {
+            "minimum": lambda n: n >= limit,
+            "maximum": lambda n: n <= limit,
+            "exclusiveMinimum": lambda n: n > limit,
+            "exclusiveMaximum": lambda n: n < limit,
+        }[keyword]
+        return lambda v: type(v) not in (int, float) or compare(cast(float, v))
+    if keyword == "pattern":
+        if not isinstance(value, str):
+            return None
+        regex = re.compile(value)
+        return lambda v: type(v) is not str or regex.search(v) is not None
+    if keyword == "format":
+        if not isinstance(value, str):
+            return None
+        fmt = value
+        return lambda v: FORMATS.conforms(v, fmt)
+    if keyword == "enum":
+        if not isinstance(value, list) or not all(type(e) is str for e in value):
+            return None
+        allowed = frozenset(value)
+        return lambda v: type(v) is str and v in allowed
+    if keyword == "required":
+        if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+            return None
+        needed = tuple(value)
+        return lambda v: type(v) is not dict or all(n in v for n in needed)
+    if keyword == "properties":
+        if not isinstance(value, Mapping):
+            return None
+        subs = {name: surely_valid(sub) for name, sub in value.items()}
+        if any(sub is None for sub in subs.values()):
+            return None
+        known = cast(dict[str, Check], subs)
+        return lambda v: (
+            type(v) is not dict or all(known[k](item) for k, item in v.items() if k in known)
+        )
+    if keyword == "additionalProperties":
+        if "patternProperties" in schema:
+            return None
+        props = schema.get("properties", {})
+        declared = frozenset(props) if isinstance(props, Mapping) else frozenset()
+        if value is False:
+            return lambda v: type(v) is not dict or declared.issuperset(v)
+        rest = surely_valid(value)
+        if rest is None:
+            return None
+        return lambda v: (
+            type(v) is not dict or all(rest(item) for k, item in v.items() if k not in declared)
+        )
+    if keyword == "items":
+        each = surely_valid(value)
+        if each is None:
+            return None
+        return lambda v: type(v) is not list or all(each(item) for item in v)
+    if keyword == "anyOf":
+        if not isinstance(value, list) or not value:
+            return None
+        options = [surely_valid(option) for option in value]
+        if any(option is None for option in options):
+            return None
+        branches = cast(list[Check], options)
+        return lambda v: any(branch(v) for branch in branches)
+    return None
+
+
 class SchemaRegistry:
     """Compiled validators for the envelope and for each event type's data."""
 
@@ -188,6 +309,12 @@ class SchemaRegistry:
     ) -> None:
         self.envelope = envelope
         self._data = dict(data)
+        # Most valid data passes these without jsonschema; anything else is judged by it.
+        self._surely_valid = {
+            name: check
+            for name, schema in raw.items()
+            if name in self._data and (check := surely_valid(schema)) is not None
+        }
         self._marked = dict(marked)
         self.raw = dict(raw)
 
@@ -231,6 +358,9 @@ class SchemaRegistry:
     def data_errors(self, event_type: str, data: object, prefix: str = "/data") -> list[FieldError]:
         validator = self._data.get(event_type)
         if validator is None:
+            return []
+        fast = self._surely_valid.get(event_type)
+        if fast is not None and fast(data):
             return []
         return errors_of(validator, data, prefix)
 
