@@ -171,3 +171,19 @@ def test_body_deadline_holds_whether_or_not_the_body_is_already_there(waits: boo
             asyncio.run(run())
     else:
         assert asyncio.run(run())[0]["message"]["body"] == b"{}"
+
+
+def test_latency_histogram_counts_each_request_once_and_renders_cumulative() -> None:
+    """Each request lands in one bucket; the rendered le= buckets still count up to +Inf."""
+    from incidents.metrics import Metrics
+
+    metrics = Metrics()
+    for seconds in (0.0005, 0.003, 0.003, 0.2, 9.0):
+        metrics.observe("POST", "/v1/events", 202, seconds)
+    assert sum(metrics.latency_buckets.values()) == 4  # 9 s is beyond the last bucket
+
+    rendered = {
+        bound: sum(n for (r, b), n in metrics.latency_buckets.items() if b <= bound)
+        for bound in Metrics.BUCKETS
+    }
+    assert rendered[0.001] == 1 and rendered[0.005] == 3 and rendered[0.25] == 4

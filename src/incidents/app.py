@@ -176,7 +176,10 @@ def create_app(
                 await hub.close()  # ends every open stream (": closing") and stops its reader
             await redis.aclose()
 
-    all_routes = [r for m in modules for r in m.routes()]
+    # Events first: the router tries routes in order, and nearly every request is one.
+    all_routes = [
+        r for m in sorted(modules, key=lambda m: m is not ingest_routes) for r in m.routes()
+    ]
     counters = metrics.Metrics()
     app = Starlette(
         routes=all_routes,

@@ -8,6 +8,7 @@ from Redis at scrape time, in one pipeline.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import MutableMapping
 
@@ -43,9 +44,11 @@ class Metrics:
         self.requests[(method, route, status)] += 1
         self.latency_sum[route] = self.latency_sum.get(route, 0.0) + seconds
         self.latency_count[route] += 1
-        for bound in self.BUCKETS:
-            if seconds <= bound:
-                self.latency_buckets[(route, bound)] += 1
+        # Counted in the smallest bucket that holds it; ``render`` sums them up (le= is
+        # cumulative), so a request costs one count, not one per bucket.
+        index = bisect_left(self.BUCKETS, seconds)
+        if index < len(self.BUCKETS):
+            self.latency_buckets[(route, self.BUCKETS[index])] += 1
 
     async def render(self, redis: aioredis.Redis) -> str:
         lines = [
@@ -62,8 +65,9 @@ class Metrics:
             "# TYPE incidents_http_request_seconds histogram",
         ]
         for route in sorted(self.latency_count):
+            n = 0
             for bound in self.BUCKETS:
-                n = self.latency_buckets[(route, bound)]
+                n += self.latency_buckets[(route, bound)]
                 lines.append(
                     f'incidents_http_request_seconds_bucket{{route="{route}",le="{bound}"}} {n}'
                 )
