@@ -156,11 +156,10 @@ def _sentinels_ready(port: int) -> bool:
     return int(master["num-slaves"]) >= 1 and int(master["num-other-sentinels"]) >= 2
 
 
-def _promoted(cluster: Cluster) -> bool:
-    """Every sentinel names the replica as the primary."""
-    return all(
-        (_primary_named(p) or ("", 0))[1] == cluster.replica_port for p in cluster.sentinel_ports
-    )
+def _promoted(cluster: Cluster, every: bool = True) -> bool:
+    """Every sentinel (or, ``every=False``, at least one) names the replica as the primary."""
+    named = [(_primary_named(p) or ("", 0))[1] for p in cluster.sentinel_ports]
+    return (all if every else any)(port == cluster.replica_port for port in named)
 
 
 @pytest.fixture
@@ -284,7 +283,11 @@ def _fail_over(
         wait_for(lambda: len(rx.at("/ha")) >= 12, 60, what="deliveries before the kill")
         cluster.processes["primary"].kill()  # SIGKILL: what a crash looks like
         killed_at = time.monotonic()
-        wait_for(partial(_promoted, cluster), 60, what="every sentinel naming the replica")
+        # A restart policy brings the old primary back as soon as it can: here, once the
+        # first sentinel names the replica, while the others may still name the old primary.
+        # An operator restarts it as a replica once every sentinel names the new primary.
+        every = rejoin == "replica"
+        wait_for(partial(_promoted, cluster, every), 60, what="the sentinels naming the replica")
         promoted = time.monotonic() - killed_at
         cluster.processes.pop("primary").wait()
         replicaof = ["--replicaof", "127.0.0.1", str(cluster.replica_port)]
@@ -372,7 +375,7 @@ def test_a_primary_killed_under_load_loses_no_acknowledged_event(
     alive = result["alive"]
     assert isinstance(alive, dict) and all(alive.values()), alive
     print(
-        f"seconds from the kill to every sentinel naming the replica: {result['promoted']:.2f},"
+        f"seconds from the kill to the sentinels naming the replica: {result['promoted']:.2f},"
         f" to the first 202 again: {result['recovery']:.2f}"
     )
 
