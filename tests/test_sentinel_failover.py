@@ -286,8 +286,10 @@ def _fail_over(
         # A restart policy brings the old primary back as soon as it can: here, once the
         # first sentinel names the replica, while the others may still name the old primary.
         # An operator restarts it as a replica once every sentinel names the new primary.
-        every = rejoin == "replica"
-        wait_for(partial(_promoted, cluster, every), 60, what="the sentinels naming the replica")
+        all_named = rejoin == "replica"
+        wait_for(
+            partial(_promoted, cluster, all_named), 60, what="the sentinels naming the replica"
+        )
         promoted = time.monotonic() - killed_at
         cluster.processes.pop("primary").wait()
         replicaof = ["--replicaof", "127.0.0.1", str(cluster.replica_port)]
