@@ -1,5 +1,6 @@
-"""Keeps the delivery queue fed: a deliver job when the outbox has entries nobody is routing
-or a lane is due (new work, a retry whose time has come, or a lease left by a dead worker).
+"""Keeps the queues fed: a routing job (in a running worker, a deliver job, which routes
+too) when the outbox has entries nobody is routing, a deliver job when a lane is due (new
+work, a retry whose time has come, or a lease left by a dead worker).
 
 This is the delivery scheduler: delayed retries are times in ``incidents:lanes:due``, so
 they fire in every worker, however started, without RQ's scheduler. Each worker process
@@ -21,7 +22,14 @@ from typing import Any
 import redis
 from rq import Queue
 
-from incidents.delivery.jobs import DELIVER_QUEUE, deliver_job, deliver_timeout, job_settings
+from incidents.delivery.jobs import (
+    DELIVER_QUEUE,
+    ROUTE_QUEUE,
+    deliver_job,
+    deliver_timeout,
+    job_settings,
+    route_job,
+)
 from incidents.delivery.lanes import LANES_WAKE
 from incidents.settings import Settings
 from incidents.store import keys
@@ -40,12 +48,15 @@ class Pump:
         self.connection = connection
         self.clock = clock  # when lanes and leases fall due: the dispatcher's clock
         self.settings = job_settings(settings)
+        self.route = Queue(ROUTE_QUEUE, connection=connection)
         self.deliver = Queue(DELIVER_QUEUE, connection=connection)
         self._backlog = connection.register_script(load_script("outbox"))
         self.next_due: float | None = None  # the earliest due lane or lease end, at the last step
 
-    def step(self) -> bool:
-        """Enqueue what is needed now; True if anything was enqueued."""
+    def step(self, routing_in_deliver: bool = False) -> bool:
+        """Enqueue what is needed now; True if anything was enqueued. A backlog in the outbox
+        gets a routing job, or with ``routing_in_deliver`` a deliver job (which routes too:
+        one job takes a new event from outbox to sink)."""
         now = self.clock()
         pipe = self.connection.pipeline(transaction=False)
         self._backlog(keys=[OUTBOX], args=[keys.ROUTER_GROUP, 0], client=pipe)
@@ -53,11 +64,20 @@ class Pump:
         pipe.zrange(keys.LANES_DUE, 0, 0, withscores=True)
         pipe.zrange(keys.LANES_LEASED, 0, 0, withscores=True)
         pipe.llen(self.deliver.key)
-        backlog, routing, due, leased, deliver_waiting = pipe.execute()
+        pipe.llen(self.route.key)
+        backlog, routing, due, leased, deliver_waiting, route_waiting = pipe.execute()
         firsts = [float(found[0][1]) for found in (due, leased) if found]
         self.next_due = min(firsts) if firsts else None
-        # A deliver job routes too, so one job serves a new event from outbox to sink.
-        if ((backlog and not routing) or (firsts and min(firsts) <= now)) and not deliver_waiting:
+        unrouted = bool(backlog) and not routing
+        enqueued = False
+        if unrouted and not routing_in_deliver and not route_waiting:
+            self.route.enqueue(
+                route_job, self.settings, job_timeout=120, result_ttl=0, failure_ttl=86400
+            )
+            enqueued = True
+        if (
+            (unrouted and routing_in_deliver) or (firsts and min(firsts) <= now)
+        ) and not deliver_waiting:
             self.deliver.enqueue(
                 deliver_job,
                 self.settings,
@@ -65,8 +85,8 @@ class Pump:
                 result_ttl=0,
                 failure_ttl=86400,
             )
-            return True
-        return False
+            enqueued = True
+        return enqueued
 
     def pending(self) -> bool:
         """Whether anything is left to route or deliver (now or later)."""
@@ -89,7 +109,7 @@ class Pump:
             try:
                 if positions is None:
                     positions = self._positions()
-                enqueued = self.step()
+                enqueued = self.step(routing_in_deliver=True)
                 self._wait(positions, enqueued)
             except redis.exceptions.RedisError as exc:
                 if not lost:
