@@ -59,6 +59,7 @@ POLL_SECONDS = 0.01  # how often a job run without a listening client looks for 
 IDLE_CHECK = 0.25  # a listening dispatcher notices a stop request at least this often
 WAKE_BLOCK_MS = 500  # how long one blocking read of the wake stream waits
 STANDBY_SECONDS = 1.0  # how often a router standing by tries the routing lease
+BACKSTOP_SECONDS = 1.0  # a listening dispatcher claims at least this often, woken or not
 LANE_SECONDS = 2.0  # a lane hands its slot back after working this long (or at a failure)
 
 
@@ -156,12 +157,16 @@ class Dispatcher:
         held: Counter[str] = Counter()
         renewed = time.monotonic()
         wanted = True  # whether to claim (something may be due)
+        claimed_at = time.monotonic()
         while True:
             claiming = time.monotonic() < stop_claiming and not self.stopping()
-            # Cleared before claiming, so work queued while the claim runs is claimed next;
-            # when no claim can be made now (every slot busy), a lane finishing sets it again.
+            # Taken and cleared before claiming, so work queued while the claim (or anything
+            # else awaited) runs is claimed next; ``wanted`` stays set until a claim is made.
+            wanted = wanted or self._changed.is_set() or not listening
             self._changed.clear()
             if claiming and wanted and len(active) < concurrency:
+                wanted = False
+                claimed_at = time.monotonic()
                 if not listening and await outbox_backlog(self.redis):
                     await route_outbox(
                         self.redis,
@@ -200,8 +205,15 @@ class Dispatcher:
                         await self._changed.wait()
             finished = [t for t in active if t.done()]
             # Claim again after any change: a lane finished (its slot is free, and it may be
-            # due again), new work was queued, or the time something falls due has come.
-            wanted = not listening or bool(finished) or self._changed.is_set() or self._due_now()
+            # due again), new work was queued, or the time something falls due has come; and
+            # at least every BACKSTOP_SECONDS, so no missed wake can strand a due lane.
+            wanted = (
+                wanted
+                or bool(finished)
+                or self._changed.is_set()
+                or self._due_now()
+                or time.monotonic() - claimed_at > BACKSTOP_SECONDS
+            )
             for task in finished:
                 lane = active.pop(task)
                 held[lane_subscription(lane.lane)] -= 1
