@@ -472,3 +472,53 @@ def test_the_client_follows_the_sentinel_with_the_newest_configuration(tmp_path:
             assert passed_over.dbsize() == 0
     finally:
         cluster.stop()
+
+
+def test_a_client_leaves_a_primary_the_sentinels_stopped_naming(tmp_path: Path) -> None:
+    """A client holding connections to a primary moves, within seconds and without an error
+    to make it, to the one the sentinels name instead (a reader on a demoted primary would
+    otherwise read its stale copy for as long as it only reads)."""
+    cluster = Cluster(tmp_path)
+    try:
+        old, new, port = free_port(), free_port(), free_port()
+        cluster.redis("old", old)
+        cluster.redis("new", new)
+        conf = tmp_path / "sentinel.conf"
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+            f"sentinel monitor {SERVICE} 127.0.0.1 {old} 1\n"
+        )
+        assert SENTINEL is not None
+        cluster.spawn("sentinel", [SENTINEL, str(conf)])
+        wait_for(partial(_primary_named, port), 20, what="the sentinel answering")
+        url = f"redis+sentinel://127.0.0.1:{port}/{SERVICE}/0"
+        worker = connect(url)
+        worker.incr("worker")
+
+        async def follow() -> None:
+            api = connect_async(url)
+            await api.incr("api")
+            with redis.Redis(port=port) as sentinel:  # the sentinel now names another primary
+                sentinel.execute_command("SENTINEL", "REMOVE", SERVICE)
+                sentinel.execute_command("SENTINEL", "MONITOR", SERVICE, "127.0.0.1", new, 1)
+            deadline = time.monotonic() + 10
+            with redis.Redis(port=new) as reached:
+                while reached.exists("worker", "api") < 2:
+                    assert time.monotonic() < deadline, "both clients writing to the new primary"
+                    worker.incr("worker")
+                    await api.incr("api")
+                    await asyncio.sleep(0.2)
+            await api.aclose()
+            pool = api.connection_pool
+            assert isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool)
+            for asked in pool.sentinel_manager.sentinels:
+                await asked.aclose()
+
+        asyncio.run(follow())
+        pool = worker.connection_pool
+        assert isinstance(pool, redis.sentinel.SentinelConnectionPool)
+        for asked in pool.sentinel_manager.sentinels:
+            asked.close()
+        worker.close()
+    finally:
+        cluster.stop()

@@ -11,13 +11,21 @@ is newest (the highest ``config-epoch``): a sentinel that has not heard of a fai
 names the old primary, and an old primary restarted by a restart policy answers as a primary
 until the sentinels demote it. Whatever it accepted then is thrown away when it rejoins as a
 replica; following a stale sentinel there would split the writes between two primaries.
+
+A client also asks again, at most once a second, while it keeps its connections: a connection
+made to a primary stays open when the sentinels stop naming it, and one that only reads (a
+worker looking for work, say) would never hear the ``READONLY`` that ends it, reading a
+demoted server's copy while nothing moves. Once the sentinels name another primary, idle
+connections close at once and busy ones when handed back, and the next command reaches the
+new primary.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -46,6 +54,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
 )
 _RETRY_ON = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+FOLLOW_EVERY = 1.0  # seconds between two checks that the sentinels still name the same primary
 
 
 @dataclass(frozen=True)
@@ -163,7 +172,43 @@ class _AsyncSentinel(aiosentinel.Sentinel):
         return found
 
 
-class _BlockingSentinelPool(aiosentinel.SentinelConnectionPool, aioredis.BlockingConnectionPool):
+class _Following:
+    """When the primary's connections were last checked against the sentinels' answer."""
+
+    _checked_at = 0.0
+
+    def _due(self) -> bool:
+        now = time.monotonic()
+        if now < self._checked_at + FOLLOW_EVERY:
+            return False
+        self._checked_at = now
+        return True
+
+
+class _FollowingPool(_Following, redis.sentinel.SentinelConnectionPool):
+    """Checks, at most once a second, that the sentinels still name the primary its
+    connections reach; if not, redis-py's pool closes them (idle ones now, busy ones when
+    handed back) and the next connection reaches the new primary."""
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self.is_master and self.master_address is not None and self._due():
+            # No sentinel answers: keep what there is (a dead primary fails by itself).
+            with suppress(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                self.get_master_address()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        return super().get_connection(*args, **kwargs)
+
+
+class _AsyncFollowingPool(_Following, aiosentinel.SentinelConnectionPool):
+    """As :class:`_FollowingPool`, for the asyncio client."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self.is_master and self.master_address is not None and self._due():
+            with suppress(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                await self.get_master_address()  # type: ignore[no-untyped-call]  # as above
+        return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]  # as above
+
+
+class _BlockingSentinelPool(_AsyncFollowingPool, aioredis.BlockingConnectionPool):
     """A Sentinel pool that waits for a free connection instead of failing when all are busy."""
 
 
@@ -187,9 +232,7 @@ def connect_async(url: str, *, max_connections: int | None = None) -> aioredis.R
         manager = _AsyncSentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             list(target.sentinels), **_sentinel_options(target, socket_timeout=5)
         )
-        pool_class = (
-            _BlockingSentinelPool if max_connections else aiosentinel.SentinelConnectionPool
-        )
+        pool_class = _BlockingSentinelPool if max_connections else _AsyncFollowingPool
         found: aioredis.Redis = manager.master_for(
             target.service, connection_pool_class=pool_class, **options, **blocking
         )
@@ -214,7 +257,9 @@ def connect(url: str) -> redis.Redis:
         manager = _Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             list(target.sentinels), **_sentinel_options(target, socket_timeout=10)
         )
-        client: redis.Redis = manager.master_for(target.service, **options)  # type: ignore[no-untyped-call]  # as above
+        client: redis.Redis = manager.master_for(  # type: ignore[no-untyped-call]  # as above
+            target.service, connection_pool_class=_FollowingPool, **options
+        )
         return client
     return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, **options)
 
