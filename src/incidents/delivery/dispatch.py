@@ -277,7 +277,7 @@ class Dispatcher:
     async def _lane(self, claimed: Claimed) -> None:
         ids = [i for i, _ in claimed.heads]
         records = await self.ledger.records(ids)
-        await self._load_events([s for _, s in claimed.heads])
+        events = await self._load_events([s for _, s in claimed.heads])
         subs = await self.cache.subscriptions(self.subs, {r.sub for r in records.values()})
         states = await self.states.get_many((r.sub, r.incident) for r in records.values())
         result = LaneResult(claimed.lane, claimed.token, due=self.clock())
@@ -305,7 +305,7 @@ class Dispatcher:
             ):
                 result.due = now + wait
                 break
-            stored = self._events.get(seq)
+            stored = events.get(seq)
             if stored is None:
                 self.outcomes.dead(result, record, "the event is no longer stored", now)
                 continue
@@ -352,10 +352,13 @@ class Dispatcher:
                 "lost the lease of %s while working it; its new holder redoes it", claimed.lane
             )
 
-    async def _load_events(self, seqs: list[int]) -> None:
-        missing = [s for s in seqs if s not in self._events]
-        for stored in await self.store.get_many(missing):
-            self._events[stored.sequence] = stored
+    async def _load_events(self, seqs: list[int]) -> dict[int, StoredEvent]:
+        """The lane's events, read through the shared cache. Returned, not only cached: the
+        cache may be emptied (when it grows large) while the lane is being worked."""
+        found = {s: self._events[s] for s in seqs if s in self._events}
+        for stored in await self.store.get_many([s for s in seqs if s not in found]):
+            self._events[stored.sequence] = found[stored.sequence] = stored
+        return found
 
 
 async def _last_id(redis: aioredis.Redis, stream: str) -> bytes:
