@@ -313,7 +313,13 @@ class Bench:
         )
 
     def gateway(self, port: int) -> Any:
-        return self.uvicorn("incidents.cli.runner:app_from_environ", port, "/readyz", "--factory")
+        """The API as users run it: ``incidents serve`` (uvicorn with the gateway's own HTTP
+        protocol, which bounds request heads and writes each answer in one write)."""
+        return process(
+            [sys.executable, "-m", "incidents", "serve"],
+            self.env(INCIDENTS_PORT=str(port), INCIDENTS_HOST="127.0.0.1"),
+            f"http://127.0.0.1:{port}/readyz",
+        )
 
     def declare(self, base: str, count: int) -> None:
         headers = {
@@ -364,6 +370,9 @@ class Bench:
             with self.workers(1):
                 spread, spread_cpu = self.load(base, gw.pid, "ingest", 100)
                 hot, hot_cpu = self.load(base, gw.pid, "hot", 1)
+            # The spread load again with the worker stopped: what sharing the cores with it
+            # costs (the API does the same work per event either way).
+            alone, alone_cpu = self.load(base, gw.pid, "alone", 100)
             self.results["rss_mb_api"] = round(peak_rss_mb(gw.pid), 1)
         port = free_port()
         with self.uvicorn("bench.bare:app", port, "/") as bare_proc:
@@ -372,6 +381,11 @@ class Bench:
         self.results["ingest_errors"] = spread["non2xx"]
         self.results["ingest_baseline_rps"] = round(bare["good_rps"], 1)
         self.results["ingest_ratio"] = round(spread["good_rps"] / bare["good_rps"], 3)
+        self.results["ingest_noworker_eps"] = round(alone["good_rps"], 1)
+        self.results["ingest_noworker_ratio"] = round(alone["good_rps"] / bare["good_rps"], 3)
+        self.results["ingest_noworker_api_cpu_us"] = round(
+            alone_cpu / max(alone["requests"], 1) * 1e6, 1
+        )
         self.results["hot_eps"] = round(hot["good_rps"], 1)
         self.results["hot_errors"] = hot["non2xx"]
         # One hot incident against the same events spread over 100 incidents.

@@ -4,11 +4,13 @@ application is involved and whatever the size or pace of what the client sends."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any, ClassVar, cast
 
 import pytest
 import uvicorn
@@ -132,3 +134,56 @@ def test_keep_alive_requests_each_get_the_full_bounds(server: int) -> None:
     two = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: " + b"p" * 3000 + b"\r\n\r\n"
     answer, _ = exchange(server, one, two, pause=0.2)
     assert answer.count(b"HTTP/1.1 200") == 2
+
+
+class CountingTransport:
+    """A connection's transport that records each write before making it."""
+
+    def __init__(self, transport: asyncio.BaseTransport, writes: list[bytes]) -> None:
+        self.transport, self.writes = transport, writes
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        cast(asyncio.Transport, self.transport).write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+class CountingProtocol(BoundedHttpToolsProtocol):
+    """The served protocol, over a transport that counts its writes (the socket's sends)."""
+
+    writes: ClassVar[list[bytes]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        counting = CountingTransport(transport, CountingProtocol.writes)
+        super().connection_made(cast(asyncio.Transport, counting))
+
+
+def test_an_answer_of_known_length_leaves_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Head and body of a content-length answer go to the socket in one write, not two."""
+    monkeypatch.setenv("INCIDENTS_MAX_HEADER_BYTES", str(HEADER_LIMIT))
+    head_limits.cache_clear()
+    port = free_port()
+    app = Starlette(routes=[Route("/", hello, methods=["GET", "HEAD"])])
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=CountingProtocol, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        CountingProtocol.writes.clear()
+        answer, _ = exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello")
+        assert CountingProtocol.writes == [answer]
+        head, _ = exchange(port, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"content-length: 5" in head
+        assert head.endswith(b"\r\n\r\n")  # a HEAD answer is its head alone, still sent
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        head_limits.cache_clear()

@@ -184,3 +184,40 @@ def test_stored_plan_reads_what_is_already_stored() -> None:
     }
     assert Plan.from_dict(unlinked).to_dict() == unlinked
     assert Plan.from_dict({}).fanout and Plan.from_dict(None).to_dict() == {}
+
+
+def test_an_evolved_incident_writes_the_document_built_from_scratch() -> None:
+    """Evolving converts only the changed fields, and its JSON equals a freshly built one's."""
+    incident = Incident(id="INC-8", title="t", severity=Severity.SEV2, declared_at=T0, version=1)
+    incident.to_dict()  # the parent's document is built, so the child's is patched from it
+    note = incident.evolve(version=2, updated_at=(T0 + timedelta(minutes=1)).isoformat())
+    moved = note.evolve(
+        version=3,
+        status="Mitigated",
+        severity="sev1",
+        roles={"commander": "alice"},
+        mitigated_at=T0 + timedelta(minutes=5),
+    )
+    for evolved in (note, moved):
+        rebuilt = Incident.from_dict(evolved.to_dict())
+        assert rebuilt == evolved
+        assert orjson.dumps(rebuilt.to_dict()) == orjson.dumps(evolved.to_dict())
+    assert note.updated_at == T0 + timedelta(minutes=1)
+    assert moved.status is IncidentStatus.MITIGATED and moved.severity is Severity.SEV1
+    assert moved.to_dict()["metrics"]["time_to_mitigate"] == 300.0
+    mine = moved.to_dict()
+    mine["roles"]["commander"] = "mallory"  # a caller's copy, not the incident's
+    assert moved.to_dict()["roles"]["commander"] == "alice"
+
+
+def test_evolve_refuses_bad_values_quoting_them() -> None:
+    """A bad status, severity, version or unknown field is refused as the constructor does."""
+    incident = Incident(id="INC-9", title="t", severity=Severity.SEV3)
+    with pytest.raises(ValueError, match="'paused'"):
+        incident.evolve(status="paused")
+    with pytest.raises(ValueError, match="'SEV9'"):
+        incident.evolve(severity="SEV9")
+    with pytest.raises(ValueError, match="-1"):
+        incident.evolve(version=-1)
+    with pytest.raises(TypeError, match="colour"):
+        incident.evolve(colour="red")

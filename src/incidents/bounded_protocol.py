@@ -9,6 +9,10 @@ the request head that neither uvicorn nor httptools has.
   a time holds its connection forever). The head must be complete within
   ``INCIDENTS_BODY_TIMEOUT`` of its first byte, else a 408 problem and the connection closes.
   The body's own time limit is the application's (``incidents.limits``).
+
+It also writes a response of known length (``content-length``) in one write, head and body
+together: uvicorn writes the head when the application starts the response and the body when
+it sends it, two sends (and two packets) for every answer.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from functools import cache
 from typing import Any
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from incidents.errors import HeadersTooLarge, IncidentsError, RequestTimeout
 from incidents.settings import Settings
@@ -30,6 +34,41 @@ def head_limits() -> tuple[int, float]:
     """(bytes, seconds) the request head may take, from this server process's settings."""
     settings = Settings.from_env(os.environ)
     return settings.max_header_bytes, settings.body_timeout
+
+
+class HeadWithBody:
+    """The transport one response writes to: the head of a response of known length is held
+    until its body's first write, and both go in one write. Anything else (an interim
+    ``100 Continue``, a chunked response) is written at once; closing writes a held head first,
+    as it would have been (a response started and then abandoned).
+
+    Not for HEAD requests, whose answer has no body write to join."""
+
+    __slots__ = ("cycle", "head", "joined", "transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+        self.transport, self.cycle = transport, cycle
+        self.head: bytes | None = None
+        self.joined = False  # the head has been written
+
+    def write(self, data: bytes) -> None:
+        if self.head is not None:
+            data, self.head = self.head + data, None
+        elif not self.joined and self.cycle.response_started:
+            self.joined = True  # the first write after the response started is its head
+            if self.cycle.chunked_encoding is False:
+                self.head = bytes(data)
+                return
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.head is not None:
+            head, self.head = self.head, None
+            self.transport.write(head)
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -67,7 +106,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.end_of_head()
+        before = self.cycle
         super().on_headers_complete()
+        if self.cycle is not before and self.scope["method"] != "HEAD":  # a new request
+            self.cycle.transport = HeadWithBody(self.transport, self.cycle)  # type: ignore[assignment]  # the transport calls a response cycle makes
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -67,7 +67,31 @@ class Incident:
             raise ValueError(f"incident version {self.version!r} is negative")
 
     def evolve(self, **changes: Any) -> Incident:
-        return replace(self, **changes)
+        """A copy with ``changes``, checked as the constructor checks them. Only the changed
+        fields are checked and converted (the others are this valid incident's), and the
+        document of the copy is this one's with just those fields rewritten: a note, which
+        changes only ``version`` and ``updated_at``, costs two fields, not twenty."""
+        unknown = changes.keys() - _INCIDENT_NAMES
+        if unknown:
+            raise TypeError(f"Incident has no field(s) {', '.join(sorted(unknown))}")
+        values = dict(self.__dict__)
+        document = values.pop(_DOCUMENT, None)
+        for name, value in changes.items():
+            values[name] = _CONVERT.get(name, _same)(value)
+        if not values["id"]:
+            raise ValueError("an incident needs an id")
+        if values["version"] < 0:
+            raise ValueError(f"incident version {values['version']!r} is negative")
+        evolved = object.__new__(Incident)
+        evolved.__dict__.update(values)
+        if document is not None:
+            patched = dict(document)
+            for name in changes:
+                patched[name] = _encode_field(name, values[name])
+            if not _CLOCKS.isdisjoint(changes):
+                patched["metrics"] = evolved._metrics()
+            evolved.__dict__[_DOCUMENT] = patched
+        return evolved
 
     def _elapsed(self, end: datetime | None) -> float | None:
         if self.declared_at is None or end is None:
@@ -86,21 +110,25 @@ class Incident:
     def time_to_resolve(self) -> float | None:
         return self._elapsed(self.resolved_at)
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.__dict__)  # every field, in declaration order
-        out["severity"] = self.severity.value
-        out["status"] = self.status.value
-        for name in _MAPPINGS:
-            out[name] = dict(out[name])
-        for name in _ALL_TIMESTAMPS:
-            value = out[name]
-            if value is not None:
-                out[name] = value.isoformat()
-        out["metrics"] = {
+    def _metrics(self) -> dict[str, float | None]:
+        return {
             "time_to_acknowledge": self.time_to_acknowledge,
             "time_to_mitigate": self.time_to_mitigate,
             "time_to_resolve": self.time_to_resolve,
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field in declaration order, as JSON values, then ``metrics``. Built once per
+        incident (an evolved incident patches its parent's) and copied for each caller, down
+        to the nested mappings, so a caller may change what it gets."""
+        document = self.__dict__.get(_DOCUMENT)
+        if document is None:
+            document = {name: _encode_field(name, self.__dict__[name]) for name in _INCIDENT_FIELDS}
+            document["metrics"] = self._metrics()
+            object.__setattr__(self, _DOCUMENT, document)
+        out = dict(document)
+        for name in _NESTED:
+            out[name] = dict(out[name])
         return out
 
     @classmethod
@@ -113,6 +141,36 @@ _INCIDENT_FIELDS = tuple(f.name for f in fields(Incident))
 _INCIDENT_NAMES = frozenset(_INCIDENT_FIELDS)
 _MAPPINGS = ("roles", "labels", "external_refs")
 _ALL_TIMESTAMPS = (*_TIMESTAMPS, "updated_at")
+_NESTED = (*_MAPPINGS, "metrics")
+# The timestamps the metrics are measured between.
+_CLOCKS = frozenset(("declared_at", "acknowledged_at", "mitigated_at", "resolved_at"))
+# Where an incident keeps its document once built (not a field: equality, repr and
+# dataclasses.replace ignore it).
+_DOCUMENT = "_document"
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# How the constructor converts each field given to it (the others are taken as they are).
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "severity": Severity.parse,
+    "status": IncidentStatus.parse,
+    **dict.fromkeys(_MAPPINGS, _frozen),
+    **dict.fromkeys(_ALL_TIMESTAMPS, _parse_ts),
+}
+
+
+def _encode_field(name: str, value: Any) -> Any:
+    """A field's value as the incident's document holds it (JSON)."""
+    if isinstance(value, Severity | IncidentStatus):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if name in _MAPPINGS:
+        return dict(value)
+    return value
 
 
 @dataclass(frozen=True)
