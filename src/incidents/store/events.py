@@ -113,7 +113,9 @@ class EventStore:
         self.redis = redis
         self.min_replicas, self.replica_timeout_ms = min_replicas, replica_timeout_ms
         self._accept = redis.register_script(load_script("accept"))
-        self._waiting: list[tuple[list[dict[str, Any]], asyncio.Future[list[Any]]]] = []
+        self._waiting: list[
+            tuple[list[dict[str, Any]], list[bytes], asyncio.Future[list[Any]]]
+        ] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def next_incident_id(self) -> str:
@@ -149,10 +151,7 @@ class EventStore:
         sees what the earlier ones stored, so it may be planned on top of them."""
         ingested = now.isoformat()
         loop = asyncio.get_running_loop()
-        futures = [
-            self._enqueue(loop, [self._item(d, ingested) for d in drafts]) if drafts else None
-            for drafts in requests
-        ]
+        futures = [self._enqueue(loop, drafts, ingested) if drafts else None for drafts in requests]
         answers: list[list[Accepted] | Exception] = []
         for drafts, future in zip(requests, futures, strict=True):
             if future is None:
@@ -166,28 +165,36 @@ class EventStore:
             answers.append(_decode(drafts, reply))
         return answers
 
-    def _item(self, d: Draft, ingested: str) -> dict[str, Any]:
-        return {
-            "dedup": keys.dedup(d.event.source, d.event.id),
-            "id": d.event.id,
-            "incident": d.incident_id,
-            "timeline": keys.timeline(d.incident_id) if d.incident_id else "",
-            "tail": self._tail(d, ingested),
-            "docs": [
-                {"key": w.key, "expect": w.expect, "json": w.encoded.decode()} for w in d.writes
-            ],
-            "index": [{"key": x.key, "score": x.score, "member": x.member} for x in d.index],
-        }
-
     def _enqueue(
-        self, loop: asyncio.AbstractEventLoop, group: list[dict[str, Any]]
+        self, loop: asyncio.AbstractEventLoop, drafts: Sequence[Draft], ingested: str
     ) -> asyncio.Future[list[Any]]:
-        """Queue ``group`` for the next script call; groups queued together keep their order."""
+        """Queue one request's drafts for the next script call; requests queued together keep
+        their order. Its group of the script's JSON request, and the strings that go beside
+        the request as they are stored: each event's tail, then its documents' JSON."""
+        group: list[dict[str, Any]] = []
+        blobs: list[bytes] = []
+        for d in drafts:
+            event = d.event
+            incident = d.incident_id
+            group.append(
+                {
+                    "dedup": keys.dedup(event.source, event.id),
+                    "id": event.id,
+                    "incident": incident,
+                    "timeline": keys.timeline(incident) if incident else "",
+                    "docs": [{"key": w.key, "expect": w.expect} for w in d.writes],
+                    "index": [
+                        {"key": x.key, "score": x.score, "member": x.member} for x in d.index
+                    ],
+                }
+            )
+            blobs.append(self._tail(d, ingested))
+            blobs.extend(w.encoded for w in d.writes)
         if self._flusher is None or self._flusher.done() or self._flusher.get_loop() is not loop:
             self._waiting = []  # anything left belongs to a loop that is gone
             self._flusher = loop.create_task(self._flush())
         future: asyncio.Future[list[Any]] = loop.create_future()
-        self._waiting.append((group, future))
+        self._waiting.append((group, blobs, future))
         return future
 
     async def _flush(self) -> None:
@@ -195,21 +202,24 @@ class EventStore:
         while self._waiting:
             batch = self._waiting[:MAX_GROUPS_PER_CALL]
             del self._waiting[:MAX_GROUPS_PER_CALL]
-            payload = {**_ACCEPT_KEYS, "groups": [group for group, _ in batch]}
+            payload = orjson.dumps({**_ACCEPT_KEYS, "groups": [group for group, _, _ in batch]})
+            args = [payload]
+            for _, blobs, _ in batch:
+                args.extend(blobs)
             try:
                 async with guarded("storing events"):
-                    replies, confirmed = await self._store(orjson.dumps(payload))
+                    replies, confirmed = await self._store(args)
             except Exception as exc:  # every waiting request hears it (503 or the error)
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             except BaseException:  # cancelled with the loop: nobody is left to answer
-                for _, future in batch:
+                for _, _, future in batch:
                     future.cancel()
                 raise
             short = confirmed < self.min_replicas
-            for (_, future), reply in zip(batch, replies, strict=True):
+            for (_, _, future), reply in zip(batch, replies, strict=True):
                 if future.done():
                     continue
                 if short and _head(reply) != "conflict":  # a conflict wrote nothing
@@ -217,14 +227,14 @@ class EventStore:
                 else:
                     future.set_result(reply)
 
-    async def _store(self, payload: bytes) -> tuple[list[Any], int]:
+    async def _store(self, args: list[bytes]) -> tuple[list[Any], int]:
         """Run the acceptance script; with ``min_replicas``, then ``WAIT`` on the same
         connection (WAIT counts the replicas that have this connection's writes)."""
         if not self.min_replicas:
-            return await self._accept(args=[payload]), 0
+            return await self._accept(args=args), 0
         for _ in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(self._accept.sha, 0, payload)
+                pipe.evalsha(self._accept.sha, 0, *args)
                 pipe.wait(self.min_replicas, self.replica_timeout_ms)
                 replies, confirmed = await pipe.execute(raise_on_error=False)
             if isinstance(replies, NoScriptError):  # a fresh primary (after a failover, say)
@@ -253,7 +263,7 @@ class EventStore:
         )
 
     @staticmethod
-    def _tail(draft: Draft, ingested: str) -> str:
+    def _tail(draft: Draft, ingested: str) -> bytes:
         body = {
             "ingested_at": ingested,
             "principal": draft.principal,
@@ -261,7 +271,7 @@ class EventStore:
             "event": draft.event.to_dict(),
         }
         # The script prepends '{"sequence":<n>', so the tail starts after the opening brace.
-        return "," + orjson.dumps(body).decode()[1:]
+        return b"," + orjson.dumps(body)[1:]
 
     async def get(self, sequence: int) -> StoredEvent | None:
         async with guarded("reading an event"):

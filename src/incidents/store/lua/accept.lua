@@ -2,14 +2,28 @@
 -- groups are independent, so one group's conflict does not hold back the others.
 -- ARGV[1] is a JSON request:
 --   {"groups": [[{"dedup": key, "id": ce id, "incident": id or "", "timeline": key or "",
---                 "tail": json tail,
---                 "docs": [{"key": k, "expect": version, "json": document}],
+--                 "docs": [{"key": k, "expect": version}],
 --                 "index": [{"key": zset, "score": n, "member": m}]}, ...], ...],
 --    "seq": seq key, "outbox": stream key, "event_prefix": p, "ids_prefix": p}
+-- ARGV[2..] are the big strings, as they are stored (never escaped into the request and
+-- decoded again): for each event in order its JSON tail (what follows '{"sequence":<n>'),
+-- then the JSON of each of its documents.
 -- Returns one reply per group, in order: {"ok", r1, r2, ...} where r is
 -- "new <seq> <incident>" or "dup <seq> <incident>", or {"conflict", index, key, current
 -- version} when a versioned document moved on (nothing of that group is stored).
 local req = cjson.decode(ARGV[1])
+
+local at = 2
+for _, events in ipairs(req.groups) do
+  for _, ev in ipairs(events) do
+    ev.tail = ARGV[at]
+    at = at + 1
+    for _, d in ipairs(ev.docs) do
+      d.json = ARGV[at]
+      at = at + 1
+    end
+  end
+end
 
 local function check(events, results)
   local versions = {}
