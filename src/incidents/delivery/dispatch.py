@@ -12,19 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels import mask_for
 from incidents.delivery.channels.base import (
     Channel,
+    ChannelState,
     Message,
     Outcome,
     OutcomeKind,
@@ -36,21 +41,25 @@ from incidents.delivery.lanes import (
     LANES_WAKE,
     WAKE_KEEP,
     Claimed,
+    Delivery,
     LaneResult,
     Ledger,
+    lane_incident,
     lane_subscription,
 )
 from incidents.delivery.outcomes import Outcomes
 from incidents.delivery.owner_views import IncidentViews, OwnerViews
 from incidents.delivery.subscription_spec import SubscriptionStatus
-from incidents.delivery.subscriptions import SubscriptionCache, SubscriptionStore
+from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.delivery.throttle import Throttle
 from incidents.errors import StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.schemas import SchemaRegistry
 from incidents.policy.outbound import Verdict
 from incidents.settings import Settings
+from incidents.store import keys
 from incidents.store.events import EventStore
+from incidents.store.redis import UNAVAILABLE
 from incidents.store.secret_box import SecretUnreadable
 
 log = logging.getLogger("incidents.delivery")
@@ -61,6 +70,7 @@ WAKE_BLOCK_MS = 500  # how long one blocking read of the wake stream waits
 STANDBY_SECONDS = 1.0  # how often a router standing by tries the routing lease
 BACKSTOP_SECONDS = 1.0  # a listening dispatcher claims at least this often, woken or not
 LANE_SECONDS = 2.0  # a lane hands its slot back after working this long (or at a failure)
+EVENT_CACHE = 10_000  # events kept for lanes of other subscriptions (emptied past this)
 
 
 class Dispatcher:
@@ -88,11 +98,14 @@ class Dispatcher:
         self.subs = SubscriptionStore(redis)
         self.store = EventStore(redis)
         self.states = ChannelStateStore(redis)
-        self.throttle = Throttle(redis)
+        self.throttle = Throttle(redis, clock)
         self.owner_views = OwnerViews(redis, registry)
         self.outcomes = Outcomes(settings, self.subs, self.throttle, clock)
         self._events: dict[int, StoredEvent] = {}
         self._changed = asyncio.Event()  # a lane finished, work was queued, or a helper ended
+        self._woken = False  # work was queued since the last claim
+        self._stop_claiming = 0.0  # monotonic time after which no lane is claimed
+        self._per_lane = 1  # deliveries taken from a lane's head at a time
         self._handoff = asyncio.Event()  # the routing lease was given up
         self._closing = False
         self.stopping = stopping
@@ -112,14 +125,14 @@ class Dispatcher:
         With ``listen`` (a client of its own for blocking reads) the dispatcher also routes
         (holding the routing lease while no other worker does) and, when idle, sleeps until
         new work is queued, a retry falls due, or a lease runs out, instead of polling."""
-        active: dict[asyncio.Task[None], Claimed] = {}
+        active: dict[asyncio.Task[float | None], Claimed] = {}
         helpers: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
+        self._woken = False
         try:
             if listen is not None:
-                wake_from = await _last_id(self.redis, LANES_WAKE)
                 helpers = [
-                    asyncio.create_task(self._watch(listen, wake_from)),
+                    asyncio.create_task(self._watch(listen)),
                     asyncio.create_task(self._follow(listen)),
                 ]
                 for helper in helpers:
@@ -144,25 +157,32 @@ class Dispatcher:
     def _wake(self, _: object = None) -> None:
         self._changed.set()
 
+    def _queued(self) -> None:
+        """Work was queued (a wake entry came): claim."""
+        self._woken = True
+        self._changed.set()
+
     async def _work(
         self,
         seconds: float,
         concurrency: int,
         per_lane: int,
-        active: dict[asyncio.Task[None], Claimed],
+        active: dict[asyncio.Task[float | None], Claimed],
         helpers: list[asyncio.Task[None]],
     ) -> int:
         listening = bool(helpers)
-        stop_claiming = time.monotonic() + seconds
+        self._stop_claiming = time.monotonic() + seconds
+        self._per_lane = per_lane
         held: Counter[str] = Counter()
         renewed = time.monotonic()
         wanted = True  # whether to claim (something may be due)
         claimed_at = time.monotonic()
         while True:
-            claiming = time.monotonic() < stop_claiming and not self.stopping()
+            claiming = self._claiming()
             # Taken and cleared before claiming, so work queued while the claim (or anything
             # else awaited) runs is claimed next; ``wanted`` stays set until a claim is made.
-            wanted = wanted or self._changed.is_set() or not listening
+            wanted = wanted or self._woken or not listening
+            self._woken = False
             self._changed.clear()
             if claiming and wanted and len(active) < concurrency:
                 wanted = False
@@ -175,10 +195,7 @@ class Dispatcher:
                         retention=self.settings.stream_retention,
                         clock=self.clock,
                     )
-                await self.cache.sync(self.subs)
                 self.owner_views.forget()
-                if len(self._events) > 10_000:
-                    self._events.clear()
                 claimed = await self.ledger.claim(
                     self.clock(),
                     concurrency - len(active),
@@ -186,8 +203,6 @@ class Dispatcher:
                     held,
                     self.settings.sink_concurrency,
                 )
-                if claimed:
-                    await self.throttle.load(lane_subscription(c.lane) for c in claimed)
                 for lane in claimed:
                     held[lane_subscription(lane.lane)] += 1
                     task = asyncio.create_task(self._lane(lane))
@@ -204,16 +219,6 @@ class Dispatcher:
                     async with asyncio.timeout(timeout):
                         await self._changed.wait()
             finished = [t for t in active if t.done()]
-            # Claim again after any change: a lane finished (its slot is free, and it may be
-            # due again), new work was queued, or the time something falls due has come; and
-            # at least every BACKSTOP_SECONDS, so no missed wake can strand a due lane.
-            wanted = (
-                wanted
-                or bool(finished)
-                or self._changed.is_set()
-                or self._due_now()
-                or time.monotonic() - claimed_at > BACKSTOP_SECONDS
-            )
             for task in finished:
                 lane = active.pop(task)
                 held[lane_subscription(lane.lane)] -= 1
@@ -221,10 +226,29 @@ class Dispatcher:
                     # Only Redis trouble gets here (every other failure is an attempt with an
                     # outcome): the lease runs out and the lane is tried again, nothing lost.
                     log.error("working %s failed", lane.lane, exc_info=task.exception())
+                    wanted = True
+                elif (due := task.result()) is not None:
+                    # Handed back with deliveries left: claim again when they fall due.
+                    self.ledger.expect(due)
             held += Counter()  # drop the subscriptions that hold nothing any more
+            # Claim again when new work was queued, the time something falls due has come
+            # (a lane handed back, a retry, a lease run out, or a lane of a subscription at
+            # its cap that a finished lane made room for); and at least every
+            # BACKSTOP_SECONDS, so no missed wake can strand a due lane. A lane emptied by its
+            # holder needs no claim: what is queued behind a held lane goes on under its lease.
+            wanted = (
+                wanted
+                or self._woken
+                or self._due_now()
+                or time.monotonic() - claimed_at > BACKSTOP_SECONDS
+            )
             if time.monotonic() - renewed > RENEW_EVERY:
                 await self.ledger.renew(active.values(), self.clock())
                 renewed = time.monotonic()
+
+    def _claiming(self) -> bool:
+        """Whether lanes may still be claimed (and held lanes go on with new deliveries)."""
+        return time.monotonic() < self._stop_claiming and not self.stopping()
 
     def _wait_for(self, listening: bool, renewed: float) -> float:
         """How long to wait for a change before looking again."""
@@ -240,21 +264,39 @@ class Dispatcher:
         due = self.ledger.next_due
         return due is not None and due <= self.clock()
 
-    async def _watch(self, listen: aioredis.Redis, last: bytes) -> None:
-        """Wake the loop each time queueing makes a lane due; notice a router hand-off."""
-        while not self._closing:
-            async with asyncio.timeout(WAKE_BLOCK_MS / 1000 + 2.0):  # a dead link fails
-                reply: Any = await listen.xread(
-                    {LANES_WAKE: last}, count=WAKE_KEEP, block=WAKE_BLOCK_MS
-                )
-            if not reply:
-                continue
-            entries = reply[0][1]
-            last = entries[-1][0]
-            if any(b"route" in (fields or {}) for _, fields in entries):
-                self._handoff.set()
-            if any(b"due" in (fields or {}) for _, fields in entries):
-                self._wake()
+    async def _watch(self, listen: aioredis.Redis) -> None:
+        """Wake the loop when queueing makes a lane due; notice a router hand-off. The wake
+        stream is read through a consumer group: each entry wakes one worker's dispatcher,
+        not every one (which would race to claim the same lane)."""
+        consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        await _ensure_wake_group(self.redis)
+        try:
+            while not self._closing:
+                try:
+                    async with asyncio.timeout(WAKE_BLOCK_MS / 1000 + 2.0):  # a dead link fails
+                        reply: Any = await listen.xreadgroup(
+                            keys.LANES_WAKE_GROUP,
+                            consumer,
+                            {LANES_WAKE: ">"},
+                            count=WAKE_KEEP,
+                            block=WAKE_BLOCK_MS,
+                            noack=True,
+                        )
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    await _ensure_wake_group(self.redis)  # the stream was deleted
+                    continue
+                if not reply:
+                    continue
+                entries = reply[0][1]
+                if any(b"route" in (fields or {}) for _, fields in entries):
+                    self._handoff.set()
+                if any(b"due" in (fields or {}) for _, fields in entries):
+                    self._queued()
+        finally:
+            with contextlib.suppress(*UNAVAILABLE, ResponseError):
+                await self.redis.xgroup_delconsumer(LANES_WAKE, keys.LANES_WAKE_GROUP, consumer)
 
     async def _follow(self, listen: aioredis.Redis) -> None:
         """Route as events arrive while this dispatcher holds the routing lease; otherwise
@@ -274,19 +316,41 @@ class Dispatcher:
                     async with asyncio.timeout(STANDBY_SECONDS):
                         await self._handoff.wait()
 
-    async def _lane(self, claimed: Claimed) -> None:
-        ids = [i for i, _ in claimed.heads]
-        records = await self.ledger.records(ids)
-        events = await self._load_events([s for _, s in claimed.heads])
-        subs = await self.cache.subscriptions(self.subs, {r.sub for r in records.values()})
-        states = await self.states.get_many((r.sub, r.incident) for r in records.values())
+    async def _lane(self, claimed: Claimed) -> float | None:
+        """Work a leased lane, going on under its lease with what was queued behind it
+        while it was worked, until it is empty, has to wait (a retry, a pause, a rate), has
+        been worked for ``LANE_SECONDS``, or the dispatcher stops claiming. Returns when the
+        deliveries it handed back are due, None if it handed back none (or lost the lease)."""
+        started = time.monotonic()
+        heads = claimed.heads
+        while heads:
+            result, waits = await self._work_heads(claimed, heads, started)
+            goes_on = not waits and self._claiming() and time.monotonic() - started < LANE_SECONDS
+            more = self._per_lane if goes_on else 0
+            found = await self.ledger.complete_and_continue(result, more, self.clock())
+            if found is None:
+                log.warning(
+                    "lost the lease of %s while working it; its new holder redoes it",
+                    claimed.lane,
+                )
+                return None
+            if not goes_on:
+                return result.due
+            heads = found
+        return None
+
+    async def _work_heads(
+        self, claimed: Claimed, heads: tuple[tuple[str, int], ...], started: float
+    ) -> tuple[LaneResult, bool]:
+        """Work ``heads`` of the lane in order; what it changed, and whether it stopped
+        before the end (the lane waits: its result's ``due`` says until when)."""
+        records, events, subs, states = await self._prefetch(claimed.lane, heads)
         result = LaneResult(claimed.lane, claimed.token, due=self.clock())
         views: IncidentViews = {}
-        started = time.monotonic()
-        for delivery_id, seq in claimed.heads:
+        for delivery_id, seq in heads:
             if time.monotonic() - started > LANE_SECONDS:
                 result.due = self.clock()  # give the slot to other lanes; this one is due again
-                break
+                return result, True
             record = records.get(delivery_id)
             sub = subs.get(record.sub) if record is not None else None
             if record is None or sub is None:  # the subscription was deleted
@@ -299,12 +363,12 @@ class Dispatcher:
                 continue
             if (back := self.throttle.paused_until(sub.id)) > now:
                 result.due = back  # the sink asked us to wait (Retry-After)
-                break
+                return result, True
             if sub.rate is not None and (
                 wait := await self.throttle.rate_wait(sub.id, sub.rate, now)
             ):
                 result.due = now + wait
-                break
+                return result, True
             stored = events.get(seq)
             if stored is None:
                 self.outcomes.dead(result, record, "the event is no longer stored", now)
@@ -342,27 +406,64 @@ class Dispatcher:
             if outcome.state is not None and record.incident:
                 result.states[state_key] = outcome.state
             if not await self.outcomes.record(result, record, stored, verdict, outcome, sub):
-                break
+                return result, True
             if outcome.kind == OutcomeKind.GONE:
                 subs[sub.id] = replace(
                     sub, status=SubscriptionStatus.DISABLED, reason=outcome.error
                 )
-        if not await self.ledger.complete(result):
-            log.warning(
-                "lost the lease of %s while working it; its new holder redoes it", claimed.lane
-            )
+        return result, False
 
-    async def _load_events(self, seqs: list[int]) -> dict[int, StoredEvent]:
-        """The lane's events, read through the shared cache. Returned, not only cached: the
-        cache may be emptied (when it grows large) while the lane is being worked."""
-        found = {s: self._events[s] for s in seqs if s in self._events}
-        for stored in await self.store.get_many([s for s in seqs if s not in found]):
-            self._events[stored.sequence] = found[stored.sequence] = stored
-        return found
+    async def _prefetch(
+        self, lane: str, heads: tuple[tuple[str, int], ...]
+    ) -> tuple[
+        dict[str, Delivery],
+        dict[int, StoredEvent],
+        dict[str, Subscription],
+        dict[tuple[str, str], ChannelState],
+    ]:
+        """What working ``heads`` needs, read in one round trip: their records and events,
+        the subscriptions' version (the cached subscriptions are dropped when it changed),
+        the subscription's pause and its channel state for the lane's incident."""
+        sub_id, incident = lane_subscription(lane), lane_incident(lane)
+        ids = [i for i, _ in heads]
+        if len(self._events) > EVENT_CACHE:
+            self._events.clear()
+        found = {s: self._events[s] for _, s in heads if s in self._events}
+        missing = [s for _, s in heads if s not in found]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(keys.SUBSCRIPTIONS_VERSION)
+        pipe.get(keys.paused(sub_id))
+        pipe.hget(keys.channel_state(sub_id), incident or "~")
+        for delivery_id in ids:
+            pipe.hgetall(keys.delivery(delivery_id))
+        if missing:
+            pipe.mget([keys.event(s) for s in missing])
+        version, paused, state, *rows = await pipe.execute()
+        self.cache.observe(version)
+        self.throttle.note(sub_id, paused)
+        records = {
+            i: Delivery.from_fields(i, raw)
+            for i, raw in zip(ids, rows[: len(ids)], strict=True)
+            if raw
+        }
+        # Returned, not only cached: the cache may be emptied (when it grows large) while
+        # the lane is being worked.
+        for raw in rows[len(ids)] if missing else []:
+            if raw:
+                stored = StoredEvent.from_dict(orjson.loads(raw))
+                self._events[stored.sequence] = found[stored.sequence] = stored
+        states = {(sub_id, incident): ChannelState.decode(state)} if incident and state else {}
+        others = {(r.sub, r.incident) for r in records.values()} - {(sub_id, incident)}
+        if others:  # not the lane's own subscription and incident: never, but read them
+            states.update(await self.states.get_many(others))
+        subs = await self.cache.subscriptions(self.subs, {r.sub for r in records.values()})
+        return records, found, subs, states
 
 
-async def _last_id(redis: aioredis.Redis, stream: str) -> bytes:
-    """The id of a stream's newest entry ("0-0" if it has none): read from there, a blocking
-    read misses nothing added since."""
-    newest: Any = await redis.xrevrange(stream, count=1)
-    return newest[0][0] if newest else b"0-0"
+async def _ensure_wake_group(redis: aioredis.Redis) -> None:
+    """The wake stream's consumer group (and the stream), from its newest entry on."""
+    try:
+        await redis.xgroup_create(LANES_WAKE, keys.LANES_WAKE_GROUP, id="$", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise

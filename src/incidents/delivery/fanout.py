@@ -25,10 +25,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from incidents.delivery.lanes import LANES_WAKE, WAKE_KEEP, Delivery, Ledger, lane_for, routed_id
+from incidents.delivery.lanes import (
+    LANES_WAKE,
+    WAKE_KEEP,
+    Delivery,
+    Ledger,
+    RoutedBatch,
+    lane_for,
+    routed_id,
+)
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.origin import came_from
@@ -101,8 +110,7 @@ async def route_outbox(
             if not entries:
                 await outbox_backlog(redis, retention)
                 break
-            await router.route(entries)
-            if not await router.acknowledge(entries, token):
+            if not await router.route(entries, token):
                 break
             routed += len(entries)
     finally:
@@ -142,9 +150,7 @@ async def follow_outbox(
                 # Bounded on our side too: a read on a dead connection fails, never hangs.
                 async with asyncio.timeout(ROUTE_BLOCK_MS / 1000 + 2.0):
                     entries = await _read(listen, ">", batch, block=ROUTE_BLOCK_MS)
-            if entries:
-                await router.route(entries)
-            if not await router.acknowledge(entries, token):
+            if not await (router.route(entries, token) if entries else router.keep(token)):
                 log.warning("the routing lease ran out; another router carries on")
                 break
             routed += len(entries)
@@ -163,19 +169,22 @@ class _Batches:
 
     def __init__(self, redis: aioredis.Redis, cache: SubscriptionCache, clock: Callable[[], float]):
         self.redis, self.cache, self.clock = redis, cache, clock
-        self.store, self.subs, self.ledger = (
-            EventStore(redis),
-            SubscriptionStore(redis),
-            Ledger(redis),
-        )
+        self.subs, self.ledger = SubscriptionStore(redis), Ledger(redis)
         self._renew = redis.register_script(load_script("lease"))
 
-    async def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        await self.cache.sync(self.subs)
+    async def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]], token: str) -> bool:
+        """Queue the entries' deliveries, acknowledge them and extend the lease, in one step
+        (taken while the lease holds); False (nothing written) if the lease was lost."""
         seqs = [int(fields[b"seq"]) for _, fields in entries if fields and b"seq" in fields]
+        # The subscriptions' version is read with the events, after they were accepted: a
+        # subscription made before an event was accepted is seen when it is routed.
+        version, *raws = await self.redis.mget([keys.SUBSCRIPTIONS_VERSION, *map(keys.event, seqs)])
+        self.cache.observe(version)
         # An event the planner marked as not to be fanned out (a repeat of an open alert,
         # an ack with nothing to acknowledge) is stored and on the timeline, but not sent.
-        stored = [s for s in await self.store.get_many(seqs) if s.plan.fanout]
+        stored = [
+            s for s in (StoredEvent.from_dict(orjson.loads(r)) for r in raws if r) if s.plan.fanout
+        ]
         matched = await self.cache.matching(self.subs, [s.event for s in stored])
         now = self.clock()
         deliveries = [
@@ -184,17 +193,13 @@ class _Batches:
             for sub in found
             if not came_from(s.event, sub.id)  # the system it came from already shows it
         ]
-        await self.ledger.enqueue(deliveries, now)
+        ids = [entry_id.decode() for entry_id, _ in entries]
+        routed = RoutedBatch(token, LOCK_MS, ids)
+        return await self.ledger.enqueue(deliveries, now, routed=routed) >= 0
 
-    async def acknowledge(
-        self, entries: list[tuple[bytes, dict[bytes, bytes]]], token: str
-    ) -> bool:
-        """Acknowledge routed entries and extend the lease; False if the lease was lost."""
-        pipe = self.redis.pipeline(transaction=True)
-        if entries:
-            pipe.xack(OUTBOX, keys.ROUTER_GROUP, *[entry_id for entry_id, _ in entries])
-        await self._renew(keys=[keys.ROUTE_LOCK], args=[token, LOCK_MS], client=pipe)
-        return bool((await pipe.execute())[-1])
+    async def keep(self, token: str) -> bool:
+        """Extend the lease (no entries came); False if it was lost."""
+        return bool(await self._renew(keys=[keys.ROUTE_LOCK], args=[token, LOCK_MS]))
 
 
 async def _unlock(redis: aioredis.Redis, token: str) -> None:

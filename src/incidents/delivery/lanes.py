@@ -34,10 +34,8 @@ LEASE_SECONDS = 6.0
 CAPPED_DEFER_SECONDS = 0.25  # how far back a backlog of a subscription at its cap is put
 CLAIM_SCAN_EXTRA = 512  # due lanes looked at per claim beyond those wanted (capped ones skipped)
 LOG_LENGTH = 1000  # attempts kept per subscription
-# A stream with one entry each time queueing makes a lane due: idle workers block reading it
-# (and the outbox), so new work wakes them at once. Only its newest entries matter.
-LANES_WAKE = keys.PREFIX + "lanes:wake"
-WAKE_KEEP = 100
+LANES_WAKE = keys.LANES_WAKE  # see keys.py
+WAKE_KEEP = 100  # entries the wake stream is capped at (about)
 
 
 class DeliveryState(StrEnum):
@@ -63,6 +61,13 @@ def routed_id(sequence: int, sub_id: str) -> str:
 def lane_subscription(lane: str) -> str:
     """The subscription id of a lane key (``keys.lane``)."""
     return lane.removeprefix(keys.LANE_PREFIX).split(":", 1)[0]
+
+
+def lane_incident(lane: str) -> str:
+    """The incident of a lane key (``keys.lane``); "" for the lane of an event without one."""
+    tag = lane.removeprefix(keys.LANE_PREFIX).split(":", 1)[1]
+    incident = tag[1:-1]  # inside the hash tag's braces
+    return "" if incident.startswith("~") else incident
 
 
 def lane_for(sub_id: str, incident: str, delivery_id: str) -> str:
@@ -152,6 +157,15 @@ class LaneResult:
 
 
 @dataclass(frozen=True)
+class RoutedBatch:
+    """Outbox entries routed under a routing lease (``Ledger.enqueue``)."""
+
+    token: str  # of the routing lease
+    lease_ms: int  # how long the lease is extended by
+    ids: list[str]  # the outbox entry ids, acknowledged with the deliveries queued
+
+
+@dataclass(frozen=True)
 class Claimed:
     lane: str
     token: str  # fencing token of this lease
@@ -169,9 +183,18 @@ class Ledger:
         self._renew = redis.register_script(load_script("renew"))
         self._complete = redis.register_script(load_script("complete"))
 
-    async def enqueue(self, deliveries: Sequence[Delivery], now: float, force: bool = False) -> int:
-        """Queue deliveries (existing records are left alone unless ``force``)."""
-        if not deliveries:
+    async def enqueue(
+        self,
+        deliveries: Sequence[Delivery],
+        now: float,
+        force: bool = False,
+        routed: RoutedBatch | None = None,
+    ) -> int:
+        """Queue deliveries (existing records are left alone unless ``force``); how many were
+        created. With ``routed``, only under the router's lease, which is extended, and the
+        outbox entries routed are acknowledged in the same step: -1 (nothing written) when
+        the lease was lost."""
+        if not deliveries and routed is None:
             return 0
         items = [
             {
@@ -182,11 +205,18 @@ class Ledger:
             }
             for d in deliveries
         ]
+        script_keys = [LANES_WAKE]
+        args: list[str | int | float | bytes] = [
+            repr(now),
+            orjson.dumps(items),
+            "1" if force else "0",
+            WAKE_KEEP,
+        ]
+        if routed is not None:
+            script_keys += [keys.ROUTE_LOCK, keys.OUTBOX]
+            args += [routed.token, routed.lease_ms, keys.ROUTER_GROUP, orjson.dumps(routed.ids)]
         async with guarded("queueing deliveries"):
-            created = await self._enqueue(
-                keys=[LANES_WAKE],
-                args=[repr(now), orjson.dumps(items), "1" if force else "0", WAKE_KEEP],
-            )
+            created = await self._enqueue(keys=script_keys, args=args)
         return int(created)
 
     async def claim(
@@ -218,13 +248,13 @@ class Ledger:
         out, i = [], 1
         while i < len(raw):
             lane, token, n = raw[i].decode(), str(raw[i + 1]), int(raw[i + 2])
-            flat = raw[i + 3 : i + 3 + 2 * n]
-            heads = tuple(
-                (flat[j].decode(), int(float(flat[j + 1]))) for j in range(0, len(flat), 2)
-            )
-            out.append(Claimed(lane, token, heads))
+            out.append(Claimed(lane, token, _heads(raw[i + 3 : i + 3 + 2 * n])))
             i += 3 + 2 * n
         return out
+
+    def expect(self, due: float) -> None:
+        """A lane was handed back due at ``due``: make ``next_due`` no later."""
+        self.next_due = due if self.next_due is None else min(self.next_due, due)
 
     async def renew(self, leases: Iterable[Claimed], now: float) -> int:
         """Extend the leases still held; how many were."""
@@ -246,9 +276,20 @@ class Ledger:
         return {i: Delivery.from_fields(i, r) for i, r in zip(ids, rows, strict=True) if r}
 
     async def complete(self, result: LaneResult) -> bool:
-        """Write what working the lane changed, in one step; False (nothing written) when
-        the lease was lost meanwhile."""
+        """Write what working the lane changed, in one step, and hand the lane back; False
+        (nothing written) when the lease was lost meanwhile."""
+        return await self.complete_and_continue(result, 0, 0.0) is not None
+
+    async def complete_and_continue(
+        self, result: LaneResult, more: int, now: float
+    ) -> tuple[tuple[str, int], ...] | None:
+        """``complete``, but while the lane holds more deliveries (queued meanwhile, or left
+        over) its lease is kept, extended from ``now``, and the next ``more`` of them returned
+        to be worked under it; () when the lane was handed back; None (nothing written) when
+        the lease was lost."""
         payload = {
+            "more": more,
+            "lease_until": now + LEASE_SECONDS,
             "lane": result.lane,
             "token": result.token,
             "due": result.due,
@@ -277,11 +318,13 @@ class Ledger:
                 for (sub, incident), state in result.states.items()
             ],
         }
-        done = await self._complete(
+        raw = await self._complete(
             keys=[keys.LANES_DUE, keys.LANES_LEASED, keys.LANE_HOLDERS, keys.DEAD_LETTERS],
             args=[orjson.dumps(payload)],
         )
-        return bool(done)
+        if not int(raw[0]):
+            return None
+        return _heads(raw[1:])
 
     async def attempts(self, sub_id: str, limit: int) -> list[dict[str, object]]:
         """The subscription's attempt log, newest first, as stored (``AttemptEntry``)."""
@@ -300,6 +343,11 @@ class Ledger:
         async with guarded("reading a delivery"):
             found = await self.records([delivery_id])
         return found.get(delivery_id)
+
+
+def _heads(flat: Sequence[bytes]) -> tuple[tuple[str, int], ...]:
+    """(delivery id, sequence) pairs from a flat [id, sequence, ...] reply."""
+    return tuple((flat[j].decode(), int(float(flat[j + 1]))) for j in range(0, len(flat), 2))
 
 
 def _ref_fields(channel: str, sub_id: str, state: ChannelState) -> list[str]:

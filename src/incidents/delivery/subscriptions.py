@@ -281,7 +281,12 @@ class SubscriptionCache:
         self._types: dict[str, set[str]] = {}
 
     async def sync(self, store: SubscriptionStore) -> None:
-        version = await store.version()
+        self.observe(await store.version())
+
+    def observe(self, version: bytes | str | None) -> None:
+        """Drop what is held if the subscriptions changed since it was read (``version``: the
+        value of ``keys.SUBSCRIPTIONS_VERSION``, read along with other work)."""
+        version = (version.encode() if isinstance(version, str) else version) or b"0"
         if version != self._version:
             self._version = version
             self._subs.clear()

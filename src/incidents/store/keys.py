@@ -62,6 +62,11 @@ LANES_LEASED = PREFIX + "lanes:leased"  # zset lane key -> unix time its lease e
 LANE_HOLDERS = PREFIX + "lanes:holders"  # hash lane key -> token of its current lease
 LANE_TOKENS = PREFIX + "lanes:tokens"  # counter the lease tokens come from
 LANE_PREFIX = PREFIX + "lane:"
+# A stream with one entry each time queueing makes a lane due (and when the routing lease is
+# given up): idle workers block reading it through one consumer group, so each entry wakes
+# one worker. Only its newest entries matter.
+LANES_WAKE = PREFIX + "lanes:wake"
+LANES_WAKE_GROUP = "wakers"
 DEAD_LETTERS = PREFIX + "dead"  # zset delivery id -> unix time it died
 DELIVERY_PREFIX = PREFIX + "delivery:"
 

@@ -6,14 +6,17 @@
 -- Writes the records, the attempt log (trimmed), dead letters, the channel state of each
 -- (subscription, incident) worked, clears failing_since of the healthy subscriptions,
 -- drops the finished deliveries from the lane and makes it due at
--- "due" if anything is left. Returns 1, or 0 when the lease was lost (the lane was taken
+-- "due" if anything is left. Returns {1}, or {0} when the lease was lost (the lane was taken
 -- over after its lease ran out): then nothing is written and the new holder works the
 -- lane's head again (at-least-once, in order).
+-- With "more" > 0 (its holder goes on working it) and anything left in the lane, the lease
+-- is kept instead, extended to "lease_until", and {2, id, sequence, ...} returned: the next
+-- "more" deliveries of the lane's head. Events queued while a lane is leased need no claim.
 -- KEYS: due lanes, leased lanes, lane -> token hash, dead letters.
 local due_key, leased_key, holders, dead_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local r = cjson.decode(ARGV[1])
 if redis.call('HGET', holders, r.lane) ~= r.token then
-  return 0
+  return {0}
 end
 for _, rec in ipairs(r.records) do
   redis.call('HSET', rec.key, unpack(rec.fields))
@@ -44,9 +47,18 @@ end
 for _, id in ipairs(r.finished) do
   redis.call('ZREM', r.lane, id)
 end
+local more = tonumber(r.more or 0)
+if more > 0 then
+  local head = redis.call('ZRANGE', r.lane, 0, more - 1, 'WITHSCORES')
+  if #head > 0 then
+    redis.call('ZADD', leased_key, r.lease_until, r.lane)
+    table.insert(head, 1, 2)
+    return head
+  end
+end
 redis.call('ZREM', leased_key, r.lane)
 redis.call('HDEL', holders, r.lane)
 if redis.call('EXISTS', r.lane) == 1 then
   redis.call('ZADD', due_key, r.due, r.lane)
 end
-return 1
+return {1}
