@@ -117,6 +117,23 @@ def test_retry_after_holds_every_lane_of_the_subscription(
     assert all(r.at - refused_at >= 2.0 for r in later), [r.at - refused_at for r in later]
 
 
+def test_retry_after_holds_on_workers_whose_clock_is_behind_the_servers(
+    settings: Settings, client: httpx.Client, rx: Receiver
+) -> None:
+    """A pause asked for by a sink holds for its whole length by the workers' clock even when
+    that clock is a minute behind the Redis server's: another incident's event waits too."""
+    with fake_clock_workers(settings, rx, start=time.time() - 60) as behind:
+        subscribe(client, rx, "/behind")
+        rx.scripts["/behind"] = [(429, {"Retry-After": "2"})]
+        publish(client, event("im.incident.declare", imincidentid="INC-1"))
+        behind.run_until(lambda: len(rx.at("/behind")) == 1)
+        refused_at = rx.at("/behind")[0].at
+        publish(client, event("im.incident.declare", imincidentid="INC-2"))
+        behind.run_until(lambda: len(rx.at("/behind")) == 3, timeout=15)
+    later = rx.at("/behind")[1:]
+    assert all(r.at - refused_at >= 2.0 for r in later), [r.at - refused_at for r in later]
+
+
 def test_a_long_retry_after_is_capped_by_the_setting(
     settings: Settings, client: httpx.Client, rx: Receiver
 ) -> None:

@@ -4,16 +4,23 @@ granted by the handshake caps deliveries per minute (``incidents:rate:<id>:<minu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
 
 from incidents.store import keys
 
+# How long a pause's key outlives the pause, in real time. The stored value (the worker's
+# clock) decides whether a sink is paused; the key's expiry only clears it away later, and is
+# set as a duration, since the worker's clock need not be the server's.
+PAUSE_KEPT_SECONDS = 60.0
+
 
 class Throttle:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
+        self.clock = clock
         self._paused: dict[str, float] = {}  # subscription id -> unix time its sink is back
 
     def paused_until(self, sub_id: str) -> float:
@@ -27,16 +34,24 @@ class Throttle:
             return
         found = await self.redis.mget([keys.paused(s) for s in wanted])
         for sub_id, raw in zip(wanted, found, strict=True):
-            if raw is None:
-                self._paused.pop(sub_id, None)
-            else:
-                self._paused[sub_id] = float(raw)
+            self.note(sub_id, raw)
+
+    def note(self, sub_id: str, raw: bytes | str | None) -> None:
+        """Learn a subscription's pause from the value of its ``keys.paused`` key (read along
+        with other work)."""
+        if raw is None:
+            self._paused.pop(sub_id, None)
+        else:
+            self._paused[sub_id] = float(raw)
 
     async def pause(self, sub_id: str, until: float) -> None:
         """Hold every lane of a subscription until ``until`` (its sink's Retry-After)."""
         self._paused[sub_id] = max(until, self._paused.get(sub_id, 0.0))
+        left = max(0.0, self._paused[sub_id] - self.clock())
         await self.redis.set(
-            keys.paused(sub_id), repr(self._paused[sub_id]), pxat=int(until * 1000) + 1000
+            keys.paused(sub_id),
+            repr(self._paused[sub_id]),
+            px=int((left + PAUSE_KEPT_SECONDS) * 1000),
         )
 
     async def rate_wait(self, sub_id: str, rate: int, now: float) -> float:
