@@ -9,12 +9,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import pytest
 import redis
 
 from incidents.settings import Settings
+from incidents.store import keys
 from tests.delivery_support import Receiver, publish, start_worker, subscribe
 from tests.support import event, wait_for
 
@@ -100,3 +102,29 @@ def test_a_retry_after_pause_ends_on_time_for_a_worker_that_does_not_poll(
     first, second = rx.at("/later")
     assert pause - 0.1 <= second.at - first.at < pause + 1.0
     assert rate < IDLE_COMMANDS_PER_SECOND, f"{rate:.0f} commands/s while waiting"
+
+
+@pytest.mark.slow
+def test_a_busy_lane_goes_on_under_one_lease_while_events_keep_coming(
+    settings: Settings, client: httpx.Client, rx: Receiver, redis_client: redis.Redis
+) -> None:
+    """Events that reach an incident's lane while its worker sends the previous one (to a slow
+    sink) are taken up by the lane's holder under the same lease, in order, not each after a
+    release and a new claim."""
+    subscribe(client, rx, "/busy")
+    rx.delays["/busy"] = 0.06
+    sent: list[dict[str, Any]] = []
+    with worker_process(settings) as worker:
+        sent.append(event("im.incident.declare", imincidentid="INC-busy"))
+        publish(client, sent[-1])
+        wait_for(lambda: len(rx.at("/busy")) == 1, 20, "the first delivery")
+        for _ in range(12):
+            sent.append(event("im.incident.note", imincidentid="INC-busy"))
+            publish(client, sent[-1])
+            time.sleep(0.02)  # the pace at which the events come: faster than the sink
+        wait_for(lambda: len(rx.at("/busy")) == len(sent), 20, "every delivery")
+        stop_within(worker, 5.0)
+    assert [r.event["id"] for r in rx.at("/busy")] == [a["id"] for a in sent]
+    # One lease, or two if the lane emptied once between the first event and the next: not
+    # one per event or two.
+    assert int(redis_client.get(keys.LANE_TOKENS) or 0) <= 2
