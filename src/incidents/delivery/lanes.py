@@ -8,10 +8,13 @@ incident has been delivered to that subscription or dead-lettered. Events withou
 incident get a lane of their own and wait for nothing.
 
 A worker leases a due lane, works its head in order, then hands it back due "now" (head
-done) or at the head's retry time. A lease runs out a few seconds after its worker stops
-renewing it (killed, say) and the lane is due again: delivery is at-least-once. Each lease
-carries a fencing token: a worker that stalled past its lease can neither renew nor complete
-the lane once another has taken it, so the lane's state only moves forward, in order.
+done) or at the head's retry time; when deliveries were queued behind the head meanwhile (a
+busy incident), it keeps the lease and goes on with them instead, for a couple of seconds at
+most, so a steady stream of events is not released and claimed again one by one. A lease
+runs out a few seconds after its worker stops renewing it (killed, say) and the lane is due
+again: delivery is at-least-once. Each lease carries a fencing token: a worker that stalled
+past its lease can neither renew nor complete the lane once another has taken it, so the
+lane's state only moves forward, in order.
 """
 
 from __future__ import annotations

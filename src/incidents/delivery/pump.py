@@ -30,10 +30,9 @@ from incidents.delivery.jobs import (
     job_settings,
     route_job,
 )
-from incidents.delivery.lanes import LANES_WAKE
 from incidents.settings import Settings
 from incidents.store import keys
-from incidents.store.keys import OUTBOX
+from incidents.store.keys import LANES_WAKE, OUTBOX
 from incidents.store.scripts import load_script
 
 log = logging.getLogger("incidents.delivery")
