@@ -100,7 +100,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                     )
                 )
                 return
-            if self.head_timer is None:
+            if end < 0 and self.head_timer is None:  # a head that ends here needs no timer
                 self.head_timer = self.loop.call_later(self.head_seconds, self.head_too_slow)
         super().data_received(data)
 

@@ -84,23 +84,26 @@ def too_deep(value: Any, limit: int) -> bool:
 
 
 def parse_json(body: bytes, what: str = "the body", max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
-    if not body.strip():
+    if not body or body.isspace():
         raise MalformedJSON(f"{what} is empty; expected JSON")
-    deep = JSONTooDeep(
-        f"{what} nests objects and arrays more than {max_depth} levels deep, "
-        "the most this gateway accepts",
-        extra={"max_depth": max_depth},
-    )
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         if "depth" in str(exc):  # orjson's own limit, far above ours
-            raise deep from None
+            raise _too_deep(what, max_depth) from None
         raise MalformedJSON(f"{what} is not valid JSON: {exc}") from None
     # Fewer brackets than the limit cannot nest deeper than it: most bodies stop here.
     if body.count(b"[") + body.count(b"{") > max_depth and too_deep(value, max_depth):
-        raise deep
+        raise _too_deep(what, max_depth)
     return value
+
+
+def _too_deep(what: str, max_depth: int) -> JSONTooDeep:
+    return JSONTooDeep(
+        f"{what} nests objects and arrays more than {max_depth} levels deep, "
+        "the most this gateway accepts",
+        extra={"max_depth": max_depth},
+    )
 
 
 async def read_json(
