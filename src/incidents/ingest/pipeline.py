@@ -9,8 +9,7 @@ call (a group); each keeps its own answer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -129,29 +128,48 @@ class KeyedLocks:
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
-    @asynccontextmanager
-    async def hold(self, keys: Sequence[str]) -> AsyncIterator[None]:
+    def hold(self, keys: Sequence[str]) -> Holding:
         """Hold the locks of all keys (taken in sorted order, so two holders cannot deadlock)."""
-        ordered = sorted(set(keys))
-        for key in ordered:
-            lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        taken: list[asyncio.Lock] = []
+        return Holding(self._locks, sorted(set(keys)))
+
+
+class Holding:
+    """``async with``: the locks of ``KeyedLocks.hold``, held inside the block. A class, not
+    a generator-based context manager: it is entered for every request."""
+
+    __slots__ = ("locks", "ordered", "taken")
+
+    def __init__(self, locks: dict[str, tuple[asyncio.Lock, int]], ordered: list[str]) -> None:
+        self.locks, self.ordered = locks, ordered
+        self.taken: list[asyncio.Lock] = []
+
+    async def __aenter__(self) -> None:
+        locks = self.locks
+        for key in self.ordered:
+            lock, users = locks.get(key) or (asyncio.Lock(), 0)
+            locks[key] = (lock, users + 1)
         try:
-            for key in ordered:
-                lock = self._locks[key][0]
+            for key in self.ordered:
+                lock = locks[key][0]
                 await lock.acquire()
-                taken.append(lock)
-            yield
-        finally:
-            for lock in taken:
-                lock.release()
-            for key in ordered:
-                lock, users = self._locks[key]
-                if users <= 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
+                self.taken.append(lock)
+        except BaseException:  # cancelled while waiting: give back what was taken
+            self.release()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        for lock in self.taken:
+            lock.release()
+        self.taken = []
+        for key in self.ordered:
+            lock, users = self.locks[key]
+            if users <= 1:
+                del self.locks[key]
+            else:
+                self.locks[key] = (lock, users - 1)
 
 
 class Ingestor:
