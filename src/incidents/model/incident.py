@@ -162,9 +162,12 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
 }
 
 
+_ENUMS = (Severity, IncidentStatus)
+
+
 def _encode_field(name: str, value: Any) -> Any:
     """A field's value as the incident's document holds it (JSON)."""
-    if isinstance(value, Severity | IncidentStatus):
+    if isinstance(value, _ENUMS):
         return value.value
     if isinstance(value, datetime):
         return value.isoformat()
