@@ -190,3 +190,21 @@ def test_every_key_of_an_incident_shares_its_hash_tag(
     kinds = {k.split(":")[1] for k in named}
     assert {"timeline", "incident", "lane"} <= kinds, named
     assert len({key_slot(k.encode()) for k in named}) == 1, named
+
+
+def test_a_sequence_handed_out_again_gets_a_new_webhook_id(
+    client: httpx.Client, rx: Receiver, workers: Workers, redis_client: redis.Redis
+) -> None:
+    """A failover that loses the last writes hands their sequences out again: the next event
+    under a reused sequence is still delivered, with a webhook-id of its own (a subscriber
+    deduplicating on webhook-id must not drop it as the lost one)."""
+    subscribe(client, rx, "/reused")
+    first = publish(client, event("im.incident.declare"))[0]
+    workers.run_until(lambda: len(rx.at("/reused")) == 1)
+    redis_client.decr("incidents:seq")  # the new primary never had the last sequence
+    second = publish(client, event("im.incident.declare"))[0]
+    assert second["sequence"] == first["sequence"]
+    workers.run_until(lambda: len(rx.at("/reused")) == 2)
+    got = rx.at("/reused")
+    assert [r.event["id"] for r in got] == [first["id"], second["id"]]
+    assert got[0].headers["webhook-id"] != got[1].headers["webhook-id"]

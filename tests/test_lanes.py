@@ -28,7 +28,11 @@ T0 = 1_800_000_000.0
 def queued(sub: str, incident: str, seqs: list[int]) -> list[Delivery]:
     return [
         Delivery(
-            routed_id(seq, sub), sub, seq, lane_for(sub, incident, routed_id(seq, sub)), incident
+            routed_id(seq, sub, "/t", f"e{seq}"),
+            sub,
+            seq,
+            lane_for(sub, incident, routed_id(seq, sub, "/t", f"e{seq}")),
+            incident,
         )
         for seq in seqs
     ]

@@ -188,7 +188,7 @@ class _Batches:
         matched = await self.cache.matching(self.subs, [s.event for s in stored])
         now = self.clock()
         deliveries = [
-            delivery_for(s, sub, routed_id(s.sequence, sub.id), now)
+            delivery_for(s, sub, routed_id(s.sequence, sub.id, s.event.source, s.event.id), now)
             for s, found in zip(stored, matched, strict=True)
             for sub in found
             if not came_from(s.event, sub.id)  # the system it came from already shows it
@@ -251,7 +251,10 @@ async def replay(
             if s.plan.fanout and sub.matches(s.event) and not came_from(s.event, sub.id)
         ]
         deliveries = [
-            delivery_for(s, sub, f"{routed_id(s.sequence, sub.id)}_r{nonce}", now) for s in found
+            delivery_for(
+                s, sub, f"{routed_id(s.sequence, sub.id, s.event.source, s.event.id)}_r{nonce}", now
+            )
+            for s in found
         ]
         queued += await ledger.enqueue(deliveries, now)
     return Replay(queued, first, min(last, first + limit - 1))

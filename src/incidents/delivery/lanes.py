@@ -19,6 +19,7 @@ lane's state only moves forward, in order.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -55,10 +56,14 @@ class DeliveryState(StrEnum):
 PENDING, RETRYING, DELIVERED, SKIPPED, WITHHELD, DEAD = DeliveryState
 
 
-def routed_id(sequence: int, sub_id: str) -> str:
+def routed_id(sequence: int, sub_id: str, source: str, event_id: str) -> str:
     """The delivery (and webhook) id of an event routed to a subscription: the same every
-    time the event is routed, so routing an outbox entry twice queues it once."""
-    return f"msg_{sequence}_{sub_id.removeprefix('sub_')}"
+    time the event is routed, so routing an outbox entry twice queues it once. It names the
+    event's (source, id) as well as its sequence: a failover that loses the last writes hands
+    those sequences out again, and a subscriber deduplicating on webhook-id must not take a
+    different event under a reused sequence for one it already has."""
+    event = hashlib.blake2b(f"{source}\n{event_id}".encode(), digest_size=6).hexdigest()
+    return f"msg_{sequence}_{event}_{sub_id.removeprefix('sub_')}"
 
 
 def lane_subscription(lane: str) -> str:
