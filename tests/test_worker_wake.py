@@ -75,7 +75,10 @@ def test_an_idle_worker_blocks_and_takes_each_new_event_at_once(
         took = stop_within(worker, 5.0)
     connection.close()
     assert idle_rate < IDLE_COMMANDS_PER_SECOND, f"{idle_rate:.0f} commands/s while idle"
-    assert statistics.median(latencies) < 12.0, f"post to receipt: {sorted(latencies)} ms"
+    # The command rate is what tells a blocked worker from a polling one (about 9 against 900
+    # a second); the latency bound only catches a worker that waits for anything but new work,
+    # with room for a loaded machine (an idle one gives a median of about 3.5 ms).
+    assert statistics.median(latencies) < 50.0, f"post to receipt: {sorted(latencies)} ms"
     assert took < 3.0
 
 
