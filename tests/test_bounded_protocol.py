@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, cast
 
 import pytest
@@ -30,17 +31,13 @@ async def hello(request: Request) -> PlainTextResponse:
     return PlainTextResponse("hello")
 
 
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    """A server with the bounded protocol and small limits; yields its port."""
-    monkeypatch.setenv("INCIDENTS_MAX_HEADER_BYTES", str(HEADER_LIMIT))
-    monkeypatch.setenv("INCIDENTS_BODY_TIMEOUT", str(HEAD_SECONDS))
+@contextmanager
+def serving(protocol: type[BoundedHttpToolsProtocol]) -> Iterator[int]:
+    """A hello app served in a thread with ``protocol``; yields its port."""
     head_limits.cache_clear()
     port = free_port()
-    app = Starlette(routes=[Route("/", hello)])
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=BoundedHttpToolsProtocol, log_level="warning"
-    )
+    app = Starlette(routes=[Route("/", hello, methods=["GET", "HEAD"])])
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=protocol, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -53,6 +50,15 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
         server.should_exit = True
         thread.join(10)
         head_limits.cache_clear()
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A server with the bounded protocol and small limits; yields its port."""
+    monkeypatch.setenv("INCIDENTS_MAX_HEADER_BYTES", str(HEADER_LIMIT))
+    monkeypatch.setenv("INCIDENTS_BODY_TIMEOUT", str(HEAD_SECONDS))
+    with serving(BoundedHttpToolsProtocol) as port:
+        yield port
 
 
 def exchange(port: int, *chunks: bytes, pause: float = 0.0) -> tuple[bytes, float]:
@@ -163,19 +169,7 @@ class CountingProtocol(BoundedHttpToolsProtocol):
 def test_an_answer_of_known_length_leaves_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
     """Head and body of a content-length answer go to the socket in one write, not two."""
     monkeypatch.setenv("INCIDENTS_MAX_HEADER_BYTES", str(HEADER_LIMIT))
-    head_limits.cache_clear()
-    port = free_port()
-    app = Starlette(routes=[Route("/", hello, methods=["GET", "HEAD"])])
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=CountingProtocol, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
+    with serving(CountingProtocol) as port:
         CountingProtocol.writes.clear()
         answer, _ = exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello")
@@ -183,7 +177,3 @@ def test_an_answer_of_known_length_leaves_in_one_write(monkeypatch: pytest.Monke
         head, _ = exchange(port, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200") and b"content-length: 5" in head
         assert head.endswith(b"\r\n\r\n")  # a HEAD answer is its head alone, still sent
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        head_limits.cache_clear()

@@ -428,6 +428,23 @@ def test_without_min_replicas_a_failover_may_lose_acknowledged_events(
     )
 
 
+def _close_sentinels(client: redis.Redis) -> None:
+    """Close the connections a Sentinel client keeps to the sentinels themselves."""
+    pool = client.connection_pool
+    assert isinstance(pool, redis.sentinel.SentinelConnectionPool)
+    for asked in pool.sentinel_manager.sentinels:
+        asked.close()
+
+
+async def _aclose_sentinels(client: redis.asyncio.Redis) -> None:
+    """Close an asyncio Sentinel client and its connections to the sentinels."""
+    await client.aclose()
+    pool = client.connection_pool
+    assert isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool)
+    for asked in pool.sentinel_manager.sentinels:
+        await asked.aclose()
+
+
 def test_the_client_follows_the_sentinel_with_the_newest_configuration(tmp_path: Path) -> None:
     """Of two sentinels naming different primaries, the clients (API and worker) follow the
     one whose configuration is newer, even when the stale one is listed, and answers, first."""
@@ -450,21 +467,14 @@ def test_the_client_follows_the_sentinel_with_the_newest_configuration(tmp_path:
         url = f"redis+sentinel://127.0.0.1:{stale},127.0.0.1:{fresh}/{SERVICE}/0"
         with connect(url) as client:
             client.set("written-by", "worker")
-            pool = client.connection_pool
-            assert isinstance(pool, redis.sentinel.SentinelConnectionPool)
-            for asked in pool.sentinel_manager.sentinels:
-                asked.close()
+            _close_sentinels(client)
 
         async def write() -> None:
             client = connect_async(url)
             try:
                 await client.set("written-by-api", "api")
             finally:
-                await client.aclose()
-                pool = client.connection_pool
-                assert isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool)
-                for asked in pool.sentinel_manager.sentinels:
-                    await asked.aclose()
+                await _aclose_sentinels(client)
 
         asyncio.run(write())
         with redis.Redis(port=new) as reached, redis.Redis(port=old) as passed_over:
@@ -508,17 +518,10 @@ def test_a_client_leaves_a_primary_the_sentinels_stopped_naming(tmp_path: Path) 
                     worker.incr("worker")
                     await api.incr("api")
                     await asyncio.sleep(0.2)
-            await api.aclose()
-            pool = api.connection_pool
-            assert isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool)
-            for asked in pool.sentinel_manager.sentinels:
-                await asked.aclose()
+            await _aclose_sentinels(api)
 
         asyncio.run(follow())
-        pool = worker.connection_pool
-        assert isinstance(pool, redis.sentinel.SentinelConnectionPool)
-        for asked in pool.sentinel_manager.sentinels:
-            asked.close()
+        _close_sentinels(worker)
         worker.close()
     finally:
         cluster.stop()
