@@ -17,7 +17,7 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -41,6 +41,7 @@ from incidents.delivery.lanes import (
     LANES_WAKE,
     WAKE_KEEP,
     Claimed,
+    Continued,
     Delivery,
     LaneResult,
     Ledger,
@@ -310,6 +311,7 @@ class Dispatcher:
                 clock=self.clock,
                 until=lambda: self._closing or self.stopping(),
                 retention=self.settings.stream_retention,
+                seen=self._events,  # the lanes find the events routed here already decoded
             )
             if routed < 0:
                 with contextlib.suppress(TimeoutError):
@@ -322,9 +324,9 @@ class Dispatcher:
         been worked for ``LANE_SECONDS``, or the dispatcher stops claiming. Returns when the
         deliveries it handed back are due, None if it handed back none (or lost the lease)."""
         started = time.monotonic()
-        heads = claimed.heads
+        heads, read = claimed.heads, None
         while heads:
-            result, waits = await self._work_heads(claimed, heads, started)
+            result, waits = await self._work_heads(claimed, heads, started, read)
             goes_on = not waits and self._claiming() and time.monotonic() - started < LANE_SECONDS
             more = self._per_lane if goes_on else 0
             found = await self.ledger.complete_and_continue(result, more, self.clock())
@@ -336,15 +338,20 @@ class Dispatcher:
                 return None
             if not goes_on:
                 return result.due
-            heads = found
+            heads, read = found.heads, found
         return None
 
     async def _work_heads(
-        self, claimed: Claimed, heads: tuple[tuple[str, int], ...], started: float
+        self,
+        claimed: Claimed,
+        heads: tuple[tuple[str, int], ...],
+        started: float,
+        read: Continued | None = None,
     ) -> tuple[LaneResult, bool]:
-        """Work ``heads`` of the lane in order; what it changed, and whether it stopped
-        before the end (the lane waits: its result's ``due`` says until when)."""
-        records, events, subs, states = await self._prefetch(claimed.lane, heads)
+        """Work ``heads`` of the lane in order (``read``: what completing the previous ones
+        read for them); what it changed, and whether it stopped before the end (the lane
+        waits: its result's ``due`` says until when)."""
+        records, events, subs, states = await self._prefetch(claimed.lane, heads, read)
         result = LaneResult(claimed.lane, claimed.token, due=self.clock())
         views: IncidentViews = {}
         for delivery_id, seq in heads:
@@ -414,14 +421,15 @@ class Dispatcher:
         return result, False
 
     async def _prefetch(
-        self, lane: str, heads: tuple[tuple[str, int], ...]
+        self, lane: str, heads: tuple[tuple[str, int], ...], read: Continued | None = None
     ) -> tuple[
         dict[str, Delivery],
         dict[int, StoredEvent],
         dict[str, Subscription],
         dict[tuple[str, str], ChannelState],
     ]:
-        """What working ``heads`` needs, read in one round trip: their records and events,
+        """What working ``heads`` needs, read in one round trip (none when ``read``, what
+        completing the lane's previous deliveries read, has it): their records and events,
         the subscriptions' version (the cached subscriptions are dropped when it changed),
         the subscription's pause and its channel state for the lane's incident."""
         sub_id, incident = lane_subscription(lane), lane_incident(lane)
@@ -429,26 +437,27 @@ class Dispatcher:
         if len(self._events) > EVENT_CACHE:
             self._events.clear()
         found = {s: self._events[s] for _, s in heads if s in self._events}
-        missing = [s for _, s in heads if s not in found]
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.get(keys.SUBSCRIPTIONS_VERSION)
-        pipe.get(keys.paused(sub_id))
-        pipe.hget(keys.channel_state(sub_id), incident or "~")
-        for delivery_id in ids:
-            pipe.hgetall(keys.delivery(delivery_id))
-        if missing:
-            pipe.mget([keys.event(s) for s in missing])
-        version, paused, state, *rows = await pipe.execute()
+        # Usually none: the router in this process leaves the events it routed in the cache.
+        missing = [keys.event(s) for _, s in heads if s not in found]
+        raws: Sequence[Any]
+        rows: Sequence[Any]
+        if read is not None:
+            version, paused, state, rows = read.version, read.paused, read.state, read.rows
+            raws = await self.redis.mget(missing) if missing else []
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            # One MGET for the version, the pause and the events not cached.
+            pipe.mget([keys.SUBSCRIPTIONS_VERSION, keys.paused(sub_id), *missing])
+            pipe.hget(keys.channel_state(sub_id), incident or "~")
+            for delivery_id in ids:
+                pipe.hgetall(keys.delivery(delivery_id))
+            (version, paused, *raws), state, *rows = await pipe.execute()
         self.cache.observe(version)
         self.throttle.note(sub_id, paused)
-        records = {
-            i: Delivery.from_fields(i, raw)
-            for i, raw in zip(ids, rows[: len(ids)], strict=True)
-            if raw
-        }
+        records = {i: Delivery.from_fields(i, raw) for i, raw in zip(ids, rows, strict=True) if raw}
         # Returned, not only cached: the cache may be emptied (when it grows large) while
         # the lane is being worked.
-        for raw in rows[len(ids)] if missing else []:
+        for raw in raws:
             if raw:
                 stored = StoredEvent.from_dict(orjson.loads(raw))
                 self._events[stored.sequence] = found[stored.sequence] = stored

@@ -127,20 +127,23 @@ async def follow_outbox(
     until: Callable[[], bool],
     retention: int = 0,
     batch: int = 500,
+    seen: dict[int, StoredEvent] | None = None,
 ) -> int:
     """Hold the routing lease and route entries as they are added, waiting for them with a
     blocking read on ``listen`` (a client of its own, so the wait holds none of ``redis``'s
     connections), until ``until()`` (checked at least every ``ROUTE_BLOCK_MS``) or the lease
     is lost. Returns -1 at once when another router holds the lease, else the number routed.
     On the way out the lease is released and a hand-off entry added to the wake stream, so a
-    standing-by router takes over without waiting out its retry."""
+    standing-by router takes over without waiting out its retry. ``seen``, when given, gets
+    the events routed (by sequence), so a dispatcher in the same process need not read and
+    decode them again to send them."""
     token = secrets.token_hex(8)
     if not await redis.set(keys.ROUTE_LOCK, token, nx=True, px=LOCK_MS):
         return -1
     routed = 0
     try:
         await ensure_group(redis)
-        router = _Batches(redis, cache, clock)
+        router = _Batches(redis, cache, clock, seen)
         start, trimmed = "0", time.monotonic()  # first what a dead router left unacknowledged
         while not until():
             if start == "0":
@@ -167,8 +170,14 @@ async def follow_outbox(
 class _Batches:
     """Routes batches of outbox entries under a routing lease."""
 
-    def __init__(self, redis: aioredis.Redis, cache: SubscriptionCache, clock: Callable[[], float]):
-        self.redis, self.cache, self.clock = redis, cache, clock
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        cache: SubscriptionCache,
+        clock: Callable[[], float],
+        seen: dict[int, StoredEvent] | None = None,
+    ):
+        self.redis, self.cache, self.clock, self.seen = redis, cache, clock, seen
         self.subs, self.ledger = SubscriptionStore(redis), Ledger(redis)
         self._renew = redis.register_script(load_script("lease"))
 
@@ -186,6 +195,10 @@ class _Batches:
             s for s in (StoredEvent.from_dict(orjson.loads(r)) for r in raws if r) if s.plan.fanout
         ]
         matched = await self.cache.matching(self.subs, [s.event for s in stored])
+        if self.seen is not None:
+            for s, found in zip(stored, matched, strict=True):
+                if found:
+                    self.seen[s.sequence] = s
         now = self.clock()
         deliveries = [
             delivery_for(s, sub, routed_id(s.sequence, sub.id, s.event.source, s.event.id), now)

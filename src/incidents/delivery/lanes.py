@@ -174,6 +174,20 @@ class RoutedBatch:
 
 
 @dataclass(frozen=True)
+class Continued:
+    """The next deliveries of a lane its holder goes on with (``complete_and_continue``),
+    with what working them needs, read in the same step: the subscriptions' version, the
+    subscription's pause, its channel state for the lane's incident, and the records (raw
+    HGETALL fields, in the order of ``heads``; empty when a record is gone)."""
+
+    heads: tuple[tuple[str, int], ...]
+    version: bytes | None = None
+    paused: bytes | None = None
+    state: bytes | None = None
+    rows: tuple[Mapping[bytes, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
 class Claimed:
     lane: str
     token: str  # fencing token of this lease
@@ -290,16 +304,23 @@ class Ledger:
 
     async def complete_and_continue(
         self, result: LaneResult, more: int, now: float
-    ) -> tuple[tuple[str, int], ...] | None:
+    ) -> Continued | None:
         """``complete``, but while the lane holds more deliveries (queued meanwhile, or left
         over) its lease is kept, extended from ``now``, and the next ``more`` of them returned
-        to be worked under it; () when the lane was handed back; None (nothing written) when
-        the lease was lost."""
+        to be worked under it, with their records, the subscriptions' version, the pause and
+        the channel state read in the same step; no heads when the lane was handed back; None
+        (nothing written) when the lease was lost."""
+        sub_id = lane_subscription(result.lane)
         payload = {
             "more": more,
             "lease_until": now + LEASE_SECONDS,
             "lane": result.lane,
             "token": result.token,
+            "version_key": keys.SUBSCRIPTIONS_VERSION,
+            "paused_key": keys.paused(sub_id),
+            "state_key": keys.channel_state(sub_id),
+            "state_field": lane_incident(result.lane) or "~",
+            "record_prefix": keys.DELIVERY_PREFIX,
             "due": result.due,
             "finished": result.finished,
             "records": [
@@ -332,7 +353,10 @@ class Ledger:
         )
         if not int(raw[0]):
             return None
-        return _heads(raw[1:])
+        if len(raw) == 1:
+            return Continued(())
+        heads, version, paused, state, *rows = raw[1:]
+        return Continued(_heads(heads), version, paused, state, tuple(map(_fields, rows)))
 
     async def attempts(self, sub_id: str, limit: int) -> list[dict[str, object]]:
         """The subscription's attempt log, newest first, as stored (``AttemptEntry``)."""
@@ -351,6 +375,11 @@ class Ledger:
         async with guarded("reading a delivery"):
             found = await self.records([delivery_id])
         return found.get(delivery_id)
+
+
+def _fields(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    """A hash as a dict, from HGETALL's flat [field, value, ...] reply inside a script's."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _heads(flat: Sequence[bytes]) -> tuple[tuple[str, int], ...]:

@@ -6,7 +6,6 @@ build) becomes a failed ``Outcome`` here, so a channel only ever classifies resp
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import aiohttp
@@ -21,21 +20,24 @@ class AiohttpTransport:
     def __init__(self, client: aiohttp.ClientSession, timeout: float) -> None:
         self.client = client
         self.timeout = timeout
+        # aiohttp's own whole-request timer (connecting, sending, reading the response): one
+        # timer per request, not a second one around it.
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def __call__(self, request: Request) -> Response | Outcome:
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.timeout):
-                async with self.client.request(
-                    request.method,
-                    request.url,
-                    data=request.body,
-                    headers=dict(request.headers),
-                    allow_redirects=False,
-                ) as response:
-                    kept = await response.content.read(BODY_KEPT)
-                    headers = {k.lower(): v for k, v in response.headers.items()}
-                    status = response.status
+            async with self.client.request(
+                request.method,
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                kept = await response.content.read(BODY_KEPT)
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                status = response.status
         except (TimeoutError, aiohttp.ServerTimeoutError):
             error = f"timed out after {self.timeout:g}s"
             return Outcome(OutcomeKind.FAILED, latency_ms=_ms(started), error=error)

@@ -10,8 +10,11 @@
 -- over after its lease ran out): then nothing is written and the new holder works the
 -- lane's head again (at-least-once, in order).
 -- With "more" > 0 (its holder goes on working it) and anything left in the lane, the lease
--- is kept instead, extended to "lease_until", and {2, id, sequence, ...} returned: the next
--- "more" deliveries of the lane's head. Events queued while a lane is leased need no claim.
+-- is kept instead, extended to "lease_until", and the next "more" deliveries of the lane's
+-- head returned with what working them needs, read in this same step (no round trip of its
+-- own): {2, {id, sequence, ...}, the value of "version_key", of "paused_key", field
+-- "state_field" of hash "state_key", then each delivery's record ("record_prefix" .. id) as
+-- HGETALL returns it}. Events queued while a lane is leased need no claim.
 -- KEYS: due lanes, leased lanes, lane -> token hash, dead letters.
 local due_key, leased_key, holders, dead_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local r = cjson.decode(ARGV[1])
@@ -52,8 +55,12 @@ if more > 0 then
   local head = redis.call('ZRANGE', r.lane, 0, more - 1, 'WITHSCORES')
   if #head > 0 then
     redis.call('ZADD', leased_key, r.lease_until, r.lane)
-    table.insert(head, 1, 2)
-    return head
+    local out = {2, head, redis.call('GET', r.version_key), redis.call('GET', r.paused_key),
+                 redis.call('HGET', r.state_key, r.state_field)}
+    for j = 1, #head, 2 do
+      table.insert(out, redis.call('HGETALL', r.record_prefix .. head[j]))
+    end
+    return out
   end
 end
 redis.call('ZREM', leased_key, r.lane)

@@ -1,0 +1,112 @@
+"""A lane's holder going on with its next deliveries gets what working them needs from the
+step that completed the previous ones, and a worker's router leaves the events it routed for
+its lanes: no extra round trip or decoding per delivery."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import httpx
+import redis
+
+from incidents.delivery.attempt_log import AttemptEntry
+from incidents.delivery.channels.base import ChannelState
+from incidents.delivery.fanout import follow_outbox
+from incidents.delivery.jobs import WorkerContext
+from incidents.delivery.lanes import DELIVERED, Delivery, LaneResult, Ledger, lane_for, routed_id
+from incidents.model.cloudevent import StoredEvent
+from incidents.settings import Settings
+from incidents.store import keys
+from incidents.store.redis import connect_async
+from tests.delivery_support import Receiver, publish, subscribe
+from tests.support import event
+
+T0 = 1_800_000_000.0
+
+
+def queued(sub: str, incident: str, seqs: list[int]) -> list[Delivery]:
+    ids = [routed_id(seq, sub, "/t", f"e{seq}") for seq in seqs]
+    return [
+        Delivery(i, sub, seq, lane_for(sub, incident, i), incident, created=T0)
+        for i, seq in zip(ids, seqs, strict=True)
+    ]
+
+
+def test_completing_a_held_lane_returns_its_next_records_version_pause_and_state(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Completing with more to do returns the next heads with their records, the
+    subscriptions' version, the subscription's pause and the incident's channel state."""
+    first, second, third = queued("sub_r", "INC-9", [1, 2, 3])
+    redis_client.set(keys.SUBSCRIPTIONS_VERSION, "41")
+    redis_client.set(keys.paused("sub_r"), repr(T0 + 5))
+    state = ChannelState(external_id="EXT-1")
+    redis_client.hset(keys.channel_state("sub_r"), "INC-9", state.encoded())
+
+    async def scenario() -> object:
+        client = connect_async(redis_url)
+        try:
+            ledger = Ledger(client)
+            await ledger.enqueue([first, second, third], T0)
+            [held] = await ledger.claim(T0, 10, 1)
+            done = LaneResult(
+                held.lane,
+                held.token,
+                due=T0,
+                finished=[first.id],
+                records=[replace(first, state=DELIVERED, attempts=1)],
+                log=[AttemptEntry("sub_r", first.id, 1, "INC-9", 1, T0, "delivered")],
+            )
+            return await ledger.complete_and_continue(done, 2, T0)
+        finally:
+            await client.aclose()
+
+    found = asyncio.run(scenario())
+    assert found is not None
+    assert getattr(found, "heads", None) == ((second.id, 2), (third.id, 3))
+    assert getattr(found, "version", None) == b"41"
+    assert getattr(found, "paused", None) == repr(T0 + 5).encode()
+    assert ChannelState.decode(getattr(found, "state", b"")).external_id == "EXT-1"
+    rows = getattr(found, "rows", ())
+    assert [
+        Delivery.from_fields(i, r) for i, r in zip((second.id, third.id), rows, strict=True)
+    ] == [
+        second,
+        third,
+    ]
+    # The completion itself was written as before.
+    assert redis_client.hget(keys.delivery(first.id), "state") == DELIVERED.encode()
+    assert redis_client.llen(keys.attempts("sub_r")) == 1
+
+
+def test_the_router_leaves_the_events_it_routed_for_the_lanes(
+    settings: Settings, client: httpx.Client, rx: Receiver
+) -> None:
+    """An event routed to a subscription is handed to the worker's lanes already decoded."""
+    subscribe(client, rx, "/routed")
+    note = event("im.incident.declare", imincidentid="INC-routed")
+    publish(client, note)
+
+    async def scenario() -> dict[int, StoredEvent]:
+        assert settings.redis_url is not None
+        context = WorkerContext.build(settings)
+        connection, listen = connect_async(settings.redis_url), connect_async(settings.redis_url)
+        seen: dict[int, StoredEvent] = {}
+        try:
+            async with asyncio.timeout(10):
+                await follow_outbox(
+                    connection,
+                    listen,
+                    context.routes,
+                    clock=context.clock,
+                    until=lambda: bool(seen),
+                    seen=seen,
+                )
+            return seen
+        finally:
+            await connection.aclose()
+            await listen.aclose()
+
+    seen = asyncio.run(scenario())
+    assert [s.event.id for s in seen.values()] == [note["id"]]
