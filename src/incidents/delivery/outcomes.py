@@ -77,16 +77,25 @@ class Outcomes:
         if verdict is not None and verdict.redacted:
             entry.rule, entry.redacted = verdict.rule, tuple(verdict.redacted)
         result.log.append(entry)
+        if outcome.kind in (OutcomeKind.DELIVERED, OutcomeKind.SKIPPED):
+            if outcome.kind == OutcomeKind.DELIVERED:
+                result.healthy.add(sub.id)
+                state = DeliveryState.DELIVERED
+            else:
+                state = DeliveryState.SKIPPED
+            result.finished.append(record.id)
+            result.records.append(
+                replace(
+                    record,
+                    attempts=attempt,
+                    last_code=outcome.status,
+                    last_error=outcome.error,
+                    state=state,
+                    next_at=None,
+                )
+            )
+            return True
         done = replace(record, attempts=attempt, last_code=outcome.status, last_error=outcome.error)
-        if outcome.kind == OutcomeKind.DELIVERED:
-            result.healthy.add(sub.id)
-            result.finished.append(record.id)
-            result.records.append(replace(done, state=DeliveryState.DELIVERED, next_at=None))
-            return True
-        if outcome.kind == OutcomeKind.SKIPPED:
-            result.finished.append(record.id)
-            result.records.append(replace(done, state=DeliveryState.SKIPPED, next_at=None))
-            return True
         if outcome.kind == OutcomeKind.GONE:
             await self.subs.set_status(sub.id, SubscriptionStatus.DISABLED, outcome.error, _dt(now))
             self.dead(result, done, outcome.error, now, logged=True)
