@@ -8,11 +8,12 @@ import asyncio
 from dataclasses import replace
 
 import httpx
+import orjson
 import redis
 
 from incidents.delivery.attempt_log import AttemptEntry
 from incidents.delivery.channels.base import ChannelState
-from incidents.delivery.fanout import follow_outbox
+from incidents.delivery.fanout import SEEN_KEPT, follow_outbox
 from incidents.delivery.jobs import WorkerContext
 from incidents.delivery.lanes import DELIVERED, Delivery, LaneResult, Ledger, lane_for, routed_id
 from incidents.model.cloudevent import StoredEvent
@@ -80,19 +81,13 @@ def test_completing_a_held_lane_returns_its_next_records_version_pause_and_state
     assert redis_client.llen(keys.attempts("sub_r")) == 1
 
 
-def test_the_router_leaves_the_events_it_routed_for_the_lanes(
-    settings: Settings, client: httpx.Client, rx: Receiver
-) -> None:
-    """An event routed to a subscription is handed to the worker's lanes already decoded."""
-    subscribe(client, rx, "/routed")
-    note = event("im.incident.declare", imincidentid="INC-routed")
-    publish(client, note)
+def route_one(settings: Settings, seen: dict[int, StoredEvent]) -> None:
+    """Follow the outbox until one event is left in ``seen`` (it then holds only that one)."""
 
-    async def scenario() -> dict[int, StoredEvent]:
+    async def scenario() -> None:
         assert settings.redis_url is not None
         context = WorkerContext.build(settings)
         connection, listen = connect_async(settings.redis_url), connect_async(settings.redis_url)
-        seen: dict[int, StoredEvent] = {}
         try:
             async with asyncio.timeout(10):
                 await follow_outbox(
@@ -100,13 +95,41 @@ def test_the_router_leaves_the_events_it_routed_for_the_lanes(
                     listen,
                     context.routes,
                     clock=context.clock,
-                    until=lambda: bool(seen),
+                    until=lambda: len(seen) == 1,
                     seen=seen,
                 )
-            return seen
         finally:
             await connection.aclose()
             await listen.aclose()
 
-    seen = asyncio.run(scenario())
-    assert [s.event.id for s in seen.values()] == [note["id"]]
+    asyncio.run(scenario())
+
+
+def test_the_router_leaves_the_events_it_routed_for_the_lanes(
+    settings: Settings, client: httpx.Client, rx: Receiver
+) -> None:
+    """An event routed to a subscription is handed to the worker's lanes already decoded."""
+    subscribe(client, rx, "/routed")
+    declare = event("im.incident.declare", imincidentid="INC-routed")
+    publish(client, declare)
+    seen: dict[int, StoredEvent] = {}
+    route_one(settings, seen)
+    assert [s.event.id for s in seen.values()] == [declare["id"]]
+
+
+def test_the_events_left_for_the_lanes_are_bounded(
+    settings: Settings, client: httpx.Client, rx: Receiver
+) -> None:
+    """Routed events left for the lanes are emptied past SEEN_KEPT, so a worker that routes
+    but works no lane does not keep every event it routed."""
+    subscribe(client, rx, "/bounded")
+    declare = event("im.incident.declare", imincidentid="INC-bounded")
+    publish(client, declare)
+    [old] = [StoredEvent.from_dict(orjson.loads(orjson.dumps(_stored(declare))))]
+    seen = {-n: old for n in range(SEEN_KEPT + 1)}
+    route_one(settings, seen)
+    assert [s.event.id for s in seen.values()] == [declare["id"]]
+
+
+def _stored(raw: dict[str, object]) -> dict[str, object]:
+    return {"event": raw, "sequence": 0, "ingested_at": "2026-01-01T00:00:00+00:00"}

@@ -54,6 +54,7 @@ LOCK_MS = 6_000
 # How long a following router's read blocks waiting for new entries: also how soon it notices
 # it is asked to stop. Well under LOCK_MS, as the lease is renewed after each read.
 ROUTE_BLOCK_MS = 500
+SEEN_KEPT = 10_000  # routed events left for the lanes at most (emptied past this)
 TRIM_EVERY = 2.0  # seconds between trims of the routed entries while following the outbox
 log = logging.getLogger("incidents.delivery")
 
@@ -196,6 +197,8 @@ class _Batches:
         ]
         matched = await self.cache.matching(self.subs, [s.event for s in stored])
         if self.seen is not None:
+            if len(self.seen) > SEEN_KEPT:  # bounded even if this worker works none of them
+                self.seen.clear()
             for s, found in zip(stored, matched, strict=True):
                 if found:
                     self.seen[s.sequence] = s
