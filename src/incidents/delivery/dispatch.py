@@ -36,7 +36,12 @@ from incidents.delivery.channels.base import (
     Transport,
     exchange,
 )
-from incidents.delivery.fanout import follow_outbox, outbox_backlog, route_outbox
+from incidents.delivery.fanout import (
+    ensure_stream_group,
+    follow_outbox,
+    outbox_backlog,
+    route_outbox,
+)
 from incidents.delivery.lanes import (
     LANES_WAKE,
     WAKE_KEEP,
@@ -471,8 +476,4 @@ class Dispatcher:
 
 async def _ensure_wake_group(redis: aioredis.Redis) -> None:
     """The wake stream's consumer group (and the stream), from its newest entry on."""
-    try:
-        await redis.xgroup_create(LANES_WAKE, keys.LANES_WAKE_GROUP, id="$", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    await ensure_stream_group(redis, LANES_WAKE, keys.LANES_WAKE_GROUP, "$")

@@ -71,12 +71,18 @@ def delivery_for(stored: StoredEvent, sub: Subscription, delivery_id: str, now: 
     )
 
 
-async def ensure_group(redis: aioredis.Redis) -> None:
+async def ensure_stream_group(redis: aioredis.Redis, stream: str, group: str, start: str) -> None:
+    """Create ``group`` on ``stream`` (and the stream) reading from ``start``, unless it exists."""
     try:
-        await redis.xgroup_create(OUTBOX, keys.ROUTER_GROUP, id="0", mkstream=True)
+        await redis.xgroup_create(stream, group, id=start, mkstream=True)
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+async def ensure_group(redis: aioredis.Redis) -> None:
+    """The routers' group on the outbox, from its first entry on."""
+    await ensure_stream_group(redis, OUTBOX, keys.ROUTER_GROUP, "0")
 
 
 async def outbox_backlog(redis: aioredis.Redis, retention: int = 0) -> bool:
