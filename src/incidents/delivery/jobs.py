@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -93,9 +94,21 @@ def deliver_timeout(settings: Settings) -> int:
     return int(DELIVER_SECONDS + LANE_SECONDS + settings.delivery_timeout + 60)
 
 
+def run_on_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run a job's coroutine on uvloop where it is installed (as ``incidents serve`` runs the
+    API), else on asyncio's own loop: uvloop's cheaper wake-ups and socket calls cut the
+    worker's CPU and latency per delivery."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is there wherever uvicorn[standard] is
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 def route_job(settings: Settings) -> int:
     context = _context(settings)
-    return asyncio.run(_route(context))
+    return run_on_loop(_route(context))
 
 
 async def _route(context: WorkerContext) -> int:
@@ -111,7 +124,7 @@ async def _route(context: WorkerContext) -> int:
 
 def deliver_job(settings: Settings) -> int:
     context = _context(settings)
-    return asyncio.run(_deliver(context))
+    return run_on_loop(_deliver(context))
 
 
 def _lane_redis(url: str) -> aioredis.Redis:
