@@ -274,8 +274,8 @@ async def paced_sender(
 
 
 class Bench:
-    def __init__(self, quick: bool) -> None:
-        self.quick = quick
+    def __init__(self, quick: bool, appendfsync: str = "always") -> None:
+        self.quick, self.appendfsync = quick, appendfsync
         self.tmp = Path(tempfile.mkdtemp(prefix="incidents-bench-"))
         self.results: dict[str, Any] = {"machine": machine()}
         self.results["commit"] = self.results["machine"]["commit"]
@@ -576,6 +576,12 @@ class Bench:
 
     def run(self, parts: list[str]) -> dict[str, Any]:
         self.redis.start()
+        if self.appendfsync != "always":  # the embedded server fsyncs every write by default
+            import redis
+
+            with redis.Redis.from_url(self.redis.url) as client:
+                client.config_set("appendfsync", self.appendfsync)
+        self.results["appendfsync"] = self.appendfsync
         try:
             steps: dict[str, Callable[[], None]] = {
                 "ingest": self.ingest,
@@ -595,13 +601,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs, for a smoke check")
     parser.add_argument(
+        "--appendfsync",
+        choices=["always", "everysec"],
+        default="always",
+        help="Redis fsync policy: every write (as docker-compose.yml runs it) or once a second",
+    )
+    parser.add_argument(
         "parts",
         nargs="*",
         default=["ingest", "delivery", "e2e", "fanout"],
         help="which benchmarks to run",
     )
     args = parser.parse_args()
-    results = Bench(args.quick).run(args.parts)
+    results = Bench(args.quick, args.appendfsync).run(args.parts)
     out = ROOT / "bench" / "results" / "latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
