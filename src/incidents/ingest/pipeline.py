@@ -356,16 +356,25 @@ class Ingestor:
             now = self.clock()
             refusals, end = await self._plan(todo, now)
             ready: list[Submission] = []
+            # A second refusal is the request's own answer only if the state it was judged on
+            # is what the store ends up holding: every request planned before it this round
+            # stored (none conflicted with another replica's write, none failed).
+            judged: list[tuple[Submission, IncidentsError, list[Submission]]] = []
             for r, refused in zip(todo[:end], refusals, strict=True):
                 if refused is None:
                     ready.append(r)
                 elif r.checked:
-                    r.outcome = refused  # its own answer
+                    judged.append((r, refused, list(ready)))
                 else:  # perhaps a retry, or planned on stale documents
                     r.checked = True
                     self._forget()
             if ready:
                 await self._store(ready, now)
+            for r, refused, before in judged:
+                if all(isinstance(b.outcome, list) for b in before):
+                    r.outcome = refused  # its own answer
+                else:
+                    self._forget()  # planned on writes that did not happen: plan it again
         # Whatever is still open gets the 503 of _run.
 
     async def _find_repeats(self, todo: list[Submission]) -> None:
