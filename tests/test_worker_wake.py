@@ -3,20 +3,26 @@ takes a new event at once, fires a retry at its time, and stops promptly while b
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import statistics
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
 
+from incidents.delivery import jobs
 from incidents.settings import Settings
 from incidents.store import keys
+from incidents.store.embedded import EmbeddedRedis
 from tests.delivery_support import Receiver, publish, start_worker, subscribe
 from tests.support import event, wait_for
 
@@ -131,3 +137,42 @@ def test_a_busy_lane_goes_on_under_one_lease_while_events_keep_coming(
     # One lease, or two if the lane emptied once between the first event and the next: not
     # one per event or two.
     assert int(redis_client.get(keys.LANE_TOKENS) or 0) <= 2
+
+
+DEBIAN_REDIS = "/usr/bin/redis-server"  # Redis 7 (the embedded one is 6.2)
+
+
+@pytest.mark.skipif(
+    not os.access(DEBIAN_REDIS, os.X_OK),
+    reason="needs Debian's redis-server 7 (scripts/ci-extras installs it): only Redis 7 ends a"
+    " read blocked on a stream that is deleted with UNBLOCKED",
+)
+def test_a_deleted_wake_stream_does_not_end_the_delivery_job(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the wake stream is deleted under a worker blocked on it (Redis 7 answers the read
+    UNBLOCKED), the delivery job makes the stream again and goes on to its end."""
+    monkeypatch.setattr(jobs, "DELIVER_SECONDS", 2.0)
+    server = EmbeddedRedis(tmp_path / "redis7", {"INCIDENTS_REDIS_SERVER": DEBIAN_REDIS})
+    server.start()
+    try:
+        own = replace(settings, redis_url=server.url)
+        context = jobs.WorkerContext.build(own)
+        context.listening = True
+
+        async def run() -> int:
+            job = asyncio.create_task(jobs._deliver(context))
+            with redis.Redis.from_url(server.url) as connection:
+                for _ in range(250):  # up to 5 s for the job to make its wake stream
+                    if connection.exists(keys.LANES_WAKE):
+                        break
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(0.2)  # the watcher is blocked on the stream now
+                connection.delete(keys.LANES_WAKE)
+                result = await job
+                assert connection.exists(keys.LANES_WAKE)  # made again, with its group
+            return result
+
+        assert isinstance(jobs.run_on_loop(run()), int)
+    finally:
+        server.stop()

@@ -41,6 +41,7 @@ from incidents.delivery.fanout import (
     follow_outbox,
     outbox_backlog,
     route_outbox,
+    stream_gone,
 )
 from incidents.delivery.lanes import (
     LANES_WAKE,
@@ -289,7 +290,7 @@ class Dispatcher:
                             noack=True,
                         )
                 except ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
+                    if not stream_gone(exc):
                         raise
                     await _ensure_wake_group(self.redis)  # the stream was deleted
                     continue

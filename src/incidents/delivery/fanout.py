@@ -71,6 +71,13 @@ def delivery_for(stored: StoredEvent, sub: Subscription, delivery_id: str, now: 
     )
 
 
+def stream_gone(exc: ResponseError) -> bool:
+    """Whether a stream read failed because the stream (and so its group) was deleted: NOGROUP
+    on the next read, or, from Redis 7, UNBLOCKED for a read blocked when it went."""
+    text = str(exc)
+    return "NOGROUP" in text or "UNBLOCKED" in text
+
+
 async def ensure_stream_group(redis: aioredis.Redis, stream: str, group: str, start: str) -> None:
     """Create ``group`` on ``stream`` (and the stream) reading from ``start``, unless it exists."""
     try:
@@ -158,8 +165,14 @@ async def follow_outbox(
                 start = "0" if entries else ">"
             else:
                 # Bounded on our side too: a read on a dead connection fails, never hangs.
-                async with asyncio.timeout(ROUTE_BLOCK_MS / 1000 + 2.0):
-                    entries = await _read(listen, ">", batch, block=ROUTE_BLOCK_MS)
+                try:
+                    async with asyncio.timeout(ROUTE_BLOCK_MS / 1000 + 2.0):
+                        entries = await _read(listen, ">", batch, block=ROUTE_BLOCK_MS)
+                except ResponseError as exc:
+                    if not stream_gone(exc):
+                        raise
+                    await ensure_group(redis)  # the outbox was deleted
+                    continue
             if not await (router.route(entries, token) if entries else router.keep(token)):
                 log.warning("the routing lease ran out; another router carries on")
                 break
