@@ -4,6 +4,7 @@ not hold routing up, and nobody learns of an event it may not see."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import subprocess
@@ -16,8 +17,10 @@ import pytest
 import redis
 
 from incidents.delivery import fanout
+from incidents.delivery.throttle import Throttle
 from incidents.settings import Settings
 from incidents.store import keys
+from incidents.store.redis import connect_async
 from tests.delivery_support import (
     Receiver,
     Workers,
@@ -258,3 +261,24 @@ def test_a_hanging_sink_does_not_hold_up_a_healthy_one(
     assert p50 < 1.0
     if within_one_timeout:
         assert held <= settings.sink_concurrency  # the cap held
+
+
+def test_a_pause_is_not_taken_back_by_a_read_from_before_it(redis_url: str) -> None:
+    """A Retry-After pause this worker stored holds even when another lane's read of the pause
+    key, made before the pause was stored, arrives afterwards (empty or older)."""
+
+    async def run() -> tuple[float, float, float]:
+        connection = connect_async(redis_url)
+        try:
+            throttle = Throttle(connection, clock=lambda: 1_000.0)
+            await throttle.pause("sub_x", 1_030.0)
+            throttle.note("sub_x", None)  # read before the pause was stored
+            after_empty = throttle.paused_until("sub_x")
+            throttle.note("sub_x", b"1010.0")  # an older pause, read before this one
+            after_older = throttle.paused_until("sub_x")
+            throttle.note("sub_x", b"1050.0")  # another worker's longer pause
+            return after_empty, after_older, throttle.paused_until("sub_x")
+        finally:
+            await connection.aclose()
+
+    assert asyncio.run(run()) == (1_030.0, 1_030.0, 1_050.0)

@@ -38,11 +38,17 @@ class Throttle:
 
     def note(self, sub_id: str, raw: bytes | str | None) -> None:
         """Learn a subscription's pause from the value of its ``keys.paused`` key (read along
-        with other work)."""
+        with other work). A value read before this worker's own pause was stored (another
+        lane's read, in flight meanwhile) does not take back a pause that has not ended yet:
+        nothing but expiry, a minute after a pause ends, removes the key."""
+        stored = float(raw) if raw is not None else 0.0
+        mine = self._paused.get(sub_id, 0.0)
+        if mine > stored and mine > self.clock():
+            return
         if raw is None:
             self._paused.pop(sub_id, None)
         else:
-            self._paused[sub_id] = float(raw)
+            self._paused[sub_id] = stored
 
     async def pause(self, sub_id: str, until: float) -> None:
         """Hold every lane of a subscription until ``until`` (its sink's Retry-After)."""
