@@ -19,10 +19,11 @@ import httpx
 import pytest
 import redis
 
-from incidents.delivery import jobs
+from incidents.delivery import dispatch, jobs
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.embedded import EmbeddedRedis
+from incidents.store.redis import connect_async
 from tests.delivery_support import Receiver, publish, start_worker, subscribe
 from tests.support import event, wait_for
 
@@ -176,3 +177,27 @@ def test_a_deleted_wake_stream_does_not_end_the_delivery_job(
         assert isinstance(jobs.run_on_loop(run()), int)
     finally:
         server.stop()
+
+
+def test_wake_consumers_left_by_gone_jobs_are_removed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wake-stream consumer left behind by a job that could not remove it (its worker was
+    killed) is removed once idle for longer than a job lasts; a recent one stays."""
+    monkeypatch.setattr(dispatch, "WAKE_CONSUMER_IDLE_MS", 300)
+
+    async def run() -> set[str]:
+        connection = connect_async(str(settings.redis_url))
+        try:
+            await dispatch._ensure_wake_group(connection)
+            group = keys.LANES_WAKE_GROUP
+            await connection.xgroup_createconsumer(keys.LANES_WAKE, group, "killed-worker")
+            await asyncio.sleep(0.5)
+            await connection.xgroup_createconsumer(keys.LANES_WAKE, group, "live-worker")
+            await dispatch._ensure_wake_group(connection)
+            found = await connection.xinfo_consumers(keys.LANES_WAKE, group)
+            return {bytes(c["name"]).decode() for c in found}
+        finally:
+            await connection.aclose()
+
+    assert asyncio.run(run()) == {"live-worker"}

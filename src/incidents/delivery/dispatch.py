@@ -74,6 +74,7 @@ RENEW_EVERY = 2.0
 POLL_SECONDS = 0.01  # how often a job run without a listening client looks for due lanes
 IDLE_CHECK = 0.25  # a listening dispatcher notices a stop request at least this often
 WAKE_BLOCK_MS = 500  # how long one blocking read of the wake stream waits
+WAKE_CONSUMER_IDLE_MS = 600_000  # a wake consumer idle this long belongs to a job that is gone
 STANDBY_SECONDS = 1.0  # how often a router standing by tries the routing lease
 BACKSTOP_SECONDS = 1.0  # a listening dispatcher claims at least this often, woken or not
 LANE_SECONDS = 2.0  # a lane hands its slot back after working this long (or at a failure)
@@ -476,5 +477,11 @@ class Dispatcher:
 
 
 async def _ensure_wake_group(redis: aioredis.Redis) -> None:
-    """The wake stream's consumer group (and the stream), from its newest entry on."""
+    """The wake stream's consumer group (and the stream), from its newest entry on; consumers
+    idle for longer than any job lasts are removed (a worker killed, or cut off from Redis
+    when its job ended, could not remove its own). The group reads without acknowledgement,
+    so a consumer holds no entries."""
     await ensure_stream_group(redis, LANES_WAKE, keys.LANES_WAKE_GROUP, "$")
+    for consumer in await redis.xinfo_consumers(LANES_WAKE, keys.LANES_WAKE_GROUP):
+        if int(consumer["idle"]) > WAKE_CONSUMER_IDLE_MS:
+            await redis.xgroup_delconsumer(LANES_WAKE, keys.LANES_WAKE_GROUP, consumer["name"])

@@ -180,6 +180,9 @@ async def follow_outbox(
             if time.monotonic() - trimmed > TRIM_EVERY:
                 await outbox_backlog(redis, retention)
                 trimmed = time.monotonic()
+                # Entries a router read but did not queue (it stalled past its lease, and its
+                # queueing was refused) wait unacknowledged: read them first again.
+                start = "0"
     finally:
         with contextlib.suppress(*UNAVAILABLE):
             await _unlock(redis, token)
