@@ -1,16 +1,18 @@
 """Small HTTP helpers shared by the route modules: JSON and problem responses, and the query
-parameters several endpoints take (integers, and a page: ``limit``, ``cursor``, ``offset``)."""
+parameters several endpoints take (integers, and a page: ``limit``, ``cursor``, ``offset``)
+and the answer a listing gives for one page."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from incidents.errors import FieldError, InvalidRequest
-from incidents.queries.pages import PageRequest
+from incidents.queries.pages import Page, PageRequest
 
 PROBLEM_JSON = "application/problem+json"
 MAX_LIMIT = 1000
@@ -65,4 +67,11 @@ def page_params(request: Request, default_limit: int = 100) -> PageRequest:
         int_param(request, "limit", default_limit, MAX_LIMIT),
         request.query_params.get("cursor") or None,
         int_param(request, "offset", 0),
+    )
+
+
+def page_response(name: str, page: Page[Any]) -> Response:
+    """One page of a listing: ``{name: [...], "count": n, "next_cursor": ...}``."""
+    return json_response(
+        {name: page.items, "count": len(page.items), "next_cursor": page.next_cursor}
     )

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from incidents.auth import caller
 from incidents.errors import FieldError, InvalidRequest
-from incidents.http import json_response, page_params
+from incidents.http import json_response, page_params, page_response
 from incidents.lifecycle.routes import SEVERITY_ALIASES, SEVERITY_PARAM
 from incidents.model.alert import ALERT_STATUSES, AlertStatus
 from incidents.model.severity import Severity
@@ -52,9 +52,7 @@ async def list_route(request: Request) -> Response:
     queries = services(request).queries
     viewer = queries.viewer(caller(request))
     page = await queries.alerts.page(viewer, _filter(request), page_params(request))
-    return json_response(
-        {"alerts": page.items, "count": len(page.items), "next_cursor": page.next_cursor}
-    )
+    return page_response("alerts", page)
 
 
 async def get_route(request: Request) -> Response:

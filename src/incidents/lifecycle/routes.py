@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from incidents.auth import caller
 from incidents.errors import FieldError, InvalidRequest
-from incidents.http import MAX_LIMIT, int_param, json_response, page_params
+from incidents.http import MAX_LIMIT, int_param, json_response, page_params, page_response
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
 from incidents.openapi import (
@@ -41,9 +41,7 @@ async def list_route(request: Request) -> Response:
     queries = services(request).queries
     viewer = queries.viewer(caller(request))
     page = await queries.incidents.page(viewer, _filter(request), page_params(request))
-    return json_response(
-        {"incidents": page.items, "count": len(page.items), "next_cursor": page.next_cursor}
-    )
+    return page_response("incidents", page)
 
 
 async def get_route(request: Request) -> Response:
