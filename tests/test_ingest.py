@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import cast
 
 import httpx
 import redis
 from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.v1.event import CloudEvent as SdkEvent
 
-from tests.support import event
+from tests.support import STRUCTURED, event, post
 
-STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
-
-
-def post(client: httpx.Client, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
-    return client.post(
-        "/v1/events",
-        content=body if isinstance(body, bytes | str) else json.dumps(body),
-        headers=headers or STRUCTURED,
-    )
 
 
 def test_structured_event_is_accepted_and_stored_before_the_answer(
