@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
@@ -65,7 +64,7 @@ from incidents.model.schemas import SchemaRegistry
 from incidents.policy.outbound import Verdict
 from incidents.settings import Settings
 from incidents.store import keys
-from incidents.store.events import EventStore
+from incidents.store.events import EventStore, stored_event
 from incidents.store.redis import UNAVAILABLE
 from incidents.store.secret_box import SecretUnreadable
 
@@ -466,7 +465,7 @@ class Dispatcher:
         # the lane is being worked.
         for raw in raws:
             if raw:
-                stored = StoredEvent.from_dict(orjson.loads(raw))
+                stored = stored_event(raw)
                 self._events[stored.sequence] = found[stored.sequence] = stored
         states = {(sub_id, incident): ChannelState.decode(state)} if incident and state else {}
         others = {(r.sub, r.incident) for r in records.values()} - {(sub_id, incident)}

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
@@ -43,7 +42,7 @@ from incidents.model.cloudevent import StoredEvent
 from incidents.model.origin import came_from
 from incidents.model.types import Extension
 from incidents.store import keys
-from incidents.store.events import EventStore
+from incidents.store.events import EventStore, stored_event
 from incidents.store.keys import OUTBOX
 from incidents.store.redis import UNAVAILABLE
 from incidents.store.scripts import load_script
@@ -214,9 +213,7 @@ class _Batches:
         self.cache.observe(version)
         # An event the planner marked as not to be fanned out (a repeat of an open alert,
         # an ack with nothing to acknowledge) is stored and on the timeline, but not sent.
-        stored = [
-            s for s in (StoredEvent.from_dict(orjson.loads(r)) for r in raws if r) if s.plan.fanout
-        ]
+        stored = [s for s in (stored_event(r) for r in raws if r) if s.plan.fanout]
         matched = await self.cache.matching(self.subs, [s.event for s in stored])
         if self.seen is not None:
             if len(self.seen) > SEEN_KEPT:  # bounded even if this worker works none of them

@@ -276,14 +276,14 @@ class EventStore:
     async def get(self, sequence: int) -> StoredEvent | None:
         async with guarded("reading an event"):
             raw = await self.redis.get(keys.event(sequence))
-        return StoredEvent.from_dict(orjson.loads(raw)) if raw else None
+        return stored_event(raw) if raw else None
 
     async def get_many(self, sequences: Sequence[int]) -> list[StoredEvent]:
         if not sequences:
             return []
         async with guarded("reading events"):
             raws = await self.redis.mget([keys.event(s) for s in sequences])
-        return [StoredEvent.from_dict(orjson.loads(r)) for r in raws if r]
+        return [stored_event(r) for r in raws if r]
 
     async def find(self, event_id: str, source: str | None = None) -> list[StoredEvent]:
         """Stored events with this CloudEvents id (from any source unless one is named)."""
@@ -321,6 +321,12 @@ class EventStore:
         async with guarded("reading the sequence"):
             raw = await self.redis.get(keys.SEQUENCE)
         return int(cast(bytes, raw)) if raw else 0
+
+
+def stored_event(raw: bytes | str) -> StoredEvent:
+    """An event as kept at ``keys.event(sequence)`` (for callers that read that key along
+    with others in one round trip)."""
+    return StoredEvent.from_dict(orjson.loads(raw))
 
 
 def _decode(drafts: Sequence[Draft], reply: list[Any]) -> list[Accepted] | Exception:
