@@ -8,6 +8,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -119,35 +120,33 @@ def _check_secret_key(settings: Settings, command: str) -> None:
         )
 
 
-def _admin_token(settings: Settings) -> str:
-    if settings.admin_token:
-        return settings.admin_token
-    path = settings.data_dir / "admin-token"
+def _kept(settings: Settings, configured: str | None, name: str, make: Callable[[], str]) -> str:
+    """A setting's value, else the one kept in the file ``name`` of the data folder (made on
+    the first run, readable by its owner only)."""
+    if configured:
+        return configured
+    path = settings.data_dir / name
     if path.exists():
         return path.read_text().strip()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    token = "adm_" + secrets.token_urlsafe(32)
-    path.write_text(token + "\n")
+    value = make()
+    path.touch(mode=0o600)
     path.chmod(0o600)
-    return token
+    path.write_text(value + "\n")
+    return value
+
+
+def _admin_token(settings: Settings) -> str:
+    return _kept(
+        settings, settings.admin_token, "admin-token", lambda: "adm_" + secrets.token_urlsafe(32)
+    )
 
 
 def _secret_key(settings: Settings) -> str:
-    """The key connector secrets are stored under: the setting, else the one kept in the data
-    folder (made on the first run, readable by its owner only)."""
+    """The key connector secrets are stored under."""
     from incidents.store.secret_box import new_key
 
-    if settings.secret_key:
-        return settings.secret_key
-    path = settings.data_dir / "secret-key"
-    if path.exists():
-        return path.read_text().strip()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    key = new_key()
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text(key + "\n")
-    return key
+    return _kept(settings, settings.secret_key, "secret-key", new_key)
 
 
 def banner(url: str, token: str, redis: str) -> str:
