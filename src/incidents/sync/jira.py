@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from incidents.delivery.channels import jira as channel
+from incidents.delivery.channels.incident_changes import table
 from incidents.delivery.channels.sync_settings import Field
 from incidents.sync.changes import Change, Inbound, text_of
-from incidents.sync.mapping import moves_for, severity_for, table
+from incidents.sync.mapping import moves_for, severity_for
 
 SYSTEM = "jira"
 ISSUE_UPDATED = "jira:issue_updated"

@@ -13,15 +13,6 @@ from incidents.delivery.channels.incident_changes import Move
 _PREFERENCE = (Move.RESOLVE, Move.REOPEN, Move.ACK, Move.CLOSE, Move.MITIGATE)
 
 
-def table(
-    settings: Mapping[str, object], name: str, default: Mapping[str, object]
-) -> dict[str, object]:
-    """The default table with the subscription's overrides of it."""
-    mapping = settings.get("mapping")
-    override = mapping.get(name) if isinstance(mapping, Mapping) else None
-    return {**default, **(override if isinstance(override, Mapping) else {})}
-
-
 def moves_for(status_table: Mapping[str, object], value: str) -> tuple[Move, ...]:
     """The moves whose vendor value is ``value`` (case-insensitive), likeliest first. A value
     that means resolve is never read as a close: resolving is what people do there."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from incidents.delivery.channels import servicenow as channel
+from incidents.delivery.channels.incident_changes import table
 from incidents.delivery.channels.sync_settings import Field
 from incidents.sync.changes import Change, Inbound
-from incidents.sync.mapping import moves_for, severity_for, table
+from incidents.sync.mapping import moves_for, severity_for
 
 SYSTEM = "servicenow"
 STATE_NAMES = {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed",

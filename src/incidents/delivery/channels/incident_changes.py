@@ -148,6 +148,15 @@ def check_types(types: Sequence[str]) -> list[FieldError]:
     ]
 
 
+def table(
+    settings: Mapping[str, object], name: str, default: Mapping[str, object]
+) -> dict[str, object]:
+    """A default mapping table with the subscription's ``formatsettings.mapping`` overrides."""
+    mapping = settings.get("mapping")
+    override = mapping.get(name) if isinstance(mapping, Mapping) else None
+    return {**default, **(override if isinstance(override, Mapping) else {})}
+
+
 def check_table(
     raw: object, at: str, rows: Sequence[str], value_ok: type | tuple[type, ...]
 ) -> list[FieldError]:

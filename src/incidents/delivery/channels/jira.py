@@ -34,6 +34,7 @@ from incidents.delivery.channels.incident_changes import (
     read_change,
     record_fields,
     record_state,
+    table,
     ticketing_problems,
     unusable,
 )
@@ -91,19 +92,11 @@ def labels(found: RecordFields) -> list[str]:
 
 
 def priority(severity: Severity, settings: Mapping[str, object]) -> str:
-    return str(_table(settings, "severity", SEVERITY)[severity.value])
+    return str(table(settings, "severity", SEVERITY)[severity.value])
 
 
 def transition_name(move: Move, settings: Mapping[str, object]) -> str:
-    return str(_table(settings, "status", STATUS)[move.value])
-
-
-def _table(
-    settings: Mapping[str, object], name: str, default: Mapping[str, str]
-) -> dict[str, object]:
-    mapping = settings.get("mapping")
-    override = mapping.get(name) if isinstance(mapping, Mapping) else None
-    return {**default, **(override if isinstance(override, Mapping) else {})}
+    return str(table(settings, "status", STATUS)[move.value])
 
 
 def create_body(found: RecordFields, settings: Mapping[str, object]) -> dict[str, object]:

@@ -35,6 +35,7 @@ from incidents.delivery.channels.incident_changes import (
     read_change,
     record_fields,
     record_state,
+    table,
     ticketing_problems,
     unusable,
 )
@@ -80,22 +81,13 @@ SETTINGS = ("auth", "mapping", "fields", "owns", "inbound_secret")
 HEADERS = {"content-type": "application/json", "accept": "application/json"}
 
 
-def severity_fields(severity: Severity, mapping: Mapping[str, object]) -> dict[str, str]:
-    table = _table(mapping, "severity", SEVERITY)
-    row = table.get(severity.value, SEVERITY[severity.value])
+def severity_fields(severity: Severity, settings: Mapping[str, object]) -> dict[str, str]:
+    row = table(settings, "severity", SEVERITY).get(severity.value, SEVERITY[severity.value])
     return {k: str(v) for k, v in row.items()} if isinstance(row, Mapping) else {}
-
-
-def _table(
-    mapping: Mapping[str, object], name: str, default: Mapping[str, object]
-) -> dict[str, object]:
-    override = mapping.get(name)
-    return {**default, **(override if isinstance(override, Mapping) else {})}
 
 
 def create_body(found: RecordFields, settings: Mapping[str, object]) -> dict[str, object]:
     """The new record: the fixed fields, then what the incident says."""
-    mapping = _mapping(settings)
     fixed = settings.get("fields")
     body: dict[str, object] = dict(fixed) if isinstance(fixed, Mapping) else {}
     lines = [found.description] if found.description else []
@@ -106,7 +98,7 @@ def create_body(found: RecordFields, settings: Mapping[str, object]) -> dict[str
         short_description=clip(found.title, SHORT_DESCRIPTION),
         description=clip("\n\n".join(lines), TEXT),
         correlation_id=found.incident,
-        **severity_fields(found.severity, mapping),
+        **severity_fields(found.severity, settings),
     )
     return body
 
@@ -116,16 +108,15 @@ def update_body(
 ) -> dict[str, object]:
     """The PATCH for one event (``created``: the record was just made from the incident, so
     the title and severity are already there). Empty when there is nothing to change."""
-    mapping = _mapping(settings)
-    status = _table(mapping, "status", STATUS)
+    status = table(settings, "status", STATUS)
     body: dict[str, object] = {}
     if (change.declare or change.retitle) and not created:  # replayed declare, or a new title
         body.update(short_description=clip(found.title, SHORT_DESCRIPTION))
     if change.severity is not None and not created:
-        body.update(severity_fields(change.severity, mapping))
+        body.update(severity_fields(change.severity, settings))
     text = clip(change.text, TEXT)
     if change.move == Move.RESOLVE:
-        close_code = mapping.get("close_code")
+        close_code = _mapping(settings).get("close_code")
         body.update(
             state=str(status["resolve"]),
             close_code=close_code if isinstance(close_code, str) else CLOSE_CODE,
