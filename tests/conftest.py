@@ -13,7 +13,7 @@ from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
 from tests.delivery_support import Receiver, Workers, receiver_app
-from tests.support import ADMIN_TOKEN, SharedServer, serve_in_thread
+from tests.support import ADMIN_TOKEN, SharedServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,9 +88,7 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def shared_server() -> Iterator[SharedServer]:
     """One uvicorn server, in a thread, for the whole run; each test mounts its own app."""
-    server = SharedServer()
-    with serve_in_thread(server, grace=1) as url:  # each test waited for its own requests
-        server.url = url
+    with SharedServer.started() as server:
         yield server
 
 
@@ -121,9 +119,7 @@ def anon(gateway: str) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def receiver_server() -> Iterator[SharedServer]:
     """The uvicorn server, in a thread, on which each test's webhook receiver is mounted."""
-    server = SharedServer()
-    with serve_in_thread(server, grace=1) as url:  # each test waited for its own requests
-        server.url = url
+    with SharedServer.started() as server:
         yield server
 
 

@@ -82,6 +82,15 @@ class SharedServer:
         scope["state"] = dict(self._state)  # what the app's lifespan yielded, as uvicorn does
         await app(scope, receive, send)
 
+    @classmethod
+    @contextmanager
+    def started(cls) -> Iterator[SharedServer]:
+        """A shared server running in a thread until the block ends."""
+        server = cls()
+        with serve_in_thread(server, grace=1) as url:  # each test waited for its own requests
+            server.url = url
+            yield server
+
     @contextmanager
     def mounted(self, app: ASGIApp) -> Iterator[str]:
         """Serve ``app`` (its lifespan started) until the block ends; yield the base URL."""
