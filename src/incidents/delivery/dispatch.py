@@ -43,7 +43,6 @@ from incidents.delivery.fanout import (
     stream_gone,
 )
 from incidents.delivery.lanes import (
-    LANES_WAKE,
     WAKE_KEEP,
     Claimed,
     Continued,
@@ -284,7 +283,7 @@ class Dispatcher:
                         reply: Any = await listen.xreadgroup(
                             keys.LANES_WAKE_GROUP,
                             consumer,
-                            {LANES_WAKE: ">"},
+                            {keys.LANES_WAKE: ">"},
                             count=WAKE_KEEP,
                             block=WAKE_BLOCK_MS,
                             noack=True,
@@ -303,7 +302,9 @@ class Dispatcher:
                     self._queued()
         finally:
             with contextlib.suppress(*UNAVAILABLE, ResponseError):
-                await self.redis.xgroup_delconsumer(LANES_WAKE, keys.LANES_WAKE_GROUP, consumer)
+                await self.redis.xgroup_delconsumer(
+                    keys.LANES_WAKE, keys.LANES_WAKE_GROUP, consumer
+                )
 
     async def _follow(self, listen: aioredis.Redis) -> None:
         """Route as events arrive while this dispatcher holds the routing lease; otherwise
@@ -480,7 +481,7 @@ async def _ensure_wake_group(redis: aioredis.Redis) -> None:
     idle for longer than any job lasts are removed (a worker killed, or cut off from Redis
     when its job ended, could not remove its own). The group reads without acknowledgement,
     so a consumer holds no entries."""
-    await ensure_stream_group(redis, LANES_WAKE, keys.LANES_WAKE_GROUP, "$")
-    for consumer in await redis.xinfo_consumers(LANES_WAKE, keys.LANES_WAKE_GROUP):
+    await ensure_stream_group(redis, keys.LANES_WAKE, keys.LANES_WAKE_GROUP, "$")
+    for consumer in await redis.xinfo_consumers(keys.LANES_WAKE, keys.LANES_WAKE_GROUP):
         if int(consumer["idle"]) > WAKE_CONSUMER_IDLE_MS:
-            await redis.xgroup_delconsumer(LANES_WAKE, keys.LANES_WAKE_GROUP, consumer["name"])
+            await redis.xgroup_delconsumer(keys.LANES_WAKE, keys.LANES_WAKE_GROUP, consumer["name"])

@@ -29,7 +29,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from incidents.delivery.lanes import (
-    LANES_WAKE,
     WAKE_KEEP,
     Delivery,
     Ledger,
@@ -185,7 +184,7 @@ async def follow_outbox(
     finally:
         with contextlib.suppress(*UNAVAILABLE):
             await _unlock(redis, token)
-            await redis.xadd(LANES_WAKE, {"route": "free"}, maxlen=WAKE_KEEP, approximate=True)
+            await redis.xadd(keys.LANES_WAKE, {"route": "free"}, maxlen=WAKE_KEEP, approximate=True)
     return routed
 
 

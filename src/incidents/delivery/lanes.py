@@ -38,7 +38,6 @@ LEASE_SECONDS = 6.0
 CAPPED_DEFER_SECONDS = 0.25  # how far back a backlog of a subscription at its cap is put
 CLAIM_SCAN_EXTRA = 512  # due lanes looked at per claim beyond those wanted (capped ones skipped)
 LOG_LENGTH = 1000  # attempts kept per subscription
-LANES_WAKE = keys.LANES_WAKE  # see keys.py
 WAKE_KEEP = 100  # entries the wake stream is capped at (about)
 
 
@@ -227,7 +226,7 @@ class Ledger:
             }
             for d in deliveries
         ]
-        script_keys = [LANES_WAKE]
+        script_keys = [keys.LANES_WAKE]
         args: list[str | int | float | bytes] = [
             repr(now),
             orjson.dumps(items),
