@@ -11,9 +11,8 @@ import redis
 
 from incidents.app import create_app
 from incidents.settings import Settings
-from incidents.store.embedded import EmbeddedRedis
 from tests.delivery_support import Receiver, Workers, receiver_app
-from tests.support import ADMIN_TOKEN, SharedServer
+from tests.support import ADMIN_TOKEN, SharedServer, running_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,12 +40,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield _own_database(external, os.environ.get("PYTEST_XDIST_WORKER", ""))
         return
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), os.environ, appendonly=False)
-    server.start()
-    try:
+    with running_redis(tmp_path_factory.mktemp("redis"), appendonly=False) as server:
         yield server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture

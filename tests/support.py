@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from incidents.store.embedded import free_port
+from incidents.store.embedded import EmbeddedRedis, free_port
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 T = TypeVar("T")
@@ -51,6 +53,17 @@ def serve_in_thread(app: ASGIApp, port: int | None = None, grace: int = 5) -> It
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+@contextmanager
+def running_redis(folder: Path, appendonly: bool) -> Iterator[EmbeddedRedis]:
+    """A redis-server of its own, its data in ``folder``, running until the block ends."""
+    server = EmbeddedRedis(folder, os.environ, appendonly=appendonly)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 class SharedServer:

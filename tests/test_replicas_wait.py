@@ -17,7 +17,7 @@ import redis
 from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis, find_redis_server, free_port
-from tests.support import ADMIN_TOKEN, event, serve_in_thread
+from tests.support import ADMIN_TOKEN, event, running_redis, serve_in_thread
 
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -26,12 +26,8 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 @pytest.fixture
 def primary(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     """A Redis primary of this test's own (replicas attach to it, not to the shared one)."""
-    server = EmbeddedRedis(tmp_path / "primary", os.environ, appendonly=False)
-    server.start()
-    try:
+    with running_redis(tmp_path / "primary", appendonly=False) as server:
         yield server
-    finally:
-        server.stop()
 
 
 class Replica:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import redis
 from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
-from tests.support import ADMIN_TOKEN, event, serve_in_thread
+from tests.support import ADMIN_TOKEN, event, running_redis, serve_in_thread
 
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 
@@ -22,12 +21,8 @@ STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     """A private redis-server with AOF, which a test may stop, kill and restart."""
-    server = EmbeddedRedis(tmp_path / "redis", os.environ, appendonly=True)
-    server.start()
-    try:
+    with running_redis(tmp_path / "redis", appendonly=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
