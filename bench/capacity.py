@@ -90,6 +90,17 @@ def phase(before: dict[str, Any], after: dict[str, Any], items: int) -> dict[str
     }
 
 
+def idle_rates(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Per second between two snapshots of an idle Redis: commands (total, top five) and CPU
+    microseconds."""
+    idle = phase(before, after, 1)
+    return {
+        "commands": round(idle["commands_per_item"] / idle["seconds"], 1),
+        "redis_cpu_us": round(idle["redis_cpu_us_per_item"] / idle["seconds"], 1),
+        "top5": {k: round(v / idle["seconds"], 1) for k, v in idle["top5_per_item"].items()},
+    }
+
+
 async def post_singles(base: str, count: int, incidents: int, concurrency: int) -> float:
     """POST ``count`` notes one per request, ``concurrency`` at once; the seconds it took."""
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cloudevents+json"}
@@ -151,12 +162,7 @@ def measure(bench: Bench, events: int, incidents: int, concurrency: int) -> dict
         before = snapshot(client)
         time.sleep(IDLE_SECONDS)
         after = snapshot(client)
-        idle = phase(before, after, 1)
-        results["idle_gateway_per_s"] = {
-            "commands": round(idle["commands_per_item"] / idle["seconds"], 1),
-            "redis_cpu_us": round(idle["redis_cpu_us_per_item"] / idle["seconds"], 1),
-            "top5": {k: round(v / idle["seconds"], 1) for k, v in idle["top5_per_item"].items()},
-        }
+        results["idle_gateway_per_s"] = idle_rates(before, after)
 
         before = snapshot(client)
         elapsed = asyncio.run(post_singles(base, events, incidents, concurrency))
@@ -179,12 +185,7 @@ def measure(bench: Bench, events: int, incidents: int, concurrency: int) -> dict
         span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
         deliver["measured_per_s"] = round((len(arrivals) - 1) / span, 1) if span else None
         results["deliver"] = deliver
-        idle = phase(after, idle_after, 1)
-        results["idle_gateway_and_2_workers_per_s"] = {
-            "commands": round(idle["commands_per_item"] / idle["seconds"], 1),
-            "redis_cpu_us": round(idle["redis_cpu_us_per_item"] / idle["seconds"], 1),
-            "top5": {k: round(v / idle["seconds"], 1) for k, v in idle["top5_per_item"].items()},
-        }
+        results["idle_gateway_and_2_workers_per_s"] = idle_rates(after, idle_after)
 
         before = snapshot(client)
         elapsed = post_batches(base, events, incidents)
