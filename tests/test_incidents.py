@@ -208,6 +208,12 @@ def test_list_rejects_unknown_filter_values(client: httpx.Client) -> None:
     assert client.get("/v1/incidents", params={"limit": "-1"}).status_code == 400
 
 
+def test_bad_severity_spelling_status_names_the_severity_parameter(client: httpx.Client) -> None:
+    """A severity filter whose value reads "status" is a 400 pointing at severity, not status."""
+    r = client.get("/v1/incidents", params={"severity": "status"})
+    assert r.status_code == 400 and r.json()["errors"][0]["pointer"] == "/query/severity"
+
+
 def test_timeline_lists_entries_in_order_with_titles(client: httpx.Client) -> None:
     """The timeline reads as a story: declared, note, role assigned, each with its actor."""
     inc = declare(client)

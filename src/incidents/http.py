@@ -4,8 +4,8 @@ and the answer a listing gives for one page."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -13,6 +13,8 @@ from starlette.responses import Response
 
 from incidents.errors import FieldError, InvalidRequest
 from incidents.queries.pages import Page, PageRequest
+
+T = TypeVar("T")
 
 PROBLEM_JSON = "application/problem+json"
 MAX_LIMIT = 1000
@@ -58,6 +60,18 @@ def int_param(request: Request, name: str, default: int, maximum: int | None = N
             errors=[FieldError(f"/query/{name}", f"{raw!r} is not an integer from {bound}")],
         )
     return value
+
+
+def parsed_param(request: Request, name: str, parse: Callable[[str], T]) -> T | None:
+    """A query parameter read with ``parse``, None when absent; the ValueError ``parse`` raises
+    for a bad value is a 400 naming the parameter."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), errors=[FieldError(f"/query/{name}", str(exc))]) from None
 
 
 def page_params(request: Request, default_limit: int = 100) -> PageRequest:

@@ -9,8 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.auth import caller
-from incidents.errors import FieldError, InvalidRequest
-from incidents.http import json_response, page_params, page_response
+from incidents.http import json_response, page_params, page_response, parsed_param
 from incidents.lifecycle.routes import SEVERITY_ALIASES, SEVERITY_PARAM
 from incidents.model.alert import ALERT_STATUSES, AlertStatus
 from incidents.model.severity import Severity
@@ -29,23 +28,22 @@ from incidents.services import services
 _STATUSES: dict[str, AlertStatus] = {s: s for s in ALERT_STATUSES}
 
 
-def _bad(name: str, detail: str) -> InvalidRequest:
-    return InvalidRequest(detail, errors=[FieldError(f"/query/{name}", detail)])
+def _status(raw: str) -> AlertStatus:
+    if raw not in _STATUSES:
+        raise ValueError(f"{raw!r} is not one of {', '.join(ALERT_STATUSES)}")
+    return _STATUSES[raw]
+
+
+def _severity(raw: str) -> str:
+    return Severity.parse(raw).value
 
 
 def _filter(request: Request) -> AlertFilter:
-    params = request.query_params
-    raw = params.get("status")
-    status = _STATUSES.get(raw) if raw is not None else None
-    if raw is not None and status is None:
-        raise _bad("status", f"{raw!r} is not one of {', '.join(ALERT_STATUSES)}")
-    severity = None
-    if "severity" in params:
-        try:
-            severity = Severity.parse(params["severity"]).value
-        except ValueError as exc:
-            raise _bad("severity", str(exc)) from None
-    return AlertFilter(status, severity, params.get("incident"))
+    return AlertFilter(
+        parsed_param(request, "status", _status),
+        parsed_param(request, "severity", _severity),
+        request.query_params.get("incident"),
+    )
 
 
 async def list_route(request: Request) -> Response:

@@ -9,8 +9,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.auth import caller
-from incidents.errors import FieldError, InvalidRequest
-from incidents.http import MAX_LIMIT, int_param, json_response, page_params, page_response
+from incidents.http import (
+    MAX_LIMIT,
+    int_param,
+    json_response,
+    page_params,
+    page_response,
+    parsed_param,
+)
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
 from incidents.openapi import (
@@ -27,14 +33,11 @@ from incidents.services import services
 
 
 def _filter(request: Request) -> IncidentFilter:
-    params = request.query_params
-    try:
-        status = IncidentStatus.parse(params["status"]) if "status" in params else None
-        severity = Severity.parse(params["severity"]) if "severity" in params else None
-    except ValueError as exc:
-        name = "status" if "status" in str(exc) else "severity"
-        raise InvalidRequest(str(exc), errors=[FieldError(f"/query/{name}", str(exc))]) from None
-    return IncidentFilter(status, severity, params.get("service"))
+    return IncidentFilter(
+        parsed_param(request, "status", IncidentStatus.parse),
+        parsed_param(request, "severity", Severity.parse),
+        request.query_params.get("service"),
+    )
 
 
 async def list_route(request: Request) -> Response:
