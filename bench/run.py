@@ -168,6 +168,18 @@ def note(event_id: str, incident: str | None, text: str = "x" * 800) -> dict[str
     return event
 
 
+def declaration(event_id: str, incident: str, source: str = "/bench") -> dict[str, Any]:
+    """An ``im.incident.declare`` event as the benchmarks send it."""
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": "im.incident.declare",
+        "imincidentid": incident,
+        "data": {"title": "bench", "severity": "SEV3", "service": "bench"},
+    }
+
+
 def percentile(sorted_values: list[float], pct: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -328,14 +340,7 @@ class Bench:
         }
         with httpx.Client(base_url=base, headers=headers) as c:
             for n in range(count):
-                ev = {
-                    "specversion": "1.0",
-                    "id": f"declare-{n}",
-                    "source": "/bench",
-                    "type": "im.incident.declare",
-                    "imincidentid": f"BENCH-{n}",
-                    "data": {"title": "bench", "severity": "SEV3", "service": "bench"},
-                }
+                ev = declaration(f"declare-{n}", f"BENCH-{n}")
                 r = c.post("/v1/events", content=json.dumps(ev))
                 assert r.status_code in (200, 202), r.text
 

@@ -28,6 +28,7 @@ from bench.run import (  # noqa: E402  # after the path
     TOKEN,
     UVICORN_FLAGS,
     cpu_seconds,
+    declaration,
     percentile,
     process,
 )
@@ -107,14 +108,7 @@ async def post_paced(
 async def declare(session: aiohttp.ClientSession, base: str, incidents: int) -> None:
     headers = {**AUTH, "Content-Type": "application/cloudevents+json"}
     for n in range(incidents):
-        body = {
-            "specversion": "1.0",
-            "id": f"stream-bench-declare-{n}",
-            "source": "/bench/stream",
-            "type": "im.incident.declare",
-            "imincidentid": f"BENCH-{n}",
-            "data": {"title": "bench", "severity": "SEV3", "service": "bench"},
-        }
+        body = declaration(f"stream-bench-declare-{n}", f"BENCH-{n}", "/bench/stream")
         async with session.post(base + "/v1/events", data=json.dumps(body), headers=headers) as r:
             assert r.status in (200, 202), await r.text()
 
