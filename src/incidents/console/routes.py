@@ -149,35 +149,21 @@ def routes() -> list[Route]:
     ]
 
 
-PAGES: dict[str, tuple[str, ...]] = {
-    "": ("get",),
-    "/sign-in": ("get", "post"),
-    "/sign-out": ("post",),
-    "/static/{name}": ("get",),
-    "/incidents": ("get",),
-    "/incidents/{id}": ("get", "post"),
-    "/alerts": ("get",),
-    "/subscriptions": ("get",),
-    "/subscriptions/{id}": ("get", "post"),
-    "/dead-letters": ("get",),
-    "/dead-letters/{id}/redrive": ("post",),
-    "/principals": ("get",),
-}
 HTML = {"description": "An HTML page of the console", "content": {"text/html": {}}}
 SEE_OTHER = {"description": "Done: on to the next page (or to sign-in without a session)"}
 
 
 def openapi_paths() -> dict[str, Any]:
     """The console's pages, listed for completeness: they answer HTML (errors too), are
-    signed in with the session cookie and their forms need the session's CSRF token."""
+    signed in with the session cookie and their forms need the session's CSRF token. They are
+    read from ``routes()``, so the list cannot miss a page."""
     paths: dict[str, Any] = {}
-    for path, methods in PAGES.items():
-        item: dict[str, Any] = {}
-        for method in methods:
-            item[method] = {
-                "summary": f"Web console: {method.upper()} {CONSOLE_PREFIX}{path}",
-                "tags": ["console"],
-                "responses": {"200": HTML, "303": SEE_OTHER},
-            }
-        paths[CONSOLE_PREFIX + path] = item
+    for route in routes():
+        for method in sorted(route.methods or ()):
+            if method != "HEAD":
+                paths.setdefault(route.path, {})[method.lower()] = {
+                    "summary": f"Web console: {method} {route.path}",
+                    "tags": ["console"],
+                    "responses": {"200": HTML, "303": SEE_OTHER},
+                }
     return paths
