@@ -175,10 +175,9 @@ class JiraChannel:
             request = self._create(message, Step("create"))
         else:
             todo = actions(read_change(message.event)) or ["comment"]
-            first = self._action(
+            request = self._action(
                 message, state.external_id, Step(todo[0], carry={TODO: ",".join(todo[1:])})
             )
-            request = first
         return self.auth.prepare(settings, request, message.now)
 
     def classify(self, message: Message, request: Request, response: Response) -> Outcome | Request:
@@ -194,36 +193,20 @@ class JiraChannel:
                 key = orjson.loads(response.body)["key"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 return unusable(message, response, carry, "the response names no issue key")
-            found = record_fields(message, read_change(message.event))
+            change = read_change(message.event)
+            found = record_fields(message, change)
             carry.update({RECORD: str(key), "priority": priority(found.severity, settings)})
-            carry[TODO] = ",".join(actions(read_change(message.event), created=True))
+            carry[TODO] = ",".join(actions(change, created=True))
         elif step.name == "lookup":
             return self._transition(message, request, response, step)
         elif step.name in ("priority", "edit"):
             carry["priority"] = str(orjson.loads(request.body)["fields"]["priority"]["name"])
         elif step.name == "transition":
             carry["status"] = carry.pop("_wanted", "")
-        todo = [a for a in carry.get(TODO, "").split(",") if a]
-        if not todo:
-            state = record_state(message, carry)
-            text = response.body.decode("utf-8", "replace")
-            return Outcome(
-                OutcomeKind.DELIVERED, response.status, response.latency_ms, body=text, state=state
-            )
-        carry[TODO] = ",".join(todo[1:])
-        key = carry.get(RECORD) or (message.state.external_id if message.state else None) or ""
-        after = Step(step.name, step.made, step.refreshed, carry).next(todo[0])
-        follow = self.auth.follow(settings, self._action(message, key, after), message.now)
-        if follow is None:
-            error = f"{todo[0]} on {key} is made by the next attempt"
-            return Outcome(
-                OutcomeKind.FAILED,
-                response.status,
-                response.latency_ms,
-                error,
-                state=record_state(message, carry),
-            )
-        return follow
+        text = response.body.decode("utf-8", "replace")
+        return self._next_or_done(
+            message, response, Step(step.name, step.made, step.refreshed, carry), text
+        )
 
     def _transition(
         self, message: Message, request: Request, response: Response, step: Step
@@ -283,28 +266,29 @@ class JiraChannel:
             )
         return follow
 
-    def _next_or_done(self, message: Message, response: Response, step: Step) -> Outcome | Request:
+    def _next_or_done(
+        self, message: Message, response: Response, step: Step, body: str = ""
+    ) -> Outcome | Request:
+        """The next action still to do in this attempt, or the attempt delivered (``body``:
+        the response text the delivery log keeps)."""
         carry = dict(step.carry)
         todo = [a for a in carry.get(TODO, "").split(",") if a]
         if not todo:
+            state = record_state(message, carry)
             return Outcome(
-                OutcomeKind.DELIVERED,
-                response.status,
-                response.latency_ms,
-                state=record_state(message, carry),
+                OutcomeKind.DELIVERED, response.status, response.latency_ms, body=body, state=state
             )
         carry[TODO] = ",".join(todo[1:])
+        key = _key(message, carry)
         after = Step(step.name, step.made, step.refreshed, carry).next(todo[0])
         settings = message.subscription.spec.formatsettings
-        follow = self.auth.follow(
-            settings, self._action(message, _key(message, carry), after), message.now
-        )
+        follow = self.auth.follow(settings, self._action(message, key, after), message.now)
         if follow is None:
             return Outcome(
                 OutcomeKind.FAILED,
                 response.status,
                 response.latency_ms,
-                f"{todo[0]} is made by the next attempt",
+                f"{todo[0]} on {key} is made by the next attempt",
                 state=record_state(message, carry),
             )
         return follow
