@@ -8,10 +8,8 @@ import asyncio
 import httpx
 import redis
 
-from incidents.delivery.dispatch import Dispatcher
 from incidents.delivery.jobs import WorkerContext, _lane_redis
 from incidents.delivery.sinks import outbound_client
-from incidents.delivery.transport import AiohttpTransport
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.events import EventStore
@@ -42,16 +40,7 @@ def test_a_lane_in_flight_keeps_its_events_when_the_shared_cache_is_emptied(
         connection = _lane_redis(settings.redis_url)
         http = outbound_client(True, settings.delivery_timeout, 8, allow_insecure=True)
         try:
-            dispatcher = Dispatcher(
-                context.settings,
-                context.registry,
-                connection,
-                context.deliveries,
-                AiohttpTransport(http, settings.delivery_timeout),
-                context.channels,
-                routes=context.routes,
-                clock=context.clock,
-            )
+            dispatcher = context.dispatcher(connection, http)
             # The job has already read many events for other lanes.
             store = EventStore(connection)
             [seen] = await store.get_many([await store.last_sequence()])

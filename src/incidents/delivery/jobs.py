@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import redis.asyncio as aioredis
 
 from incidents.delivery.channels import default_channels
@@ -70,6 +71,22 @@ class WorkerContext:
         registry = SchemaRegistry.load(settings.schemas_dir)
         offered = default_channels(settings.secret_key)
         return cls(job_settings(settings), registry, channels=offered, clock=clock)
+
+    def dispatcher(self, redis: aioredis.Redis, client: aiohttp.ClientSession) -> Dispatcher:
+        """A dispatcher of this context (settings, schemas, caches, channels, clock), working
+        lanes over ``redis`` and sending with ``client``; it claims no more lanes once the
+        worker is stopping."""
+        return Dispatcher(
+            self.settings,
+            self.registry,
+            redis,
+            self.deliveries,
+            AiohttpTransport(client, self.settings.delivery_timeout),
+            self.channels,
+            routes=self.routes,
+            clock=self.clock,
+            stopping=self.stopping.is_set,
+        )
 
 
 current_context: ContextVar[WorkerContext | None] = ContextVar("incidents_worker", default=None)
@@ -146,17 +163,7 @@ async def _deliver(context: WorkerContext) -> int:
         allow_insecure=settings.allow_insecure_sinks,
     )
     try:
-        dispatcher = Dispatcher(
-            settings,
-            context.registry,
-            redis,
-            context.deliveries,
-            AiohttpTransport(client, settings.delivery_timeout),
-            context.channels,
-            routes=context.routes,
-            clock=context.clock,
-            stopping=context.stopping.is_set,
-        )
+        dispatcher = context.dispatcher(redis, client)
         context.idle.clear()
         return await dispatcher.run(DELIVER_SECONDS, LANES_IN_FLIGHT, PER_LANE, listen)
     finally:
