@@ -10,16 +10,18 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import redis.asyncio as aioredis
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from incidents.store.embedded import EmbeddedRedis, free_port
+from incidents.store.redis import connect_async
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 T = TypeVar("T")
@@ -64,6 +66,20 @@ def running_redis(folder: Path, appendonly: bool) -> Iterator[EmbeddedRedis]:
         yield server
     finally:
         server.stop()
+
+
+def with_async_redis(redis_url: str, work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    """Run ``work`` on a new event loop with an asyncio Redis client of its own, closed after;
+    return what it returns."""
+
+    async def run() -> T:
+        connection = connect_async(redis_url)
+        try:
+            return await work(connection)
+        finally:
+            await connection.aclose()
+
+    return asyncio.run(run())
 
 
 class SharedServer:

@@ -3,7 +3,6 @@ routed, to about INCIDENTS_STREAM_RETENTION entries."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
@@ -13,44 +12,27 @@ from incidents.delivery.fanout import outbox_backlog, route_outbox
 from incidents.delivery.subscriptions import SubscriptionCache
 from incidents.store.events import EventStore, RecentEvent
 from incidents.store.keys import OUTBOX, ROUTER_GROUP
-from incidents.store.redis import connect_async
 from tests.delivery_support import publish
-from tests.support import event
+from tests.support import event, with_async_redis
 
 
 def _recent(redis_url: str, after: str | None, limit: int = 1000) -> list[RecentEvent]:
-    async def read() -> list[RecentEvent]:
-        connection = connect_async(redis_url)
-        try:
-            return await EventStore(connection).recent(after, limit)
-        finally:
-            await connection.aclose()
-
-    return asyncio.run(read())
+    return with_async_redis(
+        redis_url, lambda connection: EventStore(connection).recent(after, limit)
+    )
 
 
 def _route(redis_url: str, retention: int = 0) -> int:
-    async def route() -> int:
-        connection = connect_async(redis_url)
-        try:
-            return await route_outbox(
-                connection, SubscriptionCache(), retention=retention, clock=time.time
-            )
-        finally:
-            await connection.aclose()
-
-    return asyncio.run(route())
+    return with_async_redis(
+        redis_url,
+        lambda connection: route_outbox(
+            connection, SubscriptionCache(), retention=retention, clock=time.time
+        ),
+    )
 
 
 def _backlog(redis_url: str) -> bool:
-    async def check() -> bool:
-        connection = connect_async(redis_url)
-        try:
-            return await outbox_backlog(connection)
-        finally:
-            await connection.aclose()
-
-    return asyncio.run(check())
+    return with_async_redis(redis_url, outbox_backlog)
 
 
 def test_routed_events_stay_in_the_stream_and_can_be_tailed(
@@ -83,15 +65,8 @@ def test_the_stream_is_trimmed_to_its_retention_only_once_routed(
     """Unrouted entries are never trimmed; once routed, the stream keeps about the retention,
     the newest entries."""
     accepted = publish(client, *(event() for _ in range(250)))
-
-    async def trim_before_routing() -> bool:
-        connection = connect_async(redis_url)
-        try:
-            return await outbox_backlog(connection, retention=10)
-        finally:
-            await connection.aclose()
-
-    assert asyncio.run(trim_before_routing())  # a backlog: nothing trimmed
+    backlog = with_async_redis(redis_url, lambda c: outbox_backlog(c, retention=10))
+    assert backlog  # a backlog: nothing trimmed
     assert redis_client.xlen(OUTBOX) == 250
 
     assert _route(redis_url, retention=10) == 250
