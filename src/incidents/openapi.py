@@ -98,6 +98,21 @@ NEXT_CURSOR: JSONObject = {
 }
 
 
+def page_body(name: str, item: Mapping[str, object], description: str) -> JSONObject:
+    """A listing's 200 body: ``{name: [item, ...], "count": n, "next_cursor": ...}``."""
+    return json_body(
+        {
+            "type": "object",
+            "properties": {
+                name: {"type": "array", "items": item},
+                "count": {"type": "integer"},
+                "next_cursor": NEXT_CURSOR,
+            },
+        },
+        description,
+    )
+
+
 def _problem_schema() -> JSONObject:
     return {
         "type": "object",

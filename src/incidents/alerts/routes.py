@@ -15,11 +15,11 @@ from incidents.model.alert import ALERT_STATUSES, AlertStatus
 from incidents.model.severity import Severity
 from incidents.openapi import (
     BEARER,
-    NEXT_CURSOR,
     PAGE_PARAMS,
     PAGING,
     errors,
     json_body,
+    page_body,
     query_param,
 )
 from incidents.queries.alerts import AlertFilter
@@ -109,17 +109,7 @@ def openapi_paths() -> dict[str, Any]:
                     *PAGE_PARAMS,
                 ],
                 "responses": {
-                    "200": json_body(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "alerts": {"type": "array", "items": ALERT},
-                                "count": {"type": "integer"},
-                                "next_cursor": NEXT_CURSOR,
-                            },
-                        },
-                        "Matching alerts",
-                    ),
+                    "200": page_body("alerts", ALERT, "Matching alerts"),
                     **errors(400, 401, 503),
                 },
             }

@@ -21,11 +21,11 @@ from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
 from incidents.openapi import (
     BEARER,
-    NEXT_CURSOR,
     PAGE_PARAMS,
     PAGING,
     errors,
     json_body,
+    page_body,
     query_param,
 )
 from incidents.queries.incidents import IncidentFilter
@@ -137,17 +137,7 @@ def openapi_paths() -> dict[str, Any]:
                     *PAGE_PARAMS,
                 ],
                 "responses": {
-                    "200": json_body(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "incidents": {"type": "array", "items": INCIDENT},
-                                "count": {"type": "integer"},
-                                "next_cursor": NEXT_CURSOR,
-                            },
-                        },
-                        "Matching incidents",
-                    ),
+                    "200": page_body("incidents", INCIDENT, "Matching incidents"),
                     **errors(400, 401, 503),
                 },
             }
