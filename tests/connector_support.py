@@ -9,15 +9,17 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 import jsonschema
+import orjson
 import redis
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
@@ -26,11 +28,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.delivery.channel_state import ChannelStateStore
-from incidents.delivery.channels.base import Channel, ChannelState
+from incidents.delivery.channels.base import Channel, ChannelState, Message
+from incidents.delivery.channels.base import Response as ChannelResponse
 from incidents.delivery.dispatch import Dispatcher
 from incidents.delivery.fanout import route_outbox
-from incidents.delivery.subscriptions import SubscriptionCache
+from incidents.delivery.subscription_spec import Spec
+from incidents.delivery.subscriptions import SubscriptionCache, new_subscription
 from incidents.delivery.transport import AiohttpTransport
+from incidents.model.cloudevent import CloudEvent
 from incidents.model.schemas import SchemaRegistry
 from incidents.settings import Settings
 from incidents.store import keys
@@ -216,3 +221,33 @@ def kept_state(redis_url: str, sub_id: str, incident: str) -> ChannelState | Non
             await connection.aclose()
 
     return asyncio.run(read())
+
+
+def ticket_message(
+    format_: str,
+    sink: str,
+    type_: str,
+    data: dict[str, Any],
+    state: ChannelState | None,
+    settings: Mapping[str, object],
+    view: Mapping[str, object] | None,
+    now: float,
+) -> Message:
+    """A message to a ticketing connector: one incident event of ``type_`` for INC-7."""
+    spec = Spec(sink=sink, types=("im.incident.*",), format=format_, formatsettings=settings)
+    sub = new_subscription(spec, "admin", datetime.fromtimestamp(now, UTC))
+    raw = {
+        "specversion": "1.0",
+        "id": "e-1",
+        "source": "/t",
+        "type": type_,
+        "imincidentid": "INC-7",
+        "data": data,
+    }
+    return Message("d-1", sub, CloudEvent.from_dict(raw), "INC-7", state, now, view)
+
+
+def reply(status: int, payload: object = None, **headers: str) -> ChannelResponse:
+    """A vendor's answer to a rendered request: ``payload`` as JSON (no body when None)."""
+    raw = orjson.dumps(payload) if payload is not None else b""
+    return ChannelResponse(status, headers, raw, 4.0)

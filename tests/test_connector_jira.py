@@ -12,7 +12,6 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -35,16 +34,13 @@ from incidents.delivery.channels.base import (
     Outcome,
     OutcomeKind,
     Request,
-    Response,
 )
 from incidents.delivery.channels.jira import SEVERITY, STATUS, JiraChannel, adf
 from incidents.delivery.subscription_spec import Spec
-from incidents.delivery.subscriptions import new_subscription
-from incidents.model.cloudevent import CloudEvent
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.redis import connect_async
-from tests.connector_support import deliver_once
+from tests.connector_support import deliver_once, reply, ticket_message
 from tests.delivery_support import publish
 from tests.support import event, serve_in_thread
 
@@ -133,27 +129,9 @@ def message(
     settings: Mapping[str, object] = SETTINGS,
     view: Mapping[str, object] | None = None,
 ) -> Message:
-    spec = Spec(
-        sink="https://acme.atlassian.net",
-        types=("im.incident.*",),
-        format="jira",
-        formatsettings=settings,
+    return ticket_message(
+        "jira", "https://acme.atlassian.net", type_, data, state, settings, view, T0
     )
-    sub = new_subscription(spec, "admin", datetime.fromtimestamp(T0, UTC))
-    raw = {
-        "specversion": "1.0",
-        "id": "e-1",
-        "source": "/t",
-        "type": type_,
-        "imincidentid": "INC-7",
-        "data": data,
-    }
-    return Message("d-1", sub, CloudEvent.from_dict(raw), "INC-7", state, T0, view)
-
-
-def reply(status: int, payload: object = None, **headers: str) -> Response:
-    raw = orjson.dumps(payload) if payload is not None else b""
-    return Response(status, headers, raw, 4.0)
 
 
 OFFERED = {

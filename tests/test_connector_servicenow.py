@@ -8,7 +8,6 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -28,15 +27,12 @@ from incidents.delivery.channels.base import (
     Outcome,
     OutcomeKind,
     Request,
-    Response,
 )
 from incidents.delivery.channels.servicenow import SEVERITY, ServiceNowChannel
 from incidents.delivery.subscription_spec import Spec
-from incidents.delivery.subscriptions import new_subscription
-from incidents.model.cloudevent import CloudEvent
 from incidents.settings import Settings
 from incidents.store import keys
-from tests.connector_support import deliver_once, kept_state
+from tests.connector_support import deliver_once, kept_state, reply, ticket_message
 from tests.delivery_support import publish
 from tests.support import event, serve_in_thread
 
@@ -71,33 +67,15 @@ def message(
     settings: Mapping[str, object] = SETTINGS,
     view: Mapping[str, object] | None = None,
 ) -> Message:
-    spec = Spec(
-        sink="https://acme.service-now.com/",
-        types=("im.incident.*",),
-        format="servicenow",
-        formatsettings=settings,
+    return ticket_message(
+        "servicenow", "https://acme.service-now.com/", type_, data, state, settings, view, T0
     )
-    sub = new_subscription(spec, "admin", datetime.fromtimestamp(T0, UTC))
-    raw = {
-        "specversion": "1.0",
-        "id": "e-1",
-        "source": "/t",
-        "type": type_,
-        "imincidentid": "INC-7",
-        "data": data,
-    }
-    return Message("d-1", sub, CloudEvent.from_dict(raw), "INC-7", state, T0, view)
 
 
 def body(request: Request) -> dict[str, Any]:
     found: dict[str, Any] = orjson.loads(request.body)
     check_table_api(request.method, found)
     return found
-
-
-def reply(status: int, payload: object = None, **headers: str) -> Response:
-    raw = orjson.dumps(payload) if payload is not None else b""
-    return Response(status, headers, raw, 4.0)
 
 
 DECLARE = {
