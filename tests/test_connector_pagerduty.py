@@ -101,15 +101,16 @@ def test_pagerduty_sends_each_incident_event_as_its_events_v2_action(
     assert body["links"] == [{"href": "https://console.example/incidents/INC-7", "text": "INC-7"}]
 
 
-@pytest.mark.parametrize(
-    ("type_", "data"),
-    [
-        ("im.incident.mitigate", {"summary": "rolled back"}),
-        ("im.incident.note", {"text": "acquirer paged"}),
-        ("im.incident.role_assign", {"role": "commander", "assignee": "bob"}),
-        ("im.incident.state_change", {"status": "mitigated", "reason": "rolled back"}),
-    ],
-)
+# events PagerDuty's Events v2 has no action for
+NO_ACTION = [
+    ("im.incident.mitigate", {"summary": "rolled back"}),
+    ("im.incident.note", {"text": "acquirer paged"}),
+    ("im.incident.role_assign", {"role": "commander", "assignee": "bob"}),
+    ("im.incident.state_change", {"status": "mitigated", "reason": "rolled back"}),
+]
+
+
+@pytest.mark.parametrize(("type_", "data"), NO_ACTION)
 def test_pagerduty_sends_nothing_for_what_it_has_no_action_for_by_default(
     type_: str, data: dict[str, Any]
 ) -> None:
@@ -120,15 +121,7 @@ def test_pagerduty_sends_nothing_for_what_it_has_no_action_for_by_default(
     assert type_ in outcome.error
 
 
-@pytest.mark.parametrize(
-    ("type_", "data"),
-    [
-        ("im.incident.mitigate", {"summary": "rolled back"}),
-        ("im.incident.note", {"text": "acquirer paged"}),
-        ("im.incident.role_assign", {"role": "commander", "assignee": "bob"}),
-        ("im.incident.state_change", {"status": "mitigated", "reason": "rolled back"}),
-    ],
-)
+@pytest.mark.parametrize(("type_", "data"), NO_ACTION)
 def test_pagerduty_sends_what_it_has_no_action_for_as_a_change_event(
     type_: str, data: dict[str, Any]
 ) -> None:
