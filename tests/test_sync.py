@@ -142,6 +142,12 @@ def pd_sub(client: httpx.Client, url: str, **more: Any) -> str:
                              "formatsettings": settings})  # fmt: skip
 
 
+def jira_sub(client: httpx.Client, url: str, **more: Any) -> str:
+    auth = {"basic": {"username": "bot", "password": "pw"}}
+    settings = {"auth": auth, "fields": JIRA_FIELDS, **more, "inbound_secret": SECRET}
+    return register(client, {"sink": url, "format": "jira", "formatsettings": settings})
+
+
 def test_pagerduty_acknowledge_becomes_an_ack_by_the_person_with_rotating_signatures(
     settings: Settings, client: httpx.Client, vendor: tuple[Vendor, str]
 ) -> None:
@@ -263,10 +269,7 @@ def test_jira_done_resolves_when_it_owns_status_and_its_echo_is_dropped(
     """Jira's webhook for the transition the gateway just made ("In Progress" for an ack)
     creates no event; a person moving the issue to "Done" resolves the incident."""
     found, url = vendor
-    auth = {"basic": {"username": "bot", "password": "pw"}}
-    sub_id = register(client, {"sink": url, "format": "jira", "formatsettings": {
-        "auth": auth, "fields": JIRA_FIELDS, "owns": ["status", "notes"],
-        "inbound_secret": SECRET}})  # fmt: skip
+    sub_id = jira_sub(client, url, owns=["status", "notes"])
     incident = declared(settings, client, found, sub_id)
     workers = Workers(settings, FakeClock())
     try:
@@ -292,10 +295,7 @@ def test_a_title_change_is_applied_when_the_system_owns_the_title(
     """Jira renaming the issue retitles the incident when the subscription owns `title`: an
     im.incident.state_change with the new title, by the person in Jira."""
     found, url = vendor
-    auth = {"basic": {"username": "bot", "password": "pw"}}
-    owning = register(client, {"sink": url, "format": "jira", "formatsettings": {
-        "auth": auth, "fields": JIRA_FIELDS, "owns": ["title", "notes"],
-        "inbound_secret": SECRET}})  # fmt: skip
+    owning = jira_sub(client, url, owns=["title", "notes"])
     incident = declared(settings, client, found, owning)
     renamed = jira_webhook(
         [{"field": "summary", "fromString": "Checkout down", "toString": "Checkout slow"}]
@@ -312,9 +312,7 @@ def test_a_title_change_the_system_does_not_own_is_only_a_note(
     """With the default ownership (notes only) a renamed Jira issue leaves the title alone and
     becomes a note saying what Jira changed."""
     found, url = vendor
-    auth = {"basic": {"username": "bot", "password": "pw"}}
-    sub_id = register(client, {"sink": url, "format": "jira", "formatsettings": {
-        "auth": auth, "fields": JIRA_FIELDS, "inbound_secret": SECRET}})  # fmt: skip
+    sub_id = jira_sub(client, url)
     incident = declared(settings, client, found, sub_id)
     renamed = jira_webhook(
         [{"field": "summary", "fromString": "Checkout down", "toString": "Something else"}]
@@ -330,9 +328,7 @@ def test_jira_comment_becomes_a_note_but_its_own_comment_coming_back_does_not(
 ) -> None:
     """comment_created by a person is a note; the gateway's own comment coming back is not."""
     found, url = vendor
-    auth = {"basic": {"username": "bot", "password": "pw"}}
-    sub_id = register(client, {"sink": url, "format": "jira", "formatsettings": {
-        "auth": auth, "fields": JIRA_FIELDS, "inbound_secret": SECRET}})  # fmt: skip
+    sub_id = jira_sub(client, url)
     incident = declared(settings, client, found, sub_id)
     publish(client, event("im.incident.note", {"text": "rolled back"}, imincidentid=incident))
 
