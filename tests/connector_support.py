@@ -41,7 +41,7 @@ from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.redis import connect_async
 from tests.delivery_support import FakeClock
-from tests.support import serve_in_thread
+from tests.support import serve_in_thread, with_async_redis
 
 CONTRACTS = Path(__file__).resolve().parent / "contracts"
 Reply = tuple[int, dict[str, str], bytes]
@@ -212,15 +212,7 @@ def deliver_once(settings: Settings, channel: Channel, clock: Callable[[], float
 
 def kept_state(redis_url: str, sub_id: str, incident: str) -> ChannelState | None:
     """The channel state kept for (subscription, incident), read from Redis."""
-
-    async def read() -> ChannelState | None:
-        connection = connect_async(redis_url)
-        try:
-            return await ChannelStateStore(connection).get(sub_id, incident)
-        finally:
-            await connection.aclose()
-
-    return asyncio.run(read())
+    return with_async_redis(redis_url, lambda c: ChannelStateStore(c).get(sub_id, incident))
 
 
 def ticket_message(
