@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import redis
+from redis.client import PubSub
 from rq import Queue, SimpleWorker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import InvalidJobOperation, StopRequested
@@ -36,6 +37,7 @@ from incidents.settings import Settings
 from incidents.store.redis import UNAVAILABLE, connect
 
 QUEUES = (ROUTE_QUEUE, DELIVER_QUEUE)
+COMMAND_POLL = 1.0  # seconds the command listener waits per read: bounds how long a stop waits
 FIRST_BACKOFF = 0.5  # seconds before the first reconnection attempt; doubles each time
 MAX_BACKOFF = 5.0
 
@@ -43,11 +45,43 @@ T = TypeVar("T")
 log = logging.getLogger("incidents.delivery")
 
 
+class CommandListener(threading.Thread):
+    """Reads a worker's RQ command channel (shutdown, kill-horse, stop-job) on a thread.
+
+    RQ's own listener is redis-py's ``run_in_thread`` with a 60 s poll, and RQ stops it only
+    after sending the UNSUBSCRIBE. Since redis-py 8.2 that stop waits for the thread; a
+    listener that read the UNSUBSCRIBE reply before it was told to stop has gone back to
+    waiting up to 60 s for a new subscription, so the stop waited with it: at every burst run
+    and every shutdown, whenever the thread won that race (often, on a loaded machine). This
+    listener is told to stop before the UNSUBSCRIBE goes out, so the reply ends its read, and
+    no read of its waits longer than ``COMMAND_POLL``.
+    """
+
+    def __init__(self, pubsub: PubSub, on_error: Callable[[Exception, PubSub, Any], None]) -> None:
+        super().__init__(name="incidents-rq-commands", daemon=True)
+        self.pubsub = pubsub
+        self.on_error = on_error
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.pubsub.get_message(ignore_subscribe_messages=True, timeout=COMMAND_POLL)
+            except Exception as exc:
+                if self.stopping.is_set():
+                    return  # the connection was closed under a read that was ending anyway
+                self.on_error(exc, self.pubsub, self)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
 class DeliveryWorker(SimpleWorker):
     """Runs jobs in this process (no fork per job), handing each the shared context."""
 
     # RQ's own retry of a failed dequeue: the same cap as ours.
     max_connection_wait_time = MAX_BACKOFF
+    pubsub_thread: CommandListener | None  # type: ignore[assignment]  # RQ declares it None only
 
     def __init__(self, *args: Any, context: WorkerContext, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -152,6 +186,24 @@ class DeliveryWorker(SimpleWorker):
         # warm shutdown into an exception in the middle of a job.
         with contextlib.suppress(*UNAVAILABLE):
             super().set_shutdown_requested_date()  # type: ignore[no-untyped-call]  # RQ leaves it unannotated
+
+    def subscribe(self) -> None:
+        pubsub = self.connection.pubsub()
+        pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        listener = CommandListener(pubsub, self._pubsub_exception_handler)
+        self.pubsub, self.pubsub_thread = pubsub, listener
+        listener.start()
+
+    def unsubscribe(self) -> None:
+        pubsub, listener = self.pubsub, self.pubsub_thread
+        if pubsub is None or listener is None:
+            return
+        listener.stop()  # first: the UNSUBSCRIBE reply then ends the listener's read
+        try:
+            pubsub.unsubscribe()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        finally:
+            listener.join(COMMAND_POLL + 1)
+            pubsub.close()
 
     def teardown(self) -> None:
         try:

@@ -229,7 +229,7 @@ def connect_async(url: str, *, max_connections: int | None = None) -> aioredis.R
     )
     if url.startswith(SENTINEL_SCHEME):
         target = SentinelTarget.parse(url)
-        manager = _AsyncSentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        manager = _AsyncSentinel(
             list(target.sentinels), **_sentinel_options(target, socket_timeout=5)
         )
         pool_class = _BlockingSentinelPool if max_connections else _AsyncFollowingPool
@@ -254,10 +254,8 @@ def connect(url: str) -> redis.Redis:
     }
     if url.startswith(SENTINEL_SCHEME):
         target = SentinelTarget.parse(url)
-        manager = _Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-            list(target.sentinels), **_sentinel_options(target, socket_timeout=10)
-        )
-        client: redis.Redis = manager.master_for(  # type: ignore[no-untyped-call]  # as above
+        manager = _Sentinel(list(target.sentinels), **_sentinel_options(target, socket_timeout=10))
+        client: redis.Redis = manager.master_for(
             target.service, connection_pool_class=_FollowingPool, **options
         )
         return client
