@@ -1,4 +1,5 @@
-"""The built wheel is complete: installed into a fresh venv, `incidents serve` runs anywhere."""
+"""The built wheel is complete: installed with the locked dependencies into a fresh venv,
+`incidents serve` and `incidents worker` run anywhere and deliver."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import httpx
 import pytest
 
 from incidents.store.embedded import free_port
-from tests.support import ADMIN_TOKEN, event
+from tests.delivery_support import Receiver
+from tests.support import ADMIN_TOKEN, event, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a source checkout needs to build the wheel (the packaged defaults link to the last two).
@@ -49,13 +51,23 @@ def build_wheel(tmp: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with the wheel and its dependencies installed; yields its bin folder."""
+    """A fresh venv with the dependencies as locked in requirements/runtime.txt and the wheel
+    on top, resolving nothing; yields its bin folder."""
     tmp = tmp_path_factory.mktemp("wheel")
     wheel = build_wheel(tmp)
     venv = tmp / "venv"
     run(sys.executable, "-m", "venv", venv)
-    python = venv / "bin" / "python"
-    run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel)
+    pip = (
+        venv / "bin" / "python",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    )
+    run(*pip, "--require-hashes", "-r", ROOT / "requirements" / "runtime.txt", cwd=tmp)
+    run(*pip, "--no-deps", wheel, cwd=tmp)
+    run(venv / "bin" / "python", "-m", "pip", "check", cwd=tmp)  # the lock covers every need
     return venv / "bin"
 
 
@@ -65,17 +77,34 @@ def clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
+def installed_environ(redis_url: str) -> dict[str, str]:
+    """The installed gateway's settings: the throwaway Redis, and sinks on this machine allowed
+    (the test's receiver listens on loopback, over plain HTTP)."""
+    return clean_environ() | {
+        "INCIDENTS_REDIS_URL": redis_url,
+        "INCIDENTS_ADMIN_TOKEN": ADMIN_TOKEN,
+        "INCIDENTS_ALLOW_PRIVATE_SINKS": "true",
+        "INCIDENTS_ALLOW_INSECURE_SINKS": "true",
+    }
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
+
 @pytest.fixture
 def served(installed: Path, redis_url: str, tmp_path: Path) -> Iterator[str]:
     """`incidents serve` from the venv, started in an empty folder; yields its URL."""
     empty = tmp_path / "empty"
     empty.mkdir()
     port = free_port()
-    env = clean_environ() | {
-        "INCIDENTS_REDIS_URL": redis_url,
-        "INCIDENTS_ADMIN_TOKEN": ADMIN_TOKEN,
-        "INCIDENTS_PORT": str(port),
-    }
+    env = installed_environ(redis_url) | {"INCIDENTS_PORT": str(port)}
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -97,12 +126,7 @@ def served(installed: Path, redis_url: str, tmp_path: Path) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @pytest.mark.slow
@@ -144,3 +168,44 @@ def test_serve_from_an_empty_folder_uses_the_packaged_defaults(served: str) -> N
     )
     assert response.status_code == 202, response.text
     assert response.json()["accepted"][0]["incident"].startswith("INC-")
+
+
+@pytest.mark.slow
+def test_the_installed_worker_delivers_a_signed_event(
+    installed: Path, served: str, redis_url: str, rx: Receiver, tmp_path: Path
+) -> None:
+    """`incidents worker` from the same venv, in an empty folder, delivers an accepted event to a
+    subscription, signed as an independent verifier expects."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    created = httpx.post(
+        f"{served}/v1/subscriptions", json={"sink": rx.sink("/wheel")}, headers=admin, timeout=10
+    )
+    assert created.status_code == 201, created.text
+    rx.secrets["/wheel"] = created.json()["secret"]
+    sent = event()
+    accepted = httpx.post(
+        f"{served}/v1/events",
+        content=json.dumps(sent),
+        headers=admin | {"Content-Type": "application/cloudevents+json"},
+        timeout=10,
+    )
+    assert accepted.status_code == 202, accepted.text
+    empty = tmp_path / "worker-folder"
+    empty.mkdir()
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [str(installed / "incidents"), "worker"],
+            cwd=empty,
+            env=installed_environ(redis_url),
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        wait_for(lambda: rx.at("/wheel"), 60, f"a delivery (worker log: {log})")
+    finally:
+        stop(worker)
+    (got,) = rx.at("/wheel")
+    assert got.verified
+    assert got.event["id"] == sent["id"]
+    assert not any(empty.iterdir())
