@@ -37,6 +37,27 @@ def test_every_route_is_described(settings: Settings, anon: httpx.Client) -> Non
     assert served == described
 
 
+def test_every_path_template_declares_exactly_its_path_parameters(anon: httpx.Client) -> None:
+    """Each operation declares, as required path parameters, every name its path template
+    holds, and no path parameter its template does not hold."""
+    doc = anon.get("/openapi.json").json()
+    walked = 0
+    for path, item in doc["paths"].items():
+        templated = set(re.findall(r"\{([^}]+)\}", path))
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            declared = [
+                p
+                for p in item.get("parameters", []) + operation.get("parameters", [])
+                if p.get("in") == "path"
+            ]
+            assert {p["name"] for p in declared} == templated, f"{method.upper()} {path}"
+            assert all(p.get("required") is True for p in declared), f"{method.upper()} {path}"
+            walked += bool(templated)
+    assert walked > 10  # the walk reached the templated paths
+
+
 # Endpoints that speak another product's wire format answer errors in that format.
 FOREIGN_ERROR_FORMATS = {"/v2/enqueue"}
 

@@ -5,6 +5,7 @@ problem documents: the OpenAPI document lists them as such."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -159,11 +160,22 @@ def openapi_paths() -> dict[str, Any]:
     read from ``routes()``, so the list cannot miss a page."""
     paths: dict[str, Any] = {}
     for route in routes():
+        path = _TEMPLATE.sub(r"{\1}", route.path)  # "{name:path}" is "{name}" in OpenAPI
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _TEMPLATE.findall(route.path)
+        ]
         for method in sorted(route.methods or ()):
             if method != "HEAD":
-                paths.setdefault(route.path, {})[method.lower()] = {
-                    "summary": f"Web console: {method} {route.path}",
+                operation: dict[str, Any] = {
+                    "summary": f"Web console: {method} {path}",
                     "tags": ["console"],
                     "responses": {"200": HTML, "303": SEE_OTHER},
                 }
+                if parameters:
+                    operation["parameters"] = parameters
+                paths.setdefault(path, {})[method.lower()] = operation
     return paths
+
+
+_TEMPLATE = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")  # a Starlette path parameter
