@@ -101,6 +101,44 @@ def test_content_type_becomes_datacontenttype_verbatim(
     assert stored(client, "bin-1")["datacontenttype"] == content_type
 
 
+# RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_"
+# / "`" / "|" / "~" / DIGIT / ALPHA, written out here from the RFC, not from the schema.
+TCHARS = "!#$%&'*+-.^_`|~" + "0aZ"
+
+
+@pytest.mark.parametrize("char", list(TCHARS))
+def test_every_token_character_is_accepted_in_a_media_type(client: httpx.Client, char: str) -> None:
+    """RFC 9110 8.3.1: a media type's parameter name and value are tokens, and every token
+    character may stand in them (``note=a%41`` included)."""
+    for n, content_type in enumerate(
+        (
+            f"application/json; note=a{char}",
+            f"application/json; n{char}=1",
+            f"application/x{char}y+json",
+        )
+    ):
+        event_id = f"token-{n}"
+        response = binary(client, **{"Content-Type": content_type, "ce-id": event_id})
+        assert response.status_code == 202, (content_type, response.text)
+        assert stored(client, event_id)["datacontenttype"] == content_type
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        'application/json; p="a\\"b"',
+        'application/json; p="a space"',
+        "application/json ;p=1",
+    ],
+)
+def test_quoted_strings_and_spaces_around_the_separator_are_accepted(
+    client: httpx.Client, content_type: str
+) -> None:
+    """RFC 9110 5.6.4 and 5.6.6: a quoted value may hold a quoted pair and a space; white space
+    may stand around the ';'."""
+    assert binary(client, **{"Content-Type": content_type}).status_code == 202
+
+
 # --- Core Type System: String, Integer, Timestamp -------------------------------------------
 
 
