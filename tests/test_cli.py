@@ -12,14 +12,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from incidents.cli.main import main
 from incidents.store.embedded import free_port
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_dev(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+def start_dev(
+    data_dir: Path, port: int, own_group: bool = False
+) -> tuple[subprocess.Popen[str], str]:
+    """``incidents dev`` started and read up to the end of its banner; ``own_group``: in a
+    process group of its own, as a terminal's foreground job is."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENTS_")}
     env.update({"INCIDENTS_PORT": str(port), "INCIDENTS_DATA_DIR": str(data_dir)})
     proc = subprocess.Popen(
@@ -29,6 +35,7 @@ def start_dev(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=own_group,
     )
     assert proc.stdout is not None
     output = ""
@@ -82,6 +89,39 @@ def test_dev_prints_a_curl_command_that_works_and_keeps_data(tmp_path: Path) -> 
         assert r.status_code == 200, r.text  # the embedded Redis kept the event across restarts
     finally:
         assert stop(proc) == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_api_and_workers_before_redis_without_an_error(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole foreground group) stops `incidents dev` cleanly: the API and
+    workers go first and Redis last, so no worker logs a lost connection; the banner named the
+    console."""
+    port = free_port()
+    proc, output = start_dev(tmp_path / "data", port, own_group=True)
+    assert f"http://127.0.0.1:{port}/console" in output
+    found = re.search(r"Redis\s+(redis://\S+)", output)
+    assert found, output
+    with redis.Redis.from_url(found.group(1)) as client:  # the worker is at work
+        wait_for(lambda: client.scard("rq:workers") >= 1, 30, "a registered worker")
+    children = [
+        int(pid) for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    ]
+    assert len(children) >= 3  # Redis, the API and a worker
+    # The terminal's signal reaches dev alone; it then stops the others in order.
+    assert all(os.getpgid(child) != os.getpgid(proc.pid) for child in children)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.stdout is not None
+    after = proc.stdout.read()
+    proc.stdout.close()
+    for complaint in ("could not connect to Redis", "unreachable", "without Redis", "Traceback"):
+        assert complaint not in after, after
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz")
 
 
 def test_serve_refuses_to_start_without_redis_url(capsys: pytest.CaptureFixture[str]) -> None:

@@ -157,6 +157,7 @@ def banner(url: str, token: str, redis: str) -> str:
     return f"""
 incidents is running
   API          {url}
+  Console      {url}/console
   OpenAPI      {url}/openapi.json
   Redis        {redis}
   admin token  {token}

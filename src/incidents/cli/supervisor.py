@@ -39,7 +39,10 @@ class Child:
         self.restart_at: float | None = None
 
     def start(self, now: float) -> None:
-        self.process = subprocess.Popen(self.argv, env=self.env)  # noqa: S603  # our own interpreter and arguments
+        # A session of its own: a terminal's Ctrl-C (SIGINT to the whole foreground group) then
+        # reaches only `incidents dev`, which stops its children in order (stop_all), instead
+        # of every process at once, and a worker is not signalled twice (a cold shutdown).
+        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True)  # noqa: S603  # our own interpreter and arguments
         self.started = now
         self.restart_at = None
 

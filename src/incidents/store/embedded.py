@@ -85,7 +85,9 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str((self.data_dir / "redis.log").resolve()),
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)  # noqa: S603  # our own binary and flags
+        # A session of its own, so a terminal's Ctrl-C does not stop Redis under the API and
+        # the workers: whoever started it stops it, last.
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)  # noqa: S603  # our own binary and flags
         deadline = time.monotonic() + timeout
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
         try:
