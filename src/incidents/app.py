@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Protocol
 
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import ResponseError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -48,7 +48,7 @@ from incidents.queries.catalog import Queries
 from incidents.services import AdapterSchemas, Services, services
 from incidents.settings import Settings, SettingsError
 from incidents.store.events import EventStore
-from incidents.store.redis import connect_async, full
+from incidents.store.redis import connect_async, full, is_full
 from incidents.stream import routes as stream_routes
 from incidents.sync import routes as sync_routes
 from incidents.write_planner import WritePlanner
@@ -95,10 +95,13 @@ def allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str]:
     return sorted(methods)
 
 
-async def _redis_full(request: Request, exc: Exception) -> Response:
-    """A write refused because Redis is full, wherever it was made: a 503 like any other
-    (``store.redis.guarded`` converts those it wraps; this catches any it does not)."""
-    return await _incidents_error(request, full(f"{request.method} {request.url.path}", exc))
+async def _redis_error(request: Request, exc: Exception) -> Response:
+    """A write refused because Redis is full, wherever it was made, is a 503 like any other
+    (``store.redis.guarded`` converts those it wraps; this catches any it does not). Any
+    other Redis error reply is unexpected."""
+    if is_full(exc):
+        return await _incidents_error(request, full(f"{request.method} {request.url.path}", exc))
+    return await _unexpected(request, exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -207,7 +210,7 @@ def create_app(
         exception_handlers={
             IncidentsError: _incidents_error,
             HTTPException: _http_error,
-            OutOfMemoryError: _redis_full,
+            ResponseError: _redis_error,
             Exception: _unexpected,
         },
     )

@@ -56,7 +56,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 # Redis reached ``maxmemory`` and refuses every command that could add data (``OOM``). A
 # refused command wrote nothing; so did a refused script, which Redis refuses at its first
-# write or not at all, and a refused MULTI (EXECABORT).
+# write or not at all, and a refused MULTI (EXECABORT). See :func:`is_full` for the rest.
 FULL: tuple[type[BaseException], ...] = (redis.exceptions.OutOfMemoryError,)
 FULL_REASON = (
     "Redis is full: it reached maxmemory and refuses writes until an operator makes room"
@@ -274,6 +274,15 @@ def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, **options)
 
 
+def is_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis refusing a write for want of memory: an ``OOM`` reply, or the
+    same refusal met inside a script, which Redis 6 reports as ``ERR Error running script
+    ...: -OOM command not allowed ...``."""
+    if isinstance(exc, FULL):
+        return True
+    return isinstance(exc, redis.exceptions.ResponseError) and "-OOM " in str(exc)
+
+
 def full(action: str, exc: BaseException) -> RedisFull:
     """The error for a write Redis refused while ``action`` because it is full."""
     return RedisFull(
@@ -293,8 +302,10 @@ async def guarded(action: str) -> AsyncIterator[None]:
             f"Redis is unavailable while {action}; nothing was stored, retry later",
             retry_after=2,
         ) from exc
-    except FULL as exc:
-        raise full(action, exc) from exc
+    except redis.exceptions.ResponseError as exc:
+        if is_full(exc):
+            raise full(action, exc) from exc
+        raise
 
 
 @contextmanager
@@ -303,5 +314,7 @@ def guarded_sync(action: str) -> Iterator[None]:
         yield
     except UNAVAILABLE as exc:
         raise StoreUnavailable(f"Redis is unavailable while {action}", retry_after=2) from exc
-    except FULL as exc:
-        raise full(action, exc) from exc
+    except redis.exceptions.ResponseError as exc:
+        if is_full(exc):
+            raise full(action, exc) from exc
+        raise
