@@ -34,14 +34,15 @@ def context(sub_id: str) -> str:
     return f"{sub_id} signing secret"
 
 
+def _sealed_value(value: str, sub_id: str, box: SecretBox) -> str:
+    return value if is_sealed(value) else box.seal(value, context(sub_id))
+
+
 def sealed(secrets: Sequence[Secret], sub_id: str, box: SecretBox | None) -> tuple[Secret, ...]:
     """``secrets`` as stored: each plain one sealed (all left as they are without a key)."""
     if box is None:
         return tuple(secrets)
-    return tuple(
-        s if is_sealed(s.value) else replace(s, value=box.seal(s.value, context(sub_id)))
-        for s in secrets
-    )
+    return tuple(replace(s, value=_sealed_value(s.value, sub_id, box)) for s in secrets)
 
 
 def opened(secrets: Sequence[Secret], sub_id: str, box: SecretBox | None) -> tuple[Secret, ...]:
@@ -87,10 +88,7 @@ def seal_stored(connection: redis.Redis, box: SecretBox) -> int:
                     stored = [] if raw is None else orjson.loads(raw)
                     if all(is_sealed(value) for value, _ in stored):
                         break
-                    secrets = [
-                        [v if is_sealed(v) else box.seal(v, context(sub_id)), until]
-                        for v, until in stored
-                    ]
+                    secrets = [[_sealed_value(v, sub_id, box), until] for v, until in stored]
                     pipe.multi()
                     pipe.hset(key, "secrets", orjson.dumps(secrets))
                     pipe.sadd(keys.SUBSCRIPTIONS_SEALED, sub_id)
