@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -59,62 +60,53 @@ def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[
 
 @pytest.fixture(scope="module")
 def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    """A redis-server of this module's own, whose policy the tests change."""
+    """A redis-server of this module's own, started as `incidents dev` starts one."""
     with running_redis(tmp_path_factory.mktemp("policy"), appendonly=False) as server:
         yield server
 
 
-@pytest.fixture
-def policy(own_redis: EmbeddedRedis) -> Iterator[redis.Redis]:
-    """A client of ``own_redis``, its policy set back to noeviction after the test."""
-    client = redis.Redis.from_url(own_redis.url)
-    try:
-        yield client
-    finally:
-        client.config_set("maxmemory-policy", "noeviction")
-        client.close()
+@contextmanager
+def evicting_redis(folder: Path, policy: str) -> Iterator[EmbeddedRedis]:
+    """A redis-server started with ``maxmemory-policy`` set to ``policy``."""
+    with running_redis(folder, appendonly=False, options=["--maxmemory-policy", policy]) as server:
+        with redis.Redis.from_url(server.url) as client:
+            assert client.config_get("maxmemory-policy") == {"maxmemory-policy": policy}
+        yield server
 
 
 @pytest.mark.parametrize("evicting", EVICTING)
 def test_serve_worker_and_dev_refuse_an_evicting_policy_naming_it(
-    evicting: str,
-    own_redis: EmbeddedRedis,
-    policy: redis.Redis,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    evicting: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Under any policy but noeviction, serve, worker and dev (on a configured Redis) exit 2
     with a message naming maxmemory-policy, the value found, noeviction and the loss."""
-    policy.config_set("maxmemory-policy", evicting)
-    env = gateway_env(own_redis.url, INCIDENTS_DATA_DIR=str(tmp_path / "data"))
-    for command in ("serve", "worker", "dev"):
-        assert main([command], environ=env) == 2, command
-        err = capsys.readouterr().err
-        assert "maxmemory-policy" in err and repr(evicting) in err, err
-        assert "'noeviction'" in err and "lose accepted events" in err, err
+    with evicting_redis(tmp_path / "redis", evicting) as server:
+        env = gateway_env(server.url, INCIDENTS_DATA_DIR=str(tmp_path / "data"))
+        for command in ("serve", "worker", "dev"):
+            assert main([command], environ=env) == 2, command
+            err = capsys.readouterr().err
+            assert "maxmemory-policy" in err and repr(evicting) in err, err
+            assert "'noeviction'" in err and "lose accepted events" in err, err
 
 
 @pytest.mark.slow
-def test_a_real_worker_and_server_process_exit_2_on_an_evicting_redis(
-    own_redis: EmbeddedRedis, policy: redis.Redis
-) -> None:
+def test_a_real_worker_and_server_process_exit_2_on_an_evicting_redis(tmp_path: Path) -> None:
     """`incidents worker` and `incidents serve`, run as processes against allkeys-lru, exit
     with code 2 and say why on stderr."""
-    policy.config_set("maxmemory-policy", "allkeys-lru")
-    env = gateway_env(own_redis.url, INCIDENTS_PORT=str(free_port()))
-    for command in (["worker"], ["serve"]):
-        done = run(command, env)
-        assert done.returncode == 2, (command, done.stderr)
-        assert "maxmemory-policy is 'allkeys-lru'" in done.stderr, done.stderr
+    with evicting_redis(tmp_path / "redis", "allkeys-lru") as server:
+        env = gateway_env(server.url, INCIDENTS_PORT=str(free_port()))
+        for command in (["worker"], ["serve"]):
+            done = run(command, env)
+            assert done.returncode == 2, (command, done.stderr)
+            assert "maxmemory-policy is 'allkeys-lru'" in done.stderr, done.stderr
 
 
 @pytest.mark.slow
 def test_a_worker_starts_on_a_noeviction_redis_without_a_policy_warning(
-    own_redis: EmbeddedRedis, policy: redis.Redis
+    own_redis: EmbeddedRedis,
 ) -> None:
     """On noeviction a worker starts and works (a burst, exit 0) and says nothing about the
     policy; without INCIDENTS_SECRET_KEY it warns that signing secrets are stored unsealed."""
-    assert policy.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
     done = run(["worker", "--burst"], gateway_env(own_redis.url))
     assert done.returncode == 0, done.stderr
     assert "maxmemory-policy" not in done.stderr, done.stderr
