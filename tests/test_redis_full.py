@@ -15,8 +15,11 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from starlette.requests import Request
+from starlette.responses import Response
 
 from incidents.app import create_app
+from incidents.services import services
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.embedded import EmbeddedRedis
@@ -124,6 +127,42 @@ def test_a_subscription_registered_while_redis_is_full_is_refused_whole(full: Fu
     assert full.redis.scard(keys.SUBSCRIPTIONS) == 0
     full.limit(0)
     assert full.client.get("/v1/subscriptions").json()["subscriptions"] == []
+
+
+UNGUARDED = "incidents:test:unguarded"
+
+
+async def unguarded_write(request: Request) -> Response:
+    """A write made outside ``store.redis.guarded``, as a future endpoint might make one."""
+    await services(request).redis.set(UNGUARDED, b"x" * 4096)
+    return Response(status_code=204)
+
+
+async def wrong_type(request: Request) -> Response:
+    """A read Redis refuses for another reason (WRONGTYPE: the key holds a string)."""
+    await services(request).redis.hget(UNGUARDED, "field")
+    return Response(status_code=204)
+
+
+def test_a_write_outside_any_guard_is_still_a_503_redis_full(
+    settings: Settings, shared_server: SharedServer, tmp_path: Path
+) -> None:
+    """The app turns a write refused for want of memory into 503 redis-full wherever it was
+    made; any other Redis error reply stays an internal error (500)."""
+    with running_redis(tmp_path / "redis", appendonly=False) as server:
+        app = create_app(settings.replace(redis_url=server.url))
+        app.add_route("/test/unguarded", unguarded_write, methods=["POST"])
+        app.add_route("/test/wrong-type", wrong_type, methods=["POST"])
+        with (
+            shared_server.mounted(app) as url,
+            httpx.Client(base_url=url, timeout=15) as client,
+            redis.Redis.from_url(server.url) as connection,
+        ):
+            assert client.post("/test/unguarded").status_code == 204
+            connection.config_set("maxmemory", 1)
+            body = assert_problem(client.post("/test/unguarded"), 503, "redis-full")
+            assert "POST /test/unguarded" in body["detail"]
+            assert_problem(client.post("/test/wrong-type"), 500, "internal")
 
 
 def delivered(rx: Receiver, path: str) -> set[str]:
