@@ -199,7 +199,8 @@ class Workers:
         self.connection.close()
 
 
-def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """An `incidents worker` process on ``settings``; ``log``: a file for its output."""
     env = dict(os.environ)
     env.update(
         INCIDENTS_REDIS_URL=str(settings.redis_url),
@@ -210,7 +211,13 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
         INCIDENTS_RETRY_SCHEDULE=",".join(str(s) for s in settings.retry_schedule),
         INCIDENTS_DELIVERY_TIMEOUT="10",
     )
-    return subprocess.Popen([sys.executable, "-m", "incidents", "worker"], env=env, cwd=ROOT)
+    if settings.secret_key is not None:
+        env["INCIDENTS_SECRET_KEY"] = settings.secret_key
+    argv = [sys.executable, "-m", "incidents", "worker"]
+    if log is None:
+        return subprocess.Popen(argv, env=env, cwd=ROOT)
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
 @contextmanager

@@ -10,12 +10,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import redis
 import redis.asyncio as aioredis
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,14 +59,47 @@ def serve_in_thread(app: ASGIApp, port: int | None = None, grace: int = 5) -> It
 
 
 @contextmanager
-def running_redis(folder: Path, appendonly: bool) -> Iterator[EmbeddedRedis]:
-    """A redis-server of its own, its data in ``folder``, running until the block ends."""
-    server = EmbeddedRedis(folder, os.environ, appendonly=appendonly)
+def running_redis(
+    folder: Path, appendonly: bool, options: Sequence[str] = ()
+) -> Iterator[EmbeddedRedis]:
+    """A redis-server of its own, its data in ``folder``, running until the block ends;
+    ``options``: more redis-server flags."""
+    server = EmbeddedRedis(folder, os.environ, appendonly=appendonly, options=options)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def keys_holding(client: redis.Redis, needle: str) -> list[str]:
+    """Every key of the Redis whose name or any value (of whatever type) contains
+    ``needle``: where a secret that must never be stored in the clear would show up."""
+    raw = needle.encode()
+    found = []
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        values: list[Any] = [key]
+        if kind == b"none":  # gone since the scan saw it
+            continue
+        if kind == b"string":
+            values.append(client.get(key))
+        elif kind == b"hash":
+            values += [part for pair in client.hgetall(key).items() for part in pair]
+        elif kind == b"list":
+            values += client.lrange(key, 0, -1)
+        elif kind == b"set":
+            values += client.smembers(key)
+        elif kind == b"zset":
+            values += client.zrange(key, 0, -1)
+        elif kind == b"stream":
+            entries: Any = client.xrange(key)
+            values += [part for _, fields in entries for pair in fields.items() for part in pair]
+        else:
+            raise AssertionError(f"cannot read {key!r} of type {kind!r}")
+        if any(raw in (v if isinstance(v, bytes) else str(v).encode()) for v in values):
+            found.append(text(key))
+    return found
 
 
 def with_async_redis(redis_url: str, work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:

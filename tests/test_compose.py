@@ -80,6 +80,15 @@ def test_every_redis_server_fsyncs_each_write_and_copies_a_rejoining_replica_at_
         assert services[name].get("restart") == "unless-stopped"
 
 
+def test_every_redis_server_never_evicts() -> None:
+    """Primary and replica run with maxmemory-policy noeviction, which serve and worker
+    require: a Redis that fills up refuses writes rather than dropping stored events."""
+    services = _services()
+    for name in ("redis", "redis-replica"):
+        args = _redis_args(services[name])
+        assert args[args.index("--maxmemory-policy") + 1] == "noeviction", (name, args)
+
+
 def test_the_readme_starts_the_ha_profile_as_the_compose_file_does() -> None:
     """The command the README gives for the ha profile is the one the compose file names, and
     it starts services that exist."""

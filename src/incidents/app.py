@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Protocol
 
+from redis.exceptions import ResponseError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -30,6 +31,7 @@ from incidents.errors import (
     IncidentsError,
     MethodNotAllowed,
     NotFound,
+    RedisFull,
 )
 from incidents.gc_freeze import freeze_startup_objects
 from incidents.http import problem_response
@@ -46,7 +48,7 @@ from incidents.queries.catalog import Queries
 from incidents.services import AdapterSchemas, Services, services
 from incidents.settings import Settings, SettingsError
 from incidents.store.events import EventStore
-from incidents.store.redis import connect_async
+from incidents.store.redis import connect_async, full, is_full
 from incidents.stream import routes as stream_routes
 from incidents.sync import routes as sync_routes
 from incidents.write_planner import WritePlanner
@@ -60,6 +62,8 @@ def utc_now() -> datetime:
 
 async def _incidents_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, IncidentsError)
+    if isinstance(exc, RedisFull):
+        request.app.state.metrics.redis_full_refusals += 1
     return problem_response(exc.to_problem(request.url.path), exc.status, exc.headers)
 
 
@@ -89,6 +93,15 @@ def allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str]:
         if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
             methods |= route.methods
     return sorted(methods)
+
+
+async def _redis_error(request: Request, exc: Exception) -> Response:
+    """A write refused because Redis is full, wherever it was made, is a 503 like any other
+    (``store.redis.guarded`` converts those it wraps; this catches any it does not). Any
+    other Redis error reply is unexpected."""
+    if is_full(exc):
+        return await _incidents_error(request, full(f"{request.method} {request.url.path}", exc))
+    return await _unexpected(request, exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -197,6 +210,7 @@ def create_app(
         exception_handlers={
             IncidentsError: _incidents_error,
             HTTPException: _http_error,
+            ResponseError: _redis_error,
             Exception: _unexpected,
         },
     )

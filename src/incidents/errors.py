@@ -26,7 +26,8 @@ problem details (``application/problem+json``) by a single handler in ``app.py``
     ├── RateLimited                     429 rate-limited         (Retry-After)
     ├── HeadersTooLarge                 431 headers-too-large    (names the limit)
     └── ServiceUnavailable              503 service-unavailable  (Retry-After)
-        └── StoreUnavailable            503 store-unavailable    (Redis cannot be reached)
+        ├── StoreUnavailable            503 store-unavailable    (Redis cannot be reached)
+        └── RedisFull                   503 redis-full           (Redis at maxmemory refuses writes)
 
 Lower-layer errors (Redis, JSON decoding) are converted to these at one boundary each.
 A problem lists at most ``MAX_LISTED_ERRORS`` field errors and counts the rest in
@@ -270,6 +271,14 @@ class ServiceUnavailable(IncidentsError):
 class StoreUnavailable(ServiceUnavailable):
     slug = "store-unavailable"
     title = "Event store unavailable"
+
+
+class RedisFull(ServiceUnavailable):
+    """Redis reached its ``maxmemory`` and, under ``noeviction``, refuses writes: nothing was
+    stored; the request can be retried once an operator makes room."""
+
+    slug = "redis-full"
+    title = "Redis is full"
 
 
 def all_error_classes() -> list[type[IncidentsError]]:

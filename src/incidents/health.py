@@ -7,10 +7,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents import __version__
+from incidents.errors import RedisFull
 from incidents.http import json_response
 from incidents.openapi import JSONObject, errors, json_body
 from incidents.services import services
-from incidents.store.redis import guarded
+from incidents.store.redis import FULL_REASON, FULL_RETRY_AFTER, guarded
+from incidents.store.redis_memory import refuses_writes_async
 
 
 async def healthz(request: Request) -> Response:
@@ -21,6 +23,9 @@ async def readyz(request: Request) -> Response:
     svc = services(request)
     async with guarded("checking readiness"):
         await svc.redis.ping()
+        full = await refuses_writes_async(svc.redis)
+    if full:  # reachable, but every event would be refused
+        raise RedisFull(f"not ready: {FULL_REASON}", retry_after=FULL_RETRY_AFTER)
     return json_response({"status": "ready", "redis": "ok"})
 
 
@@ -37,7 +42,8 @@ def openapi_paths() -> JSONObject:
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": json_body(ok)}}},
         "/readyz": {
             "get": {
-                "summary": "Readiness: Redis reachable",
+                "summary": "Readiness: Redis reachable and taking writes (503 "
+                "store-unavailable or redis-full otherwise)",
                 "responses": {"200": json_body(ok), **errors(503)},
             }
         },

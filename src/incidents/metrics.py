@@ -22,6 +22,7 @@ from incidents.openapi import errors
 from incidents.services import services
 from incidents.store import keys
 from incidents.store.redis import guarded
+from incidents.store.redis_memory import refuses_writes_async
 from incidents.store.scripts import load_script
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -39,6 +40,7 @@ class Metrics:
         self.latency_sum: dict[str, float] = {}
         self.latency_count: Counter[str] = Counter()
         self.events: Counter[str] = Counter()  # accepted, duplicate, rejected
+        self.redis_full_refusals = 0  # requests answered 503 redis-full
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, status)] += 1
@@ -84,6 +86,12 @@ class Metrics:
         ]
         for outcome, n in sorted(self.events.items()):
             lines.append(f'incidents_events_total{{outcome="{outcome}"}} {n}')
+        lines += [
+            "# HELP incidents_redis_full_refusals_total Requests answered 503 redis-full: Redis"
+            " was at maxmemory and refused the write.",
+            "# TYPE incidents_redis_full_refusals_total counter",
+            f"incidents_redis_full_refusals_total {self.redis_full_refusals}",
+        ]
         now = time.time()
         async with guarded("reading metrics"):
             pipe = redis.pipeline(transaction=False)
@@ -97,6 +105,7 @@ class Metrics:
             retained, last, dead, due_now, due_later, leased, subs = await pipe.execute()
             unrouted = redis.register_script(load_script("outbox"))
             backlog = await unrouted(keys=[keys.OUTBOX], args=[keys.ROUTER_GROUP, 0, UNROUTED_CAP])
+            full = await refuses_writes_async(redis)
         lines += [
             "# HELP incidents_outbox_length Accepted events not routed to subscriptions yet "
             f"(counted up to {UNROUTED_CAP}).",
@@ -121,6 +130,10 @@ class Metrics:
             "its lease runs out and the lane is claimed again).",
             "# TYPE incidents_lanes_leased gauge",
             f"incidents_lanes_leased {leased}",
+            "# HELP incidents_redis_full 1 while Redis is at maxmemory and refuses writes (events"
+            " are answered 503 redis-full), else 0.",
+            "# TYPE incidents_redis_full gauge",
+            f"incidents_redis_full {int(full)}",
             "# HELP incidents_subscriptions Subscriptions, active or disabled.",
             "# TYPE incidents_subscriptions gauge",
             f"incidents_subscriptions {subs}",

@@ -61,7 +61,8 @@ def errors(*codes: int) -> dict[str, JSONObject]:
         415: "Unsupported content type",
         422: "Data fails its JSON Schema",
         429: "Rate limited",
-        503: "Redis unavailable; retry after Retry-After seconds",
+        503: "Redis unavailable (store-unavailable) or full (redis-full); retry after"
+        " Retry-After seconds",
     }
     return {str(c): problem(text[c]) for c in codes}
 

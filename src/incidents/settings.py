@@ -187,9 +187,10 @@ class Settings:
         "INCIDENTS_SECRET_KEY",
         _secret_key,
         None,
-        "key the secrets in connector settings are stored under (AES-GCM): base64 of 32 bytes"
-        " (`openssl rand -base64 32`); needed once a subscription holds one (`dev` generates"
-        " one)",
+        "key the secrets in connector settings and the webhook signing secrets are stored"
+        " under (AES-GCM): base64 of 32 bytes (`openssl rand -base64 32`); needed once a"
+        " subscription holds a sealed one; without it signing secrets are stored unsealed"
+        " (`serve` and `worker` warn; `dev` generates one)",
     )
     host: str = setting("INCIDENTS_HOST", _text, "127.0.0.1", "address the API listens on")
     port: int = setting("INCIDENTS_PORT", _at_least(1), 8080, "port the API listens on")

@@ -11,6 +11,7 @@ from incidents import __version__
 from incidents.model.schemas import SchemaLoadError
 from incidents.policy.files import PolicyError
 from incidents.settings import SETTINGS, SettingsError
+from incidents.store.redis_memory import EvictionPolicyRefused
 
 Command = Callable[[argparse.Namespace, dict[str, str]], int]
 COMMANDS: dict[str, Command] = {}
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except SettingsError as exc:
         print(f"incidents: bad setting: {exc}", file=sys.stderr)
         return 2
-    except (SchemaLoadError, PolicyError) as exc:
+    except (SchemaLoadError, PolicyError, EvictionPolicyRefused) as exc:
         print(f"incidents: cannot start: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

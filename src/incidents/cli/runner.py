@@ -12,6 +12,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from incidents.cli.preflight import check_redis, preflight
 from incidents.cli.supervisor import Child, stop_all
 from incidents.settings import Settings, SettingsError
 from incidents.store.embedded import EmbeddedRedis, EmbeddedRedisError
@@ -46,6 +47,7 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     if settings.admin_token is None:
         raise SettingsError("INCIDENTS_ADMIN_TOKEN is not set; it must be for `serve`")
     _check_secret_key(settings, "serve")
+    preflight(settings)
     from incidents.app import create_app
     from incidents.bounded_protocol import BoundedHttpToolsProtocol
 
@@ -83,6 +85,7 @@ def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
             "INCIDENTS_REDIS_URL is not set: point it at Redis, or run `incidents dev`"
         )
     _check_secret_key(settings, "worker")
+    preflight(settings)
     return run_worker(settings, burst=args.burst, server_process=True)
 
 
@@ -195,6 +198,7 @@ def cmd_dev(args: argparse.Namespace, env: dict[str, str]) -> int:
             print(f"incidents: cannot start the embedded Redis: {exc}", file=sys.stderr)
             return 1
     redis_url = env["INCIDENTS_REDIS_URL"]
+    check_redis(settings.replace(redis_url=redis_url))  # before starting what would refuse it
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

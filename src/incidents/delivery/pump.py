@@ -33,6 +33,7 @@ from incidents.delivery.jobs import (
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.keys import LANES_WAKE, OUTBOX
+from incidents.store.redis import is_full
 from incidents.store.scripts import load_script
 
 log = logging.getLogger("incidents.delivery")
@@ -112,7 +113,8 @@ class Pump:
                 self._wait(positions, enqueued)
             except redis.exceptions.RedisError as exc:
                 if not lost:
-                    log.warning("the pump cannot reach Redis (%s); retrying every second", exc)
+                    trouble = "finds Redis full" if is_full(exc) else "cannot reach Redis"
+                    log.warning("the pump %s (%s); retrying every second", trouble, exc)
                 lost, positions = True, None
                 stop.wait(1.0)
                 continue

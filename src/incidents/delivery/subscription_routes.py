@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.delivery import channels
+from incidents.delivery import channels, signing_secrets
 from incidents.delivery.attempt_log import iso
 from incidents.delivery.handshake import handshake
 from incidents.delivery.route_support import (
@@ -82,6 +82,14 @@ def _sealed(svc: Services, spec: Spec, sub_id: str, stored: Spec | None) -> Spec
     return replace(spec, formatsettings=seal(spec.formatsettings, pointers, kept, sub_id, box))
 
 
+async def _save(svc: Services, sub: Subscription, previous: Subscription | None = None) -> None:
+    """Store ``sub``, its signing secrets sealed when a key is set (plain ones stored before
+    one was are sealed by this write too)."""
+    box = secret_box(svc.settings.secret_key)
+    stored = replace(sub, secrets=signing_secrets.sealed(sub.secrets, sub.id, box))
+    await svc.deliveries.subscriptions.save(stored, previous=previous)
+
+
 async def create(request: Request) -> Response:
     svc, principal = subscriber(request)
     spec, _ = parse_spec(await json_request(request))
@@ -90,7 +98,7 @@ async def create(request: Request) -> Response:
     sub = replace(sub, spec=_sealed(svc, spec, sub.id, None))
     if spec.handshake:
         sub = await _handshake(request, svc, sub)
-    await svc.deliveries.subscriptions.save(sub)
+    await _save(svc, sub)
     body = sub.to_dict()
     body["secret"] = sub.secrets[0].value
     return json_response(body, status=201, headers={"Location": f"/v1/subscriptions/{sub.id}"})
@@ -133,7 +141,7 @@ async def patch(request: Request) -> Response:
         unconfirmed = sub.status != "active" or spec.sink != sub.spec.sink or not sub.spec.handshake
         if updated.status == "active" and spec.handshake and unconfirmed:
             updated = await _handshake(request, svc, updated)
-    await svc.deliveries.subscriptions.save(updated, previous=sub)
+    await _save(svc, updated, previous=sub)
     return json_response(updated.to_dict())
 
 
@@ -148,7 +156,7 @@ async def rotate_secret(request: Request) -> Response:
     when = now(svc)
     at = when.timestamp()
     updated = rotated(sub, at, svc.settings.secret_grace, when.isoformat())
-    await svc.deliveries.subscriptions.save(updated, previous=sub)
+    await _save(svc, updated, previous=sub)
     return json_response(
         {
             "id": sub.id,

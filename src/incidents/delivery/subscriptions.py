@@ -13,7 +13,8 @@ The routing index keeps, per exact type, per type prefix and for "every type", t
 subscription ids, so routing an event reads a few small sets rather than every subscription.
 Every change bumps ``incidents:subs:version``; workers drop their cache when it moves.
 
-The secrets in ``formatsettings`` are stored sealed (``delivery/secret_fields.py``); the set
+The secrets in ``formatsettings`` are stored sealed (``delivery/secret_fields.py``), and so
+are the signing secrets when a key is set (``delivery/signing_secrets.py``); the set
 ``incidents:subs:sealed`` holds the ids of the subscriptions that hold one, so ``serve`` and
 ``worker`` can refuse to start without the key that opens them.
 """
@@ -39,8 +40,9 @@ from incidents.store import keys
 from incidents.store.keys import PREFIX
 from incidents.store.redis import guarded
 from incidents.store.scripts import load_script
+from incidents.store.secret_box import is_sealed
 
-SEALED = PREFIX + "subs:sealed"  # ids of subscriptions holding a sealed secret
+SEALED = keys.SUBSCRIPTIONS_SEALED
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,9 @@ class SubscriptionStore:
                 pipe.hdel(keys.subscription(sub.id), "failing_since")
             pipe.sadd(keys.SUBSCRIPTIONS, sub.id)
             pipe.sadd(keys.owned_by(sub.owner), sub.id)
-            if holds_sealed(sub.spec.formatsettings):
+            if holds_sealed(sub.spec.formatsettings) or any(
+                is_sealed(s.value) for s in sub.secrets
+            ):
                 pipe.sadd(SEALED, sub.id)
             else:
                 pipe.srem(SEALED, sub.id)

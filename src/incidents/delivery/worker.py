@@ -7,6 +7,9 @@ start and end bookkeeping) would end the process. Here each of those backs off a
 once Redis answers again, and a job whose bookkeeping the outage cut short is settled then:
 failed if it had started (its delivery lanes' leases run out and are worked again, so nothing
 is lost), put back at the head of its queue if it had not.
+
+A worker rides out a full Redis (at ``maxmemory``, refusing writes) the same way: it waits,
+checking with a write that changes nothing, until Redis takes writes again.
 """
 
 from __future__ import annotations
@@ -34,12 +37,15 @@ from incidents.delivery.jobs import DELIVER_QUEUE, ROUTE_QUEUE, WorkerContext, c
 from incidents.delivery.pump import Pump
 from incidents.gc_freeze import freeze_startup_objects
 from incidents.settings import Settings
-from incidents.store.redis import UNAVAILABLE, connect
+from incidents.store.redis import FULL, UNAVAILABLE, connect
+from incidents.store.redis_memory import refuses_writes
 
 QUEUES = (ROUTE_QUEUE, DELIVER_QUEUE)
 COMMAND_POLL = 1.0  # seconds the command listener waits per read: bounds how long a stop waits
 FIRST_BACKOFF = 0.5  # seconds before the first reconnection attempt; doubles each time
 MAX_BACKOFF = 5.0
+# What a worker waits out: Redis out of reach, or full.
+RIDE_OUT: tuple[type[BaseException], ...] = UNAVAILABLE + FULL
 
 T = TypeVar("T")
 log = logging.getLogger("incidents.delivery")
@@ -98,7 +104,7 @@ class DeliveryWorker(SimpleWorker):
         token = current_context.set(self.context)
         try:
             super().execute_job(job, queue)
-        except UNAVAILABLE as exc:
+        except RIDE_OUT as exc:
             self.settle_interrupted(job, queue, exc)
         finally:
             self.running = None
@@ -111,7 +117,8 @@ class DeliveryWorker(SimpleWorker):
     def settle_interrupted(self, job: Job, queue: Queue, exc: BaseException) -> None:
         """Once Redis is back, record the end of a job whose bookkeeping the outage cut off."""
         self.await_redis(exc)
-        reason = "Redis became unreachable while the job ran:\n" + "".join(
+        trouble = "full" if isinstance(exc, FULL) else "unreachable"
+        reason = f"Redis became {trouble} while the job ran:\n" + "".join(
             traceback.format_exception(exc)
         )
 
@@ -139,11 +146,12 @@ class DeliveryWorker(SimpleWorker):
             raise StopRequested from exc
 
     def riding_out(self, action: Callable[[], T]) -> T:
-        """Run ``action``; when Redis is unreachable, wait until it is back and run it again."""
+        """Run ``action``; when Redis is unreachable or full, wait until it is back (taking
+        writes) and run it again."""
         while True:
             try:
                 return action()
-            except UNAVAILABLE as exc:
+            except RIDE_OUT as exc:
                 self.await_redis(exc)
 
     # The Redis calls of RQ's work loop outside its dequeue retry, each made to ride out an
@@ -184,7 +192,7 @@ class DeliveryWorker(SimpleWorker):
     def set_shutdown_requested_date(self) -> None:
         # Called from the SIGTERM handler: informational only, so an outage must not turn a
         # warm shutdown into an exception in the middle of a job.
-        with contextlib.suppress(*UNAVAILABLE):
+        with contextlib.suppress(*RIDE_OUT):
             super().set_shutdown_requested_date()  # type: ignore[no-untyped-call]  # RQ leaves it unannotated
 
     def subscribe(self) -> None:
@@ -208,7 +216,7 @@ class DeliveryWorker(SimpleWorker):
     def teardown(self) -> None:
         try:
             super().teardown()  # type: ignore[no-untyped-call]  # RQ leaves it unannotated
-        except UNAVAILABLE as exc:
+        except RIDE_OUT as exc:
             # The worker's registration expires on its own (its heartbeat TTL).
             self.log.warning("Worker %s: exiting without Redis (%s)", self.name, exc)
             if self.pubsub_thread is not None:
@@ -222,8 +230,14 @@ def wait_for_redis(
     exc: BaseException,
     stopping: Callable[[], bool],
 ) -> bool:
-    """Log one line, then back off until Redis answers: True; False once ``stopping()``."""
-    log.warning("%s: Redis is unreachable (%s); reconnecting with backoff", who, exc)
+    """Log one line, then back off until Redis answers and takes writes: True; False once
+    ``stopping()``."""
+    if isinstance(exc, FULL):
+        log.warning(
+            "%s: Redis is full (%s); waiting with backoff until it takes writes again", who, exc
+        )
+    else:
+        log.warning("%s: Redis is unreachable (%s); reconnecting with backoff", who, exc)
     lost_at = time.monotonic()
     delay = FIRST_BACKOFF
     while True:
@@ -234,7 +248,10 @@ def wait_for_redis(
             time.sleep(0.05)
         try:
             connection.ping()
+            writable = not refuses_writes(connection)
         except UNAVAILABLE:
+            writable = False
+        if not writable:
             delay = min(delay * 2, MAX_BACKOFF)
             continue
         log.warning(
@@ -271,7 +288,7 @@ def run_worker(settings: Settings, burst: bool = False, server_process: bool = F
         try:
             worker = make_worker(settings, connection, context)
             break
-        except UNAVAILABLE as exc:
+        except RIDE_OUT as exc:
             wait_for_redis(connection, log, "A starting worker", exc, lambda: False)
     pump = Pump(connection, settings, context.clock)
     if server_process:

@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import redis
@@ -53,7 +53,9 @@ class EmbeddedRedis:
 
     The append-only file is fsynced on every write (``appendfsync always``), as in
     docker-compose.yml: a 202 means the event is on disk. Group commit keeps that cheap (one
-    fsync per script call, not per event)."""
+    fsync per script call, not per event). It never evicts a key (``maxmemory-policy
+    noeviction``, which ``serve`` and ``worker`` require). ``options``: more redis-server
+    flags, after these (``--maxmemory 4mb``, say)."""
 
     def __init__(
         self,
@@ -61,11 +63,13 @@ class EmbeddedRedis:
         environ: Mapping[str, str],
         port: int | None = None,
         appendonly: bool = True,
+        options: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.binary = find_redis_server(environ)
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.options = tuple(options)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -84,6 +88,8 @@ class EmbeddedRedis:
             "--save", "",
             "--daemonize", "no",
             "--logfile", str((self.data_dir / "redis.log").resolve()),
+            "--maxmemory-policy", "noeviction",
+            *self.options,
         ]  # fmt: skip
         # A session of its own, so a terminal's Ctrl-C does not stop Redis under the API and
         # the workers: whoever started it stops it, last.

@@ -9,6 +9,9 @@ INCIDENT_COUNTER = PREFIX + "incident-counter"
 OUTBOX = PREFIX + "outbox"
 INCIDENT_INDEX = PREFIX + "incident-index"
 ALERT_INDEX = PREFIX + "alert-index"
+# Never created: ``SET <it> <value> XX`` is a write that changes nothing, refused only when Redis
+# is full (see store/redis_memory.py).
+WRITE_PROBE = PREFIX + "write-probe"
 
 
 EVENT_PREFIX = PREFIX + "event:"
@@ -49,6 +52,7 @@ def alert(tenant: str, correlation_key: str) -> str:
 
 # Delivery: subscriptions, the routing index, lanes, delivery records, channel state.
 SUBSCRIPTIONS = PREFIX + "subs"  # set of every subscription id
+SUBSCRIPTIONS_SEALED = PREFIX + "subs:sealed"  # ids of subscriptions holding a sealed secret
 SUBSCRIPTIONS_VERSION = PREFIX + "subs:version"  # bumped on every change; workers' caches key on it
 ROUTE_ANY_TYPE = PREFIX + "route:any"  # ids of subscriptions without a types list
 ROUTE_PREFIXES = PREFIX + "route:prefixes"  # set of the type prefixes in use

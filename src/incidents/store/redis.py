@@ -4,7 +4,8 @@
 found through Sentinel: ``redis+sentinel://[:password@]host:port[,host:port...]/<service>[/<db>]``.
 Every client built here asks the sentinels for the primary on each new connection, so after a
 failover the next command reaches the new primary by itself; until then commands fail with
-connection errors, which :func:`guarded` turns into ``503`` with ``Retry-After``.
+connection errors, which :func:`guarded` turns into ``503`` with ``Retry-After``. So does a
+Redis at ``maxmemory`` refusing a write (``OOM``): ``503`` ``redis-full``, nothing stored.
 
 It asks every sentinel, not the first that answers, and follows the one whose configuration
 is newest (the highest ``config-epoch``): a sentinel that has not heard of a failover yet still
@@ -38,7 +39,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from incidents.errors import StoreUnavailable
+from incidents.errors import RedisFull, StoreUnavailable
 
 SENTINEL_SCHEME = "redis+sentinel://"
 # Errors that mean "Redis cannot be reached or answered too late": the request may be retried.
@@ -53,6 +54,15 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
+# Redis reached ``maxmemory`` and refuses every command that could add data (``OOM``). A
+# refused command wrote nothing; so did a refused script, which Redis refuses at its first
+# write or not at all, and a refused MULTI (EXECABORT). See :func:`is_full` for the rest.
+FULL: tuple[type[BaseException], ...] = (redis.exceptions.OutOfMemoryError,)
+FULL_REASON = (
+    "Redis is full: it reached maxmemory and refuses writes until an operator makes room"
+    " (raises maxmemory or frees memory)"
+)
+FULL_RETRY_AFTER = 10
 _RETRY_ON = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
 FOLLOW_EVERY = 1.0  # seconds between two checks that the sentinels still name the same primary
 
@@ -262,9 +272,27 @@ def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, **options)
 
 
+def is_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis refusing a write for want of memory: an ``OOM`` reply, or the
+    same refusal met inside a script, which Redis 6 reports as ``ERR Error running script
+    ...: -OOM command not allowed ...``."""
+    if isinstance(exc, FULL):
+        return True
+    return isinstance(exc, redis.exceptions.ResponseError) and "-OOM " in str(exc)
+
+
+def full(action: str, exc: BaseException) -> RedisFull:
+    """The error for a write Redis refused while ``action`` because it is full."""
+    return RedisFull(
+        f"{FULL_REASON}; nothing was stored while {action}, retry later",
+        retry_after=FULL_RETRY_AFTER,
+    )
+
+
 @asynccontextmanager
 async def guarded(action: str) -> AsyncIterator[None]:
-    """Turn Redis being unreachable into ``StoreUnavailable`` (503 with Retry-After)."""
+    """Turn Redis being unreachable into ``StoreUnavailable``, and Redis refusing a write
+    because it is full into ``RedisFull`` (both 503 with Retry-After)."""
     try:
         yield
     except UNAVAILABLE as exc:
@@ -272,6 +300,10 @@ async def guarded(action: str) -> AsyncIterator[None]:
             f"Redis is unavailable while {action}; nothing was stored, retry later",
             retry_after=2,
         ) from exc
+    except redis.exceptions.ResponseError as exc:
+        if is_full(exc):
+            raise full(action, exc) from exc
+        raise
 
 
 @contextmanager
@@ -280,3 +312,7 @@ def guarded_sync(action: str) -> Iterator[None]:
         yield
     except UNAVAILABLE as exc:
         raise StoreUnavailable(f"Redis is unavailable while {action}", retry_after=2) from exc
+    except redis.exceptions.ResponseError as exc:
+        if is_full(exc):
+            raise full(action, exc) from exc
+        raise

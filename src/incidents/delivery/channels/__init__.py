@@ -1,8 +1,8 @@
 """Delivery channels: how deliveries reach each kind of target (``base.Channel``).
 
-The registry: a subscription's ``format`` names one of ``NAMES``. Channels whose settings
-hold secrets (``SECRET_POINTERS``) are offered to workers wrapped in ``Unsealing``, which
-opens the stored (sealed) secrets just before the channel reads them.
+The registry: a subscription's ``format`` names one of ``NAMES``. Channels are offered to
+workers wrapped in ``Unsealing``, which opens the stored (sealed) secrets just before the
+channel reads them: those in its settings (``SECRET_POINTERS``) and the signing secrets.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from incidents.delivery import signing_secrets
 from incidents.delivery.channels.base import Channel, Message, Outcome, Request, Response
 from incidents.delivery.channels.cloudevents import CloudEventsChannel
 from incidents.delivery.channels.jira import JiraChannel
@@ -71,7 +72,12 @@ class Unsealing:
         held = self._opened.get(sub.id)
         if held is None or held[0] is not sub:
             settings = opened(sub.spec.formatsettings, self.pointers, sub.id, self.box)
-            held = (sub, replace(sub, spec=replace(sub.spec, formatsettings=settings)))
+            signing = signing_secrets.opened(sub.secrets, sub.id, self.box)
+            usable = sub
+            if settings is not sub.spec.formatsettings or signing != sub.secrets:
+                spec = replace(sub.spec, formatsettings=settings)
+                usable = replace(sub, spec=spec, secrets=signing)
+            held = (sub, usable)
             if len(self._opened) > 4096:
                 self._opened.clear()
             self._opened[sub.id] = held
@@ -105,12 +111,7 @@ def default_channels(secret_key: str | None = None) -> Mapping[str, Channel]:
     """The channels a worker offers, by name (``Subscription.channel``); ``secret_key``
     (``Settings.secret_key``) opens the secrets stored with subscriptions."""
     box = secret_box(secret_key)
-    found: dict[str, Channel] = {}
-    for kind in CHANNELS:
-        channel = kind()
-        pointers = secret_pointers(kind.name)
-        found[kind.name] = Unsealing(channel, pointers, box) if pointers else channel
-    return found
+    return {kind.name: Unsealing(kind(), secret_pointers(kind.name), box) for kind in CHANNELS}
 
 
 def mask_for(channel: Channel, message: Message) -> Callable[[str], str]:

@@ -1,0 +1,79 @@
+"""What ``serve``, ``worker`` and ``dev`` check in Redis before they start.
+
+- Redis must never evict keys (``store/redis_memory.py``): any ``maxmemory-policy`` but
+  ``noeviction`` stops the command (exit 2); a Redis that will not say (``CONFIG`` disabled
+  or renamed) gets a warning.
+- Subscriptions' signing secrets (``delivery/signing_secrets.py``): with
+  ``INCIDENTS_SECRET_KEY`` set, those stored plain are sealed in place; without it, a warning
+  that they are stored unsealed.
+
+Redis out of reach at start-up is no verdict: a warning, and the command starts (``serve``
+answers 503 and ``worker`` waits until Redis is back, as they always do).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from incidents.settings import Settings
+from incidents.store.redis import UNAVAILABLE, connect
+from incidents.store.redis_memory import POLICY_SETTING, check_eviction_policy
+
+UNSEALED = (
+    "INCIDENTS_SECRET_KEY is not set: subscriptions' signing secrets (whsec_...) are stored in"
+    " Redis unsealed, so anyone who can read Redis or a copy of its files can sign deliveries"
+    " that subscribers will trust; set INCIDENTS_SECRET_KEY (base64 of 32 bytes,"
+    " `openssl rand -base64 32`) for the API and the workers"
+)
+
+
+def warn(text: str) -> None:
+    print(f"incidents: warning: {text}", file=sys.stderr, flush=True)
+
+
+def check_redis(settings: Settings) -> None:
+    """Refuse (EvictionPolicyRefused) a Redis that may evict keys; warn where it cannot be
+    told."""
+    assert settings.redis_url is not None
+    connection = connect(settings.redis_url)
+    try:
+        warning = check_eviction_policy(connection)
+    except UNAVAILABLE as exc:
+        warning = f"Redis cannot be reached ({exc}); its {POLICY_SETTING} was not checked"
+    finally:
+        connection.close()
+    if warning is not None:
+        warn(warning)
+
+
+def seal_signing_secrets(settings: Settings) -> None:
+    """Seal the signing secrets stored plain when a key is set; warn when none is."""
+    from incidents.delivery.signing_secrets import seal_stored
+    from incidents.store.secret_box import secret_box
+
+    box = secret_box(settings.secret_key)
+    if box is None:
+        warn(UNSEALED)
+        return
+    assert settings.redis_url is not None
+    connection = connect(settings.redis_url)
+    try:
+        count = seal_stored(connection, box)
+    except UNAVAILABLE as exc:
+        warn(f"Redis cannot be reached ({exc}); stored signing secrets were not sealed now")
+        return
+    finally:
+        connection.close()
+    if count:
+        print(
+            f"incidents: sealed the signing secrets of {count} subscription(s) stored before"
+            " INCIDENTS_SECRET_KEY was set",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def preflight(settings: Settings) -> None:
+    """Everything ``serve`` and ``worker`` check before they start."""
+    check_redis(settings)
+    seal_signing_secrets(settings)
