@@ -83,7 +83,7 @@ def compile_node(node: ast.Node) -> Eval:
     if isinstance(node, ast.Logic):
         return _logic(node.op, [compile_node(p) for p in node.parts])
     if isinstance(node, ast.Like):
-        return _like(compile_node(node.operand), node.pattern, node.negated)
+        return _like(node)
     if isinstance(node, ast.In):
         return _in(node)
     if isinstance(node, ast.Call):
@@ -96,11 +96,20 @@ def _attribute(name: str) -> Eval:
         raw = env.get(name)
         if type(raw) is str:
             return raw
-        if raw is None:
-            raise MissingAttributeError(f"the event has no attribute {name!r}")
-        return attribute_value(raw)
+        return _read(name, raw)
 
     return attribute
+
+
+def _read(name: str, raw: object) -> Value:
+    """An attribute's value that is not a str (the slow path of every attribute read)."""
+    if raw is None:
+        raise MissingAttributeError(f"the event has no attribute {name!r}")
+    return attribute_value(raw)
+
+
+def _string_read(name: str, raw: object) -> str:
+    return to_str(_read(name, raw))
 
 
 def _not(operand: Eval) -> Eval:
@@ -216,6 +225,15 @@ def _equality(node: ast.Binary) -> Eval:
         wanted = node.right.value
         kind = type(wanted)
         cast = CAST[kind]
+        if kind is str and isinstance(node.left, ast.Attribute):  # the common filter
+            name = node.left.name
+
+            def attribute_equals(env: Attributes) -> Value:
+                raw = env.get(name)
+                text = raw if type(raw) is str else _string_read(name, raw)
+                return (text == wanted) is equal
+
+            return attribute_equals
 
         def equals_literal(env: Attributes) -> Value:
             x = left(env)
@@ -248,6 +266,17 @@ def _logic(op: str, parts: list[Eval]) -> Eval:
 
         return xor
     stop = op == "OR"  # the value that ends the run: true for OR, false for AND
+    if len(parts) == 2:
+        first, second = parts
+
+        def pair(env: Attributes) -> Value:
+            v = first(env)
+            if (v if type(v) is bool else to_bool(v)) is stop:
+                return stop
+            v = second(env)
+            return v if type(v) is bool else to_bool(v)
+
+        return pair
 
     def run(env: Attributes) -> Value:
         for part in parts:
@@ -259,8 +288,17 @@ def _logic(op: str, parts: list[Eval]) -> Eval:
     return run
 
 
-def _like(operand: Eval, pattern: str, negated: bool) -> Eval:
-    matcher = compile_like(pattern)
+def _like(node: ast.Like) -> Eval:
+    matcher, negated = compile_like(node.pattern), node.negated
+    if isinstance(node.operand, ast.Attribute):  # read in place: one call fewer
+        name = node.operand.name
+
+        def attribute_like(env: Attributes) -> Value:
+            raw = env.get(name)
+            return matcher(raw if type(raw) is str else _string_read(name, raw)) is not negated
+
+        return attribute_like
+    operand = compile_node(node.operand)
 
     def like(env: Attributes) -> Value:
         v = operand(env)
@@ -285,6 +323,21 @@ def _in(node: ast.In) -> Eval:
                     error = exc.message
                     break
             table[kind] = (frozenset(cast_values), error)
+
+        if isinstance(node.operand, ast.Attribute):  # read in place: one call fewer
+            name = node.operand.name
+
+            def in_attribute(env: Attributes) -> Value:
+                raw = env.get(name)
+                x = raw if type(raw) is str else _read(name, raw)
+                found, error = table[type(x)]
+                if x in found:
+                    return not negated
+                if error is not None:
+                    raise CastError(error)
+                return negated
+
+            return in_attribute
 
         def in_literals(env: Attributes) -> Value:
             x = left(env)
