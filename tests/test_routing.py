@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from incidents.delivery.filters import All, Sql, parse_filters
+from incidents.delivery.filters import All, Sql, parse_filters, sql_failure
 from incidents.delivery.subscription_spec import Spec, parse_spec
 from incidents.delivery.subscriptions import SubscriptionCache, SubscriptionStore, new_subscription
 from incidents.errors import InvalidRequest
@@ -98,6 +98,10 @@ def test_an_sql_error_is_no_match_and_says_why() -> None:
     why = compiled.failure(event.attributes)
     assert why is not None and "10 / imretries > 1" in why and "math error" in why
     assert compiled.failure(ce(imretries=5).attributes) is None
+    nested, _ = parse_filters([{"any": [{"exact": {"id": "x"}}, {"not": {"sql": "a = 1"}}]}])
+    why = sql_failure(nested, event.attributes)
+    assert why is not None and "'a = 1'" in why and "missingAttribute" in why
+    assert sql_failure(nested, ce(a=2).attributes) is None
 
 
 @pytest.mark.parametrize(

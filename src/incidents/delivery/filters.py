@@ -124,6 +124,23 @@ class Sql:
         return f"Sql({self.expression!r})"
 
 
+def sql_failure(found: Filter, attributes: Mapping[str, AttributeValue]) -> str | None:
+    """Why an ``sql`` expression within ``found`` fails on these attributes (an evaluation
+    error or a value that is not a Boolean), naming it; None when none fails. For saying why
+    an event did not match; matching itself never calls it."""
+    if isinstance(found, Sql):
+        return found.failure(attributes)
+    parts: tuple[Filter, ...] = ()
+    if isinstance(found, All | Any_):
+        parts = found.parts
+    elif isinstance(found, Not):
+        parts = (found.part,)
+    for part in parts:
+        if (why := sql_failure(part, attributes)) is not None:
+            return why
+    return None
+
+
 def compile_sql(text: str) -> tuple[Sql | None, str | None]:
     """The compiled expression, or why it cannot be a filter (a parse error with its
     position and what was expected, an unknown function, a result that is never a
