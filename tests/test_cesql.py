@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -214,3 +216,15 @@ def test_matches_is_true_only_for_the_boolean_true_without_error() -> None:
     assert compile_expression("x").type is None
     (missing,) = compile_expression("TRUE AND NOPE(1, 2)").missing_functions()
     assert (missing.name, missing.arity, missing.position) == ("NOPE", 2, 10)
+
+
+def test_the_engine_imports_nothing_else_from_incidents() -> None:
+    """incidents.cesql is standalone: its modules import only the standard library and
+    each other."""
+    package = Path(__file__).resolve().parent.parent / "src" / "incidents" / "cesql"
+    imported = {
+        name
+        for module in package.glob("*.py")
+        for name in re.findall(r"^(?:from|import) (incidents[\w.]*)", module.read_text(), re.M)
+    }
+    assert imported and all(name.startswith("incidents.cesql") for name in imported), imported

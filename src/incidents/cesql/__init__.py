@@ -6,8 +6,9 @@
     expression.matches(event.attributes)   # as a filter: True only for true, no error
 
 Modules: ``lexer`` (tokens), ``parser`` (precedence, limits) into ``syntax`` (the tree),
-``compiler`` (the tree into closures), ``values`` (types, casts, attribute values),
-``like`` (patterns), ``functions`` (built-ins), ``errors`` (the error kinds).
+``compiler`` (the tree into closures), ``arithmetic`` (integer operators), ``values``
+(types, casts, attribute values), ``like`` (patterns), ``functions`` (built-ins),
+``errors`` (the error kinds).
 """
 
 from incidents.cesql.errors import (

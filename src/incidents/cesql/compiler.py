@@ -12,13 +12,11 @@ Operands whose type is already right are not cast (the common case costs a ``typ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
 from incidents.cesql import syntax as ast
+from incidents.cesql.arithmetic import ARITHMETIC, ORDER, Attributes, Eval, negate
 from incidents.cesql.errors import (
     CastError,
     EvaluationError,
-    MathError,
     MissingAttributeError,
     MissingFunctionError,
     Value,
@@ -28,18 +26,12 @@ from incidents.cesql.like import compile_like
 from incidents.cesql.values import (
     CAST,
     CAST_TO,
-    INT_MAX,
-    INT_MIN,
     PYTHON_TYPE,
     Type,
     attribute_value,
     to_bool,
-    to_int,
     to_str,
 )
-
-Attributes = Mapping[str, object]
-Eval = Callable[[Attributes], Value]
 
 
 def static_type(node: ast.Node) -> Type | None:
@@ -73,13 +65,13 @@ def compile_node(node: ast.Node) -> Eval:
     if isinstance(node, ast.Not):
         return _not(compile_node(node.operand))
     if isinstance(node, ast.Negate):
-        return _negate(compile_node(node.operand))
+        return negate(compile_node(node.operand))
     if isinstance(node, ast.Binary):
         if node.op in ast.ARITHMETIC:
-            return _ARITHMETIC[node.op](compile_node(node.left), compile_node(node.right))
+            return ARITHMETIC[node.op](compile_node(node.left), compile_node(node.right))
         if node.op in ("=", "!=", "<>"):
             return _equality(node)
-        return _ORDER[node.op](compile_node(node.left), compile_node(node.right))
+        return ORDER[node.op](compile_node(node.left), compile_node(node.right))
     if isinstance(node, ast.Logic):
         return _logic(node.op, [compile_node(p) for p in node.parts])
     if isinstance(node, ast.Like):
@@ -118,105 +110,6 @@ def _not(operand: Eval) -> Eval:
         return not (v if type(v) is bool else to_bool(v))
 
     return not_
-
-
-def _negate(operand: Eval) -> Eval:
-    def negate(env: Attributes) -> Value:
-        v = operand(env)
-        if type(v) is not int:
-            v = to_int(v)
-        if v == INT_MIN:
-            raise MathError("-(-2147483648) is outside the 32-bit range")
-        return -v
-
-    return negate
-
-
-def _checked(result: int, what: str) -> int:
-    if INT_MIN <= result <= INT_MAX:
-        return result
-    raise MathError(f"{what} = {result} is outside the 32-bit range")
-
-
-def _ints(left: Eval, right: Eval, env: Attributes) -> tuple[int, int]:
-    x, y = left(env), right(env)
-    return (x if type(x) is int else to_int(x)), (y if type(y) is int else to_int(y))
-
-
-def _add(left: Eval, right: Eval) -> Eval:
-    def add(env: Attributes) -> Value:
-        x, y = _ints(left, right, env)
-        r = x + y
-        return r if INT_MIN <= r <= INT_MAX else _checked(r, f"{x} + {y}")
-
-    return add
-
-
-def _subtract(left: Eval, right: Eval) -> Eval:
-    def subtract(env: Attributes) -> Value:
-        x, y = _ints(left, right, env)
-        r = x - y
-        return r if INT_MIN <= r <= INT_MAX else _checked(r, f"{x} - {y}")
-
-    return subtract
-
-
-def _multiply(left: Eval, right: Eval) -> Eval:
-    def multiply(env: Attributes) -> Value:
-        x, y = _ints(left, right, env)
-        r = x * y
-        return r if INT_MIN <= r <= INT_MAX else _checked(r, f"{x} * {y}")
-
-    return multiply
-
-
-def _truncated(x: int, y: int) -> int:
-    """``x / y`` rounded towards 0 (Python's ``//`` floors)."""
-    q = abs(x) // abs(y)
-    return -q if (x < 0) != (y < 0) else q
-
-
-def _divide(left: Eval, right: Eval) -> Eval:
-    def divide(env: Attributes) -> Value:
-        x, y = _ints(left, right, env)
-        if y == 0:
-            raise MathError(f"{x} / 0: division by zero")
-        return _checked(_truncated(x, y), f"{x} / {y}")
-
-    return divide
-
-
-def _modulo(left: Eval, right: Eval) -> Eval:
-    def modulo(env: Attributes) -> Value:
-        x, y = _ints(left, right, env)
-        if y == 0:
-            raise MathError(f"{x} % 0: division by zero")
-        r = abs(x) % abs(y)
-        return -r if x < 0 else r  # the sign of x
-
-    return modulo
-
-
-_ARITHMETIC = {"+": _add, "-": _subtract, "*": _multiply, "/": _divide, "%": _modulo}
-
-
-def _order(test: Callable[[int, int], bool]) -> Callable[[Eval, Eval], Eval]:
-    def build(left: Eval, right: Eval) -> Eval:
-        def compare(env: Attributes) -> Value:
-            x, y = _ints(left, right, env)
-            return test(x, y)
-
-        return compare
-
-    return build
-
-
-_ORDER = {
-    "<": _order(lambda x, y: x < y),
-    "<=": _order(lambda x, y: x <= y),
-    ">": _order(lambda x, y: x > y),
-    ">=": _order(lambda x, y: x >= y),
-}
 
 
 def _equality(node: ast.Binary) -> Eval:
