@@ -104,6 +104,12 @@ def test_an_sql_error_is_no_match_and_says_why() -> None:
     assert sql_failure(nested, ce(a=2).attributes) is None
 
 
+def test_a_stored_sql_filter_that_no_longer_compiles_matches_nothing() -> None:
+    """A subscription read back with an expression the engine now refuses receives nothing."""
+    spec = Spec(sink="https://example.com", filters=({"sql": "a = (1"},))
+    assert not new_subscription(spec, "admin", NOW).matches(ce(a=1))
+
+
 @pytest.mark.parametrize(
     ("sql", "detail"),
     [

@@ -273,5 +273,7 @@ def _sql(body: object, where: tuple[str | int, ...], problems: list[FieldError])
     compiled, why = compile_sql(body)
     if compiled is None:
         problems.append(FieldError(pointer(*where), why or "not a valid expression"))
-        return All(())
+        # Never true: were a stored expression ever to stop compiling (a lower bound, say),
+        # its subscription would receive nothing rather than everything.
+        return Any_(())
     return compiled
