@@ -1,5 +1,5 @@
-"""The CloudEvents SQL v1.0.0 TCK (``tests/cesql_tck``), every case, against
-``incidents.cesql``."""
+"""The CloudEvents SQL v1.0.0 TCK (``tests/cesql_tck``, from cloudevents/spec, Apache-2.0),
+every case, against ``incidents.cesql``."""
 
 from __future__ import annotations
 
