@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from incidents.delivery.filters import parse_filters
+from incidents.delivery.filters import All, Sql, parse_filters, sql_failure
 from incidents.delivery.subscription_spec import Spec, parse_spec
 from incidents.delivery.subscriptions import SubscriptionCache, SubscriptionStore, new_subscription
 from incidents.errors import InvalidRequest
@@ -64,10 +64,73 @@ def test_every_dialect_over_extension_attributes() -> None:
 
 
 def test_an_unsupported_dialect_is_rejected_by_name() -> None:
-    """sql is not supported: the error names it and points at it."""
-    with pytest.raises(InvalidRequest, match="'sql'") as caught:
-        parse_spec({"sink": "https://example.com", "filters": [{"sql": "a = 'b'"}]})
-    assert caught.value.errors[0].pointer == "/filters/0/sql"
+    """A dialect the gateway does not know: the error names it and points at it."""
+    with pytest.raises(InvalidRequest, match="'jsonpath'") as caught:
+        parse_spec({"sink": "https://example.com", "filters": [{"jsonpath": "$.a"}]})
+    assert caught.value.errors[0].pointer == "/filters/0/jsonpath"
+
+
+def test_sql_filters_match_on_extension_attributes_of_every_type() -> None:
+    """The sql dialect sees strings, integers and booleans as CESQL values, alone or beside
+    other dialects, nested or not."""
+    event = ce(imseverity="SEV2", imservice="payments-api", imretries=3, imurgent=True)
+    sql = "imseverity IN ('SEV1','SEV2') AND imservice LIKE 'payments%'"
+    assert matches(event, filters=[{"sql": sql}])
+    assert not matches(ce(imseverity="SEV3", imservice="payments-api"), filters=[{"sql": sql}])
+    assert matches(event, filters=[{"sql": "imretries > 2 AND imurgent"}])
+    assert matches(event, filters=[{"sql": "imretries = '3'"}, {"exact": {"imretries": "3"}}])
+    assert matches(event, filters=[{"any": [{"exact": {"imservice": "x"}}, {"sql": "TRUE"}]}])
+    assert not matches(event, filters=[{"not": {"sql": "imurgent"}}])
+
+
+def test_an_sql_error_is_no_match_and_says_why() -> None:
+    """A missing attribute, a failed cast or a division by zero is no match (and not is
+    true of it, as of any no match); the compiled filter names the expression and error."""
+    event = ce(imservice="payments", imretries=0)
+    assert not matches(event, filters=[{"sql": "imseverity = 'SEV1'"}])
+    assert not matches(event, filters=[{"sql": "INT(imservice) > 1"}])
+    assert not matches(event, filters=[{"sql": "10 / imretries > 1"}])
+    assert matches(event, filters=[{"not": {"sql": "10 / imretries > 1"}}])
+    parsed, _ = parse_filters([{"sql": "10 / imretries > 1"}])
+    assert isinstance(parsed, All)
+    (compiled,) = parsed.parts
+    assert isinstance(compiled, Sql)
+    why = compiled.failure(event.attributes)
+    assert why is not None and "10 / imretries > 1" in why and "math error" in why
+    assert compiled.failure(ce(imretries=5).attributes) is None
+    nested, _ = parse_filters([{"any": [{"exact": {"id": "x"}}, {"not": {"sql": "a = 1"}}]}])
+    why = sql_failure(nested, event.attributes)
+    assert why is not None and "'a = 1'" in why and "missingAttribute" in why
+    assert sql_failure(nested, ce(a=2).attributes) is None
+
+
+def test_a_stored_sql_filter_that_no_longer_compiles_matches_nothing() -> None:
+    """A subscription read back with an expression the engine now refuses receives nothing."""
+    spec = Spec(sink="https://example.com", filters=({"sql": "a = (1"},))
+    assert not new_subscription(spec, "admin", NOW).matches(ce(a=1))
+
+
+@pytest.mark.parametrize(
+    ("sql", "detail"),
+    [
+        ("imseverity IN ('SEV1' 'SEV2')", "expected ',' or ')' to close the IN list"),
+        ("imservice LIKE payments", "(at position 16)"),
+        ("LOWER(imservice, 1) = 'x'", "no function LOWER taking 2 argument(s)"),
+        ("LENGTH(imservice)", "gives an Integer; a filter needs a Boolean"),
+        ("", "a CloudEvents SQL expression"),
+        ("a IN (" + ", ".join(["1"] * 257) + ")", "at most 256 values"),
+        ("a = '" + "x" * 4096 + "'", "at most 4096"),
+        ("(" * 33 + "a" + ")" * 33, "more than 32 deep"),
+    ],
+)
+def test_a_bad_sql_filter_is_refused_naming_the_filter_and_the_problem(
+    sql: str, detail: str
+) -> None:
+    """Each bad expression is a 400 problem at /filters/<n>/sql whose detail says why."""
+    with pytest.raises(InvalidRequest) as caught:
+        parse_spec({"sink": "https://example.com", "filters": [{"exact": {}}, {"sql": sql}]})
+    found = {e.pointer: e.detail for e in caught.value.errors}
+    assert detail in found["/filters/1/sql"]
 
 
 def test_malformed_filters_are_located() -> None:

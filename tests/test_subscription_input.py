@@ -163,6 +163,41 @@ def test_filters_within_the_limits_are_kept_and_used(
     )
 
 
+def test_a_bad_sql_filter_is_400_with_the_position_and_what_was_expected(
+    client: httpx.Client,
+) -> None:
+    """The problem points at the sql filter and its detail says where the expression goes
+    wrong and what was expected there, on create and on PATCH."""
+    body = {"filters": [{"sql": "imseverity IN ('SEV1', 'SEV2' AND imservice LIKE 'pay%'"}]}
+    detail = refused(
+        client.post("/v1/subscriptions", json={"sink": SINK, **body}), "/filters/0/sql"
+    )
+    assert "expected ',' or ')' to close the IN list" in detail and "(at position 56)" in detail
+    sub = client.post("/v1/subscriptions", json={"sink": SINK}).json()
+    refused(client.patch(f"/v1/subscriptions/{sub['id']}", json=body), "/filters/0/sql")
+
+
+def test_sql_filters_choose_what_is_delivered(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """Of four events, the sql filter lets through the two it is true of (an integer and a
+    string attribute); the one that lacks the attribute and the one it fails on (a cast
+    error) are not sent."""
+    sql = "team LIKE '%payments%' AND INT(rank) > 10"
+    kept = subscribe(client, rx, "/sql", filters=[{"sql": sql}])
+    assert kept["filters"] == [{"sql": sql}]
+    publish(
+        client,
+        event("im.incident.declare", team="db,payments", rank=42),
+        event("im.incident.declare", team="payments"),
+        event("im.incident.declare", team="payments", rank="x"),
+        event("im.incident.declare", team="payments", rank="11"),
+    )
+    workers.run_until(lambda: len(rx.at("/sql")) == 2)
+    workers.run_until(lambda: not workers.pump.pending())
+    assert sorted(str(r.event["rank"]) for r in rx.at("/sql")) == ["11", "42"]
+
+
 @pytest.mark.parametrize(
     "sink",
     [
@@ -331,6 +366,8 @@ def test_an_http_sink_registered_earlier_is_refused_at_delivery(
         {"sink": SINK, "types": [f"im.t{i}" for i in range(101)]},
         {"sink": SINK, "source": "s" * 2049},
         {"sink": SINK, "filters": [{"exact": {"type": "x" * 1025}}]},
+        {"sink": SINK, "filters": [{"sql": "a = '" + "x" * 4096 + "'"}]},
+        {"sink": SINK, "filters": [{"sql": 1}]},
     ],
 )
 def test_the_openapi_body_schema_refuses_what_the_server_refuses(

@@ -60,7 +60,7 @@ def test_create_shows_the_secret_once(client: httpx.Client) -> None:
         ({}, "/sink"),
         ({"sink": "https://example.com", "protocol": "MQTT"}, "/protocol"),
         ({"sink": "https://example.com", "types": ["im.*.x"]}, "/types/0"),
-        ({"sink": "https://example.com", "filters": [{"sql": "x"}]}, "/filters/0/sql"),
+        ({"sink": "https://example.com", "filters": [{"sql": "x LIKE 1"}]}, "/filters/0/sql"),
         ({"sink": "https://example.com", "config": {"mode": "batch"}}, "/config/mode"),
         (
             {"sink": "https://example.com", "protocolsettings": {"headers": {"webhook-id": "x"}}},

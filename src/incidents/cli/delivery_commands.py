@@ -62,7 +62,9 @@ def register(
         default=[],
         dest="filters",
         metavar="JSON",
-        help='a filter, e.g. \'{"exact": {"imseverity": "SEV1"}}\' (repeatable; all must match)',
+        help="a filter, e.g. '{\"sql\": \"imseverity IN ('SEV1','SEV2')\"}' or"
+        ' \'{"exact": {"imseverity": "SEV1"}}\' (dialects: exact, prefix, suffix, all, any, not,'
+        " sql; repeatable; all must match)",
     )
     p.add_argument("--mode", choices=("structured", "binary"), default=None)
     p.add_argument(

@@ -1,29 +1,45 @@
 """CloudEvents Subscriptions API filters: the ``exact``, ``prefix``, ``suffix``, ``all``,
-``any`` and ``not`` dialects over any attribute, extensions included.
+``any``, ``not`` and ``sql`` dialects over any attribute, extensions included.
 
 A subscription's ``filters`` is a list of filter expressions that must all match. Each
-expression is a JSON object with exactly one dialect key. An unsupported dialect (``sql``,
-say) or a malformed expression is rejected with a FieldError that names it.
+expression is a JSON object with exactly one dialect key. An unsupported dialect or a
+malformed expression is rejected with a FieldError that names it.
+
+``sql`` is CloudEvents SQL v1.0.0 (``incidents.cesql``), compiled here once, when the
+subscription is registered or read (a worker's cache keeps it), never per event. As the
+CESQL spec says of filters (section 1.2), the event passes only when the expression gives
+the Boolean ``true`` without error; an evaluation error (a cast that fails, a division by
+zero, an attribute the event lacks) is no match. An expression that can never pass (one
+calling an unknown function, or always giving an Integer or a String) is refused when
+registered.
 
 Filters run on every matching event, so their size is bounded: ``all``/``any``/``not`` nest
 at most ``MAX_DEPTH`` deep, and one subscription's filters hold at most ``MAX_TERMS``
-expressions and attribute tests together, each value at most ``MAX_VALUE`` characters.
+expressions and attribute tests together, each value at most ``MAX_VALUE`` characters; an
+``sql`` expression has at most ``SQL_MAX_LENGTH`` characters, nests at most
+``SQL_MAX_DEPTH`` deep (``a = 1`` is 2 deep; a run of one of AND, OR, XOR counts once) and
+lists at most ``SQL_MAX_IN`` values in one ``IN``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from incidents.cesql import Expression, Limits, ParseError, Type
 from incidents.errors import FieldError, pointer
 from incidents.model.cloudevent import AttributeValue
 
-DIALECTS = ("exact", "prefix", "suffix", "all", "any", "not")
+DIALECTS = ("exact", "prefix", "suffix", "all", "any", "not", "sql")
 MAX_DEPTH = 16
 MAX_TERMS = 256
 MAX_VALUE = 1024
+SQL_MAX_LENGTH = 4096  # characters of one sql expression
+SQL_MAX_DEPTH = 32  # of its tree
+SQL_MAX_IN = 256  # values in one IN list
+SQL_LIMITS = Limits(max_length=SQL_MAX_LENGTH, max_depth=SQL_MAX_DEPTH, max_in=SQL_MAX_IN)
 _ATTRIBUTE = re.compile(r"[a-z0-9]{1,20}")
 
 
@@ -82,6 +98,67 @@ class Not:
         return not self.part.matches(attributes)
 
 
+class Sql:
+    """A CloudEvents SQL expression, compiled."""
+
+    __slots__ = ("expression", "matches", "program")
+    matches: Callable[[Mapping[str, AttributeValue]], bool]
+
+    def __init__(self, program: Expression) -> None:
+        self.program = program
+        self.expression = program.text
+        self.matches = program.matches  # the compiled test itself: no call in between
+
+    def failure(self, attributes: Mapping[str, AttributeValue]) -> str | None:
+        """Why the expression does not pass on these attributes when it fails (its error,
+        or a value that is not a Boolean), naming it; None when it gives a Boolean."""
+        result = self.program.evaluate(attributes)
+        if result.errors:
+            error = result.errors[0]
+            return f"sql {self.expression!r} failed: {error.kind} error: {error}"
+        if type(result.value) is not bool:
+            return f"sql {self.expression!r} gave {result.value!r}, not a Boolean"
+        return None
+
+    def __repr__(self) -> str:
+        return f"Sql({self.expression!r})"
+
+
+def sql_failure(found: Filter, attributes: Mapping[str, AttributeValue]) -> str | None:
+    """Why an ``sql`` expression within ``found`` fails on these attributes (an evaluation
+    error or a value that is not a Boolean), naming it; None when none fails. For saying why
+    an event did not match; matching itself never calls it."""
+    if isinstance(found, Sql):
+        return found.failure(attributes)
+    parts: tuple[Filter, ...] = ()
+    if isinstance(found, All | Any_):
+        parts = found.parts
+    elif isinstance(found, Not):
+        parts = (found.part,)
+    for part in parts:
+        if (why := sql_failure(part, attributes)) is not None:
+            return why
+    return None
+
+
+def compile_sql(text: str) -> tuple[Sql | None, str | None]:
+    """The compiled expression, or why it cannot be a filter (a parse error with its
+    position and what was expected, an unknown function, a result that is never a
+    Boolean)."""
+    try:
+        program = Expression(text, SQL_LIMITS)
+    except ParseError as exc:
+        return None, f"not a CloudEvents SQL expression: {exc}"
+    for missing in program.missing_functions():
+        return None, (
+            f"no function {missing.name} taking {missing.arity} argument(s) "
+            f"(at position {missing.position})"
+        )
+    if program.type in (Type.INTEGER, Type.STRING):
+        return None, f"the expression gives an {program.type}; a filter needs a Boolean"
+    return Sql(program), None
+
+
 class _Budget:
     """Terms left to parse; once spent, parsing stops (the first overrun is reported)."""
 
@@ -137,6 +214,8 @@ def _parse(
         return All(())
     if dialect in ("exact", "prefix", "suffix"):
         return _compare(dialect, body, where, problems, budget)
+    if dialect == "sql":
+        return _sql(body, where, problems)
     if depth >= MAX_DEPTH:
         problems.append(
             FieldError(pointer(*where), f"all, any and not nest at most {MAX_DEPTH} deep")
@@ -183,3 +262,18 @@ def _compare(
         else:
             pairs.append((name, value))
     return Compare(dialect, tuple(pairs))
+
+
+def _sql(body: object, where: tuple[str | int, ...], problems: list[FieldError]) -> Filter:
+    if not isinstance(body, str) or not body.strip():
+        problems.append(
+            FieldError(pointer(*where), "sql takes a CloudEvents SQL expression (a string)")
+        )
+        return All(())
+    compiled, why = compile_sql(body)
+    if compiled is None:
+        problems.append(FieldError(pointer(*where), why or "not a valid expression"))
+        # Never true: were a stored expression ever to stop compiling (a lower bound, say),
+        # its subscription would receive nothing rather than everything.
+        return Any_(())
+    return compiled

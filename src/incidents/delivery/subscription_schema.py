@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from incidents.delivery import subscription_spec as spec
 from incidents.delivery.channels import NAMES, cloudevents
-from incidents.delivery.filters import DIALECTS, MAX_DEPTH, MAX_TERMS, MAX_VALUE
+from incidents.delivery.filters import (
+    DIALECTS,
+    MAX_DEPTH,
+    MAX_TERMS,
+    MAX_VALUE,
+    SQL_MAX_DEPTH,
+    SQL_MAX_IN,
+    SQL_MAX_LENGTH,
+)
 from incidents.model.type_patterns import TYPE_PATTERN
 from incidents.openapi import JSONObject, any_case, component_ref
 
@@ -87,7 +95,7 @@ def subscription_input(create: bool) -> JSONObject:
             "items": component_ref(FILTER),
             "description": "CloudEvents Subscriptions API filters; all must match. all, any"
             f" and not nest at most {MAX_DEPTH} deep; at most {MAX_TERMS} expressions and"
-            " attribute tests in all",
+            " attribute tests in all; sql is CloudEvents SQL v1.0.0",
         },
         "protocolsettings": {
             "type": ["object", "null"],
@@ -162,6 +170,17 @@ def filter_schema() -> JSONObject:
         "all": nested,
         "any": nested,
         "not": component_ref(FILTER),
+        "sql": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": SQL_MAX_LENGTH,
+            "description": "a CloudEvents SQL (CESQL v1.0.0) expression over the event's"
+            " attributes, for example \"imseverity IN ('SEV1', 'SEV2') AND imservice LIKE"
+            " 'payments%'\". The event passes only when it gives true without error (an"
+            " evaluation error, a missing attribute included, is no match). Compiled at"
+            f" registration: a parse error is a 400 naming the position; at most {SQL_MAX_DEPTH}"
+            f" deep and {SQL_MAX_IN} values in one IN list",
+        },
     }
     assert set(dialects) == set(DIALECTS)
     return {
