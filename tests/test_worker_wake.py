@@ -83,9 +83,14 @@ def test_an_idle_worker_blocks_and_takes_each_new_event_at_once(
     connection.close()
     assert idle_rate < IDLE_COMMANDS_PER_SECOND, f"{idle_rate:.0f} commands/s while idle"
     # The command rate is what tells a blocked worker from a polling one (about 9 against 900
-    # a second); the latency bound only catches a worker that waits for anything but new work,
-    # with room for a loaded machine (an idle one gives a median of about 3.5 ms).
-    assert statistics.median(latencies) < 50.0, f"post to receipt: {sorted(latencies)} ms"
+    # a second); the latency bound only catches a worker that waits for anything but new work:
+    # one left to its claim backstop takes half of BACKSTOP_SECONDS at the median. An idle
+    # machine gives a median of about 3.5 ms, a loaded 2-core one up to about 60 ms; latency
+    # itself is measured in bench/, not here.
+    backstop_median = dispatch.BACKSTOP_SECONDS * 1000 / 2
+    assert statistics.median(latencies) < backstop_median / 2, (
+        f"post to receipt: {sorted(latencies)} ms"
+    )
     assert took < 3.0
 
 
