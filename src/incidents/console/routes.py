@@ -1,6 +1,6 @@
 """The console's endpoints under ``/console``: sign-in and sign-out, the pages
-(``incident_pages``, ``delivery_pages``) and the static files. They answer HTML, not
-problem documents: the OpenAPI document lists them as such."""
+(``incident_pages``, ``delivery_pages``, ``silence_pages``) and the static files. They answer
+HTML, not problem documents: the OpenAPI document lists them as such."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from incidents.console.session import (
     SESSION_SECONDS,
     SIGN_IN_COOKIE,
 )
+from incidents.console.silence_pages import SilencePages
 from incidents.errors import CsrfRefused, IncidentsError, NotFound
 from incidents.services import services
 
@@ -100,6 +101,7 @@ def routes() -> list[Route]:
     sign_in = SignIn(templates)
     incidents = IncidentPages(templates)
     deliveries = DeliveryPages(templates)
+    silences = SilencePages(templates)
     guarded = page(templates)
 
     async def home(request: Request) -> Response:
@@ -146,6 +148,8 @@ def routes() -> list[Route]:
         ),
         Route(c + "/dead-letters/{id}/redrive", guarded(deliveries.redrive), methods=["POST"]),
         Route(c + "/principals", guarded(deliveries.principals), methods=["GET"]),
+        Route(c + "/silences", guarded(silences.silences), methods=["GET"]),
+        Route(c + "/silences", guarded(silences.change), methods=["POST"]),
     ]
 
 
