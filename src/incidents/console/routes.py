@@ -1,6 +1,6 @@
 """The console's endpoints under ``/console``: sign-in and sign-out, the pages
-(``incident_pages``, ``delivery_pages``, ``silence_pages``) and the static files. They answer
-HTML, not problem documents: the OpenAPI document lists them as such."""
+(``incident_pages``, ``event_pages``, ``delivery_pages``, ``silence_pages``) and the static
+files. They answer HTML, not problem documents: the OpenAPI document lists them as such."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from incidents.console.delivery_pages import DeliveryPages
+from incidents.console.event_pages import EventPages
 from incidents.console.incident_pages import IncidentPages
 from incidents.console.pages import SIGN_IN, error_page, page, read_form
 from incidents.console.rendering import SECURITY_HEADERS, StaticFiles, Templates
@@ -102,6 +103,7 @@ def routes() -> list[Route]:
     incidents = IncidentPages(templates)
     deliveries = DeliveryPages(templates)
     silences = SilencePages(templates)
+    events = EventPages(templates)
     guarded = page(templates)
 
     async def home(request: Request) -> Response:
@@ -132,6 +134,7 @@ def routes() -> list[Route]:
         ),
         Route(c + "/incidents/{id}", guarded(incidents.act), methods=["POST"]),
         Route(c + "/alerts", guarded(incidents.alerts), methods=["GET"]),
+        Route(c + "/events/{id:path}", guarded(events.event), methods=["GET"]),
         Route(c + "/subscriptions", guarded(deliveries.subscriptions), methods=["GET"]),
         Route(
             c + "/subscriptions/{id}",
@@ -165,8 +168,9 @@ def openapi_paths() -> dict[str, Any]:
     for route in routes():
         for method in sorted(route.methods or ()):
             if method != "HEAD":
-                paths.setdefault(route.path, {})[method.lower()] = {
-                    "summary": f"Web console: {method} {route.path}",
+                path = route.path.replace(":path}", "}")  # OpenAPI names no converters
+                paths.setdefault(path, {})[method.lower()] = {
+                    "summary": f"Web console: {method} {path}",
                     "tags": ["console"],
                     "responses": {"200": HTML, "303": SEE_OTHER},
                 }
