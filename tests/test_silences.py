@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from incidents.app import create_app
 from incidents.cli.main import main
@@ -19,6 +20,7 @@ from incidents.model.cloudevent import CloudEvent
 from incidents.settings import Settings
 from incidents.silences.recurrence import Weekly, parse_recurrence
 from incidents.silences.silence import Silence, SilenceState, parse_silence
+from incidents.silences.store import SilenceStore
 from tests.console_support import csrf_of, sign_in
 from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import (
@@ -29,6 +31,7 @@ from tests.support import (
     create_principal,
     event,
     pointers,
+    with_async_redis,
 )
 
 NOW = datetime(2026, 5, 3, 3, 0, tzinfo=UTC)  # a Sunday
@@ -63,7 +66,7 @@ def weekly(**fields: Any) -> Weekly:
 @pytest.mark.parametrize(
     ("raw", "where"),
     [
-        ({"filter": {"sql": "x"}}, "/filter/sql"),
+        ({"filter": {"jsonpath": "$.x"}}, "/filter/jsonpath"),
         ({"filter": {"exact": {"Bad!": "x"}}}, "/filter/exact/Bad!"),
         ({"filter": []}, "/filter"),
         ({"ends_at": "tomorrow"}, "/ends_at"),
@@ -362,3 +365,24 @@ def test_the_console_lists_creates_and_expires_silences(gateway: str, client: ht
         assert expired.status_code == 200 and f"Silence {silence['id']} expired" in expired.text
         assert client.get(f"/v1/silences/{silence['id']}").json()["state"] == "expired"
         assert "No pending or active silences" in console.get("/console/silences").text
+
+
+def test_silences_that_ended_long_ago_are_dropped(redis_url: str) -> None:
+    """Saving a silence drops those that ended more than 30 days before; younger ones stay."""
+
+    def ended(days_ago: int) -> Silence:
+        ends = NOW - timedelta(days=days_ago)
+        raw = {"filter": {"exact": {"type": "x"}}, "comment": "c", "ends_at": ends.isoformat()}
+        return parse_silence(raw, "admin", ends - timedelta(hours=1))
+
+    async def run(redis: aioredis.Redis) -> list[str]:
+        store = SilenceStore(redis)
+        old, young = ended(31), ended(29)
+        await store.save(old, old.ends_at)
+        await store.save(young, young.ends_at)
+        await store.save(parse_silence(body(), "admin", NOW), NOW)
+        assert await store.get(old.id) is None
+        return sorted(s.id for s in await store.list())
+
+    kept = with_async_redis(redis_url, run)
+    assert len(kept) == 2

@@ -61,7 +61,7 @@ async def create_silence(svc: Services, principal: Principal, body: object) -> S
             f"{most} silences are already pending or active (INCIDENTS_MAX_SILENCES); "
             "expire one first"
         )
-    await store.save(silence)
+    await store.save(silence, at)
     return silence
 
 
@@ -88,9 +88,10 @@ async def owned_silence(svc: Services, principal: Principal, silence_id: str) ->
 
 async def expire_silence(svc: Services, principal: Principal, silence_id: str) -> Silence:
     found = await owned_silence(svc, principal, silence_id)
-    ended = found.expired(now(svc), principal.id)
+    at = now(svc)
+    ended = found.expired(at, principal.id)
     if ended is not found:
-        await _store(svc).save(ended)
+        await _store(svc).save(ended, at)
     return ended
 
 

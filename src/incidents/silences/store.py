@@ -2,7 +2,8 @@
 
 Storage: ``incidents:silence:<id>`` holds a silence's JSON; the sorted set
 ``incidents:silences`` holds every id, scored by when it ends, so the silences still to
-come or running are one range read. Every change bumps ``incidents:silences:version``: a
+come or running are one range read; one that ended more than 30 days ago is dropped when the
+next silence is saved. Every change bumps ``incidents:silences:version``: a
 worker reads that counter with the work it does anyway (in the same round trip) and reloads
 its silences only when it moved, so checking a delivery costs no Redis call at all.
 """
@@ -10,7 +11,7 @@ its silences only when it moved, so checking a delivery costs no Redis call at a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
 import orjson
@@ -21,6 +22,8 @@ from incidents.silences.silence import Silence
 from incidents.store import keys
 from incidents.store.redis import guarded
 
+EXPIRED_KEPT = timedelta(days=30)  # how long an ended silence stays listed
+
 
 def _decode(raw: bytes | None) -> Silence | None:
     return Silence.from_dict(orjson.loads(raw)) if raw else None
@@ -30,12 +33,19 @@ class SilenceStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
 
-    async def save(self, silence: Silence) -> None:
-        """Write a new or changed silence (and tell the workers)."""
+    async def save(self, silence: Silence, now: datetime) -> None:
+        """Write a new or changed silence (and tell the workers); silences that ended more
+        than ``EXPIRED_KEPT`` before ``now`` are dropped on the way."""
         async with guarded("saving a silence"):
+            cutoff = (now - EXPIRED_KEPT).timestamp()
+            old = await self.redis.zrangebyscore(keys.SILENCES, "-inf", f"({cutoff!r}")
             pipe = self.redis.pipeline(transaction=True)
             pipe.set(keys.silence(silence.id), orjson.dumps(silence.to_dict()))
             pipe.zadd(keys.SILENCES, {silence.id: silence.ends_at.timestamp()})
+            if old:
+                gone = [cast(bytes, i).decode() for i in old]
+                pipe.delete(*(keys.silence(i) for i in gone))
+                pipe.zrem(keys.SILENCES, *gone)
             pipe.incr(keys.SILENCES_VERSION)
             await pipe.execute()
 
