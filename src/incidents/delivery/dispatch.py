@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -53,7 +52,7 @@ from incidents.delivery.lanes import (
     lane_incident,
     lane_subscription,
 )
-from incidents.delivery.outcomes import Outcomes
+from incidents.delivery.outcomes import Outcomes, utc_time
 from incidents.delivery.owner_views import IncidentViews, OwnerViews
 from incidents.delivery.subscription_spec import SubscriptionStatus
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
@@ -402,7 +401,7 @@ class Dispatcher:
                 # Judged after policy: a delivery withheld for visibility leaves no trace,
                 # silenced or not. Held by a silence active now: logged, not sent.
                 silence = await self.silences.holding(
-                    self.silence_store, sub.id, stored.event.attributes, _dt(now)
+                    self.silence_store, sub.id, stored.event.attributes, utc_time(now)
                 )
                 if silence is not None:
                     self.outcomes.silenced(result, record, stored, silence, now)
@@ -502,7 +501,3 @@ async def _ensure_wake_group(redis: aioredis.Redis) -> None:
     for consumer in await redis.xinfo_consumers(keys.LANES_WAKE, keys.LANES_WAKE_GROUP):
         if int(consumer["idle"]) > WAKE_CONSUMER_IDLE_MS:
             await redis.xgroup_delconsumer(keys.LANES_WAKE, keys.LANES_WAKE_GROUP, consumer["name"])
-
-
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)

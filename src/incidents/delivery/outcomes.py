@@ -98,7 +98,9 @@ class Outcomes:
             return True
         done = replace(record, attempts=attempt, last_code=outcome.status, last_error=outcome.error)
         if outcome.kind == OutcomeKind.GONE:
-            await self.subs.set_status(sub.id, SubscriptionStatus.DISABLED, outcome.error, _dt(now))
+            await self.subs.set_status(
+                sub.id, SubscriptionStatus.DISABLED, outcome.error, utc_time(now)
+            )
             self.dead(result, done, outcome.error, now, logged=True)
             return True
         await self._failing(sub, now)
@@ -191,8 +193,9 @@ class Outcomes:
         first = await self.subs.note_failure(sub.id, now)
         if first is not None and now - first >= self.settings.disable_after:
             reason = f"failing continuously since {iso(first)} (INCIDENTS_DISABLE_AFTER)"
-            await self.subs.set_status(sub.id, SubscriptionStatus.DISABLED, reason, _dt(now))
+            await self.subs.set_status(sub.id, SubscriptionStatus.DISABLED, reason, utc_time(now))
 
 
-def _dt(ts: float) -> datetime:
+def utc_time(ts: float) -> datetime:
+    """A unix time (the dispatcher's clock) as an aware UTC datetime."""
     return datetime.fromtimestamp(ts, UTC)
