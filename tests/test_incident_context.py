@@ -210,3 +210,18 @@ def test_the_subscribe_help_example_routes_sev1_incidents_end_to_end(
     workers.run_until(lambda: len(rx.at("/sev1")) >= 6)
     replayed = [r.event for r in rx.at("/sev1")[3:]]
     assert [e["imseverity"] for e in replayed] == ["SEV1"] * 3
+
+
+def test_a_binary_mode_context_header_is_refused(client: httpx.Client) -> None:
+    """``ce-imseverity`` in binary mode is refused like the attribute in structured mode."""
+    headers = {
+        "Content-Type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": "binary-ctx",
+        "ce-source": "/tests",
+        "ce-type": "im.incident.declare",
+        "ce-imseverity": "SEV1",
+    }
+    body = json.dumps({"title": "t", "severity": "SEV1", "service": "s"})
+    problem = assert_problem(post(client, body, headers), 400, "invalid-cloudevent")
+    assert pointers(problem) == ["/imseverity"]
