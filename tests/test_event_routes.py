@@ -140,7 +140,8 @@ def test_an_event_id_with_slashes_still_reads(client: httpx.Client, rx: Receiver
     sent = event(id="deploy/2026/05/01", imincidentid="INC-SLASH")
     publish(client, sent)
     assert client.get("/v1/events/deploy/2026/05/01").json()["event"]["id"] == sent["id"]
-    assert routes_of(client, sent["id"])[sub["id"]]["route"] == "not_routed"
+    route = routes_of(client, sent["id"])[sub["id"]]
+    assert (route["route"], route["reason"]) == ("not_routed", "the event is not routed yet")
 
 
 def test_the_console_event_page_shows_the_routes(
@@ -158,3 +159,21 @@ def test_the_console_event_page_shows_the_routes(
         assert page.status_code == 200, page.text
         assert sub["id"] in page.text and "not_matched" in page.text
         assert "SEV2" in page.text and "checkout" in page.text
+
+
+def test_a_subscription_changed_since_routing_is_judged_as_it_is_now(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """An event routed while a subscription's filter refused it, explained after the filter
+    was dropped: it matches now, and the answer says no delivery was queued when it was
+    routed, because the subscription has changed since."""
+    sub = subscribe(client, rx, "/changed", filters=[{"exact": {"imseverity": "SEV1"}}])
+    other = subscribe(client, rx, "/other")
+    sent = event(imincidentid="INC-CHANGED")  # SEV2
+    publish(client, sent)
+    workers.run_until(lambda: len(rx.at("/other")) == 1)
+    assert routes_of(client, sent["id"])[sub["id"]]["route"] == "not_matched"
+    assert client.patch(f"/v1/subscriptions/{sub['id']}", json={"filters": []}).is_success
+    route = routes_of(client, sent["id"])[sub["id"]]
+    assert route["route"] == "not_routed" and "changed since" in route["reason"]
+    assert routes_of(client, sent["id"])[other["id"]]["route"] == "delivered"

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from incidents.auth import Principal, caller
 from incidents.delivery.explain import JUDGED_ON, Fate, explain
-from incidents.delivery.fanout import replay
+from incidents.delivery.fanout import replay, routed_through
 from incidents.delivery.lanes import DEAD, PENDING
 from incidents.delivery.owner_views import OwnerViews
 from incidents.delivery.route_support import (
@@ -33,6 +33,7 @@ from incidents.http import json_response
 from incidents.openapi import JSONObject, query_param
 from incidents.services import Services, services
 from incidents.silences.store import SilenceStore
+from incidents.store.redis import guarded
 
 
 async def deliveries(request: Request) -> Response:
@@ -106,7 +107,9 @@ async def routes_of(
     at = now(svc)
     silences = await SilenceStore(svc.redis).list(after=at)
     owners = OwnerViews(svc.redis, svc.registry)
-    found = await explain(stored, subs, svc.deliveries.lanes, owners, silences, at)
+    async with guarded("reading how far routing is"):
+        routed = await routed_through(svc.redis)
+    found = await explain(stored, subs, svc.deliveries.lanes, owners, silences, at, routed)
     event = stored.event
     return {
         "event": {"id": event.id, "source": event.source, "type": event.type,

@@ -10,8 +10,9 @@ For every subscription, in order, the first of these that applies:
   or retrying), ``delivered``, ``skipped`` (its channel had nothing to send), ``withheld``
   (with the policy rule), ``silenced`` (with the silence) or ``dead_lettered``;
 - with no delivery: ``withheld`` when policy withholds it from the owner now (a delivery
-  withheld for visibility leaves no record), else ``not_routed`` (the subscription is
-  newer than the event, did not match it when it was routed, or the event is not routed yet).
+  withheld for visibility leaves no record), else ``not_routed``: the subscription is newer
+  than the event, the event is not routed yet, or the subscription did not match it when it
+  was routed.
 
 Matching is judged on the subscription as it is now, not as it was when the event was
 routed: the answer says so (``judged_on``).
@@ -152,8 +153,10 @@ async def explain(
     owners: OwnerViews,
     silences: Sequence[Silence],
     now: datetime,
+    routed_through: int,
 ) -> list[Route]:
-    """What became of ``stored`` for each of ``subs`` (see the module's docstring)."""
+    """What became of ``stored`` for each of ``subs`` (see the module's docstring);
+    ``routed_through``: the sequence up to which events are routed."""
     event = stored.event
     if not stored.plan.fanout:
         outcome = stored.plan.alert.outcome if stored.plan.alert is not None else None
@@ -180,12 +183,13 @@ async def explain(
             continue
         if sub.created_at and datetime.fromisoformat(sub.created_at) > stored.ingested_at:
             why = "the subscription was created after the event was accepted"
+        elif stored.sequence > routed_through:
+            why = "the event is not routed yet"
         elif not sub.active:
             why = f"the subscription is disabled ({sub.reason})"
         else:
             why = (
-                "no delivery was queued: the subscription did not match the event when it was "
-                "routed (it has changed since), or the event is not routed yet"
+                "the subscription did not match the event when it was routed (it has changed since)"
             )
         out.append(Route(sub.id, Fate.NOT_ROUTED, why))
     return out
