@@ -20,7 +20,7 @@ from incidents.model.cloudevent import CloudEvent
 from incidents.settings import Settings
 from incidents.silences.recurrence import Weekly, parse_recurrence
 from incidents.silences.silence import Silence, SilenceState, parse_silence
-from incidents.silences.store import SilenceStore
+from incidents.silences.store import SilenceCache, SilenceStore
 from tests.console_support import csrf_of, sign_in
 from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import (
@@ -386,3 +386,44 @@ def test_silences_that_ended_long_ago_are_dropped(redis_url: str) -> None:
 
     kept = with_async_redis(redis_url, run)
     assert len(kept) == 2
+
+
+def test_a_worker_cache_follows_starts_ends_and_windows(redis_url: str) -> None:
+    """The cache's active set changes exactly when a silence starts or ends and when a weekly
+    window opens or closes, and a scoped silence holds only its subscriptions."""
+    attrs = CloudEvent(
+        {"specversion": "1.0", "id": "1", "source": "/s", "type": "im.incident.ack"}
+    ).attributes
+    later_one = parse_silence(
+        {"filter": {"prefix": {"type": "im."}}, "comment": "later",
+         "starts_at": (NOW + timedelta(hours=1)).isoformat(),
+         "ends_at": (NOW + timedelta(hours=2)).isoformat()}, "admin", NOW,
+    )  # fmt: skip
+    weekly_one = parse_silence(
+        {"filter": {"prefix": {"type": "im."}}, "comment": "sundays", "subscriptions": ["sub_x"],
+         "ends_at": (NOW + timedelta(days=30)).isoformat(),
+         "recurrence": {"weekly": {"days": ["sun"], "start": "02:00", "end": "04:00"}}},
+        "admin", NOW,
+    )  # fmt: skip
+
+    async def run(redis: aioredis.Redis) -> list[tuple[str | None, str | None]]:
+        store, cache = SilenceStore(redis), SilenceCache()
+        await store.save(later_one, NOW)
+        await store.save(weekly_one, NOW)
+        cache.observe(await store.version())
+        seen = []
+        for at in (NOW, NOW + timedelta(minutes=59), NOW + timedelta(hours=1),
+                   NOW + timedelta(hours=2), NOW + timedelta(days=7), NOW):  # fmt: skip
+            one, x = [await cache.holding(store, sub, attrs, at) for sub in ("sub_1", "sub_x")]
+            seen.append((one.id if one else None, x.id if x else None))
+        return seen
+
+    later_id, weekly_id = later_one.id, weekly_one.id
+    assert with_async_redis(redis_url, run) == [
+        (None, weekly_id),  # Sunday 03:00: inside the window, for sub_x only
+        (None, weekly_id),  # 03:59 is inside too
+        (later_id, later_id),  # 04:00: the window closed; the other silence started
+        (None, None),  # 05:00: it ended
+        (None, weekly_id),  # a week later, the window again
+        (None, weekly_id),  # back in time: worked out again
+    ]

@@ -67,6 +67,20 @@ class Weekly:
                     return True
         return False
 
+    def next_edge(self, at: datetime) -> datetime:
+        """The first time after ``at`` a window opens or closes (``covers`` holds its
+        answer until then)."""
+        tz = zone(self.timezone)
+        today = at.astimezone(tz).date()
+        edges = [
+            edge
+            for offset in range(-1, 8)
+            if (day := today + timedelta(days=offset)).weekday() in self.days
+            for edge in self._window(day, tz)
+            if edge > at
+        ]
+        return min(edges)  # a listed day comes within the week
+
     def _window(self, day: date, tz: tzinfo) -> tuple[datetime, datetime]:
         opens = _at(day, self.start, tz)
         closes = _at(day if self.end > self.start else day + timedelta(days=1), self.end, tz)

@@ -18,7 +18,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -31,6 +31,7 @@ from incidents.silences.recurrence import Weekly, parse_recurrence
 _LENGTH = re.compile(r"^(\d{1,6})([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 MAX_COMMENT = 1024
+FOREVER = datetime.max.replace(tzinfo=UTC)
 MAX_SUBSCRIPTIONS = 100
 _FIELDS = ("filter", "starts_at", "ends_at", "comment", "subscriptions", "recurrence")
 
@@ -68,12 +69,24 @@ class Silence:
             return SilenceState.PENDING
         return SilenceState.ACTIVE
 
-    def holds(self, sub_id: str, attributes: Mapping[str, AttributeValue], at: datetime) -> bool:
-        """Whether it holds the delivery of an event with ``attributes`` to ``sub_id`` at
-        ``at``: its scope, its time and its filter all say so."""
+    def next_change(self, at: datetime) -> datetime:
+        """The first time after ``at`` its state may change (``FOREVER``: never)."""
+        edges = [t for t in (self.starts_at, self.ends_at) if t > at]
+        if self.recurrence is not None and at < self.ends_at:
+            edges.append(self.recurrence.next_edge(at))
+        return min(edges, default=FOREVER)
+
+    def applies(self, sub_id: str, attributes: Mapping[str, AttributeValue]) -> bool:
+        """Whether its scope and its filter take the delivery of an event with
+        ``attributes`` to ``sub_id`` (whatever the time)."""
         if self.subscriptions and sub_id not in self.subscriptions:
             return False
-        return self.state(at) is SilenceState.ACTIVE and self.filter.matches(attributes)
+        return self.filter.matches(attributes)
+
+    def holds(self, sub_id: str, attributes: Mapping[str, AttributeValue], at: datetime) -> bool:
+        """Whether it holds that delivery at ``at``: its scope, its filter and its time all
+        say so."""
+        return self.applies(sub_id, attributes) and self.state(at) is SilenceState.ACTIVE
 
     def expired(self, at: datetime, by: str) -> Silence:
         """Ended now (kept as expired); one that has ended already stays as it is."""

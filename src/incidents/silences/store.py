@@ -18,7 +18,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from incidents.model.cloudevent import AttributeValue
-from incidents.silences.silence import Silence
+from incidents.silences.silence import FOREVER, Silence, SilenceState
 from incidents.store import keys
 from incidents.store.redis import guarded
 
@@ -84,23 +84,47 @@ class SilenceStore:
 class SilenceCache:
     """A worker's silences that have not ended, reloaded only when the version counter moved
     (``observe``, with a value read along with other work). Kept by the worker across jobs,
-    as its subscriptions are."""
+    as its subscriptions are.
+
+    The active ones are worked out once and kept until the first time any silence starts,
+    ends, or opens or closes a weekly window: a delivery is matched against the silences
+    active now only (most of the time none), never against every one."""
 
     def __init__(self) -> None:
         self._version: bytes | None = None
         self._silences: list[Silence] | None = None
+        # The active silences, by id: those of every subscription, and those that name
+        # subscriptions under each one they name; and the span of time this holds for.
+        self._everyone: list[Silence] = []
+        self._named: dict[str, list[Silence]] = {}
+        self._active_span: tuple[datetime, datetime] | None = None
 
     def observe(self, version: bytes | str | None) -> None:
         version = (version.encode() if isinstance(version, str) else version) or b"0"
         if version != self._version:
             self._version = version
             self._silences = None
+            self._active_span = None
 
     async def current(self, store: SilenceStore, at: datetime) -> list[Silence]:
         """The silences not ended at ``at`` (loaded when the cache was dropped)."""
         if self._silences is None:
             self._silences = await store.list(after=at)
         return self._silences
+
+    async def _activate(self, store: SilenceStore, at: datetime) -> None:
+        """Work out the active silences, unless those worked out still hold at ``at``."""
+        span = self._active_span
+        if span is not None and span[0] <= at < span[1]:
+            return
+        loaded = await self.current(store, at)
+        active = sorted((s for s in loaded if s.state(at) is SilenceState.ACTIVE), key=_by_id)
+        self._everyone = [s for s in active if not s.subscriptions]
+        self._named = {}
+        for silence in active:
+            for sub_id in silence.subscriptions:
+                self._named.setdefault(sub_id, []).append(silence)
+        self._active_span = (at, min((s.next_change(at) for s in loaded), default=FOREVER))
 
     async def holding(
         self,
@@ -109,6 +133,15 @@ class SilenceCache:
         attributes: Mapping[str, AttributeValue],
         at: datetime,
     ) -> Silence | None:
-        """The first silence (by id) that holds this delivery at ``at``, if any."""
-        found = [s for s in await self.current(store, at) if s.holds(sub_id, attributes, at)]
-        return min(found, key=lambda s: s.id) if found else None
+        """The first silence (by id) that holds this delivery at ``at``, if any: only the
+        silences active now that cover ``sub_id`` are matched."""
+        await self._activate(store, at)
+        found = [
+            next((s for s in candidates if s.filter.matches(attributes)), None)
+            for candidates in (self._everyone, self._named.get(sub_id, ()))
+        ]
+        return min((s for s in found if s is not None), key=_by_id, default=None)
+
+
+def _by_id(silence: Silence) -> str:
+    return silence.id
