@@ -113,6 +113,9 @@ def test_a_silence_is_pending_active_then_expired() -> None:
     assert ended.state(NOW + timedelta(hours=2)) is SilenceState.EXPIRED
     assert ended.expired_by == "alice"
     assert Silence.from_dict(ended.to_dict()) == ended
+    never = silence.expired(NOW, "bob")  # expired before it started
+    assert never.state(NOW) is SilenceState.EXPIRED
+    assert never.state(NOW + timedelta(hours=1)) is SilenceState.EXPIRED
 
 
 def test_a_weekly_recurrence_holds_only_inside_its_windows() -> None:
@@ -179,6 +182,16 @@ def test_an_admin_creates_reads_lists_and_expires_a_silence(client: httpx.Client
     assert client.get("/v1/silences", params={"state": "active"}).json()["silences"] == []
     listed = client.get("/v1/silences").json()["silences"]
     assert [(s["id"], s["state"]) for s in listed] == [(created["id"], "expired")]
+
+
+def test_metrics_count_the_silences_not_ended(client: httpx.Client) -> None:
+    """``incidents_silences`` counts pending and active silences, not expired ones."""
+    kept = client.post("/v1/silences", json=body()).json()
+    gone = client.post("/v1/silences", json=body()).json()
+    client.delete(f"/v1/silences/{gone['id']}")
+    lines = client.get("/metrics").text.splitlines()
+    assert "incidents_silences 1" in lines
+    assert kept["state"] == "active"
 
 
 def test_api_refusals_are_problems(client: httpx.Client) -> None:

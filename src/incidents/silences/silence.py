@@ -89,10 +89,11 @@ class Silence:
         return self.applies(sub_id, attributes) and self.state(at) is SilenceState.ACTIVE
 
     def expired(self, at: datetime, by: str) -> Silence:
-        """Ended now (kept as expired); one that has ended already stays as it is."""
+        """Ended now (kept as expired; one that had not started ends before it starts); one
+        that has ended already stays as it is."""
         if at >= self.ends_at:
             return self
-        return replace(self, ends_at=max(at, self.starts_at), expired_by=by)
+        return replace(self, starts_at=min(self.starts_at, at), ends_at=at, expired_by=by)
 
     def to_dict(self, at: datetime | None = None) -> dict[str, object]:
         """As stored; with ``at``, as shown (its state at that time added)."""
