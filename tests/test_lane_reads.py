@@ -38,9 +38,11 @@ def test_completing_a_held_lane_returns_its_next_records_version_pause_and_state
     redis_url: str, redis_client: redis.Redis
 ) -> None:
     """Completing with more to do returns the next heads with their records, the
-    subscriptions' version, the subscription's pause and the incident's channel state."""
+    subscriptions' and the silences' versions, the subscription's pause and the incident's
+    channel state."""
     first, second, third = queued("sub_r", "INC-9", [1, 2, 3])
     redis_client.set(keys.SUBSCRIPTIONS_VERSION, "41")
+    redis_client.set(keys.SILENCES_VERSION, "7")
     redis_client.set(keys.paused("sub_r"), repr(T0 + 5))
     state = ChannelState(external_id="EXT-1")
     redis_client.hset(keys.channel_state("sub_r"), "INC-9", state.encoded())
@@ -67,6 +69,7 @@ def test_completing_a_held_lane_returns_its_next_records_version_pause_and_state
     assert found is not None
     assert getattr(found, "heads", None) == ((second.id, 2), (third.id, 3))
     assert getattr(found, "version", None) == b"41"
+    assert getattr(found, "silences", None) == b"7"
     assert getattr(found, "paused", None) == repr(T0 + 5).encode()
     assert ChannelState.decode(getattr(found, "state", b"")).external_id == "EXT-1"
     rows = getattr(found, "rows", ())

@@ -357,3 +357,13 @@ def test_a_subscriber_that_falls_behind_is_dropped_and_told(
     assert slow_items[-1] is End.BEHIND and len(slow_items) == 4
     assert seen == sorted(seen) and len(seen) == 5
     assert count == 1
+
+
+def test_streamed_events_carry_the_incident_context(gw: Gateway, admin: httpx.Client) -> None:
+    """An ack on the stream carries the incident's severity, status and service, stamped by
+    the gateway, though the ack itself says none of them."""
+    with gw.stream() as stream:
+        publish(admin, declare("INC-CTX"), event("im.incident.ack", imincidentid="INC-CTX"))
+        _, ack = stream.events(2)
+    body = ack.body
+    assert (body["imseverity"], body["imstatus"], body["imservice"]) == ("SEV2", "open", "checkout")

@@ -47,6 +47,7 @@ from incidents.policy.principals import PrincipalStore
 from incidents.queries.catalog import Queries
 from incidents.services import AdapterSchemas, Services, services
 from incidents.settings import Settings, SettingsError
+from incidents.silences import routes as silence_routes
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async, full, is_full
 from incidents.stream import routes as stream_routes
@@ -128,6 +129,7 @@ def route_modules() -> list[RouteModule]:
         adapter_routes,
         principal_routes,
         delivery_routes,
+        silence_routes,
         sync_routes,
         console_routes,
         stream_routes,

@@ -102,7 +102,8 @@ class Metrics:
             pipe.zcount(keys.LANES_DUE, f"({now!r}", "+inf")
             pipe.zcard(keys.LANES_LEASED)
             pipe.scard(keys.SUBSCRIPTIONS)
-            retained, last, dead, due_now, due_later, leased, subs = await pipe.execute()
+            pipe.zcount(keys.SILENCES, f"({now!r}", "+inf")
+            retained, last, dead, due_now, due_later, leased, subs, silences = await pipe.execute()
             unrouted = redis.register_script(load_script("outbox"))
             backlog = await unrouted(keys=[keys.OUTBOX], args=[keys.ROUTER_GROUP, 0, UNROUTED_CAP])
             full = await refuses_writes_async(redis)
@@ -137,6 +138,9 @@ class Metrics:
             "# HELP incidents_subscriptions Subscriptions, active or disabled.",
             "# TYPE incidents_subscriptions gauge",
             f"incidents_subscriptions {subs}",
+            "# HELP incidents_silences Silences that have not ended (pending or active).",
+            "# TYPE incidents_silences gauge",
+            f"incidents_silences {silences}",
         ]
         return "\n".join(lines) + "\n"
 

@@ -307,6 +307,13 @@ class Settings:
         24 * 3600.0,
         "seconds the old secret keeps signing after a rotation",
     )
+    max_silences: int = setting(
+        "INCIDENTS_MAX_SILENCES",
+        _at_least(1),
+        1000,
+        "silences that have not ended, at most at once (workers check every delivery against"
+        " them); creating one more is a `409`",
+    )
     data_dir: Path = setting(  # noqa: RUF009  # declares a field, as dataclasses.field does
         "INCIDENTS_DATA_DIR",
         _path,

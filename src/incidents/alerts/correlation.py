@@ -18,6 +18,7 @@ from typing import Any
 
 from incidents.errors import IllegalTransition
 from incidents.ingest.pipeline import Pending
+from incidents.lifecycle.context import with_alert_context
 from incidents.lifecycle.incident_writes import IncidentBook, canonical_severity, same_tenant
 from incidents.lifecycle.machine import event_time
 from incidents.model.alert import Alert, AlertStatus, strings
@@ -30,8 +31,6 @@ from incidents.model.types import EventType, Extension
 from incidents.policy.alert_rules import AlertRules
 from incidents.store import keys
 from incidents.store.events import EventStore, IndexAdd
-
-_SERVICE_LABELS = ("service", "app", "job", "namespace")
 
 
 def _data(event: CloudEvent) -> Mapping[str, Any]:
@@ -64,7 +63,6 @@ class Correlator:
             linked_by = LinkedBy.GATEWAY
         elif incident_id is not None:
             linked_by = LinkedBy.EVENT
-        p.event = event
 
         state, reason = None, None
         if alert is not None:
@@ -78,6 +76,7 @@ class Correlator:
                 f"no open alert for correlation key {key!r}; "
                 f"nothing to {'acknowledge' if event.type == EventType.ALERT_ACK else 'resolve'}"
             )
+        p.event = with_alert_context(event, alert)
         planned = AlertPlan(key, outcome, declared, linked_by, state, reason)
         p.plan = Plan(fanout=not outcome.quiet, alert=planned)
 
@@ -180,7 +179,7 @@ class Correlator:
     def _declare(incident_id: str, event: CloudEvent, alert: Alert, now: datetime) -> Incident:
         data = _data(event)
         annotations = strings(data.get("annotations"))
-        service = next((alert.labels[k] for k in _SERVICE_LABELS if alert.labels.get(k)), "")
+        service = alert.service
         return Incident(
             id=incident_id,
             title=(alert.summary or f"alert {alert.key}")[:300],

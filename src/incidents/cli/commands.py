@@ -82,7 +82,7 @@ def setting_flags(parser: argparse.ArgumentParser) -> None:
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], commands: dict[str, Command]
 ) -> None:
-    from incidents.cli import delivery_commands
+    from incidents.cli import delivery_commands, silence_commands
 
     p = sub.add_parser("send", help="send one CloudEvent to a running gateway")
     client_flags(p)
@@ -99,6 +99,7 @@ def register(
     )
     commands["send"] = reporting(cmd_send)
     delivery_commands.register(sub, commands)
+    silence_commands.register(sub, commands)
 
 
 def gateway_url(args: argparse.Namespace, settings: Settings) -> str:

@@ -20,8 +20,9 @@ DEAD_LETTERS_SHOWN = 200
 
 
 def failure_rate(attempts: list[dict[str, object]]) -> float | None:
-    """The share of recent attempts that were not delivered (withheld and skipped aside)."""
-    tried = [a for a in attempts if a.get("outcome") not in ("withheld", "skipped")]
+    """The share of recent attempts that were not delivered (withheld, silenced and skipped
+    aside: nothing was tried)."""
+    tried = [a for a in attempts if a.get("outcome") not in ("withheld", "silenced", "skipped")]
     if not tried:
         return None
     failed = sum(1 for a in tried if a.get("outcome") != "delivered")

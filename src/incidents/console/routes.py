@@ -1,6 +1,6 @@
 """The console's endpoints under ``/console``: sign-in and sign-out, the pages
-(``incident_pages``, ``delivery_pages``) and the static files. They answer HTML, not
-problem documents: the OpenAPI document lists them as such."""
+(``incident_pages``, ``event_pages``, ``delivery_pages``, ``silence_pages``) and the static
+files. They answer HTML, not problem documents: the OpenAPI document lists them as such."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from incidents.console.delivery_pages import DeliveryPages
+from incidents.console.event_pages import EventPages
 from incidents.console.incident_pages import IncidentPages
 from incidents.console.pages import SIGN_IN, error_page, page, read_form
 from incidents.console.rendering import SECURITY_HEADERS, StaticFiles, Templates
@@ -22,6 +23,7 @@ from incidents.console.session import (
     SESSION_SECONDS,
     SIGN_IN_COOKIE,
 )
+from incidents.console.silence_pages import SilencePages
 from incidents.errors import CsrfRefused, IncidentsError, NotFound
 from incidents.services import services
 
@@ -101,6 +103,8 @@ def routes() -> list[Route]:
     sign_in = SignIn(templates)
     incidents = IncidentPages(templates)
     deliveries = DeliveryPages(templates)
+    silences = SilencePages(templates)
+    events = EventPages(templates)
     guarded = page(templates)
 
     async def home(request: Request) -> Response:
@@ -131,6 +135,7 @@ def routes() -> list[Route]:
         ),
         Route(c + "/incidents/{id}", guarded(incidents.act), methods=["POST"]),
         Route(c + "/alerts", guarded(incidents.alerts), methods=["GET"]),
+        Route(c + "/events/{id:path}", guarded(events.event), methods=["GET"]),
         Route(c + "/subscriptions", guarded(deliveries.subscriptions), methods=["GET"]),
         Route(
             c + "/subscriptions/{id}",
@@ -147,6 +152,8 @@ def routes() -> list[Route]:
         ),
         Route(c + "/dead-letters/{id}/redrive", guarded(deliveries.redrive), methods=["POST"]),
         Route(c + "/principals", guarded(deliveries.principals), methods=["GET"]),
+        Route(c + "/silences", guarded(silences.silences), methods=["GET"]),
+        Route(c + "/silences", guarded(silences.change), methods=["POST"]),
     ]
 
 

@@ -5,7 +5,8 @@ newest first per subscription (``incidents:sub:<id>:attempts``) and shown as
 An entry is stored as JSON. Which keys it has tells what happened: ``event_id`` and ``type``
 when the event was known; ``status_code``, ``latency_ms``, ``error``, ``response`` and
 ``request`` (method, URL and the start of the body, secrets masked) when a request was made;
-``rule`` (and ``redacted``) when policy withheld or redacted the event.
+``rule`` (and ``redacted``) when policy withheld or redacted the event; ``silence`` (the
+silence's id) when a silence held it (outcome ``silenced``).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ class AttemptEntry:
     incident: str | None
     attempt: int
     time: float
-    outcome: str  # an OutcomeKind, or "withheld" / "dead" (a DeliveryState)
+    outcome: str  # an OutcomeKind, or "withheld" / "silenced" / "dead" (a DeliveryState)
     event: tuple[str, str] | None = None  # (event id, type), when the event is known
     sent: Outcome | None = None  # what the request got, when one was made
     error: str | None = None
     next_attempt: float | None = None
     rule: str | None = None
     redacted: tuple[str, ...] = field(default=())
+    silence: str | None = None  # the silence that held it
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -52,6 +54,9 @@ class AttemptEntry:
         out["event_id"], out["type"] = self.event
         out.update(incident=self.incident, attempt=self.attempt, time=iso(self.time))
         out.update(outcome=str(self.outcome), next_attempt=when)
+        if self.silence is not None:  # held by a silence
+            out.update(silence=self.silence, error=self.error)
+            return out
         if self.sent is None:  # withheld by policy
             out.update(rule=self.rule, error=self.error)
             return out

@@ -1,5 +1,7 @@
 """HTTP endpoints of what was delivered: a subscription's delivery log and ``replay``
-(``/v1/subscriptions/{id}/...``), and the dead letters with their ``redrive`` (admins)."""
+(``/v1/subscriptions/{id}/...``), the dead letters with their ``redrive`` (admins), and what
+became of one event for each subscription (``GET /v1/events/{id}/routes``, served from
+``ingest.routes``, before its catch-all ``/v1/events/{id}``)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.auth import caller
-from incidents.delivery.fanout import replay
+from incidents.auth import Principal, caller
+from incidents.delivery.explain import JUDGED_ON, Fate, explain
+from incidents.delivery.fanout import replay, routed_through
 from incidents.delivery.lanes import DEAD, PENDING
+from incidents.delivery.owner_views import OwnerViews
 from incidents.delivery.route_support import (
     ID,
     LIMIT,
@@ -26,8 +30,10 @@ from incidents.delivery.route_support import (
 )
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
-from incidents.openapi import JSONObject
-from incidents.services import services
+from incidents.openapi import JSONObject, query_param
+from incidents.services import Services, services
+from incidents.silences.store import SilenceStore
+from incidents.store.redis import guarded
 
 
 async def deliveries(request: Request) -> Response:
@@ -90,6 +96,36 @@ async def redrive(request: Request) -> Response:
     return json_response(again.to_dict(), status=202)
 
 
+async def routes_of(
+    svc: Services, principal: Principal, event_id: str, source: str | None
+) -> dict[str, object]:
+    """The answer of ``GET /v1/events/{id}/routes`` (the console's event page shows it too):
+    for each subscription ``principal`` owns (admins: all), what became of the event."""
+    viewer = svc.queries.viewer(principal)
+    stored = await svc.queries.events.stored(viewer, event_id, source)
+    subs = await svc.deliveries.subscriptions.list(None if principal.is_admin else principal.id)
+    at = now(svc)
+    silences = await SilenceStore(svc.redis).list(after=at)
+    owners = OwnerViews(svc.redis, svc.registry)
+    async with guarded("reading how far routing is"):
+        routed = await routed_through(svc.redis)
+    found = await explain(stored, subs, svc.deliveries.lanes, owners, silences, at, routed)
+    event = stored.event
+    return {
+        "event": {"id": event.id, "source": event.source, "type": event.type,
+                  "sequence": stored.sequence},
+        "judged_at": at.isoformat(),
+        "judged_on": JUDGED_ON,
+        "routes": [r.to_dict() for r in found],
+    }  # fmt: skip
+
+
+async def event_routes(request: Request) -> Response:
+    svc, principal = subscriber(request)
+    source = request.query_params.get("source")
+    return json_response(await routes_of(svc, principal, request.path_params["id"], source))
+
+
 def routes() -> list[Route]:
     return [
         Route("/v1/subscriptions/{id}/deliveries", deliveries, methods=["GET"]),
@@ -121,9 +157,50 @@ REPLAYED = {
 }
 
 
+EVENT_ROUTES = {
+    "type": "object",
+    "required": ["event", "judged_at", "judged_on", "routes"],
+    "properties": {
+        "event": {"type": "object", "properties": {
+            "id": {"type": "string"}, "source": {"type": "string"}, "type": {"type": "string"},
+            "sequence": {"type": "integer"}}},
+        "judged_at": {"type": "string", "format": "date-time"},
+        "judged_on": {"type": "string", "description": "matching is judged on each "
+                      "subscription as it is now, not as it was when the event was routed"},
+        "routes": {"type": "array", "items": {
+            "type": "object",
+            "required": ["subscription", "route", "reason"],
+            "properties": {
+                "subscription": {"type": "string"},
+                "route": {"enum": [f.value for f in Fate]},
+                "reason": {"type": "string"},
+                "failed": {"type": "object", "description": "not_matched: what did not match "
+                           "(types, source, filter with its index and expression, or origin)"},
+                "rule": {"type": "string", "description": "withheld: the policy rule"},
+                "silence": {"type": "string", "description": "silenced: the silence that held "
+                            "it (queued: the active silence that will)"},
+                "delivery": {"type": "object", "description": "the delivery routing queued",
+                             "properties": {
+                                 "id": {"type": "string"}, "state": {"type": "string"},
+                                 "attempts": {"type": "integer"},
+                                 "next_attempt": {"type": ["number", "null"]},
+                                 "last_status_code": {"type": ["integer", "null"]},
+                                 "last_error": {"type": ["string", "null"]}}},
+            },
+        }},
+    },
+}  # fmt: skip
+SOURCE = [query_param("source", {"type": "string"}, "when several sources used the id")]
+
+
 def openapi_paths() -> JSONObject:
     op, body = operation, request_body
     return {
+        "/v1/events/{id}/routes": {
+            "get": op("What became of an event for each subscription (yours; admins: all)",
+                      "200", "One route per subscription", 400, 401, 403, 404, 503,
+                      schema=EVENT_ROUTES, parameters=ID + SOURCE),
+        },
         "/v1/subscriptions/{id}/deliveries": {
             "get": op("Delivery attempts, newest first", "200", "The attempt log",
                       400, 401, 403, 404, 503, parameters=ID + LIMIT),

@@ -52,7 +52,7 @@ from incidents.delivery.lanes import (
     lane_incident,
     lane_subscription,
 )
-from incidents.delivery.outcomes import Outcomes
+from incidents.delivery.outcomes import Outcomes, utc_time
 from incidents.delivery.owner_views import IncidentViews, OwnerViews
 from incidents.delivery.subscription_spec import SubscriptionStatus
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
@@ -62,6 +62,7 @@ from incidents.model.cloudevent import StoredEvent
 from incidents.model.schemas import SchemaRegistry
 from incidents.policy.outbound import Verdict
 from incidents.settings import Settings
+from incidents.silences.store import SilenceCache, SilenceStore
 from incidents.store import keys
 from incidents.store.events import EventStore, stored_event
 from incidents.store.redis import UNAVAILABLE
@@ -91,6 +92,7 @@ class Dispatcher:
         routes: SubscriptionCache,
         clock: Callable[[], float],
         stopping: Callable[[], bool] = lambda: False,
+        silences: SilenceCache | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -107,6 +109,8 @@ class Dispatcher:
         self.throttle = Throttle(redis, clock)
         self.owner_views = OwnerViews(redis, registry)
         self.outcomes = Outcomes(settings, self.subs, self.throttle, clock)
+        self.silences = silences if silences is not None else SilenceCache()
+        self.silence_store = SilenceStore(redis)
         self._events: dict[int, StoredEvent] = {}
         self._changed = asyncio.Event()  # a lane finished, work was queued, or a helper ended
         self._woken = False  # work was queued since the last claim
@@ -394,6 +398,14 @@ class Dispatcher:
                 if not verdict.deliver or verdict.event is None:
                     self.outcomes.withheld(result, record, stored, verdict, now)
                     continue
+                # Judged after policy: a delivery withheld for visibility leaves no trace,
+                # silenced or not. Held by a silence active now: logged, not sent.
+                silence = await self.silences.holding(
+                    self.silence_store, sub.id, stored.event.attributes, utc_time(now)
+                )
+                if silence is not None:
+                    self.outcomes.silenced(result, record, stored, silence, now)
+                    continue
                 state = result.states.get(state_key) or states.get(state_key)
                 channel = self.channels[sub.channel]
                 result.channel = channel.name
@@ -450,16 +462,20 @@ class Dispatcher:
         rows: Sequence[Any]
         if read is not None:
             version, paused, state, rows = read.version, read.paused, read.state, read.rows
+            silences = read.silences
             raws = await self.redis.mget(missing) if missing else []
         else:
             pipe = self.redis.pipeline(transaction=False)
-            # One MGET for the version, the pause and the events not cached.
-            pipe.mget([keys.SUBSCRIPTIONS_VERSION, keys.paused(sub_id), *missing])
+            # One MGET for the versions, the pause and the events not cached.
+            pipe.mget(
+                [keys.SUBSCRIPTIONS_VERSION, keys.SILENCES_VERSION, keys.paused(sub_id), *missing]
+            )
             pipe.hget(keys.channel_state(sub_id), incident or "~")
             for delivery_id in ids:
                 pipe.hgetall(keys.delivery(delivery_id))
-            (version, paused, *raws), state, *rows = await pipe.execute()
+            (version, silences, paused, *raws), state, *rows = await pipe.execute()
         self.cache.observe(version)
+        self.silences.observe(silences)
         self.throttle.note(sub_id, paused)
         records = {i: Delivery.from_fields(i, raw) for i, raw in zip(ids, rows, strict=True) if raw}
         # Returned, not only cached: the cache may be emptied (when it grows large) while

@@ -97,6 +97,33 @@ async def outbox_backlog(redis: aioredis.Redis, retention: int = 0) -> bool:
     return bool(await script(keys=[OUTBOX], args=[keys.ROUTER_GROUP, retention]))
 
 
+async def routed_through(redis: aioredis.Redis) -> int:
+    """The gateway sequence up to which events are routed (their deliveries queued and their
+    outbox entries acknowledged); 0 when none is. Entries the router holds unacknowledged are
+    not: routing is up to the one before the first of them."""
+    try:
+        groups: Any = await redis.xinfo_groups(OUTBOX)
+    except ResponseError:  # no outbox yet
+        return 0
+    found = [g for g in groups if _text(g["name"]) == keys.ROUTER_GROUP]
+    if not found:
+        return 0
+    pending: Any = await redis.xpending(OUTBOX, keys.ROUTER_GROUP)
+    held = bool(pending["pending"])
+    edge = _text(pending["min"] if held else found[0]["last-delivered-id"])
+    if edge == "0-0":
+        return 0
+    entries: Any = await redis.xrange(OUTBOX, edge, edge)
+    if not entries:  # trimmed: routed long ago (unrouted entries are never trimmed)
+        return int(await redis.get(keys.SEQUENCE) or 0)
+    seq = int(entries[0][1][b"seq"])
+    return seq - 1 if held else seq
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 async def route_outbox(
     redis: aioredis.Redis,
     cache: SubscriptionCache,

@@ -30,6 +30,7 @@ from incidents.delivery.subscriptions import SubscriptionCache
 from incidents.delivery.transport import AiohttpTransport
 from incidents.model.schemas import SchemaRegistry
 from incidents.settings import Settings
+from incidents.silences.store import SilenceCache
 from incidents.store.redis import connect_async
 
 ROUTE_QUEUE = "incidents-route"
@@ -55,6 +56,7 @@ class WorkerContext:
     registry: SchemaRegistry
     routes: SubscriptionCache = field(default_factory=SubscriptionCache)
     deliveries: SubscriptionCache = field(default_factory=SubscriptionCache)
+    silences: SilenceCache = field(default_factory=SilenceCache)
     channels: Mapping[str, Channel] = field(default_factory=default_channels)
     stopping: threading.Event = field(default_factory=threading.Event)  # the worker is stopping
     # A long-running worker (``incidents worker``, not a burst): its deliver jobs route, and
@@ -86,6 +88,7 @@ class WorkerContext:
             routes=self.routes,
             clock=self.clock,
             stopping=self.stopping.is_set,
+            silences=self.silences,
         )
 
 

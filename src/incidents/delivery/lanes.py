@@ -50,9 +50,10 @@ class DeliveryState(StrEnum):
     SKIPPED = "skipped"  # its channel had nothing to send for it (a note, for a pager)
     WITHHELD = "withheld"  # policy refused it for the subscription's owner
     DEAD = "dead"  # retries ran out (or it can never be sent): a dead letter
+    SILENCED = "silenced"  # a silence held it: not sent (a replay after it sends the event)
 
 
-PENDING, RETRYING, DELIVERED, SKIPPED, WITHHELD, DEAD = DeliveryState
+PENDING, RETRYING, DELIVERED, SKIPPED, WITHHELD, DEAD, SILENCED = DeliveryState
 
 
 def routed_id(sequence: int, sub_id: str, source: str, event_id: str) -> str:
@@ -95,6 +96,8 @@ class Delivery:
     last_code: int | None = None
     last_error: str = ""
     reason: str = ""
+    rule: str = ""  # the policy rule that withheld it
+    silence: str = ""  # the id of the silence that held it
 
     def fields(self) -> dict[str, str]:
         return {
@@ -109,6 +112,8 @@ class Delivery:
             "last_code": "" if self.last_code is None else str(self.last_code),
             "last_error": self.last_error,
             "reason": self.reason,
+            "rule": self.rule,
+            "silence": self.silence,
         }
 
     @classmethod
@@ -127,6 +132,8 @@ class Delivery:
             last_code=int(f["last_code"]) if f.get("last_code") else None,
             last_error=f.get("last_error", ""),
             reason=f.get("reason", ""),
+            rule=f.get("rule", ""),
+            silence=f.get("silence", ""),
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -142,6 +149,8 @@ class Delivery:
             "last_status_code": self.last_code,
             "last_error": self.last_error or None,
             "reason": self.reason or None,
+            "rule": self.rule or None,
+            "silence": self.silence or None,
         }
 
 
@@ -176,14 +185,16 @@ class RoutedBatch:
 class Continued:
     """The next deliveries of a lane its holder goes on with (``complete_and_continue``),
     with what working them needs, read in the same step: the subscriptions' version, the
-    subscription's pause, its channel state for the lane's incident, and the records (raw
-    HGETALL fields, in the order of ``heads``; empty when a record is gone)."""
+    subscription's pause, its channel state for the lane's incident, the records (raw
+    HGETALL fields, in the order of ``heads``; empty when a record is gone) and the
+    silences' version."""
 
     heads: tuple[tuple[str, int], ...]
     version: bytes | None = None
     paused: bytes | None = None
     state: bytes | None = None
     rows: tuple[Mapping[bytes, bytes], ...] = ()
+    silences: bytes | None = None  # the silences' version
 
 
 @dataclass(frozen=True)
@@ -316,6 +327,7 @@ class Ledger:
             "lane": result.lane,
             "token": result.token,
             "version_key": keys.SUBSCRIPTIONS_VERSION,
+            "silences_key": keys.SILENCES_VERSION,
             "paused_key": keys.paused(sub_id),
             "state_key": keys.channel_state(sub_id),
             "state_field": lane_incident(result.lane) or "~",
@@ -354,8 +366,8 @@ class Ledger:
             return None
         if len(raw) == 1:
             return Continued(())
-        heads, version, paused, state, *rows = raw[1:]
-        return Continued(_heads(heads), version, paused, state, tuple(map(_fields, rows)))
+        heads, version, paused, state, silences, *rows = raw[1:]
+        return Continued(_heads(heads), version, paused, state, tuple(map(_fields, rows)), silences)
 
     async def attempts(self, sub_id: str, limit: int) -> list[dict[str, object]]:
         """The subscription's attempt log, newest first, as stored (``AttemptEntry``)."""

@@ -22,6 +22,7 @@ from incidents.model.cloudevent import StoredEvent
 from incidents.policy.access import RULE_CLEARANCE
 from incidents.policy.outbound import Verdict
 from incidents.settings import Settings
+from incidents.silences.silence import Silence
 
 MIN_RETRY_AFTER = 1.0  # a Retry-After of 0 still waits this long, so retries cannot spin
 # Withheld because the owner may not even know the event exists (another tenant's, or
@@ -97,7 +98,9 @@ class Outcomes:
             return True
         done = replace(record, attempts=attempt, last_code=outcome.status, last_error=outcome.error)
         if outcome.kind == OutcomeKind.GONE:
-            await self.subs.set_status(sub.id, SubscriptionStatus.DISABLED, outcome.error, _dt(now))
+            await self.subs.set_status(
+                sub.id, SubscriptionStatus.DISABLED, outcome.error, utc_time(now)
+            )
             self.dead(result, done, outcome.error, now, logged=True)
             return True
         await self._failing(sub, now)
@@ -149,8 +152,28 @@ class Outcomes:
         entry = self.entry(record, stored, now, DeliveryState.WITHHELD, record.attempts)
         entry.rule, entry.error = verdict.rule, verdict.reason
         result.log.append(entry)
-        withheld = replace(record, state=DeliveryState.WITHHELD, reason=verdict.reason)
+        withheld = replace(
+            record, state=DeliveryState.WITHHELD, reason=verdict.reason, rule=verdict.rule
+        )
         result.records.append(replace(withheld, next_at=None))
+
+    def silenced(
+        self,
+        result: LaneResult,
+        record: Delivery,
+        stored: StoredEvent,
+        silence: Silence,
+        now: float,
+    ) -> None:
+        """A silence holds the delivery: it is finished, logged as ``silenced`` naming the
+        silence, and not sent (the lane goes on with the next event)."""
+        result.finished.append(record.id)
+        reason = f"held by silence {silence.id}: {silence.comment}"
+        entry = self.entry(record, stored, now, DeliveryState.SILENCED, record.attempts)
+        entry.silence, entry.error = silence.id, reason
+        result.log.append(entry)
+        held = replace(record, state=DeliveryState.SILENCED, reason=reason, silence=silence.id)
+        result.records.append(replace(held, next_at=None))
 
     def dead(
         self, result: LaneResult, record: Delivery, reason: str, now: float, logged: bool = False
@@ -170,8 +193,9 @@ class Outcomes:
         first = await self.subs.note_failure(sub.id, now)
         if first is not None and now - first >= self.settings.disable_after:
             reason = f"failing continuously since {iso(first)} (INCIDENTS_DISABLE_AFTER)"
-            await self.subs.set_status(sub.id, SubscriptionStatus.DISABLED, reason, _dt(now))
+            await self.subs.set_status(sub.id, SubscriptionStatus.DISABLED, reason, utc_time(now))
 
 
-def _dt(ts: float) -> datetime:
+def utc_time(ts: float) -> datetime:
+    """A unix time (the dispatcher's clock) as an aware UTC datetime."""
     return datetime.fromtimestamp(ts, UTC)

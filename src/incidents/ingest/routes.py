@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.auth import caller
+from incidents.delivery import delivery_log_routes
 from incidents.errors import IncidentsError
 from incidents.http import json_response
 from incidents.ingest.modes import BATCH, STRUCTURED, parse_request
@@ -59,6 +60,8 @@ async def get_event(request: Request) -> Response:
 def routes() -> list[Route]:
     return [
         Route("/v1/events", post_events, methods=["POST"]),
+        # Before the catch-all below (an event id may hold slashes).
+        Route("/v1/events/{id:path}/routes", delivery_log_routes.event_routes, methods=["GET"]),
         Route("/v1/events/{id:path}", get_event, methods=["GET"]),
     ]
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from incidents.errors import PolicyDenied
 from incidents.ingest.pipeline import Pending
 from incidents.lifecycle import machine
+from incidents.lifecycle.context import with_incident_context
 from incidents.lifecycle.documents import Documents
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.incident import Incident
@@ -88,6 +89,9 @@ class IncidentBook:
             same_tenant(current, event)
         updated = machine.apply(current, event, now)
         self.put(pending, updated)
+        # Stamped here, per event: in a group of events for one incident, each carries the
+        # state after itself, not after the group.
+        pending.event = with_incident_context(event, updated)
         return updated
 
 

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from incidents.model.labels import DataClass, Visibility
 
 AlertStatus = Literal["firing", "acknowledged", "resolved"]
+# Labels that name the service an alert is about, most specific first.
+SERVICE_LABELS = ("service", "app", "job", "namespace")
 ALERT_STATUSES: tuple[AlertStatus, ...] = ("firing", "acknowledged", "resolved")
 
 
@@ -40,6 +42,11 @@ class Alert:
     def is_open(self) -> bool:
         return self.status != "resolved"
 
+    @property
+    def service(self) -> str:
+        """The service its labels name ("" when none does)."""
+        return service_of(self.labels)
+
     def evolve(self, **changes: Any) -> Alert:
         return replace(self, **changes)
 
@@ -60,3 +67,8 @@ _ALERT_NAMES = frozenset(f.name for f in fields(Alert))
 def strings(raw: object) -> dict[str, str]:
     """A label-like mapping with every key and value as a string ({} when not a mapping)."""
     return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
+
+
+def service_of(labels: Mapping[str, str]) -> str:
+    """The service a label set names (``SERVICE_LABELS``, first found); "" when none."""
+    return next((labels[k] for k in SERVICE_LABELS if labels.get(k)), "")

@@ -50,6 +50,12 @@ class Extension:
     # Gateway-owned: stamped on accepted events, never accepted from producers.
     TENANT: Final = "imtenant"
     REDACTED: Final = "imredacted"
+    # The incident's (or the alert's) state after the event: stamped on im.incident.* and
+    # im.alert.* events at acceptance, so that filters and silences can route on it.
+    SEVERITY: Final = "imseverity"
+    STATUS: Final = "imstatus"
+    SERVICE: Final = "imservice"
 
     ALL: Final = (INCIDENT_ID, ACTOR, TAGS, CORRELATION_KEY, DATA_CLASS, VISIBILITY)
-    GATEWAY_OWNED: Final = (TENANT, REDACTED)
+    CONTEXT: Final = (SEVERITY, STATUS, SERVICE)
+    GATEWAY_OWNED: Final = (TENANT, REDACTED, SEVERITY, STATUS, SERVICE)

@@ -57,6 +57,16 @@ SUBSCRIPTIONS_VERSION = PREFIX + "subs:version"  # bumped on every change; worke
 ROUTE_ANY_TYPE = PREFIX + "route:any"  # ids of subscriptions without a types list
 ROUTE_PREFIXES = PREFIX + "route:prefixes"  # set of the type prefixes in use
 
+SILENCES = PREFIX + "silences"  # zset silence id -> unix time it ends
+SILENCES_VERSION = PREFIX + "silences:version"  # bumped on every change; workers' caches key on it
+SILENCE_PREFIX = PREFIX + "silence:"
+
+
+def silence(silence_id: str) -> str:
+    """The silence's JSON (``incidents.silences``)."""
+    return SILENCE_PREFIX + silence_id
+
+
 ROUTER_GROUP = "routers"
 ROUTER_CONSUMER = "router"  # one router runs at a time (ROUTE_LOCK), so one consumer name
 ROUTE_LOCK = PREFIX + "route:lock"

@@ -13,8 +13,8 @@
 -- is kept instead, extended to "lease_until", and the next "more" deliveries of the lane's
 -- head returned with what working them needs, read in this same step (no round trip of its
 -- own): {2, {id, sequence, ...}, the value of "version_key", of "paused_key", field
--- "state_field" of hash "state_key", then each delivery's record ("record_prefix" .. id) as
--- HGETALL returns it}. Events queued while a lane is leased need no claim.
+-- "state_field" of hash "state_key", the value of "silences_key", then each delivery's
+-- record ("record_prefix" .. id) as HGETALL returns it}. Events queued while a lane is leased need no claim.
 -- KEYS: due lanes, leased lanes, lane -> token hash, dead letters.
 local due_key, leased_key, holders, dead_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local r = cjson.decode(ARGV[1])
@@ -56,7 +56,7 @@ if more > 0 then
   if #head > 0 then
     redis.call('ZADD', leased_key, r.lease_until, r.lane)
     local out = {2, head, redis.call('GET', r.version_key), redis.call('GET', r.paused_key),
-                 redis.call('HGET', r.state_key, r.state_field)}
+                 redis.call('HGET', r.state_key, r.state_field), redis.call('GET', r.silences_key)}
     for j = 1, #head, 2 do
       table.insert(out, redis.call('HGETALL', r.record_prefix .. head[j]))
     end

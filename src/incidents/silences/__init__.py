@@ -1,0 +1,1 @@
+"""Silences: deliveries held for a while (a maintenance window), recorded as silenced."""
