@@ -49,6 +49,8 @@ from incidents.store.events import EventStore
 from incidents.store.redis import connect_async
 from incidents.stream import routes as stream_routes
 from incidents.sync import routes as sync_routes
+from incidents.tracing.middleware import TraceMiddleware
+from incidents.tracing.spans import NoSpans, Spans
 from incidents.write_planner import WritePlanner
 
 log = logging.getLogger("incidents")
@@ -126,9 +128,11 @@ def create_app(
     *,
     clock: Callable[[], datetime] = utc_now,
     server_process: bool = False,
+    spans: Spans | None = None,
 ) -> Starlette:
     """The API app. ``server_process``: this process runs only the app (``serve``), so its
-    start-up objects are frozen out of garbage collection once it is ready."""
+    start-up objects are frozen out of garbage collection once it is ready. ``spans``: where
+    spans go (``tracing.export.spans_from_environ``); none are recorded when not given."""
     if settings.redis_url is None:
         raise SettingsError(
             "INCIDENTS_REDIS_URL is not set: point it at Redis, or use `incidents dev`, "
@@ -140,6 +144,7 @@ def create_app(
     policy, rules = loaded.policy, loaded.alerts
     modules = route_modules()
     sources = [m.openapi_paths for m in modules]
+    recorder: Spans = spans if spans is not None else NoSpans()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -184,6 +189,7 @@ def create_app(
     app = Starlette(
         routes=all_routes,
         middleware=[
+            Middleware(TraceMiddleware, spans=recorder),
             Middleware(metrics.MetricsMiddleware, metrics=counters, routes=all_routes),
             Middleware(
                 RequestLimits,

@@ -33,7 +33,6 @@ from incidents.delivery.channels.base import (
     Outcome,
     OutcomeKind,
     Transport,
-    exchange,
 )
 from incidents.delivery.fanout import (
     ensure_stream_group,
@@ -57,6 +56,7 @@ from incidents.delivery.owner_views import IncidentViews, OwnerViews
 from incidents.delivery.subscription_spec import SubscriptionStatus
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.delivery.throttle import Throttle
+from incidents.delivery.traced import traced_exchange
 from incidents.errors import StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.schemas import SchemaRegistry
@@ -66,6 +66,7 @@ from incidents.store import keys
 from incidents.store.events import EventStore, stored_event
 from incidents.store.redis import UNAVAILABLE
 from incidents.store.secret_box import SecretUnreadable
+from incidents.tracing.spans import NoSpans, Spans
 
 log = logging.getLogger("incidents.delivery")
 RENEW_EVERY = 2.0
@@ -91,6 +92,7 @@ class Dispatcher:
         routes: SubscriptionCache,
         clock: Callable[[], float],
         stopping: Callable[[], bool] = lambda: False,
+        spans: Spans | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -115,6 +117,7 @@ class Dispatcher:
         self._handoff = asyncio.Event()  # the routing lease was given up
         self._closing = False
         self.stopping = stopping
+        self.spans: Spans = spans if spans is not None else NoSpans()
         self.sent = 0
 
     async def run(
@@ -404,7 +407,9 @@ class Dispatcher:
                     record.id, sub, verdict.event, record.incident or None, state, now, view
                 )
                 mask = mask_for(channel, message)
-                outcome = await exchange(channel, message, self.transport, mask)
+                outcome = await traced_exchange(
+                    self.spans, channel, message, self.transport, mask, record.attempts + 1
+                )
             except (RedisError, StoreUnavailable):
                 raise
             except SecretUnreadable as exc:

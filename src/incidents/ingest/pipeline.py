@@ -41,6 +41,7 @@ from incidents.store.events import (
     VersionConflict,
     VersionedWrite,
 )
+from incidents.tracing.context import incoming, kept
 
 MAX_PLAN_ATTEMPTS = 20
 # Requests for one incident planned and stored together at most (one script call), and the
@@ -238,8 +239,10 @@ class Ingestor:
         return await off_loop(len(raws) > INLINE_CHECK_EVENTS, self.check, raws, batch)
 
     async def accept(self, events: Sequence[CloudEvent], principal: Principal) -> list[Accepted]:
-        """Admit, plan and store events all together; returns one result per event."""
-        admitted = [self.admission.admit(e, principal) for e in events]
+        """Admit, plan and store events all together; returns one result per event. Each is
+        kept with its trace context: its own, else the request's (``tracing.context``)."""
+        trace = incoming.get()
+        admitted = [self.admission.admit(kept(e, trace), principal) for e in events]
         results: list[Accepted | None] = [None] * len(admitted)
         first_of: dict[tuple[str, str], int] = {}
         fresh: list[Pending] = []

@@ -1,0 +1,81 @@
+"""One delivery attempt in its trace: a span of its own (a client span, a child of the trace
+context kept with the event, or of one derived from the event when it came with none), whose
+trace context the attempt carries: in the ``traceparent``/``tracestate`` headers of every
+request it makes (webhooks and connectors alike), and, for the ``cloudevents`` format, in
+the delivered event's distributed-tracing attributes too (structured and binary mode).
+
+The signature is made over the body as sent, trace attributes included, so it verifies; the
+``webhook-id`` stays the delivery's id, so a subscriber's de-duplication is unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from incidents.delivery.channels.base import (
+    Channel,
+    Message,
+    Outcome,
+    OutcomeKind,
+    Request,
+    Response,
+    Transport,
+    exchange,
+)
+from incidents.delivery.channels.cloudevents import NAME as CLOUDEVENTS
+from incidents.model.types import Extension
+from incidents.tracing.context import delivered, of_stored
+from incidents.tracing.spans import MESSAGING_SYSTEM, Attributes, Spans
+
+_FAILED = (OutcomeKind.FAILED, OutcomeKind.REFUSED, OutcomeKind.GONE)
+
+
+def with_headers(transport: Transport, extra: Mapping[str, str]) -> Transport:
+    """``transport``, adding ``extra`` to the headers of every request."""
+
+    async def send(request: Request) -> Response | Outcome:
+        return await transport(replace(request, headers={**request.headers, **extra}))
+
+    return send
+
+
+async def traced_exchange(
+    spans: Spans,
+    channel: Channel,
+    message: Message,
+    transport: Transport,
+    mask: Callable[[str], str],
+    attempt: int,
+) -> Outcome:
+    """``exchange`` (one attempt), in a span of the event's trace, carrying its context."""
+    sub, event = message.subscription, message.event
+    parent = of_stored(event)
+    attributes: Attributes = {
+        "messaging.system": MESSAGING_SYSTEM,
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "deliver",
+        "messaging.destination.name": sub.id,
+        "messaging.message.id": message.delivery_id,
+        "cloudevents.event_id": event.id,
+        "cloudevents.event_type": event.type,
+        "cloudevents.event_source": event.source,
+        "incidents.subscription": sub.id,
+        "incidents.format": sub.spec.format,
+        "incidents.delivery": message.delivery_id,
+        "incidents.attempt": attempt,
+        "incidents.incident": str(event.get(Extension.INCIDENT_ID) or ""),
+        "server.address": urlsplit(sub.spec.sink).hostname or "",  # the host only: no secrets
+    }
+    name = f"deliver {sub.spec.format}"
+    with spans.start(name, parent=parent, kind="client", attributes=attributes) as span:
+        trace = span.context or parent.child()
+        if channel.name == CLOUDEVENTS:
+            message = replace(message, event=delivered(event, trace))
+        outcome = await exchange(channel, message, with_headers(transport, trace.headers()), mask)
+        span.set("incidents.outcome", outcome.kind.value)
+        if outcome.status is not None:
+            span.set("http.response.status_code", outcome.status)
+        if outcome.kind in _FAILED:
+            span.fail(outcome.error or outcome.kind.value)
+    return outcome
