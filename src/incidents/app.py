@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
@@ -54,6 +54,9 @@ from incidents.tracing.spans import NoSpans, Spans
 from incidents.write_planner import WritePlanner
 
 log = logging.getLogger("incidents")
+# What the access counts show for a request whose client left before it was answered (the
+# status nginx logs for it); the client never sees it.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def utc_now() -> datetime:
@@ -91,6 +94,14 @@ def allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str]:
         if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
             methods |= route.methods
     return sorted(methods)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """A client that went away while its body was being read: nothing to answer, nothing
+    for an operator to do (the internet does this), so one info line and a count."""
+    request.app.state.metrics.client_disconnects += 1
+    log.info("client disconnected while sending %s %s", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -203,6 +214,7 @@ def create_app(
         exception_handlers={
             IncidentsError: _incidents_error,
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             Exception: _unexpected,
         },
     )

@@ -39,6 +39,7 @@ class Metrics:
         self.latency_sum: dict[str, float] = {}
         self.latency_count: Counter[str] = Counter()
         self.events: Counter[str] = Counter()  # accepted, duplicate, rejected
+        self.client_disconnects = 0  # clients that left while their body was being read
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, status)] += 1
@@ -84,6 +85,12 @@ class Metrics:
         ]
         for outcome, n in sorted(self.events.items()):
             lines.append(f'incidents_events_total{{outcome="{outcome}"}} {n}')
+        lines += [
+            "# HELP incidents_client_disconnects_total Requests whose client went away while "
+            "its body was being read.",
+            "# TYPE incidents_client_disconnects_total counter",
+            f"incidents_client_disconnects_total {self.client_disconnects}",
+        ]
         now = time.time()
         async with guarded("reading metrics"):
             pipe = redis.pipeline(transaction=False)

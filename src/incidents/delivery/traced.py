@@ -9,6 +9,7 @@ The signature is made over the body as sent, trace attributes included, so it ve
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from urllib.parse import urlsplit
@@ -24,10 +25,12 @@ from incidents.delivery.channels.base import (
     exchange,
 )
 from incidents.delivery.channels.cloudevents import NAME as CLOUDEVENTS
+from incidents.logs import log_ids
 from incidents.model.types import Extension
 from incidents.tracing.context import delivered, of_stored
 from incidents.tracing.spans import MESSAGING_SYSTEM, Attributes, Spans
 
+log = logging.getLogger("incidents.delivery")
 _FAILED = (OutcomeKind.FAILED, OutcomeKind.REFUSED, OutcomeKind.GONE)
 
 
@@ -68,7 +71,16 @@ async def traced_exchange(
         "server.address": urlsplit(sub.spec.sink).hostname or "",  # the host only: no secrets
     }
     name = f"deliver {sub.spec.format}"
-    with spans.start(name, parent=parent, kind="client", attributes=attributes) as span:
+    with (
+        spans.start(name, parent=parent, kind="client", attributes=attributes) as span,
+        log_ids(
+            event_id=event.id,
+            incident=str(attributes["incidents.incident"]),
+            subscription=sub.id,
+            delivery=message.delivery_id,
+            trace_id=parent.trace_id,
+        ),
+    ):
         trace = span.context or parent.child()
         if channel.name == CLOUDEVENTS:
             message = replace(message, event=delivered(event, trace))
@@ -77,5 +89,7 @@ async def traced_exchange(
         if outcome.status is not None:
             span.set("http.response.status_code", outcome.status)
         if outcome.kind in _FAILED:
-            span.fail(outcome.error or outcome.kind.value)
+            error = mask(outcome.error or outcome.kind.value)
+            span.fail(error)
+            log.info("delivery attempt %d %s: %s", attempt, outcome.kind.value, error)
     return outcome

@@ -10,6 +10,7 @@ from collections.abc import MutableMapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from incidents.logs import log_ids
 from incidents.tracing.context import from_headers, incoming
 from incidents.tracing.spans import Spans
 
@@ -27,7 +28,11 @@ class TraceMiddleware:
         if not self.spans.enabled:
             token = incoming.set(found)
             try:
-                await self.app(scope, receive, send)
+                if found is None:
+                    await self.app(scope, receive, send)
+                else:
+                    with log_ids(trace_id=found.trace_id):
+                        await self.app(scope, receive, send)
             finally:
                 incoming.reset(token)
             return
@@ -45,9 +50,11 @@ class TraceMiddleware:
             await send(message)
 
         with self.spans.start(method, parent=found, kind="server", attributes=attributes) as span:
-            token = incoming.set(found or span.context)
+            kept = found or span.context
+            token = incoming.set(kept)
             try:
-                await self.app(scope, receive, send_status)
+                with log_ids(trace_id=kept.trace_id if kept is not None else None):
+                    await self.app(scope, receive, send_status)
             finally:
                 incoming.reset(token)
                 route = scope.get("route")
