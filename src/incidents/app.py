@@ -159,6 +159,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        recorder.open()
         redis = connect_async(redis_url)
         store = EventStore(redis, settings.min_replicas, settings.replica_timeout_ms)
         principals = PrincipalStore(redis)
@@ -173,6 +174,7 @@ def create_app(
                 clock,
                 admission=PolicyAdmission(policy),
                 planners=[WritePlanner(store, rules)],
+                spans=recorder,
             ),
             auth=Authenticator(settings.admin_token, principals.lookup, ended=EndedSessions(redis)),
             principals=principals,
@@ -191,6 +193,7 @@ def create_app(
             if hub is not None:
                 await hub.close()  # ends every open stream (": closing") and stops its reader
             await redis.aclose()
+            recorder.close()
 
     # Events first: the router tries routes in order, and nearly every request is one.
     all_routes = [

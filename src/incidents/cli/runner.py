@@ -74,8 +74,10 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def app_from_environ() -> Starlette:
     from incidents.app import create_app
+    from incidents.tracing.export import API_SERVICE, spans_from_environ
 
-    return create_app(Settings.from_env(os.environ), server_process=True)
+    spans = spans_from_environ(os.environ, API_SERVICE)
+    return create_app(Settings.from_env(os.environ), server_process=True, spans=spans)
 
 
 def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
@@ -88,7 +90,7 @@ def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
         )
     _check_secret_key(settings, "worker")
     logs.configure(settings.log_format or logs.JSON)
-    return run_worker(settings, burst=args.burst, server_process=True)
+    return run_worker(settings, burst=args.burst, server_process=True, environ=env)
 
 
 def _check_secret_key(settings: Settings, command: str) -> None:

@@ -203,6 +203,7 @@ class Dispatcher:
                         seconds=0.5,
                         retention=self.settings.stream_retention,
                         clock=self.clock,
+                        spans=self.spans,
                     )
                 self.owner_views.forget()
                 claimed = await self.ledger.claim(
@@ -322,6 +323,7 @@ class Dispatcher:
                 until=lambda: self._closing or self.stopping(),
                 retention=self.settings.stream_retention,
                 seen=self._events,  # the lanes find the events routed here already decoded
+                spans=self.spans,
             )
             if routed < 0:
                 with contextlib.suppress(TimeoutError):

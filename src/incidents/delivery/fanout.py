@@ -45,6 +45,8 @@ from incidents.store.events import EventStore, stored_event
 from incidents.store.keys import OUTBOX
 from incidents.store.redis import UNAVAILABLE
 from incidents.store.scripts import load_script
+from incidents.tracing.context import of_stored
+from incidents.tracing.spans import MESSAGING_SYSTEM, Attributes, NoSpans, Spans
 
 # The router's lease: renewed after every batch, and short, so a router killed mid-batch holds
 # routing up for a few seconds at most (about as long as a dead worker holds its lanes).
@@ -67,6 +69,26 @@ def delivery_for(stored: StoredEvent, sub: Subscription, delivery_id: str, now: 
         incident=incident,
         created=now,
     )
+
+
+def route_span(spans: Spans, stored: StoredEvent, matched: list[Subscription], start: int) -> None:
+    """The span of routing one event (its batch's time), in the event's trace: how many
+    subscriptions it was queued for."""
+    event = stored.event
+    queued = sum(1 for sub in matched if not came_from(event, sub.id))
+    attributes: Attributes = {
+        "messaging.system": MESSAGING_SYSTEM,
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "route",
+        "messaging.message.id": event.id,
+        "cloudevents.event_id": event.id,
+        "cloudevents.event_type": event.type,
+        "cloudevents.event_source": event.source,
+        "incidents.sequence": stored.sequence,
+        "incidents.subscriptions.matched": queued,
+    }
+    with spans.start("route", parent=of_stored(event), attributes=attributes, start_ns=start):
+        pass
 
 
 def stream_gone(exc: ResponseError) -> bool:
@@ -105,6 +127,7 @@ async def route_outbox(
     retention: int = 0,
     *,
     clock: Callable[[], float],
+    spans: Spans | None = None,
 ) -> int:
     """Route outbox entries until none is left (or ``seconds`` pass); the number routed.
     The routed entries are kept, the stream trimmed to about ``retention`` entries once
@@ -115,7 +138,7 @@ async def route_outbox(
     routed = 0
     try:
         await ensure_group(redis)
-        router = _Batches(redis, cache, clock)
+        router = _Batches(redis, cache, clock, spans=spans)
         stop = time.monotonic() + seconds
         while time.monotonic() < stop:
             entries = await _read(redis, "0", batch) or await _read(redis, ">", batch)
@@ -140,6 +163,7 @@ async def follow_outbox(
     retention: int = 0,
     batch: int = 500,
     seen: dict[int, StoredEvent] | None = None,
+    spans: Spans | None = None,
 ) -> int:
     """Hold the routing lease and route entries as they are added, waiting for them with a
     blocking read on ``listen`` (a client of its own, so the wait holds none of ``redis``'s
@@ -155,7 +179,7 @@ async def follow_outbox(
     routed = 0
     try:
         await ensure_group(redis)
-        router = _Batches(redis, cache, clock, seen)
+        router = _Batches(redis, cache, clock, seen, spans)
         start, trimmed = "0", time.monotonic()  # first what a dead router left unacknowledged
         while not until():
             if start == "0":
@@ -197,14 +221,17 @@ class _Batches:
         cache: SubscriptionCache,
         clock: Callable[[], float],
         seen: dict[int, StoredEvent] | None = None,
+        spans: Spans | None = None,
     ):
         self.redis, self.cache, self.clock, self.seen = redis, cache, clock, seen
+        self.spans: Spans = spans if spans is not None else NoSpans()
         self.subs, self.ledger = SubscriptionStore(redis), Ledger(redis)
         self._renew = redis.register_script(load_script("lease"))
 
     async def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]], token: str) -> bool:
         """Queue the entries' deliveries, acknowledge them and extend the lease, in one step
         (taken while the lease holds); False (nothing written) if the lease was lost."""
+        started = time.time_ns()
         seqs = [int(fields[b"seq"]) for _, fields in entries if fields and b"seq" in fields]
         # The subscriptions' version is read with the events, after they were accepted: a
         # subscription made before an event was accepted is seen when it is routed.
@@ -229,7 +256,11 @@ class _Batches:
         ]
         ids = [entry_id.decode() for entry_id, _ in entries]
         routed = RoutedBatch(token, LOCK_MS, ids)
-        return await self.ledger.enqueue(deliveries, now, routed=routed) >= 0
+        done = await self.ledger.enqueue(deliveries, now, routed=routed) >= 0
+        if done and self.spans.enabled:
+            for s, found in zip(stored, matched, strict=True):
+                route_span(self.spans, s, found, started)
+        return done
 
     async def keep(self, token: str) -> bool:
         """Extend the lease (no entries came); False if it was lost."""

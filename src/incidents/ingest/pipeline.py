@@ -42,6 +42,7 @@ from incidents.store.events import (
     VersionedWrite,
 )
 from incidents.tracing.context import incoming, kept
+from incidents.tracing.spans import MESSAGING_SYSTEM, Attributes, NoSpans, Spans
 
 MAX_PLAN_ATTEMPTS = 20
 # Requests for one incident planned and stored together at most (one script call), and the
@@ -51,6 +52,22 @@ MAX_GROUP_EVENTS = 1000
 # Checking more events than this at once takes long enough (a full schema check of a bad
 # event is about 0.1 ms) to be done off the event loop.
 INLINE_CHECK_EVENTS = 16
+
+
+def accept_attributes(events: Sequence[CloudEvent]) -> Attributes:
+    """The acceptance span's attributes (semantic conventions for messaging, CloudEvents)."""
+    found: dict[str, str | int] = {
+        "messaging.system": MESSAGING_SYSTEM,
+        "messaging.operation.type": "receive",
+        "messaging.operation.name": "accept",
+        "messaging.batch.message_count": len(events),
+    }
+    if len(events) == 1:
+        found["cloudevents.event_id"] = events[0].id
+        found["cloudevents.event_type"] = events[0].type
+        found["cloudevents.event_source"] = events[0].source
+        found["messaging.message.id"] = events[0].id
+    return found
 
 
 class Admission(Protocol):
@@ -181,12 +198,14 @@ class Ingestor:
         clock: Callable[[], datetime],
         admission: Admission | None = None,
         planners: Sequence[Planner] = (),
+        spans: Spans | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
         self.clock = clock
         self.admission: Admission = admission or DefaultAdmission()
         self.planners = list(planners)
+        self.spans: Spans = spans if spans is not None else NoSpans()
         self._locks = KeyedLocks()
         self._queued: dict[str, list[Submission]] = {}  # incident id -> requests waiting, in order
 
@@ -236,13 +255,21 @@ class Ingestor:
     async def check_off_loop(self, raws: Sequence[object], batch: bool) -> list[CloudEvent]:
         """``check``, in a worker thread when there are many events, so a long batch does
         not hold up every other request."""
-        return await off_loop(len(raws) > INLINE_CHECK_EVENTS, self.check, raws, batch)
+        with self.spans.start("schema", attributes={"messaging.batch.message_count": len(raws)}):
+            return await off_loop(len(raws) > INLINE_CHECK_EVENTS, self.check, raws, batch)
 
     async def accept(self, events: Sequence[CloudEvent], principal: Principal) -> list[Accepted]:
         """Admit, plan and store events all together; returns one result per event. Each is
         kept with its trace context: its own, else the request's (``tracing.context``)."""
+        if not self.spans.enabled:
+            return await self._accept(events, principal)
+        with self.spans.start("accept", attributes=accept_attributes(events)):
+            return await self._accept(events, principal)
+
+    async def _accept(self, events: Sequence[CloudEvent], principal: Principal) -> list[Accepted]:
         trace = incoming.get()
-        admitted = [self.admission.admit(kept(e, trace), principal) for e in events]
+        with self.spans.start("policy"):
+            admitted = [self.admission.admit(kept(e, trace), principal) for e in events]
         results: list[Accepted | None] = [None] * len(admitted)
         first_of: dict[tuple[str, str], int] = {}
         fresh: list[Pending] = []
@@ -254,15 +281,17 @@ class Ingestor:
             fresh.append(Pending(i, event))
         submission = Submission(fresh, principal)
         named = {e.get(Extension.INCIDENT_ID) for e in admitted}
-        if len(named) == 1 and None not in named and "" not in named:
-            await self._join(str(named.pop()), submission)
-        else:
-            # Events naming no incident (which an alert may link or declare) and batches that
-            # span incidents are planned and stored alone, holding every named incident's
-            # lock (taken in sorted order, so two holders never deadlock); a group takes just
-            # its incident's lock, so it and these never interleave on one incident.
-            async with self._locks.hold(sorted({str(i) for i in named if i})):
-                await self._run([submission])
+        with self.spans.start("store"):
+            if len(named) == 1 and None not in named and "" not in named:
+                await self._join(str(named.pop()), submission)
+            else:
+                # Events naming no incident (which an alert may link or declare) and batches
+                # that span incidents are planned and stored alone, holding every named
+                # incident's lock (taken in sorted order, so two holders never deadlock); a
+                # group takes just its incident's lock, so it and these never interleave on
+                # one incident.
+                async with self._locks.hold(sorted({str(i) for i in named if i})):
+                    await self._run([submission])
         if isinstance(submission.outcome, Exception):
             raise submission.outcome
         assert submission.outcome is not None
