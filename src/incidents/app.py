@@ -30,6 +30,7 @@ from incidents.errors import (
     IncidentsError,
     MethodNotAllowed,
     NotFound,
+    StoreUnavailable,
 )
 from incidents.gc_freeze import freeze_startup_objects
 from incidents.http import problem_response
@@ -65,6 +66,8 @@ def utc_now() -> datetime:
 
 async def _incidents_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, IncidentsError)
+    if isinstance(exc, StoreUnavailable):
+        request.app.state.metrics.redis_errors += 1
     return problem_response(exc.to_problem(request.url.path), exc.status, exc.headers)
 
 
