@@ -37,7 +37,7 @@ MAX_MEMBERS = 32
 incoming: ContextVar[TraceContext | None] = ContextVar("incidents_incoming_trace", default=None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TraceContext:
     trace_id: str  # 32 lower-case hex digits, not all zero
     span_id: str  # 16 lower-case hex digits, not all zero (the parent of what continues it)
