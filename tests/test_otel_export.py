@@ -175,3 +175,30 @@ def test_one_trace_spans_the_producer_acceptance_routing_and_delivery(
     assert deliver.attributes["http.response.status_code"] == 200
     assert deliver.attributes["cloudevents.event_id"] == sent["id"]
     assert not deliver.error
+
+
+def test_spans_under_an_unsampled_parent_are_not_made(
+    collector: tuple[Collector, str],
+) -> None:
+    """With the default parent-based sampler a span under an unsampled parent (flags 00) is
+    skipped, leaving the caller to continue the trace; one under a sampled parent is
+    recorded in its trace and exported when the spans are closed."""
+    spans, url = collector
+    recorder = spans_from_environ({"OTEL_EXPORTER_OTLP_ENDPOINT": url}, "incidents-test")
+    recorder.open()
+    try:
+        unsampled = TraceContext(PRODUCER_TRACE, PRODUCER_SPAN, "00")
+        with recorder.start("skipped", parent=unsampled) as span:
+            assert span.context is None
+        with recorder.start(
+            "kept", parent=TraceContext(PRODUCER_TRACE, PRODUCER_SPAN, "01")
+        ) as span:
+            kept = span.context
+            with recorder.start("inner"):
+                assert recorder.current() is not None
+    finally:
+        recorder.close()
+    assert kept is not None and kept.trace_id == PRODUCER_TRACE and kept.sampled
+    assert [s.name for s in spans.spans] == ["inner", "kept"]
+    [inner] = spans.named("inner")
+    assert inner.parent_id == kept.span_id and inner.service == "incidents-test"

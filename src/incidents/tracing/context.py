@@ -79,7 +79,7 @@ class TraceContext:
 
     @property
     def sampled(self) -> bool:
-        return self.flags == "01"
+        return int(self.flags, 16) & 1 == 1
 
     def child(self) -> TraceContext:
         """A context for a new span of this trace, under this one."""

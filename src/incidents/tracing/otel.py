@@ -46,6 +46,15 @@ def _parent(parent: TraceContext) -> Context:
     return trace.set_span_in_context(NonRecordingSpan(remote))
 
 
+def _sampled(parent: TraceContext | None) -> bool:
+    """Whether the span's parent (the current span, when none is given) is sampled; a span
+    with no parent at all is a root, which the sampler decides on."""
+    if parent is not None:
+        return parent.sampled
+    current = trace.get_current_span().get_span_context()
+    return not current.is_valid or bool(current.trace_flags.sampled)
+
+
 class _Recorded:
     def __init__(self, span: trace.Span) -> None:
         self.span = span
@@ -84,6 +93,10 @@ class OtelSpans:
         self.endpoint = endpoint
         self.service = service
         self.environ = environ
+        # With a parent-based sampler (the default), a span under an unsampled parent is
+        # never recorded, so none is made.
+        sampler = environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+        self._by_parent = sampler.startswith("parentbased_")
         self._provider: TracerProvider | None = None
         self._tracer: trace.Tracer | None = None
 
@@ -124,7 +137,9 @@ class OtelSpans:
         start_ns: int | None,
     ) -> Iterator[Span]:
         tracer = self._tracer
-        if tracer is None:
+        if tracer is None or (self._by_parent and not _sampled(parent)):
+            # Not recorded: skipped rather than made (a span the sampler drops still costs
+            # ids, a context and the sampler); the caller continues the trace by itself.
             yield _Unopened()
             return
         with tracer.start_as_current_span(
