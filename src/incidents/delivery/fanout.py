@@ -37,6 +37,7 @@ from incidents.delivery.lanes import (
     routed_id,
 )
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
+from incidents.delivery.traced import route_span
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.origin import came_from
 from incidents.model.types import Extension
@@ -45,8 +46,7 @@ from incidents.store.events import EventStore, stored_event
 from incidents.store.keys import OUTBOX
 from incidents.store.redis import UNAVAILABLE
 from incidents.store.scripts import load_script
-from incidents.tracing.context import of_stored
-from incidents.tracing.spans import MESSAGING_SYSTEM, Attributes, NoSpans, Spans
+from incidents.tracing.spans import NoSpans, Spans
 
 # The router's lease: renewed after every batch, and short, so a router killed mid-batch holds
 # routing up for a few seconds at most (about as long as a dead worker holds its lanes).
@@ -69,26 +69,6 @@ def delivery_for(stored: StoredEvent, sub: Subscription, delivery_id: str, now: 
         incident=incident,
         created=now,
     )
-
-
-def route_span(spans: Spans, stored: StoredEvent, matched: list[Subscription], start: int) -> None:
-    """The span of routing one event (its batch's time), in the event's trace: how many
-    subscriptions it was queued for."""
-    event = stored.event
-    queued = sum(1 for sub in matched if not came_from(event, sub.id))
-    attributes: Attributes = {
-        "messaging.system": MESSAGING_SYSTEM,
-        "messaging.operation.type": "process",
-        "messaging.operation.name": "route",
-        "messaging.message.id": event.id,
-        "cloudevents.event_id": event.id,
-        "cloudevents.event_type": event.type,
-        "cloudevents.event_source": event.source,
-        "incidents.sequence": stored.sequence,
-        "incidents.subscriptions.matched": queued,
-    }
-    with spans.start("route", parent=of_stored(event), attributes=attributes, start_ns=start):
-        pass
 
 
 def stream_gone(exc: ResponseError) -> bool:

@@ -1,4 +1,5 @@
-"""One delivery attempt in its trace: a span of its own (a client span, a child of the trace
+"""Routing and delivery in the event's trace. Routing: one span per event routed. One
+delivery attempt: a span of its own (a client span, a child of the trace
 context kept with the event, or of one derived from the event when it came with none), whose
 trace context the attempt carries: in the ``traceparent``/``tracestate`` headers of every
 request it makes (webhooks and connectors alike), and, for the ``cloudevents`` format, in
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from incidents.delivery.channels.base import (
@@ -26,9 +28,14 @@ from incidents.delivery.channels.base import (
 )
 from incidents.delivery.channels.cloudevents import NAME as CLOUDEVENTS
 from incidents.logs import log_ids
+from incidents.model.cloudevent import StoredEvent
+from incidents.model.origin import came_from
 from incidents.model.types import Extension
 from incidents.tracing.context import delivered, of_stored
 from incidents.tracing.spans import MESSAGING_SYSTEM, Attributes, Spans
+
+if TYPE_CHECKING:
+    from incidents.delivery.subscriptions import Subscription
 
 log = logging.getLogger("incidents.delivery")
 _FAILED = (OutcomeKind.FAILED, OutcomeKind.REFUSED, OutcomeKind.GONE)
@@ -93,3 +100,23 @@ async def traced_exchange(
             span.fail(error)
             log.info("delivery attempt %d %s: %s", attempt, outcome.kind.value, error)
     return outcome
+
+
+def route_span(spans: Spans, stored: StoredEvent, matched: list[Subscription], start: int) -> None:
+    """The span of routing one event (its batch's time), in the event's trace: how many
+    subscriptions it was queued for."""
+    event = stored.event
+    queued = sum(1 for sub in matched if not came_from(event, sub.id))
+    attributes: Attributes = {
+        "messaging.system": MESSAGING_SYSTEM,
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "route",
+        "messaging.message.id": event.id,
+        "cloudevents.event_id": event.id,
+        "cloudevents.event_type": event.type,
+        "cloudevents.event_source": event.source,
+        "incidents.sequence": stored.sequence,
+        "incidents.subscriptions.matched": queued,
+    }
+    with spans.start("route", parent=of_stored(event), attributes=attributes, start_ns=start):
+        pass

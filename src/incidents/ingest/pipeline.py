@@ -41,8 +41,9 @@ from incidents.store.events import (
     VersionConflict,
     VersionedWrite,
 )
+from incidents.tracing.attributes import accept_attributes
 from incidents.tracing.context import incoming, kept
-from incidents.tracing.spans import MESSAGING_SYSTEM, Attributes, NoSpans, Spans
+from incidents.tracing.spans import NoSpans, Spans
 
 MAX_PLAN_ATTEMPTS = 20
 # Requests for one incident planned and stored together at most (one script call), and the
@@ -52,22 +53,6 @@ MAX_GROUP_EVENTS = 1000
 # Checking more events than this at once takes long enough (a full schema check of a bad
 # event is about 0.1 ms) to be done off the event loop.
 INLINE_CHECK_EVENTS = 16
-
-
-def accept_attributes(events: Sequence[CloudEvent]) -> Attributes:
-    """The acceptance span's attributes (semantic conventions for messaging, CloudEvents)."""
-    found: dict[str, str | int] = {
-        "messaging.system": MESSAGING_SYSTEM,
-        "messaging.operation.type": "receive",
-        "messaging.operation.name": "accept",
-        "messaging.batch.message_count": len(events),
-    }
-    if len(events) == 1:
-        found["cloudevents.event_id"] = events[0].id
-        found["cloudevents.event_type"] = events[0].type
-        found["cloudevents.event_source"] = events[0].source
-        found["messaging.message.id"] = events[0].id
-    return found
 
 
 class Admission(Protocol):
@@ -281,16 +266,16 @@ class Ingestor:
             fresh.append(Pending(i, event))
         submission = Submission(fresh, principal)
         named = {e.get(Extension.INCIDENT_ID) for e in admitted}
-        with self.spans.start("store"):
-            if len(named) == 1 and None not in named and "" not in named:
+        if len(named) == 1 and None not in named and "" not in named:
+            with self.spans.start("store"):
                 await self._join(str(named.pop()), submission)
-            else:
-                # Events naming no incident (which an alert may link or declare) and batches
-                # that span incidents are planned and stored alone, holding every named
-                # incident's lock (taken in sorted order, so two holders never deadlock); a
-                # group takes just its incident's lock, so it and these never interleave on
-                # one incident.
-                async with self._locks.hold(sorted({str(i) for i in named if i})):
+        else:
+            # Events naming no incident (which an alert may link or declare) and batches that
+            # span incidents are planned and stored alone, holding every named incident's
+            # lock (taken in sorted order, so two holders never deadlock); a group takes just
+            # its incident's lock, so it and these never interleave on one incident.
+            async with self._locks.hold(sorted({str(i) for i in named if i})):
+                with self.spans.start("store"):
                     await self._run([submission])
         if isinstance(submission.outcome, Exception):
             raise submission.outcome
