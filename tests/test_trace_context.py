@@ -198,14 +198,14 @@ def test_a_repeat_with_another_traceparent_is_a_duplicate_keeping_the_first(
     assert stored(client, sent)["traceparent"] == PARENT
 
 
-@pytest.mark.parametrize("format_", ["slack", "pagerduty"])
+@pytest.mark.parametrize("format_", ["slack", "teams", "pagerduty"])
 def test_connector_requests_carry_the_traceparent_header(
     client: httpx.Client, rx: Receiver, workers: Workers, format_: str
 ) -> None:
     """A connector's request to its system carries a traceparent header of the event's trace
     (its body is the system's own format, not a CloudEvent)."""
     settings = {"routing_key": "R0123456789"} if format_ == "pagerduty" else {}
-    path = "/v2/enqueue" if format_ == "pagerduty" else "/slack"
+    path = "/v2/enqueue" if format_ == "pagerduty" else f"/{format_}"
     body = {"sink": rx.sink(path), "format": format_, "formatsettings": settings}
     created = client.post("/v1/subscriptions", json=body)
     assert created.status_code == 201, created.text
