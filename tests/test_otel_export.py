@@ -5,6 +5,9 @@ the trace id the subscriber received in ``traceparent``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ from incidents.settings import Settings
 from incidents.tracing.context import TraceContext
 from incidents.tracing.export import spans_from_environ, traces_endpoint
 from incidents.tracing.spans import NoSpans
-from tests.delivery_support import Receiver, subscribe
+from tests.delivery_support import ROOT, Receiver, subscribe
 from tests.process_support import gateway_processes
 from tests.support import ADMIN_TOKEN, STRUCTURED, event, serve_in_thread, wait_for
 
@@ -202,3 +205,23 @@ def test_spans_under_an_unsampled_parent_are_not_made(
     assert [s.name for s in spans.spans] == ["inner", "kept"]
     [inner] = spans.named("inner")
     assert inner.parent_id == kept.span_id and inner.service == "incidents-test"
+
+
+def test_with_export_off_the_sdk_s_tracing_and_exporter_are_not_loaded() -> None:
+    """`serve`'s app built without OTEL_* settings loads neither the SDK's tracing, nor the
+    OTLP exporter, nor the module that uses them."""
+    probe = (
+        "import os, sys\n"
+        "os.environ['INCIDENTS_REDIS_URL'] = 'redis://127.0.0.1:1/0'\n"
+        "from incidents.cli.runner import app_from_environ\n"
+        "app_from_environ()\n"
+        "loaded = [m for m in sys.modules if m.startswith(('opentelemetry.sdk.trace',"
+        " 'opentelemetry.exporter', 'incidents.tracing.otel'))]\n"
+        "print(loaded)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "INCIDENTS_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60,
+        cwd=ROOT, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

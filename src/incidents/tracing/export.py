@@ -1,7 +1,7 @@
 """Whether spans are exported, read from the standard OpenTelemetry settings: on when
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (OTLP over
 HTTP, protobuf), unless ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER`` does not name
-``otlp``. Off, nothing of the OpenTelemetry SDK is loaded by the gateway and every span is a
+``otlp``. Off, the SDK's tracing and the exporter are not loaded and every span is a
 no-op; the other ``OTEL_*`` settings (headers, timeout, sampler, batching, resource
 attributes, service name) are the SDK's own."""
 
