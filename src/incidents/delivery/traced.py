@@ -50,18 +50,10 @@ def with_headers(transport: Transport, extra: Mapping[str, str]) -> Transport:
     return send
 
 
-async def traced_exchange(
-    spans: Spans,
-    channel: Channel,
-    message: Message,
-    transport: Transport,
-    mask: Callable[[str], str],
-    attempt: int,
-) -> Outcome:
-    """``exchange`` (one attempt), in a span of the event's trace, carrying its context."""
+def deliver_attributes(message: Message, attempt: int, incident: str) -> Attributes:
+    """A delivery attempt's span attributes (semantic conventions for messaging, CloudEvents)."""
     sub, event = message.subscription, message.event
-    parent = of_stored(event)
-    attributes: Attributes = {
+    return {
         "messaging.system": MESSAGING_SYSTEM,
         "messaging.operation.type": "send",
         "messaging.operation.name": "deliver",
@@ -74,15 +66,30 @@ async def traced_exchange(
         "incidents.format": sub.spec.format,
         "incidents.delivery": message.delivery_id,
         "incidents.attempt": attempt,
-        "incidents.incident": str(event.get(Extension.INCIDENT_ID) or ""),
+        "incidents.incident": incident,
         "server.address": urlsplit(sub.spec.sink).hostname or "",  # the host only: no secrets
     }
+
+
+async def traced_exchange(
+    spans: Spans,
+    channel: Channel,
+    message: Message,
+    transport: Transport,
+    mask: Callable[[str], str],
+    attempt: int,
+) -> Outcome:
+    """``exchange`` (one attempt), in a span of the event's trace, carrying its context."""
+    sub, event = message.subscription, message.event
+    parent = of_stored(event)
+    incident = str(event.get(Extension.INCIDENT_ID) or "")
+    attributes = deliver_attributes(message, attempt, incident) if spans.enabled else None
     name = f"deliver {sub.spec.format}"
     with (
         spans.start(name, parent=parent, kind="client", attributes=attributes) as span,
         log_ids(
             event_id=event.id,
-            incident=str(attributes["incidents.incident"]),
+            incident=incident,
             subscription=sub.id,
             delivery=message.delivery_id,
             trace_id=parent.trace_id,
