@@ -324,12 +324,12 @@ class Bench:
             f"http://127.0.0.1:{port}{ready_path}",
         )
 
-    def gateway(self, port: int) -> Any:
+    def gateway(self, port: int, **extra: str) -> Any:
         """The API as users run it: ``incidents serve`` (uvicorn with the gateway's own HTTP
         protocol, which bounds request heads and writes each answer in one write)."""
         return process(
             [sys.executable, "-m", "incidents", "serve"],
-            self.env(INCIDENTS_PORT=str(port), INCIDENTS_HOST="127.0.0.1"),
+            self.env(INCIDENTS_PORT=str(port), INCIDENTS_HOST="127.0.0.1", **extra),
             f"http://127.0.0.1:{port}/readyz",
         )
 
@@ -417,11 +417,11 @@ class Bench:
         )
 
     @contextmanager
-    def workers(self, count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    def workers(self, count: int, **extra: str) -> Iterator[list[subprocess.Popen[bytes]]]:
         with ExitStack() as stack:
             yield [
                 stack.enter_context(
-                    process([sys.executable, "-m", "incidents", "worker"], self.env())
+                    process([sys.executable, "-m", "incidents", "worker"], self.env(**extra))
                 )
                 for _ in range(count)
             ]
@@ -579,6 +579,44 @@ class Bench:
         self.results["fanout_1000_s"] = round(elapsed, 3)
         self.results["fanout_delivered"] = now - before
 
+    # ---- span export ------------------------------------------------------------------------
+
+    def tracing(self) -> None:
+        """What exporting spans costs: the ingest load (notes over 100 incidents, one
+        subscription, one worker delivering beside the API) with export off, then on (every
+        request a sampled trace, sent over OTLP/HTTP to a sink that discards it), then on
+        with 5% of the traces sampled. Events/s, and CPU per event of the API and of the
+        worker."""
+        sink = free_port()
+        measured: dict[str, tuple[dict[str, float], float, float]] = {}
+        with self.uvicorn("bench.otlp_sink:app", sink, "/v1/traces"):
+            exporting = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink}"}
+            sampled = {
+                **exporting,
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0.05",
+            }
+            for name, extra in (("off", {}), ("on", exporting), ("sampled", sampled)):
+                self.flush()
+                port, rport = free_port(), free_port()
+                with self.receiver(rport, 1), self.gateway(port, **extra) as gw:
+                    base = f"http://127.0.0.1:{port}"
+                    self.declare(base, 100)
+                    self.subscribe(base, f"http://127.0.0.1:{rport}/hook")
+                    with self.workers(1, **extra) as procs:
+                        worker = cpu_seconds(procs[0].pid)
+                        result, api = self.load(base, gw.pid, f"tracing-{name}", 100)
+                        worker = cpu_seconds(procs[0].pid) - worker
+                measured[name] = (result, api, worker)
+        for name, (result, api, worker) in measured.items():
+            requests = max(result["requests"], 1)
+            self.results[f"tracing_{name}_eps"] = round(result["good_rps"], 1)
+            self.results[f"tracing_{name}_api_cpu_us"] = round(api / requests * 1e6, 1)
+            self.results[f"tracing_{name}_worker_cpu_us"] = round(worker / requests * 1e6, 1)
+        off = measured["off"][0]["good_rps"]
+        self.results["tracing_ratio"] = round(measured["on"][0]["good_rps"] / off, 3)
+        self.results["tracing_sampled_ratio"] = round(measured["sampled"][0]["good_rps"] / off, 3)
+
     def run(self, parts: list[str]) -> dict[str, Any]:
         self.redis.start()
         if self.appendfsync != "always":  # the embedded server fsyncs every write by default
@@ -593,6 +631,7 @@ class Bench:
                 "delivery": self.delivery,
                 "e2e": self.e2e,
                 "fanout": self.fanout,
+                "tracing": self.tracing,
             }
             for name in parts:
                 steps[name]()
@@ -614,7 +653,7 @@ def main() -> int:
     parser.add_argument(
         "parts",
         nargs="*",
-        default=["ingest", "delivery", "e2e", "fanout"],
+        default=["ingest", "delivery", "e2e", "fanout", "tracing"],
         help="which benchmarks to run",
     )
     args = parser.parse_args()

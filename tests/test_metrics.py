@@ -15,8 +15,8 @@ import pytest
 from incidents.app import create_app
 from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
-from tests.delivery_support import Workers, publish
-from tests.support import ADMIN_TOKEN, event, serve_in_thread
+from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
+from tests.support import ADMIN_TOKEN, event, serve_in_thread, wait_for
 
 
 def sample(text: str, name: str, labels: str = "") -> float:
@@ -145,3 +145,64 @@ def test_the_outbox_gauge_counts_what_is_not_routed_yet(
     assert sample(before, "incidents_outbox_length") == 3
     workers.run_until(lambda: sample(client.get("/metrics").text, "incidents_outbox_length") == 0)
     assert sample(client.get("/metrics").text, "incidents_outbox_retained") == 3
+
+
+def test_deliveries_are_counted_and_timed_per_subscription(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """Each attempt counts under its subscription and outcome and is timed in the latency
+    histogram; a disabled subscription shows 1; a deleted one's series go."""
+    sub = subscribe(client, rx, "/counted")["id"]
+    other = subscribe(client, rx, "/gone")["id"]
+    rx.scripts["/counted"] = [(503, {})]
+    rx.scripts["/gone"] = [(410, {})]
+    publish(client, event())
+    workers.run_until(lambda: len(rx.at("/counted")) == 2 and len(rx.at("/gone")) == 1)
+    text = client.get("/metrics").text
+    own = f'subscription="{sub}"'
+    assert sample(text, "incidents_deliveries_total", own + ',outcome="failed"') == 1
+    assert sample(text, "incidents_deliveries_total", own + ',outcome="delivered"') == 1
+    assert sample(text, "incidents_delivery_seconds_count", own) == 2
+    assert sample(text, "incidents_delivery_seconds_bucket", own + ',le="+Inf"') == 2
+    assert sample(text, "incidents_delivery_seconds_bucket", own + ',le="10.0"') == 2
+    assert 0 < sample(text, "incidents_delivery_seconds_sum", own) < 20
+    assert sample(text, "incidents_subscription_disabled", own) == 0
+    gone = f'subscription="{other}"'
+    assert sample(text, "incidents_deliveries_total", gone + ',outcome="gone"') == 1
+    assert sample(text, "incidents_subscription_disabled", gone) == 1
+    assert client.delete(f"/v1/subscriptions/{other}").status_code == 204
+    text = client.get("/metrics").text
+    assert other not in text and sub in text
+
+
+def test_metrics_answer_without_redis_and_count_its_errors(settings: Settings) -> None:
+    """With Redis out of reach /metrics still answers, with incidents_redis_up 0 and the
+    requests refused for it counted in incidents_redis_errors_total."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    down = replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with (
+        serve_in_thread(create_app(down)) as url,
+        httpx.Client(base_url=url, headers=headers, timeout=10) as client,
+    ):
+        answer = client.post("/v1/subscriptions", json={"sink": "http://127.0.0.1:1/x"})
+        assert answer.status_code == 503, answer.text
+        scraped = client.get("/metrics")
+        assert scraped.status_code == 200
+        assert sample(scraped.text, "incidents_redis_up") == 0
+        assert sample(scraped.text, "incidents_redis_errors_total") == 1
+        assert "incidents_outbox_length" not in scraped.text
+
+
+def test_live_workers_are_counted(settings: Settings, client: httpx.Client) -> None:
+    """incidents_workers counts the delivery workers that are running."""
+    assert sample(client.get("/metrics").text, "incidents_workers") == 0
+    worker = start_worker(settings)
+    try:
+        wait_for(lambda: sample(client.get("/metrics").text, "incidents_workers") == 1, 60,
+                 what="the worker counted")  # fmt: skip
+    finally:
+        worker.terminate()
+        worker.wait(30)

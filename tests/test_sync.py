@@ -412,3 +412,20 @@ def test_an_inbound_event_reaches_other_subscribers_but_not_its_own(
     actions = [c[2]["event_action"] for c in found.of("POST", "/enqueue")]
     assert actions == ["trigger"]
     assert [d["outcome"] for d in Workers(settings).deliveries(client, sub_id)] == ["delivered"]
+
+
+def test_an_inbound_webhook_carrying_a_traceparent_continues_its_trace(
+    settings: Settings, client: httpx.Client, vendor: tuple[Vendor, str]
+) -> None:
+    """The event an inbound webhook becomes is kept with the webhook's traceparent."""
+    found, url = vendor
+    sub_id = pd_sub(client, url)
+    incident = declared(settings, client, found, sub_id)
+    body = pagerduty_webhook("incident.acknowledged", incident, status="acknowledged")
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    answer = post(client, sub_id, body, {**pd_signed(body), "traceparent": traceparent})
+    assert answer.status_code == 202, answer.text
+    ack = timeline(client, incident)[-1]
+    stored = client.get(f"/v1/events/{ack['id']}", params={"source": ack["source"]})
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["event"]["traceparent"] == traceparent

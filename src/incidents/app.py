@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
@@ -32,6 +32,7 @@ from incidents.errors import (
     MethodNotAllowed,
     NotFound,
     RedisFull,
+    StoreUnavailable,
 )
 from incidents.gc_freeze import freeze_startup_objects
 from incidents.http import problem_response
@@ -52,9 +53,14 @@ from incidents.store.events import EventStore
 from incidents.store.redis import connect_async, full, is_full
 from incidents.stream import routes as stream_routes
 from incidents.sync import routes as sync_routes
+from incidents.tracing.middleware import TraceMiddleware
+from incidents.tracing.spans import NoSpans, Spans
 from incidents.write_planner import WritePlanner
 
 log = logging.getLogger("incidents")
+# What the access counts show for a request whose client left before it was answered (the
+# status nginx logs for it); the client never sees it.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def utc_now() -> datetime:
@@ -65,6 +71,8 @@ async def _incidents_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, IncidentsError)
     if isinstance(exc, RedisFull):
         request.app.state.metrics.redis_full_refusals += 1
+    if isinstance(exc, StoreUnavailable):
+        request.app.state.metrics.redis_errors += 1
     return problem_response(exc.to_problem(request.url.path), exc.status, exc.headers)
 
 
@@ -105,6 +113,14 @@ async def _redis_error(request: Request, exc: Exception) -> Response:
     return await _unexpected(request, exc)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """A client that went away while its body was being read: nothing to answer, nothing
+    for an operator to do (the internet does this), so one info line and a count."""
+    request.app.state.metrics.client_disconnects += 1
+    log.info("client disconnected while sending %s %s", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     error = IncidentsError("an unexpected error occurred; it has been logged")
@@ -141,9 +157,11 @@ def create_app(
     *,
     clock: Callable[[], datetime] = utc_now,
     server_process: bool = False,
+    spans: Spans | None = None,
 ) -> Starlette:
     """The API app. ``server_process``: this process runs only the app (``serve``), so its
-    start-up objects are frozen out of garbage collection once it is ready."""
+    start-up objects are frozen out of garbage collection once it is ready. ``spans``: where
+    spans go (``tracing.export.spans_from_environ``); none are recorded when not given."""
     if settings.redis_url is None:
         raise SettingsError(
             "INCIDENTS_REDIS_URL is not set: point it at Redis, or use `incidents dev`, "
@@ -155,9 +173,11 @@ def create_app(
     policy, rules = loaded.policy, loaded.alerts
     modules = route_modules()
     sources = [m.openapi_paths for m in modules]
+    recorder: Spans = spans if spans is not None else NoSpans()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        recorder.open()
         redis = connect_async(redis_url)
         store = EventStore(redis, settings.min_replicas, settings.replica_timeout_ms)
         principals = PrincipalStore(redis)
@@ -172,6 +192,7 @@ def create_app(
                 clock,
                 admission=PolicyAdmission(policy),
                 planners=[WritePlanner(store, rules)],
+                spans=recorder,
             ),
             auth=Authenticator(settings.admin_token, principals.lookup, ended=EndedSessions(redis)),
             principals=principals,
@@ -190,6 +211,7 @@ def create_app(
             if hub is not None:
                 await hub.close()  # ends every open stream (": closing") and stops its reader
             await redis.aclose()
+            recorder.close()
 
     # Events first: the router tries routes in order, and nearly every request is one.
     all_routes = [
@@ -199,6 +221,7 @@ def create_app(
     app = Starlette(
         routes=all_routes,
         middleware=[
+            Middleware(TraceMiddleware, spans=recorder),
             Middleware(metrics.MetricsMiddleware, metrics=counters, routes=all_routes),
             Middleware(
                 RequestLimits,
@@ -213,6 +236,7 @@ def create_app(
             IncidentsError: _incidents_error,
             HTTPException: _http_error,
             ResponseError: _redis_error,
+            ClientDisconnect: _client_gone,
             Exception: _unexpected,
         },
     )

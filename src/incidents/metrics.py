@@ -18,7 +18,9 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from incidents.openapi import errors
+from incidents.delivery import delivery_metrics
+from incidents.delivery.jobs import DELIVER_QUEUE
+from incidents.errors import StoreUnavailable
 from incidents.services import services
 from incidents.store import keys
 from incidents.store.redis import guarded
@@ -26,6 +28,9 @@ from incidents.store.redis_memory import refuses_writes_async
 from incidents.store.scripts import load_script
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The delivery workers RQ has registered for the deliver queue (a worker's own key expires
+# when it stops heartbeating, so counting those that exist counts the live ones).
+WORKERS = "rq:workers:" + DELIVER_QUEUE
 UNROUTED_CAP = 1_000_000  # the backlog gauge counts this many at most (a scrape stays cheap)
 
 
@@ -40,6 +45,8 @@ class Metrics:
         self.latency_sum: dict[str, float] = {}
         self.latency_count: Counter[str] = Counter()
         self.events: Counter[str] = Counter()  # accepted, duplicate, rejected
+        self.client_disconnects = 0  # clients that left while their body was being read
+        self.redis_errors = 0  # requests answered 503 because Redis could not be reached
         self.redis_full_refusals = 0  # requests answered 503 redis-full
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -87,62 +94,91 @@ class Metrics:
         for outcome, n in sorted(self.events.items()):
             lines.append(f'incidents_events_total{{outcome="{outcome}"}} {n}')
         lines += [
+            "# HELP incidents_client_disconnects_total Requests whose client went away while "
+            "its body was being read.",
+            "# TYPE incidents_client_disconnects_total counter",
+            f"incidents_client_disconnects_total {self.client_disconnects}",
+            "# HELP incidents_redis_errors_total Requests answered 503 because Redis could not "
+            "be reached (or a replica did not confirm in time).",
+            "# TYPE incidents_redis_errors_total counter",
+            f"incidents_redis_errors_total {self.redis_errors}",
             "# HELP incidents_redis_full_refusals_total Requests answered 503 redis-full: Redis"
             " was at maxmemory and refused the write.",
             "# TYPE incidents_redis_full_refusals_total counter",
             f"incidents_redis_full_refusals_total {self.redis_full_refusals}",
         ]
-        now = time.time()
-        async with guarded("reading metrics"):
-            pipe = redis.pipeline(transaction=False)
-            pipe.xlen(keys.OUTBOX)
-            pipe.get(keys.SEQUENCE)
-            pipe.zcard(keys.DEAD_LETTERS)
-            pipe.zcount(keys.LANES_DUE, "-inf", now)
-            pipe.zcount(keys.LANES_DUE, f"({now!r}", "+inf")
-            pipe.zcard(keys.LANES_LEASED)
-            pipe.scard(keys.SUBSCRIPTIONS)
-            pipe.zcount(keys.SILENCES, f"({now!r}", "+inf")
-            retained, last, dead, due_now, due_later, leased, subs, silences = await pipe.execute()
-            unrouted = redis.register_script(load_script("outbox"))
-            backlog = await unrouted(keys=[keys.OUTBOX], args=[keys.ROUTER_GROUP, 0, UNROUTED_CAP])
-            full = await refuses_writes_async(redis)
-        lines += [
-            "# HELP incidents_outbox_length Accepted events not routed to subscriptions yet "
-            f"(counted up to {UNROUTED_CAP}).",
-            "# TYPE incidents_outbox_length gauge",
-            f"incidents_outbox_length {int(backlog)}",
-            "# HELP incidents_outbox_retained Recent events kept in the outbox stream, routed or "
-            "not (INCIDENTS_STREAM_RETENTION once routed).",
-            "# TYPE incidents_outbox_retained gauge",
-            f"incidents_outbox_retained {retained}",
-            "# HELP incidents_last_sequence The last gateway sequence assigned.",
-            "# TYPE incidents_last_sequence gauge",
-            f"incidents_last_sequence {int(last or 0)}",
-            "# HELP incidents_dead_letters Deliveries that ran out of retries, not yet redriven.",
-            "# TYPE incidents_dead_letters gauge",
-            f"incidents_dead_letters {dead}",
-            "# HELP incidents_lanes_due Lanes waiting for a worker: due now, or at a later "
-            "retry time.",
-            "# TYPE incidents_lanes_due gauge",
-            f'incidents_lanes_due{{when="now"}} {due_now}',
-            f'incidents_lanes_due{{when="later"}} {due_later}',
-            "# HELP incidents_lanes_leased Lanes a worker holds (a dead worker's count until "
-            "its lease runs out and the lane is claimed again).",
-            "# TYPE incidents_lanes_leased gauge",
-            f"incidents_lanes_leased {leased}",
-            "# HELP incidents_redis_full 1 while Redis is at maxmemory and refuses writes (events"
-            " are answered 503 redis-full), else 0.",
-            "# TYPE incidents_redis_full gauge",
-            f"incidents_redis_full {int(full)}",
-            "# HELP incidents_subscriptions Subscriptions, active or disabled.",
-            "# TYPE incidents_subscriptions gauge",
-            f"incidents_subscriptions {subs}",
-            "# HELP incidents_silences Silences that have not ended (pending or active).",
-            "# TYPE incidents_silences gauge",
-            f"incidents_silences {silences}",
+        up = [
+            "# HELP incidents_redis_up Whether this process reached Redis for this scrape (the "
+            "gauges of shared state are left out when it did not).",
+            "# TYPE incidents_redis_up gauge",
         ]
+        try:
+            lines += await _shared_state(redis)
+        except StoreUnavailable:
+            return "\n".join([*lines, *up, "incidents_redis_up 0"]) + "\n"
+        lines += [*up, "incidents_redis_up 1"]
         return "\n".join(lines) + "\n"
+
+
+async def _shared_state(redis: aioredis.Redis) -> list[str]:
+    """The gauges of state every process shares (outbox, lanes, dead letters, subscriptions,
+    workers) and the per-subscription delivery metrics, read from Redis."""
+    now = time.time()
+    async with guarded("reading metrics"):
+        pipe = redis.pipeline(transaction=False)
+        pipe.xlen(keys.OUTBOX)
+        pipe.get(keys.SEQUENCE)
+        pipe.zcard(keys.DEAD_LETTERS)
+        pipe.zcount(keys.LANES_DUE, "-inf", now)
+        pipe.zcount(keys.LANES_DUE, f"({now!r}", "+inf")
+        pipe.zcard(keys.LANES_LEASED)
+        pipe.scard(keys.SUBSCRIPTIONS)
+        pipe.smembers(WORKERS)
+        pipe.zcount(keys.SILENCES, f"({now!r}", "+inf")
+        retained, last, dead, due_now, due_later, leased, subs, rq, silences = await pipe.execute()
+        unrouted = redis.register_script(load_script("outbox"))
+        backlog = await unrouted(keys=[keys.OUTBOX], args=[keys.ROUTER_GROUP, 0, UNROUTED_CAP])
+        workers = await redis.exists(*rq) if rq else 0
+        per_subscription = await delivery_metrics.read(redis)
+        full = await refuses_writes_async(redis)
+    return [
+        "# HELP incidents_outbox_length Accepted events not routed to subscriptions yet "
+        f"(counted up to {UNROUTED_CAP}).",
+        "# TYPE incidents_outbox_length gauge",
+        f"incidents_outbox_length {int(backlog)}",
+        "# HELP incidents_outbox_retained Recent events kept in the outbox stream, routed or "
+        "not (INCIDENTS_STREAM_RETENTION once routed).",
+        "# TYPE incidents_outbox_retained gauge",
+        f"incidents_outbox_retained {retained}",
+        "# HELP incidents_last_sequence The last gateway sequence assigned.",
+        "# TYPE incidents_last_sequence gauge",
+        f"incidents_last_sequence {int(last or 0)}",
+        "# HELP incidents_dead_letters Deliveries that ran out of retries, not yet redriven.",
+        "# TYPE incidents_dead_letters gauge",
+        f"incidents_dead_letters {dead}",
+        "# HELP incidents_lanes_due Lanes waiting for a worker: due now, or at a later retry time.",
+        "# TYPE incidents_lanes_due gauge",
+        f'incidents_lanes_due{{when="now"}} {due_now}',
+        f'incidents_lanes_due{{when="later"}} {due_later}',
+        "# HELP incidents_lanes_leased Lanes a worker holds (a dead worker's count until "
+        "its lease runs out and the lane is claimed again).",
+        "# TYPE incidents_lanes_leased gauge",
+        f"incidents_lanes_leased {leased}",
+        "# HELP incidents_subscriptions Subscriptions, active or disabled.",
+        "# TYPE incidents_subscriptions gauge",
+        f"incidents_subscriptions {subs}",
+        "# HELP incidents_silences Silences that have not ended (pending or active).",
+        "# TYPE incidents_silences gauge",
+        f"incidents_silences {silences}",
+        "# HELP incidents_redis_full 1 while Redis is at maxmemory and refuses writes (events"
+        " are answered 503 redis-full), else 0.",
+        "# TYPE incidents_redis_full gauge",
+        f"incidents_redis_full {int(full)}",
+        "# HELP incidents_workers Delivery workers alive (registered and heartbeating).",
+        "# TYPE incidents_workers gauge",
+        f"incidents_workers {workers}",
+        *per_subscription,
+    ]
 
 
 class MetricsMiddleware:
@@ -206,6 +242,11 @@ def openapi_paths() -> dict[str, object]:
     }
     return {
         "/metrics": {
-            "get": {"summary": "Prometheus metrics", "responses": {"200": text, **errors(503)}}
+            "get": {
+                "summary": "Prometheus metrics",
+                "description": "Answers while Redis is unreachable too: then "
+                "incidents_redis_up is 0 and the gauges of shared state are left out.",
+                "responses": {"200": text},
+            }
         }
     }

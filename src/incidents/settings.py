@@ -92,6 +92,13 @@ def _redis_url(name: str, raw: str) -> str:
         raise SettingsError(f"{name}: {exc}") from None
 
 
+def _log_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("json", "text"):
+        raise SettingsError(f"{name}={raw!r} is not a log format (use json or text)")
+    return value
+
+
 def default_dir(name: str) -> Path:
     """``name`` (``schemas`` or ``policies``) in the working directory when it is a folder
     there, else the copy shipped in the package."""
@@ -194,6 +201,15 @@ class Settings:
     )
     host: str = setting("INCIDENTS_HOST", _text, "127.0.0.1", "address the API listens on")
     port: int = setting("INCIDENTS_PORT", _at_least(1), 8080, "port the API listens on")
+    log_format: str | None = setting(
+        "INCIDENTS_LOG_FORMAT",
+        _log_format,
+        None,
+        "log lines as `json` (one object per line: time, level, logger, message and the ids"
+        " that apply: `event_id`, `incident`, `subscription`, `delivery`, `trace_id`) or"
+        " `text`",
+        shown="`json` for `serve` and `worker`, `text` for `dev`",
+    )
     schemas_dir: Path = setting(  # noqa: RUF009  # declares a field, as dataclasses.field does
         "INCIDENTS_SCHEMAS_DIR",
         _path,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from incidents import logs
 from incidents.cli.preflight import check_redis, preflight
 from incidents.cli.supervisor import Child, stop_all
 from incidents.settings import Settings, SettingsError
@@ -53,6 +54,8 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
 
     create_app(settings)  # fail here, with a clear message, if schemas or policies are broken
     os.environ.update(env)  # the factory below reads the environment in each server process
+    log_format = settings.log_format or logs.JSON
+    logs.configure(log_format)
     uvicorn.run(
         "incidents.cli.runner:app_from_environ",
         factory=True,
@@ -61,6 +64,7 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         workers=settings.workers if settings.workers > 1 else None,
         access_log=False,
         log_level="info",
+        log_config=logs.uvicorn_config(log_format),
         timeout_graceful_shutdown=20,
         proxy_headers=True,
         server_header=False,
@@ -72,8 +76,10 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def app_from_environ() -> Starlette:
     from incidents.app import create_app
+    from incidents.tracing.export import API_SERVICE, spans_from_environ
 
-    return create_app(Settings.from_env(os.environ), server_process=True)
+    spans = spans_from_environ(os.environ, API_SERVICE)
+    return create_app(Settings.from_env(os.environ), server_process=True, spans=spans)
 
 
 def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
@@ -85,8 +91,9 @@ def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
             "INCIDENTS_REDIS_URL is not set: point it at Redis, or run `incidents dev`"
         )
     _check_secret_key(settings, "worker")
+    logs.configure(settings.log_format or logs.JSON)
     preflight(settings)
-    return run_worker(settings, burst=args.burst, server_process=True)
+    return run_worker(settings, burst=args.burst, server_process=True, environ=env)
 
 
 def _check_secret_key(settings: Settings, command: str) -> None:
@@ -185,6 +192,7 @@ def cmd_dev(args: argparse.Namespace, env: dict[str, str]) -> int:
     env = dict(env)
     env.setdefault("INCIDENTS_ALLOW_PRIVATE_SINKS", "true")
     env.setdefault("INCIDENTS_ALLOW_INSECURE_SINKS", "true")
+    env.setdefault("INCIDENTS_LOG_FORMAT", logs.TEXT)  # read by a person at a terminal
     settings = Settings.from_env(env)
     token = _admin_token(settings)
     env["INCIDENTS_ADMIN_TOKEN"] = token

@@ -33,7 +33,6 @@ from incidents.delivery.channels.base import (
     Outcome,
     OutcomeKind,
     Transport,
-    exchange,
 )
 from incidents.delivery.fanout import (
     ensure_stream_group,
@@ -57,6 +56,7 @@ from incidents.delivery.owner_views import IncidentViews, OwnerViews
 from incidents.delivery.subscription_spec import SubscriptionStatus
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.delivery.throttle import Throttle
+from incidents.delivery.traced import traced_exchange
 from incidents.errors import StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.schemas import SchemaRegistry
@@ -67,6 +67,7 @@ from incidents.store import keys
 from incidents.store.events import EventStore, stored_event
 from incidents.store.redis import UNAVAILABLE
 from incidents.store.secret_box import SecretUnreadable
+from incidents.tracing.spans import NoSpans, Spans
 
 log = logging.getLogger("incidents.delivery")
 RENEW_EVERY = 2.0
@@ -93,6 +94,7 @@ class Dispatcher:
         clock: Callable[[], float],
         stopping: Callable[[], bool] = lambda: False,
         silences: SilenceCache | None = None,
+        spans: Spans | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -119,6 +121,7 @@ class Dispatcher:
         self._handoff = asyncio.Event()  # the routing lease was given up
         self._closing = False
         self.stopping = stopping
+        self.spans: Spans = spans if spans is not None else NoSpans()
         self.sent = 0
 
     async def run(
@@ -204,6 +207,7 @@ class Dispatcher:
                         seconds=0.5,
                         retention=self.settings.stream_retention,
                         clock=self.clock,
+                        spans=self.spans,
                     )
                 self.owner_views.forget()
                 claimed = await self.ledger.claim(
@@ -323,6 +327,7 @@ class Dispatcher:
                 until=lambda: self._closing or self.stopping(),
                 retention=self.settings.stream_retention,
                 seen=self._events,  # the lanes find the events routed here already decoded
+                spans=self.spans,
             )
             if routed < 0:
                 with contextlib.suppress(TimeoutError):
@@ -416,7 +421,9 @@ class Dispatcher:
                     record.id, sub, verdict.event, record.incident or None, state, now, view
                 )
                 mask = mask_for(channel, message)
-                outcome = await exchange(channel, message, self.transport, mask)
+                outcome = await traced_exchange(
+                    self.spans, channel, message, self.transport, mask, record.attempts + 1
+                )
             except (RedisError, StoreUnavailable):
                 raise
             except SecretUnreadable as exc:

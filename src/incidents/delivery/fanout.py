@@ -37,6 +37,7 @@ from incidents.delivery.lanes import (
     routed_id,
 )
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
+from incidents.delivery.traced import route_span
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.origin import came_from
 from incidents.model.types import Extension
@@ -45,6 +46,7 @@ from incidents.store.events import EventStore, stored_event
 from incidents.store.keys import OUTBOX
 from incidents.store.redis import UNAVAILABLE
 from incidents.store.scripts import load_script
+from incidents.tracing.spans import NoSpans, Spans
 
 # The router's lease: renewed after every batch, and short, so a router killed mid-batch holds
 # routing up for a few seconds at most (about as long as a dead worker holds its lanes).
@@ -132,6 +134,7 @@ async def route_outbox(
     retention: int = 0,
     *,
     clock: Callable[[], float],
+    spans: Spans | None = None,
 ) -> int:
     """Route outbox entries until none is left (or ``seconds`` pass); the number routed.
     The routed entries are kept, the stream trimmed to about ``retention`` entries once
@@ -142,7 +145,7 @@ async def route_outbox(
     routed = 0
     try:
         await ensure_group(redis)
-        router = _Batches(redis, cache, clock)
+        router = _Batches(redis, cache, clock, spans=spans)
         stop = time.monotonic() + seconds
         while time.monotonic() < stop:
             entries = await _read(redis, "0", batch) or await _read(redis, ">", batch)
@@ -167,6 +170,7 @@ async def follow_outbox(
     retention: int = 0,
     batch: int = 500,
     seen: dict[int, StoredEvent] | None = None,
+    spans: Spans | None = None,
 ) -> int:
     """Hold the routing lease and route entries as they are added, waiting for them with a
     blocking read on ``listen`` (a client of its own, so the wait holds none of ``redis``'s
@@ -182,7 +186,7 @@ async def follow_outbox(
     routed = 0
     try:
         await ensure_group(redis)
-        router = _Batches(redis, cache, clock, seen)
+        router = _Batches(redis, cache, clock, seen, spans)
         start, trimmed = "0", time.monotonic()  # first what a dead router left unacknowledged
         while not until():
             if start == "0":
@@ -224,14 +228,17 @@ class _Batches:
         cache: SubscriptionCache,
         clock: Callable[[], float],
         seen: dict[int, StoredEvent] | None = None,
+        spans: Spans | None = None,
     ):
         self.redis, self.cache, self.clock, self.seen = redis, cache, clock, seen
+        self.spans: Spans = spans if spans is not None else NoSpans()
         self.subs, self.ledger = SubscriptionStore(redis), Ledger(redis)
         self._renew = redis.register_script(load_script("lease"))
 
     async def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]], token: str) -> bool:
         """Queue the entries' deliveries, acknowledge them and extend the lease, in one step
         (taken while the lease holds); False (nothing written) if the lease was lost."""
+        started = time.time_ns()
         seqs = [int(fields[b"seq"]) for _, fields in entries if fields and b"seq" in fields]
         # The subscriptions' version is read with the events, after they were accepted: a
         # subscription made before an event was accepted is seen when it is routed.
@@ -256,7 +263,11 @@ class _Batches:
         ]
         ids = [entry_id.decode() for entry_id, _ in entries]
         routed = RoutedBatch(token, LOCK_MS, ids)
-        return await self.ledger.enqueue(deliveries, now, routed=routed) >= 0
+        done = await self.ledger.enqueue(deliveries, now, routed=routed) >= 0
+        if done and self.spans.enabled:
+            for s, found in zip(stored, matched, strict=True):
+                route_span(self.spans, s, found, started)
+        return done
 
     async def keep(self, token: str) -> bool:
         """Extend the lease (no entries came); False if it was lost."""

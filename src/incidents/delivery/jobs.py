@@ -32,6 +32,8 @@ from incidents.model.schemas import SchemaRegistry
 from incidents.settings import Settings
 from incidents.silences.store import SilenceCache
 from incidents.store.redis import connect_async
+from incidents.tracing.export import WORKER_SERVICE, spans_from_environ
+from incidents.tracing.spans import NoSpans, Spans
 
 ROUTE_QUEUE = "incidents-route"
 DELIVER_QUEUE = "incidents-deliver"
@@ -67,12 +69,21 @@ class WorkerContext:
     # Unix time for everything delivery schedules, stamps and signs (due lanes, leases,
     # retries, Retry-After pauses, rate windows, the attempt log, webhook timestamps).
     clock: Callable[[], float] = time.time
+    # Where the routing and delivery spans go (``tracing.export``); opened by the worker.
+    spans: Spans = field(default_factory=NoSpans)
 
     @classmethod
-    def build(cls, settings: Settings, clock: Callable[[], float] = time.time) -> WorkerContext:
+    def build(
+        cls,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        environ: Mapping[str, str] | None = None,
+    ) -> WorkerContext:
+        """The context of a worker; ``environ`` holds its ``OTEL_*`` settings, if any."""
         registry = SchemaRegistry.load(settings.schemas_dir)
         offered = default_channels(settings.secret_key)
-        return cls(job_settings(settings), registry, channels=offered, clock=clock)
+        spans = spans_from_environ(environ or {}, WORKER_SERVICE)
+        return cls(job_settings(settings), registry, channels=offered, clock=clock, spans=spans)
 
     def dispatcher(self, redis: aioredis.Redis, client: aiohttp.ClientSession) -> Dispatcher:
         """A dispatcher of this context (settings, schemas, caches, channels, clock), working
@@ -89,6 +100,7 @@ class WorkerContext:
             clock=self.clock,
             stopping=self.stopping.is_set,
             silences=self.silences,
+            spans=self.spans,
         )
 
 
@@ -136,7 +148,11 @@ async def _route(context: WorkerContext) -> int:
     redis = connect_async(context.settings.redis_url)
     try:
         return await route_outbox(
-            redis, context.routes, retention=context.settings.stream_retention, clock=context.clock
+            redis,
+            context.routes,
+            retention=context.settings.stream_retention,
+            clock=context.clock,
+            spans=context.spans,
         )
     finally:
         await redis.aclose()

@@ -28,6 +28,7 @@ from typing import cast
 import orjson
 import redis.asyncio as aioredis
 
+from incidents.delivery import delivery_metrics
 from incidents.delivery.attempt_log import AttemptEntry
 from incidents.delivery.channels.base import ChannelState
 from incidents.store import keys
@@ -343,6 +344,7 @@ class Ledger:
                 for entry in result.log
             ],
             "log_length": LOG_LENGTH,
+            **delivery_metrics.payload(result.log),
             "dead": [{"id": i, "at": at} for i, at in result.dead],
             "healthy": [keys.subscription(s) for s in result.healthy],
             "dropped": [keys.delivery(i) for i in result.dropped],

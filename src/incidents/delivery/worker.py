@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -273,9 +273,15 @@ def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def run_worker(settings: Settings, burst: bool = False, server_process: bool = False) -> int:
+def run_worker(
+    settings: Settings,
+    burst: bool = False,
+    server_process: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> int:
     """Work the queues; ``server_process``: this process only works, so its start-up objects
-    are frozen out of garbage collection before the first job."""
+    are frozen out of garbage collection before the first job. ``environ``: the process's
+    environment, for the ``OTEL_*`` settings of span export."""
     assert settings.redis_url is not None
     if threading.current_thread() is threading.main_thread():
         # Until RQ's work loop installs its warm-shutdown handlers, a stop (say, while waiting
@@ -283,7 +289,21 @@ def run_worker(settings: Settings, burst: bool = False, server_process: bool = F
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _stop_while_starting)
     connection = connect(settings.redis_url)
-    context = WorkerContext.build(settings)
+    context = WorkerContext.build(settings, environ=environ)
+    context.spans.open()
+    try:
+        return _work(settings, connection, context, burst, server_process)
+    finally:
+        context.spans.close()  # sends the spans still batched
+
+
+def _work(
+    settings: Settings,
+    connection: redis.Redis,
+    context: WorkerContext,
+    burst: bool,
+    server_process: bool,
+) -> int:
     while True:  # RQ's worker talks to Redis as soon as it is built
         try:
             worker = make_worker(settings, connection, context)

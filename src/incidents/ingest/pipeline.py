@@ -41,6 +41,9 @@ from incidents.store.events import (
     VersionConflict,
     VersionedWrite,
 )
+from incidents.tracing.attributes import accept_attributes
+from incidents.tracing.context import incoming, kept
+from incidents.tracing.spans import NoSpans, Spans
 
 MAX_PLAN_ATTEMPTS = 20
 # Requests for one incident planned and stored together at most (one script call), and the
@@ -180,12 +183,14 @@ class Ingestor:
         clock: Callable[[], datetime],
         admission: Admission | None = None,
         planners: Sequence[Planner] = (),
+        spans: Spans | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
         self.clock = clock
         self.admission: Admission = admission or DefaultAdmission()
         self.planners = list(planners)
+        self.spans: Spans = spans if spans is not None else NoSpans()
         self._locks = KeyedLocks()
         self._queued: dict[str, list[Submission]] = {}  # incident id -> requests waiting, in order
 
@@ -235,11 +240,21 @@ class Ingestor:
     async def check_off_loop(self, raws: Sequence[object], batch: bool) -> list[CloudEvent]:
         """``check``, in a worker thread when there are many events, so a long batch does
         not hold up every other request."""
-        return await off_loop(len(raws) > INLINE_CHECK_EVENTS, self.check, raws, batch)
+        with self.spans.start("schema", attributes={"messaging.batch.message_count": len(raws)}):
+            return await off_loop(len(raws) > INLINE_CHECK_EVENTS, self.check, raws, batch)
 
     async def accept(self, events: Sequence[CloudEvent], principal: Principal) -> list[Accepted]:
-        """Admit, plan and store events all together; returns one result per event."""
-        admitted = [self.admission.admit(e, principal) for e in events]
+        """Admit, plan and store events all together; returns one result per event. Each is
+        kept with its trace context: its own, else the request's (``tracing.context``)."""
+        if not self.spans.enabled:
+            return await self._accept(events, principal)
+        with self.spans.start("accept", attributes=accept_attributes(events)):
+            return await self._accept(events, principal)
+
+    async def _accept(self, events: Sequence[CloudEvent], principal: Principal) -> list[Accepted]:
+        trace = incoming.get()
+        with self.spans.start("policy"):
+            admitted = [self.admission.admit(kept(e, trace), principal) for e in events]
         results: list[Accepted | None] = [None] * len(admitted)
         first_of: dict[tuple[str, str], int] = {}
         fresh: list[Pending] = []
@@ -252,14 +267,16 @@ class Ingestor:
         submission = Submission(fresh, principal)
         named = {e.get(Extension.INCIDENT_ID) for e in admitted}
         if len(named) == 1 and None not in named and "" not in named:
-            await self._join(str(named.pop()), submission)
+            with self.spans.start("store"):
+                await self._join(str(named.pop()), submission)
         else:
             # Events naming no incident (which an alert may link or declare) and batches that
             # span incidents are planned and stored alone, holding every named incident's
             # lock (taken in sorted order, so two holders never deadlock); a group takes just
             # its incident's lock, so it and these never interleave on one incident.
             async with self._locks.hold(sorted({str(i) for i in named if i})):
-                await self._run([submission])
+                with self.spans.start("store"):
+                    await self._run([submission])
         if isinstance(submission.outcome, Exception):
             raise submission.outcome
         assert submission.outcome is not None

@@ -105,6 +105,27 @@ BINARY_HEADERS = [
 ]
 
 
+# W3C Trace Context (the CloudEvents distributed-tracing extension): kept with the events
+# that carry no valid traceparent attribute of their own; an invalid one is ignored.
+TRACE_HEADERS = [
+    {
+        "name": "traceparent",
+        "in": "header",
+        "required": False,
+        "description": "W3C Trace Context: kept with each event that has no valid traceparent"
+        " attribute of its own, and continued by its deliveries; an invalid one is ignored",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "tracestate",
+        "in": "header",
+        "required": False,
+        "description": "W3C Trace Context: kept with the traceparent it goes with",
+        "schema": {"type": "string"},
+    },
+]
+
+
 def openapi_paths() -> dict[str, Any]:
     return {
         "/v1/events": {
@@ -113,7 +134,7 @@ def openapi_paths() -> dict[str, Any]:
                 "description": "The mode is chosen from Content-Type. In binary mode the "
                 "attributes travel as percent-encoded ce- headers and the body is the data.",
                 "security": BEARER,
-                "parameters": BINARY_HEADERS,
+                "parameters": BINARY_HEADERS + TRACE_HEADERS,
                 "requestBody": {
                     "required": True,
                     "content": {

@@ -83,6 +83,10 @@ LANES_WAKE = PREFIX + "lanes:wake"
 LANES_WAKE_GROUP = "wakers"
 DEAD_LETTERS = PREFIX + "dead"  # zset delivery id -> unix time it died
 DELIVERY_PREFIX = PREFIX + "delivery:"
+# Delivery metrics (``delivery.delivery_metrics``): hash "<subscription>|<outcome>" -> count,
+# and hash "<subscription>|<bucket>" -> count plus "<subscription>|sum" -> seconds.
+METRICS_DELIVERIES = PREFIX + "metrics:deliveries"
+METRICS_DELIVERY_SECONDS = PREFIX + "metrics:delivery-seconds"
 
 
 def subscription(sub_id: str) -> str:

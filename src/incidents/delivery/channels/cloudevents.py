@@ -26,7 +26,7 @@ NAME = "cloudevents"
 STRUCTURED = "application/cloudevents+json; charset=utf-8"
 # Headers this channel sets itself; a subscription may not replace them.
 RESERVED_HEADERS = ("content-type", "content-length", "host", "user-agent", "transfer-encoding",
-                    "connection")  # fmt: skip
+                    "connection", "traceparent", "tracestate")  # fmt: skip
 RESERVED_PREFIXES = ("webhook-", "ce-")
 
 

@@ -2,7 +2,9 @@
 --   {"lane", "token", "due", "finished": [delivery ids], "records": [{"key", "fields": [k, v]}],
 --    "log": [{"key", "entry"}], "log_length": n, "dead": [{"id", "at"}],
 --    "healthy": [subscription keys], "dropped": [record keys],
---    "states": [{"key", "field", "value"}]}
+--    "states": [{"key", "field", "value"}],
+--    "metric_outcomes_key", "metric_outcomes": [fields], "metric_latency_key",
+--    "metric_buckets": [fields], "metric_sums": [field, seconds, ...]}
 -- Writes the records, the attempt log (trimmed), dead letters, the channel state of each
 -- (subscription, incident) worked, clears failing_since of the healthy subscriptions,
 -- drops the finished deliveries from the lane and makes it due at
@@ -31,6 +33,17 @@ for _, e in ipairs(r.log) do
 end
 for key in pairs(logged) do
   redis.call('LTRIM', key, 0, r.log_length - 1)
+end
+-- Delivery metrics (delivery_metrics.py): outcome counts, latency buckets and sums.
+for _, f in ipairs(r.metric_outcomes or {}) do
+  redis.call('HINCRBY', r.metric_outcomes_key, f, 1)
+end
+for _, f in ipairs(r.metric_buckets or {}) do
+  redis.call('HINCRBY', r.metric_latency_key, f, 1)
+end
+local sums = r.metric_sums or {}
+for j = 1, #sums, 2 do
+  redis.call('HINCRBYFLOAT', r.metric_latency_key, sums[j], sums[j + 1])
 end
 for _, d in ipairs(r.dead) do
   redis.call('ZADD', dead_key, d.at, d.id)
