@@ -16,9 +16,11 @@ from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 
 import redis.asyncio as aioredis
+from redis.exceptions import ExecAbortError, ResponseError
 
 from incidents.delivery.attempt_log import AttemptEntry
 from incidents.store import keys
+from incidents.store.redis import is_full
 
 # Seconds: a webhook answers in milliseconds, a ticketing system in a second or more.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -129,15 +131,32 @@ def render(
     return lines, gone_outcomes, gone_latency
 
 
-async def read(redis: aioredis.Redis) -> list[str]:
-    """The per-subscription delivery lines: the subscriptions and their counts read in one
-    step (so a count is never taken for a deleted subscription's), then their statuses, and
-    the series of deleted subscriptions dropped."""
-    pipe = redis.pipeline(transaction=True)
+async def _counts(
+    redis: aioredis.Redis, transaction: bool
+) -> tuple[set[bytes], dict[bytes, bytes], dict[bytes, bytes]]:
+    """The subscriptions and the two count hashes."""
+    pipe = redis.pipeline(transaction=transaction)
     pipe.smembers(keys.SUBSCRIPTIONS)
     pipe.hgetall(keys.METRICS_DELIVERIES)
     pipe.hgetall(keys.METRICS_DELIVERY_SECONDS)
     members, outcomes, latency = await pipe.execute()
+    return members, outcomes, latency
+
+
+async def read(redis: aioredis.Redis) -> list[str]:
+    """The per-subscription delivery lines: the subscriptions and their counts read in one
+    step (so a count is never taken for a deleted subscription's), then their statuses, and
+    the series of deleted subscriptions dropped."""
+    tidy = True
+    try:
+        members, outcomes, latency = await _counts(redis, transaction=True)
+    except ResponseError as exc:
+        # A full Redis refuses every command queued in a MULTI, reads too: read them apart,
+        # and drop nothing this time (a subscription made between the reads would look gone).
+        if not (is_full(exc) or isinstance(exc, ExecAbortError)):
+            raise
+        tidy = False
+        members, outcomes, latency = await _counts(redis, transaction=False)
     ids = sorted(s.decode() for s in members)
     pipe = redis.pipeline(transaction=False)
     for sub in ids:
@@ -145,7 +164,7 @@ async def read(redis: aioredis.Redis) -> list[str]:
     raw = await pipe.execute() if ids else []
     statuses = {sub: (s.decode() if s else "active") for sub, s in zip(ids, raw, strict=True)}
     lines, gone_outcomes, gone_latency = render(outcomes, latency, statuses)
-    if gone_outcomes or gone_latency:
+    if tidy and (gone_outcomes or gone_latency):
         pipe = redis.pipeline(transaction=False)
         if gone_outcomes:
             pipe.hdel(keys.METRICS_DELIVERIES, *gone_outcomes)
