@@ -33,7 +33,8 @@ class MissingFunction:
 
 class Expression:
     """``evaluate`` gives the value and errors the spec defines; ``matches`` answers a
-    filter's question: true only for the Boolean ``true`` without error (section 1.2)."""
+    filter's question: true only for the Boolean ``true`` without error (section 1.2);
+    ``test`` answers it too, giving the error instead of False when there was one."""
 
     def __init__(self, text: str, limits: Limits = DEFAULT_LIMITS) -> None:
         self.text = text
@@ -55,6 +56,14 @@ class Expression:
             return self._run(attributes) is True
         except EvaluationError:
             return False
+
+    def test(self, attributes: Mapping[str, object]) -> bool | EvaluationError:
+        """``matches``, but the error instead of False when evaluating met one: whether a
+        filter passes and why it failed, from one evaluation."""
+        try:
+            return self._run(attributes) is True
+        except EvaluationError as exc:
+            return exc
 
     def missing_functions(self) -> list[MissingFunction]:
         """The calls no function answers (each one fails whenever it is evaluated)."""
