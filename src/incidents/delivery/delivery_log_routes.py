@@ -175,7 +175,8 @@ EVENT_ROUTES = {
                 "route": {"enum": [f.value for f in Fate]},
                 "reason": {"type": "string"},
                 "failed": {"type": "object", "description": "not_matched: what did not match "
-                           "(types, source, filter with its index and expression, or origin)"},
+                           "(types, source, filter with its index and expression, or origin); "
+                           "error: how an sql expression in the filter failed on the event"},
                 "rule": {"type": "string", "description": "withheld: the policy rule"},
                 "silence": {"type": "string", "description": "silenced: the silence that held "
                             "it (queued: the active silence that will)"},
