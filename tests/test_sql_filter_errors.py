@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from jsonschema import Draft202012Validator
 
 from incidents.delivery.lanes import routed_id
 from incidents.store import keys
@@ -44,6 +45,11 @@ def test_a_failed_cast_is_not_sent_and_is_logged_naming_the_expression(
     ]  # nothing for the event that lacks myext
     error = attempts[0]["error"]
     assert f"sql '{CAST}' failed" in error and "cast error" in error and "abc" in error
+    log = client.get(f"/v1/subscriptions/{sub['id']}/deliveries").json()
+    operation = client.get("/openapi.json").json()["paths"]["/v1/subscriptions/{id}/deliveries"]
+    schema = operation["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    checker = Draft202012Validator.FORMAT_CHECKER
+    Draft202012Validator(schema, format_checker=checker).validate(log)  # the outcome is listed
 
 
 def test_an_event_the_owner_may_not_see_leaves_no_filter_error(
