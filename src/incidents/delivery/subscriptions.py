@@ -30,7 +30,7 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 
-from incidents.delivery.filters import Filter, holds_sql
+from incidents.delivery.filters import Filter
 from incidents.delivery.secret_fields import holds_sealed
 from incidents.delivery.signing import new_secret
 from incidents.delivery.sql_filter import SqlFailure
@@ -72,10 +72,7 @@ class Subscription:
     def __post_init__(self) -> None:
         compiled = self.spec.compiled()
         object.__setattr__(self, "filter", compiled)
-        # Only an sql expression can fail with an error worth naming: other filters are
-        # asked the plain question.
-        decide = compiled.decide if holds_sql(compiled) else compiled.matches
-        object.__setattr__(self, "_decide", decide)
+        object.__setattr__(self, "_decide", compiled.decide)
 
     @property
     def active(self) -> bool:
