@@ -9,12 +9,16 @@ or a worker loads it), then evaluated per event.
   issue's example, ``imseverity IN ('SEV1','SEV2') AND imservice LIKE 'payments%'``), in
   microseconds, and ``compile_us``, what compiling it costs once.
 - ``fanout_*``: one event matched against 1,000 loaded subscriptions, as the router does for
-  the candidates the type index gives it (``Subscription.matches``, the step of
+  the candidates the type index gives it (``Subscription.decide``, the step of
   ``SubscriptionCache.matching`` once the subscriptions are cached), with ``sql`` filters
   and with the equivalent ``exact`` filters, rounds interleaved, the fastest round of each
   (the least disturbed on a shared machine); ``*_ratio`` is sql / exact
   (the target is at most 1.5). ``all`` is an event every subscription wants (a real fan-out
-  to 1,000), ``none`` an event none wants. Writes ``bench/results/cesql.json``.
+  to 1,000), ``none`` an event none wants. ``fanout_failing_sql_us``: the same with an
+  expression that fails on the event with a cast error (each subscription's answer names
+  the failure, for its delivery log), beside ``fanout_failing_exact_us``, ``exact`` filters
+  on an event none wants (the cost of a plain miss).
+  Writes ``bench/results/cesql.json``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from incidents.cesql import compile_expression  # noqa: E402  # after the path
+from incidents.delivery.sql_filter import SqlFailure  # noqa: E402
 from incidents.delivery.subscription_spec import parse_spec  # noqa: E402
 from incidents.delivery.subscriptions import Subscription, new_subscription  # noqa: E402
 from incidents.model.cloudevent import CloudEvent  # noqa: E402
@@ -79,7 +84,7 @@ def per_call_us(fn: Callable[[], object], calls: int, batches: int = 300) -> flo
 
 def fanout_us(subs: list[Subscription], ev: CloudEvent) -> float:
     start = time.perf_counter()
-    matched = [s for s in subs if s.active and s.matches(ev)]
+    matched = [s for s in subs if s.active and s.decide(ev) is True]
     elapsed = time.perf_counter() - start
     assert len(matched) in (0, len(subs))
     return elapsed * 1e6
@@ -108,7 +113,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=300, help="fan-outs measured per case")
     args = parser.parse_args()
     results: dict[str, Any] = {
-        "method": "in process, no Redis: Subscription.matches over 1,000 loaded subscriptions",
+        "method": "in process, no Redis: Subscription.decide over 1,000 loaded subscriptions",
     }
     wanted, unwanted = event("payments-api"), event("search")
     program = compile_expression(EXAMPLE)
@@ -141,6 +146,14 @@ def main() -> int:
             results[f"{key}_sql_us"] = round(sql_us, 1)
             results[f"{key}_exact_us"] = round(exact_us, 1)
             results[f"{key}_ratio"] = round(sql_us / exact_us, 2)
+    failing, exact_subs = (
+        subscriptions([{"sql": "INT(imservice) > 3"}]),
+        subscriptions([{"exact": {"imseverity": "SEV1", "imservice": "payments-api"}}]),
+    )
+    assert isinstance(failing[0].decide(unwanted), SqlFailure)
+    sql_us, exact_us = compare(failing, exact_subs, unwanted, args.rounds)
+    results["fanout_failing_sql_us"] = round(sql_us, 1)
+    results["fanout_failing_exact_us"] = round(exact_us, 1)
     out = ROOT / "bench" / "results" / "cesql.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from incidents.cesql import (
+    EvaluationError,
     Limits,
     ParseError,
     Result,
@@ -216,6 +217,25 @@ def test_matches_is_true_only_for_the_boolean_true_without_error() -> None:
     assert compile_expression("x").type is None
     (missing,) = compile_expression("TRUE AND NOPE(1, 2)").missing_functions()
     assert (missing.name, missing.arity, missing.position) == ("NOPE", 2, 10)
+
+
+def test_test_answers_as_matches_with_the_error_instead_of_false() -> None:
+    """``test`` is True or False exactly as ``matches`` is, except that an evaluation error
+    comes back as the error itself (its kind intact), from the one evaluation; a
+    ``decider`` answers what its ``on_error`` makes of the error."""
+    event = {**EVENT, "flag": "true", "n": 0, "word": "abc"}
+    assert compile_expression("flag = 'true'").test(event) is True
+    assert compile_expression("flag = 'false'").test(event) is False
+    assert compile_expression("n").test(event) is False
+    cases = {"1 / n = 0": "math", "INT(word) > 3": "cast", "gone = 1": "missingAttribute"}
+    for text, kind in cases.items():
+        found = compile_expression(text).test(event)
+        assert isinstance(found, EvaluationError) and found.kind == kind, (text, found)
+        assert not compile_expression(text).matches(event)
+        decide = compile_expression(text).decider(lambda error: error.kind)
+        assert decide(event) == kind
+    decide = compile_expression("flag = 'true'").decider(lambda error: error.kind)
+    assert decide(event) is True and decide({**event, "flag": "no"}) is False
 
 
 def test_the_engine_imports_nothing_else_from_incidents() -> None:

@@ -177,3 +177,36 @@ def test_a_subscription_changed_since_routing_is_judged_as_it_is_now(
     route = routes_of(client, sent["id"])[sub["id"]]
     assert route["route"] == "not_routed" and "changed since" in route["reason"]
     assert routes_of(client, sent["id"])[other["id"]]["route"] == "delivered"
+
+
+def test_an_sql_filter_error_is_named_in_the_route(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """A subscription whose sql filter failed with a cast error is not_matched, the route
+    naming the filter, the expression and the error; once the filter is dropped it is still
+    not_matched, from the delivery routing logged as filter_error; a missing attribute is
+    named too."""
+    expression = "INT(myext) > 3"
+    sub = subscribe(client, rx, "/sql", filters=[{"sql": expression}])
+    broken = event(imincidentid="INC-SQL", myext="abc")
+    missing = event(imincidentid="INC-SQL-MISSING")
+    publish(client, broken, missing)
+
+    def logged() -> bool:
+        attempts = workers.deliveries(client, sub["id"])
+        return any(a["outcome"] == "filter_error" for a in attempts)
+
+    workers.run_until(logged)
+    route = routes_of(client, broken["id"])[sub["id"]]
+    assert route["route"] == "not_matched"
+    assert (route["failed"]["filter"], route["failed"]["expression"]) == (0, {"sql": expression})
+    assert f"sql '{expression}' failed: cast error" in route["failed"]["error"]
+    assert route["failed"]["error"] in route["reason"]
+    unlogged = routes_of(client, missing["id"])[sub["id"]]
+    assert unlogged["route"] == "not_matched" and "missingAttribute" in unlogged["failed"]["error"]
+    assert client.patch(f"/v1/subscriptions/{sub['id']}", json={"filters": []}).is_success
+    route = routes_of(client, broken["id"])[sub["id"]]
+    assert route["route"] == "not_matched" and "when the event was routed" in route["reason"]
+    assert "cast error" in route["failed"]["error"]
+    assert route["delivery"]["state"] == "filter_error"
+    assert routes_of(client, missing["id"])[sub["id"]]["route"] == "not_routed"

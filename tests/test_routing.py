@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from incidents.delivery.filters import All, Sql, parse_filters, sql_failure
+from incidents.delivery.filters import All, parse_filters, sql_failure
+from incidents.delivery.sql_filter import Sql, SqlFailure
 from incidents.delivery.subscription_spec import Spec, parse_spec
 from incidents.delivery.subscriptions import SubscriptionCache, SubscriptionStore, new_subscription
 from incidents.errors import InvalidRequest
@@ -104,6 +105,37 @@ def test_an_sql_error_is_no_match_and_says_why() -> None:
     assert sql_failure(nested, ce(a=2).attributes) is None
 
 
+def decided(
+    event: CloudEvent, filters: list[dict[str, object]], **fields: object
+) -> bool | SqlFailure:
+    spec, _ = parse_spec({"sink": "https://example.com/hook", "filters": filters, **fields})
+    sub = new_subscription(spec, "admin", NOW)
+    found = sub.decide(event)
+    assert bool(found) is sub.matches(event)  # the same answer as matching's
+    return found
+
+
+def test_routing_tells_an_sql_error_from_a_plain_no_match() -> None:
+    """decide gives a falsy SqlFailure naming the expression and error for a failed cast or
+    a division by zero, but plain False for a missing attribute, a false expression or a
+    failure that a not, an any or an earlier all part makes moot."""
+    event = ce(myext="abc", imretries=0)
+    failure = decided(event, [{"sql": "INT(myext) > 3"}])
+    assert isinstance(failure, SqlFailure) and not failure
+    assert "'INT(myext) > 3'" in str(failure) and "cast error" in str(failure)
+    assert isinstance(decided(event, [{"sql": "10 / imretries > 1"}]), SqlFailure)
+    assert decided(event, [{"sql": "INT(other) > 3"}]) is False  # a missing attribute
+    assert decided(ce(myext="5"), [{"sql": "INT(myext) > 3"}]) is True
+    assert decided(ce(myext="2"), [{"sql": "INT(myext) > 3"}]) is False
+    assert decided(event, [{"not": {"sql": "INT(myext) > 3"}}]) is True
+    assert decided(event, [{"any": [{"sql": "INT(myext) > 3"}, {"exact": {"myext": "abc"}}]}])
+    nested = decided(event, [{"any": [{"exact": {"myext": "x"}}, {"sql": "INT(myext) > 3"}]}])
+    assert isinstance(nested, SqlFailure)
+    assert decided(event, [{"exact": {"myext": "x"}}, {"sql": "INT(myext) > 3"}]) is False
+    wrong_type = ce("other.type", myext="abc")
+    assert decided(wrong_type, [{"sql": "INT(myext) > 3"}], types=["im.*"]) is False
+
+
 def test_a_stored_sql_filter_that_no_longer_compiles_matches_nothing() -> None:
     """A subscription read back with an expression the engine now refuses receives nothing."""
     spec = Spec(sink="https://example.com", filters=({"sql": "a = (1"},))
@@ -164,7 +196,7 @@ def test_matching_reads_only_the_indexed_candidates(redis_url: str) -> None:
             cache = SubscriptionCache()
             await cache.sync(store)
             (found,) = await cache.matching(store, [ce("im.incident.note")])
-            return sorted(s.id for s in found), cache.loaded
+            return sorted(s.id for s in found.matched), cache.loaded
         finally:
             await redis.aclose()
 

@@ -302,6 +302,34 @@ def test_a_silence_scoped_to_one_subscription_leaves_the_others(
     assert silence_log(workers, client, loud["id"]) == []
 
 
+def test_a_silence_with_an_sql_filter_holds_what_it_matches(
+    client: httpx.Client, rx: Receiver, workers: Workers
+) -> None:
+    """A silence whose filter is an sql expression holds the SEV1 and SEV2 incidents of
+    payments (logged as silenced); a SEV3 of payments and a SEV1 of search go out."""
+    sub = subscribe(client, rx, "/sql")
+    sql = "imservice = 'payments' AND imseverity IN ('SEV1', 'SEV2')"
+    r = client.post("/v1/silences", json=body(filter={"sql": sql}))
+    assert r.status_code == 201, r.text
+    silence = r.json()
+    assert silence["filter"] == {"sql": sql}
+
+    def declare(incident: str, service: str, severity: str) -> dict[str, Any]:
+        data = {"title": f"{service} {severity}", "severity": severity, "service": service}
+        return event(data=data, imincidentid=incident)
+
+    held = declare("INC-SQL-1", "payments", "SEV1")
+    minor = declare("INC-SQL-2", "payments", "SEV3")
+    other = declare("INC-SQL-3", "search", "SEV1")
+    publish(client, held, minor, other)
+    workers.run_until(
+        lambda: len(rx.at("/sql")) == 2 and bool(silence_log(workers, client, sub["id"]))
+    )
+    assert sorted(r.event["id"] for r in rx.at("/sql")) == sorted([minor["id"], other["id"]])
+    (logged,) = silence_log(workers, client, sub["id"])
+    assert (logged["event_id"], logged["silence"]) == (held["id"], silence["id"])
+
+
 # --- the CLI ------------------------------------------------------------------------------
 
 

@@ -3,8 +3,9 @@ of events."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from incidents.cesql import syntax as ast
 from incidents.cesql.compiler import compile_node, static_type
@@ -13,6 +14,7 @@ from incidents.cesql.functions import resolve
 from incidents.cesql.parser import Limits, parse
 from incidents.cesql.values import ZERO, Type
 
+T = TypeVar("T")
 DEFAULT_LIMITS = Limits()  # no bound on the length or IN lists; the depth is bounded
 
 
@@ -33,7 +35,8 @@ class MissingFunction:
 
 class Expression:
     """``evaluate`` gives the value and errors the spec defines; ``matches`` answers a
-    filter's question: true only for the Boolean ``true`` without error (section 1.2)."""
+    filter's question: true only for the Boolean ``true`` without error (section 1.2);
+    ``test`` answers it too, giving the error instead of False when there was one."""
 
     def __init__(self, text: str, limits: Limits = DEFAULT_LIMITS) -> None:
         self.text = text
@@ -55,6 +58,29 @@ class Expression:
             return self._run(attributes) is True
         except EvaluationError:
             return False
+
+    def decider(
+        self, on_error: Callable[[EvaluationError], T]
+    ) -> Callable[[Mapping[str, object]], bool | T]:
+        """A test as cheap as ``matches`` that answers ``on_error(error)`` instead of False
+        when evaluating meets an error: for a filter that must tell why it failed."""
+        run = self._run
+
+        def decide(attributes: Mapping[str, object]) -> bool | T:
+            try:
+                return run(attributes) is True
+            except EvaluationError as exc:
+                return on_error(exc)
+
+        return decide
+
+    def test(self, attributes: Mapping[str, object]) -> bool | EvaluationError:
+        """``matches``, but the error instead of False when evaluating met one: whether a
+        filter passes and why it failed, from one evaluation."""
+        try:
+            return self._run(attributes) is True
+        except EvaluationError as exc:
+            return exc
 
     def missing_functions(self) -> list[MissingFunction]:
         """The calls no function answers (each one fails whenever it is evaluated)."""

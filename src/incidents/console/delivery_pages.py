@@ -20,9 +20,10 @@ DEAD_LETTERS_SHOWN = 200
 
 
 def failure_rate(attempts: list[dict[str, object]]) -> float | None:
-    """The share of recent attempts that were not delivered (withheld, silenced and skipped
-    aside: nothing was tried)."""
-    tried = [a for a in attempts if a.get("outcome") not in ("withheld", "silenced", "skipped")]
+    """The share of recent attempts that were not delivered (withheld, silenced, skipped and
+    filter errors aside: nothing was tried)."""
+    untried = ("withheld", "silenced", "skipped", "filter_error")
+    tried = [a for a in attempts if a.get("outcome") not in untried]
     if not tried:
         return None
     failed = sum(1 for a in tried if a.get("outcome") != "delivered")

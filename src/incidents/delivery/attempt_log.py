@@ -6,7 +6,9 @@ An entry is stored as JSON. Which keys it has tells what happened: ``event_id`` 
 when the event was known; ``status_code``, ``latency_ms``, ``error``, ``response`` and
 ``request`` (method, URL and the start of the body, secrets masked) when a request was made;
 ``rule`` (and ``redacted``) when policy withheld or redacted the event; ``silence`` (the
-silence's id) when a silence held it (outcome ``silenced``).
+silence's id) when a silence held it (outcome ``silenced``). An entry with the outcome
+``filter_error`` (the subscription's ``sql`` filter failed on the event with an evaluation
+error, so it was not sent) names the expression and the error in ``error``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class AttemptEntry:
     incident: str | None
     attempt: int
     time: float
-    outcome: str  # an OutcomeKind, or "withheld" / "silenced" / "dead" (a DeliveryState)
+    outcome: str  # an OutcomeKind, or a DeliveryState: withheld, silenced, filter_error, dead
     event: tuple[str, str] | None = None  # (event id, type), when the event is known
     sent: Outcome | None = None  # what the request got, when one was made
     error: str | None = None

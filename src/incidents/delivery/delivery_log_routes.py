@@ -13,9 +13,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.auth import Principal, caller
+from incidents.delivery.channels.base import OutcomeKind
 from incidents.delivery.explain import JUDGED_ON, Fate, explain
 from incidents.delivery.fanout import replay, routed_through
-from incidents.delivery.lanes import DEAD, PENDING
+from incidents.delivery.lanes import DEAD, FILTER_ERROR, PENDING, SILENCED, WITHHELD
 from incidents.delivery.owner_views import OwnerViews
 from incidents.delivery.route_support import (
     ID,
@@ -157,6 +158,50 @@ REPLAYED = {
 }
 
 
+NULLABLE_TEXT = {"type": ["string", "null"]}
+# What an attempt log entry's outcome may be: an attempt's, or a delivery finished untried.
+ATTEMPT_OUTCOMES = [
+    *(k.value for k in OutcomeKind),
+    *(s.value for s in (WITHHELD, SILENCED, FILTER_ERROR, DEAD)),
+]
+DELIVERY_LOG = {
+    "type": "object",
+    "required": ["subscription", "status", "attempts"],
+    "properties": {
+        "subscription": {"type": "string"},
+        "status": {"type": "string"},
+        "attempts": {"type": "array", "description": "newest first", "items": {
+            "type": "object",
+            "required": ["delivery", "webhook_id", "sequence", "attempt", "time", "outcome"],
+            "properties": {
+                "delivery": {"type": "string"}, "webhook_id": {"type": "string"},
+                "sequence": {"type": "integer"}, "event_id": {"type": "string"},
+                "type": {"type": "string"}, "incident": NULLABLE_TEXT,
+                "attempt": {"type": "integer"},
+                "time": {"type": "string", "format": "date-time"},
+                "outcome": {"enum": ATTEMPT_OUTCOMES, "description": "delivered, gone, failed, "
+                            "refused or skipped: an attempt; withheld: policy withheld it (rule); "
+                            "silenced: a silence held it (silence); filter_error: the "
+                            "subscription's sql filter failed on the event with an evaluation "
+                            "error, so it was not sent (error names the expression and the "
+                            "error); dead: dead-lettered"},
+                "next_attempt": {"type": ["string", "null"], "format": "date-time"},
+                "error": NULLABLE_TEXT,
+                "status_code": {"type": ["integer", "null"]},
+                "latency_ms": {"type": ["number", "null"]},
+                "response": NULLABLE_TEXT,
+                "request": {"type": "object", "properties": {
+                    "method": {"type": "string"}, "url": {"type": "string"},
+                    "body": {"type": "string"}}},
+                "rule": NULLABLE_TEXT,
+                "redacted": {"type": "array", "items": {"type": "string"}},
+                "silence": {"type": "string"},
+            },
+        }},
+    },
+}  # fmt: skip
+
+
 EVENT_ROUTES = {
     "type": "object",
     "required": ["event", "judged_at", "judged_on", "routes"],
@@ -175,7 +220,8 @@ EVENT_ROUTES = {
                 "route": {"enum": [f.value for f in Fate]},
                 "reason": {"type": "string"},
                 "failed": {"type": "object", "description": "not_matched: what did not match "
-                           "(types, source, filter with its index and expression, or origin)"},
+                           "(types, source, filter with its index and expression, or origin); "
+                           "error: how an sql expression in the filter failed on the event"},
                 "rule": {"type": "string", "description": "withheld: the policy rule"},
                 "silence": {"type": "string", "description": "silenced: the silence that held "
                             "it (queued: the active silence that will)"},
@@ -203,7 +249,7 @@ def openapi_paths() -> JSONObject:
         },
         "/v1/subscriptions/{id}/deliveries": {
             "get": op("Delivery attempts, newest first", "200", "The attempt log",
-                      400, 401, 403, 404, 503, parameters=ID + LIMIT),
+                      400, 401, 403, 404, 503, parameters=ID + LIMIT, schema=DELIVERY_LOG),
         },
         "/v1/subscriptions/{id}/replay": {
             "post": op("Deliver again the stored events since a time", "202", "Queued",

@@ -381,6 +381,9 @@ class Dispatcher:
                 result.dropped.append(delivery_id)
                 continue
             now = self.clock()
+            if record.filter_error:  # never sent: logged once visibility allows, whatever else
+                await self._filter_failed(result, record, events.get(seq), sub, now)
+                continue
             if not sub.active:
                 self.outcomes.dead(result, record, f"subscription disabled: {sub.reason}", now)
                 continue
@@ -445,6 +448,27 @@ class Dispatcher:
                     sub, status=SubscriptionStatus.DISABLED, reason=outcome.error
                 )
         return result, False
+
+    async def _filter_failed(
+        self,
+        result: LaneResult,
+        record: Delivery,
+        stored: StoredEvent | None,
+        sub: Subscription,
+        now: float,
+    ) -> None:
+        """Record a delivery routing marked with its sql filter's error, judged for visibility
+        first: an event the owner may not see leaves no trace."""
+        verdict: Verdict | None = None
+        if stored is not None:
+            try:
+                verdict = await self.owner_views.judge(stored, sub)
+            except (RedisError, StoreUnavailable):
+                raise
+            except Exception:
+                # Not judged, so not shown: the owner might not be allowed to know of it.
+                log.exception("delivery %s could not be judged", record.id)
+        self.outcomes.filter_failed(result, record, stored, verdict, now)
 
     async def _prefetch(
         self, lane: str, heads: tuple[tuple[str, int], ...], read: Continued | None = None

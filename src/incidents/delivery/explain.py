@@ -4,11 +4,14 @@ For every subscription, in order, the first of these that applies:
 
 - ``not_routed``: the event is kept on the timeline only (a repeat of an open alert, an ack
   with nothing to acknowledge), so it went to nobody;
-- ``not_matched``: its type pattern, source or a filter (named by index and expression) does
-  not admit the event, or the event came in through that subscription's own system;
+- ``not_matched``: its type pattern, source or a filter (named by index and expression, and
+  with the error when an ``sql`` expression in it failed on the event) does not admit the
+  event, or the event came in through that subscription's own system;
 - then the delivery routing queued for it (``routed_id``), by its state: ``queued`` (pending
   or retrying), ``delivered``, ``skipped`` (its channel had nothing to send), ``withheld``
-  (with the policy rule), ``silenced`` (with the silence) or ``dead_lettered``;
+  (with the policy rule), ``silenced`` (with the silence) or ``dead_lettered``; or
+  ``not_matched`` when its sql filter failed on the event with an error as it was then
+  (``filter_error``: logged, not sent);
 - with no delivery: ``withheld`` when policy withholds it from the owner now (a delivery
   withheld for visibility leaves no record), else ``not_routed``: the subscription is newer
   than the event, the event is not routed yet, or the subscription did not match it when it
@@ -26,7 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from incidents.delivery.filters import All, Filter, parse_filters
+from incidents.delivery.filters import All, Filter, parse_filters, sql_failure
 from incidents.delivery.lanes import Delivery, DeliveryState, Ledger, routed_id
 from incidents.delivery.owner_views import OwnerViews
 from incidents.delivery.subscriptions import Subscription
@@ -60,6 +63,7 @@ _BY_STATE = {
     DeliveryState.WITHHELD: Fate.WITHHELD,
     DeliveryState.SILENCED: Fate.SILENCED,
     DeliveryState.DEAD: Fate.DEAD_LETTERED,
+    DeliveryState.FILTER_ERROR: Fate.NOT_MATCHED,  # its sql filter failed when routed
 }
 
 
@@ -119,7 +123,9 @@ def unmatched(stored: StoredEvent, sub: Subscription) -> Route | None:
     for i, compiled in enumerate(_filters(sub)):
         if not compiled.matches(event.attributes):
             why = f"filter {i} does not match the event"
-            failed = {"filter": i, "expression": spec.filters[i]}
+            failed: dict[str, Any] = {"filter": i, "expression": spec.filters[i]}
+            if (error := sql_failure(compiled, event.attributes)) is not None:
+                why, failed["error"] = f"{why}: {error}", error
             return Route(sub.id, Fate.NOT_MATCHED, why, failed=failed)
     if came_from(event, sub.id):
         why = "the event came in through this subscription's system; it is never sent back"
@@ -128,6 +134,10 @@ def unmatched(stored: StoredEvent, sub: Subscription) -> Route | None:
 
 
 def _from_record(sub: Subscription, record: Delivery, holding: Silence | None) -> Route:
+    if record.filter_error:  # its sql filter failed when routed (it matches as it is now)
+        why = f"when the event was routed, {record.filter_error}"
+        return Route(sub.id, Fate.NOT_MATCHED, why, failed={"error": record.filter_error},
+                     delivery=record)  # fmt: skip
     fate = _BY_STATE[record.state]
     if fate is Fate.SILENCED:
         return Route(sub.id, fate, record.reason, silence=record.silence or None, delivery=record)

@@ -21,7 +21,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -252,14 +252,28 @@ class _Batches:
             if len(self.seen) > SEEN_KEPT:  # bounded even if this worker works none of them
                 self.seen.clear()
             for s, found in zip(stored, matched, strict=True):
-                if found:
+                if found.matched or found.failed:
                     self.seen[s.sequence] = s
         now = self.clock()
         deliveries = [
             delivery_for(s, sub, routed_id(s.sequence, sub.id, s.event.source, s.event.id), now)
             for s, found in zip(stored, matched, strict=True)
-            for sub in found
+            for sub in found.matched
             if not came_from(s.event, sub.id)  # the system it came from already shows it
+        ]
+        # A subscription whose sql filter failed on the event with an error gets a delivery
+        # that only records the failure, once the dispatcher has judged the owner may see
+        # the event (routing must leave no trace of an event the owner may not see).
+        deliveries += [
+            replace(
+                delivery_for(
+                    s, sub, routed_id(s.sequence, sub.id, s.event.source, s.event.id), now
+                ),
+                filter_error=str(failure),
+            )
+            for s, found in zip(stored, matched, strict=True)
+            for sub, failure in found.failed
+            if not came_from(s.event, sub.id)
         ]
         ids = [entry_id.decode() for entry_id, _ in entries]
         routed = RoutedBatch(token, LOCK_MS, ids)

@@ -5,13 +5,17 @@ A subscription's ``filters`` is a list of filter expressions that must all match
 expression is a JSON object with exactly one dialect key. An unsupported dialect or a
 malformed expression is rejected with a FieldError that names it.
 
-``sql`` is CloudEvents SQL v1.0.0 (``incidents.cesql``), compiled here once, when the
-subscription is registered or read (a worker's cache keeps it), never per event. As the
-CESQL spec says of filters (section 1.2), the event passes only when the expression gives
-the Boolean ``true`` without error; an evaluation error (a cast that fails, a division by
-zero, an attribute the event lacks) is no match. An expression that can never pass (one
-calling an unknown function, or always giving an Integer or a String) is refused when
-registered.
+``sql`` is CloudEvents SQL v1.0.0, compiled once (``delivery/sql_filter.py``); an
+evaluation error is no match. An expression that can never pass (one calling an unknown
+function, or always giving an Integer or a String) is refused when registered.
+
+Routing asks ``decide`` rather than ``matches``: the same answer from the same single
+evaluation, except that filters which fail because an ``sql`` expression met an evaluation
+error other than a missing attribute say so with an ``SqlFailure`` (falsy, like the no match
+it is), so the subscription's delivery log can name it. Where an ``all`` fails, the part that
+failed first decides; an ``any`` fails on the first failure among its parts; a ``not`` of a
+failure passes (the failure was no match). ``decide`` costs no more than ``matches`` (less:
+``all`` and ``any`` loop without a generator) until an expression fails.
 
 Filters run on every matching event, so their size is bounded: ``all``/``any``/``not`` nest
 at most ``MAX_DEPTH`` deep, and one subscription's filters hold at most ``MAX_TERMS``
@@ -24,11 +28,11 @@ lists at most ``SQL_MAX_IN`` values in one ``IN``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from incidents.cesql import Expression, Limits, ParseError, Type
+from incidents.delivery.sql_filter import Sql, SqlFailure, compile_sql
 from incidents.errors import FieldError, pointer
 from incidents.model.cloudevent import AttributeValue
 
@@ -36,15 +40,16 @@ DIALECTS = ("exact", "prefix", "suffix", "all", "any", "not", "sql")
 MAX_DEPTH = 16
 MAX_TERMS = 256
 MAX_VALUE = 1024
-SQL_MAX_LENGTH = 4096  # characters of one sql expression
-SQL_MAX_DEPTH = 32  # of its tree
-SQL_MAX_IN = 256  # values in one IN list
-SQL_LIMITS = Limits(max_length=SQL_MAX_LENGTH, max_depth=SQL_MAX_DEPTH, max_in=SQL_MAX_IN)
 _ATTRIBUTE = re.compile(r"[a-z0-9]{1,20}")
 
 
 class Filter(Protocol):
     def matches(self, attributes: Mapping[str, AttributeValue]) -> bool: ...
+
+    def decide(self, attributes: Mapping[str, AttributeValue]) -> bool | SqlFailure:
+        """``matches``, but an ``SqlFailure`` instead of False when the filter fails
+        because an ``sql`` expression met an error other than a missing attribute."""
+        ...
 
 
 def canonical(value: AttributeValue) -> str:
@@ -73,6 +78,8 @@ class Compare:
                 return False
         return True
 
+    decide = matches  # a comparison never meets an sql error
+
 
 @dataclass(frozen=True)
 class All:
@@ -80,6 +87,13 @@ class All:
 
     def matches(self, attributes: Mapping[str, AttributeValue]) -> bool:
         return all(p.matches(attributes) for p in self.parts)
+
+    def decide(self, attributes: Mapping[str, AttributeValue]) -> bool | SqlFailure:
+        for part in self.parts:
+            found = part.decide(attributes)
+            if found is not True:
+                return found  # the first part that fails decides (and is the last evaluated)
+        return True
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,16 @@ class Any_:
     def matches(self, attributes: Mapping[str, AttributeValue]) -> bool:
         return any(p.matches(attributes) for p in self.parts)
 
+    def decide(self, attributes: Mapping[str, AttributeValue]) -> bool | SqlFailure:
+        failure: SqlFailure | None = None
+        for part in self.parts:
+            found = part.decide(attributes)
+            if found is True:
+                return True
+            if failure is None and isinstance(found, SqlFailure):
+                failure = found
+        return False if failure is None else failure
+
 
 @dataclass(frozen=True)
 class Not:
@@ -97,31 +121,9 @@ class Not:
     def matches(self, attributes: Mapping[str, AttributeValue]) -> bool:
         return not self.part.matches(attributes)
 
-
-class Sql:
-    """A CloudEvents SQL expression, compiled."""
-
-    __slots__ = ("expression", "matches", "program")
-    matches: Callable[[Mapping[str, AttributeValue]], bool]
-
-    def __init__(self, program: Expression) -> None:
-        self.program = program
-        self.expression = program.text
-        self.matches = program.matches  # the compiled test itself: no call in between
-
-    def failure(self, attributes: Mapping[str, AttributeValue]) -> str | None:
-        """Why the expression does not pass on these attributes when it fails (its error,
-        or a value that is not a Boolean), naming it; None when it gives a Boolean."""
-        result = self.program.evaluate(attributes)
-        if result.errors:
-            error = result.errors[0]
-            return f"sql {self.expression!r} failed: {error.kind} error: {error}"
-        if type(result.value) is not bool:
-            return f"sql {self.expression!r} gave {result.value!r}, not a Boolean"
-        return None
-
-    def __repr__(self) -> str:
-        return f"Sql({self.expression!r})"
+    def decide(self, attributes: Mapping[str, AttributeValue]) -> bool:
+        # An error inside is no match there, so not of it passes: nothing failed here.
+        return self.part.decide(attributes) is not True
 
 
 def sql_failure(found: Filter, attributes: Mapping[str, AttributeValue]) -> str | None:
@@ -139,24 +141,6 @@ def sql_failure(found: Filter, attributes: Mapping[str, AttributeValue]) -> str 
         if (why := sql_failure(part, attributes)) is not None:
             return why
     return None
-
-
-def compile_sql(text: str) -> tuple[Sql | None, str | None]:
-    """The compiled expression, or why it cannot be a filter (a parse error with its
-    position and what was expected, an unknown function, a result that is never a
-    Boolean)."""
-    try:
-        program = Expression(text, SQL_LIMITS)
-    except ParseError as exc:
-        return None, f"not a CloudEvents SQL expression: {exc}"
-    for missing in program.missing_functions():
-        return None, (
-            f"no function {missing.name} taking {missing.arity} argument(s) "
-            f"(at position {missing.position})"
-        )
-    if program.type in (Type.INTEGER, Type.STRING):
-        return None, f"the expression gives an {program.type}; a filter needs a Boolean"
-    return Sql(program), None
 
 
 class _Budget:

@@ -52,9 +52,10 @@ class DeliveryState(StrEnum):
     WITHHELD = "withheld"  # policy refused it for the subscription's owner
     DEAD = "dead"  # retries ran out (or it can never be sent): a dead letter
     SILENCED = "silenced"  # a silence held it: not sent (a replay after it sends the event)
+    FILTER_ERROR = "filter_error"  # its sql filter failed on the event with an error: not sent
 
 
-PENDING, RETRYING, DELIVERED, SKIPPED, WITHHELD, DEAD, SILENCED = DeliveryState
+PENDING, RETRYING, DELIVERED, SKIPPED, WITHHELD, DEAD, SILENCED, FILTER_ERROR = DeliveryState
 
 
 def routed_id(sequence: int, sub_id: str, source: str, event_id: str) -> str:
@@ -99,6 +100,9 @@ class Delivery:
     reason: str = ""
     rule: str = ""  # the policy rule that withheld it
     silence: str = ""  # the id of the silence that held it
+    # Set by routing when the subscription's sql filter failed on the event with an error:
+    # the delivery only records that (naming the expression), once visibility allows.
+    filter_error: str = ""
 
     def fields(self) -> dict[str, str]:
         return {
@@ -115,6 +119,7 @@ class Delivery:
             "reason": self.reason,
             "rule": self.rule,
             "silence": self.silence,
+            "filter_error": self.filter_error,
         }
 
     @classmethod
@@ -135,6 +140,7 @@ class Delivery:
             reason=f.get("reason", ""),
             rule=f.get("rule", ""),
             silence=f.get("silence", ""),
+            filter_error=f.get("filter_error", ""),
         )
 
     def to_dict(self) -> dict[str, object]:

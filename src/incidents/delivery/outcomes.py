@@ -175,6 +175,30 @@ class Outcomes:
         held = replace(record, state=DeliveryState.SILENCED, reason=reason, silence=silence.id)
         result.records.append(replace(held, next_at=None))
 
+    def filter_failed(
+        self,
+        result: LaneResult,
+        record: Delivery,
+        stored: StoredEvent | None,
+        verdict: Verdict | None,
+        now: float,
+    ) -> None:
+        """Routing found that the subscription's sql filter failed on the event with an
+        evaluation error: the delivery is finished and never sent, and logged as
+        ``filter_error`` naming the expression and the error; unless the owner may not know
+        the event exists (withheld for visibility: no trace, as for any delivery) or it is
+        gone (``stored`` or ``verdict`` None)."""
+        result.finished.append(record.id)
+        hidden = verdict is None or (not verdict.deliver and verdict.rule not in LOGGED_WITHHOLDING)
+        if stored is None or hidden:
+            result.dropped.append(record.id)
+            return
+        entry = self.entry(record, stored, now, DeliveryState.FILTER_ERROR, record.attempts)
+        entry.error = record.filter_error
+        result.log.append(entry)
+        failed = replace(record, state=DeliveryState.FILTER_ERROR, reason=record.filter_error)
+        result.records.append(replace(failed, next_at=None))
+
     def dead(
         self, result: LaneResult, record: Delivery, reason: str, now: float, logged: bool = False
     ) -> None:

@@ -10,10 +10,8 @@ from incidents.delivery.filters import (
     MAX_DEPTH,
     MAX_TERMS,
     MAX_VALUE,
-    SQL_MAX_DEPTH,
-    SQL_MAX_IN,
-    SQL_MAX_LENGTH,
 )
+from incidents.delivery.sql_filter import SQL_MAX_DEPTH, SQL_MAX_IN, SQL_MAX_LENGTH
 from incidents.model.type_patterns import TYPE_PATTERN
 from incidents.openapi import JSONObject, any_case, component_ref
 

@@ -22,7 +22,7 @@ are the signing secrets when a key is set (``delivery/signing_secrets.py``); the
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
@@ -33,8 +33,9 @@ import redis.asyncio as aioredis
 from incidents.delivery.filters import Filter
 from incidents.delivery.secret_fields import holds_sealed
 from incidents.delivery.signing import new_secret
+from incidents.delivery.sql_filter import SqlFailure
 from incidents.delivery.subscription_spec import Spec, SubscriptionStatus
-from incidents.model.cloudevent import CloudEvent
+from incidents.model.cloudevent import AttributeValue, CloudEvent
 from incidents.model.type_patterns import any_type_matches
 from incidents.store import keys
 from incidents.store.keys import PREFIX
@@ -64,9 +65,14 @@ class Subscription:
     created_at: str = ""
     updated_at: str = ""
     filter: Filter = field(init=False, repr=False, compare=False)
+    _decide: Callable[[Mapping[str, AttributeValue]], bool | SqlFailure] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "filter", self.spec.compiled())
+        compiled = self.spec.compiled()
+        object.__setattr__(self, "filter", compiled)
+        object.__setattr__(self, "_decide", compiled.decide)
 
     @property
     def active(self) -> bool:
@@ -88,6 +94,16 @@ class Subscription:
         if self.spec.source is not None and event.source != self.spec.source:
             return False
         return self.filter.matches(event.attributes)
+
+    def decide(self, event: CloudEvent) -> bool | SqlFailure:
+        """``matches`` from the same one evaluation, but an ``SqlFailure`` instead of False
+        when the filters fail because an ``sql`` expression met an evaluation error (other
+        than an attribute the event lacks): what routing asks."""
+        if self.spec.types and not any_type_matches(self.spec.types, event.type):
+            return False
+        if self.spec.source is not None and event.source != self.spec.source:
+            return False
+        return self._decide(event.attributes)
 
     def to_dict(self) -> dict[str, object]:
         """As every read shows it (the secrets in ``formatsettings`` as ``***``)."""
@@ -276,6 +292,15 @@ class SubscriptionStore:
         return cast(bytes, raw) if raw else b"0"
 
 
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """One event's active subscriptions that want it, and those whose ``sql`` filter failed
+    on it with an evaluation error (not sent; their delivery log names the failure)."""
+
+    matched: list[Subscription]
+    failed: list[tuple[Subscription, SqlFailure]]
+
+
 class SubscriptionCache:
     """A worker's view of subscriptions, dropped whenever the version counter moves."""
 
@@ -314,15 +339,26 @@ class SubscriptionCache:
 
     async def matching(
         self, store: SubscriptionStore, events: Sequence[CloudEvent]
-    ) -> list[list[Subscription]]:
-        """For each event, the active subscriptions that want it."""
+    ) -> list[Routing]:
+        """For each event, the active subscriptions that want it (and those whose ``sql``
+        filter failed on it with an error), each judged in one evaluation."""
         unknown = sorted({e.type for e in events} - self._types.keys())
         self._types.update(await store.candidates(unknown))
         subs = await self.subscriptions(store, {i for e in events for i in self._types[e.type]})
         out = []
         for e in events:
-            found = (subs.get(i) for i in sorted(self._types[e.type]))
-            out.append([s for s in found if s is not None and s.active and s.matches(e)])
+            matched: list[Subscription] = []
+            failed: list[tuple[Subscription, SqlFailure]] = []
+            for i in sorted(self._types[e.type]):
+                s = subs.get(i)
+                if s is None or not s.active:
+                    continue
+                found = s.decide(e)
+                if found is True:
+                    matched.append(s)
+                elif found is not False:
+                    failed.append((s, found))
+            out.append(Routing(matched, failed))
         return out
 
 
