@@ -280,7 +280,7 @@ class _Batches:
         done = await self.ledger.enqueue(deliveries, now, routed=routed) >= 0
         if done and self.spans.enabled:
             for s, found in zip(stored, matched, strict=True):
-                route_span(self.spans, s, found, started)
+                route_span(self.spans, s, found.matched, started)
         return done
 
     async def keep(self, token: str) -> bool:
