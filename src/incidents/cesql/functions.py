@@ -51,7 +51,7 @@ def _left(x: str, y: int) -> str:
 def _right(x: str, y: int) -> str:
     if y < 0:
         raise FunctionEvaluationError(f"RIGHT of a negative length ({y})", value=x)
-    return x[len(x) - y :] if y else ""
+    return x[max(len(x) - y, 0) :] if y else ""  # a y past LENGTH(x) would index from the end
 
 
 def _start(x: str, pos: int) -> int:

@@ -1,0 +1,50 @@
+"""Hostile sql filters through the real API: whatever the expression, registering it is a
+201 or a 400 problem that points at it, never a 500."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+SINK = "https://127.0.0.1:9/hook"  # never called: these subscriptions are only registered
+
+DEEP = [
+    "(" * 1000 + "a = 1" + ")" * 1000,
+    "NOT " * 1000 + "true",
+    "NOT" + "(NOT" * 1000 + " true" + ")" * 1000,
+    "-" * 1000 + "1 = 1",
+    "- " * 1000 + "1 = 1",
+    "a = " + "-(" * 1000 + "1" + ")" * 1000,
+    "ABS(" * 1000 + "1" + ")" * 1000 + " = 1",
+    "a" + " = a" * 1000,
+    "1" + " + 1" * 1000 + " = 2",
+    "a LIKE 'x'" + " LIKE 'x'" * 1000,
+    " AND ".join(["a = 'x'"] * 1000),
+    " AND ".join(["a = 1 OR b = 2"] * 1000),
+    "a IN (" + ",".join(["1"] * 1000) + ")",
+    "(" * 100_000,
+    "NOT " * 100_000 + "true",
+]
+
+
+@pytest.mark.parametrize("sql", DEEP, ids=range(len(DEEP)))
+def test_deep_or_long_sql_is_refused_with_a_problem_naming_it(
+    client: httpx.Client, sql: str
+) -> None:
+    """Deep nesting and long chains are a 400 problem+json at /filters/N/sql, never a 500."""
+    body = {"sink": SINK, "filters": [{"exact": {"type": "t"}}, {"sql": sql}]}
+    r = client.post("/v1/subscriptions", json=body)
+    assert r.status_code == 400, r.text[:300]
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "/filters/1/sql" in [e["pointer"] for e in r.json()["errors"]], r.text[:300]
+
+
+def test_deep_json_in_a_subscription_body_is_a_problem(client: httpx.Client) -> None:
+    """A filters value nested far deeper than the parser's recursion is a 4xx, never a 500."""
+    for deep in ("[" * 100_000 + "]" * 100_000, '{"not":' * 50_000 + "{}" + "}" * 50_000):
+        body = '{"sink": "' + SINK + '", "filters": [' + deep + "]}"
+        r = client.post(
+            "/v1/subscriptions", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert 400 <= r.status_code < 500, r.text[:300]
+        assert r.headers["content-type"] == "application/problem+json"
