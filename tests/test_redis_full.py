@@ -19,10 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from incidents.app import create_app
+from incidents.cli.preflight import seal_signing_secrets
 from incidents.services import services
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.embedded import EmbeddedRedis
+from incidents.store.secret_box import new_key
 from tests.delivery_support import Receiver, start_worker, subscribe
 from tests.support import (
     ADMIN_TOKEN,
@@ -230,3 +232,23 @@ def test_fill_redis_until_503_raise_the_limit_and_nothing_accepted_is_lost(
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(60)
     assert code == 0, log.read_text()
+
+
+def test_start_up_sealing_while_redis_is_full_warns_and_seals_later(
+    full: Full, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key set while Redis is full: the start-up sealing of plain signing secrets warns
+    that Redis is full and lets the command start, and seals them at the next start."""
+    sub = full.client.post("/v1/subscriptions", json={"sink": "https://example.com/hook"})
+    assert sub.status_code == 201, sub.text
+    keyed = full.settings.replace(secret_key=new_key())
+    full.limit(1)
+    seal_signing_secrets(keyed)
+    err = capsys.readouterr().err
+    assert "warning" in err and "Redis is full" in err and "not sealed" in err, err
+    assert not full.redis.hget(keys.subscription(sub.json()["id"]), "secrets").startswith(
+        b'[["sealed:'
+    )
+    full.limit(0)
+    seal_signing_secrets(keyed)
+    assert "sealed the signing secrets of 1 subscription(s)" in capsys.readouterr().err
