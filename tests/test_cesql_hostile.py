@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from tests.support import pointers
+from tests.test_cesql_properties import texts
 
 SINK = "https://127.0.0.1:9/hook"  # never called: these subscriptions are only registered
 
@@ -64,3 +66,17 @@ def test_control_and_non_ascii_characters_in_sql_strings_are_kept(client: httpx.
         "/v1/subscriptions", json={"sink": SINK, "filters": [{"sql": "\u00e9quipe = 'x'"}]}
     )
     assert r.status_code == 400 and pointers(r.json()) == ["/filters/0/sql"], r.text
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(sql=texts)
+def test_any_sql_text_registers_or_is_a_400_naming_it(client: httpx.Client, sql: str) -> None:
+    """Random strings and token soups as an sql filter are a 201 or a 400 problem at
+    /filters/0/sql, never a 500."""
+    r = client.post("/v1/subscriptions", json={"sink": SINK, "filters": [{"sql": sql}]})
+    assert r.status_code in (201, 400), r.text[:300]
+    if r.status_code == 400:
+        assert r.headers["content-type"] == "application/problem+json"
+        assert pointers(r.json()) == ["/filters/0/sql"], r.text[:300]
