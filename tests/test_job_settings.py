@@ -28,6 +28,8 @@ PASSWORD = "s3cret-redis-passw0rd"
         (f"unix:///run/redis.sock?db=1&password={PASSWORD}", "unix:///run/redis.sock?db=1"),
         (f"redis://h:1/0?password={PASSWORD}&ssl_cert_reqs=none", "redis://h:1/0?ssl_cert_reqs=none"),
         (f"redis+sentinel://:{PASSWORD}@s1:26379,s2:26379/main/1", "redis+sentinel://s1:26379,s2:26379/main/1"),
+        (f"redis://:{PASSWORD}@h:1?password={PASSWORD}", "redis://h:1"),
+        (f"redis://h?password={PASSWORD}&db=3", "redis://h?db=3"),
         ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
     ],
 )  # fmt: skip

@@ -119,13 +119,14 @@ def without_password(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
-    location, slash, tail = rest.partition("/")
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    location, tail = rest[:cut], rest[cut:]
     if "@" in location:
         auth, host = location.rsplit("@", 1)
         user = auth.split(":", 1)[0]
         location = f"{user}@{host}" if user else host
     tail = _PASSWORD_PARAM.sub("", tail).rstrip("?&")
-    return f"{scheme}{sep}{location}{slash}{tail}"
+    return f"{scheme}{sep}{location}{tail}"
 
 
 def check_url(url: str) -> str:
