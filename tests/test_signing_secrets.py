@@ -234,3 +234,16 @@ def test_a_previous_secret_that_does_not_open_is_left_out_once_the_current_one_o
     assert signing_secrets.opened(stored, "sub_a", box) == (Secret(SECRET),)
     with pytest.raises(SecretUnreadable, match="subscription sub_a cannot be decrypted"):
         signing_secrets.opened([current], "sub_a", old_box)
+
+
+def test_answers_that_show_a_secret_are_never_stored_by_a_cache(client: httpx.Client) -> None:
+    """Creating a subscription, rotating its secret and creating a principal answer with
+    Cache-Control: no-store; reading a subscription does not need it."""
+    created = client.post("/v1/subscriptions", json={"sink": "https://example.com/hook"})
+    assert created.status_code == 201, created.text
+    rotated = client.post(f"/v1/subscriptions/{created.json()['id']}/rotate-secret")
+    principal = client.post("/v1/principals", json={"name": "cache-test", "roles": ["producer"]})
+    for shown in (created, rotated, principal):
+        assert shown.status_code in (200, 201), shown.text
+        assert shown.headers["Cache-Control"] == "no-store"
+    assert "Cache-Control" not in client.get(f"/v1/subscriptions/{created.json()['id']}").headers
