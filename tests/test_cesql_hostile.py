@@ -35,12 +35,17 @@ DEEP = [
 def test_deep_or_long_sql_is_refused_with_a_problem_naming_it(
     client: httpx.Client, sql: str
 ) -> None:
-    """Deep nesting and long chains are a 400 problem+json at /filters/N/sql, never a 500."""
-    body = {"sink": SINK, "filters": [{"exact": {"type": "t"}}, {"sql": sql}]}
-    r = client.post("/v1/subscriptions", json=body)
-    assert r.status_code == 400, r.text[:300]
-    assert r.headers["content-type"] == "application/problem+json"
-    assert pointers(r.json()) == ["/filters/1/sql"], r.text[:300]
+    """Deep nesting and long chains are a 400 problem+json at /filters/N/sql, on create and
+    on PATCH, never a 500."""
+    filters = [{"exact": {"type": "t"}}, {"sql": sql}]
+    sub = client.post("/v1/subscriptions", json={"sink": SINK}).json()
+    for r in (
+        client.post("/v1/subscriptions", json={"sink": SINK, "filters": filters}),
+        client.patch(f"/v1/subscriptions/{sub['id']}", json={"filters": filters}),
+    ):
+        assert r.status_code == 400, r.text[:300]
+        assert r.headers["content-type"] == "application/problem+json"
+        assert pointers(r.json()) == ["/filters/1/sql"], r.text[:300]
 
 
 def test_deep_json_in_a_subscription_body_is_a_problem(client: httpx.Client) -> None:
