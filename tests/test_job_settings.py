@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from incidents.app import create_app
+from incidents.delivery import jobs
 from incidents.delivery.jobs import job_settings
 from incidents.settings import Settings
 from incidents.store.redis import without_password
@@ -69,3 +70,16 @@ def test_with_a_redis_password_no_job_holds_it_and_deliveries_still_go(
                 workers.close()
             assert rx.at("/locked")[0].event["id"] == sent["id"]
             assert keys_holding(connection, PASSWORD) == []
+
+
+def test_a_job_run_by_another_rq_worker_takes_the_password_from_its_environment(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an incidents worker's context, a job reaches Redis with the URL of the
+    environment when it names the same Redis, and with its own URL otherwise."""
+    url = f"redis://:{PASSWORD}@10.0.0.1:6380/2"
+    carried = job_settings(settings.replace(redis_url=url))
+    monkeypatch.setenv("INCIDENTS_REDIS_URL", f" {url} ")
+    assert jobs._context(carried).redis() == url
+    monkeypatch.setenv("INCIDENTS_REDIS_URL", f"redis://:{PASSWORD}@10.0.0.9:6380/2")
+    assert jobs._context(carried).redis() == "redis://10.0.0.1:6380/2"

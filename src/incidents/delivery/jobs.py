@@ -120,7 +120,7 @@ def _context(settings: Settings) -> WorkerContext:
     if found is not None and found.settings == settings:
         return found
     # Run by another RQ worker: the job's Redis URL has no password; its environment's may.
-    own = os.environ.get("INCIDENTS_REDIS_URL")
+    own = os.environ.get("INCIDENTS_REDIS_URL", "").strip()
     if own and settings.redis_url == without_password(own):
         settings = settings.replace(redis_url=own)
     return WorkerContext.build(settings)
