@@ -7,8 +7,8 @@
   ``INCIDENTS_SECRET_KEY`` set, those stored plain are sealed in place; without it, a warning
   that they are stored unsealed.
 
-Redis out of reach (or full) at start-up is no verdict: a warning, and the command starts (``serve``
-answers 503 and ``worker`` waits until Redis is back, as they always do).
+Redis out of reach (or full) at start-up is no verdict: a warning, and the command starts
+(``serve`` answers 503 and ``worker`` waits until Redis is back, as they always do).
 """
 
 from __future__ import annotations
