@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,38 @@ def test_the_engine_imports_nothing_else_from_incidents() -> None:
         for name in re.findall(r"^(?:from|import) (incidents[\w.]*)", module.read_text(), re.M)
     }
     assert imported and all(name.startswith("incidents.cesql") for name in imported), imported
+
+
+def test_a_function_builds_no_string_past_the_bound() -> None:
+    """CONCAT, CONCAT_WS and the other string functions build at most 65,536 characters:
+    past that, a functionEvaluation error with the empty string, and an expression that
+    repeats a large attribute thousands of times allocates nothing for it; an argument handed
+    back as it is (STRING, LEFT past its length) is no new String."""
+    big = "x" * 40_000
+    assert value("LENGTH(CONCAT(x, 'y'))", x=big) == 40_001
+    for text in ("CONCAT(x, x)", "CONCAT_WS(',', x, x)", "UPPER(CONCAT(x, x))"):
+        result = run(text, x=big)
+        assert result.value == "" and [e.kind for e in result.errors] == ["functionEvaluation"]
+    assert error_kind("UPPER(x)", x="\u00df" * 40_000) == "functionEvaluation"  # 80,000 back
+    huge = "x" * 100_000
+    assert value("STRING(x) = x AND LEFT(x, 2147483647) = x", x=huge) is True
+    repeated = compile_expression("CONCAT(" + ", ".join(["x"] * 2000) + ") = 'x'")
+    tracemalloc.start()
+    try:
+        result = repeated.evaluate({"x": huge})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [e.kind for e in result.errors] == ["functionEvaluation"]
+    assert peak < 10_000_000, peak
+
+
+def test_a_long_run_of_one_logic_operator_parses_in_linear_time() -> None:
+    """20,000 terms joined by AND (no length limit by default) parse into one node in well
+    under two seconds; a parenthesized run of the same operator joins it."""
+    started = time.perf_counter()
+    expression = compile_expression(" AND ".join(["a"] * 20_000))
+    assert time.perf_counter() - started < 2.0
+    assert expression.tree.depth == 2
+    assert expression.evaluate({"a": True}) == Result(True)
+    assert compile_expression("(a AND b) AND c OR d").tree.depth == 3

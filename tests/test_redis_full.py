@@ -19,11 +19,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from incidents.app import create_app
+from incidents.cli.preflight import seal_signing_secrets
 from incidents.services import services
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.embedded import EmbeddedRedis
-from tests.delivery_support import Receiver, start_worker, subscribe
+from incidents.store.secret_box import new_key
+from tests.delivery_support import Receiver, publish, start_worker, subscribe
 from tests.support import (
     ADMIN_TOKEN,
     STRUCTURED,
@@ -246,3 +248,53 @@ def test_fill_redis_until_503_raise_the_limit_and_nothing_accepted_is_lost(
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(60)
     assert code == 0, log.read_text()
+
+
+def test_start_up_sealing_while_redis_is_full_warns_and_seals_later(
+    full: Full, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key set while Redis is full: the start-up sealing of plain signing secrets warns
+    that Redis is full and lets the command start, and seals them at the next start."""
+    sub = full.client.post("/v1/subscriptions", json={"sink": "https://example.com/hook"})
+    assert sub.status_code == 201, sub.text
+    keyed = full.settings.replace(secret_key=new_key())
+    full.limit(1)
+    seal_signing_secrets(keyed)
+    err = capsys.readouterr().err
+    assert "warning" in err and "Redis is full" in err and "not sealed" in err, err
+    stored = full.redis.hget(keys.subscription(sub.json()["id"]), "secrets")
+    assert isinstance(stored, bytes) and b"sealed:" not in stored
+    full.limit(0)
+    seal_signing_secrets(keyed)
+    assert "sealed the signing secrets of 1 subscription(s)" in capsys.readouterr().err
+
+
+def delivery_records(connection: redis.Redis) -> int:
+    return sum(1 for _ in connection.scan_iter(match=keys.delivery("*"), count=1000))
+
+
+def test_a_replay_cut_short_by_a_full_redis_says_what_it_queued(full: Full, rx: Receiver) -> None:
+    """A replay that fills Redis part of the way is a 503 redis-full that says how many
+    deliveries it queued and up to which event, not that nothing was stored."""
+    sub = subscribe(full.client, rx, "/replayed")
+    incidents = [f"INC-R{n}" for n in range(3)]
+    for incident in incidents:
+        publish(full.client, event(imincidentid=incident))
+    for n in range(1500 // 100):
+        publish(full.client, *notes(incidents[n % 3], 100))
+    replay = f"/v1/subscriptions/{sub['id']}/replay"
+    before, used = delivery_records(full.redis), int(full.redis.info("memory")["used_memory"])
+    whole = full.client.post(replay, json={"since": "2020-01-01T00:00:00Z"})
+    assert whole.status_code == 202, whole.text
+    assert whole.json()["queued"] == 1503
+    cost = int(full.redis.info("memory")["used_memory"]) - used
+    records = delivery_records(full.redis)
+    assert records - before == 1503
+    full.limit(int(full.redis.info("memory")["used_memory"]) + cost * 2 // 5)
+    cut = full.client.post(replay, json={"since": "2020-01-01T00:00:00Z"})
+    body = assert_problem(cut, 503, "redis-full")
+    queued = delivery_records(full.redis) - records
+    assert 0 < queued < 1503
+    assert "nothing was stored" not in body["detail"]
+    assert f"queued {queued} deliveries" in body["detail"], body["detail"]
+    full.limit(0)

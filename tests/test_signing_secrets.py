@@ -22,7 +22,14 @@ from incidents.settings import Settings, SettingsError
 from incidents.store import keys
 from incidents.store.secret_box import SecretBox, SecretUnreadable, decode_key, new_key
 from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
-from tests.support import ADMIN_TOKEN, SharedServer, event, keys_holding, wait_for
+from tests.support import (
+    ADMIN_TOKEN,
+    SharedServer,
+    event,
+    keys_holding,
+    serve_in_thread,
+    wait_for,
+)
 
 SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
 
@@ -180,3 +187,63 @@ def test_without_a_key_start_up_warns_that_signing_secrets_are_unsealed(
     assert "warning" in err and "stored in Redis unsealed" in err and "INCIDENTS_SECRET_KEY" in err
     seal_signing_secrets(settings)
     assert capsys.readouterr().err == ""
+
+
+def test_after_a_key_change_a_rotation_signs_again_at_once(
+    client: httpx.Client,
+    redis_client: redis.Redis,
+    rx: Receiver,
+    settings: Settings,
+) -> None:
+    """With INCIDENTS_SECRET_KEY replaced, a secret sealed under the old key no longer opens;
+    rotating the secret under the new key makes deliveries sign and verify again at once,
+    though the old secret, still in its grace period, cannot sign beside it."""
+    sub = subscribe(client, rx, "/rekeyed")
+    rekeyed = settings.replace(secret_key=new_key())
+    with (
+        serve_in_thread(create_app(rekeyed)) as url,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+        ) as api,
+    ):
+        rotated = api.post(f"/v1/subscriptions/{sub['id']}/rotate-secret")
+        assert rotated.status_code == 200, rotated.text
+        rx.secrets["/rekeyed"] = rotated.json()["secret"]
+        assert len(stored_secrets(redis_client, sub["id"])) == 2  # the old one, in its grace
+        (sent,) = publish(api, event(imincidentid="INC-RK"))
+        workers = Workers(rekeyed)
+        try:
+            workers.run_until(
+                lambda: len(rx.at("/rekeyed")) == 1 or bool(workers.deliveries(api, sub["id"]))
+            )
+        finally:
+            workers.close()
+        assert [r.event["id"] for r in rx.at("/rekeyed")] == [sent["id"]], workers.deliveries(
+            api, sub["id"]
+        )
+    assert verifies(rotated.json()["secret"], rx, "/rekeyed", sent["id"])
+
+
+def test_a_previous_secret_that_does_not_open_is_left_out_once_the_current_one_opens() -> None:
+    """A previous secret (one with a valid-until) sealed under another key is left out of the
+    secrets to sign with; the current one must open, or nothing signs."""
+    old_box, box = SecretBox(decode_key(new_key())), SecretBox(decode_key(new_key()))
+    (old,) = signing_secrets.sealed([Secret("whsec_b2xk")], "sub_a", old_box)
+    (current,) = signing_secrets.sealed([Secret(SECRET)], "sub_a", box)
+    stored = [current, Secret(old.value, 99.0)]
+    assert signing_secrets.opened(stored, "sub_a", box) == (Secret(SECRET),)
+    with pytest.raises(SecretUnreadable, match="subscription sub_a cannot be decrypted"):
+        signing_secrets.opened([current], "sub_a", old_box)
+
+
+def test_answers_that_show_a_secret_are_never_stored_by_a_cache(client: httpx.Client) -> None:
+    """Creating a subscription, rotating its secret and creating a principal answer with
+    Cache-Control: no-store; reading a subscription does not need it."""
+    created = client.post("/v1/subscriptions", json={"sink": "https://example.com/hook"})
+    assert created.status_code == 201, created.text
+    rotated = client.post(f"/v1/subscriptions/{created.json()['id']}/rotate-secret")
+    principal = client.post("/v1/principals", json={"name": "cache-test", "roles": ["producer"]})
+    for shown in (created, rotated, principal):
+        assert shown.status_code in (200, 201), shown.text
+        assert shown.headers["Cache-Control"] == "no-store"
+    assert "Cache-Control" not in client.get(f"/v1/subscriptions/{created.json()['id']}").headers

@@ -17,6 +17,8 @@ from incidents.queries.pages import Page, PageRequest
 T = TypeVar("T")
 
 PROBLEM_JSON = "application/problem+json"
+# On an answer that shows a secret once (a signing secret, a token): no cache keeps a copy.
+SHOWS_A_SECRET = {"Cache-Control": "no-store"}
 MAX_LIMIT = 1000
 
 

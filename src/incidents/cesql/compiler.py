@@ -21,7 +21,7 @@ from incidents.cesql.errors import (
     MissingFunctionError,
     Value,
 )
-from incidents.cesql.functions import resolve
+from incidents.cesql.functions import MAX_STRING, resolve, too_long
 from incidents.cesql.like import compile_like
 from incidents.cesql.values import (
     CAST,
@@ -271,7 +271,7 @@ def _call(node: ast.Call) -> Eval:
     params = [fn.param(i) for i in range(len(args))]
     casts = [(None, None) if p is None else (PYTHON_TYPE[p], CAST_TO[p]) for p in params]
     plan = list(zip(args, casts, strict=True))
-    run, origin = fn.run, id(node)
+    run, origin, name = fn.run, id(node), fn.name
 
     def call(env: Attributes) -> Value:
         values = []
@@ -281,7 +281,15 @@ def _call(node: ast.Call) -> Eval:
                 v = cast(v)
             values.append(v)
         try:
-            return run(*values)
+            result = run(*values)
+            # Built here, that is: not an argument handed back as it is (as STRING(a) is).
+            if (
+                type(result) is str
+                and len(result) > MAX_STRING
+                and all(result is not v for v in values)
+            ):
+                raise too_long(name, len(result))
+            return result
         except EvaluationError as exc:
             exc.origin = origin  # its own value stands if the call is the whole expression
             raise

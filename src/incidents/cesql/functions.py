@@ -5,6 +5,12 @@ The spec's string and math functions, the casting functions its TCK uses (``INT`
 argument is, or casts without error to, that type (every value has a String form, so
 ``IS_STRING`` is always true). A function's failure carries its own value (``LEFT('abc',
 -1)`` is ``'abc'``), which ``compiler`` keeps when the call is the whole expression.
+
+A String a function builds holds at most ``MAX_STRING`` characters (CloudEvents asks
+intermediaries to forward events up to 64 KB); a longer one is a FunctionEvaluationError
+with the empty string, and ``CONCAT`` refuses before it builds anything. Without that bound,
+an expression of a few thousand characters repeating one large attribute (``CONCAT(a, a,
+..., a)``, ``CONCAT(UPPER(a), UPPER(a), ...)``) would allocate gigabytes per event.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ def _left(x: str, y: int) -> str:
 def _right(x: str, y: int) -> str:
     if y < 0:
         raise FunctionEvaluationError(f"RIGHT of a negative length ({y})", value=x)
-    return x[len(x) - y :] if y else ""
+    return x[max(len(x) - y, 0) :] if y else ""  # a y past LENGTH(x) would index from the end
 
 
 def _start(x: str, pos: int) -> int:
@@ -75,7 +81,26 @@ def _substring_len(x: str, pos: int, length: int) -> str:
     return "" if pos == 0 else x[start : start + length]
 
 
+MAX_STRING = 65_536
+
+
+def too_long(name: str, length: int) -> FunctionEvaluationError:
+    return FunctionEvaluationError(
+        f"{name} would build a String of {length} characters; at most {MAX_STRING}", value=""
+    )
+
+
+def _concat(*parts: str) -> str:
+    length = sum(map(len, parts))
+    if length > MAX_STRING:
+        raise too_long("CONCAT", length)
+    return "".join(parts)
+
+
 def _concat_ws(sep: str, *parts: str) -> str:
+    length = sum(map(len, parts)) + len(sep) * max(len(parts) - 1, 0)
+    if length > MAX_STRING:
+        raise too_long("CONCAT_WS", length)
     return sep.join(parts)
 
 
@@ -83,7 +108,7 @@ STR, INT, BOOL = Type.STRING, Type.INTEGER, Type.BOOLEAN
 BUILTINS = (
     Function("ABS", (INT,), INT, _abs),
     Function("LENGTH", (STR,), INT, len),
-    Function("CONCAT", (), STR, lambda *parts: "".join(parts), rest=STR, variadic=True),
+    Function("CONCAT", (), STR, _concat, rest=STR, variadic=True),
     Function("CONCAT_WS", (STR,), STR, _concat_ws, rest=STR, variadic=True),
     Function("LOWER", (STR,), STR, str.lower),
     Function("UPPER", (STR,), STR, str.upper),

@@ -97,11 +97,15 @@ class _Parser:
         left = self.comparison()
         while self.tok.kind is Kind.KEYWORD and self.tok.text in LOGIC:
             op = self.advance()
-            right = self.comparison()
             if isinstance(left, Logic) and left.op == op.text:
-                left = self.made(Logic(left.position, op.text, (*left.parts, right)))
+                position, parts = left.position, list(left.parts)
             else:
-                left = self.made(Logic(op.start + 1, op.text, (left, right)))
+                position, parts = op.start + 1, [left]
+            parts.append(self.comparison())
+            while self.tok.is_(op.text):  # the whole run, then one node: linear in its length
+                self.advance()
+                parts.append(self.comparison())
+            left = self.made(Logic(position, op.text, tuple(parts)))
         return left
 
     def comparison(self) -> Node:

@@ -7,8 +7,8 @@
   ``INCIDENTS_SECRET_KEY`` set, those stored plain are sealed in place; without it, a warning
   that they are stored unsealed.
 
-Redis out of reach at start-up is no verdict: a warning, and the command starts (``serve``
-answers 503 and ``worker`` waits until Redis is back, as they always do).
+Redis out of reach (or full) at start-up is no verdict: a warning, and the command starts
+(``serve`` answers 503 and ``worker`` waits until Redis is back, as they always do).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 
 from incidents.settings import Settings
-from incidents.store.redis import UNAVAILABLE, connect
+from incidents.store.redis import FULL, UNAVAILABLE, connect
 from incidents.store.redis_memory import POLICY_SETTING, check_eviction_policy
 
 UNSEALED = (
@@ -61,6 +61,13 @@ def seal_signing_secrets(settings: Settings) -> None:
         count = seal_stored(connection, box)
     except UNAVAILABLE as exc:
         warn(f"Redis cannot be reached ({exc}); stored signing secrets were not sealed now")
+        return
+    except FULL:  # the command starts and waits for room, as it does for a Redis out of reach
+        warn(
+            "Redis is full (it reached maxmemory and refuses writes); stored signing secrets"
+            " were not sealed now: they are sealed at the next start with room, and keep"
+            " signing until then"
+        )
         return
     finally:
         connection.close()

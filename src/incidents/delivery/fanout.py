@@ -38,13 +38,14 @@ from incidents.delivery.lanes import (
 )
 from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.delivery.traced import route_span
+from incidents.errors import RedisFull, StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.origin import came_from
 from incidents.model.types import Extension
 from incidents.store import keys
 from incidents.store.events import EventStore, stored_event
 from incidents.store.keys import OUTBOX
-from incidents.store.redis import UNAVAILABLE
+from incidents.store.redis import FULL_REASON, FULL_RETRY_AFTER, UNAVAILABLE
 from incidents.store.scripts import load_script
 from incidents.tracing.spans import NoSpans, Spans
 
@@ -342,7 +343,18 @@ async def replay(
             )
             for s in found
         ]
-        queued += await ledger.enqueue(deliveries, now)
+        try:
+            queued += await ledger.enqueue(deliveries, now)
+        except (RedisFull, StoreUnavailable) as exc:  # part of the way through
+            if not queued:
+                raise  # nothing was queued, as the error says
+            full = isinstance(exc, RedisFull)
+            raise type(exc)(
+                f"{FULL_REASON if full else 'Redis cannot be reached'}; the replay queued"
+                f" {queued} deliveries, of the events up to sequence {start - 1}, before it"
+                " stopped: replaying again queues those again, under new webhook-ids",
+                retry_after=FULL_RETRY_AFTER if full else 2,
+            ) from exc
     return Replay(queued, first, min(last, first + limit - 1))
 
 

@@ -11,6 +11,7 @@ builds its own.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -31,7 +32,7 @@ from incidents.delivery.transport import AiohttpTransport
 from incidents.model.schemas import SchemaRegistry
 from incidents.settings import Settings
 from incidents.silences.store import SilenceCache
-from incidents.store.redis import connect_async
+from incidents.store.redis import connect_async, without_password
 from incidents.tracing.export import WORKER_SERVICE, spans_from_environ
 from incidents.tracing.spans import NoSpans, Spans
 
@@ -71,6 +72,8 @@ class WorkerContext:
     clock: Callable[[], float] = time.time
     # Where the routing and delivery spans go (``tracing.export``); opened by the worker.
     spans: Spans = field(default_factory=NoSpans)
+    # Redis as this worker reaches it, password included (``settings`` leave that out).
+    redis_url: str = field(default="", repr=False)
 
     @classmethod
     def build(
@@ -83,7 +86,20 @@ class WorkerContext:
         registry = SchemaRegistry.load(settings.schemas_dir)
         offered = default_channels(settings.secret_key)
         spans = spans_from_environ(environ or {}, WORKER_SERVICE)
-        return cls(job_settings(settings), registry, channels=offered, clock=clock, spans=spans)
+        return cls(
+            job_settings(settings),
+            registry,
+            channels=offered,
+            clock=clock,
+            spans=spans,
+            redis_url=settings.redis_url or "",
+        )
+
+    def redis(self) -> str:
+        """The URL this worker reaches Redis at."""
+        url = self.redis_url or self.settings.redis_url
+        assert url is not None
+        return url
 
     def dispatcher(self, redis: aioredis.Redis, client: aiohttp.ClientSession) -> Dispatcher:
         """A dispatcher of this context (settings, schemas, caches, channels, clock), working
@@ -108,15 +124,21 @@ current_context: ContextVar[WorkerContext | None] = ContextVar("incidents_worker
 
 
 def job_settings(settings: Settings) -> Settings:
-    """Settings as passed to jobs (stored in Redis with the job): without the admin token or
-    the key of the stored secrets (a worker's own channels hold that)."""
-    return settings.replace(admin_token=None, secret_key=None)
+    """Settings as passed to jobs (stored in Redis with the job, and shown in its description
+    by RQ's logs and tools): without the admin token, the key of the stored secrets (a
+    worker's own channels hold that) or Redis's password (its context holds that)."""
+    url = None if settings.redis_url is None else without_password(settings.redis_url)
+    return settings.replace(admin_token=None, secret_key=None, redis_url=url)
 
 
 def _context(settings: Settings) -> WorkerContext:
     found = current_context.get()
     if found is not None and found.settings == settings:
         return found
+    # Run by another RQ worker: the job's Redis URL has no password; its environment's may.
+    own = os.environ.get("INCIDENTS_REDIS_URL", "").strip()
+    if own and settings.redis_url == without_password(own):
+        settings = settings.replace(redis_url=own)
     return WorkerContext.build(settings)
 
 
@@ -144,8 +166,7 @@ def route_job(settings: Settings) -> int:
 
 
 async def _route(context: WorkerContext) -> int:
-    assert context.settings.redis_url is not None
-    redis = connect_async(context.settings.redis_url)
+    redis = connect_async(context.redis())
     try:
         return await route_outbox(
             redis,
@@ -170,11 +191,10 @@ def _lane_redis(url: str) -> aioredis.Redis:
 
 async def _deliver(context: WorkerContext) -> int:
     settings = context.settings
-    assert settings.redis_url is not None
-    redis = _lane_redis(settings.redis_url)
+    redis = _lane_redis(context.redis())
     # Blocking reads (new work, new outbox entries) wait on a client of their own, never
     # holding one of the lanes' connections.
-    listen = connect_async(settings.redis_url) if context.listening else None
+    listen = connect_async(context.redis()) if context.listening else None
     client = outbound_client(
         settings.allow_private_sinks,
         settings.delivery_timeout,

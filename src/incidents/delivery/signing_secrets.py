@@ -47,7 +47,10 @@ def sealed(secrets: Sequence[Secret], sub_id: str, box: SecretBox | None) -> tup
 
 def opened(secrets: Sequence[Secret], sub_id: str, box: SecretBox | None) -> tuple[Secret, ...]:
     """``secrets`` to sign with: each sealed one opened; SecretUnreadable naming the
-    subscription and the cause when one does not open."""
+    subscription and the cause when the current one does not open. A previous one (kept
+    through a rotation) that does not open is left out: after ``INCIDENTS_SECRET_KEY`` was
+    replaced, a rotation makes the subscription sign again at once with its new secret,
+    rather than failing every delivery for as long as the old one is kept."""
     out = []
     for s in secrets:
         if not is_sealed(s.value):
@@ -62,6 +65,8 @@ def opened(secrets: Sequence[Secret], sub_id: str, box: SecretBox | None) -> tup
         try:
             out.append(replace(s, value=box.open(s.value, context(sub_id))))
         except SecretUnreadable as exc:
+            if s.until is not None:
+                continue
             raise SecretUnreadable(f"{where} cannot be decrypted: {exc}") from None
     return tuple(out)
 

@@ -33,7 +33,7 @@ from incidents.delivery.subscription_schema import (
 from incidents.delivery.subscription_spec import Spec, SubscriptionStatus, parse_spec
 from incidents.delivery.subscriptions import Subscription, new_subscription, rotated
 from incidents.errors import FieldError, InvalidRequest
-from incidents.http import json_response
+from incidents.http import SHOWS_A_SECRET, json_response
 from incidents.openapi import BEARER, COMPONENTS, JSONObject, errors, query_param
 from incidents.services import Services
 from incidents.store.secret_box import secret_box
@@ -101,7 +101,9 @@ async def create(request: Request) -> Response:
     await _save(svc, sub)
     body = sub.to_dict()
     body["secret"] = sub.secrets[0].value
-    return json_response(body, status=201, headers={"Location": f"/v1/subscriptions/{sub.id}"})
+    return json_response(
+        body, status=201, headers={"Location": f"/v1/subscriptions/{sub.id}", **SHOWS_A_SECRET}
+    )
 
 
 async def list_all(request: Request) -> Response:
@@ -162,7 +164,8 @@ async def rotate_secret(request: Request) -> Response:
             "id": sub.id,
             "secret": updated.secrets[0].value,
             "previous_secrets_valid_until": iso(at + svc.settings.secret_grace),
-        }
+        },
+        headers=SHOWS_A_SECRET,
     )
 
 

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from incidents.auth import CLEARANCES, DEFAULT_TENANT, ROLES, Principal, caller
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
-from incidents.http import json_response
+from incidents.http import SHOWS_A_SECRET, json_response
 from incidents.openapi import BEARER, errors, json_body
 from incidents.policy.principals import NameTaken, principal_to_dict
 from incidents.request_body import read_json
@@ -87,7 +87,9 @@ async def create_principal(request: Request) -> Response:
     out["created_at"] = created.created_at
     out["token"] = created.token  # shown this once; only its hash is kept
     return json_response(
-        out, status=201, headers={"Location": f"/v1/principals/{created.principal.id}"}
+        out,
+        status=201,
+        headers={"Location": f"/v1/principals/{created.principal.id}", **SHOWS_A_SECRET},
     )
 
 

@@ -24,6 +24,7 @@ new primary.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
@@ -107,6 +108,25 @@ def _masked(url: str) -> str:
         return url
     head, tail = url.rsplit("@", 1)
     return head.split("//", 1)[0] + "//***@" + tail
+
+
+_PASSWORD_PARAM = re.compile(r"(?<=[?&])password=[^&]*&?")
+
+
+def without_password(url: str) -> str:
+    """``url`` without its password (``redis://user:pw@host`` or ``?password=pw``): what may
+    be stored or shown; it reaches only a Redis that asks for none."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    location, tail = rest[:cut], rest[cut:]
+    if "@" in location:
+        auth, host = location.rsplit("@", 1)
+        user = auth.split(":", 1)[0]
+        location = f"{user}@{host}" if user else host
+    tail = _PASSWORD_PARAM.sub("", tail).rstrip("?&")
+    return f"{scheme}{sep}{location}{tail}"
 
 
 def check_url(url: str) -> str:
