@@ -19,6 +19,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from incidents.openapi import errors
+from incidents.retention.sweeper import KINDS as RETENTION_KINDS
 from incidents.services import services
 from incidents.store import keys
 from incidents.store.redis import guarded
@@ -94,7 +95,8 @@ class Metrics:
             pipe.zcount(keys.LANES_DUE, f"({now!r}", "+inf")
             pipe.zcard(keys.LANES_LEASED)
             pipe.scard(keys.SUBSCRIPTIONS)
-            retained, last, dead, due_now, due_later, leased, subs = await pipe.execute()
+            pipe.hgetall(keys.RETENTION_REMOVED)
+            retained, last, dead, due_now, due_later, leased, subs, swept = await pipe.execute()
             unrouted = redis.register_script(load_script("outbox"))
             backlog = await unrouted(keys=[keys.OUTBOX], args=[keys.ROUTER_GROUP, 0, UNROUTED_CAP])
         lines += [
@@ -124,7 +126,15 @@ class Metrics:
             "# HELP incidents_subscriptions Subscriptions, active or disabled.",
             "# TYPE incidents_subscriptions gauge",
             f"incidents_subscriptions {subs}",
+            "# HELP incidents_retention_removed_total What retention removed, by kind (all"
+            " workers together).",
+            "# TYPE incidents_retention_removed_total counter",
         ]
+        counts = {k.decode(): int(v) for k, v in swept.items()}
+        for kind in sorted({*RETENTION_KINDS, *counts}):
+            lines.append(
+                f'incidents_retention_removed_total{{kind="{kind}"}} {counts.get(kind, 0)}'
+            )
         return "\n".join(lines) + "\n"
 
 

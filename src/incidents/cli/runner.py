@@ -182,6 +182,9 @@ def cmd_dev(args: argparse.Namespace, env: dict[str, str]) -> int:
     env.setdefault("INCIDENTS_ALLOW_PRIVATE_SINKS", "true")
     env.setdefault("INCIDENTS_ALLOW_INSECURE_SINKS", "true")
     settings = Settings.from_env(env)
+    # What retention removes is kept in the data folder unless another archive is named.
+    if settings.archive_dir is None:
+        env["INCIDENTS_ARCHIVE_DIR"] = str(settings.data_dir / "archive")
     token = _admin_token(settings)
     env["INCIDENTS_ADMIN_TOKEN"] = token
     env["INCIDENTS_SECRET_KEY"] = _secret_key(settings)

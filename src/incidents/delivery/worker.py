@@ -29,9 +29,11 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.worker import WorkerStatus
 
+from incidents.archive.daily import Archive
 from incidents.delivery.jobs import DELIVER_QUEUE, ROUTE_QUEUE, WorkerContext, current_context
 from incidents.delivery.pump import Pump
 from incidents.gc_freeze import freeze_startup_objects
+from incidents.retention.sweeper import Sweeper
 from incidents.settings import Settings
 from incidents.store.redis import UNAVAILABLE, connect
 
@@ -235,9 +237,23 @@ def run_worker(settings: Settings, burst: bool = False, server_process: bool = F
         target=pump.run, args=(stop, context.idle), name="incidents-pump", daemon=True
     )
     thread.start()
+    sweeper = threading.Thread(
+        target=sweeper_of(settings, connection, context.clock).run,
+        args=(stop,),
+        name="incidents-sweeper",
+        daemon=True,
+    )
+    sweeper.start()
     try:
         worker.work(logging_level="WARNING")
     finally:
         stop.set()
         thread.join(5)
+        sweeper.join(5)
     return 0
+
+
+def sweeper_of(settings: Settings, connection: redis.Redis, clock: Callable[[], float]) -> Sweeper:
+    """The retention sweeper of a worker process (archiving when INCIDENTS_ARCHIVE_DIR is set)."""
+    archive = Archive(settings.archive_dir) if settings.archive_dir is not None else None
+    return Sweeper(connection, settings, clock, archive)

@@ -10,6 +10,14 @@ OUTBOX = PREFIX + "outbox"
 INCIDENT_INDEX = PREFIX + "incident-index"
 ALERT_INDEX = PREFIX + "alert-index"
 
+# Retention (retention/sweeper.py): time-ordered indexes of what falls due, and the sweep.
+CLOSED_INCIDENTS = PREFIX + "closed-incidents"  # zset incident id -> unix time it was closed
+RESOLVED_ALERTS = PREFIX + "resolved-alerts"  # zset alert key -> unix time it was resolved
+DELIVERY_INDEX = PREFIX + "deliveries"  # zset delivery id -> its event's sequence
+SWEEP_LOCK = PREFIX + "sweep:lock"  # the sweeper's lease: one worker sweeps at a time
+SWEPT_UP_TO = PREFIX + "sweep:events"  # the last sequence whose retention has been applied
+RETENTION_REMOVED = PREFIX + "retention:removed"  # hash kind -> how many the sweeper removed
+
 
 EVENT_PREFIX = PREFIX + "event:"
 

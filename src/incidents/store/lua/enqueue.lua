@@ -3,7 +3,8 @@
 -- keeps its later time, so the new delivery waits behind the failing one). A leased lane is
 -- left to its holder, which goes on with what was queued behind it when it completes.
 -- ARGV: now, JSON list of {"id", "lane", "seq", "fields": [k, v, ...]}, force ("1": reset
--- an existing record, used by redrive). KEY names follow the layout in keys.py.
+-- an existing record, used by redrive). KEY names follow the layout in keys.py. Every record
+-- is indexed by its event's sequence (incidents:deliveries), so retention finds it.
 -- When a lane becomes due, one entry is added to the wake stream KEYS[1] (capped at about
 -- ARGV[4] entries): idle workers block on it, so they claim new work at once, without polling.
 -- Routing (KEYS[2]: the routing lease, KEYS[3]: the outbox): ARGV[5] is the router's lease
@@ -22,6 +23,7 @@ for _, d in ipairs(items) do
   if force or redis.call('EXISTS', key) == 0 then
     redis.call('HSET', key, unpack(d.fields))
     redis.call('ZADD', d.lane, d.seq, d.id)
+    redis.call('ZADD', 'incidents:deliveries', d.seq, d.id)
     redis.call('ZREM', 'incidents:dead', d.id)
     if not redis.call('ZSCORE', 'incidents:lanes:leased', d.lane) then
       if redis.call('ZADD', 'incidents:lanes:due', 'NX', now, d.lane) == 1 then
