@@ -199,7 +199,8 @@ class Workers:
         self.connection.close()
 
 
-def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, **more: str) -> subprocess.Popen[bytes]:
+    """An `incidents worker` process on the test's settings (``more``: further variables)."""
     env = dict(os.environ)
     env.update(
         INCIDENTS_REDIS_URL=str(settings.redis_url),
@@ -209,6 +210,7 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
         INCIDENTS_ALLOW_INSECURE_SINKS="true",
         INCIDENTS_RETRY_SCHEDULE=",".join(str(s) for s in settings.retry_schedule),
         INCIDENTS_DELIVERY_TIMEOUT="10",
+        **more,
     )
     return subprocess.Popen([sys.executable, "-m", "incidents", "worker"], env=env, cwd=ROOT)
 
