@@ -80,8 +80,8 @@ class Restorer:
         event = stored.event
         incident = str(event.get(Extension.INCIDENT_ID) or "")
         request = {
-            "dedup": keys.dedup(event.source, event.id),
-            "id": event.id,
+            "ids": keys.by_id(event.id),
+            "source": event.source,
             "incident": incident,
             "timeline": keys.timeline(incident) if incident else "",
             "sequence": stored.sequence,
@@ -92,7 +92,7 @@ class Restorer:
         )
         kind, value = self._event(
             keys=[keys.SEQUENCE, keys.OUTBOX, keys.SWEPT_UP_TO],
-            args=[orjson.dumps(request), tail, keys.EVENT_PREFIX, keys.by_id("")],
+            args=[orjson.dumps(request), tail, keys.EVENT_PREFIX],
         )
         if kind == b"dup":
             self.counts["duplicates"] += 1

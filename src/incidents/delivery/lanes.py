@@ -97,19 +97,27 @@ class Delivery:
     reason: str = ""
 
     def fields(self) -> dict[str, str]:
-        return {
+        """The record as stored: a record is written whole (its old fields dropped), so an
+        empty field, and the lane when it is the one ``lane_for`` gives, are left out; one
+        is kept for every delivery until retention removes it, and each byte counts."""
+        found = {
             "sub": self.sub,
             "seq": str(self.seq),
-            "lane": self.lane,
-            "incident": self.incident,
             "state": str(self.state),
             "attempts": str(self.attempts),
             "created": repr(self.created),
+        }
+        if self.lane != lane_for(self.sub, self.incident, self.id):
+            found["lane"] = self.lane
+        optional = {
+            "incident": self.incident,
             "next_at": "" if self.next_at is None else repr(self.next_at),
             "last_code": "" if self.last_code is None else str(self.last_code),
             "last_error": self.last_error,
             "reason": self.reason,
         }
+        found.update((name, value) for name, value in optional.items() if value)
+        return found
 
     @classmethod
     def from_fields(cls, delivery_id: str, raw: Mapping[bytes, bytes]) -> Delivery:
@@ -118,7 +126,7 @@ class Delivery:
             id=delivery_id,
             sub=f["sub"],
             seq=int(f["seq"]),
-            lane=f["lane"],
+            lane=f.get("lane") or lane_for(f["sub"], f.get("incident", ""), delivery_id),
             incident=f.get("incident", ""),
             state=DeliveryState(f.get("state", PENDING)),
             attempts=int(f.get("attempts") or 0),

@@ -1,7 +1,7 @@
 """The sweeper: removes what retention says is past its time, from time-ordered indexes,
 a bounded amount per step, never what is still needed.
 
-- Events, with their dedup keys and id index entries, once older than
+- Events, with their entries in the id index (their dedup keys), once older than
   ``INCIDENTS_RETENTION``. Sequences grow with acceptance time, so the sequence itself is the
   index: a cursor (``incidents:sweep:events``) walks them in order. An event on an incident's
   timeline is part of that incident and stays as long as it does; its dedup key goes.
@@ -174,12 +174,12 @@ class Sweeper:
         with self.client.pipeline(transaction=False) as pipe:
             _forget_events(pipe, whole)
             for s in kept:
-                pipe.delete(keys.dedup(s.event.source, s.event.id))
+                pipe.hdel(keys.by_id(s.event.id), s.event.source)
             pipe.set(keys.SWEPT_UP_TO, done)
             answers = pipe.execute()
-        forgotten = answers[: 3 * len(whole)]
-        removed["event"] += sum(forgotten[0::3])
-        removed["dedup"] += sum(forgotten[1::3]) + sum(answers[len(forgotten) : -1])
+        forgotten = answers[: 2 * len(whole)]
+        removed["event"] += sum(forgotten[0::2])
+        removed["dedup"] += sum(forgotten[1::2]) + sum(answers[len(forgotten) : -1])
 
     def _deliveries(self, removed: Counter[str]) -> None:
         """Delivery records of the events the cursor has passed, once finished."""
@@ -258,8 +258,8 @@ class Sweeper:
                     _forget_events(pipe, events)
                     pipe.zrem(timeline, *members)
                     answers = pipe.execute()
-                removed["event"] += sum(answers[: 3 * len(events) : 3])
-                removed["dedup"] += sum(answers[1 : 3 * len(events) : 3])
+                removed["event"] += sum(answers[: 2 * len(events) : 2])
+                removed["dedup"] += sum(answers[1 : 2 * len(events) : 2])
                 budget -= len(members)
                 if len(members) == TIMELINE_PER_STEP or budget <= 0:
                     return  # the rest of this timeline next step
@@ -330,12 +330,11 @@ class Sweeper:
 
 
 def _forget_events(pipe: Any, events: Sequence[StoredEvent]) -> None:
-    """Queue the removal of events: three commands each (the event, its dedup key, its
-    entry in the id index)."""
+    """Queue the removal of events: two commands each (the event, and its entry in the id
+    index, which is its dedup key too)."""
     for s in events:
         pipe.delete(keys.event(s.sequence))
-        pipe.delete(keys.dedup(s.event.source, s.event.id))
-        pipe.srem(keys.by_id(s.event.id), s.sequence)
+        pipe.hdel(keys.by_id(s.event.id), s.event.source)
 
 
 def _incident(stored: StoredEvent) -> str:

@@ -26,12 +26,9 @@ def event(seq: int) -> str:
     return f"{EVENT_PREFIX}{seq}"
 
 
-def dedup(source: str, event_id: str) -> str:
-    # Length-prefixing the source keeps ("a:b", "c") and ("a", "b:c") apart.
-    return f"{PREFIX}dedup:{len(source)}:{source}{event_id}"
-
-
 def by_id(event_id: str) -> str:
+    """Hash source -> "<sequence> <incident id>" of the stored events with this CloudEvents
+    id: one key serves both the ``(source, id)`` dedup check and the look-up by id alone."""
     return f"{PREFIX}ids:{event_id}"
 
 

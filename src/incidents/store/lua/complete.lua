@@ -22,6 +22,7 @@ if redis.call('HGET', holders, r.lane) ~= r.token then
   return {0}
 end
 for _, rec in ipairs(r.records) do
+  redis.call('DEL', rec.key)  -- written whole: a field left empty is not kept
   redis.call('HSET', rec.key, unpack(rec.fields))
 end
 local logged = {}

@@ -21,6 +21,7 @@ local created, woke = 0, false
 for _, d in ipairs(items) do
   local key = 'incidents:delivery:' .. d.id
   if force or redis.call('EXISTS', key) == 0 then
+    redis.call('DEL', key)  -- written whole: a field left empty is not kept
     redis.call('HSET', key, unpack(d.fields))
     redis.call('ZADD', d.lane, d.seq, d.id)
     redis.call('ZADD', 'incidents:deliveries', d.seq, d.id)

@@ -1,13 +1,13 @@
 -- Restore one accepted event read from an export or the archive, unless its (source, id) is
--- stored already. ARGV[1] is JSON {"dedup", "id", "incident", "timeline", "sequence" (the one
+-- stored already. ARGV[1] is JSON {"ids", "source", "incident", "timeline", "sequence" (the one
 -- it had), "deliver" (bool)}; ARGV[2] its JSON tail, what follows '{"sequence":<n>'.
 -- It keeps its sequence when that is free (a later one raises the counter, so new events
 -- continue past it), else takes the next. Under the sweeper's cursor, the cursor moves back
 -- so that retention applies to it too. With "deliver" it is put on the outbox to fan out.
 -- Returns {"dup", "<seq> <incident>"} or {"new", seq}.
--- KEYS: sequence counter, outbox, sweeper's cursor; event and id-index key prefixes in ARGV[3..4].
+-- KEYS: sequence counter, outbox, sweeper's cursor; the event key prefix in ARGV[3].
 local r = cjson.decode(ARGV[1])
-local existing = redis.call('GET', r.dedup)
+local existing = redis.call('HGET', r.ids, r.source)
 if existing then
   return {'dup', existing}
 end
@@ -22,8 +22,7 @@ if seq <= swept then
   redis.call('SET', KEYS[3], seq - 1)
 end
 redis.call('SET', ARGV[3] .. seq, '{"sequence":' .. seq .. ARGV[2])
-redis.call('SET', r.dedup, seq .. ' ' .. r.incident)
-redis.call('SADD', ARGV[4] .. r.id, seq)
+redis.call('HSET', r.ids, r.source, seq .. ' ' .. r.incident)
 if r.incident ~= '' then
   redis.call('ZADD', r.timeline, seq, seq)
 end
