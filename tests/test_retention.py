@@ -72,7 +72,8 @@ def test_delivered_events_past_retention_go_with_their_dedup_keys_and_records(
     assert (removed["event"], removed["dedup"], removed["delivery"]) == (3, 3, 3)
     for pattern in ("event:*", "ids:*", "delivery:*"):
         assert key_names(redis_client, keys.PREFIX + pattern) == [], pattern
-    assert redis_client.zcard(keys.DELIVERY_INDEX) == 0
+    assert key_names(redis_client, keys.PREFIX + "deliveries:*") == []
+    assert redis_client.zcard(keys.DELIVERY_BUCKETS) == 0
     assert client.get(f"/v1/events/{sent[0]['id']}").status_code == 404
     again = post(client, sent[0])
     assert again.status_code == 202 and "duplicate" not in again.json()["accepted"][0]
@@ -98,7 +99,7 @@ def test_an_unrouted_event_and_an_undelivered_one_are_kept(
     assert removed["event"] == removed["delivery"] == 0
     for accepted in (failing, unrouted):
         assert client.get(f"/v1/events/{accepted['id']}").status_code == 200
-    assert redis_client.zcard(keys.DELIVERY_INDEX) == 1
+    assert redis_client.zcard(keys.deliveries(failing["sequence"] // keys.DELIVERY_BUCKET)) == 1
     assert redis_client.xlen(keys.OUTBOX) >= 1  # the unrouted entry stays
 
     workers.run_until(lambda: len(rx.at("/down")) >= 4)  # two failures, then both delivered

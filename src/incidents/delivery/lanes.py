@@ -244,6 +244,9 @@ class Ledger:
         if routed is not None:
             script_keys += [keys.ROUTE_LOCK, keys.OUTBOX]
             args += [routed.token, routed.lease_ms, keys.ROUTER_GROUP, orjson.dumps(routed.ids)]
+        else:
+            args += ["", "", "", "[]"]
+        args.append(keys.DELIVERY_BUCKET)
         async with guarded("queueing deliveries"):
             created = await self._enqueue(keys=script_keys, args=args)
         return int(created)

@@ -6,7 +6,7 @@ a bounded amount per step, never what is still needed.
   index: a cursor (``incidents:sweep:events``) walks them in order. An event on an incident's
   timeline is part of that incident and stays as long as it does; its dedup key goes.
 - Delivery records (and so dead letters) of the events the cursor has passed, found through
-  ``incidents:deliveries`` (delivery id -> sequence); attempt-log entries older than the
+  ``incidents:deliveries:<bucket>`` (delivery id -> sequence); attempt-log entries older than the
   retention, from the tail of each subscription's log.
 - Closed incidents (document, timeline and its events, external references, channel state)
   once closed longer than ``INCIDENTS_INCIDENT_RETENTION`` (``incidents:closed-incidents``),
@@ -182,14 +182,27 @@ class Sweeper:
         removed["dedup"] += sum(forgotten[1::2]) + sum(answers[len(forgotten) : -1])
 
     def _deliveries(self, removed: Counter[str]) -> None:
-        """Delivery records of the events the cursor has passed, once finished."""
+        """Delivery records of the events the cursor has passed, once finished, a bucket of
+        sequences at a time."""
         swept = int(cast(bytes | None, self.client.get(keys.SWEPT_UP_TO)) or 0)
-        raw_ids = self.client.zrangebyscore(
-            keys.DELIVERY_INDEX, "-inf", swept, start=0, num=DELIVERIES_PER_STEP
-        )
-        ids = [i.decode() for i in cast(list[bytes], raw_ids)]
-        if not ids:
-            return
+        reached = swept // keys.DELIVERY_BUCKET  # the bucket the cursor is in
+        found = self.client.zrangebyscore(keys.DELIVERY_BUCKETS, "-inf", reached, start=0, num=16)
+        budget = DELIVERIES_PER_STEP
+        for bucket in (int(b) for b in cast(list[bytes], found)):
+            if budget <= 0:
+                return
+            key = keys.deliveries(bucket)
+            passed = self.client.zrangebyscore(key, "-inf", swept, start=0, num=budget)
+            ids = [i.decode() for i in cast(list[bytes], passed)]
+            budget -= len(ids)
+            if ids:
+                self._bucket(key, ids, removed)
+            # Out of the list first, then back if anything is left (or was queued meanwhile).
+            self.client.zrem(keys.DELIVERY_BUCKETS, bucket)
+            if self.client.zcard(key):
+                self.client.zadd(keys.DELIVERY_BUCKETS, {str(bucket): bucket})
+
+    def _bucket(self, key: str, ids: list[str], removed: Counter[str]) -> None:
         with self.client.pipeline(transaction=False) as pipe:
             for i in ids:
                 pipe.hgetall(keys.delivery(i))
@@ -206,7 +219,7 @@ class Sweeper:
         finished = [i for i, _ in done]
         with self.client.pipeline(transaction=False) as pipe:
             pipe.delete(*[keys.delivery(i) for i in finished])
-            pipe.zrem(keys.DELIVERY_INDEX, *finished)
+            pipe.zrem(key, *finished)
             pipe.zrem(keys.DEAD_LETTERS, *finished)
             deleted, _, dead = pipe.execute()
         removed["delivery"] += int(deleted)

@@ -13,7 +13,11 @@ ALERT_INDEX = PREFIX + "alert-index"
 # Retention (retention/sweeper.py): time-ordered indexes of what falls due, and the sweep.
 CLOSED_INCIDENTS = PREFIX + "closed-incidents"  # zset incident id -> unix time it was closed
 RESOLVED_ALERTS = PREFIX + "resolved-alerts"  # zset alert key -> unix time it was resolved
-DELIVERY_INDEX = PREFIX + "deliveries"  # zset delivery id -> its event's sequence
+# Delivery records by their event's sequence, in buckets of DELIVERY_BUCKET sequences: a zset
+# delivery id -> sequence each (small, so Redis keeps it compact), and a zset of the buckets
+# that hold any (bucket number -> bucket number).
+DELIVERY_BUCKET = 32
+DELIVERY_BUCKETS = PREFIX + "delivery-buckets"
 SWEEP_LOCK = PREFIX + "sweep:lock"  # the sweeper's lease: one worker sweeps at a time
 SWEPT_UP_TO = PREFIX + "sweep:events"  # the last sequence whose retention has been applied
 RETENTION_REMOVED = PREFIX + "retention:removed"  # hash kind -> how many the sweeper removed
@@ -113,6 +117,11 @@ def lane(sub_id: str, incident: str) -> str:
 
 def delivery(delivery_id: str) -> str:
     return DELIVERY_PREFIX + delivery_id
+
+
+def deliveries(bucket: int) -> str:
+    """The delivery records of sequences ``bucket * DELIVERY_BUCKET`` up to the next bucket."""
+    return f"{PREFIX}deliveries:{bucket}"
 
 
 def rate_window(sub_id: str, window: int) -> str:

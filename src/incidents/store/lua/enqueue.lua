@@ -4,7 +4,8 @@
 -- left to its holder, which goes on with what was queued behind it when it completes.
 -- ARGV: now, JSON list of {"id", "lane", "seq", "fields": [k, v, ...]}, force ("1": reset
 -- an existing record, used by redrive). KEY names follow the layout in keys.py. Every record
--- is indexed by its event's sequence (incidents:deliveries), so retention finds it.
+-- is indexed by its event's sequence, in buckets of ARGV[9] sequences (keys.deliveries), so
+-- retention finds it.
 -- When a lane becomes due, one entry is added to the wake stream KEYS[1] (capped at about
 -- ARGV[4] entries): idle workers block on it, so they claim new work at once, without polling.
 -- Routing (KEYS[2]: the routing lease, KEYS[3]: the outbox): ARGV[5] is the router's lease
@@ -24,7 +25,9 @@ for _, d in ipairs(items) do
     redis.call('DEL', key)  -- written whole: a field left empty is not kept
     redis.call('HSET', key, unpack(d.fields))
     redis.call('ZADD', d.lane, d.seq, d.id)
-    redis.call('ZADD', 'incidents:deliveries', d.seq, d.id)
+    local bucket = math.floor(tonumber(d.seq) / tonumber(ARGV[9]))
+    redis.call('ZADD', 'incidents:deliveries:' .. bucket, d.seq, d.id)
+    redis.call('ZADD', 'incidents:delivery-buckets', bucket, bucket)
     redis.call('ZREM', 'incidents:dead', d.id)
     if not redis.call('ZSCORE', 'incidents:lanes:leased', d.lane) then
       if redis.call('ZADD', 'incidents:lanes:due', 'NX', now, d.lane) == 1 then
