@@ -15,6 +15,9 @@ import redis
 
 from incidents.archive.daily import Archive, ArchiveError
 from incidents.archive.records import DELIVERY_TYPE, Line, parse_line
+from incidents.archive.restore import Restorer, read_files
+from incidents.cli.runner import dev_environment
+from incidents.delivery.channels.base import ChannelState
 from incidents.retention.sweeper import Sweeper
 from incidents.settings import Settings
 from incidents.store import keys
@@ -124,6 +127,11 @@ def test_an_open_incident_keeps_its_timeline_and_a_closed_one_goes_after_its_ret
     publish(client, event("im.incident.resolve", imincidentid="INC-7"))
     publish(client, event("im.incident.close", imincidentid="INC-7"))
     routed(workers)
+    # What a connector keeps for the incident (its ticket, and the ticket's id pointing back).
+    redis_client.sadd(keys.SUBSCRIPTIONS, "sub_sn")
+    ticket = ChannelState("a1b2", {"number": "INC0010001"}).encoded()
+    redis_client.hset(keys.channel_state("sub_sn"), mapping={"INC-7": ticket, "INC-8": ticket})
+    redis_client.hset(keys.sync_records("sub_sn"), mapping={"a1b2": "INC-7", "zz": "INC-8"})
     assert sweep(settings, redis_client, time.time() + 364 * DAY)["incident"] == 0
     assert client.get("/v1/incidents/INC-7").status_code == 200
 
@@ -135,6 +143,8 @@ def test_an_open_incident_keeps_its_timeline_and_a_closed_one_goes_after_its_ret
     assert client.get("/v1/incidents").json()["incidents"] == []
     assert key_names(redis_client, "*INC-7*") == []
     assert key_names(redis_client, keys.PREFIX + "event:*") == []
+    assert redis_client.hkeys(keys.channel_state("sub_sn")) == [b"INC-8"]
+    assert redis_client.hkeys(keys.sync_records("sub_sn")) == [b"zz"]
 
 
 def test_a_resolved_alert_goes_after_the_incident_retention_and_a_firing_one_stays(
@@ -265,3 +275,37 @@ def test_a_failing_archive_stops_removal(
     blocked.unlink()
     assert sweep(settings, redis_client, time.time() + 31 * DAY, Archive(blocked))["event"] == 1
     assert len(archived(blocked, "events")) == 1
+
+
+def test_what_retention_archived_can_be_imported_back(
+    client: httpx.Client,
+    settings: Settings,
+    redis_client: redis.Redis,
+    workers: Workers,
+    tmp_path: Path,
+) -> None:
+    """Archive files are import files: an event and a closed incident removed by retention
+    read back the same once their archive is imported."""
+    publish(client, quiet_alert("a"), event(imincidentid="INC-9"))
+    publish(client, event("im.incident.resolve", imincidentid="INC-9"))
+    publish(client, event("im.incident.close", imincidentid="INC-9"))
+    routed(workers)
+    timeline = client.get("/v1/incidents/INC-9/timeline").json()
+    incident = client.get("/v1/incidents/INC-9").json()
+    archive = Archive(tmp_path / "archive")
+    removed = sweep(settings, redis_client, time.time() + 366 * DAY, archive)
+    assert (removed["incident"], removed["event"]) == (1, 4)
+
+    counts = Restorer(redis_client).restore(read_files(sorted(archive.folder.iterdir())))
+
+    assert (counts["events"], counts["incidents"]) == (4, 1)
+    assert client.get("/v1/incidents/INC-9").json() == incident
+    assert client.get("/v1/incidents/INC-9/timeline").json() == timeline
+
+
+def test_dev_archives_into_its_data_folder_unless_told_otherwise(tmp_path: Path) -> None:
+    """`incidents dev` sets the archive to its data folder's `archive`, unless one is set."""
+    found = dev_environment({"INCIDENTS_DATA_DIR": str(tmp_path)})
+    assert found["INCIDENTS_ARCHIVE_DIR"] == str(tmp_path / "archive")
+    chosen = {"INCIDENTS_DATA_DIR": str(tmp_path), "INCIDENTS_ARCHIVE_DIR": "/elsewhere"}
+    assert dev_environment(chosen)["INCIDENTS_ARCHIVE_DIR"] == "/elsewhere"

@@ -177,14 +177,20 @@ class _Stop:
         self.requested = True
 
 
-def cmd_dev(args: argparse.Namespace, env: dict[str, str]) -> int:
+def dev_environment(env: dict[str, str]) -> dict[str, str]:
+    """The environment ``dev`` runs its API and workers with: local sinks allowed, and what
+    retention removes archived in the data folder, unless set otherwise."""
     env = dict(env)
     env.setdefault("INCIDENTS_ALLOW_PRIVATE_SINKS", "true")
     env.setdefault("INCIDENTS_ALLOW_INSECURE_SINKS", "true")
+    if Settings.from_env(env).archive_dir is None:
+        env["INCIDENTS_ARCHIVE_DIR"] = str(Settings.from_env(env).data_dir / "archive")
+    return env
+
+
+def cmd_dev(args: argparse.Namespace, env: dict[str, str]) -> int:
+    env = dev_environment(env)
     settings = Settings.from_env(env)
-    # What retention removes is kept in the data folder unless another archive is named.
-    if settings.archive_dir is None:
-        env["INCIDENTS_ARCHIVE_DIR"] = str(settings.data_dir / "archive")
     token = _admin_token(settings)
     env["INCIDENTS_ADMIN_TOKEN"] = token
     env["INCIDENTS_SECRET_KEY"] = _secret_key(settings)

@@ -44,6 +44,7 @@ from incidents.archive.records import (
     event_record,
     snapshot,
 )
+from incidents.delivery.channels.base import ChannelState
 from incidents.delivery.lanes import Delivery, DeliveryState
 from incidents.model.alert import Alert
 from incidents.model.cloudevent import StoredEvent
@@ -118,6 +119,9 @@ class Sweeper:
                 if str(exc) != failing:
                     log.error("retention: nothing removed this round: %s", exc)
                 failing = str(exc)
+                continue
+            except Exception:  # a bug must not end retention for good: next round tries again
+                log.exception("retention: the sweep failed; trying again next round")
                 continue
             if failing:
                 log.warning("retention: sweeping again")
@@ -274,7 +278,7 @@ class Sweeper:
                 removed["event"] += sum(answers[: 2 * len(events) : 2])
                 removed["dedup"] += sum(answers[1 : 2 * len(events) : 2])
                 budget -= len(members)
-                if len(members) == TIMELINE_PER_STEP or budget <= 0:
+                if self.client.exists(timeline):
                     return  # the rest of this timeline next step
             if self._forget_incident(incident_id):
                 removed["incident"] += 1
@@ -291,18 +295,38 @@ class Sweeper:
             line = snapshot(INCIDENT_TYPE, incident_id, at, data, int(version or 0))
             self._archive(EVENTS, [line])
         gone = self._forget(
-            keys=[doc, refs_key, keys.INCIDENT_INDEX, keys.CLOSED_INCIDENTS],
-            args=[(version or b"0").decode(), incident_id, 1],
+            keys=[
+                doc,
+                refs_key,
+                keys.timeline(incident_id),
+                keys.INCIDENT_INDEX,
+                keys.CLOSED_INCIDENTS,
+            ],
+            args=[(version or b"0").decode(), incident_id, 2],
         )
         if not int(gone):
             return False
+        self._forget_channel_state(incident_id)
+        return raw is not None
+
+    def _forget_channel_state(self, incident_id: str) -> None:
+        """What each subscription's channel kept for the incident: its state, what the other
+        system last sent, and that system's record id pointing back at it."""
         subs = sorted(cast(bytes, s).decode() for s in self.client.smembers(keys.SUBSCRIPTIONS))
         with self.client.pipeline(transaction=False) as pipe:
             for sub in subs:
+                pipe.hget(keys.channel_state(sub), incident_id)
+            states = cast(list[bytes | None], pipe.execute())
+        with self.client.pipeline(transaction=False) as pipe:
+            for sub, state in zip(subs, states, strict=True):
                 pipe.hdel(keys.channel_state(sub), incident_id)
                 pipe.hdel(keys.sync_seen(sub), incident_id)
+                if state is not None:
+                    kept = ChannelState.decode(state)
+                    records = [kept.external_id, kept.data.get("number")]
+                    for record in filter(None, records):
+                        pipe.hdel(keys.sync_records(sub), record)
             pipe.execute()
-        return raw is not None
 
     def _alerts(self, cutoff: float, removed: Counter[str]) -> None:
         """Alerts resolved before ``cutoff`` (one that fired again since is left)."""
