@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import redis
@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.delivery.jobs import WorkerContext
+from incidents.delivery.lanes import Delivery, DeliveryState
 from incidents.delivery.pump import Pump
 from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
@@ -197,6 +198,13 @@ class Workers:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def stored_state(client: redis.Redis, delivery: Delivery) -> DeliveryState | None:
+    """The state of a delivery's record as kept in Redis (None: it has none)."""
+    key, field = delivery.place
+    raw = cast(bytes | None, client.hget(key, field))
+    return Delivery.decoded(delivery.id, raw).state if raw else None
 
 
 def start_worker(settings: Settings, **more: str) -> subprocess.Popen[bytes]:

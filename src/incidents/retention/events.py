@@ -11,7 +11,7 @@ import redis
 
 from incidents.archive.daily import DELIVERIES, EVENTS
 from incidents.archive.records import event_record
-from incidents.delivery.lanes import DeliveryState
+from incidents.delivery.lanes import Delivery, DeliveryState
 from incidents.retention.needed import Frontier
 from incidents.retention.removal import (
     Removal,
@@ -28,7 +28,7 @@ from incidents.store.events import stored_event
 EVENTS_PER_STEP = 200
 DELIVERIES_PER_STEP = 1000
 ATTEMPTS_PER_STEP = 200  # attempt-log entries looked at per subscription per step
-_UNFINISHED = {DeliveryState.PENDING.value.encode(), DeliveryState.RETRYING.value.encode()}
+_UNFINISHED = {DeliveryState.PENDING, DeliveryState.RETRYING}
 
 
 class EventRemoval(Removal):
@@ -73,38 +73,29 @@ class EventRemoval(Removal):
             if budget <= 0:
                 return
             key = keys.deliveries(bucket)
-            passed = self.client.zrangebyscore(key, "-inf", swept, start=0, num=budget)
-            ids = [i.decode() for i in cast(list[bytes], passed)]
-            budget -= len(ids)
-            if ids:
-                self.bucket(key, ids, removed)
+            budget -= self.bucket(key, swept, removed)
             # Out of the list first, then back if anything is left (or was queued meanwhile).
             self.client.zrem(keys.DELIVERY_BUCKETS, bucket)
-            if self.client.zcard(key):
+            if self.client.exists(key):
                 self.client.zadd(keys.DELIVERY_BUCKETS, {str(bucket): bucket})
 
-    def bucket(self, key: str, ids: list[str], removed: Counter[str]) -> None:
-        with self.client.pipeline(transaction=False) as pipe:
-            for i in ids:
-                pipe.hgetall(keys.delivery(i))
-            rows = cast(list[dict[bytes, bytes]], pipe.execute())
+    def bucket(self, key: str, swept: int, removed: Counter[str]) -> int:
+        """Remove the finished records of a bucket's events up to ``swept``; how many."""
+        rows = cast(dict[bytes, bytes], self.client.hgetall(key))
+        records = [Delivery.decoded(i.decode(), raw) for i, raw in rows.items()]
         # A redriven dead letter is queued again under its id: it waits for its delivery.
-        done = [
-            (i, row)
-            for i, row in zip(ids, rows, strict=True)
-            if row.get(b"state") not in _UNFINISHED
-        ]
+        done = [r for r in records if r.seq <= swept and r.state not in _UNFINISHED]
         if not done:
-            return
-        self.archived(DELIVERIES, [delivery_record(i, row) for i, row in done if row])
-        finished = [i for i, _ in done]
+            return 0
+        self.archived(DELIVERIES, [delivery_record(r) for r in done])
+        finished = [r.id for r in done]
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.delete(*[keys.delivery(i) for i in finished])
-            pipe.zrem(key, *finished)
+            pipe.hdel(key, *finished)
             pipe.zrem(keys.DEAD_LETTERS, *finished)
-            deleted, _, dead = pipe.execute()
+            deleted, dead = pipe.execute()
         removed["delivery"] += int(deleted)
         removed["dead_letter"] += int(dead)
+        return len(finished)
 
     def attempts(self, cutoff: float, removed: Counter[str]) -> None:
         """Attempt-log entries older than ``cutoff`` (the oldest are at each log's tail)."""

@@ -43,10 +43,9 @@ def incident_of(stored: StoredEvent) -> str:
     return str(value) if value else ""
 
 
-def delivery_record(delivery_id: str, row: dict[bytes, bytes]) -> dict[str, Any]:
-    found = Delivery.from_fields(delivery_id, row)
+def delivery_record(found: Delivery) -> dict[str, Any]:
     at = datetime.fromtimestamp(found.created or 0, UTC)
-    return snapshot(DELIVERY_TYPE, delivery_id, at, {"delivery": found.to_dict()})
+    return snapshot(DELIVERY_TYPE, found.id, at, {"delivery": found.to_dict()})
 
 
 def attempt_time(entry: bytes) -> float:

@@ -13,9 +13,9 @@ ALERT_INDEX = PREFIX + "alert-index"
 # Retention (retention/sweeper.py): time-ordered indexes of what falls due, and the sweep.
 CLOSED_INCIDENTS = PREFIX + "closed-incidents"  # zset incident id -> unix time it was closed
 RESOLVED_ALERTS = PREFIX + "resolved-alerts"  # zset alert key -> unix time it was resolved
-# Delivery records by their event's sequence, in buckets of DELIVERY_BUCKET sequences: a zset
-# delivery id -> sequence each (small, so Redis keeps it compact), and a zset of the buckets
-# that hold any (bucket number -> bucket number).
+# Delivery records by their event's sequence, in buckets of DELIVERY_BUCKET sequences: a hash
+# delivery id -> record each (small, so Redis keeps it compact), and a zset of the buckets
+# that hold any (bucket number -> bucket number), which retention walks.
 DELIVERY_BUCKET = 32
 DELIVERY_BUCKETS = PREFIX + "delivery-buckets"
 SWEEP_LOCK = PREFIX + "sweep:lock"  # the sweeper's lease: one worker sweeps at a time
@@ -77,7 +77,6 @@ LANE_PREFIX = PREFIX + "lane:"
 LANES_WAKE = PREFIX + "lanes:wake"
 LANES_WAKE_GROUP = "wakers"
 DEAD_LETTERS = PREFIX + "dead"  # zset delivery id -> unix time it died
-DELIVERY_PREFIX = PREFIX + "delivery:"
 
 
 def subscription(sub_id: str) -> str:
@@ -115,12 +114,9 @@ def lane(sub_id: str, incident: str) -> str:
     return f"{LANE_PREFIX}{sub_id}:{incident_tag(incident)}"
 
 
-def delivery(delivery_id: str) -> str:
-    return DELIVERY_PREFIX + delivery_id
-
-
 def deliveries(bucket: int) -> str:
-    """The delivery records of sequences ``bucket * DELIVERY_BUCKET`` up to the next bucket."""
+    """Hash delivery id -> its record (``Delivery.encoded``), for the events of sequences
+    ``bucket * DELIVERY_BUCKET`` up to the next bucket."""
     return f"{PREFIX}deliveries:{bucket}"
 
 
