@@ -76,6 +76,7 @@ def app_from_environ() -> Starlette:
 
 def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
     from incidents.delivery.worker import run_worker
+    from incidents.retention.sweeper import sweeping
 
     settings = Settings.from_env(env)
     if settings.redis_url is None:
@@ -83,7 +84,9 @@ def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
             "INCIDENTS_REDIS_URL is not set: point it at Redis, or run `incidents dev`"
         )
     _check_secret_key(settings, "worker")
-    return run_worker(settings, burst=args.burst, server_process=True)
+    return run_worker(
+        settings, burst=args.burst, server_process=True, housekeeping=sweeping(settings)
+    )
 
 
 def _check_secret_key(settings: Settings, command: str) -> None:

@@ -29,11 +29,9 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.worker import WorkerStatus
 
-from incidents.archive.daily import Archive
 from incidents.delivery.jobs import DELIVER_QUEUE, ROUTE_QUEUE, WorkerContext, current_context
 from incidents.delivery.pump import Pump
 from incidents.gc_freeze import freeze_startup_objects
-from incidents.retention.sweeper import Sweeper
 from incidents.settings import Settings
 from incidents.store.redis import UNAVAILABLE, connect
 
@@ -206,9 +204,20 @@ def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def run_worker(settings: Settings, burst: bool = False, server_process: bool = False) -> int:
+# Work a long-running worker does beside its jobs, in a thread of its own until the event is
+# set (retention's sweeper): built from the worker's Redis client and clock.
+Housekeeping = Callable[[redis.Redis, Callable[[], float]], Callable[[threading.Event], None]]
+
+
+def run_worker(
+    settings: Settings,
+    burst: bool = False,
+    server_process: bool = False,
+    housekeeping: Housekeeping | None = None,
+) -> int:
     """Work the queues; ``server_process``: this process only works, so its start-up objects
-    are frozen out of garbage collection before the first job."""
+    are frozen out of garbage collection before the first job; ``housekeeping`` runs beside
+    the jobs (not in a burst)."""
     assert settings.redis_url is not None
     if threading.current_thread() is threading.main_thread():
         # Until RQ's work loop installs its warm-shutdown handlers, a stop (say, while waiting
@@ -237,23 +246,21 @@ def run_worker(settings: Settings, burst: bool = False, server_process: bool = F
         target=pump.run, args=(stop, context.idle), name="incidents-pump", daemon=True
     )
     thread.start()
-    sweeper = threading.Thread(
-        target=sweeper_of(settings, connection, context.clock).run,
-        args=(stop,),
-        name="incidents-sweeper",
-        daemon=True,
-    )
-    sweeper.start()
+    helpers = [thread]
+    if housekeeping is not None:
+        helpers.append(
+            threading.Thread(
+                target=housekeeping(connection, context.clock),
+                args=(stop,),
+                name="incidents-housekeeping",
+                daemon=True,
+            )
+        )
+        helpers[-1].start()
     try:
         worker.work(logging_level="WARNING")
     finally:
         stop.set()
-        thread.join(5)
-        sweeper.join(5)
+        for helper in helpers:
+            helper.join(5)
     return 0
-
-
-def sweeper_of(settings: Settings, connection: redis.Redis, clock: Callable[[], float]) -> Sweeper:
-    """The retention sweeper of a worker process (archiving when INCIDENTS_ARCHIVE_DIR is set)."""
-    archive = Archive(settings.archive_dir) if settings.archive_dir is not None else None
-    return Sweeper(connection, settings, clock, archive)

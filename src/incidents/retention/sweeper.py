@@ -49,6 +49,19 @@ ROUND_SECONDS = 2.0  # a round stops stepping after this long (the rest waits fo
 LEASE_MS = 30_000
 
 
+def sweeping(
+    settings: Settings,
+) -> Callable[[redis.Redis, Callable[[], float]], Callable[[threading.Event], None]]:
+    """What a worker process runs beside its jobs: a sweeper on the worker's Redis client and
+    clock, archiving when INCIDENTS_ARCHIVE_DIR is set."""
+    archive = Archive(settings.archive_dir) if settings.archive_dir is not None else None
+
+    def build(client: redis.Redis, clock: Callable[[], float]) -> Callable[[threading.Event], None]:
+        return Sweeper(client, settings, clock, archive).run
+
+    return build
+
+
 class Sweeper:
     def __init__(
         self,
