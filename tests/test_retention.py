@@ -18,6 +18,7 @@ from incidents.archive.records import DELIVERY_TYPE, Line, parse_line
 from incidents.archive.restore import Restorer, read_files
 from incidents.cli.runner import dev_environment
 from incidents.delivery.channels.base import ChannelState
+from incidents.retention.events import EVENTS_PER_STEP
 from incidents.retention.sweeper import Sweeper
 from incidents.settings import Settings
 from incidents.store import keys
@@ -309,3 +310,17 @@ def test_dev_archives_into_its_data_folder_unless_told_otherwise(tmp_path: Path)
     assert found["INCIDENTS_ARCHIVE_DIR"] == str(tmp_path / "archive")
     chosen = {"INCIDENTS_DATA_DIR": str(tmp_path), "INCIDENTS_ARCHIVE_DIR": "/elsewhere"}
     assert dev_environment(chosen)["INCIDENTS_ARCHIVE_DIR"] == "/elsewhere"
+
+
+def test_each_step_removes_a_bounded_number(
+    client: httpx.Client, settings: Settings, redis_client: redis.Redis, workers: Workers
+) -> None:
+    """A step removes at most EVENTS_PER_STEP events, so Redis is never held long; the next
+    steps go on where it stopped."""
+    publish(client, *[quiet_alert(f"k{n}") for n in range(EVENTS_PER_STEP + 50)])
+    routed(workers)
+    sweeper = Sweeper(redis_client, settings, lambda: time.time() + 31 * DAY)
+
+    first, second, third = sweeper.step(), sweeper.step(), sweeper.step()
+
+    assert (first["event"], second["event"], third["event"]) == (EVENTS_PER_STEP, 50, 0)
