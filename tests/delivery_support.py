@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import redis
@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.delivery.jobs import WorkerContext
+from incidents.delivery.lanes import Delivery, DeliveryState
 from incidents.delivery.pump import Pump
 from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
@@ -199,8 +200,18 @@ class Workers:
         self.connection.close()
 
 
-def start_worker(settings: Settings, log: Path | None = None) -> subprocess.Popen[bytes]:
-    """An `incidents worker` process on ``settings``; ``log``: a file for its output."""
+def stored_state(client: redis.Redis, delivery: Delivery) -> DeliveryState | None:
+    """The state of a delivery's record as kept in Redis (None: it has none)."""
+    key, field = delivery.place
+    raw = cast(bytes | None, client.hget(key, field))
+    return Delivery.decoded(delivery.id, raw).state if raw else None
+
+
+def start_worker(
+    settings: Settings, log: Path | None = None, **more: str
+) -> subprocess.Popen[bytes]:
+    """An `incidents worker` process on ``settings``; ``log``: a file for its output;
+    ``more``: further variables."""
     env = dict(os.environ)
     env.update(
         INCIDENTS_REDIS_URL=str(settings.redis_url),
@@ -210,6 +221,7 @@ def start_worker(settings: Settings, log: Path | None = None) -> subprocess.Pope
         INCIDENTS_ALLOW_INSECURE_SINKS="true",
         INCIDENTS_RETRY_SCHEDULE=",".join(str(s) for s in settings.retry_schedule),
         INCIDENTS_DELIVERY_TIMEOUT="10",
+        **more,
     )
     if settings.secret_key is not None:
         env["INCIDENTS_SECRET_KEY"] = settings.secret_key

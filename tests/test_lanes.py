@@ -21,6 +21,7 @@ from incidents.delivery.lanes import (
 )
 from incidents.store import keys
 from incidents.store.redis import connect_async
+from tests.delivery_support import stored_state
 
 T0 = 1_800_000_000.0
 
@@ -80,7 +81,7 @@ def test_a_stalled_worker_cannot_complete_or_renew_a_lane_taken_over(
     assert b_holds and b_renewed == 1 and b_done
     # Only B's completion was written: one log entry, the head delivered, the rest queued.
     assert redis_client.llen(keys.attempts("sub_a")) == 1
-    assert redis_client.hget(keys.delivery(first.id), "state") == DELIVERED.encode()
+    assert stored_state(redis_client, first) == DELIVERED
     assert redis_client.zrange(first.lane, 0, -1) == [second.id.encode()]
     assert redis_client.zscore(keys.LANES_DUE, first.lane) == T0
     assert redis_client.hget(keys.LANE_HOLDERS, first.lane) is None

@@ -14,6 +14,7 @@ from incidents.settings import (
     Setting,
     Settings,
     SettingsError,
+    env_text,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,3 +153,48 @@ def test_a_bad_value_is_quoted_in_the_message() -> None:
         Settings.from_env({"INCIDENTS_STREAM_RETENTION": "10"})
     with pytest.raises(SettingsError, match=r"INCIDENTS_BODY_TIMEOUT='soon' is not a number"):
         Settings.from_env({"INCIDENTS_BODY_TIMEOUT": "soon"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds", "shown"),
+    [("90s", 90, "90s"), ("15m", 900, "15m"), ("12h", 43200, "12h"), ("30d", 2592000, "30d")],
+)
+def test_retention_takes_a_duration(raw: str, seconds: int, shown: str) -> None:
+    """A retention is a whole number and a unit (s, m, h, d), shown back as written."""
+    s = Settings.from_env({"INCIDENTS_RETENTION": raw, "INCIDENTS_INCIDENT_RETENTION": raw})
+    assert s.retention.seconds == s.incident_retention.seconds == seconds
+    assert env_text(s.retention) == shown
+
+
+def test_retention_defaults_are_thirty_days_and_a_year() -> None:
+    """Events are kept 30 days, closed incidents a year after close; no archive unless set."""
+    s = Settings.from_env({})
+    assert (env_text(s.retention), env_text(s.incident_retention)) == ("30d", "365d")
+    assert s.archive_dir is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("59s", r"INCIDENTS_RETENTION='59s' is shorter than the least allowed, 60s"),
+        ("1w", r"INCIDENTS_RETENTION='1w' is not a duration.*90s, 15m, 12h, 30d"),
+        ("30", r"INCIDENTS_RETENTION='30' is not a duration"),
+        ("-5m", r"INCIDENTS_RETENTION='-5m' is not a duration"),
+    ],
+)
+def test_a_bad_retention_is_refused_clearly(value: str, message: str) -> None:
+    """A retention that is no duration, or shorter than 60s, is refused with the reason."""
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({"INCIDENTS_RETENTION": value})
+
+
+def test_the_settings_command_shows_the_retention_settings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`incidents settings` lists the retention settings and the archive folder."""
+    env = {"INCIDENTS_INCIDENT_RETENTION": "90d", "INCIDENTS_ARCHIVE_DIR": "/var/archive"}
+    assert main(["settings", "--retention", "12h"], environ=env) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^INCIDENTS_RETENTION\s+--retention\s+12h$", out, re.M)
+    assert re.search(r"^INCIDENTS_INCIDENT_RETENTION\s+--incident-retention\s+90d$", out, re.M)
+    assert re.search(r"^INCIDENTS_ARCHIVE_DIR\s+--archive-dir\s+/var/archive$", out, re.M)

@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 from jsonschema import Draft202012Validator
 
-from incidents.delivery.lanes import routed_id
-from incidents.store import keys
+from incidents.delivery.lanes import record_bucket, routed_id
 from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import as_token, create_principal, event
 
@@ -76,7 +75,7 @@ def test_an_event_the_owner_may_not_see_leaves_no_filter_error(
     theirs_log = workers.deliveries(outsider, theirs["id"])
     assert [(a["event_id"], a["outcome"]) for a in theirs_log] == [(shown["id"], "delivered")]
     dropped = routed_id(accepted[0]["sequence"], theirs["id"], "/tests", hidden["id"])
-    assert not redis_client.exists(keys.delivery(dropped))
+    assert not redis_client.hexists(record_bucket(accepted[0]["sequence"]), dropped)
     (failed,) = logged(workers, client, ours["id"], "filter_error")
     assert failed["event_id"] == hidden["id"]
     outsider.close()

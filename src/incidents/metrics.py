@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from incidents.delivery import delivery_metrics
 from incidents.delivery.jobs import DELIVER_QUEUE
 from incidents.errors import StoreUnavailable
+from incidents.retention.sweeper import KINDS as RETENTION_KINDS
 from incidents.services import services
 from incidents.store import keys
 from incidents.store.redis import guarded
@@ -135,7 +136,19 @@ async def _shared_state(redis: aioredis.Redis) -> list[str]:
         pipe.scard(keys.SUBSCRIPTIONS)
         pipe.smembers(WORKERS)
         pipe.zcount(keys.SILENCES, f"({now!r}", "+inf")
-        retained, last, dead, due_now, due_later, leased, subs, rq, silences = await pipe.execute()
+        pipe.hgetall(keys.RETENTION_REMOVED)
+        (
+            retained,
+            last,
+            dead,
+            due_now,
+            due_later,
+            leased,
+            subs,
+            rq,
+            silences,
+            swept,
+        ) = await pipe.execute()
         unrouted = redis.register_script(load_script("outbox"))
         backlog = await unrouted(keys=[keys.OUTBOX], args=[keys.ROUTER_GROUP, 0, UNROUTED_CAP])
         workers = await redis.exists(*rq) if rq else 0
@@ -178,6 +191,18 @@ async def _shared_state(redis: aioredis.Redis) -> list[str]:
         "# TYPE incidents_workers gauge",
         f"incidents_workers {workers}",
         *per_subscription,
+        "# HELP incidents_retention_removed_total What retention removed, by kind (all"
+        " workers together).",
+        "# TYPE incidents_retention_removed_total counter",
+        *_removed(swept),
+    ]
+
+
+def _removed(swept: dict[bytes, bytes]) -> list[str]:
+    counts = {k.decode(): int(v) for k, v in swept.items()}
+    return [
+        f'incidents_retention_removed_total{{kind="{kind}"}} {counts.get(kind, 0)}'
+        for kind in sorted({*RETENTION_KINDS, *counts})
     ]
 
 

@@ -9,6 +9,7 @@ from :data:`SETTINGS`, the tuple of :class:`Setting` entries read off that table
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,49 @@ def _log_format(name: str, raw: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Duration:
+    """A span of time as settings spell it: a whole number and a unit, ``90s``, ``15m``,
+    ``12h`` or ``30d``."""
+
+    seconds: float
+
+    @property
+    def text(self) -> str:
+        """The largest unit that divides it: 2592000 s -> ``30d``."""
+        for unit in ("d", "h", "m"):
+            size = DURATION_UNITS[unit]
+            if self.seconds >= size and self.seconds % size == 0:
+                return f"{int(self.seconds // size)}{unit}"
+        return f"{int(self.seconds)}s"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_RETENTION = 60  # seconds: the shortest retention a setting may ask for
+
+
+def parse_duration(name: str, raw: str) -> Duration:
+    """``90s``, ``15m``, ``12h``, ``30d``: at least ``60s``."""
+    text = raw.strip().lower()
+    found = re.fullmatch(r"(\d+)\s*([smhd])", text)
+    if found is None:
+        raise SettingsError(
+            f"{name}={raw!r} is not a duration: a whole number and a unit s, m, h or d"
+            " (90s, 15m, 12h, 30d)"
+        )
+    value = Duration(int(found[1]) * DURATION_UNITS[found[2]])
+    if value.seconds < MIN_RETENTION:
+        raise SettingsError(f"{name}={raw!r} is shorter than the least allowed, 60s")
+    return value
+
+
+def _optional_path(name: str, raw: str) -> Path | None:
+    return Path(raw.strip())
+
+
 def default_dir(name: str) -> Path:
     """``name`` (``schemas`` or ``policies``) in the working directory when it is a folder
     there, else the copy shipped in the package."""
@@ -152,6 +196,8 @@ def env_text(value: object) -> str:
         return "unset"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, Duration):
+        return value.text
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, tuple):
@@ -282,7 +328,31 @@ class Settings:
         _at_least(1000),
         100_000,
         "how many recent events the retained event stream keeps for readers that tail it"
-        " (at least 1000)",
+        " (at least 1000); entries older than `INCIDENTS_RETENTION` are trimmed too (an entry"
+        " not routed yet never is)",
+    )
+    retention: Duration = setting(  # noqa: RUF009  # declares a field, as dataclasses.field does
+        "INCIDENTS_RETENTION",
+        parse_duration,
+        Duration(30 * 86400),
+        "how long events are kept, with their delivery records, attempt logs, dead letters"
+        " and dedup keys (`90s`, `15m`, `12h`, `30d`; at least `60s`): the dedup window. An"
+        " event on an incident's timeline stays as long as the incident",
+    )
+    incident_retention: Duration = setting(  # noqa: RUF009  # declares a field, as dataclasses.field does
+        "INCIDENTS_INCIDENT_RETENTION",
+        parse_duration,
+        Duration(365 * 86400),
+        "how long a closed incident (its document, timeline and external references) and a"
+        " resolved alert are kept, counted from the close or the resolve (at least `60s`)",
+    )
+    archive_dir: Path | None = setting(  # noqa: RUF009  # declares a field, as dataclasses.field does
+        "INCIDENTS_ARCHIVE_DIR",
+        _optional_path,
+        None,
+        "folder the sweeper appends what retention removes to first (daily gzip files of"
+        " CloudEvents JSON Lines); unset: removed without a copy (`dev`: its data folder's"
+        " `archive`)",
     )
     min_replicas: int = setting(
         "INCIDENTS_MIN_REPLICAS",

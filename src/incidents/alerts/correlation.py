@@ -70,6 +70,8 @@ class Correlator:
                 alert = alert.evolve(incident=incident_id)
             book.docs.write(p, doc_key, alert.to_dict())
             p.index.append(IndexAdd(keys.ALERT_INDEX, now.timestamp(), doc_key))
+            if not alert.is_open:  # retention counts from the resolve
+                p.index.append(IndexAdd(keys.RESOLVED_ALERTS, now.timestamp(), doc_key))
             state = AlertState(alert.number, alert.status, alert.count, alert.incident)
         else:
             reason = (

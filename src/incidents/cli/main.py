@@ -41,14 +41,20 @@ def merged_environ(args: argparse.Namespace, environ: Mapping[str, str]) -> dict
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from incidents.cli import commands, policy_commands, runner, settings_commands
+    from incidents.cli import (
+        archive_commands,
+        commands,
+        policy_commands,
+        runner,
+        settings_commands,
+    )
 
     parser = argparse.ArgumentParser(
         prog="incidents", description="Gateway and router for incident-management events."
     )
     parser.add_argument("--version", action="version", version=f"incidents {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (runner, commands, policy_commands, settings_commands):
+    for module in (runner, commands, policy_commands, settings_commands, archive_commands):
         module.register(sub, COMMANDS)
     for subparser in sub.choices.values():
         add_setting_flags(subparser)

@@ -84,6 +84,7 @@ def app_from_environ() -> Starlette:
 
 def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
     from incidents.delivery.worker import run_worker
+    from incidents.retention.sweeper import sweeping
 
     settings = Settings.from_env(env)
     if settings.redis_url is None:
@@ -93,7 +94,13 @@ def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
     _check_secret_key(settings, "worker")
     logs.configure(settings.log_format or logs.JSON)
     preflight(settings)
-    return run_worker(settings, burst=args.burst, server_process=True, environ=env)
+    return run_worker(
+        settings,
+        burst=args.burst,
+        server_process=True,
+        environ=env,
+        housekeeping=sweeping(settings),
+    )
 
 
 def _check_secret_key(settings: Settings, command: str) -> None:
@@ -188,11 +195,20 @@ class _Stop:
         self.requested = True
 
 
-def cmd_dev(args: argparse.Namespace, env: dict[str, str]) -> int:
+def dev_environment(env: dict[str, str]) -> dict[str, str]:
+    """The environment ``dev`` runs its API and workers with: local sinks allowed, and what
+    retention removes archived in the data folder, unless set otherwise."""
     env = dict(env)
     env.setdefault("INCIDENTS_ALLOW_PRIVATE_SINKS", "true")
     env.setdefault("INCIDENTS_ALLOW_INSECURE_SINKS", "true")
     env.setdefault("INCIDENTS_LOG_FORMAT", logs.TEXT)  # read by a person at a terminal
+    if Settings.from_env(env).archive_dir is None:
+        env["INCIDENTS_ARCHIVE_DIR"] = str(Settings.from_env(env).data_dir / "archive")
+    return env
+
+
+def cmd_dev(args: argparse.Namespace, env: dict[str, str]) -> int:
+    env = dev_environment(env)
     settings = Settings.from_env(env)
     token = _admin_token(settings)
     env["INCIDENTS_ADMIN_TOKEN"] = token

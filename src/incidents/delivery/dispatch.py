@@ -50,6 +50,7 @@ from incidents.delivery.lanes import (
     Ledger,
     lane_incident,
     lane_subscription,
+    record_bucket,
 )
 from incidents.delivery.outcomes import Outcomes, utc_time
 from incidents.delivery.owner_views import IncidentViews, OwnerViews
@@ -502,13 +503,13 @@ class Dispatcher:
                 [keys.SUBSCRIPTIONS_VERSION, keys.SILENCES_VERSION, keys.paused(sub_id), *missing]
             )
             pipe.hget(keys.channel_state(sub_id), incident or "~")
-            for delivery_id in ids:
-                pipe.hgetall(keys.delivery(delivery_id))
+            for delivery_id, seq in heads:
+                pipe.hget(record_bucket(seq), delivery_id)
             (version, silences, paused, *raws), state, *rows = await pipe.execute()
         self.cache.observe(version)
         self.silences.observe(silences)
         self.throttle.note(sub_id, paused)
-        records = {i: Delivery.from_fields(i, raw) for i, raw in zip(ids, rows, strict=True) if raw}
+        records = {i: Delivery.decoded(i, raw) for i, raw in zip(ids, rows, strict=True) if raw}
         # Returned, not only cached: the cache may be emptied (when it grows large) while
         # the lane is being worked.
         for raw in raws:

@@ -1,6 +1,7 @@
 """Delivery records, lanes and dead letters: the durable state of every delivery.
 
-A delivery is one (event, subscription) pair, kept at ``incidents:delivery:<id>`` with its
+A delivery is one (event, subscription) pair, kept in ``incidents:deliveries:<bucket>`` (a
+hash per 32 sequences, field: the delivery id; ``Delivery.encoded``) with its
 attempt count and next attempt; its id is the ``webhook-id`` and stays the same across
 retries. Deliveries wait in lanes: one lane per (subscription, incident), a sorted set
 ordered by gateway sequence, so an event goes out only after every earlier event of its
@@ -23,7 +24,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import cast
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -80,6 +81,19 @@ def lane_incident(lane: str) -> str:
     return "" if incident.startswith("~") else incident
 
 
+def sequence_of(delivery_id: str) -> int | None:
+    """The event sequence a delivery id names (``routed_id``, and replays of it)."""
+    parts = delivery_id.split("_", 2)
+    if len(parts) < 3 or parts[0] != "msg" or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+def record_bucket(sequence: int) -> str:
+    """The hash that keeps the delivery records of the events of this sequence's bucket."""
+    return keys.deliveries(sequence // keys.DELIVERY_BUCKET)
+
+
 def lane_for(sub_id: str, incident: str, delivery_id: str) -> str:
     return keys.lane(sub_id, incident if incident else "~" + delivery_id)
 
@@ -104,43 +118,65 @@ class Delivery:
     # the delivery only records that (naming the expression), once visibility allows.
     filter_error: str = ""
 
-    def fields(self) -> dict[str, str]:
-        return {
-            "sub": self.sub,
-            "seq": str(self.seq),
-            "lane": self.lane,
-            "incident": self.incident,
-            "state": str(self.state),
-            "attempts": str(self.attempts),
-            "created": repr(self.created),
-            "next_at": "" if self.next_at is None else repr(self.next_at),
-            "last_code": "" if self.last_code is None else str(self.last_code),
-            "last_error": self.last_error,
-            "reason": self.reason,
-            "rule": self.rule,
-            "silence": self.silence,
-            "filter_error": self.filter_error,
-        }
+    @property
+    def place(self) -> tuple[str, str]:
+        """Where the record is kept: the hash of its sequence's bucket, and the field."""
+        return keys.deliveries(self.seq // keys.DELIVERY_BUCKET), self.id
+
+    def encoded(self) -> bytes:
+        """The record as stored: a JSON array [subscription, sequence, state, attempts,
+        created, incident, next attempt, last status, reason, last error, lane, withholding
+        rule, silence, filter error], without
+        what the id already says (the subscription of a routed delivery, the lane that
+        ``lane_for`` gives) and without empty values at the end. One is kept for every
+        delivery until retention removes it, and a short one keeps its bucket compact."""
+        derived = self.id.endswith("_" + self.sub.removeprefix("sub_"))
+        lane = "" if self.lane == lane_for(self.sub, self.incident, self.id) else self.lane
+        found: list[object] = [
+            "" if derived else self.sub,
+            self.seq,
+            str(self.state),
+            self.attempts,
+            self.created,
+            self.incident,
+            self.next_at,
+            self.last_code,
+            self.reason,
+            self.last_error,
+            lane,
+            self.rule,
+            self.silence,
+            self.filter_error,
+        ]
+        while found[-1] in ("", None):
+            found.pop()
+        return orjson.dumps(found)
 
     @classmethod
-    def from_fields(cls, delivery_id: str, raw: Mapping[bytes, bytes]) -> Delivery:
-        f = {k.decode(): v.decode() for k, v in raw.items()}
+    def decoded(cls, delivery_id: str, raw: bytes | str) -> Delivery:
+        """A record as ``encoded`` stores it."""
+        found: list[Any] = orjson.loads(raw)
+        found += [None] * (14 - len(found))
+        sub, seq, state, attempts, created, incident = found[:6]
+        next_at, last_code, reason, last_error, lane, rule, silence, filter_error = found[6:]
+        sub = sub or "sub_" + delivery_id.rsplit("_", 1)[-1]
+        incident = incident or ""
         return cls(
             id=delivery_id,
-            sub=f["sub"],
-            seq=int(f["seq"]),
-            lane=f["lane"],
-            incident=f.get("incident", ""),
-            state=DeliveryState(f.get("state", PENDING)),
-            attempts=int(f.get("attempts") or 0),
-            created=float(f.get("created") or 0),
-            next_at=float(f["next_at"]) if f.get("next_at") else None,
-            last_code=int(f["last_code"]) if f.get("last_code") else None,
-            last_error=f.get("last_error", ""),
-            reason=f.get("reason", ""),
-            rule=f.get("rule", ""),
-            silence=f.get("silence", ""),
-            filter_error=f.get("filter_error", ""),
+            sub=sub,
+            seq=int(seq),
+            lane=lane or lane_for(sub, incident, delivery_id),
+            incident=incident,
+            state=DeliveryState(state or PENDING),
+            attempts=int(attempts or 0),
+            created=float(created or 0),
+            next_at=float(next_at) if next_at is not None else None,
+            last_code=int(last_code) if last_code is not None else None,
+            last_error=last_error or "",
+            reason=reason or "",
+            rule=rule or "",
+            silence=silence or "",
+            filter_error=filter_error or "",
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -200,7 +236,7 @@ class Continued:
     version: bytes | None = None
     paused: bytes | None = None
     state: bytes | None = None
-    rows: tuple[Mapping[bytes, bytes], ...] = ()
+    rows: tuple[bytes | None, ...] = ()
     silences: bytes | None = None  # the silences' version
 
 
@@ -240,7 +276,8 @@ class Ledger:
                 "id": d.id,
                 "lane": d.lane,
                 "seq": d.seq,
-                "fields": [x for kv in d.fields().items() for x in kv],
+                "bucket": d.place[0],
+                "record": d.encoded().decode(),
             }
             for d in deliveries
         ]
@@ -254,6 +291,9 @@ class Ledger:
         if routed is not None:
             script_keys += [keys.ROUTE_LOCK, keys.OUTBOX]
             args += [routed.token, routed.lease_ms, keys.ROUTER_GROUP, orjson.dumps(routed.ids)]
+        else:
+            args += ["", "", "", "[]"]
+        args.append(keys.DELIVERY_BUCKET)
         async with guarded("queueing deliveries"):
             created = await self._enqueue(keys=script_keys, args=args)
         return int(created)
@@ -308,11 +348,13 @@ class Ledger:
         )
 
     async def records(self, ids: Sequence[str]) -> dict[str, Delivery]:
+        """The records of deliveries by id (an id that names no sequence has none)."""
+        known = [(i, seq) for i in ids if (seq := sequence_of(i)) is not None]
         pipe = self.redis.pipeline(transaction=False)
-        for i in ids:
-            pipe.hgetall(keys.delivery(i))
+        for i, seq in known:
+            pipe.hget(record_bucket(seq), i)
         rows = await pipe.execute()
-        return {i: Delivery.from_fields(i, r) for i, r in zip(ids, rows, strict=True) if r}
+        return {i: Delivery.decoded(i, r) for (i, _), r in zip(known, rows, strict=True) if r}
 
     async def complete(self, result: LaneResult) -> bool:
         """Write what working the lane changed, in one step, and hand the lane back; False
@@ -338,11 +380,12 @@ class Ledger:
             "paused_key": keys.paused(sub_id),
             "state_key": keys.channel_state(sub_id),
             "state_field": lane_incident(result.lane) or "~",
-            "record_prefix": keys.DELIVERY_PREFIX,
+            "record_prefix": keys.deliveries(0)[:-1],
+            "bucket_size": keys.DELIVERY_BUCKET,
             "due": result.due,
             "finished": result.finished,
             "records": [
-                {"key": keys.delivery(r.id), "fields": [x for kv in r.fields().items() for x in kv]}
+                {"key": r.place[0], "id": r.id, "value": r.encoded().decode()}
                 for r in result.records
             ],
             "log": [
@@ -353,7 +396,11 @@ class Ledger:
             **delivery_metrics.payload(result.log),
             "dead": [{"id": i, "at": at} for i, at in result.dead],
             "healthy": [keys.subscription(s) for s in result.healthy],
-            "dropped": [keys.delivery(i) for i in result.dropped],
+            "dropped": [
+                {"key": record_bucket(seq), "id": i}
+                for i in result.dropped
+                if (seq := sequence_of(i)) is not None
+            ],
             "states": [
                 {
                     "key": keys.channel_state(sub),
@@ -375,7 +422,9 @@ class Ledger:
         if len(raw) == 1:
             return Continued(())
         heads, version, paused, state, silences, *rows = raw[1:]
-        return Continued(_heads(heads), version, paused, state, tuple(map(_fields, rows)), silences)
+        return Continued(
+            _heads(heads), version, paused, state, tuple(r or None for r in rows), silences
+        )
 
     async def attempts(self, sub_id: str, limit: int) -> list[dict[str, object]]:
         """The subscription's attempt log, newest first, as stored (``AttemptEntry``)."""
@@ -394,11 +443,6 @@ class Ledger:
         async with guarded("reading a delivery"):
             found = await self.records([delivery_id])
         return found.get(delivery_id)
-
-
-def _fields(flat: Sequence[bytes]) -> dict[bytes, bytes]:
-    """A hash as a dict, from HGETALL's flat [field, value, ...] reply inside a script's."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _heads(flat: Sequence[bytes]) -> tuple[tuple[str, int], ...]:

@@ -273,15 +273,22 @@ def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+# Work a long-running worker does beside its jobs, in a thread of its own until the event is
+# set (retention's sweeper): built from the worker's Redis client and clock.
+Housekeeping = Callable[[redis.Redis, Callable[[], float]], Callable[[threading.Event], None]]
+
+
 def run_worker(
     settings: Settings,
     burst: bool = False,
     server_process: bool = False,
     environ: Mapping[str, str] | None = None,
+    housekeeping: Housekeeping | None = None,
 ) -> int:
     """Work the queues; ``server_process``: this process only works, so its start-up objects
     are frozen out of garbage collection before the first job. ``environ``: the process's
-    environment, for the ``OTEL_*`` settings of span export."""
+    environment, for the ``OTEL_*`` settings of span export; ``housekeeping`` runs beside the
+    jobs (not in a burst)."""
     assert settings.redis_url is not None
     if threading.current_thread() is threading.main_thread():
         # Until RQ's work loop installs its warm-shutdown handlers, a stop (say, while waiting
@@ -292,7 +299,7 @@ def run_worker(
     context = WorkerContext.build(settings, environ=environ)
     context.spans.open()
     try:
-        return _work(settings, connection, context, burst, server_process)
+        return _work(settings, connection, context, burst, server_process, housekeeping)
     finally:
         context.spans.close()  # sends the spans still batched
 
@@ -303,6 +310,7 @@ def _work(
     context: WorkerContext,
     burst: bool,
     server_process: bool,
+    housekeeping: Housekeeping | None,
 ) -> int:
     while True:  # RQ's worker talks to Redis as soon as it is built
         try:
@@ -324,9 +332,21 @@ def _work(
         target=pump.run, args=(stop, context.idle), name="incidents-pump", daemon=True
     )
     thread.start()
+    helpers = [thread]
+    if housekeeping is not None:
+        helpers.append(
+            threading.Thread(
+                target=housekeeping(connection, context.clock),
+                args=(stop,),
+                name="incidents-housekeeping",
+                daemon=True,
+            )
+        )
+        helpers[-1].start()
     try:
         worker.work(logging_level="WARNING")
     finally:
         stop.set()
-        thread.join(5)
+        for helper in helpers:
+            helper.join(5)
     return 0

@@ -13,6 +13,7 @@ from incidents.lifecycle.documents import Documents
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.incident import Incident
 from incidents.model.severity import Severity
+from incidents.model.status import IncidentStatus
 from incidents.model.types import Extension
 from incidents.store import keys
 from incidents.store.events import IndexAdd
@@ -79,6 +80,10 @@ class IncidentBook:
         if incident.version == 1 and incident.declared_at is not None:
             score = incident.declared_at.timestamp()
             pending.index.append(IndexAdd(keys.INCIDENT_INDEX, score, incident.id))
+        if incident.status is IncidentStatus.CLOSED and incident.updated_at is not None:
+            # Retention counts from the close (or from a later event on the closed incident).
+            closed = incident.updated_at.timestamp()
+            pending.index.append(IndexAdd(keys.CLOSED_INCIDENTS, closed, incident.id))
 
     async def apply(self, pending: Pending, now: datetime) -> Incident:
         """Apply ``pending.event`` to its incident and plan the write; raises when illegal."""

@@ -26,7 +26,6 @@ _ACCEPT_KEYS = {
     "seq": keys.SEQUENCE,
     "outbox": keys.OUTBOX,
     "event_prefix": keys.EVENT_PREFIX,
-    "ids_prefix": keys.by_id(""),
 }
 # Requests committed by one script call at most (bounds how long Redis is busy with one call).
 MAX_GROUPS_PER_CALL = 128
@@ -127,8 +126,10 @@ class EventStore:
         """The stored sequence of each event's (source, id), or None for new ones."""
         if not events:
             return []
-        async with guarded("checking for duplicates"):
-            raw = await self.redis.mget([keys.dedup(e.source, e.id) for e in events])
+        async with guarded("checking for duplicates"), self.redis.pipeline(False) as pipe:
+            for e in events:
+                pipe.hget(keys.by_id(e.id), e.source)
+            raw = await pipe.execute()
         return [_sequence_of(v) if v else None for v in raw]
 
     async def accept(self, drafts: Sequence[Draft], now: datetime) -> list[Accepted]:
@@ -178,8 +179,8 @@ class EventStore:
             incident = d.incident_id
             group.append(
                 {
-                    "dedup": keys.dedup(event.source, event.id),
-                    "id": event.id,
+                    "ids": keys.by_id(event.id),
+                    "source": event.source,
                     "incident": incident,
                     "timeline": keys.timeline(incident) if incident else "",
                     "docs": [{"key": w.key, "expect": w.expect} for w in d.writes],
@@ -289,10 +290,11 @@ class EventStore:
         """Stored events with this CloudEvents id (from any source unless one is named)."""
         async with guarded("looking up an event"):
             if source is not None:
-                raw = await self.redis.get(keys.dedup(source, event_id))
+                raw = await self.redis.hget(keys.by_id(event_id), source)
                 seqs = [_sequence_of(raw)] if raw else []
             else:
-                seqs = sorted(int(s) for s in await self.redis.smembers(keys.by_id(event_id)))
+                found = await self.redis.hvals(keys.by_id(event_id))
+                seqs = sorted(_sequence_of(v) for v in found)
         return await self.get_many(seqs)
 
     async def timeline(
@@ -345,5 +347,5 @@ def _head(reply: list[Any]) -> str:
 
 
 def _sequence_of(dedup_value: Any) -> int:
-    """A dedup key holds "<sequence> <incident id>"."""
+    """An id index entry holds "<sequence> <incident id>"."""
     return int(bytes(dedup_value).split(b" ")[0])

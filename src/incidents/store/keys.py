@@ -13,6 +13,18 @@ ALERT_INDEX = PREFIX + "alert-index"
 # is full (see store/redis_memory.py).
 WRITE_PROBE = PREFIX + "write-probe"
 
+# Retention (retention/sweeper.py): time-ordered indexes of what falls due, and the sweep.
+CLOSED_INCIDENTS = PREFIX + "closed-incidents"  # zset incident id -> unix time it was closed
+RESOLVED_ALERTS = PREFIX + "resolved-alerts"  # zset alert key -> unix time it was resolved
+# Delivery records by their event's sequence, in buckets of DELIVERY_BUCKET sequences: a hash
+# delivery id -> record each (small, so Redis keeps it compact), and a zset of the buckets
+# that hold any (bucket number -> bucket number), which retention walks.
+DELIVERY_BUCKET = 32
+DELIVERY_BUCKETS = PREFIX + "delivery-buckets"
+SWEEP_LOCK = PREFIX + "sweep:lock"  # the sweeper's lease: one worker sweeps at a time
+SWEPT_UP_TO = PREFIX + "sweep:events"  # the last sequence whose retention has been applied
+RETENTION_REMOVED = PREFIX + "retention:removed"  # hash kind -> how many the sweeper removed
+
 
 EVENT_PREFIX = PREFIX + "event:"
 
@@ -21,12 +33,9 @@ def event(seq: int) -> str:
     return f"{EVENT_PREFIX}{seq}"
 
 
-def dedup(source: str, event_id: str) -> str:
-    # Length-prefixing the source keeps ("a:b", "c") and ("a", "b:c") apart.
-    return f"{PREFIX}dedup:{len(source)}:{source}{event_id}"
-
-
 def by_id(event_id: str) -> str:
+    """Hash source -> "<sequence> <incident id>" of the stored events with this CloudEvents
+    id: one key serves both the ``(source, id)`` dedup check and the look-up by id alone."""
     return f"{PREFIX}ids:{event_id}"
 
 
@@ -82,7 +91,6 @@ LANE_PREFIX = PREFIX + "lane:"
 LANES_WAKE = PREFIX + "lanes:wake"
 LANES_WAKE_GROUP = "wakers"
 DEAD_LETTERS = PREFIX + "dead"  # zset delivery id -> unix time it died
-DELIVERY_PREFIX = PREFIX + "delivery:"
 # Delivery metrics (``delivery.delivery_metrics``): hash "<subscription>|<outcome>" -> count,
 # and hash "<subscription>|<bucket>" -> count plus "<subscription>|sum" -> seconds.
 METRICS_DELIVERIES = PREFIX + "metrics:deliveries"
@@ -124,8 +132,10 @@ def lane(sub_id: str, incident: str) -> str:
     return f"{LANE_PREFIX}{sub_id}:{incident_tag(incident)}"
 
 
-def delivery(delivery_id: str) -> str:
-    return DELIVERY_PREFIX + delivery_id
+def deliveries(bucket: int) -> str:
+    """Hash delivery id -> its record (``Delivery.encoded``), for the events of sequences
+    ``bucket * DELIVERY_BUCKET`` up to the next bucket."""
+    return f"{PREFIX}deliveries:{bucket}"
 
 
 def rate_window(sub_id: str, window: int) -> str:

@@ -1,10 +1,11 @@
 -- Accept groups of events. Each group (one request's events) is stored whole or not at all;
 -- groups are independent, so one group's conflict does not hold back the others.
 -- ARGV[1] is a JSON request:
---   {"groups": [[{"dedup": key, "id": ce id, "incident": id or "", "timeline": key or "",
+--   {"groups": [[{"ids": key, "source": source, "incident": id or "", "timeline": key or "",
 --                 "docs": [{"key": k, "expect": version}],
 --                 "index": [{"key": zset, "score": n, "member": m}]}, ...], ...],
---    "seq": seq key, "outbox": stream key, "event_prefix": p, "ids_prefix": p}
+--    "seq": seq key, "outbox": stream key, "event_prefix": p}
+-- "ids" is the event's id index: a hash source -> "<seq> <incident>", the dedup check too.
 -- ARGV[2..] are the big strings, as they are stored (never escaped into the request and
 -- decoded again): for each event in order its JSON tail (what follows '{"sequence":<n>'),
 -- then the JSON of each of its documents.
@@ -28,7 +29,7 @@ end
 local function check(events, results)
   local versions = {}
   for i, ev in ipairs(events) do
-    local existing = redis.call('GET', ev.dedup)
+    local existing = redis.call('HGET', ev.ids, ev.source)
     if existing then
       results[i] = 'dup ' .. existing
     else
@@ -52,8 +53,7 @@ local function store(events, results)
     if results[i] == nil then
       local seq = redis.call('INCR', req.seq)
       redis.call('SET', req.event_prefix .. seq, '{"sequence":' .. seq .. ev.tail)
-      redis.call('SET', ev.dedup, seq .. ' ' .. ev.incident)
-      redis.call('SADD', req.ids_prefix .. ev.id, seq)
+      redis.call('HSET', ev.ids, ev.source, seq .. ' ' .. ev.incident)
       if ev.incident ~= '' then
         redis.call('ZADD', ev.timeline, seq, seq)
       end

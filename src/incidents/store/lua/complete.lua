@@ -1,7 +1,7 @@
 -- Finish a leased lane in one step, if the caller still holds its lease. ARGV[1] is JSON:
---   {"lane", "token", "due", "finished": [delivery ids], "records": [{"key", "fields": [k, v]}],
+--   {"lane", "token", "due", "finished": [delivery ids], "records": [{"key", "id", "value"}],
 --    "log": [{"key", "entry"}], "log_length": n, "dead": [{"id", "at"}],
---    "healthy": [subscription keys], "dropped": [record keys],
+--    "healthy": [subscription keys], "dropped": [{"key", "id"}],
 --    "states": [{"key", "field", "value"}],
 --    "metric_outcomes_key", "metric_outcomes": [fields], "metric_latency_key",
 --    "metric_buckets": [fields], "metric_sums": [field, seconds, ...]}
@@ -16,7 +16,8 @@
 -- head returned with what working them needs, read in this same step (no round trip of its
 -- own): {2, {id, sequence, ...}, the value of "version_key", of "paused_key", field
 -- "state_field" of hash "state_key", the value of "silences_key", then each delivery's
--- record ("record_prefix" .. id) as HGETALL returns it}. Events queued while a lane is leased need no claim.
+-- record (field id of the hash "record_prefix" .. floor(sequence / "bucket_size"); false when
+-- gone)}. Events queued while a lane is leased need no claim.
 -- KEYS: due lanes, leased lanes, lane -> token hash, dead letters.
 local due_key, leased_key, holders, dead_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local r = cjson.decode(ARGV[1])
@@ -24,7 +25,7 @@ if redis.call('HGET', holders, r.lane) ~= r.token then
   return {0}
 end
 for _, rec in ipairs(r.records) do
-  redis.call('HSET', rec.key, unpack(rec.fields))
+  redis.call('HSET', rec.key, rec.id, rec.value)
 end
 local logged = {}
 for _, e in ipairs(r.log) do
@@ -57,8 +58,8 @@ for _, s in ipairs(r.states or {}) do
     redis.call('HSET', s.refs, unpack(s.ref_fields))
   end
 end
-for _, key in ipairs(r.dropped) do
-  redis.call('DEL', key)
+for _, d in ipairs(r.dropped) do
+  redis.call('HDEL', d.key, d.id)
 end
 for _, id in ipairs(r.finished) do
   redis.call('ZREM', r.lane, id)
@@ -71,7 +72,8 @@ if more > 0 then
     local out = {2, head, redis.call('GET', r.version_key), redis.call('GET', r.paused_key),
                  redis.call('HGET', r.state_key, r.state_field), redis.call('GET', r.silences_key)}
     for j = 1, #head, 2 do
-      table.insert(out, redis.call('HGETALL', r.record_prefix .. head[j]))
+      local bucket = math.floor(tonumber(head[j + 1]) / r.bucket_size)
+      table.insert(out, redis.call('HGET', r.record_prefix .. bucket, head[j]))
     end
     return out
   end

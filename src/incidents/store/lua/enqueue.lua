@@ -2,8 +2,10 @@
 -- gateway sequence; a lane that is not leased becomes due now (NX: a lane waiting for a retry
 -- keeps its later time, so the new delivery waits behind the failing one). A leased lane is
 -- left to its holder, which goes on with what was queued behind it when it completes.
--- ARGV: now, JSON list of {"id", "lane", "seq", "fields": [k, v, ...]}, force ("1": reset
--- an existing record, used by redrive). KEY names follow the layout in keys.py.
+-- ARGV: now, JSON list of {"id", "lane", "seq", "bucket", "record"}, force ("1": reset an
+-- existing record, used by redrive). KEY names follow the layout in keys.py. A record is the
+-- field "id" of the hash "bucket" (one per ARGV[9] sequences, keys.deliveries), and the
+-- buckets holding any are listed for retention.
 -- When a lane becomes due, one entry is added to the wake stream KEYS[1] (capped at about
 -- ARGV[4] entries): idle workers block on it, so they claim new work at once, without polling.
 -- Routing (KEYS[2]: the routing lease, KEYS[3]: the outbox): ARGV[5] is the router's lease
@@ -18,10 +20,11 @@ if routing and redis.call('GET', KEYS[2]) ~= ARGV[5] then
 end
 local created, woke = 0, false
 for _, d in ipairs(items) do
-  local key = 'incidents:delivery:' .. d.id
-  if force or redis.call('EXISTS', key) == 0 then
-    redis.call('HSET', key, unpack(d.fields))
+  if force or redis.call('HEXISTS', d.bucket, d.id) == 0 then
+    redis.call('HSET', d.bucket, d.id, d.record)
     redis.call('ZADD', d.lane, d.seq, d.id)
+    local bucket = math.floor(tonumber(d.seq) / tonumber(ARGV[9]))
+    redis.call('ZADD', 'incidents:delivery-buckets', bucket, bucket)
     redis.call('ZREM', 'incidents:dead', d.id)
     if not redis.call('ZSCORE', 'incidents:lanes:leased', d.lane) then
       if redis.call('ZADD', 'incidents:lanes:due', 'NX', now, d.lane) == 1 then

@@ -1,0 +1,85 @@
+"""What every kind of removal shares: the client, the archive written first, and the
+conversions of what is removed into archive records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import redis
+
+from incidents.archive.daily import Archive
+from incidents.archive.records import ATTEMPT_TYPE, DELIVERY_TYPE, snapshot
+from incidents.delivery.lanes import Delivery
+from incidents.model.cloudevent import StoredEvent
+from incidents.model.types import Extension
+from incidents.store import keys
+from incidents.store.scripts import load_script
+
+
+class Removal:
+    def __init__(self, client: redis.Redis, archive: Archive | None) -> None:
+        self.client = client
+        self.archive = archive
+        self._forget = client.register_script(load_script("forget"))
+
+    def archived(self, kind: str, records: Sequence[dict[str, Any]]) -> None:
+        if self.archive is not None and records:
+            self.archive.append(kind, records)
+
+
+def forget_events(pipe: Any, events: Sequence[StoredEvent]) -> None:
+    """Queue the removal of events: two commands each (the event, and its entry in the id
+    index, which is its dedup key too)."""
+    for s in events:
+        pipe.delete(keys.event(s.sequence))
+        pipe.hdel(keys.by_id(s.event.id), s.event.source)
+
+
+def incident_of(stored: StoredEvent) -> str:
+    value = stored.event.get(Extension.INCIDENT_ID)
+    return str(value) if value else ""
+
+
+def delivery_record(found: Delivery) -> dict[str, Any]:
+    at = datetime.fromtimestamp(found.created or 0, UTC)
+    return snapshot(DELIVERY_TYPE, found.id, at, {"delivery": found.to_dict()})
+
+
+def attempt_time(entry: bytes) -> float:
+    when = parse_time(orjson.loads(entry).get("time"))
+    return when.timestamp() if when is not None else 0.0
+
+
+def oldest_run(tail: list[bytes], cutoff: float) -> int:
+    """How many entries at the very end of the log are older than ``cutoff``."""
+    n = 0
+    for entry in reversed(tail):
+        if attempt_time(entry) >= cutoff:
+            break
+        n += 1
+    return n
+
+
+def attempt_record(sub: str, entry: bytes) -> dict[str, Any]:
+    found = orjson.loads(entry)
+    at = parse_time(found.get("time")) or datetime.now(UTC)
+    record_id = f"{found.get('delivery')}/{found.get('attempt')}/{found.get('outcome')}"
+    return snapshot(ATTEMPT_TYPE, record_id, at, {"subscription": sub, "attempt": found})
+
+
+def parse_time(raw: object) -> datetime | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        found = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
+
+
+def stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
