@@ -24,7 +24,6 @@ from incidents.adapters.common import ADAPTERS_DIR
 from incidents.alerts import routes as alert_routes
 from incidents.auth import Authenticator, BearerTokens
 from incidents.console import routes as console_routes
-from incidents.console.session import EndedSessions
 from incidents.delivery import routes as delivery_routes
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
@@ -47,6 +46,7 @@ from incidents.policy.files import load_policy_files
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.catalog import Queries
 from incidents.services import AdapterSchemas, Services, services
+from incidents.session_cookies import EndedSessions
 from incidents.settings import Settings, SettingsError
 from incidents.silences import routes as silence_routes
 from incidents.store.events import EventStore
