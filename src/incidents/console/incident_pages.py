@@ -23,8 +23,8 @@ from incidents.model.status import IncidentStatus
 from incidents.model.types import EventType, Extension
 from incidents.queries.alerts import AlertFilter
 from incidents.queries.incidents import IncidentFilter
-from incidents.queries.pages import PageRequest
 from incidents.services import services
+from incidents.store.index_pages import PageRequest
 
 PAGE_SIZE = 50
 TIMELINE_LIMIT = 500
