@@ -20,7 +20,6 @@ from starlette.types import Scope
 
 from incidents import health, metrics, openapi
 from incidents.adapters import routes as adapter_routes
-from incidents.adapters.common import ADAPTERS_DIR
 from incidents.alerts import routes as alert_routes
 from incidents.auth import Authenticator, BearerTokens
 from incidents.console import routes as console_routes
@@ -39,7 +38,7 @@ from incidents.ingest import routes as ingest_routes
 from incidents.ingest.pipeline import Ingestor
 from incidents.lifecycle import routes as incident_routes
 from incidents.limits import RequestLimits
-from incidents.model.schemas import SchemaRegistry
+from incidents.model.schemas import ADAPTERS_DIR, SchemaRegistry
 from incidents.policy import routes as principal_routes
 from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policy_files

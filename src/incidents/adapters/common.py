@@ -15,7 +15,6 @@ from incidents.model.cloudevent import CloudEvent
 from incidents.model.schemas import errors_of
 from incidents.services import Services
 
-ADAPTERS_DIR = "adapters"
 MAX_SUMMARY = 1024
 JSON = "application/json"
 
