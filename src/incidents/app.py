@@ -44,7 +44,7 @@ from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policy_files
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.catalog import Queries
-from incidents.services import AdapterSchemas, Services, services
+from incidents.services import AdapterSchemas, Services, by_class, services
 from incidents.session_cookies import EndedSessions
 from incidents.settings import Settings, SettingsError
 from incidents.silences import routes as silence_routes
@@ -185,21 +185,24 @@ def create_app(
             redis=redis,
             registry=registry,
             store=store,
-            ingestor=Ingestor(
-                registry,
-                store,
-                clock,
-                admission=PolicyAdmission(policy),
-                planners=[WritePlanner(store, rules)],
-                spans=recorder,
-            ),
             auth=Authenticator(settings.admin_token, principals.lookup, ended=EndedSessions(redis)),
-            principals=principals,
-            alert_rules=rules,
-            queries=Queries.build(redis, store, registry),
-            deliveries=DeliveryQueries(redis),
-            openapi=openapi.OpenAPIDocument(registry.raw, sources, settings.schemas_dir),
+            clock=clock,
             adapter_schemas=AdapterSchemas(settings.schemas_dir / ADAPTERS_DIR),
+            components=by_class(
+                Ingestor(
+                    registry,
+                    store,
+                    clock,
+                    admission=PolicyAdmission(policy),
+                    planners=[WritePlanner(store, rules)],
+                    spans=recorder,
+                ),
+                principals,
+                rules,
+                Queries.build(redis, store, registry),
+                DeliveryQueries(redis),
+                openapi.OpenAPIDocument(registry.raw, sources, settings.schemas_dir),
+            ),
         )
         if server_process:
             freeze_startup_objects()

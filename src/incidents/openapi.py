@@ -251,7 +251,7 @@ class OpenAPIDocument:
 
 
 async def get_openapi(request: Request) -> Response:
-    return json_response(services(request).openapi.get())
+    return json_response(services(request).get(OpenAPIDocument).get())
 
 
 def routes() -> list[Route]:

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from incidents.console.api_calls import call
 from incidents.console.pages import Visit
 from incidents.console.rendering import Templates
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.route_support import now, subscriber
 from incidents.errors import FieldError, IncidentsError, InvalidRequest
 from incidents.silences import routes as silence_routes
@@ -61,7 +62,9 @@ class SilencePages:
         at = now(svc)
         found = await silence_routes.visible_silences(svc, principal)
         running = [s.to_dict(at) for s in found if s.state(at) is not SilenceState.EXPIRED]
-        subs = await svc.deliveries.subscriptions.list(None if principal.is_admin else principal.id)
+        subs = await svc.get(DeliveryQueries).subscriptions.list(
+            None if principal.is_admin else principal.id
+        )
         context = visit.context(
             silences=running,
             subscriptions=[s.id for s in subs],

@@ -11,9 +11,11 @@ from datetime import datetime
 from starlette.requests import Request
 
 from incidents.auth import Principal, caller
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.subscriptions import Subscription
 from incidents.errors import InvalidRequest
 from incidents.openapi import BEARER, JSONObject, errors, json_body, query_param
+from incidents.queries.catalog import Queries
 from incidents.request_body import parse_json, read_body
 from incidents.services import Services, services
 
@@ -25,7 +27,7 @@ LIMIT = [query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}
 
 def now(svc: Services) -> datetime:
     """The app's clock (``create_app(clock=...)``), which also stamps accepted events."""
-    return svc.ingestor.clock()
+    return svc.clock()
 
 
 async def json_request(request: Request) -> object:
@@ -47,8 +49,8 @@ def subscriber(request: Request) -> tuple[Services, Principal]:
 async def owned(request: Request) -> tuple[Services, Principal, Subscription]:
     """The subscription the path names, if the caller owns it (admins own all); else 404."""
     svc, principal = subscriber(request)
-    viewer = svc.queries.viewer(principal)
-    sub = await svc.deliveries.subscription(viewer, request.path_params["id"])
+    viewer = svc.get(Queries).viewer(principal)
+    sub = await svc.get(DeliveryQueries).subscription(viewer, request.path_params["id"])
     return svc, principal, sub
 
 

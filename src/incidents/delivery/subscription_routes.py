@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from incidents.delivery import channels, signing_secrets
 from incidents.delivery.attempt_log import iso
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.handshake import handshake
 from incidents.delivery.route_support import (
     ID,
@@ -87,7 +88,7 @@ async def _save(svc: Services, sub: Subscription, previous: Subscription | None 
     one was are sealed by this write too)."""
     box = secret_box(svc.settings.secret_key)
     stored = replace(sub, secrets=signing_secrets.sealed(sub.secrets, sub.id, box))
-    await svc.deliveries.subscriptions.save(stored, previous=previous)
+    await svc.get(DeliveryQueries).subscriptions.save(stored, previous=previous)
 
 
 async def create(request: Request) -> Response:
@@ -109,7 +110,7 @@ async def list_all(request: Request) -> Response:
     owner = None if principal.is_admin else principal.id
     if principal.is_admin and "owner" in request.query_params:
         owner = request.query_params["owner"]
-    subs = await svc.deliveries.subscriptions.list(owner)
+    subs = await svc.get(DeliveryQueries).subscriptions.list(owner)
     return json_response({"subscriptions": [s.to_dict() for s in subs]})
 
 
@@ -147,7 +148,7 @@ async def patch(request: Request) -> Response:
 
 async def delete(request: Request) -> Response:
     svc, _, sub = await owned(request)
-    await svc.deliveries.subscriptions.delete(sub)
+    await svc.get(DeliveryQueries).subscriptions.delete(sub)
     return Response(status_code=204)
 
 
