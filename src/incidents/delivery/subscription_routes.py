@@ -26,7 +26,6 @@ from incidents.delivery.route_support import (
 from incidents.delivery.secret_fields import seal
 from incidents.delivery.sinks import INSECURE, check_url, sink_problem
 from incidents.delivery.subscription_schema import (
-    FILTER,
     SUBSCRIPTION,
     filter_schema,
     subscription_input,
@@ -35,6 +34,7 @@ from incidents.delivery.subscription_spec import Spec, SubscriptionStatus, parse
 from incidents.delivery.subscriptions import Subscription, new_subscription, rotated
 from incidents.errors import FieldError, InvalidRequest
 from incidents.http import json_response
+from incidents.model.filters import FILTER
 from incidents.openapi import BEARER, COMPONENTS, JSONObject, errors, query_param
 from incidents.services import Services
 from incidents.store.secret_box import secret_box

@@ -23,9 +23,9 @@ from incidents.delivery.route_support import (
     request_body,
     subscriber,
 )
-from incidents.delivery.subscription_schema import FILTER
 from incidents.errors import Conflict, InvalidRequest, NotFound
 from incidents.http import json_response
+from incidents.model.filters import FILTER
 from incidents.openapi import JSONObject, component_ref, query_param
 from incidents.queries.catalog import Queries
 from incidents.services import Services
