@@ -12,7 +12,7 @@ from incidents.console.pages import Visit
 from incidents.console.rendering import SECURITY_HEADERS, Templates
 from incidents.delivery import delivery_log_routes, subscription_routes
 from incidents.delivery.delivery_queries import DeliveryQueries
-from incidents.delivery.route_support import subscriber
+from incidents.endpoint_support import subscriber
 from incidents.errors import IncidentsError, InvalidRequest
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.catalog import Queries

@@ -14,7 +14,7 @@ from incidents.console.api_calls import call
 from incidents.console.pages import Visit
 from incidents.console.rendering import Templates
 from incidents.delivery.delivery_queries import DeliveryQueries
-from incidents.delivery.route_support import now, subscriber
+from incidents.endpoint_support import now, subscriber
 from incidents.errors import FieldError, IncidentsError, InvalidRequest
 from incidents.silences import routes as silence_routes
 from incidents.silences.recurrence import weekly_input

@@ -19,14 +19,14 @@ from incidents.delivery.explain import JUDGED_ON, Fate, explain
 from incidents.delivery.fanout import replay, routed_through
 from incidents.delivery.lanes import DEAD, FILTER_ERROR, PENDING, SILENCED, WITHHELD
 from incidents.delivery.owner_views import OwnerViews
-from incidents.delivery.route_support import (
+from incidents.delivery.route_support import owned
+from incidents.endpoint_support import (
     ID,
     LIMIT,
     json_request,
     limit,
     now,
     operation,
-    owned,
     request_body,
     subscriber,
 )

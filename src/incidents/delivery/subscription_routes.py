@@ -14,15 +14,7 @@ from incidents.delivery import channels, signing_secrets
 from incidents.delivery.attempt_log import iso
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.handshake import handshake
-from incidents.delivery.route_support import (
-    ID,
-    json_request,
-    now,
-    operation,
-    owned,
-    request_body,
-    subscriber,
-)
+from incidents.delivery.route_support import owned
 from incidents.delivery.secret_fields import seal
 from incidents.delivery.sinks import INSECURE, check_url, sink_problem
 from incidents.delivery.subscription_schema import (
@@ -32,6 +24,7 @@ from incidents.delivery.subscription_schema import (
 )
 from incidents.delivery.subscription_spec import Spec, SubscriptionStatus, parse_spec
 from incidents.delivery.subscriptions import Subscription, new_subscription, rotated
+from incidents.endpoint_support import ID, json_request, now, operation, request_body, subscriber
 from incidents.errors import FieldError, InvalidRequest
 from incidents.http import json_response
 from incidents.model.filters import FILTER

@@ -15,14 +15,7 @@ from starlette.routing import Route
 
 from incidents.auth import Principal
 from incidents.delivery.delivery_queries import DeliveryQueries
-from incidents.delivery.route_support import (
-    ID,
-    json_request,
-    now,
-    operation,
-    request_body,
-    subscriber,
-)
+from incidents.endpoint_support import ID, json_request, now, operation, request_body, subscriber
 from incidents.errors import Conflict, InvalidRequest, NotFound
 from incidents.http import json_response
 from incidents.model.filters import FILTER
