@@ -21,6 +21,7 @@ from starlette.types import Scope
 from incidents import health, metrics, openapi
 from incidents.adapters import routes as adapter_routes
 from incidents.alerts import routes as alert_routes
+from incidents.api import silence_routes
 from incidents.auth import Authenticator, BearerTokens
 from incidents.console import routes as console_routes
 from incidents.delivery import routes as delivery_routes
@@ -47,7 +48,6 @@ from incidents.queries.catalog import Queries
 from incidents.services import AdapterSchemas, Services, by_class, services
 from incidents.session_cookies import EndedSessions
 from incidents.settings import Settings, SettingsError
-from incidents.silences import routes as silence_routes
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async, full, is_full
 from incidents.stream import routes as stream_routes

@@ -1,6 +1,6 @@
 """The console's silences page: the silences not yet ended (pending and active), a form to
 create one and a button to expire each. Reads and changes go through the API's own handlers
-(``silences.routes``), so who may silence what is judged in one place."""
+(``api.silence_routes``), so who may silence what is judged in one place."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from datetime import datetime
 
 from starlette.responses import Response
 
+from incidents.api import silence_routes
 from incidents.console.api_calls import call
 from incidents.console.pages import Visit
 from incidents.console.rendering import Templates
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.endpoint_support import now, subscriber
 from incidents.errors import FieldError, IncidentsError, InvalidRequest
-from incidents.silences import routes as silence_routes
 from incidents.silences.recurrence import weekly_input
 from incidents.silences.silence import SilenceState, end_after
 
