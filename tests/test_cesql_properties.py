@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from incidents.cesql import Expression, Limits, ParseError, Result, compile_expression
-from incidents.delivery.sql_filter import SQL_LIMITS, compile_sql
+from incidents.model.sql_filter import SQL_LIMITS, compile_sql
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 TOKENS = (

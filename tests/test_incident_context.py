@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from incidents.cli.main import main
-from incidents.delivery.filters import parse_filters
 from incidents.model.cloudevent import CloudEvent, StoredEvent
+from incidents.model.filters import parse_filters
 from incidents.settings import Settings
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async

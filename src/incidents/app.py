@@ -20,11 +20,10 @@ from starlette.types import Scope
 
 from incidents import health, metrics, openapi
 from incidents.adapters import routes as adapter_routes
-from incidents.adapters.common import ADAPTERS_DIR
 from incidents.alerts import routes as alert_routes
+from incidents.api import silence_routes
 from incidents.auth import Authenticator, BearerTokens
 from incidents.console import routes as console_routes
-from incidents.console.session import EndedSessions
 from incidents.delivery import routes as delivery_routes
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
@@ -40,15 +39,15 @@ from incidents.ingest import routes as ingest_routes
 from incidents.ingest.pipeline import Ingestor
 from incidents.lifecycle import routes as incident_routes
 from incidents.limits import RequestLimits
-from incidents.model.schemas import SchemaRegistry
+from incidents.model.schemas import ADAPTERS_DIR, SchemaRegistry
 from incidents.policy import routes as principal_routes
 from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policy_files
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.catalog import Queries
-from incidents.services import AdapterSchemas, Services, services
+from incidents.services import AdapterSchemas, Services, by_class, services
+from incidents.session_cookies import EndedSessions
 from incidents.settings import Settings, SettingsError
-from incidents.silences import routes as silence_routes
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async, full, is_full
 from incidents.stream import routes as stream_routes
@@ -186,21 +185,24 @@ def create_app(
             redis=redis,
             registry=registry,
             store=store,
-            ingestor=Ingestor(
-                registry,
-                store,
-                clock,
-                admission=PolicyAdmission(policy),
-                planners=[WritePlanner(store, rules)],
-                spans=recorder,
-            ),
             auth=Authenticator(settings.admin_token, principals.lookup, ended=EndedSessions(redis)),
-            principals=principals,
-            alert_rules=rules,
-            queries=Queries.build(redis, store, registry),
-            deliveries=DeliveryQueries(redis),
-            openapi=openapi.OpenAPIDocument(registry.raw, sources, settings.schemas_dir),
+            clock=clock,
             adapter_schemas=AdapterSchemas(settings.schemas_dir / ADAPTERS_DIR),
+            components=by_class(
+                Ingestor(
+                    registry,
+                    store,
+                    clock,
+                    admission=PolicyAdmission(policy),
+                    planners=[WritePlanner(store, rules)],
+                    spans=recorder,
+                ),
+                principals,
+                rules,
+                Queries.build(redis, store, registry),
+                DeliveryQueries(redis),
+                openapi.OpenAPIDocument(registry.raw, sources, settings.schemas_dir),
+            ),
         )
         if server_process:
             freeze_startup_objects()

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from incidents.errors import FieldError, InvalidRequest
-from incidents.queries.pages import Page, PageRequest
+from incidents.store.index_pages import Page, PageRequest
 
 T = TypeVar("T")
 

@@ -18,9 +18,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents import __version__
-from incidents.adapters.common import ADAPTERS_DIR
 from incidents.errors import all_error_classes
 from incidents.http import MAX_LIMIT, PROBLEM_JSON, json_response
+from incidents.model.schemas import ADAPTERS_DIR
 from incidents.services import services
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -251,7 +251,7 @@ class OpenAPIDocument:
 
 
 async def get_openapi(request: Request) -> Response:
-    return json_response(services(request).openapi.get())
+    return json_response(services(request).get(OpenAPIDocument).get())
 
 
 def routes() -> list[Route]:

@@ -1,28 +1,32 @@
 """The clients and components one running API process uses, built once in the app's lifespan
-and passed to every handler (``services(request)``); nothing here is built per request."""
+and passed to every handler (``services(request)``); nothing here is built per request.
+
+The container names only what sits below the domains: the settings, Redis, the schemas, the
+event store, the authenticator and the app's clock. Each domain's component (the ingestor, the
+read layer, the delivery queries, the principal store, ...) is held by its class, which
+``create_app`` hands over, and a handler asks for it by that class:
+``services(request).get(Queries)``. So this module imports no domain, and every domain may
+import it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from jsonschema.protocols import Validator
 from starlette.requests import HTTPConnection
 
 from incidents.auth import Authenticator
-from incidents.delivery.delivery_queries import DeliveryQueries
-from incidents.ingest.pipeline import Ingestor
 from incidents.model.schemas import SchemaRegistry
-from incidents.policy.alert_rules import AlertRules
-from incidents.policy.principals import PrincipalStore
-from incidents.queries.catalog import Queries
 from incidents.settings import Settings
 from incidents.store.events import EventStore
 
-if TYPE_CHECKING:  # openapi describes the routes, which use this module
-    from incidents.openapi import OpenAPIDocument
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -31,14 +35,27 @@ class Services:
     redis: aioredis.Redis
     registry: SchemaRegistry
     store: EventStore
-    ingestor: Ingestor
     auth: Authenticator
-    principals: PrincipalStore
-    alert_rules: AlertRules
-    queries: Queries
-    deliveries: DeliveryQueries  # subscriptions, delivery logs and dead letters
-    openapi: OpenAPIDocument
+    clock: Callable[[], datetime]  # the app's clock (create_app(clock=...)), which stamps events
     adapter_schemas: AdapterSchemas
+    components: Mapping[type[object], object] = field(default_factory=dict)
+
+    def get(self, kind: type[T]) -> T:
+        """The component of class ``kind`` the app was built with."""
+        found = self.components.get(kind)
+        if not isinstance(found, kind):
+            raise LookupError(f"the app was built without a {kind.__name__}")
+        return found
+
+
+def by_class(*components: object) -> dict[type[object], object]:
+    """Components keyed by their class, as ``Services.get`` finds them."""
+    keyed: dict[type[object], object] = {}
+    for component in components:
+        kind = type(component)
+        assert kind not in keyed, f"two components of class {kind.__name__}"
+        keyed[kind] = component
+    return keyed
 
 
 class AdapterSchemas:

@@ -11,11 +11,11 @@ from jsonschema.protocols import Validator
 
 from incidents.auth import Principal
 from incidents.errors import UnprocessableEvent
+from incidents.ingest.pipeline import Ingestor
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.schemas import errors_of
 from incidents.services import Services
 
-ADAPTERS_DIR = "adapters"
 MAX_SUMMARY = 1024
 JSON = "application/json"
 
@@ -88,8 +88,8 @@ async def submit(
 ) -> list[dict[str, Any]]:
     """Check, admit, plan and store ``events`` as one batch; one result per event, saying
     what became of its alert (opened, deduplicated, ignored...)."""
-    checked = await svc.ingestor.check_off_loop([e.to_dict() for e in events], batch=True)
-    accepted = await svc.ingestor.accept(checked, principal)
+    checked = await svc.get(Ingestor).check_off_loop([e.to_dict() for e in events], batch=True)
+    accepted = await svc.get(Ingestor).accept(checked, principal)
     stored = {s.sequence: s for s in await svc.store.get_many([a.sequence for a in accepted])}
     results = []
     for item in accepted:

@@ -24,6 +24,7 @@ from incidents.ingest.routes import ACCEPTED_EVENT
 from incidents.model.schemas import errors_of
 from incidents.offload import off_loop
 from incidents.openapi import BEARER, adapter_schema_ref, errors, json_body
+from incidents.policy.alert_rules import AlertRules
 from incidents.request_body import LARGE_BODY, parse_json, read_body, read_json
 from incidents.services import services
 
@@ -58,7 +59,7 @@ async def post_alertmanager(request: Request) -> Response:
         payload,
         "Alertmanager webhook",
     )
-    events = alertmanager.to_events(payload, svc.alert_rules)
+    events = alertmanager.to_events(payload, svc.get(AlertRules))
     return _answer(await submit(svc, principal, events))
 
 
@@ -68,7 +69,7 @@ async def post_grafana(request: Request) -> Response:
     principal.require("producer")
     settings = svc.settings
     body = await read_body(request, settings.max_body_bytes)
-    rules = svc.alert_rules
+    rules = svc.get(AlertRules)
     signing = rules.grafana_signing.get(principal.name) or rules.grafana_signing.get(principal.id)
     if signing is not None:
         grafana.verify_signature(signing, request.headers, body, datetime.now(UTC))

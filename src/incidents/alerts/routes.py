@@ -23,6 +23,7 @@ from incidents.openapi import (
     query_param,
 )
 from incidents.queries.alerts import AlertFilter
+from incidents.queries.catalog import Queries
 from incidents.services import services
 
 _STATUSES: dict[str, AlertStatus] = {s: s for s in ALERT_STATUSES}
@@ -47,14 +48,14 @@ def _filter(request: Request) -> AlertFilter:
 
 
 async def list_route(request: Request) -> Response:
-    queries = services(request).queries
+    queries = services(request).get(Queries)
     viewer = queries.viewer(caller(request))
     page = await queries.alerts.page(viewer, _filter(request), page_params(request))
     return page_response("alerts", page)
 
 
 async def get_route(request: Request) -> Response:
-    queries = services(request).queries
+    queries = services(request).get(Queries)
     principal = caller(request)
     tenant = request.query_params.get("tenant", principal.tenant)
     found = await queries.alerts.get(queries.viewer(principal), tenant, request.path_params["key"])

@@ -11,8 +11,11 @@ from incidents.console.api_calls import call
 from incidents.console.pages import Visit
 from incidents.console.rendering import SECURITY_HEADERS, Templates
 from incidents.delivery import delivery_log_routes, subscription_routes
-from incidents.delivery.route_support import subscriber
+from incidents.delivery.delivery_queries import DeliveryQueries
+from incidents.endpoint_support import subscriber
 from incidents.errors import IncidentsError, InvalidRequest
+from incidents.policy.principals import PrincipalStore
+from incidents.queries.catalog import Queries
 from incidents.services import services
 
 ATTEMPTS_SHOWN = 50
@@ -36,11 +39,13 @@ class DeliveryPages:
 
     async def subscriptions(self, visit: Visit) -> Response:
         svc, principal = subscriber(visit.request)
-        viewer = svc.queries.viewer(principal)
-        subs = await svc.deliveries.subscriptions.list(None if principal.is_admin else principal.id)
+        viewer = svc.get(Queries).viewer(principal)
+        subs = await svc.get(DeliveryQueries).subscriptions.list(
+            None if principal.is_admin else principal.id
+        )
         rows = []
         for sub in subs:
-            log = await svc.deliveries.log(viewer, sub.id, ATTEMPTS_SHOWN)
+            log = await svc.get(DeliveryQueries).log(viewer, sub.id, ATTEMPTS_SHOWN)
             rows.append({**sub.to_dict(), "failure_rate": failure_rate(log.attempts)})
         context = visit.context(subscriptions=rows)
         return self.templates.page(visit.request, "subscriptions.html", context)
@@ -53,8 +58,10 @@ class DeliveryPages:
         secret: str = "",
     ) -> Response:
         svc, principal = subscriber(visit.request)
-        viewer = svc.queries.viewer(principal)
-        log = await svc.deliveries.log(viewer, visit.request.path_params["id"], ATTEMPTS_SHOWN)
+        viewer = svc.get(Queries).viewer(principal)
+        log = await svc.get(DeliveryQueries).log(
+            viewer, visit.request.path_params["id"], ATTEMPTS_SHOWN
+        )
         context = visit.context(
             subscription=log.subscription.to_dict(),
             attempts=log.attempts,
@@ -99,7 +106,7 @@ class DeliveryPages:
 
     async def dead_letters(self, visit: Visit, problem: IncidentsError | None = None) -> Response:
         visit.principal.require("admin")
-        found = await services(visit.request).deliveries.dead_letters(DEAD_LETTERS_SHOWN)
+        found = await services(visit.request).get(DeliveryQueries).dead_letters(DEAD_LETTERS_SHOWN)
         context = visit.context(dead_letters=found, problem=problem)
         status = problem.status if problem is not None else 200
         return self.templates.page(visit.request, "dead_letters.html", context, status=status)
@@ -117,7 +124,7 @@ class DeliveryPages:
 
     async def principals(self, visit: Visit) -> Response:
         visit.principal.require("admin")
-        found = await services(visit.request).principals.list()
+        found = await services(visit.request).get(PrincipalStore).list()
         rows = [{"principal": p, "created_at": created} for p, created in found]
         context = visit.context(principals=rows)
         return self.templates.page(visit.request, "principals.html", context)

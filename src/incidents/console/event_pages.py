@@ -10,6 +10,7 @@ from starlette.responses import Response
 from incidents.console.pages import Visit
 from incidents.console.rendering import Templates
 from incidents.delivery.delivery_log_routes import routes_of
+from incidents.queries.catalog import Queries
 from incidents.services import services
 
 
@@ -21,7 +22,9 @@ class EventPages:
         svc, principal = services(visit.request), visit.principal
         event_id = visit.request.path_params["id"]
         source = visit.request.query_params.get("source") or None
-        shown = await svc.queries.events.get(svc.queries.viewer(principal), event_id, source)
+        shown = await svc.get(Queries).events.get(
+            svc.get(Queries).viewer(principal), event_id, source
+        )
         routes = None
         if principal.is_admin or "subscriber" in principal.roles:
             routes = await routes_of(svc, principal, event_id, source)

@@ -22,9 +22,10 @@ from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
 from incidents.model.types import EventType, Extension
 from incidents.queries.alerts import AlertFilter
+from incidents.queries.catalog import Queries
 from incidents.queries.incidents import IncidentFilter
-from incidents.queries.pages import PageRequest
 from incidents.services import services
+from incidents.store.index_pages import PageRequest
 
 PAGE_SIZE = 50
 TIMELINE_LIMIT = 500
@@ -87,7 +88,7 @@ class IncidentPages:
         self.templates = templates
 
     async def incidents(self, visit: Visit) -> Response:
-        queries = services(visit.request).queries
+        queries = services(visit.request).get(Queries)
         viewer = queries.viewer(visit.principal)
         asked = PageRequest.after(PAGE_SIZE, _choice(visit, "cursor"))
         found = await queries.incidents.page(viewer, incident_filter(visit), asked)
@@ -102,7 +103,7 @@ class IncidentPages:
         return self.templates.page(visit.request, name, context)
 
     async def incident(self, visit: Visit, problem: IncidentsError | None = None) -> Response:
-        queries = services(visit.request).queries
+        queries = services(visit.request).get(Queries)
         viewer = queries.viewer(visit.principal)
         incident_id = visit.request.path_params["id"]
         document = await queries.incidents.get(viewer, incident_id)
@@ -148,7 +149,7 @@ class IncidentPages:
         return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
 
     async def alerts(self, visit: Visit) -> Response:
-        queries = services(visit.request).queries
+        queries = services(visit.request).get(Queries)
         viewer = queries.viewer(visit.principal)
         status = _choice(visit, "status")
         where = AlertFilter()

@@ -13,10 +13,10 @@ from starlette.responses import RedirectResponse, Response
 
 from incidents.auth import Principal
 from incidents.console.rendering import SECURITY_HEADERS, Templates
-from incidents.console.session import CONSOLE_PREFIX, SESSION_COOKIE, Session
 from incidents.errors import CsrfRefused, IncidentsError, Unauthorized
 from incidents.request_body import read_body
 from incidents.services import services
+from incidents.session_cookies import CONSOLE_PREFIX, SESSION_COOKIE, Session
 
 MAX_FORM_BYTES = 256 * 1024
 SIGN_IN = CONSOLE_PREFIX + "/sign-in"

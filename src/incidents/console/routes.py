@@ -17,15 +17,15 @@ from incidents.console.event_pages import EventPages
 from incidents.console.incident_pages import IncidentPages
 from incidents.console.pages import SIGN_IN, error_page, page, read_form
 from incidents.console.rendering import SECURITY_HEADERS, StaticFiles, Templates
-from incidents.console.session import (
+from incidents.console.silence_pages import SilencePages
+from incidents.errors import CsrfRefused, IncidentsError, NotFound
+from incidents.services import services
+from incidents.session_cookies import (
     CONSOLE_PREFIX,
     SESSION_COOKIE,
     SESSION_SECONDS,
     SIGN_IN_COOKIE,
 )
-from incidents.console.silence_pages import SilencePages
-from incidents.errors import CsrfRefused, IncidentsError, NotFound
-from incidents.services import services
 
 SIGN_IN_SECONDS = 3600
 HOME = CONSOLE_PREFIX + "/incidents"

@@ -1,6 +1,6 @@
 """The console's silences page: the silences not yet ended (pending and active), a form to
 create one and a button to expire each. Reads and changes go through the API's own handlers
-(``silences.routes``), so who may silence what is judged in one place."""
+(``api.silence_routes``), so who may silence what is judged in one place."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from datetime import datetime
 
 from starlette.responses import Response
 
+from incidents.api import silence_routes
 from incidents.console.api_calls import call
 from incidents.console.pages import Visit
 from incidents.console.rendering import Templates
-from incidents.delivery.route_support import now, subscriber
+from incidents.delivery.delivery_queries import DeliveryQueries
+from incidents.endpoint_support import now, subscriber
 from incidents.errors import FieldError, IncidentsError, InvalidRequest
-from incidents.silences import routes as silence_routes
 from incidents.silences.recurrence import weekly_input
 from incidents.silences.silence import SilenceState, end_after
 
@@ -61,7 +62,9 @@ class SilencePages:
         at = now(svc)
         found = await silence_routes.visible_silences(svc, principal)
         running = [s.to_dict(at) for s in found if s.state(at) is not SilenceState.EXPIRED]
-        subs = await svc.deliveries.subscriptions.list(None if principal.is_admin else principal.id)
+        subs = await svc.get(DeliveryQueries).subscriptions.list(
+            None if principal.is_admin else principal.id
+        )
         context = visit.context(
             silences=running,
             subscriptions=[s.id for s in subs],

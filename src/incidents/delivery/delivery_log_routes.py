@@ -14,24 +14,26 @@ from starlette.routing import Route
 
 from incidents.auth import Principal, caller
 from incidents.delivery.channels.base import OutcomeKind
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.explain import JUDGED_ON, Fate, explain
 from incidents.delivery.fanout import replay, routed_through
 from incidents.delivery.lanes import DEAD, FILTER_ERROR, PENDING, SILENCED, WITHHELD
 from incidents.delivery.owner_views import OwnerViews
-from incidents.delivery.route_support import (
+from incidents.delivery.route_support import owned
+from incidents.endpoint_support import (
     ID,
     LIMIT,
     json_request,
     limit,
     now,
     operation,
-    owned,
     request_body,
     subscriber,
 )
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
 from incidents.openapi import JSONObject, query_param
+from incidents.queries.catalog import Queries
 from incidents.services import Services, services
 from incidents.silences.store import SilenceStore
 from incidents.store.redis import guarded
@@ -39,8 +41,8 @@ from incidents.store.redis import guarded
 
 async def deliveries(request: Request) -> Response:
     svc, principal = subscriber(request)
-    viewer = svc.queries.viewer(principal)
-    log = await svc.deliveries.log(viewer, request.path_params["id"], limit(request))
+    viewer = svc.get(Queries).viewer(principal)
+    log = await svc.get(DeliveryQueries).log(viewer, request.path_params["id"], limit(request))
     sub = log.subscription
     return json_response({"subscription": sub.id, "status": sub.status, "attempts": log.attempts})
 
@@ -75,7 +77,7 @@ async def replay_since(request: Request) -> Response:
 async def dead_letters(request: Request) -> Response:
     svc = services(request)
     caller(request).require("admin")
-    found = await svc.deliveries.dead_letters(limit(request))
+    found = await svc.get(DeliveryQueries).dead_letters(limit(request))
     return json_response({"dead_letters": found})
 
 
@@ -83,11 +85,11 @@ async def redrive(request: Request) -> Response:
     svc = services(request)
     caller(request).require("admin")
     delivery_id = request.path_params["id"]
-    lanes = svc.deliveries.lanes
+    lanes = svc.get(DeliveryQueries).lanes
     found = await lanes.get(delivery_id)
     if found is None or found.state != DEAD:
         raise NotFound(f"no dead letter {delivery_id!r}")
-    sub = await svc.deliveries.subscriptions.get(found.sub)
+    sub = await svc.get(DeliveryQueries).subscriptions.get(found.sub)
     if sub is None:
         raise Conflict(f"the subscription {found.sub!r} of {delivery_id!r} no longer exists")
     if not sub.active:
@@ -102,15 +104,19 @@ async def routes_of(
 ) -> dict[str, object]:
     """The answer of ``GET /v1/events/{id}/routes`` (the console's event page shows it too):
     for each subscription ``principal`` owns (admins: all), what became of the event."""
-    viewer = svc.queries.viewer(principal)
-    stored = await svc.queries.events.stored(viewer, event_id, source)
-    subs = await svc.deliveries.subscriptions.list(None if principal.is_admin else principal.id)
+    viewer = svc.get(Queries).viewer(principal)
+    stored = await svc.get(Queries).events.stored(viewer, event_id, source)
+    subs = await svc.get(DeliveryQueries).subscriptions.list(
+        None if principal.is_admin else principal.id
+    )
     at = now(svc)
     silences = await SilenceStore(svc.redis).list(after=at)
     owners = OwnerViews(svc.redis, svc.registry)
     async with guarded("reading how far routing is"):
         routed = await routed_through(svc.redis)
-    found = await explain(stored, subs, svc.deliveries.lanes, owners, silences, at, routed)
+    found = await explain(
+        stored, subs, svc.get(DeliveryQueries).lanes, owners, silences, at, routed
+    )
     event = stored.event
     return {
         "event": {"id": event.id, "source": event.source, "type": event.type,

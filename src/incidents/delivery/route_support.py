@@ -1,80 +1,21 @@
-"""What the delivery endpoints share: the app's clock, the JSON body, the caller and the
-subscription a request names (through the read layer, so the ownership rule has one home),
-the ``limit`` parameter, and the shape of their OpenAPI operations."""
+"""What the delivery endpoints share beyond ``incidents.endpoint_support``: the subscription a
+request names, through the read layer, so the ownership rule has one home."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from datetime import datetime
-
 from starlette.requests import Request
 
-from incidents.auth import Principal, caller
+from incidents.auth import Principal
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.subscriptions import Subscription
-from incidents.errors import InvalidRequest
-from incidents.openapi import BEARER, JSONObject, errors, json_body, query_param
-from incidents.request_body import parse_json, read_body
-from incidents.services import Services, services
-
-_LIMIT = re.compile(r"[0-9]{1,7}")
-ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-OBJ: JSONObject = {"type": "object"}
-LIMIT = [query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000})]
-
-
-def now(svc: Services) -> datetime:
-    """The app's clock (``create_app(clock=...)``), which also stamps accepted events."""
-    return svc.ingestor.clock()
-
-
-async def json_request(request: Request) -> object:
-    """The body as JSON within the size and nesting limits; an empty body is ``{}``."""
-    settings = services(request).settings
-    body = await read_body(request, settings.max_body_bytes)
-    if not body.strip():
-        return {}
-    return parse_json(body, max_depth=settings.max_json_depth)
-
-
-def subscriber(request: Request) -> tuple[Services, Principal]:
-    """The services and the caller, who must hold the subscriber role (admins do)."""
-    principal = caller(request)
-    principal.require("subscriber")
-    return services(request), principal
+from incidents.endpoint_support import subscriber
+from incidents.queries.catalog import Queries
+from incidents.services import Services
 
 
 async def owned(request: Request) -> tuple[Services, Principal, Subscription]:
     """The subscription the path names, if the caller owns it (admins own all); else 404."""
     svc, principal = subscriber(request)
-    viewer = svc.queries.viewer(principal)
-    sub = await svc.deliveries.subscription(viewer, request.path_params["id"])
+    viewer = svc.get(Queries).viewer(principal)
+    sub = await svc.get(DeliveryQueries).subscription(viewer, request.path_params["id"])
     return svc, principal, sub
-
-
-def limit(request: Request, default: int = 100, most: int = 1000) -> int:
-    raw = request.query_params.get("limit", str(default))
-    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= most:
-        raise InvalidRequest(f"limit={raw!r} must be a whole number from 1 to {most}")
-    return int(raw)
-
-
-def operation(
-    summary: str,
-    ok: str,
-    ok_text: str,
-    *codes: int,
-    schema: Mapping[str, object] = OBJ,
-    **more: object,
-) -> JSONObject:
-    """An authenticated operation answering ``ok`` with ``schema``, or one of ``codes``."""
-    return {
-        "summary": summary,
-        "security": BEARER,
-        "responses": {ok: json_body(schema, ok_text), **errors(*codes)},
-        **more,
-    }
-
-
-def request_body(schema: Mapping[str, object], required: bool = True) -> JSONObject:
-    return {"requestBody": {"required": required, **json_body(schema)}}

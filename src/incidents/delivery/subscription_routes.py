@@ -12,28 +12,22 @@ from starlette.routing import Route
 
 from incidents.delivery import channels, signing_secrets
 from incidents.delivery.attempt_log import iso
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.handshake import handshake
-from incidents.delivery.route_support import (
-    ID,
-    json_request,
-    now,
-    operation,
-    owned,
-    request_body,
-    subscriber,
-)
+from incidents.delivery.route_support import owned
 from incidents.delivery.secret_fields import seal
 from incidents.delivery.sinks import INSECURE, check_url, sink_problem
 from incidents.delivery.subscription_schema import (
-    FILTER,
     SUBSCRIPTION,
     filter_schema,
     subscription_input,
 )
 from incidents.delivery.subscription_spec import Spec, SubscriptionStatus, parse_spec
 from incidents.delivery.subscriptions import Subscription, new_subscription, rotated
+from incidents.endpoint_support import ID, json_request, now, operation, request_body, subscriber
 from incidents.errors import FieldError, InvalidRequest
 from incidents.http import SHOWS_A_SECRET, json_response
+from incidents.model.filters import FILTER
 from incidents.openapi import BEARER, COMPONENTS, JSONObject, errors, query_param
 from incidents.services import Services
 from incidents.store.secret_box import secret_box
@@ -87,7 +81,7 @@ async def _save(svc: Services, sub: Subscription, previous: Subscription | None 
     one was are sealed by this write too)."""
     box = secret_box(svc.settings.secret_key)
     stored = replace(sub, secrets=signing_secrets.sealed(sub.secrets, sub.id, box))
-    await svc.deliveries.subscriptions.save(stored, previous=previous)
+    await svc.get(DeliveryQueries).subscriptions.save(stored, previous=previous)
 
 
 async def create(request: Request) -> Response:
@@ -111,7 +105,7 @@ async def list_all(request: Request) -> Response:
     owner = None if principal.is_admin else principal.id
     if principal.is_admin and "owner" in request.query_params:
         owner = request.query_params["owner"]
-    subs = await svc.deliveries.subscriptions.list(owner)
+    subs = await svc.get(DeliveryQueries).subscriptions.list(owner)
     return json_response({"subscriptions": [s.to_dict() for s in subs]})
 
 
@@ -149,7 +143,7 @@ async def patch(request: Request) -> Response:
 
 async def delete(request: Request) -> Response:
     svc, _, sub = await owned(request)
-    await svc.deliveries.subscriptions.delete(sub)
+    await svc.get(DeliveryQueries).subscriptions.delete(sub)
     return Response(status_code=204)
 
 

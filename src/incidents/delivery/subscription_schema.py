@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from incidents.delivery import subscription_spec as spec
 from incidents.delivery.channels import NAMES, cloudevents
-from incidents.delivery.filters import (
+from incidents.model.filters import (
     DIALECTS,
+    FILTER,
     MAX_DEPTH,
     MAX_TERMS,
     MAX_VALUE,
 )
-from incidents.delivery.sql_filter import SQL_MAX_DEPTH, SQL_MAX_IN, SQL_MAX_LENGTH
+from incidents.model.sql_filter import SQL_MAX_DEPTH, SQL_MAX_IN, SQL_MAX_LENGTH
 from incidents.model.type_patterns import TYPE_PATTERN
 from incidents.openapi import JSONObject, any_case, component_ref
-
-FILTER = "SubscriptionFilter"
 
 SUBSCRIPTION = {
     "type": "object",

@@ -30,12 +30,12 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 
-from incidents.delivery.filters import Filter
 from incidents.delivery.secret_fields import holds_sealed
 from incidents.delivery.signing import new_secret
-from incidents.delivery.sql_filter import SqlFailure
 from incidents.delivery.subscription_spec import Spec, SubscriptionStatus
 from incidents.model.cloudevent import AttributeValue, CloudEvent
+from incidents.model.filters import Filter
+from incidents.model.sql_filter import SqlFailure
 from incidents.model.type_patterns import any_type_matches
 from incidents.store import keys
 from incidents.store.keys import PREFIX

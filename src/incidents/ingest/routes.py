@@ -13,8 +13,10 @@ from incidents.delivery import delivery_log_routes
 from incidents.errors import IncidentsError
 from incidents.http import json_response
 from incidents.ingest.modes import BATCH, STRUCTURED, parse_request
+from incidents.ingest.pipeline import Ingestor
 from incidents.offload import off_loop
 from incidents.openapi import BEARER, errors, json_body
+from incidents.queries.catalog import Queries
 from incidents.request_body import LARGE_BODY, read_body
 from incidents.services import services
 
@@ -36,8 +38,8 @@ async def post_events(request: Request) -> Response:
             max_depth=settings.max_json_depth,
             max_batch=settings.max_batch_events,
         )
-        events = await svc.ingestor.check_off_loop(parsed.events, batch=parsed.mode == "batch")
-        accepted = await svc.ingestor.accept(events, principal)
+        events = await svc.get(Ingestor).check_off_loop(parsed.events, batch=parsed.mode == "batch")
+        accepted = await svc.get(Ingestor).accept(events, principal)
     except IncidentsError as exc:
         counts["rejected:" + exc.slug] += 1
         raise
@@ -51,7 +53,7 @@ async def post_events(request: Request) -> Response:
 
 
 async def get_event(request: Request) -> Response:
-    queries = services(request).queries
+    queries = services(request).get(Queries)
     viewer = queries.viewer(caller(request))
     source = request.query_params.get("source")
     return json_response(await queries.events.get(viewer, request.path_params["id"], source))

@@ -28,6 +28,7 @@ from incidents.openapi import (
     page_body,
     query_param,
 )
+from incidents.queries.catalog import Queries
 from incidents.queries.incidents import IncidentFilter
 from incidents.services import services
 
@@ -41,20 +42,20 @@ def _filter(request: Request) -> IncidentFilter:
 
 
 async def list_route(request: Request) -> Response:
-    queries = services(request).queries
+    queries = services(request).get(Queries)
     viewer = queries.viewer(caller(request))
     page = await queries.incidents.page(viewer, _filter(request), page_params(request))
     return page_response("incidents", page)
 
 
 async def get_route(request: Request) -> Response:
-    queries = services(request).queries
+    queries = services(request).get(Queries)
     viewer = queries.viewer(caller(request))
     return json_response(await queries.incidents.get(viewer, request.path_params["id"]))
 
 
 async def timeline_route(request: Request) -> Response:
-    queries = services(request).queries
+    queries = services(request).get(Queries)
     viewer = queries.viewer(caller(request))
     incident_id = request.path_params["id"]
     after = int_param(request, "after", 0)

@@ -20,6 +20,7 @@ from incidents.model.labels import DATA_CLASS_NAMES, DataClass
 
 ENVELOPE_FILE = "cloudevent.json"
 EVENTS_DIR = "events"
+ADAPTERS_DIR = "adapters"  # the inbound adapters' payload schemas, one file per adapter
 
 
 class SchemaLoadError(RuntimeError):

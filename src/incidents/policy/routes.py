@@ -14,7 +14,7 @@ from incidents.auth import CLEARANCES, DEFAULT_TENANT, ROLES, Principal, caller
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import SHOWS_A_SECRET, json_response
 from incidents.openapi import BEARER, errors, json_body
-from incidents.policy.principals import NameTaken, principal_to_dict
+from incidents.policy.principals import NameTaken, PrincipalStore, principal_to_dict
 from incidents.request_body import read_json
 from incidents.services import services
 
@@ -80,7 +80,7 @@ async def create_principal(request: Request) -> Response:
     body = await read_json(request, svc.settings)
     template = parse_principal(body)
     try:
-        created = await svc.principals.create(template, datetime.now(UTC))
+        created = await svc.get(PrincipalStore).create(template, datetime.now(UTC))
     except NameTaken as exc:
         raise Conflict(str(exc), extra={"existing": exc.existing_id}) from exc
     out = principal_to_dict(created.principal)
@@ -96,7 +96,7 @@ async def create_principal(request: Request) -> Response:
 async def list_principals(request: Request) -> Response:
     svc = services(request)
     caller(request).require("admin")
-    rows = await svc.principals.list()
+    rows = await svc.get(PrincipalStore).list()
     return json_response(
         {"principals": [principal_to_dict(p) | {"created_at": c} for p, c in rows]}
     )
@@ -106,7 +106,7 @@ async def get_principal(request: Request) -> Response:
     svc = services(request)
     caller(request).require("admin")
     principal_id = request.path_params["id"]
-    found = await svc.principals.get(principal_id)
+    found = await svc.get(PrincipalStore).get(principal_id)
     if found is None:
         raise NotFound(f"no principal {principal_id!r}")
     return json_response(principal_to_dict(found[0]) | {"created_at": found[1]})
@@ -116,7 +116,7 @@ async def delete_principal(request: Request) -> Response:
     svc = services(request)
     caller(request).require("admin")
     principal_id = request.path_params["id"]
-    if not await svc.principals.revoke(principal_id):
+    if not await svc.get(PrincipalStore).revoke(principal_id):
         raise NotFound(f"no principal {principal_id!r}")
     return Response(status_code=204)
 

@@ -3,7 +3,7 @@ most recently seen first.
 
 Listing walks ``incidents:alert-index`` (scored by the last time each alert was seen) with a
 cursor; the status, severity and incident filters are applied while walking, within the
-per-request scan bound (``queries.pages``). An alert seen again while a client pages moves to
+per-request scan bound (``store.index_pages``). An alert seen again while a client pages moves to
 the front: a walk is not a snapshot.
 """
 
@@ -16,10 +16,10 @@ import redis.asyncio as aioredis
 
 from incidents.errors import NotFound
 from incidents.model.alert import Alert, AlertStatus
-from incidents.queries.pages import Page, PageRequest, walk_index
 from incidents.queries.visibility import Viewer
 from incidents.store import keys
 from incidents.store.documents import read_many
+from incidents.store.index_pages import Page, PageRequest, walk_index
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Materialized incidents: one by id, or a page of those a caller may see, newest first.
 
 Listing walks ``incidents:incident-index`` (scored by declaration time) with a cursor
-(``queries.pages``); the status, severity and service filters are applied while walking,
+(``store.index_pages``); the status, severity and service filters are applied while walking,
 within the per-request scan bound, rather than kept as index sets per value: status and
 severity change with every lifecycle event, so value indexes would have to be moved
 atomically with each incident write, and the caller's visibility must be checked on every
@@ -20,10 +20,10 @@ from incidents.errors import NotFound
 from incidents.model.incident import Incident
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
-from incidents.queries.pages import Page, PageRequest, walk_index
 from incidents.queries.visibility import Viewer
 from incidents.store import keys
 from incidents.store.documents import read_many
+from incidents.store.index_pages import Page, PageRequest, walk_index
 from incidents.store.redis import guarded
 
 

@@ -22,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from incidents.delivery.filters import Filter, parse_filters
 from incidents.errors import FieldError, InvalidRequest, pointer
 from incidents.model.cloudevent import AttributeValue
+from incidents.model.filters import Filter, parse_filters
 from incidents.model.timestamps import parse_time
 from incidents.silences.recurrence import Weekly, parse_recurrence
 

@@ -12,6 +12,7 @@ from incidents.auth import caller
 from incidents.errors import FieldError, InvalidRequest
 from incidents.model.cloudevent import StoredEvent
 from incidents.openapi import BEARER, errors, query_param
+from incidents.queries.catalog import Queries
 from incidents.services import services
 from incidents.store.redis import connect_async
 from incidents.stream.hub import StreamHub, StreamOptions
@@ -59,7 +60,7 @@ async def stream_route(request: Request) -> Response:
     principal = caller(request)
     selection = Selection.from_query(request.query_params)
     after = last_event_id(request)
-    viewer = services(request).queries.viewer(principal)
+    viewer = services(request).get(Queries).viewer(principal)
     hub = hub_of(request)
 
     def wants(stored: StoredEvent) -> bool:

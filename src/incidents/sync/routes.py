@@ -29,6 +29,7 @@ from incidents.auth import Principal, admin_principal
 from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels import secret_pointers
 from incidents.delivery.channels.sync_settings import INBOUND_SECRET, owned
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.secret_fields import opened
 from incidents.delivery.subscriptions import Subscription
 from incidents.errors import (
@@ -42,6 +43,8 @@ from incidents.http import json_response
 from incidents.model.incident import Incident
 from incidents.model.origin import came_from
 from incidents.openapi import errors, json_body
+from incidents.policy.principals import PrincipalStore
+from incidents.queries.catalog import Queries
 from incidents.queries.visibility import Viewer
 from incidents.request_body import parse_json, read_body
 from incidents.services import Services, services
@@ -92,7 +95,7 @@ def _secret(sub: Subscription, svc: Services) -> str:
 async def _owner(svc: Services, owner_id: str) -> Principal:
     if owner_id == admin_principal().id:
         return admin_principal()
-    found = await svc.principals.get(owner_id)
+    found = await svc.get(PrincipalStore).get(owner_id)
     if found is None:
         raise PolicyDenied(f"the subscription's owner {owner_id!r} has been revoked")
     return found[0]
@@ -115,7 +118,7 @@ async def _incident(
     if incident_id is None:
         return None
     try:
-        return await svc.queries.incidents.find(Viewer(owner, svc.registry), incident_id)
+        return await svc.get(Queries).incidents.find(Viewer(owner, svc.registry), incident_id)
     except NotFound:
         return None
 
@@ -144,7 +147,7 @@ async def _store(svc: Services, owner: Principal, planned: Planned) -> dict[str,
 async def post_inbound(request: Request) -> Response:
     svc = services(request)
     sub_id = request.path_params["subscription_id"]
-    sub = await svc.deliveries.subscriptions.get(sub_id)
+    sub = await svc.get(DeliveryQueries).subscriptions.get(sub_id)
     if sub is None or sub.spec.format not in VENDORS:
         raise NotFound(f"no ServiceNow, Jira or PagerDuty subscription {sub_id!r}")
     vendor = VENDORS[sub.spec.format]

@@ -15,9 +15,9 @@ import orjson
 from incidents.delivery import signing
 from incidents.delivery.channels.base import Message, Outcome, OutcomeKind, Request, Response
 from incidents.delivery.channels.base import retry_after as parse_retry_after
-from incidents.delivery.filters import canonical
 from incidents.errors import FieldError, pointer
 from incidents.model.cloudevent import AttributeValue, CloudEvent
+from incidents.model.filters import canonical
 
 if TYPE_CHECKING:
     from incidents.delivery.subscription_spec import Spec

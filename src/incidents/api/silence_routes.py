@@ -14,18 +14,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.auth import Principal
-from incidents.delivery.route_support import (
-    ID,
-    json_request,
-    now,
-    operation,
-    request_body,
-    subscriber,
-)
-from incidents.delivery.subscription_schema import FILTER
+from incidents.delivery.delivery_queries import DeliveryQueries
+from incidents.endpoint_support import ID, json_request, now, operation, request_body, subscriber
 from incidents.errors import Conflict, InvalidRequest, NotFound
 from incidents.http import json_response
+from incidents.model.filters import FILTER
 from incidents.openapi import JSONObject, component_ref, query_param
+from incidents.queries.catalog import Queries
 from incidents.services import Services
 from incidents.silences.recurrence import DAYS
 from incidents.silences.silence import (
@@ -47,7 +42,7 @@ async def create_silence(svc: Services, principal: Principal, body: object) -> S
     """Check and store a new silence for ``principal`` (the API's and the console's way)."""
     at = now(svc)
     silence = parse_silence(body, principal.id, at)
-    subs = await svc.deliveries.subscriptions.get_many(silence.subscriptions)
+    subs = await svc.get(DeliveryQueries).subscriptions.get_many(silence.subscriptions)
     problems = scope_problems(
         silence.subscriptions, {i: s.owner for i, s in subs.items()}, principal.id,
         principal.is_admin,
@@ -70,7 +65,7 @@ async def visible_silences(
 ) -> list[Silence]:
     """The silences ``principal`` may see (its own; admins all), in ``state`` if named."""
     at = now(svc)
-    viewer = svc.queries.viewer(principal)
+    viewer = svc.get(Queries).viewer(principal)
     after = None if state is SilenceState.EXPIRED or state is None else at
     found = await _store(svc).list(after=after)
     return [
@@ -81,7 +76,7 @@ async def visible_silences(
 async def owned_silence(svc: Services, principal: Principal, silence_id: str) -> Silence:
     """The silence, if ``principal`` created it (admins: any); else NotFound."""
     found = await _store(svc).get(silence_id)
-    if found is None or not svc.queries.viewer(principal).owns(found.created_by):
+    if found is None or not svc.get(Queries).viewer(principal).owns(found.created_by):
         raise NotFound(f"no silence {silence_id!r}")
     return found
 

@@ -5,7 +5,7 @@ A subscription's ``filters`` is a list of filter expressions that must all match
 expression is a JSON object with exactly one dialect key. An unsupported dialect or a
 malformed expression is rejected with a FieldError that names it.
 
-``sql`` is CloudEvents SQL v1.0.0, compiled once (``delivery/sql_filter.py``); an
+``sql`` is CloudEvents SQL v1.0.0, compiled once (``model/sql_filter.py``); an
 evaluation error is no match. An expression that can never pass (one calling an unknown
 function, or always giving an Integer or a String) is refused when registered.
 
@@ -32,14 +32,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from incidents.delivery.sql_filter import Sql, SqlFailure, compile_sql
 from incidents.errors import FieldError, pointer
 from incidents.model.cloudevent import AttributeValue
+from incidents.model.sql_filter import Sql, SqlFailure, compile_sql
 
 DIALECTS = ("exact", "prefix", "suffix", "all", "any", "not", "sql")
 MAX_DEPTH = 16
 MAX_TERMS = 256
 MAX_VALUE = 1024
+FILTER = "SubscriptionFilter"  # the OpenAPI component of one filter expression
 _ATTRIBUTE = re.compile(r"[a-z0-9]{1,20}")
 
 
