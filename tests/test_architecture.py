@@ -26,27 +26,20 @@ Graph = dict[str, dict[str, str]]
 # The layers from the top down, each with its units. A unit may import the units of its own layer
 # and of the layers below; every unit of src/incidents is in exactly one layer.
 LAYERS: dict[str, frozenset[str]] = {
-    "doors": frozenset(
-        {
-            "__main__",
-            "cli",
-            "app",
-            "console",
-            "sync",
-            "adapters",
-            "api",
-            "stream",
-            "metrics",
-            "health",
-        }
+    "doors": frozenset({"__main__", "cli", "app", "api", "console", "health", "metrics"}),
+    "web toolkit": frozenset(
+        {"endpoint_support", "openapi", "services", "limits", "bounded_protocol", "http"}
     ),
     "domains": frozenset(
         {
             "write_planner",
             "alerts",
             "lifecycle",
+            "sync",
+            "adapters",
             "ingest",
             "retention",
+            "stream",
             "delivery",
             "queries",
             "policy",
@@ -54,21 +47,11 @@ LAYERS: dict[str, frozenset[str]] = {
             "archive",
         }
     ),
-    "web toolkit": frozenset(
-        {
-            "endpoint_support",
-            "openapi",
-            "services",
-            "request_body",
-            "limits",
-            "bounded_protocol",
-            "auth",
-            "session_cookies",
-            "http",
-        }
-    ),
     "base": frozenset(
         {
+            "auth",
+            "session_cookies",
+            "request_body",
             "tracing",
             "settings",
             "store",
