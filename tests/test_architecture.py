@@ -1,8 +1,10 @@
-"""The import graph of ``src/incidents``: no import cycle runs between its units.
+"""The import graph of ``src/incidents``: no import cycle runs between its units, and every
+import runs down the layers (or stays within one).
 
 A unit is a top-level package or a top-level module of ``incidents`` (``delivery``, ``ingest``,
 ``services``, ``http``, ...). Only the imports that run count: an import inside a function counts,
-an import under ``if TYPE_CHECKING:`` does not (it never runs).
+an import under ``if TYPE_CHECKING:`` does not (it never runs). ``ARCHITECTURE.md`` describes the
+layers of ``LAYERS``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,48 @@ SOURCE = Path(incidents.__file__).parent
 
 # unit -> imported unit -> where the first such import is ("auth.py:38")
 Graph = dict[str, dict[str, str]]
+
+# The layers from the top down, each with its units. A unit may import the units of its own layer
+# and of the layers below; every unit of src/incidents is in exactly one layer.
+LAYERS: dict[str, frozenset[str]] = {
+    "doors": frozenset({"__main__", "cli", "app", "api", "console", "health", "metrics"}),
+    "web toolkit": frozenset(
+        {"endpoint_support", "openapi", "services", "limits", "bounded_protocol", "http"}
+    ),
+    "domains": frozenset(
+        {
+            "write_planner",
+            "alerts",
+            "lifecycle",
+            "sync",
+            "adapters",
+            "ingest",
+            "retention",
+            "stream",
+            "delivery",
+            "queries",
+            "policy",
+            "silences",
+            "archive",
+        }
+    ),
+    "base": frozenset(
+        {
+            "auth",
+            "session_cookies",
+            "request_body",
+            "tracing",
+            "settings",
+            "store",
+            "model",
+            "cesql",
+            "errors",
+            "logs",
+            "offload",
+            "gc_freeze",
+        }
+    ),
+}
 
 
 def is_type_checking(test: ast.expr) -> bool:
@@ -163,6 +207,65 @@ def describe_cycles(graph: Mapping[str, Mapping[str, str]]) -> list[str]:
                     lines.append(f"    {unit} -> {target} ({site})")
         described.append("\n".join(lines))
     return described
+
+
+def layer_problems(
+    graph: Mapping[str, Mapping[str, str]], layers: Mapping[str, frozenset[str]]
+) -> list[str]:
+    """One line per unit the layers leave out or name twice, per layer naming a unit that does not
+    exist, and per import that goes up from a lower layer into a higher one (with its site)."""
+    problems = []
+    depth: dict[str, int] = {}
+    for level, (layer, units) in enumerate(layers.items()):
+        for unit in sorted(units):
+            if unit in depth:
+                problems.append(f"{unit} is in two layers: {list(layers)[depth[unit]]}, {layer}")
+            elif unit not in graph:
+                problems.append(f"{unit} is in the layer {layer} but no such unit exists")
+            depth.setdefault(unit, level)
+    names = list(layers)
+    for unit in sorted(graph):
+        if unit not in depth:
+            problems.append(f"{unit} is in no layer: add it to LAYERS (and ARCHITECTURE.md)")
+    for unit in sorted(graph):
+        for target, site in sorted(graph[unit].items()):
+            if unit in depth and target in depth and depth[target] < depth[unit]:
+                problems.append(
+                    f"{unit} ({names[depth[unit]]}) imports {target} ({names[depth[target]]}), "
+                    f"a higher layer, at {site}"
+                )
+    return problems
+
+
+def test_imports_run_down_the_layers() -> None:
+    """Every unit of src/incidents is in one layer, and none imports a unit of a higher layer."""
+    problems = layer_problems(import_graph(SOURCE), LAYERS)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_layer_rule_finds_upward_imports_and_units_left_out() -> None:
+    """An import up a layer is named with its site, as is a unit no layer holds and a layer's unit
+    that does not exist; imports within a layer and down the layers pass."""
+    graph = {
+        "door": {"domain": "door.py:1"},
+        "domain": {"other_domain": "domain/a.py:2", "base": "domain/a.py:3"},
+        "other_domain": {"domain": "other_domain.py:4"},
+        "base": {"domain": "base/b.py:5"},
+        "new": {},
+    }
+    layers = {
+        "doors": frozenset({"door"}),
+        "domains": frozenset({"domain", "other_domain"}),
+        "base": frozenset({"base", "gone"}),
+    }
+    assert layer_problems(graph, layers) == [
+        "gone is in the layer base but no such unit exists",
+        "new is in no layer: add it to LAYERS (and ARCHITECTURE.md)",
+        "base (base) imports domain (domains), a higher layer, at base/b.py:5",
+    ]
+    assert layer_problems({"a": {"b": "a.py:1"}, "b": {}}, {"x": frozenset({"a", "b"})}) == []
+    twice = {"x": frozenset({"a"}), "y": frozenset({"a", "b"})}
+    assert layer_problems({"a": {}, "b": {}}, twice) == ["a is in two layers: x, y"]
 
 
 def test_no_import_cycle_between_units() -> None:

@@ -19,12 +19,19 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
 from incidents import health, metrics, openapi
-from incidents.adapters import routes as adapter_routes
-from incidents.alerts import routes as alert_routes
-from incidents.api import silence_routes
+from incidents.api import (
+    adapter_routes,
+    alert_routes,
+    delivery_routes,
+    incident_routes,
+    ingest_routes,
+    principal_routes,
+    silence_routes,
+    stream_routes,
+    sync_routes,
+)
 from incidents.auth import Authenticator, BearerTokens
 from incidents.console import routes as console_routes
-from incidents.delivery import routes as delivery_routes
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
     IncidentsError,
@@ -35,12 +42,9 @@ from incidents.errors import (
 )
 from incidents.gc_freeze import freeze_startup_objects
 from incidents.http import problem_response
-from incidents.ingest import routes as ingest_routes
 from incidents.ingest.pipeline import Ingestor
-from incidents.lifecycle import routes as incident_routes
 from incidents.limits import RequestLimits
 from incidents.model.schemas import ADAPTERS_DIR, SchemaRegistry
-from incidents.policy import routes as principal_routes
 from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policy_files
 from incidents.policy.principals import PrincipalStore
@@ -50,8 +54,6 @@ from incidents.session_cookies import EndedSessions
 from incidents.settings import Settings, SettingsError
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async, full, is_full
-from incidents.stream import routes as stream_routes
-from incidents.sync import routes as sync_routes
 from incidents.tracing.middleware import TraceMiddleware
 from incidents.tracing.spans import NoSpans, Spans
 from incidents.write_planner import WritePlanner

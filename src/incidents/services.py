@@ -5,8 +5,8 @@ The container names only what sits below the domains: the settings, Redis, the s
 event store, the authenticator and the app's clock. Each domain's component (the ingestor, the
 read layer, the delivery queries, the principal store, ...) is held by its class, which
 ``create_app`` hands over, and a handler asks for it by that class:
-``services(request).get(Queries)``. So this module imports no domain, and every domain may
-import it.
+``services(request).get(Queries)``. So this module imports no domain; it is part of the web
+toolkit that the endpoints (``api``) use, and no domain imports it.
 """
 
 from __future__ import annotations

@@ -1,20 +1,17 @@
-"""What the adapters share: times, ids, input schemas, and handing events to the pipeline."""
+"""What the adapters share: times, ids, events and the check of an input schema."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from jsonschema.protocols import Validator
 
-from incidents.auth import Principal
 from incidents.errors import UnprocessableEvent
-from incidents.ingest.pipeline import Ingestor
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.schemas import errors_of
-from incidents.services import Services
 
 MAX_SUMMARY = 1024
 JSON = "application/json"
@@ -66,38 +63,9 @@ def make_event(attributes: Mapping[str, Any], data: Mapping[str, Any]) -> CloudE
     return CloudEvent({k: v for k, v in attrs.items() if v not in (None, "")}, dict(data))
 
 
-def adapter_schema(svc: Services, name: str) -> Validator:
-    """The compiled input schema ``schemas/adapters/<name>.json`` (compiled once)."""
-    return svc.adapter_schemas.get(name)
-
-
 def check_input(validator: Validator, payload: Any, what: str) -> None:
     problems = errors_of(validator, payload)
     if problems:
         raise UnprocessableEvent(
             f"the {what} payload fails its schema ({len(problems)} problem(s))", errors=problems
         )
-
-
-# What an adapter's answer says of each event's alert.
-_ALERT_SHOWN = ("key", "outcome", "number", "status", "count", "reason")
-
-
-async def submit(
-    svc: Services, principal: Principal, events: Sequence[CloudEvent]
-) -> list[dict[str, Any]]:
-    """Check, admit, plan and store ``events`` as one batch; one result per event, saying
-    what became of its alert (opened, deduplicated, ignored...)."""
-    checked = await svc.get(Ingestor).check_off_loop([e.to_dict() for e in events], batch=True)
-    accepted = await svc.get(Ingestor).accept(checked, principal)
-    stored = {s.sequence: s for s in await svc.store.get_many([a.sequence for a in accepted])}
-    results = []
-    for item in accepted:
-        result = item.to_dict()
-        found = stored.get(item.sequence)
-        planned = found.plan.alert if found is not None else None
-        if planned is not None:
-            shown = planned.to_dict()
-            result["alert"] = {k: shown[k] for k in _ALERT_SHOWN if k in shown}
-        results.append(result)
-    return results

@@ -1,1 +1,2 @@
-"""The web layer: HTTP endpoints that sit above the domains they call; no domain imports it."""
+"""The web layer: the HTTP endpoints of every area (``<area>_routes``), each with its OpenAPI
+paths; they sit above the domains they call, and no domain imports them."""

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from starlette.responses import RedirectResponse, Response
 
+from incidents.api import delivery_log_routes, subscription_routes
 from incidents.console.api_calls import call
 from incidents.console.pages import Visit
 from incidents.console.rendering import SECURITY_HEADERS, Templates
-from incidents.delivery import delivery_log_routes, subscription_routes
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.endpoint_support import subscriber
 from incidents.errors import IncidentsError, InvalidRequest

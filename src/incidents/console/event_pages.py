@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from incidents.api.delivery_log_routes import routes_of
 from incidents.console.pages import Visit
 from incidents.console.rendering import Templates
-from incidents.delivery.delivery_log_routes import routes_of
 from incidents.queries.catalog import Queries
 from incidents.services import services
 

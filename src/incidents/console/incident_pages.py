@@ -11,12 +11,12 @@ from urllib.parse import urlencode
 
 from starlette.responses import RedirectResponse, Response
 
+from incidents.api.ingest_routes import post_events
 from incidents.console.api_calls import call
 from incidents.console.pages import Visit
 from incidents.console.rendering import SECURITY_HEADERS, Templates
 from incidents.errors import FieldError, IncidentsError, InvalidRequest
 from incidents.ingest.modes import STRUCTURED
-from incidents.ingest.routes import post_events
 from incidents.model.alert import ALERT_STATUSES
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus

@@ -5,5 +5,5 @@
   to every open stream's bounded queue;
 - ``session``: one open stream: resume after ``Last-Event-ID``, live events redacted for the
   caller through the read layer's ``Viewer``, heartbeats, disconnects;
-- ``routes``: the endpoint and its OpenAPI description.
+- the endpoint and its OpenAPI description are ``api.stream_routes``.
 """

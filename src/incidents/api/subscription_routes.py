@@ -10,18 +10,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.delivery import channels, signing_secrets
-from incidents.delivery.attempt_log import iso
-from incidents.delivery.delivery_queries import DeliveryQueries
-from incidents.delivery.handshake import handshake
-from incidents.delivery.route_support import owned
-from incidents.delivery.secret_fields import seal
-from incidents.delivery.sinks import INSECURE, check_url, sink_problem
-from incidents.delivery.subscription_schema import (
+from incidents.api.owned_subscription import owned
+from incidents.api.subscription_openapi import (
     SUBSCRIPTION,
     filter_schema,
     subscription_input,
 )
+from incidents.delivery import channels, signing_secrets
+from incidents.delivery.attempt_log import iso
+from incidents.delivery.delivery_queries import DeliveryQueries
+from incidents.delivery.handshake import handshake
+from incidents.delivery.secret_fields import seal
+from incidents.delivery.sinks import INSECURE, check_url, sink_problem
 from incidents.delivery.subscription_spec import Spec, SubscriptionStatus, parse_spec
 from incidents.delivery.subscriptions import Subscription, new_subscription, rotated
 from incidents.endpoint_support import ID, json_request, now, operation, request_body, subscriber

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from incidents.delivery import delivery_log_routes, subscription_routes
+from incidents.api import delivery_log_routes, subscription_routes
 from incidents.openapi import JSONObject
 
 

@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from incidents.api.incident_routes import SEVERITY_ALIASES, SEVERITY_PARAM
 from incidents.auth import caller
 from incidents.http import json_response, page_params, page_response, parsed_param
-from incidents.lifecycle.routes import SEVERITY_ALIASES, SEVERITY_PARAM
 from incidents.model.alert import ALERT_STATUSES, AlertStatus
 from incidents.model.severity import Severity
 from incidents.openapi import (

@@ -1,7 +1,7 @@
 """HTTP endpoints of what was delivered: a subscription's delivery log and ``replay``
 (``/v1/subscriptions/{id}/...``), the dead letters with their ``redrive`` (admins), and what
 became of one event for each subscription (``GET /v1/events/{id}/routes``, served from
-``ingest.routes``, before its catch-all ``/v1/events/{id}``)."""
+``api.ingest_routes``, before its catch-all ``/v1/events/{id}``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from incidents.api.owned_subscription import owned
 from incidents.auth import Principal, caller
 from incidents.delivery.channels.base import OutcomeKind
 from incidents.delivery.delivery_queries import DeliveryQueries
@@ -19,7 +20,6 @@ from incidents.delivery.explain import JUDGED_ON, Fate, explain
 from incidents.delivery.fanout import replay, routed_through
 from incidents.delivery.lanes import DEAD, FILTER_ERROR, PENDING, SILENCED, WITHHELD
 from incidents.delivery.owner_views import OwnerViews
-from incidents.delivery.route_support import owned
 from incidents.endpoint_support import (
     ID,
     LIMIT,

@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from incidents.api import delivery_log_routes
 from incidents.auth import caller
-from incidents.delivery import delivery_log_routes
 from incidents.errors import IncidentsError
 from incidents.http import json_response
 from incidents.ingest.modes import BATCH, STRUCTURED, parse_request

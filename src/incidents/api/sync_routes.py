@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.adapters.common import submit
+from incidents.api.adapter_submit import submit
 from incidents.auth import Principal, admin_principal
 from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels import secret_pointers

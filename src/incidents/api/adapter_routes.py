@@ -15,12 +15,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.adapters import alertmanager, grafana, pagerduty
-from incidents.adapters.common import adapter_schema, check_input, submit
+from incidents.adapters.common import check_input
+from incidents.api.adapter_submit import adapter_schema, submit
+from incidents.api.ingest_routes import ACCEPTED_EVENT
 from incidents.auth import caller
 from incidents.errors import MAX_LISTED_ERRORS, IncidentsError
 from incidents.http import json_response
 from incidents.ingest.modes import check_count
-from incidents.ingest.routes import ACCEPTED_EVENT
 from incidents.model.schemas import errors_of
 from incidents.offload import off_loop
 from incidents.openapi import BEARER, adapter_schema_ref, errors, json_body
