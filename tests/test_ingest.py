@@ -30,6 +30,21 @@ def test_structured_event_is_accepted_and_stored_before_the_answer(
     assert stored["ingested_at"]
 
 
+def test_stored_event_leaves_out_an_empty_plan_but_reads_back_whole(
+    client: httpx.Client, redis_client: redis.Redis
+) -> None:
+    """An event without a plan is stored without ``meta`` and still read back with ``meta: {}``."""
+    ev = event("im.incident.declare")
+    accepted = post(client, ev).json()["accepted"][0]
+    raw = redis_client.get(f"incidents:event:{accepted['sequence']}") or b"{}"
+    assert "meta" not in json.loads(raw)
+    read = client.get(f"/v1/events/{ev['id']}")
+    assert read.status_code == 200, read.text
+    assert read.json()["meta"] == {}
+    assert read.json()["principal"]
+    assert read.json()["sequence"] == accepted["sequence"]
+
+
 def test_declare_without_incident_id_gets_one_assigned(client: httpx.Client) -> None:
     """A declare with no imincidentid is given INC-<n>, named in the 202 and on the event."""
     first = post(client, event("im.incident.declare")).json()["accepted"][0]

@@ -265,14 +265,14 @@ class EventStore:
 
     @staticmethod
     def _tail(draft: Draft, ingested: str) -> bytes:
-        body = {
-            "ingested_at": ingested,
-            "principal": draft.principal,
-            "meta": draft.plan.to_dict(),
-            "event": draft.event.to_dict(),
-        }
-        # The script prepends '{"sequence":<n>', so the tail starts after the opening brace.
-        return b"," + orjson.dumps(body)[1:]
+        return stored_tail(
+            {
+                "ingested_at": ingested,
+                "principal": draft.principal,
+                "meta": draft.plan.to_dict(),
+                "event": draft.event.to_dict(),
+            }
+        )
 
     async def get(self, sequence: int) -> StoredEvent | None:
         async with guarded("reading an event"):
@@ -323,6 +323,15 @@ class EventStore:
         async with guarded("reading the sequence"):
             raw = await self.redis.get(keys.SEQUENCE)
         return int(cast(bytes, raw)) if raw else 0
+
+
+def stored_tail(body: dict[str, Any]) -> bytes:
+    """An event's JSON as kept at ``keys.event(sequence)``, after '{"sequence":<n>' (which the
+    storing script prepends, so the tail starts after the opening brace). An empty ``meta``
+    (most events) or ``principal`` is left out: reading gives the same event without them,
+    and every event kept is that much smaller."""
+    kept = {k: v for k, v in body.items() if v or k not in ("meta", "principal")}
+    return b"," + orjson.dumps(kept)[1:]
 
 
 def stored_event(raw: bytes | str) -> StoredEvent:
