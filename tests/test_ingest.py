@@ -30,17 +30,19 @@ def test_structured_event_is_accepted_and_stored_before_the_answer(
     assert stored["ingested_at"]
 
 
-def test_stored_event_leaves_out_an_empty_plan_but_reads_back_whole(
+def test_stored_event_leaves_out_what_it_can_and_reads_back_whole(
     client: httpx.Client, redis_client: redis.Redis
 ) -> None:
-    """An event without a plan is stored without ``meta`` and still read back with ``meta: {}``."""
+    """An event is stored without an empty ``meta`` or its ``specversion`` and reads back whole."""
     ev = event("im.incident.declare")
     accepted = post(client, ev).json()["accepted"][0]
-    raw = redis_client.get(f"incidents:event:{accepted['sequence']}") or b"{}"
-    assert "meta" not in json.loads(raw)
+    raw = json.loads(redis_client.get(f"incidents:event:{accepted['sequence']}") or b"{}")
+    assert "meta" not in raw and "specversion" not in raw["event"]
     read = client.get(f"/v1/events/{ev['id']}")
     assert read.status_code == 200, read.text
     assert read.json()["meta"] == {}
+    assert list(read.json()["event"])[:2] == ["specversion", "id"]
+    assert read.json()["event"]["specversion"] == "1.0"
     assert read.json()["principal"]
     assert read.json()["sequence"] == accepted["sequence"]
 

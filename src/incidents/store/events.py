@@ -328,16 +328,27 @@ class EventStore:
 def stored_tail(body: dict[str, Any]) -> bytes:
     """An event's JSON as kept at ``keys.event(sequence)``, after '{"sequence":<n>' (which the
     storing script prepends, so the tail starts after the opening brace). An empty ``meta``
-    (most events) or ``principal`` is left out: reading gives the same event without them,
-    and every event kept is that much smaller."""
+    (most events) or ``principal`` is left out, and so is the event's ``specversion`` when it
+    is its first attribute and ``"1.0"`` (every event the gateway accepts): ``stored_event``
+    puts it back first, so the event reads back, and is delivered, byte for byte the same."""
     kept = {k: v for k, v in body.items() if v or k not in ("meta", "principal")}
+    event = kept.get("event")
+    if isinstance(event, dict) and next(iter(event.items()), None) == _SPECVERSION:
+        kept["event"] = dict(list(event.items())[1:])
     return b"," + orjson.dumps(kept)[1:]
+
+
+_SPECVERSION = ("specversion", "1.0")
 
 
 def stored_event(raw: bytes | str) -> StoredEvent:
     """An event as kept at ``keys.event(sequence)`` (for callers that read that key along
     with others in one round trip)."""
-    return StoredEvent.from_dict(orjson.loads(raw))
+    body = orjson.loads(raw)
+    event = body.get("event")
+    if isinstance(event, dict) and _SPECVERSION[0] not in event:
+        body["event"] = {_SPECVERSION[0]: _SPECVERSION[1], **event}
+    return StoredEvent.from_dict(body)
 
 
 def _decode(drafts: Sequence[Draft], reply: list[Any]) -> list[Accepted] | Exception:
