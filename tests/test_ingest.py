@@ -38,6 +38,7 @@ def test_stored_event_leaves_out_what_it_can_and_reads_back_whole(
     accepted = post(client, ev).json()["accepted"][0]
     raw = json.loads(redis_client.get(f"incidents:event:{accepted['sequence']}") or b"{}")
     assert "meta" not in raw and "specversion" not in raw["event"]
+    assert not raw["ingested_at"].endswith("+00:00")
     read = client.get(f"/v1/events/{ev['id']}")
     assert read.status_code == 200, read.text
     assert read.json()["meta"] == {}

@@ -330,8 +330,13 @@ def stored_tail(body: dict[str, Any]) -> bytes:
     storing script prepends, so the tail starts after the opening brace). An empty ``meta``
     (most events) or ``principal`` is left out, and so is the event's ``specversion`` when it
     is its first attribute and ``"1.0"`` (every event the gateway accepts): ``stored_event``
-    puts it back first, so the event reads back, and is delivered, byte for byte the same."""
+    puts it back first, so the event reads back, and is delivered, byte for byte the same.
+    An ingest time in UTC is kept without its "+00:00" (a time without an offset reads as
+    UTC)."""
     kept = {k: v for k, v in body.items() if v or k not in ("meta", "principal")}
+    ingested = kept.get("ingested_at")
+    if isinstance(ingested, str) and ingested.endswith("+00:00"):
+        kept["ingested_at"] = ingested.removesuffix("+00:00")
     event = kept.get("event")
     if isinstance(event, dict) and next(iter(event.items()), None) == _SPECVERSION:
         kept["event"] = dict(list(event.items())[1:])
