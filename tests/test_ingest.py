@@ -30,6 +30,24 @@ def test_structured_event_is_accepted_and_stored_before_the_answer(
     assert stored["ingested_at"]
 
 
+def test_stored_event_leaves_out_what_it_can_and_reads_back_whole(
+    client: httpx.Client, redis_client: redis.Redis
+) -> None:
+    """An event is stored without an empty ``meta`` or its ``specversion`` and reads back whole."""
+    ev = event("im.incident.declare")
+    accepted = post(client, ev).json()["accepted"][0]
+    raw = json.loads(redis_client.get(f"incidents:event:{accepted['sequence']}") or b"{}")
+    assert "meta" not in raw and "specversion" not in raw["event"]
+    assert not raw["ingested_at"].endswith("+00:00")
+    read = client.get(f"/v1/events/{ev['id']}")
+    assert read.status_code == 200, read.text
+    assert read.json()["meta"] == {}
+    assert list(read.json()["event"])[:2] == ["specversion", "id"]
+    assert read.json()["event"]["specversion"] == "1.0"
+    assert read.json()["principal"]
+    assert read.json()["sequence"] == accepted["sequence"]
+
+
 def test_declare_without_incident_id_gets_one_assigned(client: httpx.Client) -> None:
     """A declare with no imincidentid is given INC-<n>, named in the 202 and on the event."""
     first = post(client, event("im.incident.declare")).json()["accepted"][0]

@@ -32,6 +32,7 @@ from incidents.model.status import IncidentStatus
 from incidents.model.timestamps import parse_time
 from incidents.model.types import Extension
 from incidents.store import keys
+from incidents.store.events import stored_tail
 from incidents.store.scripts import load_script
 
 _NUMBERED = re.compile(r"INC-(\d+)")
@@ -87,9 +88,7 @@ class Restorer:
             "sequence": stored.sequence,
             "deliver": self.deliver,
         }
-        tail = (
-            b"," + orjson.dumps({k: v for k, v in stored.to_dict().items() if k != "sequence"})[1:]
-        )
+        tail = stored_tail({k: v for k, v in stored.to_dict().items() if k != "sequence"})
         kind, value = self._event(
             keys=[keys.SEQUENCE, keys.OUTBOX, keys.SWEPT_UP_TO],
             args=[orjson.dumps(request), tail, keys.EVENT_PREFIX],

@@ -265,14 +265,14 @@ class EventStore:
 
     @staticmethod
     def _tail(draft: Draft, ingested: str) -> bytes:
-        body = {
-            "ingested_at": ingested,
-            "principal": draft.principal,
-            "meta": draft.plan.to_dict(),
-            "event": draft.event.to_dict(),
-        }
-        # The script prepends '{"sequence":<n>', so the tail starts after the opening brace.
-        return b"," + orjson.dumps(body)[1:]
+        return stored_tail(
+            {
+                "ingested_at": ingested,
+                "principal": draft.principal,
+                "meta": draft.plan.to_dict(),
+                "event": draft.event.to_dict(),
+            }
+        )
 
     async def get(self, sequence: int) -> StoredEvent | None:
         async with guarded("reading an event"):
@@ -325,10 +325,35 @@ class EventStore:
         return int(cast(bytes, raw)) if raw else 0
 
 
+def stored_tail(body: dict[str, Any]) -> bytes:
+    """An event's JSON as kept at ``keys.event(sequence)``, after '{"sequence":<n>' (which the
+    storing script prepends, so the tail starts after the opening brace). An empty ``meta``
+    (most events) or ``principal`` is left out, and so is the event's ``specversion`` when it
+    is its first attribute and ``"1.0"`` (every event the gateway accepts): ``stored_event``
+    puts it back first, so the event reads back, and is delivered, byte for byte the same.
+    An ingest time in UTC is kept without its "+00:00" (a time without an offset reads as
+    UTC)."""
+    kept = {k: v for k, v in body.items() if v or k not in ("meta", "principal")}
+    ingested = kept.get("ingested_at")
+    if isinstance(ingested, str) and ingested.endswith("+00:00"):
+        kept["ingested_at"] = ingested.removesuffix("+00:00")
+    event = kept.get("event")
+    if isinstance(event, dict) and next(iter(event.items()), None) == _SPECVERSION:
+        kept["event"] = dict(list(event.items())[1:])
+    return b"," + orjson.dumps(kept)[1:]
+
+
+_SPECVERSION = ("specversion", "1.0")
+
+
 def stored_event(raw: bytes | str) -> StoredEvent:
     """An event as kept at ``keys.event(sequence)`` (for callers that read that key along
     with others in one round trip)."""
-    return StoredEvent.from_dict(orjson.loads(raw))
+    body = orjson.loads(raw)
+    event = body.get("event")
+    if isinstance(event, dict) and _SPECVERSION[0] not in event:
+        body["event"] = {_SPECVERSION[0]: _SPECVERSION[1], **event}
+    return StoredEvent.from_dict(body)
 
 
 def _decode(drafts: Sequence[Draft], reply: list[Any]) -> list[Accepted] | Exception:
