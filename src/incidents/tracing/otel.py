@@ -16,7 +16,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCod
 from opentelemetry.trace.span import TraceState
 
 from incidents.tracing.context import TraceContext
-from incidents.tracing.spans import Attributes, Kind, Span, Value
+from incidents.tracing.spans import Attributes, Kind, NoSpan, Span, Value
 
 _KINDS = {
     "internal": trace.SpanKind.INTERNAL,
@@ -73,19 +73,6 @@ class _Recorded:
         self.span.set_status(Status(StatusCode.ERROR, description))
 
 
-class _Unopened:
-    context = None
-
-    def set(self, name: str, value: Value) -> None:
-        pass
-
-    def rename(self, name: str) -> None:
-        pass
-
-    def fail(self, description: str) -> None:
-        pass
-
-
 class OtelSpans:
     enabled = True
 
@@ -140,7 +127,7 @@ class OtelSpans:
         if tracer is None or (self._by_parent and not _sampled(parent)):
             # Not recorded: skipped rather than made (a span the sampler drops still costs
             # ids, a context and the sampler); the caller continues the trace by itself.
-            yield _Unopened()
+            yield NoSpan()
             return
         with tracer.start_as_current_span(
             name,

@@ -60,7 +60,7 @@ class Spans(Protocol):
         ...
 
 
-class _NoSpan:
+class NoSpan:
     """A span that records nothing; it is its own context manager."""
 
     context = None
@@ -74,7 +74,7 @@ class _NoSpan:
     def fail(self, description: str) -> None:
         pass
 
-    def __enter__(self) -> _NoSpan:
+    def __enter__(self) -> NoSpan:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -87,7 +87,7 @@ class NoSpans:
     enabled = False
 
     def __init__(self) -> None:
-        self._span = _NoSpan()
+        self._span = NoSpan()
 
     def start(
         self,
