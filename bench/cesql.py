@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -34,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # for bench.run; incidents comes from the installed package
 
-from incidents.cesql import compile_expression  # noqa: E402  # after the path
+from bench.run import print_results, written  # noqa: E402  # after the path
+from incidents.cesql import compile_expression  # noqa: E402
 from incidents.delivery.subscription_spec import parse_spec  # noqa: E402
 from incidents.delivery.subscriptions import Subscription, new_subscription  # noqa: E402
 from incidents.model.cloudevent import CloudEvent  # noqa: E402
@@ -154,13 +154,8 @@ def main() -> int:
     sql_us, exact_us = compare(failing, exact_subs, unwanted, args.rounds)
     results["fanout_failing_sql_us"] = round(sql_us, 1)
     results["fanout_failing_exact_us"] = round(exact_us, 1)
-    out = ROOT / "bench" / "results" / "cesql.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    width = max(len(k) for k in results)
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value}")
-    print(f"\nwritten to {out.relative_to(ROOT)}")
+    print_results(results)
+    written(results, "cesql")
     return 0
 
 

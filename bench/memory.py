@@ -25,7 +25,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import TOKEN, Bench, note  # noqa: E402  # after the path
+from bench.run import TOKEN, Bench, note, written  # noqa: E402  # after the path
 from incidents.store.embedded import free_port  # noqa: E402
 
 TARGET = 1600  # bytes of Redis per retained event
@@ -134,14 +134,11 @@ def main() -> int:
         watched.close()
     finally:
         bench.redis.stop()
-    out = ROOT / "bench" / "results" / "memory.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
     for key in ("round_1", "round_2"):
         print(key, results[key])
     for family, row in results["keys"].items():
         print(f"  {family:<32} {row['keys']:>7} keys, {row['avg_bytes']:>6} bytes each")
-    print(f"\nwritten to {out.relative_to(ROOT)}")
+    written(results, "memory")
     return 0
 
 

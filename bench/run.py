@@ -658,14 +658,25 @@ def main() -> int:
     )
     args = parser.parse_args()
     results = Bench(args.quick, args.appendfsync).run(args.parts)
-    out = ROOT / "bench" / "results" / "latest.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    print_results(results)
+    written(results, "latest")
+    return 0
+
+
+def print_results(results: dict[str, Any]) -> None:
+    """One figure a line, names aligned."""
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
+
+
+def written(results: dict[str, Any], name: str) -> Path:
+    """Write ``results`` to bench/results/<name>.json and say where."""
+    out = ROOT / "bench" / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {out.relative_to(ROOT)}")
-    return 0
+    return out
 
 
 if __name__ == "__main__":
