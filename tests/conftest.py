@@ -135,3 +135,17 @@ def workers(settings: Settings) -> Iterator[Workers]:
         yield found
     finally:
         found.close()
+
+
+@pytest.fixture
+def keyless(settings: Settings, shared_server: SharedServer) -> Iterator[httpx.Client]:
+    """The API as it ran before a key was set: no INCIDENTS_SECRET_KEY, so signing secrets are
+    stored plain and connector credentials are refused."""
+    app = create_app(settings.replace(secret_key=None))
+    with (
+        shared_server.mounted(app) as url,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+        ) as c,
+    ):
+        yield c

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import httpx
 import pytest
 import redis
 
-from incidents.app import create_app
 from incidents.cli.main import main
 from incidents.cli.runner import _check_secret_key, _secret_key
 from incidents.delivery.secret_fields import opened, value_at
@@ -140,18 +138,6 @@ def test_an_unknown_format_or_bad_settings_are_400_naming_each_field(client: htt
     assert [e["pointer"] for e in assert_problem(missing, 400, "invalid-request")["errors"]] == [
         "/formatsettings/routing_key"
     ]
-
-
-@pytest.fixture
-def keyless(settings: Settings, shared_server: Any) -> Iterator[httpx.Client]:
-    app = create_app(settings.replace(secret_key=None))
-    with (
-        shared_server.mounted(app) as url,
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
-        ) as c,
-    ):
-        yield c
 
 
 def test_a_secret_without_a_key_is_a_503_naming_the_setting(

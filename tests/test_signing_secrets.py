@@ -5,7 +5,6 @@ signing and are sealed in place when a worker starts with the key."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +23,6 @@ from incidents.store.secret_box import SecretBox, SecretUnreadable, decode_key, 
 from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
 from tests.support import (
     ADMIN_TOKEN,
-    SharedServer,
     event,
     keys_holding,
     serve_in_thread,
@@ -98,19 +96,6 @@ def test_with_a_key_no_signing_secret_is_in_redis_and_deliveries_verify(
     assert keys_holding(redis_client, first) == []
     assert keys_holding(redis_client, second) == []
     assert redis_client.sismember(keys.SUBSCRIPTIONS_SEALED, sub["id"])
-
-
-@pytest.fixture
-def keyless(settings: Settings, shared_server: SharedServer) -> Iterator[httpx.Client]:
-    """The API as it ran before a key was set: it stores signing secrets plain."""
-    app = create_app(settings.replace(secret_key=None))
-    with (
-        shared_server.mounted(app) as url,
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
-        ) as c,
-    ):
-        yield c
 
 
 @pytest.mark.slow
