@@ -102,6 +102,21 @@ def keys_holding(client: redis.Redis, needle: str) -> list[str]:
     return found
 
 
+def kept_event(client: redis.Redis, sequence: int) -> list[Any]:
+    """The event of ``sequence`` as Redis keeps it: ``[sequence, ingest time in microseconds
+    since the epoch, principal, event]``, with its plan last when it has one."""
+    raw = client.hget(f"incidents:events:{sequence // 64}", str(sequence))
+    assert raw is not None, f"no event {sequence} is stored"
+    found = json.loads(raw)
+    assert isinstance(found, list)
+    return found
+
+
+def stored_event_count(client: redis.Redis) -> int:
+    """How many events Redis keeps."""
+    return sum(int(client.hlen(k)) for k in client.scan_iter("incidents:events:*"))
+
+
 def with_async_redis(redis_url: str, work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
     """Run ``work`` on a new event loop with an asyncio Redis client of its own, closed after;
     return what it returns."""

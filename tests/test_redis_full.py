@@ -105,7 +105,7 @@ def test_a_full_redis_is_a_503_redis_full_and_nothing_is_half_written(full: Full
         assert int(response.headers["Retry-After"]) > 0
     assert full.sequence() == before
     for e in (single, *batch):
-        assert not full.redis.exists(keys.by_id(str(e["id"])))
+        assert not full.redis.hexists(keys.event_ids(str(e["id"])), str(e["id"]))
     not_ready = assert_problem(full.client.get("/readyz"), 503, "redis-full")
     assert "not ready" in not_ready["detail"] and "full" in not_ready["detail"]
     assert full.gauge() == "incidents_redis_full 1"

@@ -74,7 +74,7 @@ def test_delivered_events_past_retention_go_with_their_dedup_keys_and_records(
     removed = sweep(settings, redis_client, time.time() + 31 * DAY)
 
     assert (removed["event"], removed["dedup"], removed["delivery"]) == (3, 3, 3)
-    for pattern in ("event:*", "ids:*", "delivery:*"):
+    for pattern in ("events:*", "event-ids:*", "delivery:*"):
         assert key_names(redis_client, keys.PREFIX + pattern) == [], pattern
     assert key_names(redis_client, keys.PREFIX + "deliveries:*") == []
     assert redis_client.zcard(keys.DELIVERY_BUCKETS) == 0
@@ -143,7 +143,7 @@ def test_an_open_incident_keeps_its_timeline_and_a_closed_one_goes_after_its_ret
     assert client.get(f"/v1/events/{declared['id']}").status_code == 404
     assert client.get("/v1/incidents").json()["incidents"] == []
     assert key_names(redis_client, "*INC-7*") == []
-    assert key_names(redis_client, keys.PREFIX + "event:*") == []
+    assert key_names(redis_client, keys.PREFIX + "events:*") == []
     assert redis_client.hkeys(keys.channel_state("sub_sn")) == [b"INC-8"]
     assert redis_client.hkeys(keys.sync_records("sub_sn")) == [b"zz"]
 
@@ -271,7 +271,7 @@ def test_a_failing_archive_stops_removal(
 
     with pytest.raises(ArchiveError):
         sweep(settings, redis_client, time.time() + 31 * DAY, Archive(blocked))
-    assert key_names(redis_client, keys.PREFIX + "event:*") != []
+    assert key_names(redis_client, keys.PREFIX + "events:*") != []
 
     blocked.unlink()
     assert sweep(settings, redis_client, time.time() + 31 * DAY, Archive(blocked))["event"] == 1

@@ -21,7 +21,7 @@ from incidents.archive.records import ALERT_TYPE, INCIDENT_TYPE, event_record, s
 from incidents.model.alert import Alert
 from incidents.model.cloudevent import StoredEvent
 from incidents.store import keys
-from incidents.store.events import stored_event
+from incidents.store.events import read_events, stored_event
 
 BATCH = 500
 
@@ -55,8 +55,7 @@ def export_records(client: redis.Redis, selection: Selection) -> Iterator[dict[s
         alert_keys = [m.decode() for m in cast(list[bytes], client.zrange(keys.ALERT_INDEX, 0, -1))]
     for start in range(0, len(sequences), BATCH):
         chunk = sequences[start : start + BATCH]
-        raws = cast(list[bytes | None], client.mget([keys.event(s) for s in chunk]))
-        for raw in raws:
+        for raw in read_events(client, chunk):
             if raw is not None and selection.takes(stored := stored_event(raw)):
                 yield event_record(stored)
     for start in range(0, len(incidents), BATCH):

@@ -32,7 +32,7 @@ from incidents.model.status import IncidentStatus
 from incidents.model.timestamps import parse_time
 from incidents.model.types import Extension
 from incidents.store import keys
-from incidents.store.events import stored_tail
+from incidents.store.events import microseconds, stored_tail
 from incidents.store.scripts import load_script
 
 _NUMBERED = re.compile(r"INC-(\d+)")
@@ -81,17 +81,25 @@ class Restorer:
         event = stored.event
         incident = str(event.get(Extension.INCIDENT_ID) or "")
         request = {
-            "ids": keys.by_id(event.id),
+            "ids": keys.event_ids(event.id),
+            "id": event.id,
             "source": event.source,
             "incident": incident,
             "timeline": keys.timeline(incident) if incident else "",
             "sequence": stored.sequence,
             "deliver": self.deliver,
+            "events": keys.EVENTS_PREFIX,
+            "bucket": keys.EVENT_BUCKET,
         }
-        tail = stored_tail({k: v for k, v in stored.to_dict().items() if k != "sequence"})
+        tail = stored_tail(
+            event.to_dict(),
+            microseconds(stored.ingested_at),
+            stored.principal,
+            stored.plan.to_dict(),
+        )
         kind, value = self._event(
             keys=[keys.SEQUENCE, keys.OUTBOX, keys.SWEPT_UP_TO],
-            args=[orjson.dumps(request), tail, keys.EVENT_PREFIX],
+            args=[orjson.dumps(request), tail],
         )
         if kind == b"dup":
             self.counts["duplicates"] += 1

@@ -65,7 +65,7 @@ from incidents.policy.outbound import Verdict
 from incidents.settings import Settings
 from incidents.silences.store import SilenceCache, SilenceStore
 from incidents.store import keys
-from incidents.store.events import EventStore, stored_event
+from incidents.store.events import EventReads, EventStore, stored_event
 from incidents.store.redis import UNAVAILABLE
 from incidents.store.secret_box import SecretUnreadable
 from incidents.tracing.spans import NoSpans, Spans
@@ -489,23 +489,29 @@ class Dispatcher:
             self._events.clear()
         found = {s: self._events[s] for _, s in heads if s in self._events}
         # Usually none: the router in this process leaves the events it routed in the cache.
-        missing = [keys.event(s) for _, s in heads if s not in found]
+        reads = EventReads(sorted({s for _, s in heads if s not in found}))
         raws: Sequence[Any]
         rows: Sequence[Any]
         if read is not None:
             version, paused, state, rows = read.version, read.paused, read.state, read.rows
             silences = read.silences
-            raws = await self.redis.mget(missing) if missing else []
+            raws = []
+            if reads.sequences:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    reads.queue(pipe)
+                    raws = reads.found(await pipe.execute())
         else:
             pipe = self.redis.pipeline(transaction=False)
-            # One MGET for the versions, the pause and the events not cached.
-            pipe.mget(
-                [keys.SUBSCRIPTIONS_VERSION, keys.SILENCES_VERSION, keys.paused(sub_id), *missing]
-            )
+            # One MGET for the versions and the pause; then the lane's channel state, the
+            # records, and the events not cached.
+            pipe.mget([keys.SUBSCRIPTIONS_VERSION, keys.SILENCES_VERSION, keys.paused(sub_id)])
             pipe.hget(keys.channel_state(sub_id), incident or "~")
             for delivery_id, seq in heads:
                 pipe.hget(record_bucket(seq), delivery_id)
-            (version, silences, paused, *raws), state, *rows = await pipe.execute()
+            reads.queue(pipe)
+            answers = await pipe.execute()
+            (version, silences, paused), state = answers[0], answers[1]
+            rows, raws = answers[2 : 2 + len(heads)], reads.found(answers)
         self.cache.observe(version)
         self.silences.observe(silences)
         self.throttle.note(sub_id, paused)

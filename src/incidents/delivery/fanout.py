@@ -43,7 +43,7 @@ from incidents.model.cloudevent import StoredEvent
 from incidents.model.origin import came_from
 from incidents.model.types import Extension
 from incidents.store import keys
-from incidents.store.events import EventStore, stored_event
+from incidents.store.events import EventReads, EventStore, stored_event
 from incidents.store.keys import OUTBOX
 from incidents.store.redis import FULL_REASON, FULL_RETRY_AFTER, UNAVAILABLE
 from incidents.store.scripts import load_script
@@ -243,7 +243,12 @@ class _Batches:
         seqs = [int(fields[b"seq"]) for _, fields in entries if fields and b"seq" in fields]
         # The subscriptions' version is read with the events, after they were accepted: a
         # subscription made before an event was accepted is seen when it is routed.
-        version, *raws = await self.redis.mget([keys.SUBSCRIPTIONS_VERSION, *map(keys.event, seqs)])
+        reads = EventReads(seqs)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.SUBSCRIPTIONS_VERSION)
+            reads.queue(pipe)
+            answers = await pipe.execute()
+        version, raws = answers[0], reads.found(answers)
         self.cache.observe(version)
         # An event the planner marked as not to be fanned out (a repeat of an open alert,
         # an ack with nothing to acknowledge) is stored and on the timeline, but not sent.

@@ -13,9 +13,9 @@ from incidents.archive.daily import EVENTS
 from incidents.archive.records import ALERT_TYPE, INCIDENT_TYPE, event_record, snapshot
 from incidents.delivery.channels.base import ChannelState
 from incidents.model.alert import Alert
-from incidents.retention.removal import Removal, forget_events, parse_time
+from incidents.retention.removal import Removal, parse_time
 from incidents.store import keys
-from incidents.store.events import stored_event
+from incidents.store.events import read_events, stored_event
 
 TIMELINE_PER_STEP = 500  # events of closed incidents removed per step
 DOCUMENTS_PER_STEP = 50  # incidents and alerts looked at per step
@@ -39,11 +39,11 @@ class DocumentRemoval(Removal):
             members = cast(list[bytes], self.client.zrange(timeline, 0, budget - 1))
             if members:
                 seqs = [int(m) for m in members]
-                raws = cast(list[bytes | None], self.client.mget([keys.event(s) for s in seqs]))
+                raws = read_events(self.client, seqs)
                 events = [stored_event(r) for r in raws if r is not None]
                 self.archived(EVENTS, [event_record(s) for s in events])
                 with self.client.pipeline(transaction=False) as pipe:
-                    forget_events(pipe, events)
+                    self.forget_events(pipe, events)
                     pipe.zrem(timeline, *members)
                     answers = pipe.execute()
                 removed["event"] += sum(answers[: 2 * len(events) : 2])

@@ -17,13 +17,12 @@ from incidents.retention.removal import (
     Removal,
     attempt_record,
     delivery_record,
-    forget_events,
     incident_of,
     oldest_run,
     stream_id,
 )
 from incidents.store import keys
-from incidents.store.events import stored_event
+from incidents.store.events import read_events, stored_event
 
 EVENTS_PER_STEP = 200
 DELIVERIES_PER_STEP = 1000
@@ -39,7 +38,7 @@ class EventRemoval(Removal):
         if upto <= swept:
             return
         seqs = list(range(swept + 1, upto + 1))
-        raws = cast(list[bytes | None], self.client.mget([keys.event(s) for s in seqs]))
+        raws = read_events(self.client, seqs)
         done, expired, whole = swept, [], []
         for seq, raw in zip(seqs, raws, strict=True):
             if raw is not None:
@@ -53,9 +52,9 @@ class EventRemoval(Removal):
         self.archived(EVENTS, [event_record(s) for s in whole])
         kept = [s for s in expired if incident_of(s)]
         with self.client.pipeline(transaction=False) as pipe:
-            forget_events(pipe, whole)
+            self.forget_events(pipe, whole)
             for s in kept:
-                pipe.hdel(keys.by_id(s.event.id), s.event.source)
+                self.unindex(pipe, s)
             pipe.set(keys.SWEPT_UP_TO, done)
             answers = pipe.execute()
         forgotten = answers[: 2 * len(whole)]

@@ -24,18 +24,23 @@ class Removal:
         self.client = client
         self.archive = archive
         self._forget = client.register_script(load_script("forget"))
+        self._unindex = client.register_script(load_script("unindex"))
 
     def archived(self, kind: str, records: Sequence[dict[str, Any]]) -> None:
         if self.archive is not None and records:
             self.archive.append(kind, records)
 
+    def forget_events(self, pipe: Any, events: Sequence[StoredEvent]) -> None:
+        """Queue the removal of events: two commands each (the event, and its entry in the
+        id index, which is its dedup key too), each answering 1 if it removed something."""
+        for s in events:
+            pipe.hdel(keys.events(keys.event_bucket(s.sequence)), s.sequence)
+            self.unindex(pipe, s)
 
-def forget_events(pipe: Any, events: Sequence[StoredEvent]) -> None:
-    """Queue the removal of events: two commands each (the event, and its entry in the id
-    index, which is its dedup key too)."""
-    for s in events:
-        pipe.delete(keys.event(s.sequence))
-        pipe.hdel(keys.by_id(s.event.id), s.event.source)
+    def unindex(self, pipe: Any, stored: StoredEvent) -> None:
+        """Queue taking the event out of the id index (its dedup check goes with it)."""
+        event = stored.event
+        self._unindex(keys=[keys.event_ids(event.id)], args=[event.id, event.source], client=pipe)
 
 
 def incident_of(stored: StoredEvent) -> str:

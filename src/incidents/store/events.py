@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, cast
 
@@ -17,7 +17,7 @@ from incidents.errors import StoreUnavailable
 from incidents.model.cloudevent import CloudEvent, StoredEvent
 from incidents.model.plan import NO_PLAN, Plan
 from incidents.model.types import Extension
-from incidents.store import keys
+from incidents.store import event_index, keys
 from incidents.store.redis import guarded
 from incidents.store.scripts import load_script
 
@@ -25,7 +25,8 @@ from incidents.store.scripts import load_script
 _ACCEPT_KEYS = {
     "seq": keys.SEQUENCE,
     "outbox": keys.OUTBOX,
-    "event_prefix": keys.EVENT_PREFIX,
+    "events": keys.EVENTS_PREFIX,
+    "bucket": keys.EVENT_BUCKET,
 }
 # Requests committed by one script call at most (bounds how long Redis is busy with one call).
 MAX_GROUPS_PER_CALL = 128
@@ -128,9 +129,10 @@ class EventStore:
             return []
         async with guarded("checking for duplicates"), self.redis.pipeline(False) as pipe:
             for e in events:
-                pipe.hget(keys.by_id(e.id), e.source)
+                pipe.hget(keys.event_ids(e.id), e.id)
             raw = await pipe.execute()
-        return [_sequence_of(v) if v else None for v in raw]
+        found = [event_index.find(v, e.source) for e, v in zip(events, raw, strict=True)]
+        return [f.sequence if f else None for f in found]
 
     async def accept(self, drafts: Sequence[Draft], now: datetime) -> list[Accepted]:
         """Store every draft or none. Raises VersionConflict, or StoreUnavailable.
@@ -150,7 +152,7 @@ class EventStore:
         script call (up to MAX_GROUPS_PER_CALL requests per call). One answer per request: its
         results, or the VersionConflict or StoreUnavailable that refused it. A later request
         sees what the earlier ones stored, so it may be planned on top of them."""
-        ingested = now.isoformat()
+        ingested = microseconds(now)
         loop = asyncio.get_running_loop()
         futures = [self._enqueue(loop, drafts, ingested) if drafts else None for drafts in requests]
         answers: list[list[Accepted] | Exception] = []
@@ -167,7 +169,7 @@ class EventStore:
         return answers
 
     def _enqueue(
-        self, loop: asyncio.AbstractEventLoop, drafts: Sequence[Draft], ingested: str
+        self, loop: asyncio.AbstractEventLoop, drafts: Sequence[Draft], ingested: int
     ) -> asyncio.Future[list[Any]]:
         """Queue one request's drafts for the next script call; requests queued together keep
         their order. Its group of the script's JSON request, and the strings that go beside
@@ -179,7 +181,8 @@ class EventStore:
             incident = d.incident_id
             group.append(
                 {
-                    "ids": keys.by_id(event.id),
+                    "ids": keys.event_ids(event.id),
+                    "id": event.id,
                     "source": event.source,
                     "incident": incident,
                     "timeline": keys.timeline(incident) if incident else "",
@@ -264,37 +267,29 @@ class EventStore:
         )
 
     @staticmethod
-    def _tail(draft: Draft, ingested: str) -> bytes:
-        return stored_tail(
-            {
-                "ingested_at": ingested,
-                "principal": draft.principal,
-                "meta": draft.plan.to_dict(),
-                "event": draft.event.to_dict(),
-            }
-        )
+    def _tail(draft: Draft, ingested: int) -> bytes:
+        return stored_tail(draft.event.to_dict(), ingested, draft.principal, draft.plan.to_dict())
 
     async def get(self, sequence: int) -> StoredEvent | None:
-        async with guarded("reading an event"):
-            raw = await self.redis.get(keys.event(sequence))
-        return stored_event(raw) if raw else None
+        found = await self.get_many([sequence])
+        return found[0] if found else None
 
     async def get_many(self, sequences: Sequence[int]) -> list[StoredEvent]:
+        """The events of these sequences that are stored, in the order asked."""
         if not sequences:
             return []
-        async with guarded("reading events"):
-            raws = await self.redis.mget([keys.event(s) for s in sequences])
+        reads = EventReads(sequences)
+        async with guarded("reading events"), self.redis.pipeline(transaction=False) as pipe:
+            reads.queue(pipe)
+            raws = reads.found(await pipe.execute())
         return [stored_event(r) for r in raws if r]
 
     async def find(self, event_id: str, source: str | None = None) -> list[StoredEvent]:
         """Stored events with this CloudEvents id (from any source unless one is named)."""
         async with guarded("looking up an event"):
-            if source is not None:
-                raw = await self.redis.hget(keys.by_id(event_id), source)
-                seqs = [_sequence_of(raw)] if raw else []
-            else:
-                found = await self.redis.hvals(keys.by_id(event_id))
-                seqs = sorted(_sequence_of(v) for v in found)
+            value = cast(bytes | None, await self.redis.hget(keys.event_ids(event_id), event_id))
+        found = event_index.decode(value)
+        seqs = sorted(r.sequence for r in found if source is None or r.source == source)
         return await self.get_many(seqs)
 
     async def timeline(
@@ -325,21 +320,66 @@ class EventStore:
         return int(cast(bytes, raw)) if raw else 0
 
 
-def stored_tail(body: dict[str, Any]) -> bytes:
-    """An event's JSON as kept at ``keys.event(sequence)``, after '{"sequence":<n>' (which the
-    storing script prepends, so the tail starts after the opening brace). An empty ``meta``
-    (most events) or ``principal`` is left out, and so is the event's ``specversion`` when it
-    is its first attribute and ``"1.0"`` (every event the gateway accepts): ``stored_event``
-    puts it back first, so the event reads back, and is delivered, byte for byte the same.
-    An ingest time in UTC is kept without its "+00:00" (a time without an offset reads as
-    UTC)."""
-    kept = {k: v for k, v in body.items() if v or k not in ("meta", "principal")}
-    ingested = kept.get("ingested_at")
-    if isinstance(ingested, str) and ingested.endswith("+00:00"):
-        kept["ingested_at"] = ingested.removesuffix("+00:00")
-    event = kept.get("event")
-    if isinstance(event, dict) and next(iter(event.items()), None) == _SPECVERSION:
-        kept["event"] = dict(list(event.items())[1:])
+class EventReads:
+    """Reads of stored events by sequence, queued on a pipeline (sync or asyncio) with other
+    commands: one ``HMGET`` per event bucket. ``found`` picks the answers out of the
+    pipeline's, in the order of ``sequences`` (None for one not stored)."""
+
+    def __init__(self, sequences: Sequence[int]) -> None:
+        self.sequences = list(sequences)
+        self.buckets: dict[int, list[int]] = {}
+        for seq in self.sequences:
+            self.buckets.setdefault(keys.event_bucket(seq), []).append(seq)
+
+    def queue(self, pipe: Any) -> None:
+        """Queue the reads: one command per bucket, after whatever ``pipe`` holds so far."""
+        for bucket, seqs in self.buckets.items():
+            pipe.hmget(keys.events(bucket), seqs)
+
+    def found(self, answers: Sequence[Any]) -> list[bytes | None]:
+        """The events' JSON from the pipeline's answers: the last ``len(self.buckets)``."""
+        mine = answers[len(answers) - len(self.buckets) :] if self.buckets else []
+        by_seq: dict[int, bytes | None] = {}
+        for seqs, raws in zip(self.buckets.values(), mine, strict=True):
+            by_seq.update(zip(seqs, raws, strict=True))
+        return [by_seq[s] for s in self.sequences]
+
+
+def read_events(client: Any, sequences: Sequence[int]) -> list[bytes | None]:
+    """The stored JSON of each sequence (None for one not stored), with a sync client."""
+    if not sequences:
+        return []
+    reads = EventReads(sequences)
+    with client.pipeline(transaction=False) as pipe:
+        reads.queue(pipe)
+        return reads.found(pipe.execute())
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def microseconds(when: datetime) -> int:
+    """A time as whole microseconds since the Unix epoch (a naive time is read as UTC)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - _EPOCH) // _MICROSECOND
+
+
+def stored_tail(
+    event: dict[str, Any], ingested: int, principal: str = "", meta: dict[str, Any] | None = None
+) -> bytes:
+    """An event as kept in its bucket, after '[<sequence>' (which the storing script
+    prepends): ``[sequence, ingest time in microseconds since the epoch, principal, event]``,
+    and the plan (``meta``) last when there is one (most events have none). The event's
+    ``specversion`` is left out when it is its first attribute and ``"1.0"`` (every event the
+    gateway accepts): ``stored_event`` puts it back first, so the event reads back, and is
+    delivered, byte for byte the same."""
+    if next(iter(event.items()), None) == _SPECVERSION:
+        event = dict(list(event.items())[1:])
+    kept: list[Any] = [ingested, principal, event]
+    if meta:
+        kept.append(meta)
     return b"," + orjson.dumps(kept)[1:]
 
 
@@ -347,13 +387,18 @@ _SPECVERSION = ("specversion", "1.0")
 
 
 def stored_event(raw: bytes | str) -> StoredEvent:
-    """An event as kept at ``keys.event(sequence)`` (for callers that read that key along
-    with others in one round trip)."""
-    body = orjson.loads(raw)
-    event = body.get("event")
-    if isinstance(event, dict) and _SPECVERSION[0] not in event:
-        body["event"] = {_SPECVERSION[0]: _SPECVERSION[1], **event}
-    return StoredEvent.from_dict(body)
+    """An event as kept in its bucket (for callers that read it along with other keys in
+    one round trip)."""
+    seq, ingested, principal, event, *meta = orjson.loads(raw)
+    if _SPECVERSION[0] not in event:
+        event = {_SPECVERSION[0]: _SPECVERSION[1], **event}
+    return StoredEvent(
+        event=CloudEvent.from_dict(event),
+        sequence=int(seq),
+        ingested_at=_EPOCH + int(ingested) * _MICROSECOND,
+        principal=str(principal),
+        plan=Plan.from_dict(meta[0] if meta else None),
+    )
 
 
 def _decode(drafts: Sequence[Draft], reply: list[Any]) -> list[Accepted] | Exception:
@@ -369,8 +414,3 @@ def _decode(drafts: Sequence[Draft], reply: list[Any]) -> list[Accepted] | Excep
 
 def _head(reply: list[Any]) -> str:
     return reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-
-
-def _sequence_of(dedup_value: Any) -> int:
-    """An id index entry holds "<sequence> <incident id>"."""
-    return int(bytes(dedup_value).split(b" ")[0])

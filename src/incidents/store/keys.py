@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 PREFIX = "incidents:"
 
 SEQUENCE = PREFIX + "seq"
@@ -26,17 +28,32 @@ SWEPT_UP_TO = PREFIX + "sweep:events"  # the last sequence whose retention has b
 RETENTION_REMOVED = PREFIX + "retention:removed"  # hash kind -> how many the sweeper removed
 
 
-EVENT_PREFIX = PREFIX + "event:"
+# Stored events, in hashes of EVENT_BUCKET consecutive sequences each (field: the sequence),
+# rather than a key each: a key of its own costs an event about 60 bytes more.
+EVENT_BUCKET = 64
+EVENTS_PREFIX = PREFIX + "events:"
 
 
-def event(seq: int) -> str:
-    return f"{EVENT_PREFIX}{seq}"
+def events(bucket: int) -> str:
+    """Hash sequence -> stored event (``store.events``), for the sequences ``bucket *
+    EVENT_BUCKET`` up to the next bucket."""
+    return f"{EVENTS_PREFIX}{bucket}"
 
 
-def by_id(event_id: str) -> str:
-    """Hash source -> "<sequence> <incident id>" of the stored events with this CloudEvents
-    id: one key serves both the ``(source, id)`` dedup check and the look-up by id alone."""
-    return f"{PREFIX}ids:{event_id}"
+def event_bucket(sequence: int) -> int:
+    return sequence // EVENT_BUCKET
+
+
+# The id index, which is the (source, id) dedup check too: hash CloudEvents id -> the stored
+# events with that id (``store.event_index``), spread over EVENT_ID_BUCKETS hashes by a
+# checksum of the id, so that small buckets stay compact in Redis.
+EVENT_ID_BUCKETS = 1024
+
+
+def event_ids(event_id: str) -> str:
+    """The id index bucket that holds the events with this CloudEvents id."""
+    bucket = zlib.crc32(event_id.encode("utf-8", "surrogatepass")) % EVENT_ID_BUCKETS
+    return f"{PREFIX}event-ids:{bucket}"
 
 
 def incident_tag(incident_id: str) -> str:

@@ -1,17 +1,19 @@
 -- Accept groups of events. Each group (one request's events) is stored whole or not at all;
 -- groups are independent, so one group's conflict does not hold back the others.
 -- ARGV[1] is a JSON request:
---   {"groups": [[{"ids": key, "source": source, "incident": id or "", "timeline": key or "",
---                 "docs": [{"key": k, "expect": version}],
+--   {"groups": [[{"ids": key, "id": id, "source": source, "incident": id or "",
+--                 "timeline": key or "", "docs": [{"key": k, "expect": version}],
 --                 "index": [{"key": zset, "score": n, "member": m}]}, ...], ...],
---    "seq": seq key, "outbox": stream key, "event_prefix": p}
--- "ids" is the event's id index: a hash source -> "<seq> <incident>", the dedup check too.
+--    "seq": seq key, "outbox": stream key, "events": event bucket key prefix,
+--    "bucket": sequences per event bucket}
+-- "ids" is the id index bucket of the event's id (its dedup check too, event_index.lua).
 -- ARGV[2..] are the big strings, as they are stored (never escaped into the request and
--- decoded again): for each event in order its JSON tail (what follows '{"sequence":<n>'),
--- then the JSON of each of its documents.
+-- decoded again): for each event in order its JSON tail (what follows '[<sequence>'), then
+-- the JSON of each of its documents.
 -- Returns one reply per group, in order: {"ok", r1, r2, ...} where r is
 -- "new <seq> <incident>" or "dup <seq> <incident>", or {"conflict", index, key, current
 -- version} when a versioned document moved on (nothing of that group is stored).
+--! include event_index
 local req = cjson.decode(ARGV[1])
 
 local at = 2
@@ -29,9 +31,9 @@ end
 local function check(events, results)
   local versions = {}
   for i, ev in ipairs(events) do
-    local existing = redis.call('HGET', ev.ids, ev.source)
-    if existing then
-      results[i] = 'dup ' .. existing
+    local seq, incident = index_find(redis.call('HGET', ev.ids, ev.id), ev.source)
+    if seq then
+      results[i] = 'dup ' .. seq .. ' ' .. incident
     else
       for _, d in ipairs(ev.docs) do
         local cur = versions[d.key]
@@ -50,10 +52,15 @@ end
 
 local function store(events, results)
   for i, ev in ipairs(events) do
-    if results[i] == nil then
+    local known = redis.call('HGET', ev.ids, ev.id)
+    local twice, incident = index_find(known, ev.source)
+    if results[i] == nil and twice then -- the same event earlier in this call
+      results[i] = 'dup ' .. twice .. ' ' .. incident
+    elseif results[i] == nil then
       local seq = redis.call('INCR', req.seq)
-      redis.call('SET', req.event_prefix .. seq, '{"sequence":' .. seq .. ev.tail)
-      redis.call('HSET', ev.ids, ev.source, seq .. ' ' .. ev.incident)
+      local bucket = string.format('%d', math.floor(seq / req.bucket))
+      redis.call('HSET', req.events .. bucket, seq, '[' .. seq .. ev.tail)
+      redis.call('HSET', ev.ids, ev.id, (known or '') .. index_record(seq, ev.source, ev.incident))
       if ev.incident ~= '' then
         redis.call('ZADD', ev.timeline, seq, seq)
       end

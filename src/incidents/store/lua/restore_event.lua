@@ -1,18 +1,24 @@
 -- Restore one accepted event read from an export or the archive, unless its (source, id) is
--- stored already. ARGV[1] is JSON {"ids", "source", "incident", "timeline", "sequence" (the one
--- it had), "deliver" (bool)}; ARGV[2] its JSON tail, what follows '{"sequence":<n>'.
+-- stored already. ARGV[1] is JSON {"ids", "id", "source", "incident", "timeline", "sequence"
+-- (the one it had), "deliver" (bool), "events" (event bucket key prefix), "bucket" (sequences
+-- per event bucket)}; ARGV[2] its JSON tail, what follows '[<sequence>'.
 -- It keeps its sequence when that is free (a later one raises the counter, so new events
 -- continue past it), else takes the next. Under the sweeper's cursor, the cursor moves back
 -- so that retention applies to it too. With "deliver" it is put on the outbox to fan out.
 -- Returns {"dup", "<seq> <incident>"} or {"new", seq}.
--- KEYS: sequence counter, outbox, sweeper's cursor; the event key prefix in ARGV[3].
+-- KEYS: sequence counter, outbox, sweeper's cursor.
+--! include event_index
 local r = cjson.decode(ARGV[1])
-local existing = redis.call('HGET', r.ids, r.source)
-if existing then
-  return {'dup', existing}
+local known = redis.call('HGET', r.ids, r.id)
+local stored, incident = index_find(known, r.source)
+if stored then
+  return {'dup', stored .. ' ' .. incident}
+end
+local function bucket_of(n)
+  return r.events .. string.format('%d', math.floor(n / r.bucket))
 end
 local seq = tonumber(r.sequence)
-if redis.call('EXISTS', ARGV[3] .. seq) == 1 then
+if redis.call('HEXISTS', bucket_of(seq), seq) == 1 then
   seq = redis.call('INCR', KEYS[1])
 elseif tonumber(redis.call('GET', KEYS[1]) or '0') < seq then
   redis.call('SET', KEYS[1], seq)
@@ -21,8 +27,8 @@ local swept = tonumber(redis.call('GET', KEYS[3]) or '0')
 if seq <= swept then
   redis.call('SET', KEYS[3], seq - 1)
 end
-redis.call('SET', ARGV[3] .. seq, '{"sequence":' .. seq .. ARGV[2])
-redis.call('HSET', r.ids, r.source, seq .. ' ' .. r.incident)
+redis.call('HSET', bucket_of(seq), seq, '[' .. seq .. ARGV[2])
+redis.call('HSET', r.ids, r.id, (known or '') .. index_record(seq, r.source, r.incident))
 if r.incident ~= '' then
   redis.call('ZADD', r.timeline, seq, seq)
 end
