@@ -102,14 +102,12 @@ def keys_holding(client: redis.Redis, needle: str) -> list[str]:
     return found
 
 
-def kept_event(client: redis.Redis, sequence: int) -> list[Any]:
-    """The event of ``sequence`` as Redis keeps it: ``[sequence, ingest time in microseconds
-    since the epoch, principal, event]``, with its plan last when it has one."""
+def kept_event(client: redis.Redis, sequence: int) -> bytes:
+    """The event of ``sequence`` as Redis keeps it: the JSON of ``[sequence, ingest time in
+    microseconds since the epoch, principal, event]``, with its plan last when it has one."""
     raw = client.hget(f"incidents:events:{sequence // 64}", str(sequence))
-    assert raw is not None, f"no event {sequence} is stored"
-    found = json.loads(raw)
-    assert isinstance(found, list)
-    return found
+    assert isinstance(raw, bytes), f"no event {sequence} is stored"
+    return raw
 
 
 def stored_event_count(client: redis.Redis) -> int:

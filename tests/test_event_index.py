@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import redis
 
 from incidents.store import event_index, keys
@@ -33,7 +35,7 @@ def test_the_scripts_take_out_exactly_the_record_of_one_source(redis_client: red
     redis_client.hset(key, event_id, b"".join(event_index.encode(*r) for r in AWKWARD))
     assert unindex(keys=[key], args=[event_id, "1 2 3 /spaced source"]) == 1
     assert unindex(keys=[key], args=[event_id, "1 2 3 /spaced source"]) == 0
-    left = event_index.decode(redis_client.hget(key, event_id))
+    left = event_index.decode(cast(bytes | None, redis_client.hget(key, event_id)))
     assert [(f.sequence, f.source, f.incident) for f in left] == [AWKWARD[0], *AWKWARD[2:]]
     for _, source, _ in (AWKWARD[0], *AWKWARD[2:]):
         assert unindex(keys=[key], args=[event_id, source]) == 1

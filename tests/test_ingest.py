@@ -12,6 +12,7 @@ import redis
 from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.v1.event import CloudEvent as SdkEvent
 
+from incidents.store.events import stored_event
 from tests.support import STRUCTURED, event, kept_event, post, stored_event_count
 
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
@@ -26,11 +27,11 @@ def test_structured_event_is_accepted_and_stored_before_the_answer(
     assert r.status_code == 202, r.text
     accepted = r.json()["accepted"]
     assert [a["id"] for a in accepted] == [ev["id"]]
-    seq, ingested, _, stored = kept_event(redis_client, accepted[0]["sequence"])
-    assert seq == accepted[0]["sequence"]
-    assert stored["id"] == ev["id"]
-    assert stored["data"] == ev["data"]
-    assert abs(ingested / 1e6 - time.time()) < 600
+    stored = stored_event(kept_event(redis_client, accepted[0]["sequence"]))
+    assert stored.sequence == accepted[0]["sequence"]
+    assert stored.event.id == ev["id"]
+    assert stored.event.data == ev["data"]
+    assert abs(stored.ingested_at.timestamp() - time.time()) < 600
 
 
 def test_stored_event_leaves_out_what_it_can_and_reads_back_whole(
@@ -39,9 +40,9 @@ def test_stored_event_leaves_out_what_it_can_and_reads_back_whole(
     """An event is stored without an empty ``meta`` or its ``specversion`` and reads back whole."""
     ev = event("im.incident.declare")
     accepted = post(client, ev).json()["accepted"][0]
-    raw = kept_event(redis_client, accepted["sequence"])
+    raw = json.loads(kept_event(redis_client, accepted["sequence"]))
     assert len(raw) == 4 and "specversion" not in raw[3]  # no meta after the event
-    assert isinstance(raw[1], int)
+    assert isinstance(raw[1], int) and raw[3]["I"] == ev["id"] and "id" not in raw[3]
     read = client.get(f"/v1/events/{ev['id']}")
     assert read.status_code == 200, read.text
     assert read.json()["meta"] == {}
@@ -109,8 +110,8 @@ def test_events_are_listed_per_incident_in_acceptance_order(
     members = cast(list[bytes], redis_client.zrange(f"incidents:timeline:{{{inc}}}", 0, -1))
     seqs = [int(s) for s in members]
     assert seqs == sorted(seqs) and len(seqs) == 6
-    events = [kept_event(redis_client, s) for s in seqs[1:]]
-    assert [e[3]["id"] for e in events] == ids
+    events = [stored_event(kept_event(redis_client, s)) for s in seqs[1:]]
+    assert [e.event.id for e in events] == ids
 
 
 def test_batch_is_accepted_whole(client: httpx.Client) -> None:

@@ -130,6 +130,36 @@ def test_stored_event_json_reads_back_byte_for_byte(attributes: dict[str, str]) 
     assert orjson.dumps(again.to_dict()) == orjson.dumps(stored.to_dict())
 
 
+def test_every_attribute_name_is_kept_short_and_read_back_in_place() -> None:
+    """A stored event keeps each known attribute name as one letter and reads back with the
+    same names in the same order, data_base64 and unknown extensions too."""
+    from incidents.store.events import SHORT_NAMES, microseconds, stored_event, stored_tail
+
+    names = [n for n in SHORT_NAMES if n not in ("data", "data_base64")]
+    attributes = {"specversion": "1.0", **{n: f"v-{n}" for n in names}, "zzext": "z"}
+    for data, base64 in (({"k": [1, "two"]}, None), (None, "AAEC")):
+        stored = StoredEvent(CloudEvent(attributes, data, base64), 3, T0, "p")
+        raw = b"[3" + stored_tail(stored.event.to_dict(), microseconds(T0), "p")
+        kept = orjson.loads(raw)[3]
+        assert set(kept) <= set(SHORT_NAMES.values()) | {"zzext"}
+        assert orjson.dumps(stored_event(raw).to_dict()) == orjson.dumps(stored.to_dict())
+    assert len(set(SHORT_NAMES.values())) == len(SHORT_NAMES)
+
+
+def test_an_attribute_named_like_a_short_name_is_refused_not_stored_ambiguously() -> None:
+    """An event whose attribute name is one upper-case letter cannot be stored (it would read
+    back as another attribute); an archive line holding one is an error naming it."""
+    from incidents.archive.records import RecordError, parse_line
+    from incidents.store.events import stored_tail
+
+    with pytest.raises(ValueError, match="upper-case"):
+        stored_tail({"id": "1", "source": "/s", "type": "t", "I": "x"}, 0)
+    line: dict[str, object] = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}
+    line |= {"I": "x", "imsequence": 1, "imingestedat": T0.isoformat()}
+    with pytest.raises(RecordError, match="'I'"):
+        parse_line(orjson.dumps(line), 1)
+
+
 def test_cloudevent_refuses_both_data_forms() -> None:
     """A CloudEvent value cannot hold data and data_base64 at once."""
     with pytest.raises(ValueError, match="both"):

@@ -24,6 +24,7 @@ not one of them is an error that names the line.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ PRINCIPAL = "imprincipal"
 PLAN = "implan"
 VERSION = "imversion"
 _OWNED = (SEQUENCE, INGESTED_AT, PRINCIPAL, PLAN)
+_NAME = re.compile(r"[a-z0-9]+")  # a CloudEvents attribute name
 
 
 class RecordError(ValueError):
@@ -79,6 +81,12 @@ def stored_of(record: Mapping[str, Any]) -> StoredEvent:
     if ingested.tzinfo is None:
         ingested = ingested.replace(tzinfo=UTC)
     event = {k: v for k, v in record.items() if k not in _OWNED}
+    named = [k for k in event if k not in ("data", "data_base64") and not _NAME.fullmatch(k)]
+    if named:
+        raise RecordError(
+            f"event {record.get('id')!r} has an attribute name that is not lower-case letters"
+            f" and digits: {named[0]!r}"
+        )
     return StoredEvent(
         event=CloudEvent.from_dict(event),
         sequence=sequence,
