@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,18 @@ def _own_database(url: str, worker: str) -> str:
         return url
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{int(worker[2:]) + 1}"))
+
+
+@pytest.fixture(autouse=True)
+def _root_logging() -> Iterator[None]:
+    """A test that runs a command in-process which sends logs to the stderr of the moment
+    (``incidents worker``, say) leaves the root logger as it found it, so no later test logs
+    into a stream that was captured and closed since."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
