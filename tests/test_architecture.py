@@ -41,6 +41,7 @@ LAYERS: dict[str, frozenset[str]] = {
             "retention",
             "stream",
             "delivery",
+            "connectors",
             "queries",
             "policy",
             "silences",

@@ -15,7 +15,7 @@ import pytest
 import redis
 from slack_sdk.models.blocks import Block
 
-from incidents.delivery.channels.base import Channel, Message, OutcomeKind, Response
+from incidents.connectors.channel_base import Channel, Message, OutcomeKind, Response
 from incidents.delivery.channels.slack import SlackChannel
 from incidents.delivery.channels.teams import TeamsChannel
 from incidents.delivery.subscription_spec import Spec

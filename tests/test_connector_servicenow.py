@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.responses import Response as HttpResponse
 from starlette.routing import Route
 
-from incidents.delivery.channels.base import (
+from incidents.connectors.channel_base import (
     ChannelState,
     Message,
     Outcome,

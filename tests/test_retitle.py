@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from incidents.delivery.channels.incident_changes import RecordFields, read_change
+from incidents.connectors.ticket_changes import RecordFields, read_change
 from incidents.delivery.channels.jira import actions
 from incidents.delivery.channels.servicenow import update_body
 from incidents.model.cloudevent import CloudEvent

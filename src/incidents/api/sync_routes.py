@@ -26,9 +26,9 @@ from starlette.routing import Route
 
 from incidents.api.adapter_submit import submit
 from incidents.auth import Principal, admin_principal
+from incidents.connectors.sync_settings import INBOUND_SECRET, owned
 from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels import secret_pointers
-from incidents.delivery.channels.sync_settings import INBOUND_SECRET, owned
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.secret_fields import opened
 from incidents.delivery.subscriptions import Subscription

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from incidents.connectors.sync_settings import Field
+from incidents.connectors.ticket_changes import table
 from incidents.delivery.channels import jira as channel
-from incidents.delivery.channels.incident_changes import table
-from incidents.delivery.channels.sync_settings import Field
 from incidents.sync.changes import Change, Inbound, text_of
 from incidents.sync.mapping import moves_for, severity_for
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from incidents.delivery.channels.incident_changes import Move
+from incidents.connectors.sync_settings import Field
+from incidents.connectors.ticket_changes import Move
 from incidents.delivery.channels.pagerduty import ACKNOWLEDGE, RESOLVE, TRIGGER, severity_table
-from incidents.delivery.channels.sync_settings import Field
 from incidents.model.severity import Severity
 from incidents.sync.changes import Change, Inbound
 

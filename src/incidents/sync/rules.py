@@ -21,9 +21,9 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
 from incidents.adapters.common import make_event, parse_time, rfc3339, stable_id
-from incidents.delivery.channels.base import ChannelState
-from incidents.delivery.channels.incident_changes import Move
-from incidents.delivery.channels.sync_settings import Field
+from incidents.connectors.channel_base import ChannelState
+from incidents.connectors.sync_settings import Field
+from incidents.connectors.ticket_changes import Move
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.incident import Incident
 from incidents.model.origin import ORIGIN, source_for

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from incidents.connectors.sync_settings import Field
+from incidents.connectors.ticket_changes import table
 from incidents.delivery.channels import servicenow as channel
-from incidents.delivery.channels.incident_changes import table
-from incidents.delivery.channels.sync_settings import Field
 from incidents.sync.changes import Change, Inbound
 from incidents.sync.mapping import moves_for, severity_for
 

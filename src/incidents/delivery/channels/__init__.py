@@ -1,4 +1,5 @@
-"""Delivery channels: how deliveries reach each kind of target (``base.Channel``).
+"""Delivery channels: how deliveries reach each kind of target (``Channel``, the seam in
+``connectors/channel_base.py``).
 
 The registry: a subscription's ``format`` names one of ``NAMES``. Channels are offered to
 workers wrapped in ``Unsealing``, which opens the stored (sealed) secrets just before the
@@ -11,8 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from incidents.connectors.channel_base import Channel, Message, Outcome, Request, Response
 from incidents.delivery import signing_secrets
-from incidents.delivery.channels.base import Channel, Message, Outcome, Request, Response
 from incidents.delivery.channels.cloudevents import CloudEventsChannel
 from incidents.delivery.channels.jira import JiraChannel
 from incidents.delivery.channels.pagerduty import PagerDutyChannel

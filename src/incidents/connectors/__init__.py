@@ -1,0 +1,12 @@
+"""Vendor connectors: how the gateway talks to ServiceNow, Jira, PagerDuty, Slack and Teams,
+and what the channels of those vendors share.
+
+- ``channel_base``: the channel seam (``Channel``, ``Message``, ``Request``, ``Response``,
+  ``Outcome``, ``ChannelState``), which every channel implements and the delivery engine drives;
+- ``connector_auth``: Basic, bearer and OAuth 2.0 client credentials for the ticketing systems;
+- ``ticket_changes``: what an incident event changes in a ticket (ServiceNow, Jira);
+- ``incident_facts``: what the paging and chat channels say about one delivery;
+- ``sync_settings``: the two-way sync settings a connector subscription carries.
+
+Nothing here imports the delivery engine: ``delivery`` imports the connectors.
+"""
