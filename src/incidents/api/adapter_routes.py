@@ -15,10 +15,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.adapters import alertmanager, grafana, pagerduty
-from incidents.adapters.common import check_input
 from incidents.api.adapter_submit import adapter_schema, submit
 from incidents.api.ingest_routes import ACCEPTED_EVENT
 from incidents.auth import caller
+from incidents.connectors.inbound_events import check_input
 from incidents.errors import MAX_LISTED_ERRORS, IncidentsError
 from incidents.http import json_response
 from incidents.ingest.modes import check_count

@@ -26,6 +26,10 @@ from starlette.routing import Route
 
 from incidents.api.adapter_submit import submit
 from incidents.auth import Principal, admin_principal
+from incidents.connectors import sync_signatures
+from incidents.connectors.sync_changes import Inbound
+from incidents.connectors.sync_memory import SyncMemory
+from incidents.connectors.sync_rules import Planned, Rules
 from incidents.connectors.sync_settings import INBOUND_SECRET, owned
 from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels import secret_pointers
@@ -49,10 +53,7 @@ from incidents.queries.visibility import Viewer
 from incidents.request_body import parse_json, read_body
 from incidents.services import Services, services
 from incidents.store.secret_box import SecretUnreadable, secret_box
-from incidents.sync import jira, pagerduty, servicenow, signatures
-from incidents.sync.changes import Inbound
-from incidents.sync.memory import SyncMemory
-from incidents.sync.rules import Planned, Rules
+from incidents.sync import jira, pagerduty, servicenow
 
 log = logging.getLogger("incidents.sync")
 PATH = "/v1/connectors/{subscription_id}/inbound"
@@ -66,9 +67,9 @@ class Vendor:
 
 
 VENDORS: Mapping[str, Vendor] = {
-    servicenow.SYSTEM: Vendor(signatures.check_bearer, servicenow.parse),
-    jira.SYSTEM: Vendor(signatures.check_hub, jira.parse),
-    pagerduty.SYSTEM: Vendor(signatures.check_pagerduty, pagerduty.parse),
+    servicenow.SYSTEM: Vendor(sync_signatures.check_bearer, servicenow.parse),
+    jira.SYSTEM: Vendor(sync_signatures.check_hub, jira.parse),
+    pagerduty.SYSTEM: Vendor(sync_signatures.check_pagerduty, pagerduty.parse),
 }
 TEXT_FIELDS = ("text", "summary", "note", "reason")
 

@@ -8,5 +8,11 @@ and what the channels of those vendors share.
 - ``incident_facts``: what the paging and chat channels say about one delivery;
 - ``sync_settings``: the two-way sync settings a connector subscription carries.
 
+Two-way sync (a vendor's webhook back, ``POST /v1/connectors/{subscription_id}/inbound``):
+``sync_signatures`` checks it, the vendor's parser reads it as ``sync_changes.Inbound``,
+``sync_rules`` decides per change which event it becomes (with ``sync_mapping``, the mapping
+tables read backwards, and ``sync_memory``, what sync remembers per subscription).
+``inbound_events`` is what the inbound side shares with the adapters: times, ids, events.
+
 Nothing here imports the delivery engine: ``delivery`` imports the connectors.
 """
