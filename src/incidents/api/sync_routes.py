@@ -27,6 +27,7 @@ from starlette.routing import Route
 from incidents.api.adapter_submit import submit
 from incidents.auth import Principal, admin_principal
 from incidents.connectors import sync_signatures
+from incidents.connectors.pagerduty import sync as pagerduty_sync
 from incidents.connectors.sync_changes import Inbound
 from incidents.connectors.sync_memory import SyncMemory
 from incidents.connectors.sync_rules import Planned, Rules
@@ -53,7 +54,7 @@ from incidents.queries.visibility import Viewer
 from incidents.request_body import parse_json, read_body
 from incidents.services import Services, services
 from incidents.store.secret_box import SecretUnreadable, secret_box
-from incidents.sync import jira, pagerduty, servicenow
+from incidents.sync import jira, servicenow
 
 log = logging.getLogger("incidents.sync")
 PATH = "/v1/connectors/{subscription_id}/inbound"
@@ -69,7 +70,7 @@ class Vendor:
 VENDORS: Mapping[str, Vendor] = {
     servicenow.SYSTEM: Vendor(sync_signatures.check_bearer, servicenow.parse),
     jira.SYSTEM: Vendor(sync_signatures.check_hub, jira.parse),
-    pagerduty.SYSTEM: Vendor(sync_signatures.check_pagerduty, pagerduty.parse),
+    pagerduty_sync.SYSTEM: Vendor(sync_signatures.check_pagerduty, pagerduty_sync.parse),
 }
 TEXT_FIELDS = ("text", "summary", "note", "reason")
 
@@ -110,7 +111,7 @@ async def _incident(
     incident_id: str | None = None
     if inbound.incident_hint:
         state = await states.get(sub.id, inbound.incident_hint)
-        if state is not None and inbound.system == pagerduty.SYSTEM:
+        if state is not None and inbound.system == pagerduty_sync.SYSTEM:
             incident_id = inbound.incident_hint  # the dedup key is the incident id
         elif state is not None and state.external_id == inbound.record:
             incident_id = inbound.incident_hint

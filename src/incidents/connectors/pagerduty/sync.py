@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from incidents.connectors.pagerduty.channel import ACKNOWLEDGE, RESOLVE, TRIGGER, severity_table
 from incidents.connectors.sync_changes import Change, Inbound
 from incidents.connectors.sync_settings import Field
 from incidents.connectors.ticket_changes import Move
-from incidents.delivery.channels.pagerduty import ACKNOWLEDGE, RESOLVE, TRIGGER, severity_table
 from incidents.model.severity import Severity
 
 SYSTEM = "pagerduty"
