@@ -34,8 +34,8 @@ from incidents.connectors.channel_base import (
     OutcomeKind,
     Request,
 )
+from incidents.connectors.jira.channel import SEVERITY, STATUS, JiraChannel, adf
 from incidents.delivery.channel_state import ChannelStateStore
-from incidents.delivery.channels.jira import SEVERITY, STATUS, JiraChannel, adf
 from incidents.delivery.subscription_spec import Spec
 from incidents.settings import Settings
 from incidents.store import keys

@@ -28,7 +28,7 @@ from incidents.connectors.channel_base import (
     OutcomeKind,
     Request,
 )
-from incidents.delivery.channels.servicenow import SEVERITY, ServiceNowChannel
+from incidents.connectors.servicenow.channel import SEVERITY, ServiceNowChannel
 from incidents.delivery.subscription_spec import Spec
 from incidents.settings import Settings
 from incidents.store import keys

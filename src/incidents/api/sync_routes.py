@@ -27,7 +27,9 @@ from starlette.routing import Route
 from incidents.api.adapter_submit import submit
 from incidents.auth import Principal, admin_principal
 from incidents.connectors import sync_signatures
+from incidents.connectors.jira import sync as jira_sync
 from incidents.connectors.pagerduty import sync as pagerduty_sync
+from incidents.connectors.servicenow import sync as servicenow_sync
 from incidents.connectors.sync_changes import Inbound
 from incidents.connectors.sync_memory import SyncMemory
 from incidents.connectors.sync_rules import Planned, Rules
@@ -54,7 +56,6 @@ from incidents.queries.visibility import Viewer
 from incidents.request_body import parse_json, read_body
 from incidents.services import Services, services
 from incidents.store.secret_box import SecretUnreadable, secret_box
-from incidents.sync import jira, servicenow
 
 log = logging.getLogger("incidents.sync")
 PATH = "/v1/connectors/{subscription_id}/inbound"
@@ -68,8 +69,8 @@ class Vendor:
 
 
 VENDORS: Mapping[str, Vendor] = {
-    servicenow.SYSTEM: Vendor(sync_signatures.check_bearer, servicenow.parse),
-    jira.SYSTEM: Vendor(sync_signatures.check_hub, jira.parse),
+    servicenow_sync.SYSTEM: Vendor(sync_signatures.check_bearer, servicenow_sync.parse),
+    jira_sync.SYSTEM: Vendor(sync_signatures.check_hub, jira_sync.parse),
     pagerduty_sync.SYSTEM: Vendor(sync_signatures.check_pagerduty, pagerduty_sync.parse),
 }
 TEXT_FIELDS = ("text", "summary", "note", "reason")

@@ -12,6 +12,8 @@ Two-way sync (a vendor's webhook back, ``POST /v1/connectors/{subscription_id}/i
 ``sync_signatures`` checks it, the vendor's parser reads it as ``sync_changes.Inbound``,
 ``sync_rules`` decides per change which event it becomes (with ``sync_mapping``, the mapping
 tables read backwards, and ``sync_memory``, what sync remembers per subscription).
+``api.sync_routes`` submits the events through the ingest pipeline, and ``model.origin``
+marks them so that fan-out never sends one back to the subscription it came through.
 ``inbound_events`` is what the inbound side shares with the adapters: times, ids, events.
 
 Nothing here imports the delivery engine: ``delivery`` imports the connectors.

@@ -13,11 +13,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from incidents.connectors.channel_base import Channel, Message, Outcome, Request, Response
+from incidents.connectors.jira.channel import JiraChannel
 from incidents.connectors.pagerduty.channel import PagerDutyChannel
+from incidents.connectors.servicenow.channel import ServiceNowChannel
 from incidents.delivery import signing_secrets
 from incidents.delivery.channels.cloudevents import CloudEventsChannel
-from incidents.delivery.channels.jira import JiraChannel
-from incidents.delivery.channels.servicenow import ServiceNowChannel
 from incidents.delivery.channels.slack import SlackChannel
 from incidents.delivery.channels.teams import TeamsChannel
 from incidents.delivery.secret_fields import opened, value_at

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from incidents.connectors.jira import channel
 from incidents.connectors.sync_changes import Change, Inbound, text_of
 from incidents.connectors.sync_mapping import moves_for, severity_for
 from incidents.connectors.sync_settings import Field
 from incidents.connectors.ticket_changes import table
-from incidents.delivery.channels import jira as channel
 
 SYSTEM = "jira"
 ISSUE_UPDATED = "jira:issue_updated"
