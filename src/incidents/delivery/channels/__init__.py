@@ -16,10 +16,10 @@ from incidents.connectors.channel_base import Channel, Message, Outcome, Request
 from incidents.connectors.jira.channel import JiraChannel
 from incidents.connectors.pagerduty.channel import PagerDutyChannel
 from incidents.connectors.servicenow.channel import ServiceNowChannel
+from incidents.connectors.slack.channel import SlackChannel
+from incidents.connectors.teams.channel import TeamsChannel
 from incidents.delivery import signing_secrets
 from incidents.delivery.channels.cloudevents import CloudEventsChannel
-from incidents.delivery.channels.slack import SlackChannel
-from incidents.delivery.channels.teams import TeamsChannel
 from incidents.delivery.secret_fields import opened, value_at
 from incidents.errors import FieldError
 from incidents.store.secret_box import SecretBox, secret_box
