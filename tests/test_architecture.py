@@ -35,7 +35,6 @@ LAYERS: dict[str, frozenset[str]] = {
             "write_planner",
             "alerts",
             "lifecycle",
-            "adapters",
             "ingest",
             "retention",
             "stream",

@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.adapters import alertmanager, grafana
 from incidents.api.adapter_submit import adapter_schema, submit
 from incidents.api.ingest_routes import ACCEPTED_EVENT
 from incidents.auth import caller
+from incidents.connectors.alertmanager import adapter as alertmanager_adapter
+from incidents.connectors.grafana import adapter as grafana_adapter
 from incidents.connectors.inbound_events import check_input
 from incidents.connectors.pagerduty import adapter as pagerduty_adapter
 from incidents.errors import MAX_LISTED_ERRORS, IncidentsError
@@ -61,7 +62,7 @@ async def post_alertmanager(request: Request) -> Response:
         payload,
         "Alertmanager webhook",
     )
-    events = alertmanager.to_events(payload, svc.get(AlertRules))
+    events = alertmanager_adapter.to_events(payload, svc.get(AlertRules))
     return _answer(await submit(svc, principal, events))
 
 
@@ -74,7 +75,7 @@ async def post_grafana(request: Request) -> Response:
     rules = svc.get(AlertRules)
     signing = rules.grafana_signing.get(principal.name) or rules.grafana_signing.get(principal.id)
     if signing is not None:
-        grafana.verify_signature(signing, request.headers, body, datetime.now(UTC))
+        grafana_adapter.verify_signature(signing, request.headers, body, datetime.now(UTC))
     payload = await off_loop(
         len(body) > LARGE_BODY, parse_json, body, "the Grafana payload", settings.max_json_depth
     )
@@ -86,7 +87,7 @@ async def post_grafana(request: Request) -> Response:
         payload,
         "Grafana webhook",
     )
-    return _answer(await submit(svc, principal, grafana.to_events(payload, rules)))
+    return _answer(await submit(svc, principal, grafana_adapter.to_events(payload, rules)))
 
 
 def _pagerduty_error(status: int, message: str, details: list[str], **headers: str) -> Response:
