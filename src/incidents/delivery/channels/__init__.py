@@ -1,5 +1,6 @@
 """Delivery channels: how deliveries reach each kind of target (``Channel``, the seam in
-``connectors/channel_base.py``).
+``connectors/channel_base.py``): the CloudEvents webhook (``cloudevents``, here) and the
+vendors' channels (``connectors/<vendor>/channel.py``).
 
 The registry: a subscription's ``format`` names one of ``NAMES``. Channels are offered to
 workers wrapped in ``Unsealing``, which opens the stored (sealed) secrets just before the
