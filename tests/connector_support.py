@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from incidents.connectors.channel_base import Channel, ChannelState, Message
+from incidents.connectors.channel_base import Response as ChannelResponse
 from incidents.delivery.channel_state import ChannelStateStore
-from incidents.delivery.channels.base import Channel, ChannelState, Message
-from incidents.delivery.channels.base import Response as ChannelResponse
 from incidents.delivery.dispatch import Dispatcher
 from incidents.delivery.fanout import route_outbox
 from incidents.delivery.subscription_spec import Spec

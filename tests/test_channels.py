@@ -19,8 +19,7 @@ from starlette.responses import Response as HttpResponse
 from starlette.routing import Route
 from svix.webhooks import Webhook
 
-from incidents.delivery.attempt_log import iso
-from incidents.delivery.channels.base import (
+from incidents.connectors.channel_base import (
     ChannelState,
     Message,
     Outcome,
@@ -28,6 +27,7 @@ from incidents.delivery.channels.base import (
     Request,
     Response,
 )
+from incidents.delivery.attempt_log import iso
 from incidents.delivery.channels.cloudevents import CloudEventsChannel, DeliveryMode
 from incidents.delivery.subscription_spec import Spec
 from incidents.delivery.subscriptions import new_subscription

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from incidents.delivery.channels.base import MAX_STEPS, Outcome, OutcomeKind, Request, Response
-from incidents.delivery.channels.connector_auth import (
+from incidents.connectors.channel_base import MAX_STEPS, Outcome, OutcomeKind, Request, Response
+from incidents.connectors.connector_auth import (
     SECRET_POINTERS,
     TOKEN_STEP,
     Authorizer,

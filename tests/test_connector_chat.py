@@ -15,9 +15,9 @@ import pytest
 import redis
 from slack_sdk.models.blocks import Block
 
-from incidents.delivery.channels.base import Channel, Message, OutcomeKind, Response
-from incidents.delivery.channels.slack import SlackChannel
-from incidents.delivery.channels.teams import TeamsChannel
+from incidents.connectors.channel_base import Channel, Message, OutcomeKind, Response
+from incidents.connectors.slack.channel import SlackChannel
+from incidents.connectors.teams.channel import TeamsChannel
 from incidents.delivery.subscription_spec import Spec
 from incidents.delivery.subscriptions import new_subscription
 from incidents.model.cloudevent import CloudEvent

@@ -27,15 +27,15 @@ from starlette.responses import JSONResponse
 from starlette.responses import Response as HttpResponse
 from starlette.routing import Route
 
-from incidents.delivery.channel_state import ChannelStateStore
-from incidents.delivery.channels.base import (
+from incidents.connectors.channel_base import (
     ChannelState,
     Message,
     Outcome,
     OutcomeKind,
     Request,
 )
-from incidents.delivery.channels.jira import SEVERITY, STATUS, JiraChannel, adf
+from incidents.connectors.jira.channel import SEVERITY, STATUS, JiraChannel, adf
+from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.subscription_spec import Spec
 from incidents.settings import Settings
 from incidents.store import keys

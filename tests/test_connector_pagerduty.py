@@ -13,8 +13,8 @@ import orjson
 import pytest
 import redis
 
-from incidents.delivery.channels.base import Message, Outcome, OutcomeKind, Request, Response
-from incidents.delivery.channels.pagerduty import MAX_DEDUP_KEY, PagerDutyChannel
+from incidents.connectors.channel_base import Message, Outcome, OutcomeKind, Request, Response
+from incidents.connectors.pagerduty.channel import MAX_DEDUP_KEY, PagerDutyChannel
 from incidents.delivery.subscription_spec import Spec
 from incidents.delivery.subscriptions import new_subscription
 from incidents.model.cloudevent import CloudEvent

@@ -21,14 +21,14 @@ from starlette.responses import JSONResponse
 from starlette.responses import Response as HttpResponse
 from starlette.routing import Route
 
-from incidents.delivery.channels.base import (
+from incidents.connectors.channel_base import (
     ChannelState,
     Message,
     Outcome,
     OutcomeKind,
     Request,
 )
-from incidents.delivery.channels.servicenow import SEVERITY, ServiceNowChannel
+from incidents.connectors.servicenow.channel import SEVERITY, ServiceNowChannel
 from incidents.delivery.subscription_spec import Spec
 from incidents.settings import Settings
 from incidents.store import keys

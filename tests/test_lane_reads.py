@@ -11,8 +11,8 @@ import httpx
 import orjson
 import redis
 
+from incidents.connectors.channel_base import ChannelState
 from incidents.delivery.attempt_log import AttemptEntry
-from incidents.delivery.channels.base import ChannelState
 from incidents.delivery.fanout import SEEN_KEPT, follow_outbox
 from incidents.delivery.jobs import WorkerContext
 from incidents.delivery.lanes import DELIVERED, Delivery, LaneResult, Ledger, lane_for, routed_id

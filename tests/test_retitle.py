@@ -7,9 +7,9 @@ import json
 
 import httpx
 
-from incidents.delivery.channels.incident_changes import RecordFields, read_change
-from incidents.delivery.channels.jira import actions
-from incidents.delivery.channels.servicenow import update_body
+from incidents.connectors.jira.channel import actions
+from incidents.connectors.servicenow.channel import update_body
+from incidents.connectors.ticket_changes import RecordFields, read_change
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.severity import Severity
 from tests.support import STRUCTURED, event

@@ -14,11 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.adapters import alertmanager, grafana, pagerduty
-from incidents.adapters.common import check_input
 from incidents.api.adapter_submit import adapter_schema, submit
 from incidents.api.ingest_routes import ACCEPTED_EVENT
 from incidents.auth import caller
+from incidents.connectors.alertmanager import adapter as alertmanager_adapter
+from incidents.connectors.grafana import adapter as grafana_adapter
+from incidents.connectors.inbound_events import check_input
+from incidents.connectors.pagerduty import adapter as pagerduty_adapter
 from incidents.errors import MAX_LISTED_ERRORS, IncidentsError
 from incidents.http import json_response
 from incidents.ingest.modes import check_count
@@ -60,7 +62,7 @@ async def post_alertmanager(request: Request) -> Response:
         payload,
         "Alertmanager webhook",
     )
-    events = alertmanager.to_events(payload, svc.get(AlertRules))
+    events = alertmanager_adapter.to_events(payload, svc.get(AlertRules))
     return _answer(await submit(svc, principal, events))
 
 
@@ -73,7 +75,7 @@ async def post_grafana(request: Request) -> Response:
     rules = svc.get(AlertRules)
     signing = rules.grafana_signing.get(principal.name) or rules.grafana_signing.get(principal.id)
     if signing is not None:
-        grafana.verify_signature(signing, request.headers, body, datetime.now(UTC))
+        grafana_adapter.verify_signature(signing, request.headers, body, datetime.now(UTC))
     payload = await off_loop(
         len(body) > LARGE_BODY, parse_json, body, "the Grafana payload", settings.max_json_depth
     )
@@ -85,7 +87,7 @@ async def post_grafana(request: Request) -> Response:
         payload,
         "Grafana webhook",
     )
-    return _answer(await submit(svc, principal, grafana.to_events(payload, rules)))
+    return _answer(await submit(svc, principal, grafana_adapter.to_events(payload, rules)))
 
 
 def _pagerduty_error(status: int, message: str, details: list[str], **headers: str) -> Response:
@@ -96,7 +98,7 @@ def _pagerduty_error(status: int, message: str, details: list[str], **headers: s
 async def post_enqueue(request: Request) -> Response:
     svc = services(request)
     try:
-        limit = min(pagerduty.MAX_BYTES, svc.settings.max_body_bytes)
+        limit = min(pagerduty_adapter.MAX_BYTES, svc.settings.max_body_bytes)
         body = await read_json(request, svc.settings, limit=limit)
         problems = errors_of(adapter_schema(svc, "pagerduty"), body)
         if problems:
@@ -108,7 +110,7 @@ async def post_enqueue(request: Request) -> Response:
         assert isinstance(body, Mapping)  # the schema says it is an object
         principal = await svc.auth.resolve(str(body["routing_key"]))
         principal.require("producer")
-        event, dedup_key = pagerduty.to_event(body)
+        event, dedup_key = pagerduty_adapter.to_event(body)
         result = (await submit(svc, principal, [event]))[0]
     except IncidentsError as exc:
         details = [exc.detail, *(f"{e.pointer}: {e.detail}" for e in exc.errors)]

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from incidents.api.owned_subscription import owned
 from incidents.auth import Principal, caller
-from incidents.delivery.channels.base import OutcomeKind
+from incidents.connectors.channel_base import OutcomeKind
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.explain import JUDGED_ON, Fate, explain
 from incidents.delivery.fanout import replay, routed_through

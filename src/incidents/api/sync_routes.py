@@ -26,9 +26,16 @@ from starlette.routing import Route
 
 from incidents.api.adapter_submit import submit
 from incidents.auth import Principal, admin_principal
+from incidents.connectors import sync_signatures
+from incidents.connectors.jira import sync as jira_sync
+from incidents.connectors.pagerduty import sync as pagerduty_sync
+from incidents.connectors.servicenow import sync as servicenow_sync
+from incidents.connectors.sync_changes import Inbound
+from incidents.connectors.sync_memory import SyncMemory
+from incidents.connectors.sync_rules import Planned, Rules
+from incidents.connectors.sync_settings import INBOUND_SECRET, owned
 from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels import secret_pointers
-from incidents.delivery.channels.sync_settings import INBOUND_SECRET, owned
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.secret_fields import opened
 from incidents.delivery.subscriptions import Subscription
@@ -49,10 +56,6 @@ from incidents.queries.visibility import Viewer
 from incidents.request_body import parse_json, read_body
 from incidents.services import Services, services
 from incidents.store.secret_box import SecretUnreadable, secret_box
-from incidents.sync import jira, pagerduty, servicenow, signatures
-from incidents.sync.changes import Inbound
-from incidents.sync.memory import SyncMemory
-from incidents.sync.rules import Planned, Rules
 
 log = logging.getLogger("incidents.sync")
 PATH = "/v1/connectors/{subscription_id}/inbound"
@@ -66,9 +69,9 @@ class Vendor:
 
 
 VENDORS: Mapping[str, Vendor] = {
-    servicenow.SYSTEM: Vendor(signatures.check_bearer, servicenow.parse),
-    jira.SYSTEM: Vendor(signatures.check_hub, jira.parse),
-    pagerduty.SYSTEM: Vendor(signatures.check_pagerduty, pagerduty.parse),
+    servicenow_sync.SYSTEM: Vendor(sync_signatures.check_bearer, servicenow_sync.parse),
+    jira_sync.SYSTEM: Vendor(sync_signatures.check_hub, jira_sync.parse),
+    pagerduty_sync.SYSTEM: Vendor(sync_signatures.check_pagerduty, pagerduty_sync.parse),
 }
 TEXT_FIELDS = ("text", "summary", "note", "reason")
 
@@ -109,7 +112,7 @@ async def _incident(
     incident_id: str | None = None
     if inbound.incident_hint:
         state = await states.get(sub.id, inbound.incident_hint)
-        if state is not None and inbound.system == pagerduty.SYSTEM:
+        if state is not None and inbound.system == pagerduty_sync.SYSTEM:
             incident_id = inbound.incident_hint  # the dedup key is the incident id
         elif state is not None and state.external_id == inbound.record:
             incident_id = inbound.incident_hint

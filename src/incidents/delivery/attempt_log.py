@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from incidents.delivery.channels.base import Outcome
+from incidents.connectors.channel_base import Outcome
 
 
 def iso(ts: float) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 
-from incidents.delivery.channels.base import ChannelState
+from incidents.connectors.channel_base import ChannelState
 from incidents.store import keys
 from incidents.store.redis import guarded
 

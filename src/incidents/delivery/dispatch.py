@@ -24,9 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from incidents.delivery.channel_state import ChannelStateStore
-from incidents.delivery.channels import mask_for
-from incidents.delivery.channels.base import (
+from incidents.connectors.channel_base import (
     Channel,
     ChannelState,
     Message,
@@ -34,6 +32,8 @@ from incidents.delivery.channels.base import (
     OutcomeKind,
     Transport,
 )
+from incidents.delivery.channel_state import ChannelStateStore
+from incidents.delivery.channels import mask_for
 from incidents.delivery.fanout import (
     ensure_stream_group,
     follow_outbox,

@@ -22,8 +22,8 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from incidents.connectors.channel_base import Channel
 from incidents.delivery.channels import default_channels
-from incidents.delivery.channels.base import Channel
 from incidents.delivery.dispatch import LANE_SECONDS, Dispatcher
 from incidents.delivery.fanout import route_outbox
 from incidents.delivery.sinks import outbound_client

@@ -29,9 +29,9 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 
+from incidents.connectors.channel_base import ChannelState
 from incidents.delivery import delivery_metrics
 from incidents.delivery.attempt_log import AttemptEntry
-from incidents.delivery.channels.base import ChannelState
 from incidents.store import keys
 from incidents.store.redis import guarded
 from incidents.store.scripts import load_script

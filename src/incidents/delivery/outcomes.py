@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from incidents.connectors.channel_base import Outcome, OutcomeKind
 from incidents.delivery.attempt_log import AttemptEntry, iso
-from incidents.delivery.channels.base import Outcome, OutcomeKind
 from incidents.delivery.lanes import Delivery, DeliveryState, LaneResult
 from incidents.delivery.owner_views import RULE_OWNER_REVOKED
 from incidents.delivery.subscription_spec import SubscriptionStatus

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from incidents.delivery.channels.base import (
+from incidents.connectors.channel_base import (
     Channel,
     Message,
     Outcome,

@@ -10,7 +10,7 @@ import time
 
 import aiohttp
 
-from incidents.delivery.channels.base import Outcome, OutcomeKind, Request, Response
+from incidents.connectors.channel_base import Outcome, OutcomeKind, Request, Response
 from incidents.delivery.sinks import was_refused
 
 BODY_KEPT = 1024  # bytes of the response body kept (for the attempt log)

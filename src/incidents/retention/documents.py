@@ -11,7 +11,7 @@ import orjson
 
 from incidents.archive.daily import EVENTS
 from incidents.archive.records import ALERT_TYPE, INCIDENT_TYPE, event_record, snapshot
-from incidents.delivery.channels.base import ChannelState
+from incidents.connectors.channel_base import ChannelState
 from incidents.model.alert import Alert
 from incidents.retention.removal import Removal, parse_time
 from incidents.store import keys

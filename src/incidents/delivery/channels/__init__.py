@@ -1,4 +1,6 @@
-"""Delivery channels: how deliveries reach each kind of target (``base.Channel``).
+"""Delivery channels: how deliveries reach each kind of target (``Channel``, the seam in
+``connectors/channel_base.py``): the CloudEvents webhook (``cloudevents``, here) and the
+vendors' channels (``connectors/<vendor>/channel.py``).
 
 The registry: a subscription's ``format`` names one of ``NAMES``. Channels are offered to
 workers wrapped in ``Unsealing``, which opens the stored (sealed) secrets just before the
@@ -11,14 +13,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from incidents.connectors.channel_base import Channel, Message, Outcome, Request, Response
+from incidents.connectors.jira.channel import JiraChannel
+from incidents.connectors.pagerduty.channel import PagerDutyChannel
+from incidents.connectors.servicenow.channel import ServiceNowChannel
+from incidents.connectors.slack.channel import SlackChannel
+from incidents.connectors.teams.channel import TeamsChannel
 from incidents.delivery import signing_secrets
-from incidents.delivery.channels.base import Channel, Message, Outcome, Request, Response
 from incidents.delivery.channels.cloudevents import CloudEventsChannel
-from incidents.delivery.channels.jira import JiraChannel
-from incidents.delivery.channels.pagerduty import PagerDutyChannel
-from incidents.delivery.channels.servicenow import ServiceNowChannel
-from incidents.delivery.channels.slack import SlackChannel
-from incidents.delivery.channels.teams import TeamsChannel
 from incidents.delivery.secret_fields import opened, value_at
 from incidents.errors import FieldError
 from incidents.store.secret_box import SecretBox, secret_box

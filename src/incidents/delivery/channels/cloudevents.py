@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 import orjson
 
+from incidents.connectors.channel_base import Message, Outcome, OutcomeKind, Request, Response
+from incidents.connectors.channel_base import retry_after as parse_retry_after
 from incidents.delivery import signing
-from incidents.delivery.channels.base import Message, Outcome, OutcomeKind, Request, Response
-from incidents.delivery.channels.base import retry_after as parse_retry_after
 from incidents.errors import FieldError, pointer
 from incidents.model.cloudevent import AttributeValue, CloudEvent
 from incidents.model.filters import canonical

@@ -20,16 +20,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
-from incidents.adapters.common import make_event, parse_time, rfc3339, stable_id
-from incidents.delivery.channels.base import ChannelState
-from incidents.delivery.channels.incident_changes import Move
-from incidents.delivery.channels.sync_settings import Field
+from incidents.connectors.channel_base import ChannelState
+from incidents.connectors.inbound_events import make_event, parse_time, rfc3339, stable_id
+from incidents.connectors.sync_changes import Change, Inbound
+from incidents.connectors.sync_settings import Field
+from incidents.connectors.ticket_changes import Move
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.incident import Incident
 from incidents.model.origin import ORIGIN, source_for
 from incidents.model.status import IncidentStatus
 from incidents.model.types import EventType, Extension
-from incidents.sync.changes import Change, Inbound
 
 NAMES = {"servicenow": "ServiceNow", "jira": "Jira", "pagerduty": "PagerDuty"}
 # What the ticketing channels write when an event's text is not theirs to show.

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import orjson
 import redis.asyncio as aioredis
 
-from incidents.delivery.channels.base import ChannelState
+from incidents.connectors.channel_base import ChannelState
 from incidents.store import keys
 from incidents.store.redis import guarded
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-from incidents.delivery.channels.base import JSON_UTF8, Message, Request, post_json
+from incidents.connectors.channel_base import JSON_UTF8, Message, Request, post_json
 from incidents.errors import FieldError, pointer
 from incidents.model.severity import Severity
 from incidents.model.types import EventType, Extension

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from incidents.delivery.channels.base import (
+from incidents.connectors.channel_base import (
     Message,
     Outcome,
     OutcomeKind,
@@ -20,7 +20,7 @@ from incidents.delivery.channels.base import (
     Response,
     failed,
 )
-from incidents.delivery.channels.incident_facts import (
+from incidents.connectors.incident_facts import (
     Facts,
     chat_post,
     chat_problems,

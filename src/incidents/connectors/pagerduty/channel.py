@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from incidents.delivery.channels.base import (
+from incidents.connectors.channel_base import (
     ChannelState,
     Message,
     Outcome,
@@ -26,7 +26,7 @@ from incidents.delivery.channels.base import (
     failed,
     post_json,
 )
-from incidents.delivery.channels.incident_facts import (
+from incidents.connectors.incident_facts import (
     URL_TEMPLATE,
     Facts,
     check_link_template,
@@ -34,7 +34,7 @@ from incidents.delivery.channels.incident_facts import (
     facts,
     unknown_settings,
 )
-from incidents.delivery.channels.sync_settings import (
+from incidents.connectors.sync_settings import (
     INBOUND_SECRET,
     INBOUND_SECRET_POINTER,
     OWNS,

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from incidents.adapters.common import MAX_SUMMARY, make_event, parse_time, rfc3339
+from incidents.connectors.inbound_events import MAX_SUMMARY, make_event, parse_time, rfc3339
 from incidents.model.alert import strings
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.severity import Severity

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from incidents.delivery.channels.incident_changes import Move
-from incidents.delivery.channels.pagerduty import ACKNOWLEDGE, RESOLVE, TRIGGER, severity_table
-from incidents.delivery.channels.sync_settings import Field
+from incidents.connectors.pagerduty.channel import ACKNOWLEDGE, RESOLVE, TRIGGER, severity_table
+from incidents.connectors.sync_changes import Change, Inbound
+from incidents.connectors.sync_settings import Field
+from incidents.connectors.ticket_changes import Move
 from incidents.model.severity import Severity
-from incidents.sync.changes import Change, Inbound
 
 SYSTEM = "pagerduty"
 # event type -> the move, and the Events v2 action the gateway would have sent for it

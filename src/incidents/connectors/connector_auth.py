@@ -22,10 +22,10 @@ from urllib.parse import urlencode
 
 import orjson
 
-from incidents.delivery.channels.base import MAX_STEPS, Outcome, OutcomeKind, Request, Response
-from incidents.delivery.channels.base import retry_after as parse_retry_after
-from incidents.delivery.sinks import check_url
+from incidents.connectors.channel_base import MAX_STEPS, Outcome, OutcomeKind, Request, Response
+from incidents.connectors.channel_base import retry_after as parse_retry_after
 from incidents.errors import FieldError, pointer
+from incidents.model.sink_url import check_url
 
 # JSON pointers inside ``formatsettings`` that hold secrets (masked on reads, encrypted).
 SECRET_POINTERS = ("/auth/basic/password", "/auth/bearer", "/auth/oauth2/client_secret")

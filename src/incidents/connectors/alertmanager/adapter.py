@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from incidents.adapters.common import (
+from incidents.connectors.inbound_events import (
     make_event,
     parse_time,
     rfc3339,

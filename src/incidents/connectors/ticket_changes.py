@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from incidents.delivery.channels.base import (
+from incidents.connectors.channel_base import (
     ChannelState,
     Message,
     Outcome,
@@ -21,9 +21,9 @@ from incidents.delivery.channels.base import (
     Response,
     retry_after,
 )
-from incidents.delivery.channels.connector_auth import Authorizer, Step, validate_auth
-from incidents.delivery.channels.incident_facts import first_severity, unknown_settings
-from incidents.delivery.channels.sync_settings import validate_sync_settings
+from incidents.connectors.connector_auth import Authorizer, Step, validate_auth
+from incidents.connectors.incident_facts import first_severity, unknown_settings
+from incidents.connectors.sync_settings import validate_sync_settings
 from incidents.errors import FieldError, pointer
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.severity import Severity

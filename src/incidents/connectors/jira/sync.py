@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from incidents.delivery.channels import jira as channel
-from incidents.delivery.channels.incident_changes import table
-from incidents.delivery.channels.sync_settings import Field
-from incidents.sync.changes import Change, Inbound, text_of
-from incidents.sync.mapping import moves_for, severity_for
+from incidents.connectors.jira import channel
+from incidents.connectors.sync_changes import Change, Inbound, text_of
+from incidents.connectors.sync_mapping import moves_for, severity_for
+from incidents.connectors.sync_settings import Field
+from incidents.connectors.ticket_changes import table
 
 SYSTEM = "jira"
 ISSUE_UPDATED = "jira:issue_updated"

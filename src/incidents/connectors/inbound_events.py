@@ -1,4 +1,5 @@
-"""What the adapters share: times, ids, events and the check of an input schema."""
+"""What the inbound side shares (the adapters, and two-way sync's rules): times, ids, events
+and the check of an input schema."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from incidents.delivery.channels.incident_changes import Move
+from incidents.connectors.ticket_changes import Move
 
 # When one vendor value stands for several moves (Jira "Done" is resolve and close,
 # ServiceNow state 2 is ack and reopen), the likeliest comes first.

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from incidents.delivery.channels import servicenow as channel
-from incidents.delivery.channels.incident_changes import table
-from incidents.delivery.channels.sync_settings import Field
-from incidents.sync.changes import Change, Inbound
-from incidents.sync.mapping import moves_for, severity_for
+from incidents.connectors.servicenow import channel
+from incidents.connectors.sync_changes import Change, Inbound
+from incidents.connectors.sync_mapping import moves_for, severity_for
+from incidents.connectors.sync_settings import Field
+from incidents.connectors.ticket_changes import table
 
 SYSTEM = "servicenow"
 STATE_NAMES = {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed",

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from incidents.delivery.channels.incident_changes import Move
-from incidents.delivery.channels.sync_settings import Field
+from incidents.connectors.sync_settings import Field
+from incidents.connectors.ticket_changes import Move
 
 
 @dataclass(frozen=True)

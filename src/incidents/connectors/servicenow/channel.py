@@ -17,15 +17,17 @@ from urllib.parse import quote
 
 import orjson
 
-from incidents.delivery.channels.base import Message, Outcome, OutcomeKind, Request, Response
-from incidents.delivery.channels.connector_auth import (
+from incidents.connectors.channel_base import Message, Outcome, OutcomeKind, Request, Response
+from incidents.connectors.connector_auth import (
     SECRET_POINTERS as AUTH_SECRETS,
 )
-from incidents.delivery.channels.connector_auth import (
+from incidents.connectors.connector_auth import (
     Authorizer,
     Step,
 )
-from incidents.delivery.channels.incident_changes import (
+from incidents.connectors.incident_facts import clip
+from incidents.connectors.sync_settings import INBOUND_SECRET_POINTER
+from incidents.connectors.ticket_changes import (
     RECORD,
     Change,
     Move,
@@ -39,8 +41,6 @@ from incidents.delivery.channels.incident_changes import (
     ticketing_problems,
     unusable,
 )
-from incidents.delivery.channels.incident_facts import clip
-from incidents.delivery.channels.sync_settings import INBOUND_SECRET_POINTER
 from incidents.errors import FieldError, pointer
 from incidents.model.severity import Severity
 

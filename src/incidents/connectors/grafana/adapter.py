@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from incidents.adapters.alertmanager import alert_event, group_context
+from incidents.connectors.alertmanager.adapter import alert_event, group_context
 from incidents.errors import Unauthorized
 from incidents.model.cloudevent import CloudEvent
 from incidents.policy.alert_rules import AlertRules, GrafanaSigning

@@ -2,7 +2,7 @@
 registration by the channels that take inbound webhooks (ServiceNow, Jira, PagerDuty):
 ``formatsettings.owns`` (which incident fields the system may change) and
 ``formatsettings.inbound_secret`` (what its webhooks are verified with). The inbound side
-(``incidents.sync``) reads them with the same names."""
+(``sync_rules`` and the vendors' webhook parsers) reads them with the same names."""
 
 from __future__ import annotations
 

@@ -1,0 +1,2 @@
+"""Prometheus Alertmanager: ``adapter`` takes its webhooks (``POST /v1/ingest/alertmanager``)
+as ``im.alert.*`` events."""

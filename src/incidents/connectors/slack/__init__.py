@@ -1,0 +1,1 @@
+"""Slack: ``channel`` posts one Block Kit message per event to an incoming webhook."""

@@ -1,0 +1,1 @@
+"""Microsoft Teams: ``channel`` posts one Adaptive Card per event to a workflow webhook."""
