@@ -31,7 +31,7 @@ from incidents.api import (
     sync_routes,
 )
 from incidents.auth import Authenticator, BearerTokens
-from incidents.console import routes as console_routes
+from incidents.console import console_routes
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
     IncidentsError,

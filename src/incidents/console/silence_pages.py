@@ -12,8 +12,8 @@ from starlette.responses import Response
 
 from incidents.api import silence_routes
 from incidents.console.api_calls import call
-from incidents.console.pages import Visit
 from incidents.console.rendering import Templates
+from incidents.console.signed_in import SignedIn
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.endpoint_support import now, subscriber
 from incidents.errors import FieldError, IncidentsError, InvalidRequest
@@ -56,42 +56,42 @@ class SilencePages:
         self.templates = templates
 
     async def silences(
-        self, visit: Visit, problem: IncidentsError | None = None, notice: str = ""
+        self, signed: SignedIn, problem: IncidentsError | None = None, notice: str = ""
     ) -> Response:
-        svc, principal = subscriber(visit.request)
+        svc, principal = subscriber(signed.request)
         at = now(svc)
         found = await silence_routes.visible_silences(svc, principal)
         running = [s.to_dict(at) for s in found if s.state(at) is not SilenceState.EXPIRED]
         subs = await svc.get(DeliveryQueries).subscriptions.list(
             None if principal.is_admin else principal.id
         )
-        context = visit.context(
+        context = signed.context(
             silences=running,
             subscriptions=[s.id for s in subs],
             problem=problem,
             notice=notice,
-            form=visit.form if problem is not None else {},
+            form=signed.form if problem is not None else {},
         )
         status = problem.status if problem is not None else 200
-        return self.templates.page(visit.request, "silences.html", context, status=status)
+        return self.templates.page(signed.request, "silences.html", context, status=status)
 
-    async def change(self, visit: Visit) -> Response:
+    async def change(self, signed: SignedIn) -> Response:
         """Create (``change=create``) or expire (``change=expire``, ``id``) a silence."""
-        what = visit.form.get("change", "")
+        what = signed.form.get("change", "")
         try:
             if what == "create":
-                body = _body(dict(visit.form), now(subscriber(visit.request)[0]))
-                done = await call(visit.request, silence_routes.create, {}, body)
+                body = _body(dict(signed.form), now(subscriber(signed.request)[0]))
+                done = await call(signed.request, silence_routes.create, {}, body)
                 created = done.get("id") if isinstance(done, dict) else ""
                 notice = f"Silence {created} created."
             elif what == "expire":
-                params = {"id": visit.form.get("id", "")}
-                await call(visit.request, silence_routes.expire, params, {})
+                params = {"id": signed.form.get("id", "")}
+                await call(signed.request, silence_routes.expire, params, {})
                 notice = f"Silence {params['id']} expired."
             else:
                 raise InvalidRequest(f"unknown change {what!r}")
         except IncidentsError as exc:
             if exc.status == 401:
                 raise
-            return await self.silences(visit, problem=exc)
-        return await self.silences(visit, notice=notice)
+            return await self.silences(signed, problem=exc)
+        return await self.silences(signed, notice=notice)
