@@ -52,10 +52,12 @@ from incidents.queries.catalog import Queries
 from incidents.services import AdapterSchemas, Services, by_class, services
 from incidents.session_cookies import EndedSessions
 from incidents.settings import Settings, SettingsError
+from incidents.silences.store import SilenceStore
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async, full, is_full
 from incidents.tracing.middleware import TraceMiddleware
 from incidents.tracing.spans import NoSpans, Spans
+from incidents.usecases.silence_actions import SilenceActions
 from incidents.write_planner import WritePlanner
 
 log = logging.getLogger("incidents")
@@ -182,6 +184,8 @@ def create_app(
         redis = connect_async(redis_url)
         store = EventStore(redis, settings.min_replicas, settings.replica_timeout_ms)
         principals = PrincipalStore(redis)
+        queries = Queries.build(redis, store, registry)
+        deliveries = DeliveryQueries(redis)
         app.state.services = Services(
             settings=settings,
             redis=redis,
@@ -201,9 +205,13 @@ def create_app(
                 ),
                 principals,
                 rules,
-                Queries.build(redis, store, registry),
-                DeliveryQueries(redis),
+                queries,
+                deliveries,
                 openapi.OpenAPIDocument(registry.raw, sources, settings.schemas_dir),
+                # what a user does, which every door calls (incidents.usecases)
+                SilenceActions(
+                    SilenceStore(redis), deliveries, queries, clock, settings.max_silences
+                ),
             ),
         )
         if server_process:

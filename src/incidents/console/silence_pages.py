@@ -1,6 +1,7 @@
 """The console's silences page: the silences not yet ended (pending and active), a form to
-create one and a button to expire each. Reads and changes go through the API's own handlers
-(``api.silence_routes``), so who may silence what is judged in one place."""
+create one and a button to expire each. Reads and changes are the silence use cases
+(``usecases.silence_actions``) the API calls too, so who may silence what is judged in one
+place."""
 
 from __future__ import annotations
 
@@ -10,20 +11,22 @@ from datetime import datetime
 
 from starlette.responses import Response
 
-from incidents.api import silence_routes
-from incidents.console.api_calls import call
 from incidents.console.rendering import Templates
 from incidents.console.signed_in import SignedIn
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.endpoint_support import now, subscriber
 from incidents.errors import FieldError, IncidentsError, InvalidRequest
+from incidents.request_body import check_depth
+from incidents.services import services
 from incidents.silences.recurrence import weekly_input
 from incidents.silences.silence import SilenceState, end_after
+from incidents.usecases.silence_actions import SilenceActions
 
 
-def _body(form: dict[str, str], at: datetime) -> dict[str, object]:
-    """The API body of the create form: the filter as JSON, the end as a time or a length,
-    the subscriptions comma-separated, an optional weekly window."""
+def _body(form: dict[str, str], at: datetime, max_depth: int) -> dict[str, object]:
+    """The silence document of the create form: the filter as JSON, the end as a time or a
+    length, the subscriptions comma-separated, an optional weekly window. It nests no deeper
+    than a request body may (``max_depth``)."""
     try:
         expression = json.loads(form.get("filter", ""))
     except ValueError:
@@ -48,6 +51,7 @@ def _body(form: dict[str, str], at: datetime) -> dict[str, object]:
             raise InvalidRequest(
                 str(exc), errors=[FieldError("/recurrence/weekly", str(exc))]
             ) from None
+    check_depth(body, max_depth)
     return body
 
 
@@ -60,7 +64,7 @@ class SilencePages:
     ) -> Response:
         svc, principal = subscriber(signed.request)
         at = now(svc)
-        found = await silence_routes.visible_silences(svc, principal)
+        found = await svc.get(SilenceActions).visible(principal)
         running = [s.to_dict(at) for s in found if s.state(at) is not SilenceState.EXPIRED]
         subs = await svc.get(DeliveryQueries).subscriptions.list(
             None if principal.is_admin else principal.id
@@ -78,16 +82,17 @@ class SilencePages:
     async def change(self, signed: SignedIn) -> Response:
         """Create (``change=create``) or expire (``change=expire``, ``id``) a silence."""
         what = signed.form.get("change", "")
+        svc = services(signed.request)
         try:
             if what == "create":
-                body = _body(dict(signed.form), now(subscriber(signed.request)[0]))
-                done = await call(signed.request, silence_routes.create, {}, body)
-                created = done.get("id") if isinstance(done, dict) else ""
-                notice = f"Silence {created} created."
+                subscriber(signed.request)
+                body = _body(dict(signed.form), now(svc), svc.settings.max_json_depth)
+                created = await svc.get(SilenceActions).create(signed.principal, body)
+                notice = f"Silence {created.id} created."
             elif what == "expire":
-                params = {"id": signed.form.get("id", "")}
-                await call(signed.request, silence_routes.expire, params, {})
-                notice = f"Silence {params['id']} expired."
+                silence_id = signed.form.get("id", "")
+                await svc.get(SilenceActions).expire(signed.principal, silence_id)
+                notice = f"Silence {silence_id} expired."
             else:
                 raise InvalidRequest(f"unknown change {what!r}")
         except IncidentsError as exc:

@@ -1,0 +1,6 @@
+"""What a user does, once for every door: each module holds the operations of one area
+(events, incidents, subscriptions, deliveries, silences) as methods that take the caller
+(``Principal``) and typed inputs, and return typed results or raise the project's errors
+(``incidents.errors``). The HTTP handlers (``api``), the console's forms and the CLI call
+these; each door renders the answers and the errors its own way (problem+json, a page's
+message, a message and an exit code). Nothing here imports a door or the web toolkit."""

@@ -1,0 +1,89 @@
+"""The silence use cases, called in-process as every door calls them: who may silence, and
+how many silences may run at once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from incidents.auth import Principal
+from incidents.delivery.delivery_queries import DeliveryQueries
+from incidents.errors import Conflict, Forbidden, InvalidRequest
+from incidents.model.schemas import SchemaRegistry
+from incidents.queries.catalog import Queries
+from incidents.silences.store import SilenceStore
+from incidents.store.events import EventStore
+from incidents.usecases.silence_actions import SilenceActions
+from tests.support import with_async_redis
+
+NOW = datetime(2026, 5, 3, 3, 0, tzinfo=UTC)
+REGISTRY = SchemaRegistry.load(Path(__file__).resolve().parent.parent / "schemas")
+ADMIN = Principal("admin", "admin", frozenset({"admin"}))
+PRODUCER = Principal("p1", "producer", frozenset({"producer"}))
+SUBSCRIBER = Principal("s1", "subscriber", frozenset({"subscriber"}))
+
+
+def actions(redis: aioredis.Redis, most: int = 10) -> SilenceActions:
+    queries = Queries.build(redis, EventStore(redis), REGISTRY)
+    return SilenceActions(SilenceStore(redis), DeliveryQueries(redis), queries, lambda: NOW, most)
+
+
+def document(**more: object) -> dict[str, object]:
+    ends = (NOW + timedelta(hours=1)).isoformat()
+    return {"filter": {"exact": {"imservice": "db"}}, "ends_at": ends, "comment": "x", **more}
+
+
+def test_a_caller_without_the_subscriber_role_is_refused_before_anything_is_read() -> None:
+    """A producer may not create, list, read or expire silences; no store is asked (the
+    Redis here answers nothing)."""
+    silences = actions(aioredis.Redis(host="127.0.0.1", port=1))
+
+    async def each() -> None:
+        for call in (
+            silences.create(PRODUCER, document()),
+            silences.visible(PRODUCER),
+            silences.get(PRODUCER, "s"),
+            silences.expire(PRODUCER, "s"),
+        ):
+            with pytest.raises(Forbidden):
+                await call
+
+    asyncio.run(each())
+
+
+def test_a_subscriber_must_name_its_own_subscriptions(redis_url: str) -> None:
+    """A subscriber's silence naming no subscription, or one that is not its own, is
+    refused with a pointer to each."""
+
+    async def work(redis: aioredis.Redis) -> list[InvalidRequest]:
+        silences, refused = actions(redis), []
+        for doc in (document(), document(subscriptions=["not-mine"])):
+            with pytest.raises(InvalidRequest) as caught:
+                await silences.create(SUBSCRIBER, doc)
+            refused.append(caught.value)
+        return refused
+
+    none, other = with_async_redis(redis_url, work)
+    assert [e.pointer for e in none.errors] == ["/subscriptions"]
+    assert [e.pointer for e in other.errors] == ["/subscriptions/0"]
+
+
+def test_no_more_silences_run_than_the_setting_allows(redis_url: str) -> None:
+    """With the most already pending or active, another is a Conflict until one expires."""
+
+    async def work(redis: aioredis.Redis) -> tuple[list[str], str]:
+        silences = actions(redis, most=2)
+        made = [(await silences.create(ADMIN, document())).id for _ in range(2)]
+        with pytest.raises(Conflict):
+            await silences.create(ADMIN, document())
+        await silences.expire(ADMIN, made[0])
+        again = await silences.create(ADMIN, document())
+        shown = [s.id for s in await silences.visible(ADMIN)]
+        return shown, again.id
+
+    shown, again = with_async_redis(redis_url, work)
+    assert again in shown and len(shown) == 3
