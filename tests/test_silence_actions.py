@@ -4,32 +4,21 @@ how many silences may run at once."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 import redis.asyncio as aioredis
 
-from incidents.auth import Principal
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import Conflict, Forbidden, InvalidRequest
-from incidents.model.schemas import SchemaRegistry
-from incidents.queries.catalog import Queries
 from incidents.silences.store import SilenceStore
-from incidents.store.events import EventStore
 from incidents.usecases.silence_actions import SilenceActions
 from tests.support import with_async_redis
-
-NOW = datetime(2026, 5, 3, 3, 0, tzinfo=UTC)
-REGISTRY = SchemaRegistry.load(Path(__file__).resolve().parent.parent / "schemas")
-ADMIN = Principal("admin", "admin", frozenset({"admin"}))
-PRODUCER = Principal("p1", "producer", frozenset({"producer"}))
-SUBSCRIBER = Principal("s1", "subscriber", frozenset({"subscriber"}))
+from tests.usecase_support import ADMIN, NOW, PRODUCER, SUBSCRIBER, now, queries, silent_redis
 
 
 def actions(redis: aioredis.Redis, most: int = 10) -> SilenceActions:
-    queries = Queries.build(redis, EventStore(redis), REGISTRY)
-    return SilenceActions(SilenceStore(redis), DeliveryQueries(redis), queries, lambda: NOW, most)
+    return SilenceActions(SilenceStore(redis), DeliveryQueries(redis), queries(redis), now, most)
 
 
 def document(**more: object) -> dict[str, object]:
@@ -40,7 +29,7 @@ def document(**more: object) -> dict[str, object]:
 def test_a_caller_without_the_subscriber_role_is_refused_before_anything_is_read() -> None:
     """A producer may not create, list, read or expire silences; no store is asked (the
     Redis here answers nothing)."""
-    silences = actions(aioredis.Redis(host="127.0.0.1", port=1))
+    silences = actions(silent_redis())
 
     async def each() -> None:
         for call in (

@@ -58,6 +58,7 @@ from incidents.store.redis import connect_async, full, is_full
 from incidents.tracing.middleware import TraceMiddleware
 from incidents.tracing.spans import NoSpans, Spans
 from incidents.usecases.silence_actions import SilenceActions
+from incidents.usecases.subscription_actions import SubscriptionActions
 from incidents.write_planner import WritePlanner
 
 log = logging.getLogger("incidents")
@@ -212,6 +213,7 @@ def create_app(
                 SilenceActions(
                     SilenceStore(redis), deliveries, queries, clock, settings.max_silences
                 ),
+                SubscriptionActions(settings, deliveries, queries, clock),
             ),
         )
         if server_process:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from starlette.responses import RedirectResponse, Response
 
-from incidents.api import delivery_log_routes, subscription_routes
+from incidents.api import delivery_log_routes
 from incidents.console.api_calls import call
 from incidents.console.rendering import SECURITY_HEADERS, Templates
 from incidents.console.signed_in import SignedIn
@@ -17,6 +17,7 @@ from incidents.errors import IncidentsError, InvalidRequest
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.catalog import Queries
 from incidents.services import services
+from incidents.usecases.subscription_actions import SubscriptionActions
 
 ATTEMPTS_SHOWN = 50
 DEAD_LETTERS_SHOWN = 200
@@ -74,14 +75,18 @@ class DeliveryPages:
         return self.templates.page(signed.request, "subscription.html", context, status=status)
 
     async def change(self, signed: SignedIn) -> Response:
-        """Enable, disable, replay or rotate, as the API does it; a refusal shows its detail."""
+        """Enable, disable, replay or rotate, through the use cases the API calls; a refusal
+        shows its detail."""
         sub_id = signed.request.path_params["id"]
         what = signed.form.get("change", "")
         params = {"id": sub_id}
+        subscriptions = services(signed.request).get(SubscriptionActions)
+        origin = signed.request.url.hostname
         try:
             if what in ("enable", "disable"):
                 status = "active" if what == "enable" else "disabled"
-                await call(signed.request, subscription_routes.patch, params, {"status": status})
+                sub = await subscriptions.owned(signed.principal, sub_id)
+                await subscriptions.update(signed.principal, sub, {"status": status}, origin)
                 notice = f"Subscription {'enabled' if what == 'enable' else 'disabled'}."
             elif what == "replay":
                 since = signed.form.get("since", "").strip()
@@ -91,11 +96,11 @@ class DeliveryPages:
                 queued = done.get("queued") if isinstance(done, dict) else None
                 notice = f"Replay queued {queued} event(s) since {since}."
             elif what == "rotate":
-                done = await call(signed.request, subscription_routes.rotate_secret, params, {})
-                secret = str(done.get("secret", "")) if isinstance(done, dict) else ""
-                until = done.get("previous_secrets_valid_until") if isinstance(done, dict) else ""
-                notice = f"Secret rotated; the previous one stays valid until {until}."
-                return await self.subscription(signed, notice=notice, secret=secret)
+                rotated = await subscriptions.rotate_secret(signed.principal, sub_id)
+                notice = (
+                    f"Secret rotated; the previous one stays valid until {rotated.previous_until}."
+                )
+                return await self.subscription(signed, notice=notice, secret=rotated.secret)
             else:
                 raise InvalidRequest(f"unknown change {what!r}")
         except IncidentsError as exc:
