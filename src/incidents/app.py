@@ -57,6 +57,7 @@ from incidents.store.events import EventStore
 from incidents.store.redis import connect_async, full, is_full
 from incidents.tracing.middleware import TraceMiddleware
 from incidents.tracing.spans import NoSpans, Spans
+from incidents.usecases.delivery_actions import DeliveryActions
 from incidents.usecases.silence_actions import SilenceActions
 from incidents.usecases.subscription_actions import SubscriptionActions
 from incidents.write_planner import WritePlanner
@@ -214,6 +215,7 @@ def create_app(
                     SilenceStore(redis), deliveries, queries, clock, settings.max_silences
                 ),
                 SubscriptionActions(settings, deliveries, queries, clock),
+                DeliveryActions(redis, deliveries, queries, registry, clock),
             ),
         )
         if server_process:

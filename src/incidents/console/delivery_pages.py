@@ -1,14 +1,13 @@
 """The console's delivery pages: subscriptions (status, failure rate, the latest attempts with
 the request made and the response), their enable/disable, replay and secret rotation; the
 dead letters and their redrive; and the principals (admins). Reads go through the delivery
-queries with the principal's ``Viewer``; each change calls the API endpoint that makes it."""
+queries with the principal's ``Viewer``; each change is the use case the API calls too
+(``usecases.subscription_actions``, ``usecases.delivery_actions``)."""
 
 from __future__ import annotations
 
 from starlette.responses import RedirectResponse, Response
 
-from incidents.api import delivery_log_routes
-from incidents.console.api_calls import call
 from incidents.console.rendering import SECURITY_HEADERS, Templates
 from incidents.console.signed_in import SignedIn
 from incidents.delivery.delivery_queries import DeliveryQueries
@@ -17,6 +16,7 @@ from incidents.errors import IncidentsError, InvalidRequest
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.catalog import Queries
 from incidents.services import services
+from incidents.usecases.delivery_actions import DeliveryActions, replay_since
 from incidents.usecases.subscription_actions import SubscriptionActions
 
 ATTEMPTS_SHOWN = 50
@@ -79,8 +79,8 @@ class DeliveryPages:
         shows its detail."""
         sub_id = signed.request.path_params["id"]
         what = signed.form.get("change", "")
-        params = {"id": sub_id}
         subscriptions = services(signed.request).get(SubscriptionActions)
+        deliveries = services(signed.request).get(DeliveryActions)
         origin = signed.request.url.hostname
         try:
             if what in ("enable", "disable"):
@@ -90,11 +90,9 @@ class DeliveryPages:
                 notice = f"Subscription {'enabled' if what == 'enable' else 'disabled'}."
             elif what == "replay":
                 since = signed.form.get("since", "").strip()
-                done = await call(
-                    signed.request, delivery_log_routes.replay_since, params, {"since": since}
-                )
-                queued = done.get("queued") if isinstance(done, dict) else None
-                notice = f"Replay queued {queued} event(s) since {since}."
+                sub = await subscriptions.owned(signed.principal, sub_id)
+                done = await deliveries.replay(signed.principal, sub, replay_since(since))
+                notice = f"Replay queued {done.queued} event(s) since {since}."
             elif what == "rotate":
                 rotated = await subscriptions.rotate_secret(signed.principal, sub_id)
                 notice = (
@@ -119,9 +117,11 @@ class DeliveryPages:
         return self.templates.page(signed.request, "dead_letters.html", context, status=status)
 
     async def redrive(self, signed: SignedIn) -> Response:
-        params = {"id": signed.request.path_params["id"]}
+        delivery_id = signed.request.path_params["id"]
         try:
-            await call(signed.request, delivery_log_routes.redrive, params, {})
+            await (
+                services(signed.request).get(DeliveryActions).redrive(signed.principal, delivery_id)
+            )
         except IncidentsError as exc:
             if exc.status == 401:
                 raise

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from incidents.api.delivery_log_routes import routes_of
 from incidents.console.rendering import Templates
 from incidents.console.signed_in import SignedIn
 from incidents.queries.catalog import Queries
 from incidents.services import services
+from incidents.usecases.delivery_actions import DeliveryActions
 
 
 class EventPages:
@@ -27,6 +27,6 @@ class EventPages:
         )
         routes = None
         if principal.is_admin or "subscriber" in principal.roles:
-            routes = await routes_of(svc, principal, event_id, source)
+            routes = await svc.get(DeliveryActions).event_routes(principal, event_id, source)
         context = signed.context(stored=shown, routes=routes)
         return self.templates.page(signed.request, "event.html", context)
