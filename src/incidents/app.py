@@ -58,6 +58,7 @@ from incidents.store.redis import connect_async, full, is_full
 from incidents.tracing.middleware import TraceMiddleware
 from incidents.tracing.spans import NoSpans, Spans
 from incidents.usecases.delivery_actions import DeliveryActions
+from incidents.usecases.event_submission import EventSubmission
 from incidents.usecases.silence_actions import SilenceActions
 from incidents.usecases.subscription_actions import SubscriptionActions
 from incidents.write_planner import WritePlanner
@@ -186,6 +187,14 @@ def create_app(
         redis = connect_async(redis_url)
         store = EventStore(redis, settings.min_replicas, settings.replica_timeout_ms)
         principals = PrincipalStore(redis)
+        ingestor = Ingestor(
+            registry,
+            store,
+            clock,
+            admission=PolicyAdmission(policy),
+            planners=[WritePlanner(store, rules)],
+            spans=recorder,
+        )
         queries = Queries.build(redis, store, registry)
         deliveries = DeliveryQueries(redis)
         app.state.services = Services(
@@ -197,14 +206,7 @@ def create_app(
             clock=clock,
             adapter_schemas=AdapterSchemas(settings.schemas_dir / ADAPTERS_DIR),
             components=by_class(
-                Ingestor(
-                    registry,
-                    store,
-                    clock,
-                    admission=PolicyAdmission(policy),
-                    planners=[WritePlanner(store, rules)],
-                    spans=recorder,
-                ),
+                ingestor,
                 principals,
                 rules,
                 queries,
@@ -216,6 +218,7 @@ def create_app(
                 ),
                 SubscriptionActions(settings, deliveries, queries, clock),
                 DeliveryActions(redis, deliveries, queries, registry, clock),
+                EventSubmission(ingestor, store),
             ),
         )
         if server_process:
