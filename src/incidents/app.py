@@ -59,6 +59,7 @@ from incidents.tracing.middleware import TraceMiddleware
 from incidents.tracing.spans import NoSpans, Spans
 from incidents.usecases.delivery_actions import DeliveryActions
 from incidents.usecases.event_submission import EventSubmission
+from incidents.usecases.incident_commands import IncidentCommands
 from incidents.usecases.silence_actions import SilenceActions
 from incidents.usecases.subscription_actions import SubscriptionActions
 from incidents.write_planner import WritePlanner
@@ -195,6 +196,7 @@ def create_app(
             planners=[WritePlanner(store, rules)],
             spans=recorder,
         )
+        submission = EventSubmission(ingestor, store)
         queries = Queries.build(redis, store, registry)
         deliveries = DeliveryQueries(redis)
         app.state.services = Services(
@@ -218,7 +220,8 @@ def create_app(
                 ),
                 SubscriptionActions(settings, deliveries, queries, clock),
                 DeliveryActions(redis, deliveries, queries, registry, clock),
-                EventSubmission(ingestor, store),
+                submission,
+                IncidentCommands(submission),
             ),
         )
         if server_process:

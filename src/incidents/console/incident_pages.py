@@ -1,54 +1,32 @@
 """The console's incident pages: the list (filtered by status, severity and service), one
 incident with its timeline and the actions the signed-in principal may take, and the alerts.
 Everything is read through the read layer with the principal's ``Viewer``; every action is
-an event posted through ``POST /v1/events`` as that principal, with ``imactor`` its name."""
+an incident command (``usecases.incident_commands``): an event submitted as that principal,
+as ``POST /v1/events`` submits one, with ``imactor`` its name."""
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from starlette.responses import RedirectResponse, Response
 
-from incidents.api.ingest_routes import post_events
-from incidents.console.api_calls import call
 from incidents.console.rendering import SECURITY_HEADERS, Templates
 from incidents.console.signed_in import SignedIn
 from incidents.errors import FieldError, IncidentsError, InvalidRequest
-from incidents.ingest.modes import STRUCTURED
 from incidents.model.alert import ALERT_STATUSES
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
-from incidents.model.types import EventType, Extension
 from incidents.queries.alerts import AlertFilter
 from incidents.queries.catalog import Queries
 from incidents.queries.incidents import IncidentFilter
 from incidents.services import services
 from incidents.store.index_pages import PageRequest
+from incidents.usecases.incident_commands import IncidentCommand, IncidentCommands, allowed_actions
 
 PAGE_SIZE = 50
 TIMELINE_LIMIT = 500
 CONSOLE_SOURCE = "/console"
 FILTERS = ("status", "severity", "service")  # the query parameters a list page keeps
-
-
-@dataclass(frozen=True)
-class Action:
-    name: str
-    label: str
-    type: str
-    text_field: str  # where the form's text goes in the event's data ("" for nowhere)
-
-
-ACTIONS = (
-    Action("ack", "Acknowledge", EventType.INCIDENT_ACK, "note"),
-    Action("mitigate", "Mitigate", EventType.INCIDENT_MITIGATE, "summary"),
-    Action("resolve", "Resolve", EventType.INCIDENT_RESOLVE, "summary"),
-    Action("close", "Close", EventType.INCIDENT_CLOSE, "summary"),
-    Action("note", "Add note", EventType.INCIDENT_NOTE, "text"),
-)
-BY_NAME = {a.name: a for a in ACTIONS}
 
 
 def _choice(signed: SignedIn, name: str) -> str | None:
@@ -73,14 +51,6 @@ def older_page(signed: SignedIn, cursor: str | None) -> str | None:
         return None
     kept = [(k, v) for k, v in signed.request.query_params.multi_items() if k in FILTERS]
     return "?" + urlencode([*kept, ("cursor", cursor)])
-
-
-def allowed_actions(signed: SignedIn) -> list[Action]:
-    """The actions shown to the principal: those it may publish as a producer."""
-    p = signed.principal
-    if not (p.is_admin or "producer" in p.roles):
-        return []
-    return [a for a in ACTIONS if p.may_publish(a.type)]
 
 
 class IncidentPages:
@@ -111,7 +81,7 @@ class IncidentPages:
         context = signed.context(
             incident=document,
             timeline=[e.to_dict() for e in timeline],
-            actions=allowed_actions(signed),
+            actions=allowed_actions(signed.principal),
             problem=problem,
         )
         if _choice(signed, "fragment"):
@@ -122,25 +92,17 @@ class IncidentPages:
     async def act(self, signed: SignedIn) -> Response:
         """Post the chosen action as an event; a refusal shows the page with its detail."""
         incident_id = signed.request.path_params["id"]
-        action = BY_NAME.get(signed.form.get("action", ""))
-        text = signed.form.get("text", "").strip()
+        form = signed.form
+        counted = signed.request.app.state.metrics  # counted as POST /v1/events counts
         try:
-            if action is None:
-                raise InvalidRequest(f"unknown action {signed.form.get('action', '')!r}")
-            if action.name == "note" and not text:
-                raise InvalidRequest("a note needs some text")
-            data = {action.text_field: text} if text else {}
-            event = {
-                "specversion": "1.0",
-                "id": str(uuid.uuid4()),
-                "source": CONSOLE_SOURCE,
-                "type": action.type,
-                "datacontenttype": "application/json",
-                Extension.INCIDENT_ID: incident_id,
-                Extension.ACTOR: signed.principal.name,
-                "data": data,
-            }
-            await call(signed.request, post_events, {}, event, STRUCTURED)
+            command = IncidentCommand.parse(form.get("action", ""), form.get("text", ""))
+            commands = services(signed.request).get(IncidentCommands)
+            try:
+                done = await commands.give(signed.principal, incident_id, command, CONSOLE_SOURCE)
+            except IncidentsError as exc:
+                counted.events_rejected(exc)
+                raise
+            counted.events_submitted(done)
         except IncidentsError as exc:
             if exc.status in (401, 404):
                 raise
