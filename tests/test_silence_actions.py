@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import Conflict, Forbidden, InvalidRequest
 from incidents.silences.store import SilenceStore
-from incidents.usecases.silence_actions import SilenceActions
+from incidents.usecases.silence_actions import SilenceActions, silence_document
 from tests.support import with_async_redis
 from tests.usecase_support import ADMIN, NOW, PRODUCER, SUBSCRIBER, now, queries, silent_redis
 
@@ -76,3 +76,22 @@ def test_no_more_silences_run_than_the_setting_allows(redis_url: str) -> None:
 
     shown, again = with_async_redis(redis_url, work)
     assert again in shown and len(shown) == 3
+
+
+def test_a_silence_document_ends_a_length_after_its_start() -> None:
+    """A length ends that long after the start given, else after now; a time is kept as
+    given; parts left out are left out of the document."""
+    later = silence_document({"exact": {}}, "why", "2h", NOW, starts="2026-05-04T00:00:00+00:00")
+    now_on = silence_document({"exact": {}}, "why", "30m", NOW)
+    fixed = silence_document({"exact": {}}, "why", "2026-06-01T00:00:00Z", NOW)
+    assert later["ends_at"] == "2026-05-04T02:00:00+00:00"
+    assert now_on == {"filter": {"exact": {}}, "comment": "why",
+                      "ends_at": (NOW + timedelta(minutes=30)).isoformat()}  # fmt: skip
+    assert fixed["ends_at"] == "2026-06-01T00:00:00Z"
+
+
+def test_a_silence_document_with_a_bad_start_ends_after_now_and_keeps_the_start() -> None:
+    """A start that is not a time is kept for create to refuse; the length counts from now."""
+    made = silence_document({}, "why", "1h", NOW, starts="soon", subscriptions=["a"])
+    assert made["starts_at"] == "soon" and made["subscriptions"] == ["a"]
+    assert made["ends_at"] == (NOW + timedelta(hours=1)).isoformat()

@@ -5,7 +5,6 @@ place."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from datetime import datetime
 
@@ -19,8 +18,8 @@ from incidents.errors import FieldError, IncidentsError, InvalidRequest
 from incidents.request_body import check_depth
 from incidents.services import services
 from incidents.silences.recurrence import weekly_input
-from incidents.silences.silence import SilenceState, end_after
-from incidents.usecases.silence_actions import SilenceActions
+from incidents.silences.silence import SilenceState
+from incidents.usecases.silence_actions import SilenceActions, silence_document
 
 
 def _body(form: dict[str, str], at: datetime, max_depth: int) -> dict[str, object]:
@@ -33,24 +32,24 @@ def _body(form: dict[str, str], at: datetime, max_depth: int) -> dict[str, objec
         raise InvalidRequest(
             "the filter is not JSON", errors=[FieldError("/filter", "a JSON filter expression")]
         ) from None
-    body: dict[str, object] = {"filter": expression, "comment": form.get("comment", "")}
-    starts = at
-    if raw := form.get("starts_at", "").strip():
-        body["starts_at"] = raw
-        with contextlib.suppress(ValueError):  # the API says what is wrong with it
-            starts = datetime.fromisoformat(raw)
-    body["ends_at"] = end_after(form.get("ends_at", ""), starts)
-    subs = [s.strip() for s in form.get("subscriptions", "").split(",") if s.strip()]
-    if subs:
-        body["subscriptions"] = subs
+    recurrence = None
     days, window = form.get("days", "").strip(), form.get("window", "").strip()
     if days or window:
         try:
-            body["recurrence"] = weekly_input(days, window, form.get("timezone", "UTC"))
+            recurrence = weekly_input(days, window, form.get("timezone", "UTC"))
         except ValueError as exc:
             raise InvalidRequest(
                 str(exc), errors=[FieldError("/recurrence/weekly", str(exc))]
             ) from None
+    body = silence_document(
+        expression,
+        form.get("comment", ""),
+        form.get("ends_at", ""),
+        at,
+        starts=form.get("starts_at", "").strip() or None,
+        subscriptions=[s.strip() for s in form.get("subscriptions", "").split(",") if s.strip()],
+        recurrence=recurrence,
+    )
     check_depth(body, max_depth)
     return body
 

@@ -6,17 +6,50 @@ subscriptions (named in ``subscriptions``). Each sees and expires the silences i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from incidents.auth import Principal
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import Conflict, InvalidRequest, NotFound
 from incidents.queries.catalog import Queries
-from incidents.silences.silence import Silence, SilenceState, parse_silence, scope_problems
+from incidents.silences.silence import (
+    Silence,
+    SilenceState,
+    end_after,
+    parse_silence,
+    scope_problems,
+)
 from incidents.silences.store import SilenceStore
 
 SILENCER = "subscriber"  # the role that may silence (admins hold every role)
+
+
+def silence_document(
+    expression: object,
+    comment: str,
+    ends: str,
+    at: datetime,
+    starts: str | None = None,
+    subscriptions: Sequence[str] = (),
+    recurrence: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """The JSON document of a silence as a person gives its parts (the console's form, the
+    CLI's flags): ``ends`` a time or a length after the start (``2h``), the start ``at``
+    unless ``starts`` names one. What is wrong with a part is judged by ``create``."""
+    document: dict[str, object] = {"filter": expression, "comment": comment}
+    start = at
+    if starts is not None:
+        document["starts_at"] = starts
+        with contextlib.suppress(ValueError):  # create says what is wrong with it
+            start = datetime.fromisoformat(starts)
+    document["ends_at"] = end_after(ends, start)
+    if subscriptions:
+        document["subscriptions"] = list(subscriptions)
+    if recurrence is not None:
+        document["recurrence"] = dict(recurrence)
+    return document
 
 
 class SilenceActions:
