@@ -30,6 +30,7 @@ LAYERS: dict[str, frozenset[str]] = {
     "web toolkit": frozenset(
         {"endpoint_support", "openapi", "services", "limits", "bounded_protocol", "http"}
     ),
+    "use cases": frozenset({"usecases"}),
     "domains": frozenset(
         {
             "write_planner",

@@ -31,7 +31,7 @@ from incidents.api import (
     sync_routes,
 )
 from incidents.auth import Authenticator, BearerTokens
-from incidents.console import routes as console_routes
+from incidents.console import console_routes
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
     IncidentsError,
@@ -52,10 +52,16 @@ from incidents.queries.catalog import Queries
 from incidents.services import AdapterSchemas, Services, by_class, services
 from incidents.session_cookies import EndedSessions
 from incidents.settings import Settings, SettingsError
+from incidents.silences.store import SilenceStore
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async, full, is_full
 from incidents.tracing.middleware import TraceMiddleware
 from incidents.tracing.spans import NoSpans, Spans
+from incidents.usecases.delivery_actions import DeliveryActions
+from incidents.usecases.event_submission import EventSubmission
+from incidents.usecases.incident_commands import IncidentCommands
+from incidents.usecases.silence_actions import SilenceActions
+from incidents.usecases.subscription_actions import SubscriptionActions
 from incidents.write_planner import WritePlanner
 
 log = logging.getLogger("incidents")
@@ -182,6 +188,17 @@ def create_app(
         redis = connect_async(redis_url)
         store = EventStore(redis, settings.min_replicas, settings.replica_timeout_ms)
         principals = PrincipalStore(redis)
+        ingestor = Ingestor(
+            registry,
+            store,
+            clock,
+            admission=PolicyAdmission(policy),
+            planners=[WritePlanner(store, rules)],
+            spans=recorder,
+        )
+        submission = EventSubmission(ingestor, store)
+        queries = Queries.build(redis, store, registry)
+        deliveries = DeliveryQueries(redis)
         app.state.services = Services(
             settings=settings,
             redis=redis,
@@ -191,19 +208,20 @@ def create_app(
             clock=clock,
             adapter_schemas=AdapterSchemas(settings.schemas_dir / ADAPTERS_DIR),
             components=by_class(
-                Ingestor(
-                    registry,
-                    store,
-                    clock,
-                    admission=PolicyAdmission(policy),
-                    planners=[WritePlanner(store, rules)],
-                    spans=recorder,
-                ),
+                ingestor,
                 principals,
                 rules,
-                Queries.build(redis, store, registry),
-                DeliveryQueries(redis),
+                queries,
+                deliveries,
                 openapi.OpenAPIDocument(registry.raw, sources, settings.schemas_dir),
+                # what a user does, which every door calls (incidents.usecases)
+                SilenceActions(
+                    SilenceStore(redis), deliveries, queries, clock, settings.max_silences
+                ),
+                SubscriptionActions(settings, deliveries, queries, clock),
+                DeliveryActions(redis, deliveries, queries, registry, clock),
+                submission,
+                IncidentCommands(submission),
             ),
         )
         if server_process:

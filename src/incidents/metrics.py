@@ -20,13 +20,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from incidents.delivery import delivery_metrics
 from incidents.delivery.jobs import DELIVER_QUEUE
-from incidents.errors import StoreUnavailable
+from incidents.errors import IncidentsError, StoreUnavailable
 from incidents.retention.sweeper import KINDS as RETENTION_KINDS
 from incidents.services import services
 from incidents.store import keys
 from incidents.store.redis import guarded
 from incidents.store.redis_memory import refuses_writes_async
 from incidents.store.scripts import load_script
+from incidents.usecases.event_submission import Submission
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # The delivery workers RQ has registered for the deliver queue (a worker's own key expires
@@ -49,6 +50,15 @@ class Metrics:
         self.client_disconnects = 0  # clients that left while their body was being read
         self.redis_errors = 0  # requests answered 503 because Redis could not be reached
         self.redis_full_refusals = 0  # requests answered 503 redis-full
+
+    def events_rejected(self, exc: IncidentsError) -> None:
+        """Events refused, by the kind of refusal (``POST /v1/events`` and the console's
+        incident commands count here)."""
+        self.events["rejected:" + exc.slug] += 1
+
+    def events_submitted(self, done: Submission) -> None:
+        self.events["accepted"] += len(done.accepted) - done.duplicates
+        self.events["duplicate"] += done.duplicates
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, status)] += 1

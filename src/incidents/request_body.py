@@ -98,6 +98,13 @@ def parse_json(body: bytes, what: str = "the body", max_depth: int = DEFAULT_MAX
     return value
 
 
+def check_depth(value: Any, max_depth: int, what: str = "the body") -> None:
+    """JSONTooDeep if ``value``, JSON already parsed (a console form's), nests deeper than a
+    body may."""
+    if too_deep(value, max_depth):
+        raise _too_deep(what, max_depth)
+
+
 def _too_deep(what: str, max_depth: int) -> JSONTooDeep:
     return JSONTooDeep(
         f"{what} nests objects and arrays more than {max_depth} levels deep, "

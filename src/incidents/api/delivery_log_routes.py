@@ -5,64 +5,43 @@ became of one event for each subscription (``GET /v1/events/{id}/routes``, serve
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import datetime
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.api.owned_subscription import owned
-from incidents.auth import Principal, caller
+from incidents.auth import caller
 from incidents.connectors.channel_base import OutcomeKind
-from incidents.delivery.delivery_queries import DeliveryQueries
-from incidents.delivery.explain import JUDGED_ON, Fate, explain
-from incidents.delivery.fanout import replay, routed_through
-from incidents.delivery.lanes import DEAD, FILTER_ERROR, PENDING, SILENCED, WITHHELD
-from incidents.delivery.owner_views import OwnerViews
+from incidents.delivery.explain import Fate
+from incidents.delivery.lanes import DEAD, FILTER_ERROR, SILENCED, WITHHELD
 from incidents.endpoint_support import (
     ID,
     LIMIT,
     json_request,
     limit,
-    now,
     operation,
     request_body,
     subscriber,
 )
-from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
 from incidents.openapi import JSONObject, query_param
-from incidents.queries.catalog import Queries
-from incidents.services import Services, services
-from incidents.silences.store import SilenceStore
-from incidents.store.redis import guarded
+from incidents.services import services
+from incidents.usecases.delivery_actions import ADMIN, DeliveryActions, replay_since
+from incidents.usecases.subscription_actions import SubscriptionActions
 
 
 async def deliveries(request: Request) -> Response:
     svc, principal = subscriber(request)
-    viewer = svc.get(Queries).viewer(principal)
-    log = await svc.get(DeliveryQueries).log(viewer, request.path_params["id"], limit(request))
+    log = await svc.get(DeliveryActions).log(principal, request.path_params["id"], limit(request))
     sub = log.subscription
     return json_response({"subscription": sub.id, "status": sub.status, "attempts": log.attempts})
 
 
-async def replay_since(request: Request) -> Response:
-    svc, _, sub = await owned(request)
+async def replay(request: Request) -> Response:
+    svc, principal = subscriber(request)
+    sub = await svc.get(SubscriptionActions).owned(principal, request.path_params["id"])
     body = await json_request(request)
-    raw = body.get("since") if isinstance(body, dict) else None
-    try:
-        since = datetime.fromisoformat(raw) if isinstance(raw, str) else None
-    except ValueError:
-        since = None
-    if since is None or since.tzinfo is None:
-        raise InvalidRequest(
-            f"since={raw!r} must be an RFC 3339 time with a zone, e.g. 2024-05-01T00:00:00Z",
-            errors=[FieldError("/since", "an RFC 3339 time with a zone is required")],
-        )
-    if not sub.active:
-        raise Conflict(f"subscription {sub.id!r} is disabled ({sub.reason}); enable it first")
-    done = await replay(svc.redis, sub, since, clock=lambda: now(svc).timestamp())
+    since = replay_since(body.get("since") if isinstance(body, dict) else None)
+    done = await svc.get(DeliveryActions).replay(principal, sub, since)
     return json_response(
         {
             "subscription": sub.id,
@@ -75,68 +54,29 @@ async def replay_since(request: Request) -> Response:
 
 
 async def dead_letters(request: Request) -> Response:
-    svc = services(request)
-    caller(request).require("admin")
-    found = await svc.get(DeliveryQueries).dead_letters(limit(request))
+    svc, principal = services(request), caller(request)
+    principal.require(ADMIN)  # before the limit is judged
+    found = await svc.get(DeliveryActions).dead_letters(principal, limit(request))
     return json_response({"dead_letters": found})
 
 
 async def redrive(request: Request) -> Response:
     svc = services(request)
-    caller(request).require("admin")
-    delivery_id = request.path_params["id"]
-    lanes = svc.get(DeliveryQueries).lanes
-    found = await lanes.get(delivery_id)
-    if found is None or found.state != DEAD:
-        raise NotFound(f"no dead letter {delivery_id!r}")
-    sub = await svc.get(DeliveryQueries).subscriptions.get(found.sub)
-    if sub is None:
-        raise Conflict(f"the subscription {found.sub!r} of {delivery_id!r} no longer exists")
-    if not sub.active:
-        raise Conflict(f"subscription {sub.id!r} is disabled ({sub.reason}); enable it first")
-    again = replace(found, state=PENDING, attempts=0, next_at=None, reason="")
-    await lanes.enqueue([again], now(svc).timestamp(), force=True)
+    again = await svc.get(DeliveryActions).redrive(caller(request), request.path_params["id"])
     return json_response(again.to_dict(), status=202)
-
-
-async def routes_of(
-    svc: Services, principal: Principal, event_id: str, source: str | None
-) -> dict[str, object]:
-    """The answer of ``GET /v1/events/{id}/routes`` (the console's event page shows it too):
-    for each subscription ``principal`` owns (admins: all), what became of the event."""
-    viewer = svc.get(Queries).viewer(principal)
-    stored = await svc.get(Queries).events.stored(viewer, event_id, source)
-    subs = await svc.get(DeliveryQueries).subscriptions.list(
-        None if principal.is_admin else principal.id
-    )
-    at = now(svc)
-    silences = await SilenceStore(svc.redis).list(after=at)
-    owners = OwnerViews(svc.redis, svc.registry)
-    async with guarded("reading how far routing is"):
-        routed = await routed_through(svc.redis)
-    found = await explain(
-        stored, subs, svc.get(DeliveryQueries).lanes, owners, silences, at, routed
-    )
-    event = stored.event
-    return {
-        "event": {"id": event.id, "source": event.source, "type": event.type,
-                  "sequence": stored.sequence},
-        "judged_at": at.isoformat(),
-        "judged_on": JUDGED_ON,
-        "routes": [r.to_dict() for r in found],
-    }  # fmt: skip
 
 
 async def event_routes(request: Request) -> Response:
     svc, principal = subscriber(request)
     source = request.query_params.get("source")
-    return json_response(await routes_of(svc, principal, request.path_params["id"], source))
+    event_id = request.path_params["id"]
+    return json_response(await svc.get(DeliveryActions).event_routes(principal, event_id, source))
 
 
 def routes() -> list[Route]:
     return [
         Route("/v1/subscriptions/{id}/deliveries", deliveries, methods=["GET"]),
-        Route("/v1/subscriptions/{id}/replay", replay_since, methods=["POST"]),
+        Route("/v1/subscriptions/{id}/replay", replay, methods=["POST"]),
         Route("/v1/dead-letters", dead_letters, methods=["GET"]),
         Route("/v1/dead-letters/{id}/redrive", redrive, methods=["POST"]),
     ]

@@ -13,17 +13,17 @@ from incidents.auth import caller
 from incidents.errors import IncidentsError
 from incidents.http import json_response
 from incidents.ingest.modes import BATCH, STRUCTURED, parse_request
-from incidents.ingest.pipeline import Ingestor
 from incidents.offload import off_loop
 from incidents.openapi import BEARER, errors, json_body
 from incidents.queries.catalog import Queries
 from incidents.request_body import LARGE_BODY, read_body
 from incidents.services import services
+from incidents.usecases.event_submission import EventSubmission
 
 
 async def post_events(request: Request) -> Response:
     svc = services(request)
-    counts = request.app.state.metrics.events
+    counted = request.app.state.metrics
     try:
         principal = caller(request)
         principal.require("producer")
@@ -38,17 +38,15 @@ async def post_events(request: Request) -> Response:
             max_depth=settings.max_json_depth,
             max_batch=settings.max_batch_events,
         )
-        events = await svc.get(Ingestor).check_off_loop(parsed.events, batch=parsed.mode == "batch")
-        accepted = await svc.get(Ingestor).accept(events, principal)
+        batch = parsed.mode == "batch"
+        done = await svc.get(EventSubmission).submit(principal, parsed.events, batch)
     except IncidentsError as exc:
-        counts["rejected:" + exc.slug] += 1
+        counted.events_rejected(exc)
         raise
-    duplicates = sum(1 for a in accepted if a.duplicate)
-    counts["accepted"] += len(accepted) - duplicates
-    counts["duplicate"] += duplicates
-    status = 200 if accepted and duplicates == len(accepted) else 202
+    counted.events_submitted(done)
     return json_response(
-        {"mode": parsed.mode, "accepted": [a.to_dict() for a in accepted]}, status=status
+        {"mode": parsed.mode, "accepted": [a.to_dict() for a in done.accepted]},
+        status=200 if done.all_duplicates else 202,
     )
 
 

@@ -13,81 +13,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.auth import Principal
-from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.endpoint_support import ID, json_request, now, operation, request_body, subscriber
-from incidents.errors import Conflict, InvalidRequest, NotFound
+from incidents.errors import InvalidRequest
 from incidents.http import json_response
 from incidents.model.filters import FILTER
 from incidents.openapi import JSONObject, component_ref, query_param
-from incidents.queries.catalog import Queries
-from incidents.services import Services
 from incidents.silences.recurrence import DAYS
-from incidents.silences.silence import (
-    MAX_COMMENT,
-    MAX_SUBSCRIPTIONS,
-    Silence,
-    SilenceState,
-    parse_silence,
-    scope_problems,
-)
-from incidents.silences.store import SilenceStore
-
-
-def _store(svc: Services) -> SilenceStore:
-    return SilenceStore(svc.redis)
-
-
-async def create_silence(svc: Services, principal: Principal, body: object) -> Silence:
-    """Check and store a new silence for ``principal`` (the API's and the console's way)."""
-    at = now(svc)
-    silence = parse_silence(body, principal.id, at)
-    subs = await svc.get(DeliveryQueries).subscriptions.get_many(silence.subscriptions)
-    problems = scope_problems(
-        silence.subscriptions, {i: s.owner for i, s in subs.items()}, principal.id,
-        principal.is_admin,
-    )  # fmt: skip
-    if problems:
-        raise InvalidRequest("the silence names subscriptions you cannot silence", errors=problems)
-    store = _store(svc)
-    most = svc.settings.max_silences
-    if await store.running(at) >= most:
-        raise Conflict(
-            f"{most} silences are already pending or active (INCIDENTS_MAX_SILENCES); "
-            "expire one first"
-        )
-    await store.save(silence, at)
-    return silence
-
-
-async def visible_silences(
-    svc: Services, principal: Principal, state: SilenceState | None = None
-) -> list[Silence]:
-    """The silences ``principal`` may see (its own; admins all), in ``state`` if named."""
-    at = now(svc)
-    viewer = svc.get(Queries).viewer(principal)
-    after = None if state is SilenceState.EXPIRED or state is None else at
-    found = await _store(svc).list(after=after)
-    return [
-        s for s in found if viewer.owns(s.created_by) and (state is None or s.state(at) is state)
-    ]
-
-
-async def owned_silence(svc: Services, principal: Principal, silence_id: str) -> Silence:
-    """The silence, if ``principal`` created it (admins: any); else NotFound."""
-    found = await _store(svc).get(silence_id)
-    if found is None or not svc.get(Queries).viewer(principal).owns(found.created_by):
-        raise NotFound(f"no silence {silence_id!r}")
-    return found
-
-
-async def expire_silence(svc: Services, principal: Principal, silence_id: str) -> Silence:
-    found = await owned_silence(svc, principal, silence_id)
-    at = now(svc)
-    ended = found.expired(at, principal.id)
-    if ended is not found:
-        await _store(svc).save(ended, at)
-    return ended
+from incidents.silences.silence import MAX_COMMENT, MAX_SUBSCRIPTIONS, Silence, SilenceState
+from incidents.usecases.silence_actions import SilenceActions
 
 
 def _state(request: Request) -> SilenceState | None:
@@ -107,7 +40,7 @@ def _shown(silence: Silence, at: datetime) -> dict[str, object]:
 
 async def create(request: Request) -> Response:
     svc, principal = subscriber(request)
-    silence = await create_silence(svc, principal, await json_request(request))
+    silence = await svc.get(SilenceActions).create(principal, await json_request(request))
     return json_response(
         _shown(silence, now(svc)), status=201, headers={"Location": f"/v1/silences/{silence.id}"}
     )
@@ -115,20 +48,20 @@ async def create(request: Request) -> Response:
 
 async def list_all(request: Request) -> Response:
     svc, principal = subscriber(request)
-    found = await visible_silences(svc, principal, _state(request))
+    found = await svc.get(SilenceActions).visible(principal, _state(request))
     at = now(svc)
     return json_response({"silences": [_shown(s, at) for s in found]})
 
 
 async def get_one(request: Request) -> Response:
     svc, principal = subscriber(request)
-    found = await owned_silence(svc, principal, request.path_params["id"])
+    found = await svc.get(SilenceActions).get(principal, request.path_params["id"])
     return json_response(_shown(found, now(svc)))
 
 
 async def expire(request: Request) -> Response:
     svc, principal = subscriber(request)
-    ended = await expire_silence(svc, principal, request.path_params["id"])
+    ended = await svc.get(SilenceActions).expire(principal, request.path_params["id"])
     return json_response(_shown(ended, now(svc)))
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
 
 from incidents.cli.commands import (
     Command,
@@ -21,7 +19,7 @@ from incidents.cli.commands import (
 )
 from incidents.cli.delivery_commands import _actions
 from incidents.silences.recurrence import weekly_input
-from incidents.silences.silence import end_after
+from incidents.usecases.silence_actions import silence_document
 
 
 def register(
@@ -71,29 +69,30 @@ def register(
     commands["silence"] = reporting(cmd_silence)
 
 
-def _body(args: argparse.Namespace) -> dict[str, Any] | str:
-    """The request body, or what is wrong with the flags."""
+def _body(args: argparse.Namespace) -> dict[str, object] | str:
+    """The request body (as the console's form makes it too), or what is wrong with the
+    flags."""
     try:
         expression = json.loads(args.filter)
     except json.JSONDecodeError as exc:
         return f"--filter {args.filter!r} is not JSON: {exc}"
-    starts = datetime.now(UTC)
-    body: dict[str, Any] = {"filter": expression, "comment": args.comment}
-    if args.starts is not None:
-        body["starts_at"] = args.starts
-        with contextlib.suppress(ValueError):  # the gateway says what is wrong with it
-            starts = datetime.fromisoformat(args.starts)
-    body["ends_at"] = end_after(args.ends, starts)
-    if args.subscriptions:
-        body["subscriptions"] = args.subscriptions
     if (args.weekly is None) != (args.window is None):
         return "--weekly and --window go together"
+    recurrence = None
     if args.weekly is not None:
         try:
-            body["recurrence"] = weekly_input(args.weekly, args.window, args.timezone)
+            recurrence = weekly_input(args.weekly, args.window, args.timezone)
         except ValueError as exc:
             return f"--window: {exc}"
-    return body
+    return silence_document(
+        expression,
+        args.comment,
+        args.ends,
+        datetime.now(UTC),
+        starts=args.starts,
+        subscriptions=args.subscriptions,
+        recurrence=recurrence,
+    )
 
 
 def cmd_silence(args: argparse.Namespace, env: dict[str, str]) -> int:

@@ -1,22 +1,23 @@
 """The console's delivery pages: subscriptions (status, failure rate, the latest attempts with
 the request made and the response), their enable/disable, replay and secret rotation; the
 dead letters and their redrive; and the principals (admins). Reads go through the delivery
-queries with the principal's ``Viewer``; each change calls the API endpoint that makes it."""
+queries with the principal's ``Viewer``; each change is the use case the API calls too
+(``usecases.subscription_actions``, ``usecases.delivery_actions``)."""
 
 from __future__ import annotations
 
 from starlette.responses import RedirectResponse, Response
 
-from incidents.api import delivery_log_routes, subscription_routes
-from incidents.console.api_calls import call
-from incidents.console.pages import Visit
 from incidents.console.rendering import SECURITY_HEADERS, Templates
+from incidents.console.signed_in import SignedIn
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.endpoint_support import subscriber
 from incidents.errors import IncidentsError, InvalidRequest
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.catalog import Queries
 from incidents.services import services
+from incidents.usecases.delivery_actions import DeliveryActions, replay_since
+from incidents.usecases.subscription_actions import SubscriptionActions
 
 ATTEMPTS_SHOWN = 50
 DEAD_LETTERS_SHOWN = 200
@@ -37,8 +38,8 @@ class DeliveryPages:
     def __init__(self, templates: Templates) -> None:
         self.templates = templates
 
-    async def subscriptions(self, visit: Visit) -> Response:
-        svc, principal = subscriber(visit.request)
+    async def subscriptions(self, signed: SignedIn) -> Response:
+        svc, principal = subscriber(signed.request)
         viewer = svc.get(Queries).viewer(principal)
         subs = await svc.get(DeliveryQueries).subscriptions.list(
             None if principal.is_admin else principal.id
@@ -47,22 +48,22 @@ class DeliveryPages:
         for sub in subs:
             log = await svc.get(DeliveryQueries).log(viewer, sub.id, ATTEMPTS_SHOWN)
             rows.append({**sub.to_dict(), "failure_rate": failure_rate(log.attempts)})
-        context = visit.context(subscriptions=rows)
-        return self.templates.page(visit.request, "subscriptions.html", context)
+        context = signed.context(subscriptions=rows)
+        return self.templates.page(signed.request, "subscriptions.html", context)
 
     async def subscription(
         self,
-        visit: Visit,
+        signed: SignedIn,
         problem: IncidentsError | None = None,
         notice: str = "",
         secret: str = "",
     ) -> Response:
-        svc, principal = subscriber(visit.request)
+        svc, principal = subscriber(signed.request)
         viewer = svc.get(Queries).viewer(principal)
         log = await svc.get(DeliveryQueries).log(
-            viewer, visit.request.path_params["id"], ATTEMPTS_SHOWN
+            viewer, signed.request.path_params["id"], ATTEMPTS_SHOWN
         )
-        context = visit.context(
+        context = signed.context(
             subscription=log.subscription.to_dict(),
             attempts=log.attempts,
             failure_rate=failure_rate(log.attempts),
@@ -71,60 +72,66 @@ class DeliveryPages:
             secret=secret,
         )
         status = problem.status if problem is not None else 200
-        return self.templates.page(visit.request, "subscription.html", context, status=status)
+        return self.templates.page(signed.request, "subscription.html", context, status=status)
 
-    async def change(self, visit: Visit) -> Response:
-        """Enable, disable, replay or rotate, as the API does it; a refusal shows its detail."""
-        sub_id = visit.request.path_params["id"]
-        what = visit.form.get("change", "")
-        params = {"id": sub_id}
+    async def change(self, signed: SignedIn) -> Response:
+        """Enable, disable, replay or rotate, through the use cases the API calls; a refusal
+        shows its detail."""
+        sub_id = signed.request.path_params["id"]
+        what = signed.form.get("change", "")
+        subscriptions = services(signed.request).get(SubscriptionActions)
+        deliveries = services(signed.request).get(DeliveryActions)
+        origin = signed.request.url.hostname
         try:
             if what in ("enable", "disable"):
                 status = "active" if what == "enable" else "disabled"
-                await call(visit.request, subscription_routes.patch, params, {"status": status})
+                sub = await subscriptions.owned(signed.principal, sub_id)
+                await subscriptions.update(signed.principal, sub, {"status": status}, origin)
                 notice = f"Subscription {'enabled' if what == 'enable' else 'disabled'}."
             elif what == "replay":
-                since = visit.form.get("since", "").strip()
-                done = await call(
-                    visit.request, delivery_log_routes.replay_since, params, {"since": since}
-                )
-                queued = done.get("queued") if isinstance(done, dict) else None
-                notice = f"Replay queued {queued} event(s) since {since}."
+                since = signed.form.get("since", "").strip()
+                sub = await subscriptions.owned(signed.principal, sub_id)
+                done = await deliveries.replay(signed.principal, sub, replay_since(since))
+                notice = f"Replay queued {done.queued} event(s) since {since}."
             elif what == "rotate":
-                done = await call(visit.request, subscription_routes.rotate_secret, params, {})
-                secret = str(done.get("secret", "")) if isinstance(done, dict) else ""
-                until = done.get("previous_secrets_valid_until") if isinstance(done, dict) else ""
-                notice = f"Secret rotated; the previous one stays valid until {until}."
-                return await self.subscription(visit, notice=notice, secret=secret)
+                rotated = await subscriptions.rotate_secret(signed.principal, sub_id)
+                notice = (
+                    f"Secret rotated; the previous one stays valid until {rotated.previous_until}."
+                )
+                return await self.subscription(signed, notice=notice, secret=rotated.secret)
             else:
                 raise InvalidRequest(f"unknown change {what!r}")
         except IncidentsError as exc:
             if exc.status in (401, 404):
                 raise
-            return await self.subscription(visit, problem=exc)
-        return await self.subscription(visit, notice=notice)
+            return await self.subscription(signed, problem=exc)
+        return await self.subscription(signed, notice=notice)
 
-    async def dead_letters(self, visit: Visit, problem: IncidentsError | None = None) -> Response:
-        visit.principal.require("admin")
-        found = await services(visit.request).get(DeliveryQueries).dead_letters(DEAD_LETTERS_SHOWN)
-        context = visit.context(dead_letters=found, problem=problem)
+    async def dead_letters(
+        self, signed: SignedIn, problem: IncidentsError | None = None
+    ) -> Response:
+        signed.principal.require("admin")
+        found = await services(signed.request).get(DeliveryQueries).dead_letters(DEAD_LETTERS_SHOWN)
+        context = signed.context(dead_letters=found, problem=problem)
         status = problem.status if problem is not None else 200
-        return self.templates.page(visit.request, "dead_letters.html", context, status=status)
+        return self.templates.page(signed.request, "dead_letters.html", context, status=status)
 
-    async def redrive(self, visit: Visit) -> Response:
-        params = {"id": visit.request.path_params["id"]}
+    async def redrive(self, signed: SignedIn) -> Response:
+        delivery_id = signed.request.path_params["id"]
         try:
-            await call(visit.request, delivery_log_routes.redrive, params, {})
+            await (
+                services(signed.request).get(DeliveryActions).redrive(signed.principal, delivery_id)
+            )
         except IncidentsError as exc:
             if exc.status == 401:
                 raise
-            return await self.dead_letters(visit, problem=exc)
-        url = visit.request.url_for("console_dead_letters").path
+            return await self.dead_letters(signed, problem=exc)
+        url = signed.request.url_for("console_dead_letters").path
         return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
 
-    async def principals(self, visit: Visit) -> Response:
-        visit.principal.require("admin")
-        found = await services(visit.request).get(PrincipalStore).list()
+    async def principals(self, signed: SignedIn) -> Response:
+        signed.principal.require("admin")
+        found = await services(signed.request).get(PrincipalStore).list()
         rows = [{"principal": p, "created_at": created} for p, created in found]
-        context = visit.context(principals=rows)
-        return self.templates.page(visit.request, "principals.html", context)
+        context = signed.context(principals=rows)
+        return self.templates.page(signed.request, "principals.html", context)

@@ -7,26 +7,26 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from incidents.api.delivery_log_routes import routes_of
-from incidents.console.pages import Visit
 from incidents.console.rendering import Templates
+from incidents.console.signed_in import SignedIn
 from incidents.queries.catalog import Queries
 from incidents.services import services
+from incidents.usecases.delivery_actions import DeliveryActions
 
 
 class EventPages:
     def __init__(self, templates: Templates) -> None:
         self.templates = templates
 
-    async def event(self, visit: Visit) -> Response:
-        svc, principal = services(visit.request), visit.principal
-        event_id = visit.request.path_params["id"]
-        source = visit.request.query_params.get("source") or None
+    async def event(self, signed: SignedIn) -> Response:
+        svc, principal = services(signed.request), signed.principal
+        event_id = signed.request.path_params["id"]
+        source = signed.request.query_params.get("source") or None
         shown = await svc.get(Queries).events.get(
             svc.get(Queries).viewer(principal), event_id, source
         )
         routes = None
         if principal.is_admin or "subscriber" in principal.roles:
-            routes = await routes_of(svc, principal, event_id, source)
-        context = visit.context(stored=shown, routes=routes)
-        return self.templates.page(visit.request, "event.html", context)
+            routes = await svc.get(DeliveryActions).event_routes(principal, event_id, source)
+        context = signed.context(stored=shown, routes=routes)
+        return self.templates.page(signed.request, "event.html", context)

@@ -1,53 +1,56 @@
 """The console's silences page: the silences not yet ended (pending and active), a form to
-create one and a button to expire each. Reads and changes go through the API's own handlers
-(``api.silence_routes``), so who may silence what is judged in one place."""
+create one and a button to expire each. Reads and changes are the silence use cases
+(``usecases.silence_actions``) the API calls too, so who may silence what is judged in one
+place."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from datetime import datetime
 
 from starlette.responses import Response
 
-from incidents.api import silence_routes
-from incidents.console.api_calls import call
-from incidents.console.pages import Visit
 from incidents.console.rendering import Templates
+from incidents.console.signed_in import SignedIn
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.endpoint_support import now, subscriber
 from incidents.errors import FieldError, IncidentsError, InvalidRequest
+from incidents.request_body import check_depth
+from incidents.services import services
 from incidents.silences.recurrence import weekly_input
-from incidents.silences.silence import SilenceState, end_after
+from incidents.silences.silence import SilenceState
+from incidents.usecases.silence_actions import SilenceActions, silence_document
 
 
-def _body(form: dict[str, str], at: datetime) -> dict[str, object]:
-    """The API body of the create form: the filter as JSON, the end as a time or a length,
-    the subscriptions comma-separated, an optional weekly window."""
+def _body(form: dict[str, str], at: datetime, max_depth: int) -> dict[str, object]:
+    """The silence document of the create form: the filter as JSON, the end as a time or a
+    length, the subscriptions comma-separated, an optional weekly window. It nests no deeper
+    than a request body may (``max_depth``)."""
     try:
         expression = json.loads(form.get("filter", ""))
     except ValueError:
         raise InvalidRequest(
             "the filter is not JSON", errors=[FieldError("/filter", "a JSON filter expression")]
         ) from None
-    body: dict[str, object] = {"filter": expression, "comment": form.get("comment", "")}
-    starts = at
-    if raw := form.get("starts_at", "").strip():
-        body["starts_at"] = raw
-        with contextlib.suppress(ValueError):  # the API says what is wrong with it
-            starts = datetime.fromisoformat(raw)
-    body["ends_at"] = end_after(form.get("ends_at", ""), starts)
-    subs = [s.strip() for s in form.get("subscriptions", "").split(",") if s.strip()]
-    if subs:
-        body["subscriptions"] = subs
+    recurrence = None
     days, window = form.get("days", "").strip(), form.get("window", "").strip()
     if days or window:
         try:
-            body["recurrence"] = weekly_input(days, window, form.get("timezone", "UTC"))
+            recurrence = weekly_input(days, window, form.get("timezone", "UTC"))
         except ValueError as exc:
             raise InvalidRequest(
                 str(exc), errors=[FieldError("/recurrence/weekly", str(exc))]
             ) from None
+    body = silence_document(
+        expression,
+        form.get("comment", ""),
+        form.get("ends_at", ""),
+        at,
+        starts=form.get("starts_at", "").strip() or None,
+        subscriptions=[s.strip() for s in form.get("subscriptions", "").split(",") if s.strip()],
+        recurrence=recurrence,
+    )
+    check_depth(body, max_depth)
     return body
 
 
@@ -56,42 +59,43 @@ class SilencePages:
         self.templates = templates
 
     async def silences(
-        self, visit: Visit, problem: IncidentsError | None = None, notice: str = ""
+        self, signed: SignedIn, problem: IncidentsError | None = None, notice: str = ""
     ) -> Response:
-        svc, principal = subscriber(visit.request)
+        svc, principal = subscriber(signed.request)
         at = now(svc)
-        found = await silence_routes.visible_silences(svc, principal)
+        found = await svc.get(SilenceActions).visible(principal)
         running = [s.to_dict(at) for s in found if s.state(at) is not SilenceState.EXPIRED]
         subs = await svc.get(DeliveryQueries).subscriptions.list(
             None if principal.is_admin else principal.id
         )
-        context = visit.context(
+        context = signed.context(
             silences=running,
             subscriptions=[s.id for s in subs],
             problem=problem,
             notice=notice,
-            form=visit.form if problem is not None else {},
+            form=signed.form if problem is not None else {},
         )
         status = problem.status if problem is not None else 200
-        return self.templates.page(visit.request, "silences.html", context, status=status)
+        return self.templates.page(signed.request, "silences.html", context, status=status)
 
-    async def change(self, visit: Visit) -> Response:
+    async def change(self, signed: SignedIn) -> Response:
         """Create (``change=create``) or expire (``change=expire``, ``id``) a silence."""
-        what = visit.form.get("change", "")
+        what = signed.form.get("change", "")
+        svc = services(signed.request)
         try:
             if what == "create":
-                body = _body(dict(visit.form), now(subscriber(visit.request)[0]))
-                done = await call(visit.request, silence_routes.create, {}, body)
-                created = done.get("id") if isinstance(done, dict) else ""
-                notice = f"Silence {created} created."
+                subscriber(signed.request)
+                body = _body(dict(signed.form), now(svc), svc.settings.max_json_depth)
+                created = await svc.get(SilenceActions).create(signed.principal, body)
+                notice = f"Silence {created.id} created."
             elif what == "expire":
-                params = {"id": visit.form.get("id", "")}
-                await call(visit.request, silence_routes.expire, params, {})
-                notice = f"Silence {params['id']} expired."
+                silence_id = signed.form.get("id", "")
+                await svc.get(SilenceActions).expire(signed.principal, silence_id)
+                notice = f"Silence {silence_id} expired."
             else:
                 raise InvalidRequest(f"unknown change {what!r}")
         except IncidentsError as exc:
             if exc.status == 401:
                 raise
-            return await self.silences(visit, problem=exc)
-        return await self.silences(visit, notice=notice)
+            return await self.silences(signed, problem=exc)
+        return await self.silences(signed, notice=notice)

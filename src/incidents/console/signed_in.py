@@ -23,7 +23,7 @@ SIGN_IN = CONSOLE_PREFIX + "/sign-in"
 
 
 @dataclass(frozen=True)
-class Visit:
+class SignedIn:
     """A signed-in request: the principal, its session and the session's CSRF token."""
 
     request: Request
@@ -46,8 +46,8 @@ def to_sign_in() -> Response:
     return RedirectResponse(SIGN_IN, status_code=303, headers=SECURITY_HEADERS)
 
 
-async def visit(request: Request) -> Visit:
-    """The signed-in visit, or Unauthorized; a POST's form must carry the CSRF token."""
+async def signed_in(request: Request) -> SignedIn:
+    """The signed-in request, or Unauthorized; a POST's form must carry the CSRF token."""
     cookie = request.cookies.get(SESSION_COOKIE)
     sessions = services(request).auth.sessions
     session = sessions.open(cookie) if cookie else None
@@ -62,21 +62,22 @@ async def visit(request: Request) -> Visit:
             raise CsrfRefused(
                 "this form's CSRF token is missing or wrong; reload the page and try again"
             )
-    return Visit(request, user, session, csrf, form)
+    return SignedIn(request, user, session, csrf, form)
 
 
-Handler = Callable[[Visit], Awaitable[Response]]
+Handler = Callable[[SignedIn], Awaitable[Response]]
 
 
 def page(templates: Templates) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """A console endpoint: run with the visit; a missing session goes to the sign-in page and
-    any other refusal is an error page with the problem's status, title and detail."""
+    """A console endpoint: run with the signed-in request; a missing session goes to the
+    sign-in page and any other refusal is an error page with the problem's status, title and
+    detail."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             try:
-                return await handler(await visit(request))
+                return await handler(await signed_in(request))
             except Unauthorized:
                 return to_sign_in()
             except IncidentsError as exc:

@@ -15,8 +15,8 @@ from starlette.routing import Route
 from incidents.console.delivery_pages import DeliveryPages
 from incidents.console.event_pages import EventPages
 from incidents.console.incident_pages import IncidentPages
-from incidents.console.pages import SIGN_IN, error_page, page, read_form
 from incidents.console.rendering import SECURITY_HEADERS, StaticFiles, Templates
+from incidents.console.signed_in import SIGN_IN, SignedIn, error_page, page, read_form
 from incidents.console.silence_pages import SilencePages
 from incidents.errors import CsrfRefused, IncidentsError, NotFound
 from incidents.services import services
@@ -116,8 +116,8 @@ def routes() -> list[Route]:
             return error_page(templates, request, NotFound("no such console file"))
         return found
 
-    async def signed_out(visit: Any) -> Response:
-        return await sign_out(visit.request)
+    async def signed_out(signed: SignedIn) -> Response:
+        return await sign_out(signed.request)
 
     c = CONSOLE_PREFIX
     return [
