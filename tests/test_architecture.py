@@ -28,7 +28,17 @@ Graph = dict[str, dict[str, str]]
 LAYERS: dict[str, frozenset[str]] = {
     "doors": frozenset({"__main__", "cli", "app", "api", "console", "health", "metrics"}),
     "web toolkit": frozenset(
-        {"endpoint_support", "openapi", "services", "limits", "bounded_protocol", "http"}
+        {
+            "endpoint_support",
+            "openapi",
+            "services",
+            "limits",
+            "bounded_protocol",
+            "http",
+            "auth",
+            "session_cookies",
+            "request_body",
+        }
     ),
     "use cases": frozenset({"usecases"}),
     "domains": frozenset(
@@ -49,9 +59,6 @@ LAYERS: dict[str, frozenset[str]] = {
     ),
     "base": frozenset(
         {
-            "auth",
-            "session_cookies",
-            "request_body",
             "tracing",
             "settings",
             "store",

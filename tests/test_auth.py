@@ -10,8 +10,9 @@ import redis
 from starlette.routing import Route
 
 from incidents.app import create_app
-from incidents.auth import Authenticator, Principal, token_hash
+from incidents.auth import Authenticator
 from incidents.errors import Unauthorized
+from incidents.model.principal import Principal, token_hash
 from incidents.settings import Settings
 from tests.support import ADMIN_TOKEN, as_token, create_principal
 

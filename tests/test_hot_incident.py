@@ -13,12 +13,12 @@ import httpx
 import orjson
 import redis
 
-from incidents.auth import Principal
 from incidents.errors import IllegalTransition, StoreUnavailable
 from incidents.ingest.pipeline import Ingestor
 from incidents.lifecycle import machine
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.incident import Incident
+from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.policy.files import load_policy_files
 from incidents.settings import Settings

@@ -8,9 +8,9 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from incidents.auth import Principal
 from incidents.errors import Forbidden, InvalidRequest
 from incidents.ingest.pipeline import Ingestor
+from incidents.model.principal import Principal
 from incidents.model.types import EventType, Extension
 from incidents.store.events import EventStore
 from incidents.usecases.event_submission import EventSubmission

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from starlette.types import Message
 
-from incidents.auth import Principal
 from incidents.limits import RequestLimits
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry, surely_valid
 from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policies

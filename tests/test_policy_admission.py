@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from incidents.app import create_app
-from incidents.auth import Principal
 from incidents.errors import PolicyDenied
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.principal import Principal
 from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policies
 from incidents.policy.rules import Match

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from incidents.auth import Principal, admin_principal
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.labels import DataClass
+from incidents.model.principal import Principal, admin_principal
 from incidents.model.schemas import MarkedField, SchemaRegistry
 from incidents.policy.outbound import judge
 from incidents.policy.redaction import parse_redacted, redact, redacted_header

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from incidents.auth import Principal
 from incidents.errors import PolicyDenied
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.policy.access import covers
 from incidents.policy.admission import PolicyAdmission

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from incidents.auth import Principal
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import Forbidden, InvalidRequest, NotFound
+from incidents.model.principal import Principal
 from incidents.settings import Settings
 from incidents.usecases.subscription_actions import SubscriptionActions
 from tests.support import with_async_redis

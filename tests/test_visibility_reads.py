@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from incidents.auth import Principal
 from incidents.model.cloudevent import CloudEvent, StoredEvent
+from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.policy.access import may_see
 from incidents.queries.visibility import Viewer

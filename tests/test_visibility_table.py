@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from incidents.auth import Principal
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.policy.outbound import judge
 from tests.visibility_table import CASES, DATA, PRODUCER_TENANT, Case, case_id, expected

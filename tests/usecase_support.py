@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from incidents.auth import Principal
+from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.queries.catalog import Queries
 from incidents.store.events import EventStore

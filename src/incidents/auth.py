@@ -19,13 +19,10 @@ writes still need the bearer header, which always wins when both are sent.
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from starlette.authentication import (
     AuthCredentials,
@@ -35,8 +32,8 @@ from starlette.authentication import (
 )
 from starlette.requests import HTTPConnection
 
-from incidents.errors import Forbidden, IncidentsError, Unauthorized
-from incidents.model.labels import DATA_CLASS_NAMES
+from incidents.errors import IncidentsError, Unauthorized
+from incidents.model.principal import Principal, admin_principal
 from incidents.session_cookies import (
     CONSOLE_PREFIX,
     SESSION_COOKIE,
@@ -44,72 +41,6 @@ from incidents.session_cookies import (
     SessionCodec,
     master_key,
 )
-
-ROLES = ("admin", "producer", "subscriber")
-CLEARANCES = DATA_CLASS_NAMES  # a clearance is the highest data class a principal may see
-DEFAULT_TENANT = "default"
-
-
-@dataclass(frozen=True)
-class Principal(BaseUser):
-    id: str
-    name: str
-    roles: frozenset[str]
-    tenant: str = DEFAULT_TENANT
-    clearance: str = "internal"
-    restricted: bool = False
-    publish: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        bad = sorted(set(self.roles) - set(ROLES))
-        if bad:
-            raise ValueError(f"unknown role(s) {bad!r}; roles are {', '.join(ROLES)}")
-        if self.clearance not in CLEARANCES:
-            raise ValueError(f"clearance {self.clearance!r} is not one of {', '.join(CLEARANCES)}")
-        if not self.tenant:
-            raise ValueError("a principal needs a tenant")
-
-    @property
-    def is_authenticated(self) -> bool:
-        return True
-
-    @property
-    def display_name(self) -> str:
-        return self.name
-
-    @property
-    def identity(self) -> str:
-        return self.id
-
-    @property
-    def is_admin(self) -> bool:
-        return "admin" in self.roles
-
-    def may_publish(self, event_type: str) -> bool:
-        if self.is_admin:
-            return True
-        return any(fnmatch.fnmatchcase(event_type, p) for p in self.publish)
-
-    def require(self, role: str) -> None:
-        if role not in self.roles and not self.is_admin:
-            raise Forbidden(f"principal {self.name!r} lacks the {role!r} role")
-
-
-def admin_principal() -> Principal:
-    return Principal(
-        id="admin",
-        name="admin",
-        roles=frozenset(ROLES),
-        tenant=DEFAULT_TENANT,
-        clearance="restricted",
-        restricted=True,
-        publish=("*",),
-    )
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
 
 TokenLookup = Callable[[str], Awaitable[Principal | None]]
 
@@ -216,7 +147,11 @@ class BearerTokens(AuthenticationBackend):
                 principal = await self._authenticator(conn).resolve(token)
         except IncidentsError as exc:  # Unauthorized, or StoreUnavailable from the lookup
             return AuthCredentials(), Anonymous(exc)
-        return AuthCredentials(["authenticated", *sorted(principal.roles)]), principal
+        # A Principal has what Starlette reads of a user (``is_authenticated``,
+        # ``display_name``, ``identity``) without the model depending on Starlette.
+        return AuthCredentials(["authenticated", *sorted(principal.roles)]), cast(
+            BaseUser, principal
+        )
 
 
 def caller(conn: HTTPConnection) -> Principal:

@@ -10,10 +10,12 @@ from datetime import datetime
 
 from starlette.requests import Request
 
-from incidents.auth import Principal, caller
+from incidents.auth import caller
 from incidents.errors import InvalidRequest
+from incidents.model.bounded_json import parse_json
+from incidents.model.principal import Principal
 from incidents.openapi import BEARER, JSONObject, errors, json_body, query_param
-from incidents.request_body import parse_json, read_body
+from incidents.request_body import read_body
 from incidents.services import Services, services
 
 _LIMIT = re.compile(r"[0-9]{1,7}")

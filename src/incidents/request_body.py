@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import ClientDisconnect, Request
 
-from incidents.errors import InvalidHeader, JSONTooDeep, MalformedJSON, PayloadTooLarge
+from incidents.errors import InvalidHeader, PayloadTooLarge
+from incidents.model.bounded_json import parse_json
 from incidents.offload import off_loop
 from incidents.settings import Settings
 
-DEFAULT_MAX_DEPTH = Settings.max_json_depth
 # Parsing and walking a body this large takes long enough to hold up other requests.
 LARGE_BODY = 64 * 1024
 
@@ -66,57 +65,12 @@ def _within(received: int, limit: int) -> None:
         )
 
 
-def too_deep(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests objects and arrays more than ``limit`` levels deep (a bare
-    object or array is one level). Walks level by level, so it needs no recursion."""
-    level = [value] if type(value) in (dict, list) else []
-    depth = 0
-    while level:
-        depth += 1
-        if depth > limit:
-            return True
-        below: list[Any] = []
-        for node in level:
-            children = node.values() if type(node) is dict else node
-            below.extend(c for c in children if type(c) in (dict, list))
-        level = below
-    return False
-
-
-def parse_json(body: bytes, what: str = "the body", max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
-    if not body or body.isspace():
-        raise MalformedJSON(f"{what} is empty; expected JSON")
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        if "depth" in str(exc):  # orjson's own limit, far above ours
-            raise _too_deep(what, max_depth) from None
-        raise MalformedJSON(f"{what} is not valid JSON: {exc}") from None
-    # Fewer brackets than the limit cannot nest deeper than it: most bodies stop here.
-    if body.count(b"[") + body.count(b"{") > max_depth and too_deep(value, max_depth):
-        raise _too_deep(what, max_depth)
-    return value
-
-
-def check_depth(value: Any, max_depth: int, what: str = "the body") -> None:
-    """JSONTooDeep if ``value``, JSON already parsed (a console form's), nests deeper than a
-    body may."""
-    if too_deep(value, max_depth):
-        raise _too_deep(what, max_depth)
-
-
-def _too_deep(what: str, max_depth: int) -> JSONTooDeep:
-    return JSONTooDeep(
-        f"{what} nests objects and arrays more than {max_depth} levels deep, "
-        "the most this gateway accepts",
-        extra={"max_depth": max_depth},
-    )
-
-
 async def read_json(
     request: Request, settings: Settings, what: str = "the body", limit: int | None = None
 ) -> Any:
     """The body as JSON, within the size limit (``limit`` or the setting) and the nesting
     limit; a large body is parsed in a worker thread so other requests go on meanwhile."""
     body = await read_body(request, settings.max_body_bytes if limit is None else limit)
-    return await off_loop(len(body) > LARGE_BODY, parse_json, body, what, settings.max_json_depth)
+    return await off_loop(
+        len(body) > LARGE_BODY, parse_json, body, what, max_depth=settings.max_json_depth
+    )

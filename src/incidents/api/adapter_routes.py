@@ -24,11 +24,12 @@ from incidents.connectors.pagerduty import adapter as pagerduty_adapter
 from incidents.errors import MAX_LISTED_ERRORS, IncidentsError
 from incidents.http import json_response
 from incidents.ingest.modes import check_count
+from incidents.model.bounded_json import parse_json
 from incidents.model.schemas import errors_of
 from incidents.offload import off_loop
 from incidents.openapi import BEARER, adapter_schema_ref, errors, json_body
 from incidents.policy.alert_rules import AlertRules
-from incidents.request_body import LARGE_BODY, parse_json, read_body, read_json
+from incidents.request_body import LARGE_BODY, read_body, read_json
 from incidents.services import services
 
 # An alert's schema check takes about 0.1 ms: more than this many go to a worker thread.
@@ -77,7 +78,11 @@ async def post_grafana(request: Request) -> Response:
     if signing is not None:
         grafana_adapter.verify_signature(signing, request.headers, body, datetime.now(UTC))
     payload = await off_loop(
-        len(body) > LARGE_BODY, parse_json, body, "the Grafana payload", settings.max_json_depth
+        len(body) > LARGE_BODY,
+        parse_json,
+        body,
+        "the Grafana payload",
+        max_depth=settings.max_json_depth,
     )
     count = _count_alerts(payload, settings.max_batch_events, "a Grafana notification")
     await off_loop(

@@ -8,8 +8,8 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
-from incidents.auth import Principal
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.principal import Principal
 from incidents.services import Services
 from incidents.usecases.event_submission import EventSubmission
 

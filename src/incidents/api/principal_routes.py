@@ -10,9 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.auth import CLEARANCES, DEFAULT_TENANT, ROLES, Principal, caller
+from incidents.auth import caller
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import SHOWS_A_SECRET, json_response
+from incidents.model.principal import CLEARANCES, DEFAULT_TENANT, ROLES, Principal
 from incidents.openapi import BEARER, errors, json_body
 from incidents.policy.principals import NameTaken, PrincipalStore, principal_to_dict
 from incidents.request_body import read_json

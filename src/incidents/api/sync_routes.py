@@ -25,7 +25,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.api.adapter_submit import submit
-from incidents.auth import Principal, admin_principal
 from incidents.connectors import sync_signatures
 from incidents.connectors.jira import sync as jira_sync
 from incidents.connectors.pagerduty import sync as pagerduty_sync
@@ -47,13 +46,15 @@ from incidents.errors import (
     Unauthorized,
 )
 from incidents.http import json_response
+from incidents.model.bounded_json import parse_json
 from incidents.model.incident import Incident
 from incidents.model.origin import came_from
+from incidents.model.principal import Principal, admin_principal
 from incidents.openapi import errors, json_body
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.catalog import Queries
 from incidents.queries.visibility import Viewer
-from incidents.request_body import parse_json, read_body
+from incidents.request_body import read_body
 from incidents.services import Services, services
 from incidents.store.secret_box import SecretUnreadable, secret_box
 
@@ -156,7 +157,7 @@ async def post_inbound(request: Request) -> Response:
     vendor = VENDORS[sub.spec.format]
     body = await read_body(request, svc.settings.max_body_bytes)
     vendor.check(_secret(sub, svc), request.headers, body)
-    payload = parse_json(body, "the webhook", svc.settings.max_json_depth)
+    payload = parse_json(body, "the webhook", max_depth=svc.settings.max_json_depth)
     settings = sub.spec.formatsettings
     inbound = vendor.parse(payload, settings)
     if inbound is None:

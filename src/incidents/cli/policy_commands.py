@@ -6,7 +6,6 @@ import argparse
 import sys
 from typing import Any
 
-from incidents.auth import CLEARANCES, ROLES
 from incidents.cli.commands import (
     Command,
     Gateway,
@@ -15,6 +14,7 @@ from incidents.cli.commands import (
     reporting,
     setting_flags,
 )
+from incidents.model.principal import CLEARANCES, ROLES
 from incidents.settings import Settings
 
 

@@ -11,9 +11,9 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from incidents.auth import Principal
 from incidents.console.rendering import SECURITY_HEADERS, Templates
 from incidents.errors import CsrfRefused, IncidentsError, Unauthorized
+from incidents.model.principal import Principal
 from incidents.request_body import read_body
 from incidents.services import services
 from incidents.session_cookies import CONSOLE_PREFIX, SESSION_COOKIE, Session

@@ -15,7 +15,7 @@ from incidents.console.signed_in import SignedIn
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.endpoint_support import now, subscriber
 from incidents.errors import FieldError, IncidentsError, InvalidRequest
-from incidents.request_body import check_depth
+from incidents.model.bounded_json import check_depth
 from incidents.services import services
 from incidents.silences.recurrence import weekly_input
 from incidents.silences.silence import SilenceState

@@ -9,10 +9,10 @@ from collections.abc import Mapping
 
 import redis.asyncio as aioredis
 
-from incidents.auth import Principal, admin_principal
 from incidents.delivery.subscriptions import Subscription
 from incidents.errors import NotFound
 from incidents.model.cloudevent import StoredEvent
+from incidents.model.principal import Principal, admin_principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.policy.outbound import Verdict, judge
 from incidents.policy.principals import PrincipalStore

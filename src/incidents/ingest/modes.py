@@ -17,7 +17,8 @@ from incidents.errors import (
     TooManyEvents,
     UnsupportedMediaType,
 )
-from incidents.request_body import DEFAULT_MAX_DEPTH, parse_json
+from incidents.model.bounded_json import parse_json
+from incidents.settings import Settings
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -70,7 +71,7 @@ def _decode_header(name: str, raw: bytes) -> str:
 
 
 def parse_binary(
-    headers: Sequence[tuple[bytes, bytes]], body: bytes, max_depth: int = DEFAULT_MAX_DEPTH
+    headers: Sequence[tuple[bytes, bytes]], body: bytes, max_depth: int = Settings.max_json_depth
 ) -> dict[str, Any]:
     event: dict[str, Any] = {}
     content_type: str | None = None
@@ -96,7 +97,7 @@ def parse_binary(
     if body:
         mt = media_type(content_type) or "application/json"
         if is_json(mt):
-            event["data"] = parse_json(body, "the body (the event's data)", max_depth)
+            event["data"] = parse_json(body, "the body (the event's data)", max_depth=max_depth)
         elif mt.startswith("text/"):
             try:
                 event["data"] = body.decode("utf-8")
@@ -112,7 +113,7 @@ def parse_request(
     headers: Sequence[tuple[bytes, bytes]],
     body: bytes,
     *,
-    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_depth: int = Settings.max_json_depth,
     max_batch: int | None = None,
 ) -> Parsed:
     """The events a request carries, in JSON form; a batch longer than ``max_batch`` is

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from incidents.auth import Principal
 from incidents.errors import (
     FieldError,
     IncidentsError,
@@ -29,6 +28,7 @@ from incidents.ingest.envelope import normalize, validate_raw
 from incidents.ingest.modes import is_json, media_type
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.plan import NO_PLAN, Plan
+from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.model.types import EventType, Extension
 from incidents.offload import off_loop

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from incidents.auth import Principal
 from incidents.model.labels import DataClass, Visibility
+from incidents.model.principal import Principal
 
 # Rule names, as recorded in the delivery log and returned in problem details.
 RULE_VISIBILITY_INTERNAL = "visibility-internal"

@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TypeVar
 
-from incidents.auth import Principal
 from incidents.errors import PolicyDenied
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.labels import DataClass, Visibility
+from incidents.model.principal import Principal
 from incidents.model.types import Extension
 from incidents.policy.access import covers
 from incidents.policy.rules import (

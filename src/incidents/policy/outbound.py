@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from incidents.auth import Principal
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.model.types import Extension
 from incidents.policy.access import RULE_FIELD_CLEARANCE, Denial, denial

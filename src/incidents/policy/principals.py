@@ -26,7 +26,7 @@ from datetime import datetime
 import redis
 import redis.asyncio as aioredis
 
-from incidents.auth import Principal, admin_principal, token_hash
+from incidents.model.principal import Principal, admin_principal, token_hash
 from incidents.store.keys import (
     PRINCIPAL_NAMES,
     PRINCIPALS,

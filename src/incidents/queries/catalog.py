@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from incidents.auth import Principal
+from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.queries.alerts import AlertQueries
 from incidents.queries.events import EventQueries

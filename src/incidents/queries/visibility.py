@@ -17,10 +17,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from incidents.auth import Principal
 from incidents.model.alert import Alert
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.incident import Incident
+from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.model.types import EventType
 from incidents.policy.access import may_see

@@ -18,9 +18,9 @@ from enum import Enum
 
 import redis.asyncio as aioredis
 
-from incidents.auth import Principal
 from incidents.errors import StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
+from incidents.model.principal import Principal
 from incidents.store.events import EventStore
 from incidents.stream.tail import follow, stream_head
 

@@ -9,7 +9,6 @@ from datetime import datetime
 
 import redis.asyncio as aioredis
 
-from incidents.auth import Principal
 from incidents.delivery.delivery_queries import DeliveryLog, DeliveryQueries
 from incidents.delivery.explain import JUDGED_ON, explain
 from incidents.delivery.fanout import Replay, replay, routed_through
@@ -17,6 +16,7 @@ from incidents.delivery.lanes import DEAD, PENDING, Delivery
 from incidents.delivery.owner_views import OwnerViews
 from incidents.delivery.subscriptions import Subscription
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
+from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.queries.catalog import Queries
 from incidents.silences.store import SilenceStore

@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from incidents.auth import Principal
 from incidents.ingest.pipeline import Ingestor
 from incidents.model.cloudevent import CloudEvent
+from incidents.model.principal import Principal
 from incidents.store.events import Accepted, EventStore
 
 PRODUCER = "producer"  # the role that posts events (admins hold every role)

@@ -9,8 +9,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from incidents.auth import Principal
 from incidents.errors import InvalidRequest
+from incidents.model.principal import Principal
 from incidents.model.types import EventType, Extension
 from incidents.usecases.event_submission import PRODUCER, EventSubmission, Submission
 

@@ -10,9 +10,9 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
-from incidents.auth import Principal
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import Conflict, InvalidRequest, NotFound
+from incidents.model.principal import Principal
 from incidents.queries.catalog import Queries
 from incidents.silences.silence import (
     Silence,

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from incidents.auth import Principal
 from incidents.delivery import channels, signing_secrets
 from incidents.delivery.attempt_log import iso
 from incidents.delivery.delivery_queries import DeliveryQueries
@@ -18,6 +17,7 @@ from incidents.delivery.sinks import INSECURE, sink_problem
 from incidents.delivery.subscription_spec import Spec, SubscriptionStatus, parse_spec
 from incidents.delivery.subscriptions import Subscription, new_subscription, rotated
 from incidents.errors import FieldError, InvalidRequest
+from incidents.model.principal import Principal
 from incidents.model.sink_url import check_url
 from incidents.queries.catalog import Queries
 from incidents.settings import Settings
