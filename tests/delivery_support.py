@@ -25,12 +25,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.delivery.jobs import WorkerContext
 from incidents.delivery.lanes import Delivery, DeliveryState
-from incidents.delivery.pump import Pump
-from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
 from incidents.store import keys
+from incidents.worker.jobs import WorkerContext
+from incidents.worker.process import make_worker
+from incidents.worker.scheduler import Pump
 from tests.support import serve_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent

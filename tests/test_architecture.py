@@ -32,6 +32,9 @@ LAYERS: dict[str, frozenset[str]] = {
     ),
     "domains": frozenset(
         {
+            "worker",
+            "routing",
+            "subscriptions",
             "write_planner",
             "alerts",
             "lifecycle",

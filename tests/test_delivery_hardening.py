@@ -16,8 +16,8 @@ import orjson
 import pytest
 import redis
 
-from incidents.delivery import fanout
 from incidents.delivery.throttle import Throttle
+from incidents.routing import fanout
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.redis import connect_async

@@ -14,10 +14,10 @@ import pytest
 import redis
 
 from incidents.app import create_app
-from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
 from incidents.store.keys import OUTBOX, ROUTER_GROUP
+from incidents.worker.process import make_worker
 from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 

@@ -13,13 +13,13 @@ import redis
 
 from incidents.delivery.attempt_log import AttemptEntry
 from incidents.delivery.channels.base import ChannelState
-from incidents.delivery.fanout import SEEN_KEPT, follow_outbox
-from incidents.delivery.jobs import WorkerContext
 from incidents.delivery.lanes import DELIVERED, Delivery, LaneResult, Ledger, lane_for, routed_id
 from incidents.model.cloudevent import StoredEvent
+from incidents.routing.fanout import SEEN_KEPT, follow_outbox
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.redis import connect_async
+from incidents.worker.jobs import WorkerContext
 from tests.delivery_support import Receiver, publish, stored_state, subscribe
 from tests.support import event
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from incidents.app import create_app
-from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
+from incidents.worker.process import make_worker
 from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread, wait_for
 

@@ -7,13 +7,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from incidents.delivery.subscription_spec import Spec, parse_spec
-from incidents.delivery.subscriptions import SubscriptionCache, SubscriptionStore, new_subscription
 from incidents.errors import InvalidRequest
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.filters import All, parse_filters, sql_failure
 from incidents.model.sql_filter import Sql, SqlFailure
 from incidents.store.redis import connect_async
+from incidents.subscriptions.spec import Spec, parse_spec
+from incidents.subscriptions.subscription import (
+    SubscriptionCache,
+    SubscriptionStore,
+    new_subscription,
+)
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
 

@@ -15,10 +15,10 @@ import svix.webhooks
 
 from incidents.app import create_app
 from incidents.delivery.sinks import address_problem, sink_problem
-from incidents.delivery.subscription_spec import Spec
-from incidents.delivery.subscriptions import new_subscription, rotated
 from incidents.settings import Settings
 from incidents.store import keys
+from incidents.subscriptions.spec import Spec
+from incidents.subscriptions.subscription import new_subscription, rotated
 from tests.delivery_support import Receiver, Workers, fake_clock_workers, publish, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 

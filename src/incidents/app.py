@@ -32,7 +32,6 @@ from incidents.api import (
 )
 from incidents.auth import Authenticator, BearerTokens
 from incidents.console import routes as console_routes
-from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
     IncidentsError,
     MethodNotAllowed,
@@ -54,6 +53,7 @@ from incidents.session_cookies import EndedSessions
 from incidents.settings import Settings, SettingsError
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async, full, is_full
+from incidents.subscriptions.delivery_queries import DeliveryQueries
 from incidents.tracing.middleware import TraceMiddleware
 from incidents.tracing.spans import NoSpans, Spans
 from incidents.write_planner import WritePlanner

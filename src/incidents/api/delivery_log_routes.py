@@ -15,11 +15,7 @@ from starlette.routing import Route
 from incidents.api.owned_subscription import owned
 from incidents.auth import Principal, caller
 from incidents.delivery.channels.base import OutcomeKind
-from incidents.delivery.delivery_queries import DeliveryQueries
-from incidents.delivery.explain import JUDGED_ON, Fate, explain
-from incidents.delivery.fanout import replay, routed_through
 from incidents.delivery.lanes import DEAD, FILTER_ERROR, PENDING, SILENCED, WITHHELD
-from incidents.delivery.owner_views import OwnerViews
 from incidents.endpoint_support import (
     ID,
     LIMIT,
@@ -34,9 +30,13 @@ from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
 from incidents.openapi import JSONObject, query_param
 from incidents.queries.catalog import Queries
+from incidents.routing.explain import JUDGED_ON, Fate, explain
+from incidents.routing.fanout import replay, routed_through
 from incidents.services import Services, services
 from incidents.silences.store import SilenceStore
 from incidents.store.redis import guarded
+from incidents.subscriptions.delivery_queries import DeliveryQueries
+from incidents.subscriptions.owner_views import OwnerViews
 
 
 async def deliveries(request: Request) -> Response:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from incidents.auth import Principal
-from incidents.delivery.delivery_queries import DeliveryQueries
-from incidents.delivery.subscriptions import Subscription
 from incidents.endpoint_support import subscriber
 from incidents.queries.catalog import Queries
 from incidents.services import Services
+from incidents.subscriptions.delivery_queries import DeliveryQueries
+from incidents.subscriptions.subscription import Subscription
 
 
 async def owned(request: Request) -> tuple[Services, Principal, Subscription]:

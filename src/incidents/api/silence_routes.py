@@ -14,7 +14,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.auth import Principal
-from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.endpoint_support import ID, json_request, now, operation, request_body, subscriber
 from incidents.errors import Conflict, InvalidRequest, NotFound
 from incidents.http import json_response
@@ -32,6 +31,7 @@ from incidents.silences.silence import (
     scope_problems,
 )
 from incidents.silences.store import SilenceStore
+from incidents.subscriptions.delivery_queries import DeliveryQueries
 
 
 def _store(svc: Services) -> SilenceStore:

@@ -18,12 +18,8 @@ from incidents.api.subscription_openapi import (
 )
 from incidents.delivery import channels, signing_secrets
 from incidents.delivery.attempt_log import iso
-from incidents.delivery.delivery_queries import DeliveryQueries
-from incidents.delivery.handshake import handshake
 from incidents.delivery.secret_fields import seal
 from incidents.delivery.sinks import INSECURE, check_url, sink_problem
-from incidents.delivery.subscription_spec import Spec, SubscriptionStatus, parse_spec
-from incidents.delivery.subscriptions import Subscription, new_subscription, rotated
 from incidents.endpoint_support import ID, json_request, now, operation, request_body, subscriber
 from incidents.errors import FieldError, InvalidRequest
 from incidents.http import SHOWS_A_SECRET, json_response
@@ -31,6 +27,10 @@ from incidents.model.filters import FILTER
 from incidents.openapi import BEARER, COMPONENTS, JSONObject, errors, query_param
 from incidents.services import Services
 from incidents.store.secret_box import secret_box
+from incidents.subscriptions.delivery_queries import DeliveryQueries
+from incidents.subscriptions.handshake import handshake
+from incidents.subscriptions.spec import Spec, SubscriptionStatus, parse_spec
+from incidents.subscriptions.subscription import Subscription, new_subscription, rotated
 
 ACTIVE, DISABLED = SubscriptionStatus
 

@@ -29,9 +29,7 @@ from incidents.auth import Principal, admin_principal
 from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels import secret_pointers
 from incidents.delivery.channels.sync_settings import INBOUND_SECRET, owned
-from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.secret_fields import opened
-from incidents.delivery.subscriptions import Subscription
 from incidents.errors import (
     IllegalTransition,
     NotFound,
@@ -49,6 +47,8 @@ from incidents.queries.visibility import Viewer
 from incidents.request_body import parse_json, read_body
 from incidents.services import Services, services
 from incidents.store.secret_box import SecretUnreadable, secret_box
+from incidents.subscriptions.delivery_queries import DeliveryQueries
+from incidents.subscriptions.subscription import Subscription
 from incidents.sync import jira, pagerduty, servicenow, signatures
 from incidents.sync.changes import Inbound
 from incidents.sync.memory import SyncMemory

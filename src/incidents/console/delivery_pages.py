@@ -11,12 +11,12 @@ from incidents.api import delivery_log_routes, subscription_routes
 from incidents.console.api_calls import call
 from incidents.console.pages import Visit
 from incidents.console.rendering import SECURITY_HEADERS, Templates
-from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.endpoint_support import subscriber
 from incidents.errors import IncidentsError, InvalidRequest
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.catalog import Queries
 from incidents.services import services
+from incidents.subscriptions.delivery_queries import DeliveryQueries
 
 ATTEMPTS_SHOWN = 50
 DEAD_LETTERS_SHOWN = 200

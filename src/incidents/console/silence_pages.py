@@ -14,11 +14,11 @@ from incidents.api import silence_routes
 from incidents.console.api_calls import call
 from incidents.console.pages import Visit
 from incidents.console.rendering import Templates
-from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.endpoint_support import now, subscriber
 from incidents.errors import FieldError, IncidentsError, InvalidRequest
 from incidents.silences.recurrence import weekly_input
 from incidents.silences.silence import SilenceState, end_after
+from incidents.subscriptions.delivery_queries import DeliveryQueries
 
 
 def _body(form: dict[str, str], at: datetime) -> dict[str, object]:

@@ -30,13 +30,13 @@ from enum import StrEnum
 from typing import Any
 
 from incidents.delivery.lanes import Delivery, DeliveryState, Ledger, routed_id
-from incidents.delivery.owner_views import OwnerViews
-from incidents.delivery.subscriptions import Subscription
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.filters import All, Filter, parse_filters, sql_failure
 from incidents.model.origin import came_from
 from incidents.model.type_patterns import any_type_matches
 from incidents.silences.silence import Silence
+from incidents.subscriptions.owner_views import OwnerViews
+from incidents.subscriptions.subscription import Subscription
 
 JUDGED_ON = (
     "each subscription as it is now (its types, source, filters and owner): one changed since "

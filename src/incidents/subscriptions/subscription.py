@@ -32,7 +32,6 @@ import redis.asyncio as aioredis
 
 from incidents.delivery.secret_fields import holds_sealed
 from incidents.delivery.signing import new_secret
-from incidents.delivery.subscription_spec import Spec, SubscriptionStatus
 from incidents.model.cloudevent import AttributeValue, CloudEvent
 from incidents.model.filters import Filter
 from incidents.model.sql_filter import SqlFailure
@@ -42,6 +41,7 @@ from incidents.store.keys import PREFIX
 from incidents.store.redis import guarded
 from incidents.store.scripts import load_script
 from incidents.store.secret_box import is_sealed
+from incidents.subscriptions.spec import Spec, SubscriptionStatus
 
 SEALED = keys.SUBSCRIPTIONS_SEALED
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from incidents.delivery.lanes import Ledger
-from incidents.delivery.subscriptions import Subscription, SubscriptionStore
 from incidents.errors import NotFound
 from incidents.queries.visibility import Viewer
+from incidents.subscriptions.subscription import Subscription, SubscriptionStore
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,12 @@ from typing import Any
 import redis
 from rq import Queue
 
-from incidents.delivery.jobs import (
+from incidents.settings import Settings
+from incidents.store import keys
+from incidents.store.keys import LANES_WAKE, OUTBOX
+from incidents.store.redis import is_full
+from incidents.store.scripts import load_script
+from incidents.worker.jobs import (
     DELIVER_QUEUE,
     ROUTE_QUEUE,
     deliver_job,
@@ -30,11 +35,6 @@ from incidents.delivery.jobs import (
     job_settings,
     route_job,
 )
-from incidents.settings import Settings
-from incidents.store import keys
-from incidents.store.keys import LANES_WAKE, OUTBOX
-from incidents.store.redis import is_full
-from incidents.store.scripts import load_script
 
 log = logging.getLogger("incidents.delivery")
 BLOCK_MS = 500  # the longest one blocking read waits: also how soon a stop is noticed

@@ -33,12 +33,12 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.worker import WorkerStatus
 
-from incidents.delivery.jobs import DELIVER_QUEUE, ROUTE_QUEUE, WorkerContext, current_context
-from incidents.delivery.pump import Pump
 from incidents.gc_freeze import freeze_startup_objects
 from incidents.settings import Settings
 from incidents.store.redis import FULL, UNAVAILABLE, connect
 from incidents.store.redis_memory import refuses_writes
+from incidents.worker.jobs import DELIVER_QUEUE, ROUTE_QUEUE, WorkerContext, current_context
+from incidents.worker.scheduler import Pump
 
 QUEUES = (ROUTE_QUEUE, DELIVER_QUEUE)
 COMMAND_POLL = 1.0  # seconds the command listener waits per read: bounds how long a stop waits

@@ -36,7 +36,6 @@ from incidents.delivery.lanes import (
     lane_for,
     routed_id,
 )
-from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.delivery.traced import route_span
 from incidents.errors import RedisFull, StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
@@ -47,6 +46,7 @@ from incidents.store.events import EventStore, stored_event
 from incidents.store.keys import OUTBOX
 from incidents.store.redis import FULL_REASON, FULL_RETRY_AFTER, UNAVAILABLE
 from incidents.store.scripts import load_script
+from incidents.subscriptions.subscription import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.tracing.spans import NoSpans, Spans
 
 # The router's lease: renewed after every batch, and short, so a router killed mid-batch holds
