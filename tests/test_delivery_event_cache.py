@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import redis
 
-from incidents.delivery.sinks import outbound_client
+from incidents.delivery.address_guard import outbound_client
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.events import EventStore

@@ -14,7 +14,7 @@ import redis
 import svix.webhooks
 
 from incidents.app import create_app
-from incidents.delivery.sinks import address_problem, sink_problem
+from incidents.delivery.address_guard import address_problem, sink_problem
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.subscriptions.spec import Spec

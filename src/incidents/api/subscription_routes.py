@@ -17,9 +17,9 @@ from incidents.api.subscription_openapi import (
     subscription_input,
 )
 from incidents.delivery import channels, signing_secrets
+from incidents.delivery.address_guard import INSECURE, check_url, sink_problem
 from incidents.delivery.attempt_log import iso
 from incidents.delivery.secret_fields import seal
-from incidents.delivery.sinks import INSECURE, check_url, sink_problem
 from incidents.endpoint_support import ID, json_request, now, operation, request_body, subscriber
 from incidents.errors import FieldError, InvalidRequest
 from incidents.http import SHOWS_A_SECRET, json_response

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from incidents.delivery import channels
+from incidents.delivery.address_guard import check_url
 from incidents.delivery.channels.cloudevents import DeliveryMode
 from incidents.delivery.secret_fields import masked
-from incidents.delivery.sinks import check_url
 from incidents.errors import FieldError, InvalidRequest, pointer
 from incidents.model.filters import Filter, parse_filters
 from incidents.model.type_patterns import MAX_TYPE_PATTERNS, is_type_pattern

@@ -22,9 +22,9 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from incidents.delivery.address_guard import outbound_client
 from incidents.delivery.channels import default_channels
 from incidents.delivery.channels.base import Channel
-from incidents.delivery.sinks import outbound_client
 from incidents.delivery.transport import AiohttpTransport
 from incidents.model.schemas import SchemaRegistry
 from incidents.routing.fanout import route_outbox

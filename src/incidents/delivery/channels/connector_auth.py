@@ -22,9 +22,9 @@ from urllib.parse import urlencode
 
 import orjson
 
+from incidents.delivery.address_guard import check_url
 from incidents.delivery.channels.base import MAX_STEPS, Outcome, OutcomeKind, Request, Response
 from incidents.delivery.channels.base import retry_after as parse_retry_after
-from incidents.delivery.sinks import check_url
 from incidents.errors import FieldError, pointer
 
 # JSON pointers inside ``formatsettings`` that hold secrets (masked on reads, encrypted).
