@@ -53,7 +53,11 @@ class ParsedIncidents:
         self._entries[key] = (encoded, incident)
 
 
-class IncidentBook:
+class IncidentWrites:
+    """The incidents of one planning pass: each read once (through ``ParsedIncidents``), an
+    event applied to its incident through the state machine, and the new version planned as
+    a write of the event."""
+
     def __init__(self, docs: Documents, parsed: ParsedIncidents) -> None:
         self.docs = docs
         self.parsed = parsed
