@@ -131,12 +131,12 @@ class KeyedLocks:
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
-    def hold(self, keys: Sequence[str]) -> Holding:
+    def hold(self, keys: Sequence[str]) -> HeldLocks:
         """Hold the locks of all keys (taken in sorted order, so two holders cannot deadlock)."""
-        return Holding(self._locks, sorted(set(keys)))
+        return HeldLocks(self._locks, sorted(set(keys)))
 
 
-class Holding:
+class HeldLocks:
     """``async with``: the locks of ``KeyedLocks.hold``, held inside the block. A class, not
     a generator-based context manager: it is entered for every request."""
 
