@@ -48,7 +48,7 @@ class Stack:
     def work_once(self) -> None:
         """One pass of a burst worker: a routing job, then a delivery job."""
         for _ in range(2):
-            self.workers.pump.step()
+            self.workers.scheduler.step()
             make_worker(self.settings, self.workers.connection, self.workers.context).work(
                 burst=True, logging_level="WARNING"
             )

@@ -63,7 +63,7 @@ def test_with_a_redis_password_no_job_holds_it_and_deliveries_still_go(
             (sent,) = publish(client, event(imincidentid="INC-PW"))
             workers = Workers(own)
             try:
-                assert workers.pump.step()  # a job queued, not yet run
+                assert workers.scheduler.step()  # a job queued, not yet run
                 assert keys_holding(connection, PASSWORD) == []
                 workers.run_until(lambda: len(rx.at("/locked")) == 1)
             finally:

@@ -49,7 +49,7 @@ def quiet_alert(key: str) -> dict[str, Any]:
 
 def routed(workers: Workers) -> None:
     """Run the workers until nothing is left to route or deliver."""
-    workers.run_until(lambda: not workers.pump.pending())
+    workers.run_until(lambda: not workers.scheduler.pending())
 
 
 def key_names(client: redis.Redis, pattern: str) -> list[str]:

@@ -194,7 +194,7 @@ def test_sql_filters_choose_what_is_delivered(
         event("im.incident.declare", team="payments", rank="11"),
     )
     workers.run_until(lambda: len(rx.at("/sql")) == 2)
-    workers.run_until(lambda: not workers.pump.pending())
+    workers.run_until(lambda: not workers.scheduler.pending())
     assert sorted(str(r.event["rank"]) for r in rx.at("/sql")) == ["11", "42"]
 
 

@@ -91,7 +91,7 @@ def test_patch_changes_routing_and_delete_removes(
     assert client.delete(f"/v1/subscriptions/{sub['id']}").status_code == 204
     assert client.get(f"/v1/subscriptions/{sub['id']}").status_code == 404
     publish(client, event("im.incident.declare"))
-    workers.run_until(lambda: not workers.pump.pending())
+    workers.run_until(lambda: not workers.scheduler.pending())
     assert len(rx.at("/p")) == 1
 
 
@@ -337,7 +337,7 @@ def test_replay_skips_events_that_were_only_kept_on_the_timeline(
     first, repeat = event("im.alert.trigger"), event("im.alert.trigger")
     publish(client, first)
     publish(client, repeat)
-    workers.run_until(lambda: not workers.pump.pending())
+    workers.run_until(lambda: not workers.scheduler.pending())
     assert [r.event["id"] for r in rx.at("/alerts")] == [first["id"]]
     response = client.post(
         f"/v1/subscriptions/{sub['id']}/replay", json={"since": "2000-01-01T00:00:00Z"}
