@@ -13,7 +13,14 @@ import redis
 
 from incidents.delivery.attempt_log import AttemptEntry
 from incidents.delivery.channels.base import ChannelState
-from incidents.delivery.lanes import DELIVERED, Delivery, LaneResult, Ledger, lane_for, routed_id
+from incidents.delivery.lanes import (
+    DELIVERED,
+    Delivery,
+    DeliveryStore,
+    LaneResult,
+    lane_for,
+    routed_id,
+)
 from incidents.model.cloudevent import StoredEvent
 from incidents.routing.fanout import SEEN_KEPT, follow_outbox
 from incidents.settings import Settings
@@ -50,7 +57,7 @@ def test_completing_a_held_lane_returns_its_next_records_version_pause_and_state
     async def scenario() -> object:
         client = connect_async(redis_url)
         try:
-            ledger = Ledger(client)
+            ledger = DeliveryStore(client)
             await ledger.enqueue([first, second, third], T0)
             [held] = await ledger.claim(T0, 10, 1)
             done = LaneResult(

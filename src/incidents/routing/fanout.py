@@ -31,7 +31,7 @@ from redis.exceptions import ResponseError
 from incidents.delivery.lanes import (
     WAKE_KEEP,
     Delivery,
-    Ledger,
+    DeliveryStore,
     RoutedBatch,
     lane_for,
     routed_id,
@@ -233,7 +233,7 @@ class _Batches:
     ):
         self.redis, self.cache, self.clock, self.seen = redis, cache, clock, seen
         self.spans: Spans = spans if spans is not None else NoSpans()
-        self.subs, self.ledger = SubscriptionStore(redis), Ledger(redis)
+        self.subs, self.ledger = SubscriptionStore(redis), DeliveryStore(redis)
         self._renew = redis.register_script(load_script("lease"))
 
     async def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]], token: str) -> bool:
@@ -329,7 +329,7 @@ async def replay(
     if first is None:
         return Replay(0, None, None)
     nonce = secrets.token_hex(4)
-    queued, now, ledger = 0, clock(), Ledger(redis)
+    queued, now, ledger = 0, clock(), DeliveryStore(redis)
     for start in range(first, min(last, first + limit - 1) + 1, 500):
         chunk = list(range(start, min(start + 500, last + 1, first + limit)))
         found = [

@@ -265,7 +265,7 @@ class SubscriptionStore:
     async def note_failure(self, sub_id: str, now: float) -> float | None:
         """Record that a delivery to the subscription failed at ``now``; the unix time of its
         first failure since its last success (None if the subscription is gone). A success
-        clears it (``Ledger.complete``), as does making the subscription active again."""
+        clears it (``DeliveryStore.complete``), as does making the subscription active again."""
         key = keys.subscription(sub_id)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hsetnx(key, "failing_since", repr(now))

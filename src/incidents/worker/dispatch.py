@@ -39,8 +39,8 @@ from incidents.delivery.lanes import (
     Claimed,
     Continued,
     Delivery,
+    DeliveryStore,
     LaneResult,
-    Ledger,
     lane_incident,
     lane_subscription,
     record_bucket,
@@ -105,7 +105,7 @@ class Dispatcher:
         self.channels = channels
         self.clock = clock
         self.routes = routes
-        self.ledger = Ledger(redis)
+        self.ledger = DeliveryStore(redis)
         self.subs = SubscriptionStore(redis)
         self.store = EventStore(redis)
         self.states = ChannelStateStore(redis)
