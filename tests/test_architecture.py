@@ -62,7 +62,7 @@ LAYERS: dict[str, frozenset[str]] = {
             "cesql",
             "errors",
             "logs",
-            "offload",
+            "off_loop",
             "gc_freeze",
         }
     ),

@@ -18,7 +18,7 @@ from incidents.archive.records import DELIVERY_TYPE, Line, parse_line
 from incidents.archive.restore import Restorer, read_files
 from incidents.cli.runner import dev_environment
 from incidents.delivery.channels.base import ChannelState
-from incidents.retention.events import EVENTS_PER_STEP
+from incidents.retention.event_removal import EVENTS_PER_STEP
 from incidents.retention.sweeper import Sweeper
 from incidents.settings import Settings
 from incidents.store import keys

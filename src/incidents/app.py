@@ -47,7 +47,7 @@ from incidents.model.schemas import ADAPTERS_DIR, SchemaRegistry
 from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policy_files
 from incidents.policy.principals import PrincipalStore
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.services import AdapterSchemas, Services, by_class, services
 from incidents.session_cookies import EndedSessions
 from incidents.settings import Settings, SettingsError

@@ -10,7 +10,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 
 from incidents.errors import InvalidHeader, JSONTooDeep, MalformedJSON, PayloadTooLarge
-from incidents.offload import off_loop
+from incidents.off_loop import off_loop
 from incidents.settings import Settings
 
 DEFAULT_MAX_DEPTH = Settings.max_json_depth

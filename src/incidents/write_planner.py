@@ -13,9 +13,9 @@ from datetime import datetime
 
 from incidents.alerts.correlation import Correlator
 from incidents.errors import IncidentsError
-from incidents.ingest.pipeline import Pending
-from incidents.lifecycle.documents import DocumentCache, Documents
+from incidents.ingest.planning import Pending
 from incidents.lifecycle.incident_writes import IncidentWrites, ParsedIncidents, canonical_severity
+from incidents.lifecycle.versioned_documents import DocumentCache, Documents
 from incidents.model.types import EventType
 from incidents.policy.alert_rules import AlertRules
 from incidents.store.events import Accepted, EventStore

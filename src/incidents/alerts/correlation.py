@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from incidents.errors import IllegalTransition
-from incidents.ingest.pipeline import Pending
-from incidents.lifecycle.context import with_alert_context
+from incidents.ingest.planning import Pending
+from incidents.lifecycle.incident_context import with_alert_context
 from incidents.lifecycle.incident_writes import IncidentWrites, canonical_severity, same_tenant
 from incidents.lifecycle.machine import event_time
 from incidents.model.alert import Alert, AlertStatus, strings

@@ -29,7 +29,7 @@ from incidents.endpoint_support import (
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.http import json_response
 from incidents.openapi import JSONObject, query_param
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.routing.explain import JUDGED_ON, Fate, explain
 from incidents.routing.fanout import replay, routed_through
 from incidents.services import Services, services

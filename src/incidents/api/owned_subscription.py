@@ -7,7 +7,7 @@ from starlette.requests import Request
 
 from incidents.auth import Principal
 from incidents.endpoint_support import subscriber
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.services import Services
 from incidents.subscriptions.delivery_queries import DeliveryQueries
 from incidents.subscriptions.subscription import Subscription

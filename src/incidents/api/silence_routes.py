@@ -19,7 +19,7 @@ from incidents.errors import Conflict, InvalidRequest, NotFound
 from incidents.http import json_response
 from incidents.model.filters import FILTER
 from incidents.openapi import JSONObject, component_ref, query_param
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.services import Services
 from incidents.silences.recurrence import DAYS
 from incidents.silences.silence import (

@@ -42,7 +42,7 @@ from incidents.model.incident import Incident
 from incidents.model.origin import came_from
 from incidents.openapi import errors, json_body
 from incidents.policy.principals import PrincipalStore
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.queries.visibility import Viewer
 from incidents.request_body import parse_json, read_body
 from incidents.services import Services, services

@@ -76,7 +76,7 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def app_from_environ() -> Starlette:
     from incidents.app import create_app
-    from incidents.tracing.export import API_SERVICE, spans_from_environ
+    from incidents.tracing.span_export import API_SERVICE, spans_from_environ
 
     spans = spans_from_environ(os.environ, API_SERVICE)
     return create_app(Settings.from_env(os.environ), server_process=True, spans=spans)

@@ -14,7 +14,7 @@ from incidents.console.rendering import SECURITY_HEADERS, Templates
 from incidents.endpoint_support import subscriber
 from incidents.errors import IncidentsError, InvalidRequest
 from incidents.policy.principals import PrincipalStore
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.services import services
 from incidents.subscriptions.delivery_queries import DeliveryQueries
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from incidents.api.delivery_log_routes import routes_of
 from incidents.console.pages import Visit
 from incidents.console.rendering import Templates
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.services import services
 
 

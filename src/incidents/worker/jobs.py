@@ -32,7 +32,7 @@ from incidents.settings import Settings
 from incidents.silences.store import SilenceCache
 from incidents.store.redis import connect_async, without_password
 from incidents.subscriptions.subscription import SubscriptionCache
-from incidents.tracing.export import WORKER_SERVICE, spans_from_environ
+from incidents.tracing.span_export import WORKER_SERVICE, spans_from_environ
 from incidents.tracing.spans import NoSpans, Spans
 from incidents.worker.dispatch import LANE_SECONDS, Dispatcher
 
