@@ -1,5 +1,5 @@
 """The OpenAPI description of a subscription: as read, and as POST or PATCH accept it
-(derived from the same limits and patterns ``subscription_spec`` and ``filters`` enforce)."""
+(derived from the same limits and patterns ``subscriptions.spec`` and ``filters`` enforce)."""
 
 from __future__ import annotations
 
