@@ -37,10 +37,10 @@ sys.path.insert(0, str(ROOT))  # for bench.run; incidents comes from the install
 
 from bench.run import print_results, written  # noqa: E402  # after the path
 from incidents.cesql import compile_expression  # noqa: E402
-from incidents.delivery.subscription_spec import parse_spec  # noqa: E402
-from incidents.delivery.subscriptions import Subscription, new_subscription  # noqa: E402
 from incidents.model.cloudevent import CloudEvent  # noqa: E402
 from incidents.model.sql_filter import SqlFailure  # noqa: E402
+from incidents.subscriptions.spec import parse_spec  # noqa: E402
+from incidents.subscriptions.subscription import Subscription, new_subscription  # noqa: E402
 
 EXAMPLE = "imseverity IN ('SEV1','SEV2') AND imservice LIKE 'payments%'"
 SUBSCRIPTIONS = 1000

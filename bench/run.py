@@ -477,7 +477,7 @@ class Bench:
                 assert r.status_code == 202, r.text
 
     def delivery(self) -> None:
-        from incidents.delivery.jobs import LANES_IN_FLIGHT
+        from incidents.worker.jobs import LANES_IN_FLIGHT
 
         total = 3000 if self.quick else 10000
         concurrency = 2 * LANES_IN_FLIGHT  # what 2 workers keep in flight at most

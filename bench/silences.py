@@ -28,11 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from incidents.delivery.subscription_spec import parse_spec  # noqa: E402  # after the path
-from incidents.delivery.subscriptions import new_subscription  # noqa: E402
 from incidents.model.cloudevent import CloudEvent  # noqa: E402
 from incidents.silences.silence import Silence, parse_silence  # noqa: E402
 from incidents.silences.store import SilenceCache, SilenceStore  # noqa: E402
+from incidents.subscriptions.spec import parse_spec  # noqa: E402  # after the path
+from incidents.subscriptions.subscription import new_subscription  # noqa: E402
 
 NOW = datetime(2026, 5, 3, 12, 0, tzinfo=UTC)  # a Sunday, outside the weekly windows
 EVENT = CloudEvent(

@@ -30,16 +30,16 @@ from starlette.routing import Route
 from incidents.connectors.channel_base import Channel, ChannelState, Message
 from incidents.connectors.channel_base import Response as ChannelResponse
 from incidents.delivery.channel_state import ChannelStateStore
-from incidents.delivery.dispatch import Dispatcher
-from incidents.delivery.fanout import route_outbox
-from incidents.delivery.subscription_spec import Spec
-from incidents.delivery.subscriptions import SubscriptionCache, new_subscription
 from incidents.delivery.transport import AiohttpTransport
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.schemas import SchemaRegistry
+from incidents.routing.fanout import route_outbox
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.redis import connect_async
+from incidents.subscriptions.spec import Spec
+from incidents.subscriptions.subscription import SubscriptionCache, new_subscription
+from incidents.worker.dispatch import Dispatcher
 from tests.delivery_support import FakeClock
 from tests.support import serve_in_thread, with_async_redis
 

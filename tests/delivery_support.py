@@ -25,12 +25,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.delivery.jobs import WorkerContext
 from incidents.delivery.lanes import Delivery, DeliveryState
-from incidents.delivery.pump import Pump
-from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
 from incidents.store import keys
+from incidents.worker.jobs import WorkerContext
+from incidents.worker.process import make_worker
+from incidents.worker.scheduler import JobScheduler
 from tests.support import serve_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,7 +154,7 @@ class FakeClock:
 
 
 class Workers:
-    """In-process RQ workers: the pump and a burst worker, run until a condition holds; on
+    """In-process RQ workers: the job scheduler and a burst worker, run until a condition holds; on
     ``clock`` (the workers' time: due lanes, leases, retries, the attempt log, signatures)."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
@@ -163,12 +163,12 @@ class Workers:
         self.clock = clock
         self.connection = redis.Redis.from_url(settings.redis_url)
         self.context = WorkerContext.build(settings, clock)
-        self.pump = Pump(self.connection, settings, clock)
+        self.scheduler = JobScheduler(self.connection, settings, clock)
 
     def run_until(self, done: Callable[[], bool], timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            self.pump.step()
+            self.scheduler.step()
             make_worker(self.settings, self.connection, self.context).work(
                 burst=True, logging_level="WARNING"
             )

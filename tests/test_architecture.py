@@ -43,6 +43,9 @@ LAYERS: dict[str, frozenset[str]] = {
     "use cases": frozenset({"usecases"}),
     "domains": frozenset(
         {
+            "worker",
+            "routing",
+            "subscriptions",
             "write_planner",
             "alerts",
             "lifecycle",
@@ -66,7 +69,7 @@ LAYERS: dict[str, frozenset[str]] = {
             "cesql",
             "errors",
             "logs",
-            "offload",
+            "off_loop",
             "gc_freeze",
         }
     ),

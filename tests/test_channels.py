@@ -29,12 +29,12 @@ from incidents.connectors.channel_base import (
 )
 from incidents.delivery.attempt_log import iso
 from incidents.delivery.channels.cloudevents import CloudEventsChannel, DeliveryMode
-from incidents.delivery.subscription_spec import Spec
-from incidents.delivery.subscriptions import new_subscription
 from incidents.errors import FieldError
 from incidents.model.cloudevent import CloudEvent
 from incidents.settings import Settings
 from incidents.store import keys
+from incidents.subscriptions.spec import Spec
+from incidents.subscriptions.subscription import new_subscription
 from tests.connector_support import deliver_once, kept_state
 from tests.delivery_support import publish
 from tests.support import as_token, create_principal, event, serve_in_thread

@@ -18,10 +18,10 @@ from slack_sdk.models.blocks import Block
 from incidents.connectors.channel_base import Channel, Message, OutcomeKind, Response
 from incidents.connectors.slack.channel import SlackChannel
 from incidents.connectors.teams.channel import TeamsChannel
-from incidents.delivery.subscription_spec import Spec
-from incidents.delivery.subscriptions import new_subscription
 from incidents.model.cloudevent import CloudEvent
 from incidents.settings import Settings
+from incidents.subscriptions.spec import Spec
+from incidents.subscriptions.subscription import new_subscription
 from tests.connector_support import Vendor, adaptive_card_validator, drive, subscribe_format
 from tests.connector_support import vendor as vendor_server
 from tests.delivery_support import FakeClock, publish

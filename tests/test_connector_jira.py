@@ -36,10 +36,10 @@ from incidents.connectors.channel_base import (
 )
 from incidents.connectors.jira.channel import SEVERITY, STATUS, JiraChannel, adf
 from incidents.delivery.channel_state import ChannelStateStore
-from incidents.delivery.subscription_spec import Spec
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.redis import connect_async
+from incidents.subscriptions.spec import Spec
 from tests.connector_support import deliver_once, reply, ticket_message
 from tests.delivery_support import publish
 from tests.support import event, serve_in_thread

@@ -15,10 +15,10 @@ import redis
 
 from incidents.connectors.channel_base import Message, Outcome, OutcomeKind, Request, Response
 from incidents.connectors.pagerduty.channel import MAX_DEDUP_KEY, PagerDutyChannel
-from incidents.delivery.subscription_spec import Spec
-from incidents.delivery.subscriptions import new_subscription
 from incidents.model.cloudevent import CloudEvent
 from incidents.settings import Settings
+from incidents.subscriptions.spec import Spec
+from incidents.subscriptions.subscription import new_subscription
 from tests.connector_support import drive, openapi_request_validator, subscribe_format, vendor
 from tests.delivery_support import FakeClock, publish
 from tests.support import event

@@ -29,9 +29,9 @@ from incidents.connectors.channel_base import (
     Request,
 )
 from incidents.connectors.servicenow.channel import SEVERITY, ServiceNowChannel
-from incidents.delivery.subscription_spec import Spec
 from incidents.settings import Settings
 from incidents.store import keys
+from incidents.subscriptions.spec import Spec
 from tests.connector_support import deliver_once, kept_state, reply, ticket_message
 from tests.delivery_support import publish
 from tests.support import event, serve_in_thread

@@ -109,7 +109,7 @@ def test_410_disables_the_subscription_and_nothing_more_is_sent(
     )
     assert "410" in client.get(f"/v1/subscriptions/{sub['id']}").json()["reason"]
     publish(client, event("im.incident.declare"))
-    workers.run_until(lambda: not workers.pump.pending())
+    workers.run_until(lambda: not workers.scheduler.pending())
     assert len(rx.at("/gone")) == 1
 
 

@@ -8,11 +8,11 @@ import asyncio
 import httpx
 import redis
 
-from incidents.delivery.jobs import WorkerContext, _lane_redis
-from incidents.delivery.sinks import outbound_client
+from incidents.delivery.address_guard import outbound_client
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.events import EventStore
+from incidents.worker.jobs import WorkerContext, _lane_redis
 from tests.delivery_support import Receiver, publish, subscribe
 from tests.support import event
 

@@ -16,8 +16,8 @@ import orjson
 import pytest
 import redis
 
-from incidents.delivery import fanout
 from incidents.delivery.throttle import Throttle
+from incidents.routing import fanout
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.redis import connect_async
@@ -186,7 +186,7 @@ def test_a_subscriber_never_learns_of_another_tenants_events(
         r = producer.post("/v1/events", content=json.dumps(own), headers=CE_JSON)
         assert r.status_code == 202, r.text
     workers.run_until(lambda: len(rx.at("/tenant-a")) == 1)
-    workers.run_until(lambda: not workers.pump.pending())
+    workers.run_until(lambda: not workers.scheduler.pending())
     with as_token(client, a["token"]) as owner:
         log = workers.deliveries(owner, sub["id"])
     text = json.dumps(log)

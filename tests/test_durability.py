@@ -14,10 +14,10 @@ import pytest
 import redis
 
 from incidents.app import create_app
-from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
 from incidents.store.keys import OUTBOX, ROUTER_GROUP
+from incidents.worker.process import make_worker
 from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 
@@ -48,7 +48,7 @@ class Stack:
     def work_once(self) -> None:
         """One pass of a burst worker: a routing job, then a delivery job."""
         for _ in range(2):
-            self.workers.pump.step()
+            self.workers.scheduler.step()
             make_worker(self.settings, self.workers.connection, self.workers.context).work(
                 burst=True, logging_level="WARNING"
             )

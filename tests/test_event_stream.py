@@ -8,10 +8,10 @@ import time
 import httpx
 import redis
 
-from incidents.delivery.fanout import outbox_backlog, route_outbox
-from incidents.delivery.subscriptions import SubscriptionCache
+from incidents.routing.fanout import outbox_backlog, route_outbox
 from incidents.store.events import EventStore, RecentEvent
 from incidents.store.keys import OUTBOX, ROUTER_GROUP
+from incidents.subscriptions.subscription import SubscriptionCache
 from tests.delivery_support import publish
 from tests.support import event, with_async_redis
 

@@ -11,10 +11,10 @@ import pytest
 import redis
 
 from incidents.app import create_app
-from incidents.delivery import jobs
-from incidents.delivery.jobs import job_settings
 from incidents.settings import Settings
 from incidents.store.redis import without_password
+from incidents.worker import jobs
+from incidents.worker.jobs import job_settings
 from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import ADMIN_TOKEN, event, keys_holding, running_redis, serve_in_thread
 
@@ -63,7 +63,7 @@ def test_with_a_redis_password_no_job_holds_it_and_deliveries_still_go(
             (sent,) = publish(client, event(imincidentid="INC-PW"))
             workers = Workers(own)
             try:
-                assert workers.pump.step()  # a job queued, not yet run
+                assert workers.scheduler.step()  # a job queued, not yet run
                 assert keys_holding(connection, PASSWORD) == []
                 workers.run_until(lambda: len(rx.at("/locked")) == 1)
             finally:

@@ -13,13 +13,20 @@ import redis
 
 from incidents.connectors.channel_base import ChannelState
 from incidents.delivery.attempt_log import AttemptEntry
-from incidents.delivery.fanout import SEEN_KEPT, follow_outbox
-from incidents.delivery.jobs import WorkerContext
-from incidents.delivery.lanes import DELIVERED, Delivery, LaneResult, Ledger, lane_for, routed_id
+from incidents.delivery.lanes import (
+    DELIVERED,
+    Delivery,
+    DeliveryStore,
+    LaneResult,
+    lane_for,
+    routed_id,
+)
 from incidents.model.cloudevent import StoredEvent
+from incidents.routing.fanout import SEEN_KEPT, follow_outbox
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.redis import connect_async
+from incidents.worker.jobs import WorkerContext
 from tests.delivery_support import Receiver, publish, stored_state, subscribe
 from tests.support import event
 
@@ -50,7 +57,7 @@ def test_completing_a_held_lane_returns_its_next_records_version_pause_and_state
     async def scenario() -> object:
         client = connect_async(redis_url)
         try:
-            ledger = Ledger(client)
+            ledger = DeliveryStore(client)
             await ledger.enqueue([first, second, third], T0)
             [held] = await ledger.claim(T0, 10, 1)
             done = LaneResult(

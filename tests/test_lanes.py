@@ -14,8 +14,8 @@ from incidents.delivery.lanes import (
     LEASE_SECONDS,
     Claimed,
     Delivery,
+    DeliveryStore,
     LaneResult,
-    Ledger,
     lane_for,
     routed_id,
 )
@@ -61,7 +61,7 @@ def test_a_stalled_worker_cannot_complete_or_renew_a_lane_taken_over(
     async def scenario() -> tuple[bool, int, int, bool, bool]:
         client = connect_async(redis_url)
         try:
-            ledger = Ledger(client)
+            ledger = DeliveryStore(client)
             await ledger.enqueue([first, second], T0)
             [a] = await ledger.claim(T0, 10, 5)
             later = T0 + LEASE_SECONDS + 1  # A stalled: its lease ran out
@@ -96,7 +96,7 @@ def test_the_holder_completes_and_the_lane_is_due_again_only_if_anything_is_left
     async def scenario() -> bool:
         client = connect_async(redis_url)
         try:
-            ledger = Ledger(client)
+            ledger = DeliveryStore(client)
             await ledger.enqueue([only], T0)
             [held] = await ledger.claim(T0, 10, 5)
             return await ledger.complete(finished(held, only))

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from incidents.app import create_app
-from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
+from incidents.worker.process import make_worker
 from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread, wait_for
 
@@ -103,7 +103,7 @@ def test_delivery_gauges_follow_a_lane_to_a_dead_letter(settings: Settings, blac
             assert created.status_code == 201, created.text
             publish(client, event("im.incident.declare", imincidentid="INC-7"))
             assert gauges() == (1, 0, 0, 0, 0)
-            work_once(workers)  # only the routing job: the pump saw no lane yet
+            work_once(workers)  # only the routing job: the scheduler saw no lane yet
             assert gauges() == (1, 1, 0, 0, 0)
             with Scraper(client) as scraper:
                 work_once(workers)  # the first attempt: leased until it times out
@@ -127,7 +127,7 @@ def read_gauges(text: str) -> tuple[float, ...]:
 
 
 def work_once(workers: Workers) -> None:
-    workers.pump.step()
+    workers.scheduler.step()
     make_worker(workers.settings, workers.connection, workers.context).work(
         burst=True, logging_level="WARNING"
     )

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from incidents.settings import Settings
 from incidents.tracing.context import TraceContext
-from incidents.tracing.export import spans_from_environ, traces_endpoint
+from incidents.tracing.span_export import spans_from_environ, traces_endpoint
 from incidents.tracing.spans import NoSpans
 from tests.delivery_support import ROOT, Receiver, subscribe
 from tests.process_support import gateway_processes

@@ -18,7 +18,7 @@ from incidents.archive.records import DELIVERY_TYPE, Line, parse_line
 from incidents.archive.restore import Restorer, read_files
 from incidents.cli.runner import dev_environment
 from incidents.connectors.channel_base import ChannelState
-from incidents.retention.events import EVENTS_PER_STEP
+from incidents.retention.event_removal import EVENTS_PER_STEP
 from incidents.retention.sweeper import Sweeper
 from incidents.settings import Settings
 from incidents.store import keys
@@ -49,7 +49,7 @@ def quiet_alert(key: str) -> dict[str, Any]:
 
 def routed(workers: Workers) -> None:
     """Run the workers until nothing is left to route or deliver."""
-    workers.run_until(lambda: not workers.pump.pending())
+    workers.run_until(lambda: not workers.scheduler.pending())
 
 
 def key_names(client: redis.Redis, pattern: str) -> list[str]:

@@ -7,13 +7,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from incidents.delivery.subscription_spec import Spec, parse_spec
-from incidents.delivery.subscriptions import SubscriptionCache, SubscriptionStore, new_subscription
 from incidents.errors import InvalidRequest
 from incidents.model.cloudevent import CloudEvent
-from incidents.model.filters import All, parse_filters, sql_failure
+from incidents.model.filters import AllOf, parse_filters, sql_failure
 from incidents.model.sql_filter import Sql, SqlFailure
 from incidents.store.redis import connect_async
+from incidents.subscriptions.spec import Spec, parse_spec
+from incidents.subscriptions.subscription import (
+    SubscriptionCache,
+    SubscriptionStore,
+    new_subscription,
+)
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -93,7 +97,7 @@ def test_an_sql_error_is_no_match_and_says_why() -> None:
     assert not matches(event, filters=[{"sql": "10 / imretries > 1"}])
     assert matches(event, filters=[{"not": {"sql": "10 / imretries > 1"}}])
     parsed, _ = parse_filters([{"sql": "10 / imretries > 1"}])
-    assert isinstance(parsed, All)
+    assert isinstance(parsed, AllOf)
     (compiled,) = parsed.parts
     assert isinstance(compiled, Sql)
     why = compiled.failure(event.attributes)

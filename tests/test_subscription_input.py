@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from incidents.app import create_app
-from incidents.delivery.handshake import allowed_rate
 from incidents.settings import Settings
+from incidents.subscriptions.handshake import allowed_rate
 from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 from tests.test_openapi import body_schema
@@ -194,7 +194,7 @@ def test_sql_filters_choose_what_is_delivered(
         event("im.incident.declare", team="payments", rank="11"),
     )
     workers.run_until(lambda: len(rx.at("/sql")) == 2)
-    workers.run_until(lambda: not workers.pump.pending())
+    workers.run_until(lambda: not workers.scheduler.pending())
     assert sorted(str(r.event["rank"]) for r in rx.at("/sql")) == ["11", "42"]
 
 

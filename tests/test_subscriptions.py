@@ -14,11 +14,11 @@ import redis
 import svix.webhooks
 
 from incidents.app import create_app
-from incidents.delivery.sinks import address_problem, sink_problem
-from incidents.delivery.subscription_spec import Spec
-from incidents.delivery.subscriptions import new_subscription, rotated
+from incidents.delivery.address_guard import address_problem, sink_problem
 from incidents.settings import Settings
 from incidents.store import keys
+from incidents.subscriptions.spec import Spec
+from incidents.subscriptions.subscription import new_subscription, rotated
 from tests.delivery_support import Receiver, Workers, fake_clock_workers, publish, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 
@@ -91,7 +91,7 @@ def test_patch_changes_routing_and_delete_removes(
     assert client.delete(f"/v1/subscriptions/{sub['id']}").status_code == 204
     assert client.get(f"/v1/subscriptions/{sub['id']}").status_code == 404
     publish(client, event("im.incident.declare"))
-    workers.run_until(lambda: not workers.pump.pending())
+    workers.run_until(lambda: not workers.scheduler.pending())
     assert len(rx.at("/p")) == 1
 
 
@@ -337,7 +337,7 @@ def test_replay_skips_events_that_were_only_kept_on_the_timeline(
     first, repeat = event("im.alert.trigger"), event("im.alert.trigger")
     publish(client, first)
     publish(client, repeat)
-    workers.run_until(lambda: not workers.pump.pending())
+    workers.run_until(lambda: not workers.scheduler.pending())
     assert [r.event["id"] for r in rx.at("/alerts")] == [first["id"]]
     response = client.post(
         f"/v1/subscriptions/{sub['id']}/replay", json={"since": "2000-01-01T00:00:00Z"}

@@ -100,7 +100,7 @@ def test_every_combination_end_to_end(client: httpx.Client, workers: Any) -> Non
             return True
 
         workers.run_until(every_event_judged, timeout=40)
-        workers.run_until(lambda: not workers.pump.pending(), timeout=20)
+        workers.run_until(lambda: not workers.scheduler.pending(), timeout=20)
         for name, sub_id in sub_ids.items():
             with as_token(client, tokens[name]) as owner:
                 logs[name] = workers.deliveries(owner, sub_id)

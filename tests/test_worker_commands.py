@@ -7,8 +7,8 @@ from typing import Any
 
 import redis
 
-from incidents.delivery.worker import make_worker
 from incidents.settings import Settings
+from incidents.worker.process import make_worker
 from tests.support import wait_for
 
 

@@ -19,9 +19,9 @@ from rq import Worker
 from rq.registry import StartedJobRegistry
 
 from incidents.app import create_app
-from incidents.delivery.worker import QUEUES
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
+from incidents.worker.process import QUEUES
 from tests.delivery_support import Receiver, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread, wait_for
 

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.store.events import EventStore
 
 NOW = datetime(2026, 5, 3, 3, 0, tzinfo=UTC)

@@ -32,7 +32,6 @@ from incidents.api import (
 )
 from incidents.auth import Authenticator, BearerTokens
 from incidents.console import console_routes
-from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
     IncidentsError,
     MethodNotAllowed,
@@ -48,13 +47,14 @@ from incidents.model.schemas import ADAPTERS_DIR, SchemaRegistry
 from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policy_files
 from incidents.policy.principals import PrincipalStore
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.services import AdapterSchemas, Services, by_class, services
 from incidents.session_cookies import EndedSessions
 from incidents.settings import Settings, SettingsError
 from incidents.silences.store import SilenceStore
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async, full, is_full
+from incidents.subscriptions.delivery_queries import DeliveryQueries
 from incidents.tracing.middleware import TraceMiddleware
 from incidents.tracing.spans import NoSpans, Spans
 from incidents.usecases.delivery_actions import DeliveryActions

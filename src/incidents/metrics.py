@@ -19,7 +19,6 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from incidents.delivery import delivery_metrics
-from incidents.delivery.jobs import DELIVER_QUEUE
 from incidents.errors import IncidentsError, StoreUnavailable
 from incidents.retention.sweeper import KINDS as RETENTION_KINDS
 from incidents.services import services
@@ -28,6 +27,7 @@ from incidents.store.redis import guarded
 from incidents.store.redis_memory import refuses_writes_async
 from incidents.store.scripts import load_script
 from incidents.usecases.event_submission import Submission
+from incidents.worker.jobs import DELIVER_QUEUE
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # The delivery workers RQ has registered for the deliver queue (a worker's own key expires

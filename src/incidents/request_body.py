@@ -10,7 +10,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from incidents.errors import InvalidHeader, PayloadTooLarge
 from incidents.model.bounded_json import parse_json
-from incidents.offload import off_loop
+from incidents.off_loop import off_loop
 from incidents.settings import Settings
 
 # Parsing and walking a body this large takes long enough to hold up other requests.

@@ -13,9 +13,9 @@ from datetime import datetime
 
 from incidents.alerts.correlation import Correlator
 from incidents.errors import IncidentsError
-from incidents.ingest.pipeline import Pending
-from incidents.lifecycle.documents import DocumentCache, Documents
-from incidents.lifecycle.incident_writes import IncidentBook, ParsedIncidents, canonical_severity
+from incidents.ingest.planning import Pending
+from incidents.lifecycle.incident_writes import IncidentWrites, ParsedIncidents, canonical_severity
+from incidents.lifecycle.versioned_documents import DocumentCache, Documents
 from incidents.model.types import EventType
 from incidents.policy.alert_rules import AlertRules
 from incidents.store.events import Accepted, EventStore
@@ -43,23 +43,23 @@ class WritePlanner:
     async def plan(
         self, requests: Sequence[Sequence[Pending]], now: datetime
     ) -> list[IncidentsError | None]:
-        book = IncidentBook(Documents(self.store.redis, self.cache), self.parsed)
+        incidents = IncidentWrites(Documents(self.store.redis, self.cache), self.parsed)
         refusals: list[IncidentsError | None] = []
         for pending in requests:
-            mark = book.docs.mark()
+            mark = incidents.docs.mark()
             try:
                 for p in pending:
-                    await self._apply(book, p, now)
+                    await self._apply(incidents, p, now)
             except IncidentsError as exc:
-                book.docs.undo(mark)
+                incidents.docs.undo(mark)
                 refusals.append(exc)
             else:
                 refusals.append(None)
         return refusals
 
-    async def _apply(self, book: IncidentBook, p: Pending, now: datetime) -> None:
+    async def _apply(self, incidents: IncidentWrites, p: Pending, now: datetime) -> None:
         if p.event.type.startswith(EventType.INCIDENT_PREFIX):
             p.event = canonical_severity(p.event)
-            await book.apply(p, now)
+            await incidents.apply(p, now)
         elif p.event.type.startswith(EventType.ALERT_PREFIX):
-            await self.correlator.apply(p, book, now)
+            await self.correlator.apply(p, incidents, now)

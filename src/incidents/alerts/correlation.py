@@ -17,9 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from incidents.errors import IllegalTransition
-from incidents.ingest.pipeline import Pending
-from incidents.lifecycle.context import with_alert_context
-from incidents.lifecycle.incident_writes import IncidentBook, canonical_severity, same_tenant
+from incidents.ingest.planning import Pending
+from incidents.lifecycle.incident_context import with_alert_context
+from incidents.lifecycle.incident_writes import IncidentWrites, canonical_severity, same_tenant
 from incidents.lifecycle.machine import event_time
 from incidents.model.alert import Alert, AlertStatus, strings
 from incidents.model.cloudevent import CloudEvent
@@ -42,7 +42,7 @@ class Correlator:
         self.store = store
         self.rules = rules
 
-    async def apply(self, p: Pending, book: IncidentBook, now: datetime) -> None:
+    async def apply(self, p: Pending, incidents: IncidentWrites, now: datetime) -> None:
         previous = p.plan.alert
         event = p.event
         if previous is not None and previous.linked_by is LinkedBy.GATEWAY:
@@ -52,11 +52,11 @@ class Correlator:
         tenant = str(event.get(Extension.TENANT) or "")
         key = str(event.get(Extension.CORRELATION_KEY))
         doc_key = keys.alert(tenant, key)
-        raw = await book.docs.read(doc_key)
+        raw = await incidents.docs.read(doc_key)
         current = Alert.from_dict(raw) if raw is not None else None
         alert, outcome = self._next(current, event, now)
         reused = previous.declared if previous is not None else None
-        incident_id, declared = await self._link(event, alert, outcome, book, p, now, reused)
+        incident_id, declared = await self._link(event, alert, outcome, incidents, p, now, reused)
         linked_by = None
         if incident_id is not None and not event.get(Extension.INCIDENT_ID):
             event = event.with_attributes(imincidentid=incident_id)
@@ -68,7 +68,7 @@ class Correlator:
         if alert is not None:
             if outcome is AlertOutcome.OPENED:
                 alert = alert.evolve(incident=incident_id)
-            book.docs.write(p, doc_key, alert.to_dict())
+            incidents.docs.write(p, doc_key, alert.to_dict())
             p.index.append(IndexAdd(keys.ALERT_INDEX, now.timestamp(), doc_key))
             if not alert.is_open:  # retention counts from the resolve
                 p.index.append(IndexAdd(keys.RESOLVED_ALERTS, now.timestamp(), doc_key))
@@ -144,7 +144,7 @@ class Correlator:
         event: CloudEvent,
         alert: Alert | None,
         outcome: AlertOutcome,
-        book: IncidentBook,
+        incidents: IncidentWrites,
         p: Pending,
         now: datetime,
         reused: str | None,
@@ -153,27 +153,27 @@ class Correlator:
         incident it declared. ``reused`` is the id a previous attempt declared with."""
         named = event.get(Extension.INCIDENT_ID)
         if named:
-            incident = await book.get(str(named))
+            incident = await incidents.get(str(named))
             if incident is None:
                 raise IllegalTransition(
                     f"{event.type} names incident {named!r}, which has not been declared",
                     extra={"incident": named, "incident_status": None, "allowed": []},
                 )
             same_tenant(incident, event)
-            book.put(p, incident.evolve(version=incident.version + 1, updated_at=now))
+            incidents.put(p, incident.evolve(version=incident.version + 1, updated_at=now))
             return incident.id, None
         linked = alert.incident if alert is not None else None
         if linked:
-            incident = await book.get(linked)
+            incident = await incidents.get(linked)
             if incident is not None and incident.status is not IncidentStatus.CLOSED:
-                book.put(p, incident.evolve(version=incident.version + 1, updated_at=now))
+                incidents.put(p, incident.evolve(version=incident.version + 1, updated_at=now))
                 return incident.id, None
         if outcome is AlertOutcome.OPENED and alert is not None:
             severity = Severity(alert.severity)
             if self.rules.declares(severity):
                 new_id = reused or await self.store.next_incident_id()
-                await book.get(new_id)  # reads the version (0) the declaration writes over
-                book.put(p, self._declare(new_id, event, alert, now))
+                await incidents.get(new_id)  # reads the version (0) the declaration writes over
+                incidents.put(p, self._declare(new_id, event, alert, now))
                 return new_id, new_id
         return None, None
 

@@ -26,7 +26,7 @@ from incidents.http import json_response
 from incidents.ingest.modes import check_count
 from incidents.model.bounded_json import parse_json
 from incidents.model.schemas import errors_of
-from incidents.offload import off_loop
+from incidents.off_loop import off_loop
 from incidents.openapi import BEARER, adapter_schema_ref, errors, json_body
 from incidents.policy.alert_rules import AlertRules
 from incidents.request_body import LARGE_BODY, read_body, read_json

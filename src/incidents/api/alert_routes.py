@@ -23,7 +23,7 @@ from incidents.openapi import (
     query_param,
 )
 from incidents.queries.alerts import AlertFilter
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.services import services
 
 _STATUSES: dict[str, AlertStatus] = {s: s for s in ALERT_STATUSES}

@@ -11,7 +11,6 @@ from starlette.routing import Route
 
 from incidents.auth import caller
 from incidents.connectors.channel_base import OutcomeKind
-from incidents.delivery.explain import Fate
 from incidents.delivery.lanes import DEAD, FILTER_ERROR, SILENCED, WITHHELD
 from incidents.endpoint_support import (
     ID,
@@ -24,6 +23,7 @@ from incidents.endpoint_support import (
 )
 from incidents.http import json_response
 from incidents.openapi import JSONObject, query_param
+from incidents.routing.explain import Fate
 from incidents.services import services
 from incidents.usecases.delivery_actions import ADMIN, DeliveryActions, replay_since
 from incidents.usecases.subscription_actions import SubscriptionActions

@@ -28,8 +28,8 @@ from incidents.openapi import (
     page_body,
     query_param,
 )
-from incidents.queries.catalog import Queries
 from incidents.queries.incidents import IncidentFilter
+from incidents.queries.query_set import Queries
 from incidents.services import services
 
 

@@ -13,9 +13,9 @@ from incidents.auth import caller
 from incidents.errors import IncidentsError
 from incidents.http import json_response
 from incidents.ingest.modes import BATCH, STRUCTURED, parse_request
-from incidents.offload import off_loop
+from incidents.off_loop import off_loop
 from incidents.openapi import BEARER, errors, json_body
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.request_body import LARGE_BODY, read_body
 from incidents.services import services
 from incidents.usecases.event_submission import EventSubmission

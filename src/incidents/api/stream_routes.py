@@ -12,7 +12,7 @@ from incidents.auth import caller
 from incidents.errors import FieldError, InvalidRequest
 from incidents.model.cloudevent import StoredEvent
 from incidents.openapi import BEARER, errors, query_param
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.services import services
 from incidents.store.redis import connect_async
 from incidents.stream.hub import StreamHub, StreamOptions

@@ -1,9 +1,8 @@
 """The OpenAPI description of a subscription: as read, and as POST or PATCH accept it
-(derived from the same limits and patterns ``subscription_spec`` and ``filters`` enforce)."""
+(derived from the same limits and patterns ``subscriptions.spec`` and ``filters`` enforce)."""
 
 from __future__ import annotations
 
-from incidents.delivery import subscription_spec as spec
 from incidents.delivery.channels import NAMES, cloudevents
 from incidents.model.filters import (
     DIALECTS,
@@ -15,6 +14,7 @@ from incidents.model.filters import (
 from incidents.model.sql_filter import SQL_MAX_DEPTH, SQL_MAX_IN, SQL_MAX_LENGTH
 from incidents.model.type_patterns import TYPE_PATTERN
 from incidents.openapi import JSONObject, any_case, component_ref
+from incidents.subscriptions import spec
 
 SUBSCRIPTION = {
     "type": "object",

@@ -35,9 +35,7 @@ from incidents.connectors.sync_rules import Planned, Rules
 from incidents.connectors.sync_settings import INBOUND_SECRET, owned
 from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels import secret_pointers
-from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.secret_fields import opened
-from incidents.delivery.subscriptions import Subscription
 from incidents.errors import (
     IllegalTransition,
     NotFound,
@@ -52,11 +50,13 @@ from incidents.model.origin import came_from
 from incidents.model.principal import Principal, admin_principal
 from incidents.openapi import errors, json_body
 from incidents.policy.principals import PrincipalStore
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.queries.visibility import Viewer
 from incidents.request_body import read_body
 from incidents.services import Services, services
 from incidents.store.secret_box import SecretUnreadable, secret_box
+from incidents.subscriptions.delivery_queries import DeliveryQueries
+from incidents.subscriptions.subscription import Subscription
 
 log = logging.getLogger("incidents.sync")
 PATH = "/v1/connectors/{subscription_id}/inbound"

@@ -8,10 +8,12 @@
 Modules: ``lexer`` (tokens), ``parser`` (precedence, limits) into ``syntax`` (the tree),
 ``compiler`` (the tree into closures), ``arithmetic`` (integer operators), ``values``
 (types, casts, attribute values), ``like`` (patterns), ``functions`` (built-ins),
-``errors`` (the error kinds).
+``sql_errors`` (the error kinds).
 """
 
-from incidents.cesql.errors import (
+from incidents.cesql.expression import Expression, MissingFunction, Result, compile_expression
+from incidents.cesql.parser import Limits
+from incidents.cesql.sql_errors import (
     CastError,
     CesqlError,
     EvaluationError,
@@ -23,8 +25,6 @@ from incidents.cesql.errors import (
     ParseError,
     Value,
 )
-from incidents.cesql.expression import Expression, MissingFunction, Result, compile_expression
-from incidents.cesql.parser import Limits
 from incidents.cesql.values import Type
 
 __all__ = [

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from incidents.cesql.errors import MathError, Value
+from incidents.cesql.sql_errors import MathError, Value
 from incidents.cesql.values import INT_MAX, INT_MIN, to_int
 
 Attributes = Mapping[str, object]

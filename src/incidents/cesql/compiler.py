@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from incidents.cesql import syntax as ast
 from incidents.cesql.arithmetic import ARITHMETIC, ORDER, Attributes, Eval, negate
-from incidents.cesql.errors import (
+from incidents.cesql.functions import MAX_STRING, resolve, too_long
+from incidents.cesql.like import compile_like
+from incidents.cesql.sql_errors import (
     CastError,
     EvaluationError,
     MissingAttributeError,
     MissingFunctionError,
     Value,
 )
-from incidents.cesql.functions import MAX_STRING, resolve, too_long
-from incidents.cesql.like import compile_like
 from incidents.cesql.values import (
     CAST,
     CAST_TO,

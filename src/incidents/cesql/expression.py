@@ -9,9 +9,9 @@ from typing import TypeVar
 
 from incidents.cesql import syntax as ast
 from incidents.cesql.compiler import compile_node, static_type
-from incidents.cesql.errors import EvaluationError, Value
 from incidents.cesql.functions import resolve
 from incidents.cesql.parser import Limits, parse
+from incidents.cesql.sql_errors import EvaluationError, Value
 from incidents.cesql.values import ZERO, Type
 
 T = TypeVar("T")

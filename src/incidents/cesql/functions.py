@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from incidents.cesql.errors import FunctionEvaluationError, MathError, Value
+from incidents.cesql.sql_errors import FunctionEvaluationError, MathError, Value
 from incidents.cesql.values import INT_MAX, INT_MIN, Type, castable, to_bool, to_int, to_str
 
 # Unicode White_Space (PropList.txt): what TRIM removes. str.strip() would also remove the

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from incidents.cesql.errors import ParseError
+from incidents.cesql.sql_errors import ParseError
 
 KEYWORDS = frozenset({"AND", "OR", "XOR", "NOT", "LIKE", "EXISTS", "IN", "TRUE", "FALSE"})
 OPERATORS = ("!=", "<>", ">=", "<=", "=", "<", ">", "*", "/", "%", "+", "-", "(", ")", ",")

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import NoReturn
 
-from incidents.cesql.errors import ParseError
 from incidents.cesql.lexer import Kind, Token, tokenize
+from incidents.cesql.sql_errors import ParseError
 from incidents.cesql.syntax import (
     ARITHMETIC,
     COMPARISON,

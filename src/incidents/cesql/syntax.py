@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from incidents.cesql.errors import Value
+from incidents.cesql.sql_errors import Value
 
 ARITHMETIC = ("*", "/", "%", "+", "-")
 COMPARISON = ("=", "!=", "<>", "<", "<=", ">", ">=")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import cast
 
-from incidents.cesql.errors import CastError, Value
+from incidents.cesql.sql_errors import CastError, Value
 
 INT_MIN = -(2**31)
 INT_MAX = 2**31 - 1

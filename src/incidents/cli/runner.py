@@ -76,15 +76,15 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def app_from_environ() -> Starlette:
     from incidents.app import create_app
-    from incidents.tracing.export import API_SERVICE, spans_from_environ
+    from incidents.tracing.span_export import API_SERVICE, spans_from_environ
 
     spans = spans_from_environ(os.environ, API_SERVICE)
     return create_app(Settings.from_env(os.environ), server_process=True, spans=spans)
 
 
 def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
-    from incidents.delivery.worker import run_worker
     from incidents.retention.sweeper import sweeping
+    from incidents.worker.process import run_worker
 
     settings = Settings.from_env(env)
     if settings.redis_url is None:
@@ -114,9 +114,9 @@ def _check_secret_key(settings: Settings, command: str) -> None:
 
     from redis.exceptions import RedisError
 
-    from incidents.delivery.subscriptions import SubscriptionStore
     from incidents.errors import StoreUnavailable
     from incidents.store.redis import connect_async
+    from incidents.subscriptions.subscription import SubscriptionStore
 
     async def holding() -> int:
         assert settings.redis_url is not None

@@ -35,8 +35,8 @@ from incidents.errors import FieldError
 from incidents.model.cloudevent import CloudEvent
 
 if TYPE_CHECKING:
-    from incidents.delivery.subscription_spec import Spec
-    from incidents.delivery.subscriptions import Subscription
+    from incidents.subscriptions.spec import Spec
+    from incidents.subscriptions.subscription import Subscription
 
 MAX_STEPS = 4  # requests one attempt may make (a lookup, a token, the change itself)
 _DELTA_SECONDS = re.compile(r"[0-9]{1,10}", re.ASCII)

@@ -19,7 +19,7 @@ from incidents.model.severity import Severity
 from incidents.model.types import EventType, Extension
 
 if TYPE_CHECKING:
-    from incidents.delivery.subscription_spec import Spec
+    from incidents.subscriptions.spec import Spec
 
 ELLIPSIS = "…"
 URL_TEMPLATE = "incident_url_template"  # formatsettings key: "https://console/incidents/{id}"

@@ -30,7 +30,7 @@ from incidents.model.severity import Severity
 from incidents.model.types import EventType
 
 if TYPE_CHECKING:
-    from incidents.delivery.subscription_spec import Spec
+    from incidents.subscriptions.spec import Spec
 
 RECORD = "record"  # in a Step's carry: the record this attempt created
 TODO = "todo"  # in a Step's carry: the actions still to do, comma-separated

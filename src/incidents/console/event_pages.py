@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from incidents.console.rendering import Templates
 from incidents.console.signed_in import SignedIn
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.services import services
 from incidents.usecases.delivery_actions import DeliveryActions
 

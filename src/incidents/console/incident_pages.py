@@ -17,8 +17,8 @@ from incidents.model.alert import ALERT_STATUSES
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
 from incidents.queries.alerts import AlertFilter
-from incidents.queries.catalog import Queries
 from incidents.queries.incidents import IncidentFilter
+from incidents.queries.query_set import Queries
 from incidents.services import services
 from incidents.store.index_pages import PageRequest
 from incidents.usecases.incident_commands import IncidentCommand, IncidentCommands, allowed_actions

@@ -2,7 +2,7 @@
 as the id of the record it created in the other system.
 
 Stored in one hash per subscription (``incidents:sub:<id>:channels``, incident id -> JSON),
-read here, written by ``Ledger.complete`` in the same step as the lane's progress (so state
+read here, written by ``DeliveryStore.complete`` in the same step as the lane's progress (so state
 and delivered events never disagree), and deleted with the subscription.
 """
 

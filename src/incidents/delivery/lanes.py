@@ -217,7 +217,7 @@ class LaneResult:
 
 @dataclass(frozen=True)
 class RoutedBatch:
-    """Outbox entries routed under a routing lease (``Ledger.enqueue``)."""
+    """Outbox entries routed under a routing lease (``DeliveryStore.enqueue``)."""
 
     token: str  # of the routing lease
     lease_ms: int  # how long the lease is extended by
@@ -247,7 +247,10 @@ class Claimed:
     heads: tuple[tuple[str, int], ...]  # (delivery id, sequence), in order
 
 
-class Ledger:
+class DeliveryStore:
+    """The deliveries in Redis: their records, the lanes they wait in (claimed under a lease,
+    renewed, completed), the attempt log and the dead letters."""
+
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
         # When the earliest due lane or lease end left by the last ``claim`` falls (unix

@@ -26,7 +26,7 @@ from incidents.store import keys
 from incidents.store.secret_box import SecretBox, SecretUnreadable, is_sealed
 
 if TYPE_CHECKING:  # the channels, which subscriptions import, open secrets with this module
-    from incidents.delivery.subscriptions import Secret
+    from incidents.subscriptions.subscription import Secret
 
 
 def context(sub_id: str) -> str:

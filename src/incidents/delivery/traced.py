@@ -35,7 +35,7 @@ from incidents.tracing.context import delivered, of_stored
 from incidents.tracing.spans import MESSAGING_SYSTEM, Attributes, Spans
 
 if TYPE_CHECKING:
-    from incidents.delivery.subscriptions import Subscription
+    from incidents.subscriptions.subscription import Subscription
 
 log = logging.getLogger("incidents.delivery")
 _FAILED = (OutcomeKind.FAILED, OutcomeKind.REFUSED, OutcomeKind.GONE)

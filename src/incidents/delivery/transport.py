@@ -11,7 +11,7 @@ import time
 import aiohttp
 
 from incidents.connectors.channel_base import Outcome, OutcomeKind, Request, Response
-from incidents.delivery.sinks import was_refused
+from incidents.delivery.address_guard import was_refused
 
 BODY_KEPT = 1024  # bytes of the response body kept (for the attempt log)
 

@@ -26,20 +26,18 @@ from incidents.errors import (
 )
 from incidents.ingest.envelope import normalize, validate_raw
 from incidents.ingest.modes import is_json, media_type
+from incidents.ingest.planning import Pending, Planner
 from incidents.model.cloudevent import CloudEvent
-from incidents.model.plan import NO_PLAN, Plan
 from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.model.types import EventType, Extension
-from incidents.offload import off_loop
+from incidents.off_loop import off_loop
 from incidents.store.events import (
     MAX_GROUPS_PER_CALL,
     Accepted,
     Draft,
     EventStore,
-    IndexAdd,
     VersionConflict,
-    VersionedWrite,
 )
 from incidents.tracing.attributes import accept_attributes
 from incidents.tracing.context import incoming, kept
@@ -61,35 +59,6 @@ class Admission(Protocol):
     def allows_unknown_type(self, event_type: str) -> bool: ...
 
     def admit(self, event: CloudEvent, principal: Principal) -> CloudEvent: ...
-
-
-@dataclass
-class Pending:
-    """An event on its way into the store, and the writes planned to go with it."""
-
-    position: int
-    event: CloudEvent
-    writes: list[VersionedWrite] = field(default_factory=list)
-    index: list[IndexAdd] = field(default_factory=list)
-    plan: Plan = NO_PLAN
-
-
-class Planner(Protocol):
-    """Plans the state changes an accepted event causes (incidents, alerts), read-then-write:
-    each write carries the version it read, and the store refuses it if that moved on.
-
-    ``plan`` takes several requests' events and plans them in order, each request on top of
-    the ones before it; a request it refuses (its error in the answer, None for the others)
-    leaves nothing the requests after it see. ``stored`` is told which writes the store took;
-    ``forget`` that planning or storing failed, so anything remembered may be stale."""
-
-    async def plan(
-        self, requests: Sequence[Sequence[Pending]], now: datetime
-    ) -> list[IncidentsError | None]: ...
-
-    def stored(self, pending: Sequence[Pending], results: Sequence[Accepted]) -> None: ...
-
-    def forget(self) -> None: ...
 
 
 class DefaultAdmission:
@@ -131,12 +100,12 @@ class KeyedLocks:
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
-    def hold(self, keys: Sequence[str]) -> Holding:
+    def hold(self, keys: Sequence[str]) -> HeldLocks:
         """Hold the locks of all keys (taken in sorted order, so two holders cannot deadlock)."""
-        return Holding(self._locks, sorted(set(keys)))
+        return HeldLocks(self._locks, sorted(set(keys)))
 
 
-class Holding:
+class HeldLocks:
     """``async with``: the locks of ``KeyedLocks.hold``, held inside the block. A class, not
     a generator-based context manager: it is entered for every request."""
 

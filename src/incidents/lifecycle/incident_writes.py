@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from incidents.errors import PolicyDenied
-from incidents.ingest.pipeline import Pending
+from incidents.ingest.planning import Pending
 from incidents.lifecycle import machine
-from incidents.lifecycle.context import with_incident_context
-from incidents.lifecycle.documents import Documents
+from incidents.lifecycle.incident_context import with_incident_context
+from incidents.lifecycle.versioned_documents import Documents
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.incident import Incident
 from incidents.model.severity import Severity
@@ -53,7 +53,11 @@ class ParsedIncidents:
         self._entries[key] = (encoded, incident)
 
 
-class IncidentBook:
+class IncidentWrites:
+    """The incidents of one planning pass: each read once (through ``ParsedIncidents``), an
+    event applied to its incident through the state machine, and the new version planned as
+    a write of the event."""
+
     def __init__(self, docs: Documents, parsed: ParsedIncidents) -> None:
         self.docs = docs
         self.parsed = parsed

@@ -83,7 +83,9 @@ class Compare:
 
 
 @dataclass(frozen=True)
-class All:
+class AllOf:
+    """Matches when every part matches (the ``all`` dialect, and a subscription's filters)."""
+
     parts: tuple[Filter, ...]
 
     def matches(self, attributes: Mapping[str, AttributeValue]) -> bool:
@@ -98,7 +100,9 @@ class All:
 
 
 @dataclass(frozen=True)
-class Any_:
+class AnyOf:
+    """Matches when at least one part matches (the ``any`` dialect)."""
+
     parts: tuple[Filter, ...]
 
     def matches(self, attributes: Mapping[str, AttributeValue]) -> bool:
@@ -134,7 +138,7 @@ def sql_failure(found: Filter, attributes: Mapping[str, AttributeValue]) -> str 
     if isinstance(found, Sql):
         return found.failure(attributes)
     parts: tuple[Filter, ...] = ()
-    if isinstance(found, All | Any_):
+    if isinstance(found, AllOf | AnyOf):
         parts = found.parts
     elif isinstance(found, Not):
         parts = (found.part,)
@@ -168,14 +172,14 @@ def parse_filters(
     """Parse a ``filters`` list into one filter (all must match) and the problems found."""
     problems: list[FieldError] = []
     if not isinstance(raw, list):
-        return All(()), [FieldError(pointer(*at), "filters must be a list of filter expressions")]
+        return AllOf(()), [FieldError(pointer(*at), "filters must be a list of filter expressions")]
     budget = _Budget()
     parts = []
     for i, item in enumerate(raw):
         if not budget.spend(problems, (*at, i)):
             break
         parts.append(_parse(item, (*at, i), problems, budget, 1))
-    return All(tuple(parts)), problems
+    return AllOf(tuple(parts)), problems
 
 
 def _parse(
@@ -186,7 +190,7 @@ def _parse(
         problems.append(
             FieldError(here, "a filter expression is an object with exactly one dialect key")
         )
-        return All(())
+        return AllOf(())
     ((dialect, body),) = raw.items()
     where = (*at, dialect)
     if dialect not in DIALECTS:
@@ -196,7 +200,7 @@ def _parse(
                 f"unsupported filter dialect {dialect!r}; supported: {', '.join(DIALECTS)}",
             )
         )
-        return All(())
+        return AllOf(())
     if dialect in ("exact", "prefix", "suffix"):
         return _compare(dialect, body, where, problems, budget)
     if dialect == "sql":
@@ -205,20 +209,20 @@ def _parse(
         problems.append(
             FieldError(pointer(*where), f"all, any and not nest at most {MAX_DEPTH} deep")
         )
-        return All(())
+        return AllOf(())
     if dialect == "not":
         if not budget.spend(problems, where):
-            return All(())
+            return AllOf(())
         return Not(_parse(body, where, problems, budget, depth + 1))
     if not isinstance(body, list) or not body:
         problems.append(FieldError(pointer(*where), f"{dialect} takes a non-empty list of filters"))
-        return All(())
+        return AllOf(())
     parts = []
     for i, item in enumerate(body):
         if not budget.spend(problems, (*where, i)):
             break
         parts.append(_parse(item, (*where, i), problems, budget, depth + 1))
-    return All(tuple(parts)) if dialect == "all" else Any_(tuple(parts))
+    return AllOf(tuple(parts)) if dialect == "all" else AnyOf(tuple(parts))
 
 
 def _compare(
@@ -232,7 +236,7 @@ def _compare(
         problems.append(
             FieldError(pointer(*where), f"{dialect} takes an object of attribute: string")
         )
-        return All(())
+        return AllOf(())
     pairs = []
     for name, value in body.items():
         at = pointer(*where, name)
@@ -254,11 +258,11 @@ def _sql(body: object, where: tuple[str | int, ...], problems: list[FieldError])
         problems.append(
             FieldError(pointer(*where), "sql takes a CloudEvents SQL expression (a string)")
         )
-        return All(())
+        return AllOf(())
     compiled, why = compile_sql(body)
     if compiled is None:
         problems.append(FieldError(pointer(*where), why or "not a valid expression"))
         # Never true: were a stored expression ever to stop compiling (a lower bound, say),
         # its subscription would receive nothing rather than everything.
-        return Any_(())
+        return AnyOf(())
     return compiled

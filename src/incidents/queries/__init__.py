@@ -3,9 +3,10 @@ through here, and the caller's view is applied here, once.
 
 - ``visibility``: ``Viewer``, one caller's view (visibility, clearance, field redaction,
   ownership), the same rule delivery applies;
-- ``pages``: cursor pages over a sorted-set index (``walk_index``, ``PageRequest``, ``Page``);
-- ``incidents``, ``timelines``, ``alerts``, ``events``, ``deliveries``: one query class each;
-- ``catalog``: ``Queries``, all of them, built once when the app starts.
+- ``incidents``, ``timelines``, ``alerts``, ``event_queries``: one query class each (cursor
+  pages over a sorted-set index are ``store/index_pages.py``; the deliveries' reads are
+  ``subscriptions/delivery_queries.py``);
+- ``query_set``: ``Queries``, all of them, built once when the app starts.
 
 Handlers parse the request, call a query with ``Queries.viewer(principal)``, and render.
 """

@@ -34,8 +34,8 @@ from typing import cast
 import redis
 
 from incidents.archive.daily import Archive, ArchiveError
-from incidents.retention.documents import DocumentRemoval
-from incidents.retention.events import EventRemoval
+from incidents.retention.document_removal import DocumentRemoval
+from incidents.retention.event_removal import EventRemoval
 from incidents.retention.needed import lowest_in_lanes, routing_frontier
 from incidents.settings import Settings
 from incidents.store import keys

@@ -9,18 +9,18 @@ from datetime import datetime
 
 import redis.asyncio as aioredis
 
-from incidents.delivery.delivery_queries import DeliveryLog, DeliveryQueries
-from incidents.delivery.explain import JUDGED_ON, explain
-from incidents.delivery.fanout import Replay, replay, routed_through
 from incidents.delivery.lanes import DEAD, PENDING, Delivery
-from incidents.delivery.owner_views import OwnerViews
-from incidents.delivery.subscriptions import Subscription
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
+from incidents.routing.explain import JUDGED_ON, explain
+from incidents.routing.fanout import Replay, replay, routed_through
 from incidents.silences.store import SilenceStore
 from incidents.store.redis import guarded
+from incidents.subscriptions.delivery_queries import DeliveryLog, DeliveryQueries
+from incidents.subscriptions.owner_views import OwnerViews
+from incidents.subscriptions.subscription import Subscription
 
 SUBSCRIBER = "subscriber"  # the role that reads and replays its deliveries
 ADMIN = "admin"  # the role that reads and redrives the dead letters

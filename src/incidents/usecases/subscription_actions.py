@@ -9,19 +9,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from incidents.delivery import channels, signing_secrets
+from incidents.delivery.address_guard import INSECURE, sink_problem
 from incidents.delivery.attempt_log import iso
-from incidents.delivery.delivery_queries import DeliveryQueries
-from incidents.delivery.handshake import handshake
 from incidents.delivery.secret_fields import seal
-from incidents.delivery.sinks import INSECURE, sink_problem
-from incidents.delivery.subscription_spec import Spec, SubscriptionStatus, parse_spec
-from incidents.delivery.subscriptions import Subscription, new_subscription, rotated
 from incidents.errors import FieldError, InvalidRequest
 from incidents.model.principal import Principal
 from incidents.model.sink_url import check_url
-from incidents.queries.catalog import Queries
+from incidents.queries.query_set import Queries
 from incidents.settings import Settings
 from incidents.store.secret_box import secret_box
+from incidents.subscriptions.delivery_queries import DeliveryQueries
+from incidents.subscriptions.handshake import handshake
+from incidents.subscriptions.spec import Spec, SubscriptionStatus, parse_spec
+from incidents.subscriptions.subscription import Subscription, new_subscription, rotated
 
 ACTIVE, DISABLED = SubscriptionStatus
 SUBSCRIBER = "subscriber"  # the role that manages subscriptions (admins hold every role)

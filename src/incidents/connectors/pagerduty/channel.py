@@ -45,7 +45,7 @@ from incidents.model.severity import Severity
 from incidents.model.types import EventType
 
 if TYPE_CHECKING:
-    from incidents.delivery.subscription_spec import Spec
+    from incidents.subscriptions.spec import Spec
 
 NAME = "pagerduty"
 ROUTING_KEY = "routing_key"

@@ -45,7 +45,7 @@ from incidents.errors import FieldError, pointer
 from incidents.model.severity import Severity
 
 if TYPE_CHECKING:
-    from incidents.delivery.subscription_spec import Spec
+    from incidents.subscriptions.spec import Spec
 
 NAME = "servicenow"
 TABLE = "/api/now/table/incident"

@@ -30,7 +30,7 @@ from incidents.connectors.incident_facts import (
 from incidents.errors import FieldError
 
 if TYPE_CHECKING:
-    from incidents.delivery.subscription_spec import Spec
+    from incidents.subscriptions.spec import Spec
 
 NAME = "slack"
 MAX_HEADER = 150  # plain_text in a header block

@@ -29,7 +29,7 @@ from incidents.connectors.incident_facts import (
 from incidents.errors import FieldError
 
 if TYPE_CHECKING:
-    from incidents.delivery.subscription_spec import Spec
+    from incidents.subscriptions.spec import Spec
 
 NAME = "teams"
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"

@@ -26,8 +26,8 @@ from incidents.errors import FieldError
 from incidents.store.secret_box import SecretBox, secret_box
 
 if TYPE_CHECKING:
-    from incidents.delivery.subscription_spec import Spec
-    from incidents.delivery.subscriptions import Subscription
+    from incidents.subscriptions.spec import Spec
+    from incidents.subscriptions.subscription import Subscription
 
 DEFAULT = CloudEventsChannel.name
 CHANNELS: tuple[type[Channel], ...] = (

@@ -20,7 +20,7 @@ from incidents.model.cloudevent import AttributeValue, CloudEvent
 from incidents.model.filters import canonical
 
 if TYPE_CHECKING:
-    from incidents.delivery.subscription_spec import Spec
+    from incidents.subscriptions.spec import Spec
 
 NAME = "cloudevents"
 STRUCTURED = "application/cloudevents+json; charset=utf-8"

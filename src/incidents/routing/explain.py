@@ -29,14 +29,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from incidents.delivery.lanes import Delivery, DeliveryState, Ledger, routed_id
-from incidents.delivery.owner_views import OwnerViews
-from incidents.delivery.subscriptions import Subscription
+from incidents.delivery.lanes import Delivery, DeliveryState, DeliveryStore, routed_id
 from incidents.model.cloudevent import StoredEvent
-from incidents.model.filters import All, Filter, parse_filters, sql_failure
+from incidents.model.filters import AllOf, Filter, parse_filters, sql_failure
 from incidents.model.origin import came_from
 from incidents.model.type_patterns import any_type_matches
 from incidents.silences.silence import Silence
+from incidents.subscriptions.owner_views import OwnerViews
+from incidents.subscriptions.subscription import Subscription
 
 JUDGED_ON = (
     "each subscription as it is now (its types, source, filters and owner): one changed since "
@@ -106,7 +106,7 @@ class Route:
 def _filters(sub: Subscription) -> list[Filter]:
     """The subscription's filters one by one (the compiled ones when they line up)."""
     compiled = sub.filter
-    if isinstance(compiled, All) and len(compiled.parts) == len(sub.spec.filters):
+    if isinstance(compiled, AllOf) and len(compiled.parts) == len(sub.spec.filters):
         return list(compiled.parts)
     return [parse_filters([expression])[0] for expression in sub.spec.filters]
 
@@ -159,7 +159,7 @@ def _from_record(sub: Subscription, record: Delivery, holding: Silence | None) -
 async def explain(
     stored: StoredEvent,
     subs: Sequence[Subscription],
-    ledger: Ledger,
+    ledger: DeliveryStore,
     owners: OwnerViews,
     silences: Sequence[Silence],
     now: datetime,

@@ -23,18 +23,18 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from incidents.connectors.channel_base import Channel
+from incidents.delivery.address_guard import outbound_client
 from incidents.delivery.channels import default_channels
-from incidents.delivery.dispatch import LANE_SECONDS, Dispatcher
-from incidents.delivery.fanout import route_outbox
-from incidents.delivery.sinks import outbound_client
-from incidents.delivery.subscriptions import SubscriptionCache
 from incidents.delivery.transport import AiohttpTransport
 from incidents.model.schemas import SchemaRegistry
+from incidents.routing.fanout import route_outbox
 from incidents.settings import Settings
 from incidents.silences.store import SilenceCache
 from incidents.store.redis import connect_async, without_password
-from incidents.tracing.export import WORKER_SERVICE, spans_from_environ
+from incidents.subscriptions.subscription import SubscriptionCache
+from incidents.tracing.span_export import WORKER_SERVICE, spans_from_environ
 from incidents.tracing.spans import NoSpans, Spans
+from incidents.worker.dispatch import LANE_SECONDS, Dispatcher
 
 ROUTE_QUEUE = "incidents-route"
 DELIVER_QUEUE = "incidents-deliver"

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from incidents.delivery.lanes import Ledger
-from incidents.delivery.subscriptions import Subscription, SubscriptionStore
+from incidents.delivery.lanes import DeliveryStore
 from incidents.errors import NotFound
 from incidents.queries.visibility import Viewer
+from incidents.subscriptions.subscription import Subscription, SubscriptionStore
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class DeliveryLog:
 
 class DeliveryQueries:
     def __init__(self, redis: aioredis.Redis) -> None:
-        self.lanes = Ledger(redis)
+        self.lanes = DeliveryStore(redis)
         self.subscriptions = SubscriptionStore(redis)
 
     async def subscription(self, viewer: Viewer, sub_id: str) -> Subscription:

@@ -12,7 +12,7 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 
-from incidents.ingest.pipeline import Pending
+from incidents.ingest.planning import Pending
 from incidents.store.events import VersionedWrite
 from incidents.store.redis import guarded
 

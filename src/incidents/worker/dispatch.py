@@ -34,41 +34,41 @@ from incidents.connectors.channel_base import (
 )
 from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels import mask_for
-from incidents.delivery.fanout import (
-    ensure_stream_group,
-    follow_outbox,
-    outbox_backlog,
-    route_outbox,
-    stream_gone,
-)
 from incidents.delivery.lanes import (
     WAKE_KEEP,
     Claimed,
     Continued,
     Delivery,
+    DeliveryStore,
     LaneResult,
-    Ledger,
     lane_incident,
     lane_subscription,
     record_bucket,
 )
-from incidents.delivery.outcomes import Outcomes, utc_time
-from incidents.delivery.owner_views import IncidentViews, OwnerViews
-from incidents.delivery.subscription_spec import SubscriptionStatus
-from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.delivery.throttle import Throttle
 from incidents.delivery.traced import traced_exchange
 from incidents.errors import StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.schemas import SchemaRegistry
 from incidents.policy.outbound import Verdict
+from incidents.routing.fanout import (
+    ensure_stream_group,
+    follow_outbox,
+    outbox_backlog,
+    route_outbox,
+    stream_gone,
+)
 from incidents.settings import Settings
 from incidents.silences.store import SilenceCache, SilenceStore
 from incidents.store import keys
 from incidents.store.events import EventReads, EventStore, stored_event
 from incidents.store.redis import UNAVAILABLE
 from incidents.store.secret_box import SecretUnreadable
+from incidents.subscriptions.owner_views import IncidentViews, OwnerViews
+from incidents.subscriptions.spec import SubscriptionStatus
+from incidents.subscriptions.subscription import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.tracing.spans import NoSpans, Spans
+from incidents.worker.outcomes import Outcomes, utc_time
 
 log = logging.getLogger("incidents.delivery")
 RENEW_EVERY = 2.0
@@ -105,7 +105,7 @@ class Dispatcher:
         self.channels = channels
         self.clock = clock
         self.routes = routes
-        self.ledger = Ledger(redis)
+        self.ledger = DeliveryStore(redis)
         self.subs = SubscriptionStore(redis)
         self.store = EventStore(redis)
         self.states = ChannelStateStore(redis)

@@ -14,15 +14,15 @@ from datetime import UTC, datetime
 from incidents.connectors.channel_base import Outcome, OutcomeKind
 from incidents.delivery.attempt_log import AttemptEntry, iso
 from incidents.delivery.lanes import Delivery, DeliveryState, LaneResult
-from incidents.delivery.owner_views import RULE_OWNER_REVOKED
-from incidents.delivery.subscription_spec import SubscriptionStatus
-from incidents.delivery.subscriptions import Subscription, SubscriptionStore
 from incidents.delivery.throttle import Throttle
 from incidents.model.cloudevent import StoredEvent
 from incidents.policy.access import RULE_CLEARANCE
 from incidents.policy.outbound import Verdict
 from incidents.settings import Settings
 from incidents.silences.silence import Silence
+from incidents.subscriptions.owner_views import RULE_OWNER_REVOKED
+from incidents.subscriptions.spec import SubscriptionStatus
+from incidents.subscriptions.subscription import Subscription, SubscriptionStore
 
 MIN_RETRY_AFTER = 1.0  # a Retry-After of 0 still waits this long, so retries cannot spin
 # Withheld because the owner may not even know the event exists (another tenant's, or

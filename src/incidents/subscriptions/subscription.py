@@ -32,7 +32,6 @@ import redis.asyncio as aioredis
 
 from incidents.delivery.secret_fields import holds_sealed
 from incidents.delivery.signing import new_secret
-from incidents.delivery.subscription_spec import Spec, SubscriptionStatus
 from incidents.model.cloudevent import AttributeValue, CloudEvent
 from incidents.model.filters import Filter
 from incidents.model.sql_filter import SqlFailure
@@ -42,6 +41,7 @@ from incidents.store.keys import PREFIX
 from incidents.store.redis import guarded
 from incidents.store.scripts import load_script
 from incidents.store.secret_box import is_sealed
+from incidents.subscriptions.spec import Spec, SubscriptionStatus
 
 SEALED = keys.SUBSCRIPTIONS_SEALED
 
@@ -265,7 +265,7 @@ class SubscriptionStore:
     async def note_failure(self, sub_id: str, now: float) -> float | None:
         """Record that a delivery to the subscription failed at ``now``; the unix time of its
         first failure since its last success (None if the subscription is gone). A success
-        clears it (``Ledger.complete``), as does making the subscription active again."""
+        clears it (``DeliveryStore.complete``), as does making the subscription active again."""
         key = keys.subscription(sub_id)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hsetnx(key, "failing_since", repr(now))

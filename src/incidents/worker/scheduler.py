@@ -2,12 +2,13 @@
 too) when the outbox has entries nobody is routing, a deliver job when a lane is due (new
 work, a retry whose time has come, or a lease left by a dead worker).
 
-This is the delivery scheduler: delayed retries are times in ``incidents:lanes:due``, so
-they fire in every worker, however started, without RQ's scheduler. Each worker process
-runs a pump; several pumps at once only cost a few extra, quickly finished jobs.
+This is the job scheduler (``JobScheduler``, the worker's "pump" in its logs): delayed
+retries are times in ``incidents:lanes:due``, so they fire in every worker, however started,
+without RQ's scheduler. Each worker process runs one; several at once only cost a few extra,
+quickly finished jobs.
 
-The pump does not poll. While its worker runs a deliver job, that job watches for work
-itself and the pump only waits for it to end. Otherwise the pump blocks reading the outbox
+The scheduler does not poll. While its worker runs a deliver job, that job watches for work
+itself and the scheduler only waits for it to end. Otherwise it blocks reading the outbox
 and the wake stream (an entry each time a lane becomes due), and wakes at the earliest time
 a lane or lease falls due, so a new event or a due retry starts a job at once.
 """
@@ -22,7 +23,12 @@ from typing import Any
 import redis
 from rq import Queue
 
-from incidents.delivery.jobs import (
+from incidents.settings import Settings
+from incidents.store import keys
+from incidents.store.keys import LANES_WAKE, OUTBOX
+from incidents.store.redis import is_full
+from incidents.store.scripts import load_script
+from incidents.worker.jobs import (
     DELIVER_QUEUE,
     ROUTE_QUEUE,
     deliver_job,
@@ -30,18 +36,13 @@ from incidents.delivery.jobs import (
     job_settings,
     route_job,
 )
-from incidents.settings import Settings
-from incidents.store import keys
-from incidents.store.keys import LANES_WAKE, OUTBOX
-from incidents.store.redis import is_full
-from incidents.store.scripts import load_script
 
 log = logging.getLogger("incidents.delivery")
 BLOCK_MS = 500  # the longest one blocking read waits: also how soon a stop is noticed
 MIN_WAIT = 0.05  # seconds: the least wait when work is due but a job for it already waits
 
 
-class Pump:
+class JobScheduler:
     def __init__(
         self, connection: redis.Redis, settings: Settings, clock: Callable[[], float]
     ) -> None:
@@ -98,7 +99,7 @@ class Pump:
 
     def run(self, stop: threading.Event, idle: threading.Event | None = None) -> None:
         """Feed the queue until ``stop``; ``idle``: set while this worker runs no deliver job
-        (while it runs one, the job watches for work and the pump waits)."""
+        (while it runs one, the job watches for work and the scheduler waits)."""
         lost = False
         positions: dict[str, bytes] | None = None
         while not stop.is_set():

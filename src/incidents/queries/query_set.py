@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.queries.alerts import AlertQueries
-from incidents.queries.events import EventQueries
+from incidents.queries.event_queries import EventQueries
 from incidents.queries.incidents import IncidentQueries
 from incidents.queries.timelines import TimelineQueries
 from incidents.queries.visibility import Viewer

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 
 import redis.asyncio as aioredis
 
-from incidents.delivery.subscriptions import Subscription
 from incidents.errors import NotFound
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.principal import Principal, admin_principal
@@ -18,6 +17,7 @@ from incidents.policy.outbound import Verdict, judge
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.incidents import IncidentQueries
 from incidents.queries.visibility import Viewer
+from incidents.subscriptions.subscription import Subscription
 
 RULE_OWNER_REVOKED = "owner-revoked"
 # The incident views one lane has read: (owner id, incident id) -> view (None: not visible).

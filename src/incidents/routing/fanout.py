@@ -31,12 +31,11 @@ from redis.exceptions import ResponseError
 from incidents.delivery.lanes import (
     WAKE_KEEP,
     Delivery,
-    Ledger,
+    DeliveryStore,
     RoutedBatch,
     lane_for,
     routed_id,
 )
-from incidents.delivery.subscriptions import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.delivery.traced import route_span
 from incidents.errors import RedisFull, StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
@@ -47,6 +46,7 @@ from incidents.store.events import EventReads, EventStore, stored_event
 from incidents.store.keys import OUTBOX
 from incidents.store.redis import FULL_REASON, FULL_RETRY_AFTER, UNAVAILABLE
 from incidents.store.scripts import load_script
+from incidents.subscriptions.subscription import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.tracing.spans import NoSpans, Spans
 
 # The router's lease: renewed after every batch, and short, so a router killed mid-batch holds
@@ -233,7 +233,7 @@ class _Batches:
     ):
         self.redis, self.cache, self.clock, self.seen = redis, cache, clock, seen
         self.spans: Spans = spans if spans is not None else NoSpans()
-        self.subs, self.ledger = SubscriptionStore(redis), Ledger(redis)
+        self.subs, self.ledger = SubscriptionStore(redis), DeliveryStore(redis)
         self._renew = redis.register_script(load_script("lease"))
 
     async def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]], token: str) -> bool:
@@ -334,7 +334,7 @@ async def replay(
     if first is None:
         return Replay(0, None, None)
     nonce = secrets.token_hex(4)
-    queued, now, ledger = 0, clock(), Ledger(redis)
+    queued, now, ledger = 0, clock(), DeliveryStore(redis)
     for start in range(first, min(last, first + limit - 1) + 1, 500):
         chunk = list(range(start, min(start + 500, last + 1, first + limit)))
         found = [

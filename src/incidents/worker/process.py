@@ -1,5 +1,5 @@
-"""The worker process: an RQ worker over the routing and delivery queues, plus the pump
-that enqueues their jobs (and so fires delayed retries; RQ's scheduler is not needed).
+"""The worker process: an RQ worker over the routing and delivery queues, plus the job
+scheduler that enqueues their jobs (and so fires delayed retries; RQ's scheduler is not needed).
 
 A worker rides out a Redis outage. RQ's own loop retries only its blocking dequeue; every
 other call it makes to Redis (suspension check, registry maintenance, heartbeats, the job's
@@ -33,12 +33,12 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.worker import WorkerStatus
 
-from incidents.delivery.jobs import DELIVER_QUEUE, ROUTE_QUEUE, WorkerContext, current_context
-from incidents.delivery.pump import Pump
 from incidents.gc_freeze import freeze_startup_objects
 from incidents.settings import Settings
 from incidents.store.redis import FULL, UNAVAILABLE, connect
 from incidents.store.redis_memory import refuses_writes
+from incidents.worker.jobs import DELIVER_QUEUE, ROUTE_QUEUE, WorkerContext, current_context
+from incidents.worker.scheduler import JobScheduler
 
 QUEUES = (ROUTE_QUEUE, DELIVER_QUEUE)
 COMMAND_POLL = 1.0  # seconds the command listener waits per read: bounds how long a stop waits
@@ -318,18 +318,18 @@ def _work(
             break
         except RIDE_OUT as exc:
             wait_for_redis(connection, log, "A starting worker", exc, lambda: False)
-    pump = Pump(connection, settings, context.clock)
+    scheduler = JobScheduler(connection, settings, context.clock)
     if server_process:
         freeze_startup_objects()
     if burst:
         # Work until nothing is due now; retries scheduled for later are left for later.
-        while pump.step():
+        while scheduler.step():
             worker.work(burst=True, logging_level="WARNING")
         return 0
     stop = threading.Event()
     context.listening = True
     thread = threading.Thread(
-        target=pump.run, args=(stop, context.idle), name="incidents-pump", daemon=True
+        target=scheduler.run, args=(stop, context.idle), name="incidents-pump", daemon=True
     )
     thread.start()
     helpers = [thread]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from incidents.delivery.sinks import outbound_client, was_refused
+from incidents.delivery.address_guard import outbound_client, was_refused
 
 # WebHook-Allowed-Rate is a positive decimal count; anything else (a sign, a fraction,
 # "²" or other Unicode digits) is treated as absent, which the spec reads as "no limit".
