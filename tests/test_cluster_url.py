@@ -22,7 +22,8 @@ def test_a_cluster_url_names_its_nodes_credentials_and_tls() -> None:
     """Every node (IPv6 in brackets), the user and (unquoted) password, TLS and its options
     are read, with the credentials syntax of a redis:// URL."""
     url = "rediss+cluster://ops:p%40ss@10.0.0.1:7000,[::1]:7001/0?ssl_ca_certs=/etc/ca.pem"
-    assert Settings.from_env({"INCIDENTS_REDIS_URL": url}).redis_url == url
+    queue = {"INCIDENTS_QUEUE_REDIS_URL": "redis://queue:6379/0"}
+    assert Settings.from_env({"INCIDENTS_REDIS_URL": url, **queue}).redis_url == url
     target = ClusterTarget.parse(url)
     assert target.nodes == (("10.0.0.1", 7000), ("::1", 7001))
     assert target.tls
@@ -53,7 +54,7 @@ def test_a_bad_cluster_url_stops_start_up_quoting_the_bad_part(url: str, quoted:
     """A malformed redis+cluster:// URL is a SettingsError that names the setting and quotes
     the bad part, never the password."""
     with pytest.raises(SettingsError) as raised:
-        Settings.from_env({"INCIDENTS_REDIS_URL": url})
+        Settings.from_env({"INCIDENTS_REDIS_URL": url, "INCIDENTS_QUEUE_REDIS_URL": "redis://q"})
     assert quoted in str(raised.value)
     assert "INCIDENTS_REDIS_URL" in str(raised.value)
     assert "hunter2" not in str(raised.value)
@@ -113,7 +114,7 @@ def test_start_up_refuses_a_cluster_with_one_evicting_primary(
 ) -> None:
     """The eviction check asks every primary of a cluster: all noeviction passes; one primary
     on allkeys-lru stops start-up, naming that primary."""
-    on_cluster = settings.replace(redis_url=cluster.url)
+    on_cluster = settings.replace(redis_url=cluster.url, queue_redis_url=settings.redis_url)
     check_redis(on_cluster)
     last = cluster.primaries()[-1]
     with evicting(last.port), pytest.raises(EvictionPolicyRefused) as refused:
