@@ -4,18 +4,25 @@ clients built from it that reach every primary, and the start-up check asking ea
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import redis
 
-from incidents.cli.preflight import check_redis
+from incidents.cli.preflight import check_redis, preflight
+from incidents.errors import StoreUnavailable
 from incidents.settings import Settings, SettingsError
+from incidents.store.embedded import free_port
 from incidents.store.embedded_cluster import EmbeddedCluster
-from incidents.store.redis import connect, connect_async
+from incidents.store.redis import connect, connect_async, guarded
 from incidents.store.redis_cluster import ClusterTarget
 from incidents.store.redis_memory import EvictionPolicyRefused
+from incidents.store.secret_box import new_key
+from tests.delivery_support import start_worker
+from tests.support import wait_for
 
 
 def test_a_cluster_url_names_its_nodes_credentials_and_tls() -> None:
@@ -121,3 +128,68 @@ def test_start_up_refuses_a_cluster_with_one_evicting_primary(
         check_redis(on_cluster)
     assert f"127.0.0.1:{last.port}" in str(refused.value)
     assert "allkeys-lru" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+        redis.exceptions.TryAgainError("TRYAGAIN"),
+        redis.exceptions.RedisClusterUnreachableError("no node reachable"),
+        redis.exceptions.SlotNotCoveredError("slot 12 not covered"),
+    ],
+)
+def test_a_cluster_failing_over_is_a_503_with_retry_after(error: Exception) -> None:
+    """A slot without a primary while a replica takes over, or no node reachable, is Redis
+    being unavailable (503 with Retry-After), not a 500."""
+
+    async def fail() -> None:
+        async with guarded("storing an event"):
+            raise error
+
+    with pytest.raises(StoreUnavailable) as raised:
+        asyncio.run(fail())
+    assert raised.value.status == 503 and raised.value.headers["Retry-After"] == "2"
+
+
+def test_start_up_checks_warn_about_a_cluster_out_of_reach(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No node of the cluster answering at start-up is a warning, not a crash."""
+    preflight(
+        Settings(
+            redis_url=f"redis+cluster://127.0.0.1:{free_port()}",
+            queue_redis_url="redis://127.0.0.1:1/0",
+            secret_key=new_key(),
+        )
+    )
+    err = capsys.readouterr().err
+    assert "maxmemory-policy was not checked" in err
+    assert "stored signing secrets were not sealed now" in err
+
+
+@pytest.mark.slow
+def test_a_worker_waits_for_a_cluster_out_of_reach_and_stops_on_sigterm(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`incidents worker` against a cluster no node of which answers waits with backoff, and
+    a SIGTERM meanwhile ends it with exit code 0."""
+    unreachable = settings.replace(
+        redis_url=f"redis+cluster://127.0.0.1:{free_port()}", queue_redis_url=settings.redis_url
+    )
+    log = tmp_path / "worker.log"
+    worker = start_worker(unreachable, log)
+    try:
+        wait_for(
+            lambda: (
+                "Redis is unreachable" in log.read_text(errors="replace")
+                or worker.poll() is not None
+            ),
+            60,
+            what="the worker waiting for the cluster",
+        )
+        assert worker.poll() is None, log.read_text(errors="replace")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(30)
+    assert code == 0, log.read_text(errors="replace")

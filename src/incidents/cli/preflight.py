@@ -97,8 +97,9 @@ def seal_signing_secrets(settings: Settings) -> None:
         warn(UNSEALED)
         return
     assert settings.redis_url is not None
-    connection = connect(settings.redis_url)
+    connection: redis.Redis | None = None
     try:
+        connection = connect(settings.redis_url)  # a cluster's client reads the slots at once
         count = seal_stored(connection, box)
     except UNAVAILABLE as exc:
         warn(f"Redis cannot be reached ({exc}); stored signing secrets were not sealed now")
@@ -111,7 +112,8 @@ def seal_signing_secrets(settings: Settings) -> None:
         )
         return
     finally:
-        connection.close()
+        if connection is not None:
+            connection.close()
     if count:
         print(
             f"incidents: sealed the signing secrets of {count} subscription(s) stored before"

@@ -330,14 +330,29 @@ def run_worker(
         # for Redis at start-up) ends the process cleanly: no job has been taken yet.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _stop_while_starting)
-    connection = connect(settings.redis_url)
-    queue = connection if settings.queue_redis_url is None else connect(settings.queue_redis_url)
+    connection = _connect(settings.redis_url)
+    queue = connection if settings.queue_redis_url is None else _connect(settings.queue_redis_url)
     context = WorkerContext.build(settings, environ=environ)
     context.spans.open()
     try:
         return _work(settings, connection, queue, context, burst, server_process, housekeeping)
     finally:
         context.spans.close()  # sends the spans still batched
+
+
+def _connect(url: str) -> redis.Redis:
+    """A client of ``url``. A cluster's is built only once a node answers (it reads the slots
+    first): until then this waits, with backoff, as a worker waits out any outage."""
+    delay = FIRST_BACKOFF
+    while True:
+        try:
+            return connect(url)
+        except UNAVAILABLE as exc:
+            log.warning(
+                "A starting worker: Redis is unreachable (%s); retrying in %.1f s", exc, delay
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
 
 
 def _work(
