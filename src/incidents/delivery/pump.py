@@ -76,8 +76,8 @@ class Pump:
         jobs = pipe if self.queue is self.connection else self.queue.pipeline(transaction=False)
         jobs.llen(self.deliver.key)
         jobs.llen(self.route.key)
-        found = pipe.execute() + (jobs.execute() if jobs is not pipe else [])
-        backlog, routing, due, leased, deliver_waiting, route_waiting = found
+        replies = pipe.execute() + (jobs.execute() if jobs is not pipe else [])
+        backlog, routing, due, leased, deliver_waiting, route_waiting = replies
         firsts = [float(found[0][1]) for found in (due, leased) if found]
         self.next_due = min(firsts) if firsts else None
         unrouted = bool(backlog) and not routing
