@@ -12,6 +12,7 @@ import redis
 
 from incidents.app import create_app
 from incidents.settings import Settings
+from incidents.store.embedded_cluster import ClusterUnavailable, EmbeddedCluster
 from tests.delivery_support import Receiver, Workers, receiver_app
 from tests.support import ADMIN_TOKEN, SharedServer, running_redis
 
@@ -55,6 +56,30 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with running_redis(tmp_path_factory.mktemp("redis"), appendonly=False) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    """A throwaway Redis Cluster on loopback (3 primaries, 3 replicas) for the whole run, one
+    per xdist worker; skipped, saying why, where no redis-server can make one."""
+    try:
+        cluster = EmbeddedCluster(tmp_path_factory.mktemp("cluster"), os.environ)
+    except ClusterUnavailable as exc:
+        pytest.skip(str(exc))
+    with cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster(redis_cluster: EmbeddedCluster) -> Iterator[EmbeddedCluster]:
+    """The test cluster, whole (a node a test before killed is started again) and flushed
+    before and after each test."""
+    redis_cluster.heal()
+    redis_cluster.flush()
+    try:
+        yield redis_cluster
+    finally:
+        redis_cluster.flush()
 
 
 @pytest.fixture

@@ -155,21 +155,25 @@ class FakeClock:
 
 class Workers:
     """In-process RQ workers: the job scheduler and a burst worker, run until a condition holds; on
-    ``clock`` (the workers' time: due lanes, leases, retries, the attempt log, signatures)."""
+    ``clock`` (the workers' time: due lanes, leases, retries, the attempt log, signatures).
+    ``connection`` reaches the data Redis, ``queue`` RQ's (the same client unless the settings
+    give RQ a Redis of its own)."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         assert settings.redis_url is not None
         self.settings = settings
         self.clock = clock
         self.connection = redis.Redis.from_url(settings.redis_url)
+        queue_url = settings.queue_redis_url
+        self.queue = self.connection if queue_url is None else redis.Redis.from_url(queue_url)
         self.context = WorkerContext.build(settings, clock)
-        self.scheduler = JobScheduler(self.connection, settings, clock)
+        self.scheduler = JobScheduler(self.connection, settings, clock, queue=self.queue)
 
     def run_until(self, done: Callable[[], bool], timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             self.scheduler.step()
-            make_worker(self.settings, self.connection, self.context).work(
+            make_worker(self.settings, self.queue, self.context).work(
                 burst=True, logging_level="WARNING"
             )
             if done():
@@ -198,6 +202,8 @@ class Workers:
 
     def close(self) -> None:
         self.connection.close()
+        if self.queue is not self.connection:
+            self.queue.close()
 
 
 def stored_state(client: redis.Redis, delivery: Delivery) -> DeliveryState | None:
@@ -225,6 +231,8 @@ def start_worker(
     )
     if settings.secret_key is not None:
         env["INCIDENTS_SECRET_KEY"] = settings.secret_key
+    if settings.queue_redis_url is not None:
+        env["INCIDENTS_QUEUE_REDIS_URL"] = settings.queue_redis_url
     argv = [sys.executable, "-m", "incidents", "worker"]
     if log is None:
         return subprocess.Popen(argv, env=env, cwd=ROOT)

@@ -56,6 +56,8 @@ def process_env(settings: Settings, port: int, extra: Mapping[str, str]) -> dict
     )
     if settings.secret_key is not None:
         env["INCIDENTS_SECRET_KEY"] = settings.secret_key
+    if settings.queue_redis_url is not None:
+        env["INCIDENTS_QUEUE_REDIS_URL"] = settings.queue_redis_url
     env.update(extra)
     return env
 

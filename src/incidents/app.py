@@ -186,6 +186,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         recorder.open()
         redis = connect_async(redis_url)
+        queue_url = settings.queue_redis_url
+        queue_redis = redis if queue_url is None else connect_async(queue_url)
         store = EventStore(redis, settings.min_replicas, settings.replica_timeout_ms)
         principals = PrincipalStore(redis)
         ingestor = Ingestor(
@@ -207,6 +209,7 @@ def create_app(
             auth=Authenticator(settings.admin_token, principals.lookup, ended=EndedSessions(redis)),
             clock=clock,
             adapter_schemas=AdapterSchemas(settings.schemas_dir / ADAPTERS_DIR),
+            queue_redis=queue_redis,
             components=by_class(
                 ingestor,
                 principals,
@@ -233,6 +236,8 @@ def create_app(
             if hub is not None:
                 await hub.close()  # ends every open stream (": closing") and stops its reader
             await redis.aclose()
+            if queue_redis is not redis:
+                await queue_redis.aclose()
             recorder.close()
 
     # Events first: the router tries routes in order, and nearly every request is one.

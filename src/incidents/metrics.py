@@ -2,7 +2,9 @@
 
 Counters are per process (each API replica exposes its own, as Prometheus expects); gauges
 that describe shared state (outbox backlog, lanes, dead letters, subscriptions) are read
-from Redis at scrape time, in one pipeline.
+from Redis at scrape time, in one pipeline. The workers are counted where RQ keeps them: the
+queue Redis (``INCIDENTS_QUEUE_REDIS_URL``) when it has one of its own; out of reach, that
+gauge alone is left out.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from incidents.errors import IncidentsError, StoreUnavailable
 from incidents.retention.sweeper import KINDS as RETENTION_KINDS
 from incidents.services import services
 from incidents.store import keys
-from incidents.store.redis import guarded
+from incidents.store.redis import UNAVAILABLE, guarded
 from incidents.store.redis_memory import refuses_writes_async
 from incidents.store.scripts import load_script
 from incidents.usecases.event_submission import Submission
@@ -70,7 +72,8 @@ class Metrics:
         if index < len(self.BUCKETS):
             self.latency_buckets[(route, self.BUCKETS[index])] += 1
 
-    async def render(self, redis: aioredis.Redis) -> str:
+    async def render(self, redis: aioredis.Redis, queue: aioredis.Redis | None = None) -> str:
+        """The exposition; ``redis``: the data Redis, ``queue``: RQ's (default: the same)."""
         lines = [
             "# HELP incidents_http_requests_total HTTP requests by method, route and status.",
             "# TYPE incidents_http_requests_total counter",
@@ -124,16 +127,17 @@ class Metrics:
             "# TYPE incidents_redis_up gauge",
         ]
         try:
-            lines += await _shared_state(redis)
+            lines += await _shared_state(redis, redis if queue is None else queue)
         except StoreUnavailable:
             return "\n".join([*lines, *up, "incidents_redis_up 0"]) + "\n"
         lines += [*up, "incidents_redis_up 1"]
         return "\n".join(lines) + "\n"
 
 
-async def _shared_state(redis: aioredis.Redis) -> list[str]:
+async def _shared_state(redis: aioredis.Redis, queue: aioredis.Redis) -> list[str]:
     """The gauges of state every process shares (outbox, lanes, dead letters, subscriptions,
-    workers) and the per-subscription delivery metrics, read from Redis."""
+    workers) and the per-subscription delivery metrics, read from Redis (the workers from
+    ``queue``, RQ's Redis)."""
     now = time.time()
     async with guarded("reading metrics"):
         pipe = redis.pipeline(transaction=False)
@@ -144,24 +148,16 @@ async def _shared_state(redis: aioredis.Redis) -> list[str]:
         pipe.zcount(keys.LANES_DUE, f"({now!r}", "+inf")
         pipe.zcard(keys.LANES_LEASED)
         pipe.scard(keys.SUBSCRIPTIONS)
-        pipe.smembers(WORKERS)
+        if queue is redis:
+            pipe.smembers(WORKERS)
         pipe.zcount(keys.SILENCES, f"({now!r}", "+inf")
         pipe.hgetall(keys.RETENTION_REMOVED)
-        (
-            retained,
-            last,
-            dead,
-            due_now,
-            due_later,
-            leased,
-            subs,
-            rq,
-            silences,
-            swept,
-        ) = await pipe.execute()
+        found = await pipe.execute()
+        retained, last, dead, due_now, due_later, leased, subs = found[:7]
+        silences, swept = found[-2:]
         unrouted = redis.register_script(load_script("outbox"))
         backlog = await unrouted(keys=[keys.OUTBOX], args=[keys.ROUTER_GROUP, 0, UNROUTED_CAP])
-        workers = await redis.exists(*rq) if rq else 0
+        workers: int | None = await _workers(queue, found[7] if queue is redis else None)
         per_subscription = await delivery_metrics.read(redis)
         full = await refuses_writes_async(redis)
     return [
@@ -197,14 +193,35 @@ async def _shared_state(redis: aioredis.Redis) -> list[str]:
         " are answered 503 redis-full), else 0.",
         "# TYPE incidents_redis_full gauge",
         f"incidents_redis_full {int(full)}",
-        "# HELP incidents_workers Delivery workers alive (registered and heartbeating).",
-        "# TYPE incidents_workers gauge",
-        f"incidents_workers {workers}",
+        *_workers_gauge(workers),
         *per_subscription,
         "# HELP incidents_retention_removed_total What retention removed, by kind (all"
         " workers together).",
         "# TYPE incidents_retention_removed_total counter",
         *_removed(swept),
+    ]
+
+
+async def _workers(queue: aioredis.Redis, registered: set[bytes] | None) -> int | None:
+    """The live delivery workers RQ has registered. ``registered``: that set, read with the
+    data when RQ shares the data Redis; None: read here from RQ's own Redis, and None back
+    when that cannot be reached (the gauge is left out, the others stay)."""
+    if registered is not None:
+        return int(await queue.exists(*registered)) if registered else 0
+    try:
+        found = await queue.smembers(WORKERS)
+        return int(await queue.exists(*found)) if found else 0
+    except UNAVAILABLE:
+        return None
+
+
+def _workers_gauge(workers: int | None) -> list[str]:
+    if workers is None:
+        return []
+    return [
+        "# HELP incidents_workers Delivery workers alive (registered and heartbeating).",
+        "# TYPE incidents_workers gauge",
+        f"incidents_workers {workers}",
     ]
 
 
@@ -263,7 +280,7 @@ class MetricsMiddleware:
 async def get_metrics(request: Request) -> Response:
     svc = services(request)
     metrics: Metrics = request.app.state.metrics
-    return Response(await metrics.render(svc.redis), media_type=CONTENT_TYPE)
+    return Response(await metrics.render(svc.redis, svc.queue_redis), media_type=CONTENT_TYPE)
 
 
 def routes() -> list[Route]:

@@ -38,6 +38,8 @@ class Services:
     auth: Authenticator
     clock: Callable[[], datetime]  # the app's clock (create_app(clock=...)), which stamps events
     adapter_schemas: AdapterSchemas
+    # RQ's Redis (``INCIDENTS_QUEUE_REDIS_URL``): the client ``redis`` is, when RQ shares it.
+    queue_redis: aioredis.Redis
     components: Mapping[type[object], object] = field(default_factory=dict)
 
     def get(self, kind: type[T]) -> T:

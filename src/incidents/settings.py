@@ -93,6 +93,17 @@ def _redis_url(name: str, raw: str) -> str:
         raise SettingsError(f"{name}: {exc}") from None
 
 
+def _queue_redis_url(name: str, raw: str) -> str:
+    from incidents.store.redis_cluster import is_cluster_url
+
+    if is_cluster_url(raw.strip()):
+        raise SettingsError(
+            f"{name}: RQ does not run on Redis Cluster; name a plain Redis (redis://, rediss://,"
+            " unix://) or a primary found through Sentinel (redis+sentinel://)"
+        )
+    return _redis_url(name, raw)
+
+
 def _log_format(name: str, raw: str) -> str:
     value = raw.strip().lower()
     if value not in ("json", "text"):
@@ -228,7 +239,19 @@ class Settings:
         None,
         "Redis to use; `incidents dev` starts an embedded one when unset. A primary found"
         " through Sentinel: `redis+sentinel://[:password@]host:port[,host:port...]/<service>"
-        "[/<db>]` (API, workers and RQ follow a failover; `503` with `Retry-After` meanwhile)",
+        "[/<db>]` (API, workers and RQ follow a failover; `503` with `Retry-After` meanwhile)."
+        " A Redis Cluster: `redis+cluster://[[user]:password@]host:port[,host:port...]`"
+        " (`rediss+cluster://` for TLS), which needs `INCIDENTS_QUEUE_REDIS_URL`",
+    )
+    queue_redis_url: str | None = setting(
+        "INCIDENTS_QUEUE_REDIS_URL",
+        _queue_redis_url,
+        None,
+        "Redis for the work queue (RQ's jobs, the workers' registrations and their"
+        " bookkeeping), a plain or `redis+sentinel://` URL; required when"
+        " `INCIDENTS_REDIS_URL` is a cluster. It holds nothing the workers do not rebuild from"
+        " the data: losing it loses no event",
+        shown="`INCIDENTS_REDIS_URL`",
     )
     admin_token: str | None = setting(
         "INCIDENTS_ADMIN_TOKEN",
@@ -432,6 +455,20 @@ class Settings:
             )
         if not self.retry_schedule:
             raise SettingsError("INCIDENTS_RETRY_SCHEDULE must list at least one delay")
+        if self.redis_url is not None and self.queue_redis_url is None:
+            from incidents.store.redis_cluster import is_cluster_url
+
+            if is_cluster_url(self.redis_url):
+                raise SettingsError(
+                    "INCIDENTS_QUEUE_REDIS_URL is not set: INCIDENTS_REDIS_URL names a Redis"
+                    " Cluster, on which RQ does not run; give the work queue a Redis of its own"
+                    " (a plain or redis+sentinel:// URL)"
+                )
+
+    @property
+    def queue_url(self) -> str | None:
+        """The Redis RQ runs on: ``INCIDENTS_QUEUE_REDIS_URL``, else the data Redis."""
+        return self.queue_redis_url or self.redis_url
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

@@ -2,7 +2,7 @@
 
 - Redis must never evict keys (``store/redis_memory.py``): any ``maxmemory-policy`` but
   ``noeviction`` stops the command (exit 2); a Redis that will not say (``CONFIG`` disabled
-  or renamed) gets a warning.
+  or renamed) gets a warning. On a Redis Cluster, every primary is asked.
 - Subscriptions' signing secrets (``delivery/signing_secrets.py``): with
   ``INCIDENTS_SECRET_KEY`` set, those stored plain are sealed in place; without it, a warning
   that they are stored unsealed.
@@ -14,10 +14,19 @@ Redis out of reach (or full) at start-up is no verdict: a warning, and the comma
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
 
 from incidents.settings import Settings
 from incidents.store.redis import FULL, UNAVAILABLE, connect
-from incidents.store.redis_memory import POLICY_SETTING, check_eviction_policy
+from incidents.store.redis_cluster import ClusterTarget, connect_cluster, is_cluster_url
+from incidents.store.redis_memory import (
+    POLICY_SETTING,
+    EvictionPolicyRefused,
+    check_eviction_policy,
+)
 
 UNSEALED = (
     "INCIDENTS_SECRET_KEY is not set: subscriptions' signing secrets (whsec_...) are stored in"
@@ -31,18 +40,50 @@ def warn(text: str) -> None:
     print(f"incidents: warning: {text}", file=sys.stderr, flush=True)
 
 
-def check_redis(settings: Settings) -> None:
-    """Refuse (EvictionPolicyRefused) a Redis that may evict keys; warn where it cannot be
-    told."""
-    assert settings.redis_url is not None
-    connection = connect(settings.redis_url)
+@contextmanager
+def primaries(url: str) -> Iterator[list[tuple[str | None, redis.Redis]]]:
+    """Each Redis that takes writes: the one Redis (or Sentinel's primary), named None, or
+    every primary of a cluster, named ``the primary host:port`` (a client of its own each)."""
+    if not is_cluster_url(url):
+        connection = connect(url)
+        try:
+            yield [(None, connection)]
+        finally:
+            connection.close()
+        return
+    cluster = connect_cluster(ClusterTarget.parse(url))
     try:
-        warning = check_eviction_policy(connection)
-    except UNAVAILABLE as exc:
-        warning = f"Redis cannot be reached ({exc}); its {POLICY_SETTING} was not checked"
+        nodes = cluster.get_primaries()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        yield [(f"the primary {node.name}", cluster.get_redis_connection(node)) for node in nodes]
     finally:
-        connection.close()
-    if warning is not None:
+        cluster.close()
+
+
+def check_redis(settings: Settings) -> None:
+    """Refuse (EvictionPolicyRefused) a Redis, or any primary of a cluster, that may evict
+    keys; warn where it cannot be told."""
+    assert settings.redis_url is not None
+    warnings = []
+    try:
+        with primaries(settings.redis_url) as found:
+            for name, connection in found:
+                try:
+                    warning = check_eviction_policy(connection)
+                except EvictionPolicyRefused as exc:
+                    if name is None:
+                        raise
+                    raise EvictionPolicyRefused(f"Redis Cluster, {name}: {exc}") from None
+                except UNAVAILABLE as exc:
+                    warning = (
+                        f"Redis cannot be reached ({exc}); its {POLICY_SETTING} was not checked"
+                    )
+                if warning is not None:
+                    warnings.append(
+                        warning if name is None else f"Redis Cluster, {name}: {warning}"
+                    )
+    except UNAVAILABLE as exc:  # no node of the cluster answers
+        warnings.append(f"Redis cannot be reached ({exc}); its {POLICY_SETTING} was not checked")
+    for warning in warnings:
         warn(warning)
 
 
@@ -56,8 +97,9 @@ def seal_signing_secrets(settings: Settings) -> None:
         warn(UNSEALED)
         return
     assert settings.redis_url is not None
-    connection = connect(settings.redis_url)
+    connection: redis.Redis | None = None
     try:
+        connection = connect(settings.redis_url)  # a cluster's client reads the slots at once
         count = seal_stored(connection, box)
     except UNAVAILABLE as exc:
         warn(f"Redis cannot be reached ({exc}); stored signing secrets were not sealed now")
@@ -70,7 +112,8 @@ def seal_signing_secrets(settings: Settings) -> None:
         )
         return
     finally:
-        connection.close()
+        if connection is not None:
+            connection.close()
     if count:
         print(
             f"incidents: sealed the signing secrets of {count} subscription(s) stored before"

@@ -112,7 +112,7 @@ def _check_secret_key(settings: Settings, command: str) -> None:
         return
     import asyncio
 
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
 
     from incidents.errors import StoreUnavailable
     from incidents.store.redis import connect_async
@@ -128,7 +128,7 @@ def _check_secret_key(settings: Settings, command: str) -> None:
 
     try:
         count = asyncio.run(holding())
-    except (RedisError, StoreUnavailable, OSError):
+    except (RedisError, RedisClusterException, StoreUnavailable, OSError):
         return
     if count:
         raise SettingsError(

@@ -55,7 +55,8 @@ class EmbeddedRedis:
     docker-compose.yml: a 202 means the event is on disk. Group commit keeps that cheap (one
     fsync per script call, not per event). It never evicts a key (``maxmemory-policy
     noeviction``, which ``serve`` and ``worker`` require). ``options``: more redis-server
-    flags, after these (``--maxmemory 4mb``, say)."""
+    flags, after these (``--maxmemory 4mb``, say); ``binary``: the redis-server to run, else
+    :func:`find_redis_server`'s."""
 
     def __init__(
         self,
@@ -64,9 +65,10 @@ class EmbeddedRedis:
         port: int | None = None,
         appendonly: bool = True,
         options: Sequence[str] = (),
+        binary: str | None = None,
     ) -> None:
         self.data_dir = data_dir
-        self.binary = find_redis_server(environ)
+        self.binary = binary or find_redis_server(environ)
         self.port = port or free_port()
         self.appendonly = appendonly
         self.options = tuple(options)

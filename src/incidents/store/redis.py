@@ -1,7 +1,8 @@
 """Redis connections, and the one boundary where Redis errors become gateway errors.
 
-``INCIDENTS_REDIS_URL`` names one Redis (``redis://``, ``rediss://``, ``unix://``) or a primary
-found through Sentinel: ``redis+sentinel://[:password@]host:port[,host:port...]/<service>[/<db>]``.
+``INCIDENTS_REDIS_URL`` names one Redis (``redis://``, ``rediss://``, ``unix://``), a primary
+found through Sentinel: ``redis+sentinel://[:password@]host:port[,host:port...]/<service>[/<db>]``,
+or a Redis Cluster: ``redis+cluster://host:port[,host:port...]`` (``store/redis_cluster.py``).
 Every client built here asks the sentinels for the primary on each new connection, so after a
 failover the next command reaches the new primary by itself; until then commands fail with
 connection errors, which :func:`guarded` turns into ``503`` with ``Retry-After``. So does a
@@ -29,7 +30,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 import redis
@@ -41,17 +42,29 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from incidents.errors import RedisFull, StoreUnavailable
+from incidents.store.redis_cluster import (
+    ClusterTarget,
+    connect_cluster,
+    connect_cluster_async,
+    is_cluster_url,
+)
 
 SENTINEL_SCHEME = "redis+sentinel://"
 # Errors that mean "Redis cannot be reached or answered too late": the request may be retried.
 # MasterNotFoundError (no sentinel names a primary yet: a failover is under way) is a
-# ConnectionError, and so is the error a client gets from a primary demoted to a replica.
+# ConnectionError, and so is the error a client gets from a primary demoted to a replica. On
+# a cluster: a slot without a primary while a replica takes over (CLUSTERDOWN, TRYAGAIN, or a
+# slot the client's map does not cover yet), or no node reachable at all.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.ReadOnlyError,
     redis.exceptions.MasterDownError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.RedisClusterUnreachableError,
     ConnectionError,
     OSError,
 )
@@ -133,6 +146,8 @@ def check_url(url: str) -> str:
     """``url`` unchanged if a client can be built from it; else ValueError naming the fault."""
     if url.startswith(SENTINEL_SCHEME):
         SentinelTarget.parse(url)
+    elif is_cluster_url(url):
+        ClusterTarget.parse(url)
     return url
 
 
@@ -244,7 +259,14 @@ class _BlockingSentinelPool(_AsyncFollowingPool, aioredis.BlockingConnectionPool
 
 def connect_async(url: str, *, max_connections: int | None = None) -> aioredis.Redis:
     """The asyncio client. ``max_connections``: at most that many, and a command waits (up to
-    20 s) for a free one rather than failing: many delivery lanes share a few connections."""
+    20 s) for a free one rather than failing: many delivery lanes share a few connections.
+
+    For a cluster URL, redis-py's asyncio cluster client (``max_connections`` per node), typed
+    as the single-Redis client whose commands it answers: a command or script on the keys of
+    one slot runs as it does on one Redis."""
+    if is_cluster_url(url):
+        cluster = connect_cluster_async(ClusterTarget.parse(url), max_connections=max_connections)
+        return cast(aioredis.Redis, cluster)
     # Short timeouts: a producer gets a 503 with Retry-After rather than a hang.
     options: dict[str, Any] = {
         "retry": AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), 2),
@@ -276,7 +298,10 @@ def connect_async(url: str, *, max_connections: int | None = None) -> aioredis.R
 
 
 def connect(url: str) -> redis.Redis:
-    """The blocking client (workers, RQ): follows a Sentinel failover like the asyncio one."""
+    """The blocking client (workers, RQ): follows a Sentinel failover like the asyncio one.
+    For a cluster URL, redis-py's cluster client, typed as :func:`connect_async` says."""
+    if is_cluster_url(url):
+        return cast(redis.Redis, connect_cluster(ClusterTarget.parse(url)))
     options: dict[str, Any] = {
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
         "retry_on_error": _RETRY_ON,

@@ -126,9 +126,16 @@ current_context: ContextVar[WorkerContext | None] = ContextVar("incidents_worker
 def job_settings(settings: Settings) -> Settings:
     """Settings as passed to jobs (stored in Redis with the job, and shown in its description
     by RQ's logs and tools): without the admin token, the key of the stored secrets (a
-    worker's own channels hold that) or Redis's password (its context holds that)."""
+    worker's own channels hold that) or the Redis passwords (its context holds the data
+    Redis's; a job never reaches RQ's)."""
     url = None if settings.redis_url is None else without_password(settings.redis_url)
-    return settings.replace(admin_token=None, secret_key=None, redis_url=url)
+    queue = settings.queue_redis_url
+    return settings.replace(
+        admin_token=None,
+        secret_key=None,
+        redis_url=url,
+        queue_redis_url=None if queue is None else without_password(queue),
+    )
 
 
 def _context(settings: Settings) -> WorkerContext:

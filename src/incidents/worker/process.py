@@ -10,6 +10,14 @@ is lost), put back at the head of its queue if it had not.
 
 A worker rides out a full Redis (at ``maxmemory``, refusing writes) the same way: it waits,
 checking with a write that changes nothing, until Redis takes writes again.
+
+RQ runs on ``INCIDENTS_QUEUE_REDIS_URL`` when that is set (else on the data Redis): its jobs,
+the workers' registrations, the job bookkeeping. None of that is the only record of anything.
+A job is "work the lanes for a while" or "route the outbox"; what there is to do is in the
+data Redis (the outbox, the due and leased lanes), and the pump enqueues a job whenever there
+is work and no job waits for it. So a queue Redis restarted without its data costs the jobs
+it held and nothing more: the pump enqueues new ones, each worker registers itself again at
+its next heartbeat, and every accepted event is delivered.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from typing import Any, TypeVar
 
 import redis
 from redis.client import PubSub
-from rq import Queue, SimpleWorker
+from rq import Queue, SimpleWorker, worker_registration
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import InvalidJobOperation, StopRequested
 from rq.executions import Execution
@@ -187,7 +195,33 @@ class DeliveryWorker(SimpleWorker):
         if pipeline is not None:  # queued on a pipeline: nothing is sent yet
             super().heartbeat(timeout, pipeline)
             return
-        self.riding_out(lambda: super(DeliveryWorker, self).heartbeat(timeout))
+        self.riding_out(lambda: self._heartbeat(timeout))
+
+    def _heartbeat(self, timeout: int | None) -> None:
+        if not self.connection.sismember(self.redis_workers_keys, self.key):
+            # Its registration is gone: the queue Redis lost its data (restarted without it).
+            # Registered again, the worker is counted (``incidents_workers``, RQ's tools).
+            self.log.warning(
+                "Worker %s: its registration is gone (the queue Redis lost its data);"
+                " registering again",
+                self.name,
+            )
+            with self.connection.pipeline() as pipe:
+                pipe.hset(self.key, mapping=self.serialize())
+                worker_registration.register(self, pipe)
+                pipe.execute()
+        super().heartbeat(timeout)
+
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: Any, execution: Execution
+    ) -> None:
+        try:
+            super().handle_job_success(job, queue, started_job_registry, execution)
+        except InvalidJobOperation:
+            # Lost with the queue Redis's data while it ran (only the fields written since are
+            # left): nothing to record its end in; its work is recorded in the data Redis.
+            self.log.warning("Worker %s: job %s ended after the queue lost it", self.name, job.id)
+            self.connection.delete(job.key)
 
     def set_shutdown_requested_date(self) -> None:
         # Called from the SIGTERM handler: informational only, so an outage must not turn a
@@ -263,6 +297,7 @@ def wait_for_redis(
 def make_worker(
     settings: Settings, connection: redis.Redis, context: WorkerContext | None = None
 ) -> DeliveryWorker:
+    """An RQ worker over the queues on ``connection``: the queue Redis."""
     queues = [Queue(name, connection=connection) for name in QUEUES]
     return DeliveryWorker(
         queues, connection=connection, context=context or WorkerContext.build(settings)
@@ -295,30 +330,49 @@ def run_worker(
         # for Redis at start-up) ends the process cleanly: no job has been taken yet.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _stop_while_starting)
-    connection = connect(settings.redis_url)
+    connection = _connect(settings.redis_url)
+    queue = connection if settings.queue_redis_url is None else _connect(settings.queue_redis_url)
     context = WorkerContext.build(settings, environ=environ)
     context.spans.open()
     try:
-        return _work(settings, connection, context, burst, server_process, housekeeping)
+        return _work(settings, connection, queue, context, burst, server_process, housekeeping)
     finally:
         context.spans.close()  # sends the spans still batched
+
+
+def _connect(url: str) -> redis.Redis:
+    """A client of ``url``. A cluster's is built only once a node answers (it reads the slots
+    first): until then this waits, with backoff, as a worker waits out any outage."""
+    delay = FIRST_BACKOFF
+    while True:
+        try:
+            return connect(url)
+        except UNAVAILABLE as exc:
+            log.warning(
+                "A starting worker: Redis is unreachable (%s); retrying in %.1f s", exc, delay
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
 
 
 def _work(
     settings: Settings,
     connection: redis.Redis,
+    queue: redis.Redis,
     context: WorkerContext,
     burst: bool,
     server_process: bool,
     housekeeping: Housekeeping | None,
 ) -> int:
+    """Work with the data on ``connection`` and RQ on ``queue`` (the same client when RQ
+    shares the data Redis)."""
     while True:  # RQ's worker talks to Redis as soon as it is built
         try:
-            worker = make_worker(settings, connection, context)
+            worker = make_worker(settings, queue, context)
             break
         except RIDE_OUT as exc:
-            wait_for_redis(connection, log, "A starting worker", exc, lambda: False)
-    scheduler = JobScheduler(connection, settings, context.clock)
+            wait_for_redis(queue, log, "A starting worker", exc, lambda: False)
+    scheduler = JobScheduler(connection, settings, context.clock, queue=queue)
     if server_process:
         freeze_startup_objects()
     if burst:

@@ -11,6 +11,10 @@ The scheduler does not poll. While its worker runs a deliver job, that job watch
 itself and the scheduler only waits for it to end. Otherwise it blocks reading the outbox
 and the wake stream (an entry each time a lane becomes due), and wakes at the earliest time
 a lane or lease falls due, so a new event or a due retry starts a job at once.
+
+What there is to do is read from the data Redis, and the jobs go to RQ's (the queue Redis,
+``INCIDENTS_QUEUE_REDIS_URL``, when it is not the same): a queue Redis that lost its jobs gets
+new ones at the next step, since the work they stood for is still in the data.
 """
 
 from __future__ import annotations
@@ -44,13 +48,19 @@ MIN_WAIT = 0.05  # seconds: the least wait when work is due but a job for it alr
 
 class JobScheduler:
     def __init__(
-        self, connection: redis.Redis, settings: Settings, clock: Callable[[], float]
+        self,
+        connection: redis.Redis,
+        settings: Settings,
+        clock: Callable[[], float],
+        queue: redis.Redis | None = None,
     ) -> None:
+        """``connection``: the data Redis; ``queue``: RQ's, when it has one of its own."""
         self.connection = connection
+        self.queue = queue if queue is not None else connection
         self.clock = clock  # when lanes and leases fall due: the dispatcher's clock
         self.settings = job_settings(settings)
-        self.route = Queue(ROUTE_QUEUE, connection=connection)
-        self.deliver = Queue(DELIVER_QUEUE, connection=connection)
+        self.route = Queue(ROUTE_QUEUE, connection=self.queue)
+        self.deliver = Queue(DELIVER_QUEUE, connection=self.queue)
         self._backlog = connection.register_script(load_script("outbox"))
         self.next_due: float | None = None  # the earliest due lane or lease end, at the last step
 
@@ -64,9 +74,11 @@ class JobScheduler:
         pipe.exists(keys.ROUTE_LOCK)
         pipe.zrange(keys.LANES_DUE, 0, 0, withscores=True)
         pipe.zrange(keys.LANES_LEASED, 0, 0, withscores=True)
-        pipe.llen(self.deliver.key)
-        pipe.llen(self.route.key)
-        backlog, routing, due, leased, deliver_waiting, route_waiting = pipe.execute()
+        jobs = pipe if self.queue is self.connection else self.queue.pipeline(transaction=False)
+        jobs.llen(self.deliver.key)
+        jobs.llen(self.route.key)
+        replies = pipe.execute() + (jobs.execute() if jobs is not pipe else [])
+        backlog, routing, due, leased, deliver_waiting, route_waiting = replies
         firsts = [float(found[0][1]) for found in (due, leased) if found]
         self.next_due = min(firsts) if firsts else None
         unrouted = bool(backlog) and not routing
