@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import cast
 
 import redis
+import redis.asyncio as aioredis
 
+from incidents.model.cloudevent import CloudEvent
 from incidents.store import event_index, keys
+from incidents.store.events import Accepted, Draft, EventStore
 from incidents.store.scripts import load_script
+from tests.support import with_async_redis
 
 AWKWARD = [
     (7, "/bench", "INC-1"),
@@ -47,3 +52,27 @@ def test_an_id_is_always_kept_in_the_same_one_of_a_fixed_number_of_buckets() -> 
     names = {keys.event_ids(f"id-{n}") for n in range(20_000)}
     assert len(names) == keys.EVENT_ID_BUCKETS
     assert keys.event_ids("id-42") == keys.event_ids("id-42")
+
+
+def test_one_event_twice_in_one_script_call_is_stored_once(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Drafts of one (source, id) in one request, and in two requests committed by the same
+    script call, are stored once: each later one is answered as a duplicate of the first."""
+    ev = CloudEvent({"specversion": "1.0", "id": "twice", "source": "/s", "type": "im.note"})
+    other = CloudEvent({**ev.attributes, "source": "/other"})
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+
+    async def work(client: aioredis.Redis) -> list[list[Accepted] | Exception]:
+        store = EventStore(client)
+        return await store.accept_each([[Draft(ev), Draft(ev), Draft(other)], [Draft(ev)]], at)
+
+    first, second = with_async_redis(redis_url, work)
+    assert isinstance(first, list) and isinstance(second, list)
+    assert [a.duplicate for a in first + second] == [False, True, False, True]
+    assert first[0].sequence == first[1].sequence == second[0].sequence != first[2].sequence
+    value = cast(bytes, redis_client.hget(keys.event_ids("twice"), "twice"))
+    assert [(r.source, r.sequence) for r in event_index.decode(value)] == [
+        ("/s", first[0].sequence),
+        ("/other", first[2].sequence),
+    ]

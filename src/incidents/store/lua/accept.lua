@@ -31,7 +31,8 @@ end
 local function check(events, results)
   local versions = {}
   for i, ev in ipairs(events) do
-    local seq, incident = index_find(redis.call('HGET', ev.ids, ev.id), ev.source)
+    ev.known = redis.call('HGET', ev.ids, ev.id)
+    local seq, incident = index_find(ev.known, ev.source)
     if seq then
       results[i] = 'dup ' .. seq .. ' ' .. incident
     else
@@ -51,8 +52,10 @@ local function check(events, results)
 end
 
 local function store(events, results)
+  local written = {} -- id index values this group wrote, over what check() read
   for i, ev in ipairs(events) do
-    local known = redis.call('HGET', ev.ids, ev.id)
+    local slot = ev.ids .. ' ' .. ev.id
+    local known = written[slot] or ev.known
     local twice, incident = index_find(known, ev.source)
     if results[i] == nil and twice then -- the same event earlier in this call
       results[i] = 'dup ' .. twice .. ' ' .. incident
@@ -60,7 +63,8 @@ local function store(events, results)
       local seq = redis.call('INCR', req.seq)
       local bucket = string.format('%d', math.floor(seq / req.bucket))
       redis.call('HSET', req.events .. bucket, seq, '[' .. seq .. ev.tail)
-      redis.call('HSET', ev.ids, ev.id, (known or '') .. index_record(seq, ev.source, ev.incident))
+      written[slot] = (known or '') .. index_record(seq, ev.source, ev.incident)
+      redis.call('HSET', ev.ids, ev.id, written[slot])
       if ev.incident ~= '' then
         redis.call('ZADD', ev.timeline, seq, seq)
       end
