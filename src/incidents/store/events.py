@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import orjson
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -320,6 +321,12 @@ class EventStore:
         return int(cast(bytes, raw)) if raw else 0
 
 
+class HashReads(Protocol):
+    """What ``EventReads`` queues its reads on: a pipeline, sync or asyncio."""
+
+    def hmget(self, name: str, keys: list[int]) -> object: ...
+
+
 class EventReads:
     """Reads of stored events by sequence, queued on a pipeline (sync or asyncio) with other
     commands: one ``HMGET`` per event bucket. ``found`` picks the answers out of the
@@ -331,21 +338,21 @@ class EventReads:
         for seq in self.sequences:
             self.buckets.setdefault(keys.event_bucket(seq), []).append(seq)
 
-    def queue(self, pipe: Any) -> None:
+    def queue(self, pipe: HashReads) -> None:
         """Queue the reads: one command per bucket, after whatever ``pipe`` holds so far."""
         for bucket, seqs in self.buckets.items():
             pipe.hmget(keys.events(bucket), seqs)
 
-    def found(self, answers: Sequence[Any]) -> list[bytes | None]:
+    def found(self, answers: Sequence[object]) -> list[bytes | None]:
         """The events' JSON from the pipeline's answers: the last ``len(self.buckets)``."""
         mine = answers[len(answers) - len(self.buckets) :] if self.buckets else []
         by_seq: dict[int, bytes | None] = {}
         for seqs, raws in zip(self.buckets.values(), mine, strict=True):
-            by_seq.update(zip(seqs, raws, strict=True))
+            by_seq.update(zip(seqs, cast(list[bytes | None], raws), strict=True))
         return [by_seq[s] for s in self.sequences]
 
 
-def read_events(client: Any, sequences: Sequence[int]) -> list[bytes | None]:
+def read_events(client: redis.Redis, sequences: Sequence[int]) -> list[bytes | None]:
     """The stored JSON of each sequence (None for one not stored), with a sync client."""
     if not sequences:
         return []
