@@ -18,7 +18,7 @@ from incidents.delivery.address_guard import address_problem, sink_problem
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.subscriptions.spec import Spec
-from incidents.subscriptions.subscription import new_subscription, rotated
+from incidents.subscriptions.subscription import MAX_PREVIOUS_SECRETS, new_subscription, rotated
 from tests.delivery_support import Receiver, Workers, fake_clock_workers, publish, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 
@@ -326,6 +326,19 @@ def test_after_the_grace_period_only_the_new_secret_signs() -> None:
     assert after.signing_secrets(now + 59) == [new, old]
     assert after.signing_secrets(now + 61) == [new]
     assert [s.value for s in rotated(after, now + 61, 60.0, "s").secrets][1:] == [new]
+
+
+def test_rotating_again_and_again_keeps_only_the_most_recent_previous_secrets() -> None:
+    """However often a subscription is rotated within the grace, it signs with its current
+    secret and at most MAX_PREVIOUS_SECRETS previous ones, the most recent."""
+    sub = new_subscription(Spec(sink="https://example.com/h"), "admin", datetime.now(UTC))
+    now = time.time()
+    made = [sub.secrets[0].value]
+    for n in range(MAX_PREVIOUS_SECRETS + 5):
+        sub = rotated(sub, now + n, 3600.0, "stamp")
+        made.append(sub.secrets[0].value)
+    signing = sub.signing_secrets(now + MAX_PREVIOUS_SECRETS + 5)
+    assert signing == list(reversed(made))[: MAX_PREVIOUS_SECRETS + 1]
 
 
 def test_replay_skips_events_that_were_only_kept_on_the_timeline(

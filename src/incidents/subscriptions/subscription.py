@@ -362,11 +362,18 @@ class SubscriptionCache:
         return out
 
 
+# Previous secrets a subscription keeps signing with at most, however often it is rotated
+# within the grace: each one is a signature more on every delivery.
+MAX_PREVIOUS_SECRETS = 8
+
+
 def rotated(sub: Subscription, now: float, grace: float, stamp: str) -> Subscription:
-    """The subscription with a new current secret; older ones sign until ``now + grace``."""
+    """The subscription with a new current secret; older ones sign until ``now + grace``, the
+    ``MAX_PREVIOUS_SECRETS`` most recent of them (a rotation beyond that ends the oldest's
+    grace early)."""
     kept = tuple(
         Secret(s.value, now + grace if s.until is None else s.until)
         for s in sub.secrets
         if s.until is None or s.until > now
-    )
+    )[:MAX_PREVIOUS_SECRETS]
     return replace(sub, secrets=(Secret(new_secret()), *kept), updated_at=stamp)
