@@ -38,8 +38,9 @@ async def post_events(request: Request) -> Response:
             max_depth=settings.max_json_depth,
             max_batch=settings.max_batch_events,
         )
-        events = await svc.get(Ingestor).check_off_loop(parsed.events, batch=parsed.mode == "batch")
-        accepted = await svc.get(Ingestor).accept(events, principal)
+        ingestor = svc.get(Ingestor)
+        events = await ingestor.check_off_loop(parsed.events, batch=parsed.mode == "batch")
+        accepted = await ingestor.accept(events, principal)
     except IncidentsError as exc:
         counts["rejected:" + exc.slug] += 1
         raise
