@@ -209,8 +209,11 @@ class Ingestor:
     async def check_off_loop(self, raws: Sequence[object], batch: bool) -> list[CloudEvent]:
         """``check``, in a worker thread when there are many events, so a long batch does
         not hold up every other request."""
+        large = len(raws) > INLINE_CHECK_EVENTS
+        if not self.spans.enabled:  # no span, and no attributes built for one
+            return await off_loop(large, self.check, raws, batch)
         with self.spans.start("schema", attributes={"messaging.batch.message_count": len(raws)}):
-            return await off_loop(len(raws) > INLINE_CHECK_EVENTS, self.check, raws, batch)
+            return await off_loop(large, self.check, raws, batch)
 
     async def accept(self, events: Sequence[CloudEvent], principal: Principal) -> list[Accepted]:
         """Admit, plan and store events all together; returns one result per event. Each is

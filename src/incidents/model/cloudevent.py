@@ -53,7 +53,7 @@ class CloudEvent:
 
     def with_attributes(self, **changes: AttributeValue | None) -> CloudEvent:
         """A copy with attributes set (or removed, when given None)."""
-        attrs = dict(self.attributes)
+        attrs = _copied(self.attributes)
         for name, value in changes.items():
             if value is None:
                 attrs.pop(name, None)
@@ -68,7 +68,7 @@ class CloudEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """The CloudEvents JSON event format."""
-        body: dict[str, Any] = dict(self.attributes)
+        body: dict[str, Any] = _copied(self.attributes)
         if self.data_base64 is not None:
             body["data_base64"] = self.data_base64
         elif self.data is not None:
@@ -85,16 +85,26 @@ _REQUIRED = ("id", "source", "specversion", "type")
 _REQUIRED_SET = frozenset(_REQUIRED)
 
 
+def _copied(attributes: Mapping[str, AttributeValue]) -> dict[str, AttributeValue]:
+    """A fresh dict of ``attributes``: a read-only view (what every CloudEvent holds) copies
+    its dict at C speed, where ``dict(view)`` walks it key by key."""
+    if type(attributes) is MappingProxyType:
+        return attributes.copy()
+    return dict(attributes)
+
+
 def _unchecked(
     attributes: Mapping[str, AttributeValue], data: Any, data_base64: str | None
 ) -> CloudEvent:
     """A CloudEvent derived from a valid one without checking again: ``attributes`` is a
-    fresh dict nobody else holds, or already a read-only view."""
+    fresh dict nobody else holds, or already a read-only view. Its fields are set in its
+    ``__dict__``, as ``object.__setattr__`` would set them, in a third of the time."""
     event = object.__new__(CloudEvent)
     view = attributes if type(attributes) is MappingProxyType else MappingProxyType(attributes)
-    object.__setattr__(event, "attributes", view)
-    object.__setattr__(event, "data", data)
-    object.__setattr__(event, "data_base64", data_base64)
+    fields = event.__dict__
+    fields["attributes"] = view
+    fields["data"] = data
+    fields["data_base64"] = data_base64
     return event
 
 
