@@ -201,6 +201,7 @@ def create_app(
         submission = EventSubmission(ingestor, store)
         queries = Queries.build(redis, store, registry)
         deliveries = DeliveryQueries(redis)
+        silences = SilenceStore(redis)
         app.state.services = Services(
             settings=settings,
             redis=redis,
@@ -218,11 +219,9 @@ def create_app(
                 deliveries,
                 openapi.OpenAPIDocument(registry.raw, sources, settings.schemas_dir),
                 # what a user does, which every door calls (incidents.usecases)
-                SilenceActions(
-                    SilenceStore(redis), deliveries, queries, clock, settings.max_silences
-                ),
+                SilenceActions(silences, deliveries, queries, clock, settings.max_silences),
                 SubscriptionActions(settings, deliveries, queries, clock),
-                DeliveryActions(redis, deliveries, queries, registry, clock),
+                DeliveryActions(redis, deliveries, queries, registry, silences, clock),
                 submission,
                 IncidentCommands(submission),
             ),

@@ -55,13 +55,14 @@ class DeliveryActions:
         deliveries: DeliveryQueries,
         queries: Queries,
         registry: SchemaRegistry,
+        silences: SilenceStore,
         clock: Callable[[], datetime],
     ) -> None:
         self.redis = redis
         self.deliveries = deliveries
         self.queries = queries
         self.registry = registry
-        self.silences = SilenceStore(redis)
+        self.silences = silences
         self.clock = clock
 
     async def log(self, principal: Principal, sub_id: str, limit: int) -> DeliveryLog:
