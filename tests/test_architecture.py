@@ -45,7 +45,6 @@ LAYERS: dict[str, frozenset[str]] = {
         {
             "worker",
             "routing",
-            "subscriptions",
             "write_planner",
             "alerts",
             "lifecycle",
@@ -53,6 +52,7 @@ LAYERS: dict[str, frozenset[str]] = {
             "retention",
             "stream",
             "delivery",
+            "subscriptions",
             "connectors",
             "queries",
             "policy",

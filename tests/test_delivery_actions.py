@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import Forbidden, InvalidRequest, NotFound
 from incidents.silences.store import SilenceStore
-from incidents.subscriptions.delivery_queries import DeliveryQueries
 from incidents.usecases.delivery_actions import DeliveryActions, replay_since
 from tests.support import with_async_redis
 from tests.usecase_support import ADMIN, PRODUCER, REGISTRY, SUBSCRIBER, now, queries, silent_redis

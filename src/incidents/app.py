@@ -32,6 +32,7 @@ from incidents.api import (
 )
 from incidents.auth import Authenticator, BearerTokens
 from incidents.console import console_routes
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
     IncidentsError,
     MethodNotAllowed,
@@ -54,7 +55,6 @@ from incidents.settings import Settings, SettingsError
 from incidents.silences.store import SilenceStore
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async, full, is_full
-from incidents.subscriptions.delivery_queries import DeliveryQueries
 from incidents.tracing.middleware import TraceMiddleware
 from incidents.tracing.spans import NoSpans, Spans
 from incidents.usecases.delivery_actions import DeliveryActions

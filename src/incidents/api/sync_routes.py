@@ -34,8 +34,7 @@ from incidents.connectors.sync_memory import SyncMemory
 from incidents.connectors.sync_rules import Planned, Rules
 from incidents.connectors.sync_settings import INBOUND_SECRET, owned
 from incidents.delivery.channel_state import ChannelStateStore
-from incidents.delivery.channels import secret_pointers
-from incidents.delivery.secret_fields import opened
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
     IllegalTransition,
     NotFound,
@@ -55,7 +54,8 @@ from incidents.queries.visibility import Viewer
 from incidents.request_body import read_body
 from incidents.services import Services, services
 from incidents.store.secret_box import SecretUnreadable, secret_box
-from incidents.subscriptions.delivery_queries import DeliveryQueries
+from incidents.subscriptions.formats import secret_pointers
+from incidents.subscriptions.secret_fields import opened
 from incidents.subscriptions.subscription import Subscription
 
 log = logging.getLogger("incidents.sync")
