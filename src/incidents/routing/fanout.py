@@ -36,6 +36,7 @@ from incidents.delivery.lanes import (
     lane_for,
     routed_id,
 )
+from incidents.delivery.stream_groups import ensure_stream_group, stream_gone
 from incidents.delivery.traced import route_span
 from incidents.errors import RedisFull, StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
@@ -70,22 +71,6 @@ def delivery_for(stored: StoredEvent, sub: Subscription, delivery_id: str, now: 
         incident=incident,
         created=now,
     )
-
-
-def stream_gone(exc: ResponseError) -> bool:
-    """Whether a stream read failed because the stream (and so its group) was deleted: NOGROUP
-    on the next read, or, from Redis 7, UNBLOCKED for a read blocked when it went."""
-    text = str(exc)
-    return "NOGROUP" in text or "UNBLOCKED" in text
-
-
-async def ensure_stream_group(redis: aioredis.Redis, stream: str, group: str, start: str) -> None:
-    """Create ``group`` on ``stream`` (and the stream) reading from ``start``, unless it exists."""
-    try:
-        await redis.xgroup_create(stream, group, id=start, mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
 
 
 async def ensure_group(redis: aioredis.Redis) -> None:

@@ -29,7 +29,9 @@ from incidents.connectors.channel_base import Channel
 from incidents.delivery.address_guard import outbound_client
 from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels import default_channels
+from incidents.delivery.dispatch import LANE_SECONDS, Dispatcher, LaneParts
 from incidents.delivery.lanes import DeliveryStore
+from incidents.delivery.outcomes import Outcomes
 from incidents.delivery.throttle import Throttle
 from incidents.delivery.transport import AiohttpTransport
 from incidents.model.schemas import SchemaRegistry
@@ -41,8 +43,6 @@ from incidents.subscriptions.owner_views import OwnerViews
 from incidents.subscriptions.subscription import SubscriptionCache, SubscriptionStore
 from incidents.tracing.span_export import WORKER_SERVICE, spans_from_environ
 from incidents.tracing.spans import NoSpans, Spans
-from incidents.worker.dispatch import LANE_SECONDS, Dispatcher, LaneParts
-from incidents.worker.outcomes import Outcomes
 
 ROUTE_QUEUE = "incidents-route"
 DELIVER_QUEUE = "incidents-deliver"

@@ -8,7 +8,8 @@ its time is up. Wall-clock time comes from the injected ``clock``.
 
 A dispatcher builds none of its collaborators: the worker context (``worker/jobs.py``'s
 ``WorkerContext.dispatcher``) builds them over the job's Redis client and hands them over, the
-stores and caches in one ``LaneParts``, and the fan-out as a ``Router``.
+stores and caches in one ``LaneParts``, and the fan-out as a ``Router``
+(``routing/fanout.py``; the dispatcher knows it as an ``OutboxRouter``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
@@ -49,12 +50,13 @@ from incidents.delivery.lanes import (
     lane_subscription,
     record_bucket,
 )
+from incidents.delivery.outcomes import Outcomes, utc_time
+from incidents.delivery.stream_groups import ensure_stream_group, stream_gone
 from incidents.delivery.throttle import Throttle
 from incidents.delivery.traced import traced_exchange
 from incidents.errors import StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
 from incidents.policy.outbound import Verdict
-from incidents.routing.fanout import Router, ensure_stream_group, stream_gone
 from incidents.settings import Settings
 from incidents.silences.store import SilenceCache, SilenceStore
 from incidents.store import keys
@@ -65,7 +67,6 @@ from incidents.subscriptions.owner_views import IncidentViews, OwnerViews
 from incidents.subscriptions.spec import SubscriptionStatus
 from incidents.subscriptions.subscription import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.tracing.spans import NoSpans, Spans
-from incidents.worker.outcomes import Outcomes, utc_time
 
 log = logging.getLogger("incidents.delivery")
 RENEW_EVERY = 2.0
@@ -77,6 +78,24 @@ STANDBY_SECONDS = 1.0  # how often a router standing by tries the routing lease
 BACKSTOP_SECONDS = 1.0  # a listening dispatcher claims at least this often, woken or not
 LANE_SECONDS = 2.0  # a lane hands its slot back after working this long (or at a failure)
 EVENT_CACHE = 10_000  # events kept for lanes of other subscriptions (emptied past this)
+
+
+class OutboxRouter(Protocol):
+    """The fan-out a dispatcher routes with (``routing.fanout.Router``): it fills the lanes
+    this module works."""
+
+    async def backlog(self) -> bool: ...
+
+    async def route(self, batch: int = 500, seconds: float = 20.0) -> int: ...
+
+    async def follow(
+        self,
+        listen: aioredis.Redis,
+        *,
+        until: Callable[[], bool],
+        batch: int = 500,
+        seen: dict[int, StoredEvent] | None = None,
+    ) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -105,7 +124,7 @@ class Dispatcher:
         parts: LaneParts,
         transport: Transport,
         channels: Mapping[str, Channel],
-        router: Router,
+        router: OutboxRouter,
         clock: Callable[[], float],
         stopping: Callable[[], bool] = lambda: False,
         spans: Spans | None = None,
