@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from incidents.api.toolkit.openapi_document import JSONObject, any_case, component_ref
 from incidents.model.filters import (
     DIALECTS,
     FILTER,
@@ -12,7 +13,6 @@ from incidents.model.filters import (
 )
 from incidents.model.sql_filter import SQL_MAX_DEPTH, SQL_MAX_IN, SQL_MAX_LENGTH
 from incidents.model.type_patterns import TYPE_PATTERN
-from incidents.openapi import JSONObject, any_case, component_ref
 from incidents.subscriptions import formats, spec
 from incidents.subscriptions.formats import NAMES
 
