@@ -21,7 +21,6 @@ import httpx
 import jsonschema
 import orjson
 import redis
-import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,16 +29,14 @@ from starlette.routing import Route
 from incidents.connectors.channel_base import Channel, ChannelState, Message
 from incidents.connectors.channel_base import Response as ChannelResponse
 from incidents.delivery.channel_state import ChannelStateStore
-from incidents.delivery.transport import AiohttpTransport
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.schemas import SchemaRegistry
-from incidents.routing.fanout import route_outbox
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.redis import connect_async
 from incidents.subscriptions.spec import Spec
-from incidents.subscriptions.subscription import SubscriptionCache, new_subscription
-from incidents.worker.dispatch import Dispatcher
+from incidents.subscriptions.subscription import new_subscription
+from incidents.worker.jobs import WorkerContext
 from tests.delivery_support import FakeClock
 from tests.support import serve_in_thread, with_async_redis
 
@@ -128,11 +125,10 @@ def drive(
         connection = connect_async(settings.redis_url)
         session = aiohttp.ClientSession()
         deadline = time.monotonic() + timeout
+        context = _worker_context(settings, channel, clock)
         try:
-            routes = SubscriptionCache()
             while not done():
-                dispatcher = _dispatcher(settings, connection, session, channel, routes, clock)
-                await dispatcher.run(1.0)
+                await context.dispatcher(connection, session).run(1.0)
                 if done():
                     return
                 if time.monotonic() > deadline:
@@ -169,25 +165,13 @@ def adaptive_card_validator() -> jsonschema.protocols.Validator:
     return jsonschema.Draft6Validator(schema)
 
 
-def _dispatcher(
-    settings: Settings,
-    connection: aioredis.Redis,
-    session: aiohttp.ClientSession,
-    channel: Channel,
-    routes: SubscriptionCache,
-    clock: Callable[[], float],
-) -> Dispatcher:
-    """The real Dispatcher, offering ``channel`` under its name (the subscriptions' format)."""
-    return Dispatcher(
-        settings,
-        SchemaRegistry.load(settings.schemas_dir),
-        connection,
-        SubscriptionCache(),
-        AiohttpTransport(session, settings.delivery_timeout),
-        {channel.name: channel},
-        routes=routes,
-        clock=clock,
-    )
+def _worker_context(
+    settings: Settings, channel: Channel, clock: Callable[[], float]
+) -> WorkerContext:
+    """A worker's context offering ``channel`` under its name (the subscriptions' format): its
+    router and its real Dispatcher are built as a worker builds them."""
+    registry = SchemaRegistry.load(settings.schemas_dir)
+    return WorkerContext(settings, registry, channels={channel.name: channel}, clock=clock)
 
 
 def deliver_once(settings: Settings, channel: Channel, clock: Callable[[], float]) -> int:
@@ -198,11 +182,10 @@ def deliver_once(settings: Settings, channel: Channel, clock: Callable[[], float
         assert settings.redis_url is not None
         connection = connect_async(settings.redis_url)
         session = aiohttp.ClientSession()
+        context = _worker_context(settings, channel, clock)
         try:
-            routes = SubscriptionCache()
-            await route_outbox(connection, routes, clock=clock)
-            dispatcher = _dispatcher(settings, connection, session, channel, routes, clock)
-            return await dispatcher.run(5.0)
+            await context.router(connection).route()
+            return await context.dispatcher(connection, session).run(5.0)
         finally:
             await session.close()
             await connection.aclose()

@@ -2,9 +2,13 @@
 import runs down the layers (or stays within one).
 
 A unit is a top-level package or a top-level module of ``incidents`` (``delivery``, ``ingest``,
-``services``, ``http``, ...). Only the imports that run count: an import inside a function counts,
-an import under ``if TYPE_CHECKING:`` does not (it never runs). ``ARCHITECTURE.md`` describes the
+``api``, ``app``, ...). Only the imports that run count: an import inside a function counts, an
+import under ``if TYPE_CHECKING:`` does not (it never runs). ``ARCHITECTURE.md`` describes the
 layers of ``LAYERS``.
+
+The web toolkit (``api/toolkit/``) is part of the unit ``api``, in the doors' layer, so no use
+case, domain or base unit may import it; inside the doors it sits below the rest: it imports no
+door, not even the rest of ``api`` (``TOOLKIT``).
 """
 
 from __future__ import annotations
@@ -20,32 +24,18 @@ import incidents
 PACKAGE = "incidents"
 SOURCE = Path(incidents.__file__).parent
 
-# unit -> imported unit -> where the first such import is ("auth.py:38")
+# unit -> imported unit -> where the first such import is ("app.py:38")
 Graph = dict[str, dict[str, str]]
 
 # The layers from the top down, each with its units. A unit may import the units of its own layer
 # and of the layers below; every unit of src/incidents is in exactly one layer.
 LAYERS: dict[str, frozenset[str]] = {
     "doors": frozenset({"__main__", "cli", "app", "api", "console", "health", "metrics"}),
-    "web toolkit": frozenset(
-        {
-            "endpoint_support",
-            "openapi",
-            "services",
-            "limits",
-            "bounded_protocol",
-            "http",
-            "auth",
-            "session_cookies",
-            "request_body",
-        }
-    ),
     "use cases": frozenset({"usecases"}),
     "domains": frozenset(
         {
             "worker",
             "routing",
-            "subscriptions",
             "write_planner",
             "alerts",
             "lifecycle",
@@ -53,6 +43,7 @@ LAYERS: dict[str, frozenset[str]] = {
             "retention",
             "stream",
             "delivery",
+            "subscriptions",
             "connectors",
             "queries",
             "policy",
@@ -74,6 +65,10 @@ LAYERS: dict[str, frozenset[str]] = {
         }
     ),
 }
+
+# The web toolkit: what the doors share, below every door (it imports none of them, nor the rest
+# of ``api``, its own package).
+TOOLKIT = "api.toolkit"
 
 
 def is_type_checking(test: ast.expr) -> bool:
@@ -247,6 +242,68 @@ def layer_problems(
     return problems
 
 
+def folder_imports(source: Path, folder: str) -> list[tuple[str, str]]:
+    """The runtime imports of every module under ``folder`` (dotted, inside ``source``), as
+    (imported dotted name, site), in file order."""
+    found = []
+    base = source.joinpath(*folder.split("."))
+    for path in sorted(base.rglob("*.py")):
+        relative = path.relative_to(source)
+        is_package = path.name == "__init__.py"
+        parts = relative.with_suffix("").parts
+        module = ".".join([PACKAGE, *(parts[:-1] if is_package else parts)])
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for name, line in runtime_imports(tree, module, is_package):
+            found.append((name, f"{relative}:{line}"))
+    return found
+
+
+def toolkit_problems(
+    imports: list[tuple[str, str]], doors: frozenset[str], toolkit: str = TOOLKIT
+) -> list[str]:
+    """One line per import of the web toolkit that reaches a door outside the toolkit itself
+    (another part of its own package, the console, the app, ...), with its site."""
+    own = f"{PACKAGE}.{toolkit}"
+    problems = []
+    for name, site in imports:
+        parts = name.split(".")
+        if len(parts) < 2 or parts[0] != PACKAGE or parts[1] not in doors:
+            continue
+        if name == own or name.startswith(own + "."):
+            continue
+        if name == f"{PACKAGE}.{toolkit.split('.')[0]}":
+            continue  # the package holding the toolkit, which any import of it loads
+        problems.append(f"the web toolkit imports {name}, a door, at {site}")
+    return problems
+
+
+def test_the_web_toolkit_imports_no_door() -> None:
+    """No module of api/toolkit/ imports a door: the rest of api, the console, the app, the CLI,
+    health or metrics (no use case or domain imports the toolkit: it is in the doors' layer)."""
+    imports = folder_imports(SOURCE, TOOLKIT)
+    assert any(name.endswith(".responses") for name, _ in imports)  # the walk saw the toolkit
+    problems = toolkit_problems(imports, LAYERS["doors"])
+    assert not problems, "\n".join(problems)
+
+
+def test_the_toolkit_rule_finds_imports_of_doors() -> None:
+    """An import by the toolkit of the rest of its package or of another door is named with its
+    site; imports inside the toolkit and of the layers below pass."""
+    imports = [
+        ("incidents.api.toolkit.responses", "api/toolkit/a.py:1"),
+        ("incidents.api", "api/toolkit/a.py:1"),
+        ("incidents.api.ingest_routes", "api/toolkit/a.py:2"),
+        ("incidents.console.rendering", "api/toolkit/b.py:3"),
+        ("incidents.store.keys", "api/toolkit/b.py:4"),
+        ("starlette.requests", "api/toolkit/b.py:5"),
+    ]
+    doors = frozenset({"api", "console"})
+    assert toolkit_problems(imports, doors) == [
+        "the web toolkit imports incidents.api.ingest_routes, a door, at api/toolkit/a.py:2",
+        "the web toolkit imports incidents.console.rendering, a door, at api/toolkit/b.py:3",
+    ]
+
+
 def test_imports_run_down_the_layers() -> None:
     """Every unit of src/incidents is in one layer, and none imports a unit of a higher layer."""
     problems = layer_problems(import_graph(SOURCE), LAYERS)
@@ -281,7 +338,7 @@ def test_the_layer_rule_finds_upward_imports_and_units_left_out() -> None:
 def test_no_import_cycle_between_units() -> None:
     """No unit of src/incidents imports, through any chain of runtime imports, itself."""
     graph = import_graph(SOURCE)
-    assert {"delivery", "ingest", "services", "http", "store"} <= set(graph)  # the walk saw them
+    assert {"delivery", "ingest", "api", "app", "store"} <= set(graph)  # the walk saw them
     cycles = describe_cycles(graph)
     assert not cycles, "\n\n".join(cycles)
 

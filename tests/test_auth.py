@@ -9,8 +9,8 @@ import httpx
 import redis
 from starlette.routing import Route
 
+from incidents.api.toolkit.authentication import Authenticator
 from incidents.app import create_app
-from incidents.auth import Authenticator
 from incidents.errors import Unauthorized
 from incidents.model.principal import Principal, token_hash
 from incidents.settings import Settings

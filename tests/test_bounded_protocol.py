@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from incidents.bounded_protocol import BoundedHttpToolsProtocol, head_limits
+from incidents.api.toolkit.bounded_protocol import BoundedHttpToolsProtocol, head_limits
 from incidents.store.embedded import free_port
 
 HEADER_LIMIT = 4096

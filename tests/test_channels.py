@@ -28,12 +28,12 @@ from incidents.connectors.channel_base import (
     Response,
 )
 from incidents.delivery.attempt_log import iso
-from incidents.delivery.channels.cloudevents import CloudEventsChannel, DeliveryMode
+from incidents.delivery.channels.cloudevents import CloudEventsChannel
 from incidents.errors import FieldError
 from incidents.model.cloudevent import CloudEvent
 from incidents.settings import Settings
 from incidents.store import keys
-from incidents.subscriptions.spec import Spec
+from incidents.subscriptions.spec import DeliveryMode, Spec
 from incidents.subscriptions.subscription import new_subscription
 from tests.connector_support import deliver_once, kept_state
 from tests.delivery_support import publish

@@ -9,15 +9,18 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import Forbidden, InvalidRequest, NotFound
-from incidents.subscriptions.delivery_queries import DeliveryQueries
+from incidents.silences.store import SilenceStore
 from incidents.usecases.delivery_actions import DeliveryActions, replay_since
 from tests.support import with_async_redis
 from tests.usecase_support import ADMIN, PRODUCER, REGISTRY, SUBSCRIBER, now, queries, silent_redis
 
 
 def actions(redis: aioredis.Redis) -> DeliveryActions:
-    return DeliveryActions(redis, DeliveryQueries(redis), queries(redis), REGISTRY, now)
+    return DeliveryActions(
+        redis, DeliveryQueries(redis), queries(redis), REGISTRY, SilenceStore(redis), now
+    )
 
 
 def test_a_replay_starts_from_an_rfc_3339_time_with_a_zone() -> None:

@@ -8,10 +8,11 @@ import time
 import httpx
 import redis
 
-from incidents.routing.fanout import outbox_backlog, route_outbox
+from incidents.delivery.lanes import DeliveryStore
+from incidents.routing.fanout import Router, outbox_backlog
 from incidents.store.events import EventStore, RecentEvent
 from incidents.store.keys import OUTBOX, ROUTER_GROUP
-from incidents.subscriptions.subscription import SubscriptionCache
+from incidents.subscriptions.subscription import SubscriptionCache, SubscriptionStore
 from tests.delivery_support import publish
 from tests.support import event, with_async_redis
 
@@ -25,9 +26,14 @@ def _recent(redis_url: str, after: str | None, limit: int = 1000) -> list[Recent
 def _route(redis_url: str, retention: int = 0) -> int:
     return with_async_redis(
         redis_url,
-        lambda connection: route_outbox(
-            connection, SubscriptionCache(), retention=retention, clock=time.time
-        ),
+        lambda connection: Router(
+            connection,
+            SubscriptionCache(),
+            SubscriptionStore(connection),
+            DeliveryStore(connection),
+            clock=time.time,
+            retention=retention,
+        ).route(),
     )
 
 

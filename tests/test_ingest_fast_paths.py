@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from starlette.types import Message
 
-from incidents.limits import RequestLimits
+from incidents.api.toolkit.request_limits import RequestLimits
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry, surely_valid

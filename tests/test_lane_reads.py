@@ -22,7 +22,7 @@ from incidents.delivery.lanes import (
     routed_id,
 )
 from incidents.model.cloudevent import StoredEvent
-from incidents.routing.fanout import SEEN_KEPT, follow_outbox
+from incidents.routing.fanout import SEEN_KEPT
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.redis import connect_async
@@ -100,13 +100,8 @@ def route_one(settings: Settings, seen: dict[int, StoredEvent]) -> None:
         connection, listen = connect_async(settings.redis_url), connect_async(settings.redis_url)
         try:
             async with asyncio.timeout(10):
-                await follow_outbox(
-                    connection,
-                    listen,
-                    context.routes,
-                    clock=context.clock,
-                    until=lambda: len(seen) == 1,
-                    seen=seen,
+                await context.router(connection).follow(
+                    listen, until=lambda: len(seen) == 1, seen=seen
                 )
         finally:
             await connection.aclose()

@@ -18,9 +18,9 @@ import redis
 from starlette.requests import Request
 from starlette.responses import Response
 
+from incidents.api.toolkit.app_services import services
 from incidents.app import create_app
 from incidents.cli.preflight import seal_signing_secrets
-from incidents.services import services
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.embedded import EmbeddedRedis

@@ -15,10 +15,10 @@ import redis
 
 from incidents.cli.main import main
 from incidents.cli.runner import _check_secret_key, _secret_key
-from incidents.delivery.secret_fields import opened, value_at
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.secret_box import SecretUnreadable, new_key, secret_box
+from incidents.subscriptions.secret_fields import opened, value_at
 from tests.support import ADMIN_TOKEN, assert_problem, keys_holding
 
 PASSWORD = "hunter2-very-secret"

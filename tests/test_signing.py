@@ -9,7 +9,7 @@ import pytest
 import standardwebhooks.webhooks
 import svix.webhooks
 
-from incidents.delivery import signing
+from incidents.subscriptions import signing
 
 BODY = b'{"specversion":"1.0","id":"e1","source":"/t","type":"im.incident.note"}'
 

@@ -15,10 +15,10 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from incidents.app import create_app
 from incidents.cli.preflight import seal_signing_secrets
 from incidents.cli.runner import _check_secret_key
-from incidents.delivery import signing_secrets
 from incidents.settings import Settings, SettingsError
 from incidents.store import keys
 from incidents.store.secret_box import SecretBox, SecretUnreadable, decode_key, new_key
+from incidents.subscriptions import signing_secrets
 from incidents.subscriptions.subscription import Secret
 from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
 from tests.support import (

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 import redis.asyncio as aioredis
 
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import Conflict, Forbidden, InvalidRequest
 from incidents.silences.store import SilenceStore
-from incidents.subscriptions.delivery_queries import DeliveryQueries
 from incidents.usecases.silence_actions import SilenceActions, silence_document
 from tests.support import with_async_redis
 from tests.usecase_support import ADMIN, NOW, PRODUCER, SUBSCRIBER, now, queries, silent_redis

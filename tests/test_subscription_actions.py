@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 import redis.asyncio as aioredis
 
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import Forbidden, InvalidRequest, NotFound
 from incidents.model.principal import Principal
 from incidents.settings import Settings
-from incidents.subscriptions.delivery_queries import DeliveryQueries
 from incidents.usecases.subscription_actions import SubscriptionActions
 from tests.support import with_async_redis
 from tests.usecase_support import NOW, PRODUCER, SUBSCRIBER, now, queries, silent_redis

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from incidents.app import create_app
+from incidents.delivery.handshake import allowed_rate
 from incidents.settings import Settings
-from incidents.subscriptions.handshake import allowed_rate
 from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import ADMIN_TOKEN, event, serve_in_thread
 from tests.test_openapi import body_schema

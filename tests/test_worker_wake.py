@@ -19,11 +19,12 @@ import httpx
 import pytest
 import redis
 
+from incidents.delivery import dispatch
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.embedded import EmbeddedRedis
 from incidents.store.redis import connect_async
-from incidents.worker import dispatch, jobs
+from incidents.worker import jobs
 from tests.delivery_support import Receiver, publish, start_worker, subscribe
 from tests.support import event, wait_for
 

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
-from incidents import health, metrics, openapi
+from incidents import health, metrics
 from incidents.api import (
     adapter_routes,
     alert_routes,
@@ -30,8 +30,14 @@ from incidents.api import (
     stream_routes,
     sync_routes,
 )
-from incidents.auth import Authenticator, BearerTokens
+from incidents.api.toolkit import openapi_document
+from incidents.api.toolkit.app_services import AdapterSchemas, Services, by_class, services
+from incidents.api.toolkit.authentication import Authenticator, BearerTokens
+from incidents.api.toolkit.request_limits import RequestLimits
+from incidents.api.toolkit.responses import problem_response
+from incidents.api.toolkit.session_cookies import EndedSessions
 from incidents.console import console_routes
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
     IncidentsError,
     MethodNotAllowed,
@@ -40,21 +46,16 @@ from incidents.errors import (
     StoreUnavailable,
 )
 from incidents.gc_freeze import freeze_startup_objects
-from incidents.http import problem_response
 from incidents.ingest.pipeline import Ingestor
-from incidents.limits import RequestLimits
 from incidents.model.schemas import ADAPTERS_DIR, SchemaRegistry
 from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policy_files
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.query_set import Queries
-from incidents.services import AdapterSchemas, Services, by_class, services
-from incidents.session_cookies import EndedSessions
 from incidents.settings import Settings, SettingsError
 from incidents.silences.store import SilenceStore
 from incidents.store.events import EventStore
 from incidents.store.redis import connect_async, full, is_full
-from incidents.subscriptions.delivery_queries import DeliveryQueries
 from incidents.tracing.middleware import TraceMiddleware
 from incidents.tracing.spans import NoSpans, Spans
 from incidents.usecases.delivery_actions import DeliveryActions
@@ -144,7 +145,7 @@ def route_modules() -> list[RouteModule]:
     """Every module that serves HTTP endpoints; each describes its own OpenAPI paths."""
     return [
         health,
-        openapi,
+        openapi_document,
         metrics,
         ingest_routes,
         incident_routes,
@@ -201,6 +202,7 @@ def create_app(
         submission = EventSubmission(ingestor, store)
         queries = Queries.build(redis, store, registry)
         deliveries = DeliveryQueries(redis)
+        silences = SilenceStore(redis)
         app.state.services = Services(
             settings=settings,
             redis=redis,
@@ -216,13 +218,11 @@ def create_app(
                 rules,
                 queries,
                 deliveries,
-                openapi.OpenAPIDocument(registry.raw, sources, settings.schemas_dir),
+                openapi_document.OpenAPIDocument(registry.raw, sources, settings.schemas_dir),
                 # what a user does, which every door calls (incidents.usecases)
-                SilenceActions(
-                    SilenceStore(redis), deliveries, queries, clock, settings.max_silences
-                ),
+                SilenceActions(silences, deliveries, queries, clock, settings.max_silences),
                 SubscriptionActions(settings, deliveries, queries, clock),
-                DeliveryActions(redis, deliveries, queries, registry, clock),
+                DeliveryActions(redis, deliveries, queries, registry, silences, clock),
                 submission,
                 IncidentCommands(submission),
             ),
@@ -255,7 +255,8 @@ def create_app(
                 max_header_bytes=settings.max_header_bytes,
                 body_timeout=settings.body_timeout,
             ),
-            # request.user: the Principal, or Anonymous holding why not (see incidents.auth)
+            # request.user: the Principal, or Anonymous holding why not (see
+            # incidents.api.toolkit.authentication)
             Middleware(AuthenticationMiddleware, backend=BearerTokens(lambda c: services(c).auth)),
         ],
         lifespan=lifespan,

@@ -7,10 +7,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents import __version__
+from incidents.api.toolkit.app_services import services
+from incidents.api.toolkit.openapi_document import JSONObject, errors, json_body
+from incidents.api.toolkit.responses import json_response
 from incidents.errors import RedisFull
-from incidents.http import json_response
-from incidents.openapi import JSONObject, errors, json_body
-from incidents.services import services
 from incidents.store.redis import FULL_REASON, FULL_RETRY_AFTER, guarded
 from incidents.store.redis_memory import refuses_writes_async
 

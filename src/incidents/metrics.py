@@ -20,10 +20,10 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from incidents.api.toolkit.app_services import services
 from incidents.delivery import delivery_metrics
 from incidents.errors import IncidentsError, StoreUnavailable
 from incidents.retention.sweeper import KINDS as RETENTION_KINDS
-from incidents.services import services
 from incidents.store import keys
 from incidents.store.redis import UNAVAILABLE, guarded
 from incidents.store.redis_memory import refuses_writes_async

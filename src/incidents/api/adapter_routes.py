@@ -16,21 +16,21 @@ from starlette.routing import Route
 
 from incidents.api.adapter_submit import adapter_schema, submit
 from incidents.api.ingest_routes import ACCEPTED_EVENT
-from incidents.auth import caller
+from incidents.api.toolkit.app_services import services
+from incidents.api.toolkit.authentication import caller
+from incidents.api.toolkit.openapi_document import BEARER, adapter_schema_ref, errors, json_body
+from incidents.api.toolkit.request_body import LARGE_BODY, read_body, read_json
+from incidents.api.toolkit.responses import json_response
 from incidents.connectors.alertmanager import adapter as alertmanager_adapter
 from incidents.connectors.grafana import adapter as grafana_adapter
 from incidents.connectors.inbound_events import check_input
 from incidents.connectors.pagerduty import adapter as pagerduty_adapter
 from incidents.errors import MAX_LISTED_ERRORS, IncidentsError
-from incidents.http import json_response
 from incidents.ingest.modes import check_count
 from incidents.model.bounded_json import parse_json
 from incidents.model.schemas import errors_of
 from incidents.off_loop import off_loop
-from incidents.openapi import BEARER, adapter_schema_ref, errors, json_body
 from incidents.policy.alert_rules import AlertRules
-from incidents.request_body import LARGE_BODY, read_body, read_json
-from incidents.services import services
 
 # An alert's schema check takes about 0.1 ms: more than this many go to a worker thread.
 INLINE_ALERTS = 16

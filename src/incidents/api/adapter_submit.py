@@ -8,9 +8,9 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
+from incidents.api.toolkit.app_services import Services
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.principal import Principal
-from incidents.services import Services
 from incidents.usecases.event_submission import EventSubmission
 
 

@@ -9,11 +9,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.api.incident_routes import SEVERITY_ALIASES, SEVERITY_PARAM
-from incidents.auth import caller
-from incidents.http import json_response, page_params, page_response, parsed_param
-from incidents.model.alert import ALERT_STATUSES, AlertStatus
-from incidents.model.severity import Severity
-from incidents.openapi import (
+from incidents.api.toolkit.app_services import services
+from incidents.api.toolkit.authentication import caller
+from incidents.api.toolkit.openapi_document import (
     BEARER,
     PAGE_PARAMS,
     PAGING,
@@ -22,9 +20,11 @@ from incidents.openapi import (
     page_body,
     query_param,
 )
+from incidents.api.toolkit.responses import json_response, page_params, page_response, parsed_param
+from incidents.model.alert import ALERT_STATUSES, AlertStatus
+from incidents.model.severity import Severity
 from incidents.queries.alerts import AlertFilter
 from incidents.queries.query_set import Queries
-from incidents.services import services
 
 _STATUSES: dict[str, AlertStatus] = {s: s for s in ALERT_STATUSES}
 

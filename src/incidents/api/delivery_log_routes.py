@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.auth import caller
-from incidents.connectors.channel_base import OutcomeKind
-from incidents.delivery.lanes import DEAD, FILTER_ERROR, SILENCED, WITHHELD
-from incidents.endpoint_support import (
+from incidents.api.toolkit.app_services import services
+from incidents.api.toolkit.authentication import caller
+from incidents.api.toolkit.openapi_document import JSONObject, query_param
+from incidents.api.toolkit.responses import json_response
+from incidents.api.toolkit.subscriber_endpoints import (
     ID,
     LIMIT,
     json_request,
@@ -21,10 +22,9 @@ from incidents.endpoint_support import (
     request_body,
     subscriber,
 )
-from incidents.http import json_response
-from incidents.openapi import JSONObject, query_param
+from incidents.connectors.channel_base import OutcomeKind
+from incidents.delivery.lanes import DEAD, FILTER_ERROR, SILENCED, WITHHELD
 from incidents.routing.explain import Fate
-from incidents.services import services
 from incidents.usecases.delivery_actions import ADMIN, DeliveryActions, replay_since
 from incidents.usecases.subscription_actions import SubscriptionActions
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from incidents.api import delivery_log_routes, subscription_routes
-from incidents.openapi import JSONObject
+from incidents.api.toolkit.openapi_document import JSONObject
 
 
 def routes() -> list[Route]:

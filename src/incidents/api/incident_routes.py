@@ -8,8 +8,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.auth import caller
-from incidents.http import (
+from incidents.api.toolkit.app_services import services
+from incidents.api.toolkit.authentication import caller
+from incidents.api.toolkit.openapi_document import (
+    BEARER,
+    PAGE_PARAMS,
+    PAGING,
+    errors,
+    json_body,
+    page_body,
+    query_param,
+)
+from incidents.api.toolkit.responses import (
     MAX_LIMIT,
     int_param,
     json_response,
@@ -19,18 +29,8 @@ from incidents.http import (
 )
 from incidents.model.severity import Severity
 from incidents.model.status import IncidentStatus
-from incidents.openapi import (
-    BEARER,
-    PAGE_PARAMS,
-    PAGING,
-    errors,
-    json_body,
-    page_body,
-    query_param,
-)
 from incidents.queries.incidents import IncidentFilter
 from incidents.queries.query_set import Queries
-from incidents.services import services
 
 
 def _filter(request: Request) -> IncidentFilter:

@@ -9,15 +9,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.api import delivery_log_routes
-from incidents.auth import caller
+from incidents.api.toolkit.app_services import services
+from incidents.api.toolkit.authentication import caller
+from incidents.api.toolkit.openapi_document import BEARER, errors, json_body
+from incidents.api.toolkit.request_body import LARGE_BODY, read_body
+from incidents.api.toolkit.responses import json_response
 from incidents.errors import IncidentsError
-from incidents.http import json_response
 from incidents.ingest.modes import BATCH, STRUCTURED, parse_request
 from incidents.off_loop import off_loop
-from incidents.openapi import BEARER, errors, json_body
 from incidents.queries.query_set import Queries
-from incidents.request_body import LARGE_BODY, read_body
-from incidents.services import services
 from incidents.usecases.event_submission import EventSubmission
 
 

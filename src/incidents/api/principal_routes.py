@@ -10,14 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.auth import caller
+from incidents.api.toolkit.app_services import services
+from incidents.api.toolkit.authentication import caller
+from incidents.api.toolkit.openapi_document import BEARER, errors, json_body
+from incidents.api.toolkit.request_body import read_json
+from incidents.api.toolkit.responses import SHOWS_A_SECRET, json_response
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
-from incidents.http import SHOWS_A_SECRET, json_response
 from incidents.model.principal import CLEARANCES, DEFAULT_TENANT, ROLES, Principal
-from incidents.openapi import BEARER, errors, json_body
 from incidents.policy.principals import NameTaken, PrincipalStore, principal_to_dict
-from incidents.request_body import read_json
-from incidents.services import services
 
 TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 PATTERN_RE = re.compile(r"^[A-Za-z0-9.*?\[\]_:/-]{1,200}$")

@@ -13,11 +13,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.endpoint_support import ID, json_request, now, operation, request_body, subscriber
+from incidents.api.toolkit.openapi_document import JSONObject, component_ref, query_param
+from incidents.api.toolkit.responses import json_response
+from incidents.api.toolkit.subscriber_endpoints import (
+    ID,
+    json_request,
+    now,
+    operation,
+    request_body,
+    subscriber,
+)
 from incidents.errors import InvalidRequest
-from incidents.http import json_response
 from incidents.model.filters import FILTER
-from incidents.openapi import JSONObject, component_ref, query_param
 from incidents.silences.recurrence import DAYS
 from incidents.silences.silence import MAX_COMMENT, MAX_SUBSCRIPTIONS, Silence, SilenceState
 from incidents.usecases.silence_actions import SilenceActions

@@ -8,12 +8,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from incidents.auth import caller
+from incidents.api.toolkit.app_services import services
+from incidents.api.toolkit.authentication import caller
+from incidents.api.toolkit.openapi_document import BEARER, errors, query_param
 from incidents.errors import FieldError, InvalidRequest
 from incidents.model.cloudevent import StoredEvent
-from incidents.openapi import BEARER, errors, query_param
 from incidents.queries.query_set import Queries
-from incidents.services import services
 from incidents.store.redis import connect_async
 from incidents.stream.hub import StreamHub, StreamOptions
 from incidents.stream.selection import Selection

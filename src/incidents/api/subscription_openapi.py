@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from incidents.delivery.channels import NAMES, cloudevents
+from incidents.api.toolkit.openapi_document import JSONObject, any_case, component_ref
 from incidents.model.filters import (
     DIALECTS,
     FILTER,
@@ -13,8 +13,8 @@ from incidents.model.filters import (
 )
 from incidents.model.sql_filter import SQL_MAX_DEPTH, SQL_MAX_IN, SQL_MAX_LENGTH
 from incidents.model.type_patterns import TYPE_PATTERN
-from incidents.openapi import JSONObject, any_case, component_ref
-from incidents.subscriptions import spec
+from incidents.subscriptions import formats, spec
+from incidents.subscriptions.formats import NAMES
 
 SUBSCRIPTION = {
     "type": "object",
@@ -69,8 +69,8 @@ def _exactly(pattern: str) -> str:
 def subscription_input(create: bool) -> JSONObject:
     """What POST (``create``) or PATCH accepts: unknown fields are refused; the read-only ones
     a client may send back are ignored (and ``status`` is read only on create)."""
-    reserved = [any_case(h) + "$" for h in cloudevents.RESERVED_HEADERS] + [
-        any_case(p) for p in cloudevents.RESERVED_PREFIXES
+    reserved = [any_case(h) + "$" for h in formats.RESERVED_HEADERS] + [
+        any_case(p) for p in formats.RESERVED_PREFIXES
     ]
     fields: JSONObject = {
         "sink": {

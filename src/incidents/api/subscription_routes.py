@@ -13,10 +13,22 @@ from incidents.api.subscription_openapi import (
     filter_schema,
     subscription_input,
 )
-from incidents.endpoint_support import ID, json_request, operation, request_body, subscriber
-from incidents.http import SHOWS_A_SECRET, json_response
+from incidents.api.toolkit.openapi_document import (
+    BEARER,
+    COMPONENTS,
+    JSONObject,
+    errors,
+    query_param,
+)
+from incidents.api.toolkit.responses import SHOWS_A_SECRET, json_response
+from incidents.api.toolkit.subscriber_endpoints import (
+    ID,
+    json_request,
+    operation,
+    request_body,
+    subscriber,
+)
 from incidents.model.filters import FILTER
-from incidents.openapi import BEARER, COMPONENTS, JSONObject, errors, query_param
 from incidents.usecases.subscription_actions import SubscriptionActions
 
 

@@ -25,6 +25,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents.api.adapter_submit import submit
+from incidents.api.toolkit.app_services import Services, services
+from incidents.api.toolkit.openapi_document import errors, json_body
+from incidents.api.toolkit.request_body import read_body
+from incidents.api.toolkit.responses import json_response
 from incidents.connectors import sync_signatures
 from incidents.connectors.jira import sync as jira_sync
 from incidents.connectors.pagerduty import sync as pagerduty_sync
@@ -34,8 +38,7 @@ from incidents.connectors.sync_memory import SyncMemory
 from incidents.connectors.sync_rules import Planned, Rules
 from incidents.connectors.sync_settings import INBOUND_SECRET, owned
 from incidents.delivery.channel_state import ChannelStateStore
-from incidents.delivery.channels import secret_pointers
-from incidents.delivery.secret_fields import opened
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import (
     IllegalTransition,
     NotFound,
@@ -43,19 +46,16 @@ from incidents.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from incidents.http import json_response
 from incidents.model.bounded_json import parse_json
 from incidents.model.incident import Incident
 from incidents.model.origin import came_from
 from incidents.model.principal import Principal, admin_principal
-from incidents.openapi import errors, json_body
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.query_set import Queries
 from incidents.queries.visibility import Viewer
-from incidents.request_body import read_body
-from incidents.services import Services, services
 from incidents.store.secret_box import SecretUnreadable, secret_box
-from incidents.subscriptions.delivery_queries import DeliveryQueries
+from incidents.subscriptions.formats import secret_pointers
+from incidents.subscriptions.secret_fields import opened
 from incidents.subscriptions.subscription import Subscription
 
 log = logging.getLogger("incidents.sync")

@@ -3,7 +3,7 @@
 - Redis must never evict keys (``store/redis_memory.py``): any ``maxmemory-policy`` but
   ``noeviction`` stops the command (exit 2); a Redis that will not say (``CONFIG`` disabled
   or renamed) gets a warning. On a Redis Cluster, every primary is asked.
-- Subscriptions' signing secrets (``delivery/signing_secrets.py``): with
+- Subscriptions' signing secrets (``subscriptions/signing_secrets.py``): with
   ``INCIDENTS_SECRET_KEY`` set, those stored plain are sealed in place; without it, a warning
   that they are stored unsealed.
 
@@ -89,8 +89,8 @@ def check_redis(settings: Settings) -> None:
 
 def seal_signing_secrets(settings: Settings) -> None:
     """Seal the signing secrets stored plain when a key is set; warn when none is."""
-    from incidents.delivery.signing_secrets import seal_stored
     from incidents.store.secret_box import secret_box
+    from incidents.subscriptions.signing_secrets import seal_stored
 
     box = secret_box(settings.secret_key)
     if box is None:

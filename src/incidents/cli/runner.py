@@ -49,8 +49,8 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         raise SettingsError("INCIDENTS_ADMIN_TOKEN is not set; it must be for `serve`")
     _check_secret_key(settings, "serve")
     preflight(settings)
+    from incidents.api.toolkit.bounded_protocol import BoundedHttpToolsProtocol
     from incidents.app import create_app
-    from incidents.bounded_protocol import BoundedHttpToolsProtocol
 
     create_app(settings)  # fail here, with a clear message, if schemas or policies are broken
     os.environ.update(env)  # the factory below reads the environment in each server process

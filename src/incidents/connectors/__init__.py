@@ -28,5 +28,6 @@ ids, events, the check of an input schema.
 
 The generic CloudEvents webhook channel is not a vendor: it stays with the delivery engine
 (``delivery/channels/``), which also holds the registry of every channel by format name.
-Nothing here imports the delivery engine: ``delivery`` imports the connectors.
+Nothing here imports the delivery engine or the subscriptions: ``delivery`` imports the
+connectors, and so does ``subscriptions/formats.py`` (the formats a subscription may name).
 """

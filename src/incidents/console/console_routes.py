@@ -12,6 +12,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from incidents.api.toolkit.app_services import services
+from incidents.api.toolkit.session_cookies import (
+    CONSOLE_PREFIX,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    SIGN_IN_COOKIE,
+)
 from incidents.console.delivery_pages import DeliveryPages
 from incidents.console.event_pages import EventPages
 from incidents.console.incident_pages import IncidentPages
@@ -19,13 +26,6 @@ from incidents.console.rendering import SECURITY_HEADERS, StaticFiles, Templates
 from incidents.console.signed_in import SIGN_IN, SignedIn, error_page, page, read_form
 from incidents.console.silence_pages import SilencePages
 from incidents.errors import CsrfRefused, IncidentsError, NotFound
-from incidents.services import services
-from incidents.session_cookies import (
-    CONSOLE_PREFIX,
-    SESSION_COOKIE,
-    SESSION_SECONDS,
-    SIGN_IN_COOKIE,
-)
 
 SIGN_IN_SECONDS = 3600
 HOME = CONSOLE_PREFIX + "/incidents"

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from starlette.responses import RedirectResponse, Response
 
+from incidents.api.toolkit.app_services import services
+from incidents.api.toolkit.subscriber_endpoints import subscriber
 from incidents.console.rendering import SECURITY_HEADERS, Templates
 from incidents.console.signed_in import SignedIn
-from incidents.endpoint_support import subscriber
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import IncidentsError, InvalidRequest
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.query_set import Queries
-from incidents.services import services
-from incidents.subscriptions.delivery_queries import DeliveryQueries
 from incidents.usecases.delivery_actions import DeliveryActions, replay_since
 from incidents.usecases.subscription_actions import SubscriptionActions
 

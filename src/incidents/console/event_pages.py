@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from incidents.api.toolkit.app_services import services
 from incidents.console.rendering import Templates
 from incidents.console.signed_in import SignedIn
 from incidents.queries.query_set import Queries
-from incidents.services import services
 from incidents.usecases.delivery_actions import DeliveryActions
 
 

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from starlette.responses import RedirectResponse, Response
 
+from incidents.api.toolkit.app_services import services
 from incidents.console.rendering import SECURITY_HEADERS, Templates
 from incidents.console.signed_in import SignedIn
 from incidents.errors import FieldError, IncidentsError, InvalidRequest
@@ -19,7 +20,6 @@ from incidents.model.status import IncidentStatus
 from incidents.queries.alerts import AlertFilter
 from incidents.queries.incidents import IncidentFilter
 from incidents.queries.query_set import Queries
-from incidents.services import services
 from incidents.store.index_pages import PageRequest
 from incidents.usecases.incident_commands import IncidentCommand, IncidentCommands, allowed_actions
 

@@ -11,12 +11,12 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from incidents.api.toolkit.app_services import services
+from incidents.api.toolkit.request_body import read_body
+from incidents.api.toolkit.session_cookies import CONSOLE_PREFIX, SESSION_COOKIE, Session
 from incidents.console.rendering import SECURITY_HEADERS, Templates
 from incidents.errors import CsrfRefused, IncidentsError, Unauthorized
 from incidents.model.principal import Principal
-from incidents.request_body import read_body
-from incidents.services import services
-from incidents.session_cookies import CONSOLE_PREFIX, SESSION_COOKIE, Session
 
 MAX_FORM_BYTES = 256 * 1024
 SIGN_IN = CONSOLE_PREFIX + "/sign-in"

@@ -10,15 +10,15 @@ from datetime import datetime
 
 from starlette.responses import Response
 
+from incidents.api.toolkit.app_services import services
+from incidents.api.toolkit.subscriber_endpoints import now, subscriber
 from incidents.console.rendering import Templates
 from incidents.console.signed_in import SignedIn
-from incidents.endpoint_support import now, subscriber
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import FieldError, IncidentsError, InvalidRequest
 from incidents.model.bounded_json import check_depth
-from incidents.services import services
 from incidents.silences.recurrence import weekly_input
 from incidents.silences.silence import SilenceState
-from incidents.subscriptions.delivery_queries import DeliveryQueries
 from incidents.usecases.silence_actions import SilenceActions, silence_document
 
 

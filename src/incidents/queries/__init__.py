@@ -5,7 +5,7 @@ through here, and the caller's view is applied here, once.
   ownership), the same rule delivery applies;
 - ``incidents``, ``timelines``, ``alerts``, ``event_queries``: one query class each (cursor
   pages over a sorted-set index are ``store/index_pages.py``; the deliveries' reads are
-  ``subscriptions/delivery_queries.py``);
+  ``delivery/delivery_queries.py``);
 - ``query_set``: ``Queries``, all of them, built once when the app starts.
 
 Handlers parse the request, call a query with ``Queries.viewer(principal)``, and render.

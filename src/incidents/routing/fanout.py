@@ -9,7 +9,7 @@ keeps each lane filled in gateway order. Routed entries stay in the stream, for 
 tail recent events (``EventStore.recent``): once nothing is left to route, the stream is
 trimmed to about ``INCIDENTS_STREAM_RETENTION`` entries; an unrouted entry is never trimmed.
 
-A running worker's deliver job follows the outbox (``follow_outbox``): it keeps the lease and
+A running worker's deliver job follows the outbox (``Router.follow``): it keeps the lease and
 waits for new entries with a blocking read, so an event is routed as soon as it is accepted.
 """
 
@@ -36,6 +36,7 @@ from incidents.delivery.lanes import (
     lane_for,
     routed_id,
 )
+from incidents.delivery.stream_groups import ensure_stream_group, stream_gone
 from incidents.delivery.traced import route_span
 from incidents.errors import RedisFull, StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
@@ -70,22 +71,6 @@ def delivery_for(stored: StoredEvent, sub: Subscription, delivery_id: str, now: 
         incident=incident,
         created=now,
     )
-
-
-def stream_gone(exc: ResponseError) -> bool:
-    """Whether a stream read failed because the stream (and so its group) was deleted: NOGROUP
-    on the next read, or, from Redis 7, UNBLOCKED for a read blocked when it went."""
-    text = str(exc)
-    return "NOGROUP" in text or "UNBLOCKED" in text
-
-
-async def ensure_stream_group(redis: aioredis.Redis, stream: str, group: str, start: str) -> None:
-    """Create ``group`` on ``stream`` (and the stream) reading from ``start``, unless it exists."""
-    try:
-        await redis.xgroup_create(stream, group, id=start, mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
 
 
 async def ensure_group(redis: aioredis.Redis) -> None:
@@ -127,97 +112,126 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def route_outbox(
-    redis: aioredis.Redis,
-    cache: SubscriptionCache,
-    batch: int = 500,
-    seconds: float = 20.0,
-    retention: int = 0,
-    *,
-    clock: Callable[[], float],
-    spans: Spans | None = None,
-) -> int:
-    """Route outbox entries until none is left (or ``seconds`` pass); the number routed.
-    The routed entries are kept, the stream trimmed to about ``retention`` entries once
-    nothing is left to route. Returns 0 at once when another router holds the lease."""
-    token = secrets.token_hex(8)
-    if not await redis.set(keys.ROUTE_LOCK, token, nx=True, px=LOCK_MS):
-        return 0
-    routed = 0
-    try:
-        await ensure_group(redis)
-        router = _Batches(redis, cache, clock, spans=spans)
-        stop = time.monotonic() + seconds
-        while time.monotonic() < stop:
-            entries = await _read(redis, "0", batch) or await _read(redis, ">", batch)
-            if not entries:
-                await outbox_backlog(redis, retention)
-                break
-            if not await router.route(entries, token):
-                break
-            routed += len(entries)
-    finally:
-        await _unlock(redis, token)
-    return routed
+class Router:
+    """The fan-out over one Redis client: routes the outbox (``route``) or follows it
+    (``follow``) under the routing lease, matching each event against the subscriptions
+    (``cache``, read through ``subscriptions``) and queueing the deliveries in the lanes
+    (``ledger``). Built with its collaborators by the worker (``WorkerContext.router``).
+    ``retention``: about how many routed entries the stream keeps once nothing is left to
+    route (0: it is not trimmed)."""
 
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        cache: SubscriptionCache,
+        subscriptions: SubscriptionStore,
+        ledger: DeliveryStore,
+        *,
+        clock: Callable[[], float],
+        retention: int = 0,
+        spans: Spans | None = None,
+    ) -> None:
+        self.redis, self.cache, self.clock = redis, cache, clock
+        self.subscriptions, self.ledger = subscriptions, ledger
+        self.retention = retention
+        self.spans = spans
 
-async def follow_outbox(
-    redis: aioredis.Redis,
-    listen: aioredis.Redis,
-    cache: SubscriptionCache,
-    *,
-    clock: Callable[[], float],
-    until: Callable[[], bool],
-    retention: int = 0,
-    batch: int = 500,
-    seen: dict[int, StoredEvent] | None = None,
-    spans: Spans | None = None,
-) -> int:
-    """Hold the routing lease and route entries as they are added, waiting for them with a
-    blocking read on ``listen`` (a client of its own, so the wait holds none of ``redis``'s
-    connections), until ``until()`` (checked at least every ``ROUTE_BLOCK_MS``) or the lease
-    is lost. Returns -1 at once when another router holds the lease, else the number routed.
-    On the way out the lease is released and a hand-off entry added to the wake stream, so a
-    standing-by router takes over without waiting out its retry. ``seen``, when given, gets
-    the events routed (by sequence), so a dispatcher in the same process need not read and
-    decode them again to send them."""
-    token = secrets.token_hex(8)
-    if not await redis.set(keys.ROUTE_LOCK, token, nx=True, px=LOCK_MS):
-        return -1
-    routed = 0
-    try:
-        await ensure_group(redis)
-        router = _Batches(redis, cache, clock, seen, spans)
-        start, trimmed = "0", time.monotonic()  # first what a dead router left unacknowledged
-        while not until():
-            if start == "0":
-                entries = await _read(redis, "0", batch)
-                start = "0" if entries else ">"
-            else:
-                # Bounded on our side too: a read on a dead connection fails, never hangs.
-                try:
-                    async with asyncio.timeout(ROUTE_BLOCK_MS / 1000 + 2.0):
-                        entries = await _read(listen, ">", batch, block=ROUTE_BLOCK_MS)
-                except ResponseError as exc:
-                    if not stream_gone(exc):
-                        raise
-                    await ensure_group(redis)  # the outbox was deleted
-                    continue
-            if not await (router.route(entries, token) if entries else router.keep(token)):
-                log.warning("the routing lease ran out; another router carries on")
-                break
-            routed += len(entries)
-            if time.monotonic() - trimmed > TRIM_EVERY:
-                await outbox_backlog(redis, retention)
-                trimmed = time.monotonic()
-                # Entries a router read but did not queue (it stalled past its lease, and its
-                # queueing was refused) wait unacknowledged: read them first again.
-                start = "0"
-    finally:
-        with contextlib.suppress(*UNAVAILABLE):
+    async def backlog(self) -> bool:
+        """Whether the outbox holds entries not routed yet (it is not trimmed here)."""
+        return await outbox_backlog(self.redis)
+
+    async def route(self, batch: int = 500, seconds: float = 20.0) -> int:
+        """Route outbox entries until none is left (or ``seconds`` pass); the number routed.
+        The routed entries are kept, the stream trimmed to about ``retention`` entries once
+        nothing is left to route. Returns 0 at once when another router holds the lease."""
+        redis = self.redis
+        token = secrets.token_hex(8)
+        if not await redis.set(keys.ROUTE_LOCK, token, nx=True, px=LOCK_MS):
+            return 0
+        routed = 0
+        try:
+            await ensure_group(redis)
+            router = self._batches()
+            stop = time.monotonic() + seconds
+            while time.monotonic() < stop:
+                entries = await _read(redis, "0", batch) or await _read(redis, ">", batch)
+                if not entries:
+                    await outbox_backlog(redis, self.retention)
+                    break
+                if not await router.route(entries, token):
+                    break
+                routed += len(entries)
+        finally:
             await _unlock(redis, token)
-            await redis.xadd(keys.LANES_WAKE, {"route": "free"}, maxlen=WAKE_KEEP, approximate=True)
-    return routed
+        return routed
+
+    async def follow(
+        self,
+        listen: aioredis.Redis,
+        *,
+        until: Callable[[], bool],
+        batch: int = 500,
+        seen: dict[int, StoredEvent] | None = None,
+    ) -> int:
+        """Hold the routing lease and route entries as they are added, waiting for them with
+        a blocking read on ``listen`` (a client of its own, so the wait holds none of
+        ``redis``'s connections), until ``until()`` (checked at least every ``ROUTE_BLOCK_MS``)
+        or the lease is lost. Returns -1 at once when another router holds the lease, else the
+        number routed. On the way out the lease is released and a hand-off entry added to the
+        wake stream, so a standing-by router takes over without waiting out its retry.
+        ``seen``, when given, gets the events routed (by sequence), so a dispatcher in the same
+        process need not read and decode them again to send them."""
+        redis = self.redis
+        token = secrets.token_hex(8)
+        if not await redis.set(keys.ROUTE_LOCK, token, nx=True, px=LOCK_MS):
+            return -1
+        routed = 0
+        try:
+            await ensure_group(redis)
+            router = self._batches(seen)
+            start, trimmed = "0", time.monotonic()  # first what a dead router left unacknowledged
+            while not until():
+                if start == "0":
+                    entries = await _read(redis, "0", batch)
+                    start = "0" if entries else ">"
+                else:
+                    # Bounded on our side too: a read on a dead connection fails, never hangs.
+                    try:
+                        async with asyncio.timeout(ROUTE_BLOCK_MS / 1000 + 2.0):
+                            entries = await _read(listen, ">", batch, block=ROUTE_BLOCK_MS)
+                    except ResponseError as exc:
+                        if not stream_gone(exc):
+                            raise
+                        await ensure_group(redis)  # the outbox was deleted
+                        continue
+                if not await (router.route(entries, token) if entries else router.keep(token)):
+                    log.warning("the routing lease ran out; another router carries on")
+                    break
+                routed += len(entries)
+                if time.monotonic() - trimmed > TRIM_EVERY:
+                    await outbox_backlog(redis, self.retention)
+                    trimmed = time.monotonic()
+                    # Entries a router read but did not queue (it stalled past its lease, and
+                    # its queueing was refused) wait unacknowledged: read them first again.
+                    start = "0"
+        finally:
+            with contextlib.suppress(*UNAVAILABLE):
+                await _unlock(redis, token)
+                await redis.xadd(
+                    keys.LANES_WAKE, {"route": "free"}, maxlen=WAKE_KEEP, approximate=True
+                )
+        return routed
+
+    def _batches(self, seen: dict[int, StoredEvent] | None = None) -> _Batches:
+        return _Batches(
+            self.redis,
+            self.cache,
+            self.subscriptions,
+            self.ledger,
+            self.clock,
+            seen,
+            self.spans,
+        )
 
 
 class _Batches:
@@ -227,13 +241,15 @@ class _Batches:
         self,
         redis: aioredis.Redis,
         cache: SubscriptionCache,
+        subs: SubscriptionStore,
+        ledger: DeliveryStore,
         clock: Callable[[], float],
         seen: dict[int, StoredEvent] | None = None,
         spans: Spans | None = None,
     ):
         self.redis, self.cache, self.clock, self.seen = redis, cache, clock, seen
         self.spans: Spans = spans if spans is not None else NoSpans()
-        self.subs, self.ledger = SubscriptionStore(redis), DeliveryStore(redis)
+        self.subs, self.ledger = subs, ledger
         self._renew = redis.register_script(load_script("lease"))
 
     async def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]], token: str) -> bool:

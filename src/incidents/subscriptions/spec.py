@@ -13,13 +13,19 @@ from typing import Any
 
 import orjson
 
-from incidents.delivery import channels
-from incidents.delivery.channels.cloudevents import DeliveryMode
-from incidents.delivery.secret_fields import masked
 from incidents.errors import FieldError, InvalidRequest, pointer
 from incidents.model.filters import Filter, parse_filters
 from incidents.model.sink_url import check_url
 from incidents.model.type_patterns import MAX_TYPE_PATTERNS, is_type_pattern
+from incidents.subscriptions import formats as channels
+from incidents.subscriptions.secret_fields import masked
+
+
+class DeliveryMode(StrEnum):
+    """How the CloudEvents webhook puts an event on the wire (CloudEvents HTTP binding)."""
+
+    STRUCTURED = "structured"  # the whole event as application/cloudevents+json
+    BINARY = "binary"  # attributes as ce- headers, data as the body
 
 
 class SubscriptionStatus(StrEnum):
@@ -57,7 +63,7 @@ class Spec:
     mode: DeliveryMode = DeliveryMode.STRUCTURED
     handshake: bool = False
     description: str = ""
-    # The delivery channel (``delivery/channels``) and its settings, secrets in clear text
+    # The delivery channel (``formats``) and its settings, secrets in clear text
     # (they are encrypted where they are stored and never shown back).
     format: str = "cloudevents"
     formatsettings: Mapping[str, object] = field(default_factory=dict)

@@ -13,8 +13,8 @@ The routing index keeps, per exact type, per type prefix and for "every type", t
 subscription ids, so routing an event reads a few small sets rather than every subscription.
 Every change bumps ``incidents:subs:version``; workers drop their cache when it moves.
 
-The secrets in ``formatsettings`` are stored sealed (``delivery/secret_fields.py``), and so
-are the signing secrets when a key is set (``delivery/signing_secrets.py``); the set
+The secrets in ``formatsettings`` are stored sealed (``secret_fields.py``), and so
+are the signing secrets when a key is set (``signing_secrets.py``); the set
 ``incidents:subs:sealed`` holds the ids of the subscriptions that hold one, so ``serve`` and
 ``worker`` can refuse to start without the key that opens them.
 """
@@ -30,8 +30,6 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 
-from incidents.delivery.secret_fields import holds_sealed
-from incidents.delivery.signing import new_secret
 from incidents.model.cloudevent import AttributeValue, CloudEvent
 from incidents.model.filters import Filter
 from incidents.model.sql_filter import SqlFailure
@@ -41,6 +39,8 @@ from incidents.store.keys import PREFIX
 from incidents.store.redis import guarded
 from incidents.store.scripts import load_script
 from incidents.store.secret_box import is_sealed
+from incidents.subscriptions.secret_fields import holds_sealed
+from incidents.subscriptions.signing import new_secret
 from incidents.subscriptions.spec import Spec, SubscriptionStatus
 
 SEALED = keys.SUBSCRIPTIONS_SEALED
@@ -81,7 +81,7 @@ class Subscription:
     @property
     def channel(self) -> str:
         """The name of the delivery channel that carries this subscription's events: its
-        ``format`` (``delivery/channels``)."""
+        ``format`` (``formats``)."""
         return self.spec.format
 
     def signing_secrets(self, now: float) -> list[str]:

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import redis.asyncio as aioredis
 
+from incidents.delivery.delivery_queries import DeliveryLog, DeliveryQueries
 from incidents.delivery.lanes import DEAD, PENDING, Delivery
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
 from incidents.model.principal import Principal
@@ -18,7 +19,6 @@ from incidents.routing.explain import JUDGED_ON, explain
 from incidents.routing.fanout import Replay, replay, routed_through
 from incidents.silences.store import SilenceStore
 from incidents.store.redis import guarded
-from incidents.subscriptions.delivery_queries import DeliveryLog, DeliveryQueries
 from incidents.subscriptions.owner_views import OwnerViews
 from incidents.subscriptions.subscription import Subscription
 
@@ -55,13 +55,14 @@ class DeliveryActions:
         deliveries: DeliveryQueries,
         queries: Queries,
         registry: SchemaRegistry,
+        silences: SilenceStore,
         clock: Callable[[], datetime],
     ) -> None:
         self.redis = redis
         self.deliveries = deliveries
         self.queries = queries
         self.registry = registry
-        self.silences = SilenceStore(redis)
+        self.silences = silences
         self.clock = clock
 
     async def log(self, principal: Principal, sub_id: str, limit: int) -> DeliveryLog:

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
+from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import Conflict, InvalidRequest, NotFound
 from incidents.model.principal import Principal
 from incidents.queries.query_set import Queries
@@ -21,7 +22,6 @@ from incidents.silences.silence import (
     scope_problems,
 )
 from incidents.silences.store import SilenceStore
-from incidents.subscriptions.delivery_queries import DeliveryQueries
 
 SILENCER = "subscriber"  # the role that may silence (admins hold every role)
 

@@ -8,18 +8,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from incidents.delivery import channels, signing_secrets
 from incidents.delivery.address_guard import INSECURE, sink_problem
 from incidents.delivery.attempt_log import iso
-from incidents.delivery.secret_fields import seal
+from incidents.delivery.delivery_queries import DeliveryQueries
+from incidents.delivery.handshake import handshake
 from incidents.errors import FieldError, InvalidRequest
 from incidents.model.principal import Principal
 from incidents.model.sink_url import check_url
 from incidents.queries.query_set import Queries
 from incidents.settings import Settings
 from incidents.store.secret_box import secret_box
-from incidents.subscriptions.delivery_queries import DeliveryQueries
-from incidents.subscriptions.handshake import handshake
+from incidents.subscriptions import formats, signing_secrets
+from incidents.subscriptions.secret_fields import seal
 from incidents.subscriptions.spec import Spec, SubscriptionStatus, parse_spec
 from incidents.subscriptions.subscription import Subscription, new_subscription, rotated
 
@@ -171,7 +171,7 @@ class SubscriptionActions:
     def _sealed(self, spec: Spec, sub_id: str, stored: Spec | None) -> Spec:
         """``spec`` as stored: its secrets sealed, a ``***`` kept as the secret ``stored``
         holds."""
-        pointers = channels.secret_pointers(spec.format)
+        pointers = formats.secret_pointers(spec.format)
         if not pointers:
             return spec
         box = secret_box(self.settings.secret_key)

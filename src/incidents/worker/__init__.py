@@ -1,2 +1,3 @@
-"""The worker: its process, the jobs it runs, the scheduler that enqueues them, and the
-dispatcher that follows the outbox (``routing``) and works the delivery lanes (``delivery``)."""
+"""The worker: its process, the jobs it runs (which build the router of ``routing`` and the
+dispatcher of ``delivery`` and hand them their parts), and the scheduler that enqueues
+them."""

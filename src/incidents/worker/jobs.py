@@ -5,7 +5,10 @@
 
 A job runs in an ``incidents worker`` process, which hands it its ``WorkerContext`` (loaded
 schemas, the subscription cache, the delivery channels); run by any other RQ worker, a job
-builds its own.
+builds its own. The context is where the worker's parts are put together: a job's router
+(``WorkerContext.router``) and dispatcher (``WorkerContext.dispatcher``) are built there, with
+every store over the job's own Redis client (a job runs on an event loop of its own, which
+its clients belong to), and handed their collaborators.
 """
 
 from __future__ import annotations
@@ -24,17 +27,22 @@ import redis.asyncio as aioredis
 
 from incidents.connectors.channel_base import Channel
 from incidents.delivery.address_guard import outbound_client
+from incidents.delivery.channel_state import ChannelStateStore
 from incidents.delivery.channels import default_channels
+from incidents.delivery.dispatch import LANE_SECONDS, Dispatcher, LaneParts
+from incidents.delivery.lanes import DeliveryStore
+from incidents.delivery.outcomes import Outcomes
+from incidents.delivery.throttle import Throttle
 from incidents.delivery.transport import AiohttpTransport
 from incidents.model.schemas import SchemaRegistry
-from incidents.routing.fanout import route_outbox
+from incidents.routing.fanout import Router
 from incidents.settings import Settings
-from incidents.silences.store import SilenceCache
+from incidents.silences.store import SilenceCache, SilenceStore
 from incidents.store.redis import connect_async, without_password
-from incidents.subscriptions.subscription import SubscriptionCache
+from incidents.subscriptions.owner_views import OwnerViews
+from incidents.subscriptions.subscription import SubscriptionCache, SubscriptionStore
 from incidents.tracing.span_export import WORKER_SERVICE, spans_from_environ
 from incidents.tracing.spans import NoSpans, Spans
-from incidents.worker.dispatch import LANE_SECONDS, Dispatcher
 
 ROUTE_QUEUE = "incidents-route"
 DELIVER_QUEUE = "incidents-deliver"
@@ -101,21 +109,51 @@ class WorkerContext:
         assert url is not None
         return url
 
+    def router(
+        self,
+        redis: aioredis.Redis,
+        subscriptions: SubscriptionStore | None = None,
+        ledger: DeliveryStore | None = None,
+    ) -> Router:
+        """The fan-out of this context (its routing cache, clock, spans and the stream's
+        retention) over ``redis``; ``subscriptions`` and ``ledger``, when given, are stores
+        over that same client to share."""
+        return Router(
+            redis,
+            self.routes,
+            subscriptions if subscriptions is not None else SubscriptionStore(redis),
+            ledger if ledger is not None else DeliveryStore(redis),
+            clock=self.clock,
+            retention=self.settings.stream_retention,
+            spans=self.spans,
+        )
+
     def dispatcher(self, redis: aioredis.Redis, client: aiohttp.ClientSession) -> Dispatcher:
         """A dispatcher of this context (settings, schemas, caches, channels, clock), working
         lanes over ``redis`` and sending with ``client``; it claims no more lanes once the
-        worker is stopping."""
+        worker is stopping. Its stores, and its router's, are built here over ``redis``."""
+        subscriptions, ledger = SubscriptionStore(redis), DeliveryStore(redis)
+        throttle = Throttle(redis, self.clock)
+        parts = LaneParts(
+            ledger=ledger,
+            subscriptions=subscriptions,
+            cache=self.deliveries,
+            states=ChannelStateStore(redis),
+            throttle=throttle,
+            owner_views=OwnerViews(redis, self.registry),
+            outcomes=Outcomes(self.settings, subscriptions, throttle, self.clock),
+            silence_store=SilenceStore(redis),
+            silences=self.silences,
+        )
         return Dispatcher(
             self.settings,
-            self.registry,
             redis,
-            self.deliveries,
+            parts,
             AiohttpTransport(client, self.settings.delivery_timeout),
             self.channels,
-            routes=self.routes,
+            self.router(redis, subscriptions, ledger),
             clock=self.clock,
             stopping=self.stopping.is_set,
-            silences=self.silences,
             spans=self.spans,
         )
 
@@ -175,13 +213,7 @@ def route_job(settings: Settings) -> int:
 async def _route(context: WorkerContext) -> int:
     redis = connect_async(context.redis())
     try:
-        return await route_outbox(
-            redis,
-            context.routes,
-            retention=context.settings.stream_retention,
-            clock=context.clock,
-            spans=context.spans,
-        )
+        return await context.router(redis).route()
     finally:
         await redis.aclose()
 

@@ -2,9 +2,10 @@
 ``connectors/channel_base.py``): the CloudEvents webhook (``cloudevents``, here) and the
 vendors' channels (``connectors/<vendor>/channel.py``).
 
-The registry: a subscription's ``format`` names one of ``NAMES``. Channels are offered to
-workers wrapped in ``Unsealing``, which opens the stored (sealed) secrets just before the
-channel reads them: those in its settings (``SECRET_POINTERS``) and the signing secrets.
+The registry: one channel for each format a subscription may name (``subscriptions/formats``).
+Channels are offered to workers wrapped in ``Unsealing``, which opens the stored (sealed)
+secrets just before the channel reads them: those in its settings (``SECRET_POINTERS``) and
+the signing secrets.
 """
 
 from __future__ import annotations
@@ -14,44 +15,18 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from incidents.connectors.channel_base import Channel, Message, Outcome, Request, Response
-from incidents.connectors.jira.channel import JiraChannel
-from incidents.connectors.pagerduty.channel import PagerDutyChannel
-from incidents.connectors.servicenow.channel import ServiceNowChannel
-from incidents.connectors.slack.channel import SlackChannel
-from incidents.connectors.teams.channel import TeamsChannel
-from incidents.delivery import signing_secrets
 from incidents.delivery.channels.cloudevents import CloudEventsChannel
-from incidents.delivery.secret_fields import opened, value_at
 from incidents.errors import FieldError
 from incidents.store.secret_box import SecretBox, secret_box
+from incidents.subscriptions import signing_secrets
+from incidents.subscriptions.formats import VENDOR_CHANNELS, secret_pointers
+from incidents.subscriptions.secret_fields import opened, value_at
 
 if TYPE_CHECKING:
     from incidents.subscriptions.spec import Spec
     from incidents.subscriptions.subscription import Subscription
 
-DEFAULT = CloudEventsChannel.name
-CHANNELS: tuple[type[Channel], ...] = (
-    CloudEventsChannel,
-    ServiceNowChannel,
-    JiraChannel,
-    PagerDutyChannel,
-    SlackChannel,
-    TeamsChannel,
-)
-BY_NAME: Mapping[str, type[Channel]] = {c.name: c for c in CHANNELS}
-NAMES: tuple[str, ...] = tuple(BY_NAME)
-
-
-def secret_pointers(name: str) -> tuple[str, ...]:
-    """JSON pointers inside ``formatsettings`` of format ``name`` that hold secrets."""
-    found = BY_NAME.get(name)
-    pointers: tuple[str, ...] = getattr(found, "SECRET_POINTERS", ())
-    return pointers
-
-
-def validate(spec: Spec) -> Sequence[FieldError]:
-    """The problems the channel of ``spec.format`` finds with a subscription's settings."""
-    return BY_NAME[spec.format]().validate(spec)
+CHANNELS: tuple[type[Channel], ...] = (CloudEventsChannel, *VENDOR_CHANNELS)
 
 
 class Unsealing:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from enum import StrEnum
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -14,27 +13,18 @@ import orjson
 
 from incidents.connectors.channel_base import Message, Outcome, OutcomeKind, Request, Response
 from incidents.connectors.channel_base import retry_after as parse_retry_after
-from incidents.delivery import signing
-from incidents.errors import FieldError, pointer
+from incidents.errors import FieldError
 from incidents.model.cloudevent import AttributeValue, CloudEvent
 from incidents.model.filters import canonical
+from incidents.subscriptions import signing
+from incidents.subscriptions.formats import DEFAULT, cloudevents_headers
+from incidents.subscriptions.spec import DeliveryMode
 
 if TYPE_CHECKING:
     from incidents.subscriptions.spec import Spec
 
-NAME = "cloudevents"
+NAME = DEFAULT
 STRUCTURED = "application/cloudevents+json; charset=utf-8"
-# Headers this channel sets itself; a subscription may not replace them.
-RESERVED_HEADERS = ("content-type", "content-length", "host", "user-agent", "transfer-encoding",
-                    "connection", "traceparent", "tracestate")  # fmt: skip
-RESERVED_PREFIXES = ("webhook-", "ce-")
-
-
-class DeliveryMode(StrEnum):
-    """How an event is put on the wire (CloudEvents HTTP binding)."""
-
-    STRUCTURED = "structured"  # the whole event as application/cloudevents+json
-    BINARY = "binary"  # attributes as ce- headers, data as the body
 
 
 def _header_value(value: AttributeValue) -> str:
@@ -70,13 +60,7 @@ class CloudEventsChannel:
 
     def validate(self, spec: Spec) -> Sequence[FieldError]:
         """A subscription's own headers may not replace those this channel sets."""
-        return [
-            FieldError(
-                pointer("protocolsettings", "headers", name), f"{name!r} is set by the gateway"
-            )
-            for name in spec.headers
-            if name.lower() in RESERVED_HEADERS or name.lower().startswith(RESERVED_PREFIXES)
-        ]
+        return cloudevents_headers(spec)
 
     def render(self, message: Message) -> Request:
         sub = message.subscription

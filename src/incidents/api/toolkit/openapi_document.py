@@ -18,10 +18,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from incidents import __version__
+from incidents.api.toolkit.app_services import services
+from incidents.api.toolkit.responses import MAX_LIMIT, PROBLEM_JSON, json_response
 from incidents.errors import all_error_classes
-from incidents.http import MAX_LIMIT, PROBLEM_JSON, json_response
 from incidents.model.schemas import ADAPTERS_DIR
-from incidents.services import services
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 COMPONENTS = "components"  # the key under which openapi_paths() may add named schemas

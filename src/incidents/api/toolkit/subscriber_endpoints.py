@@ -10,13 +10,19 @@ from datetime import datetime
 
 from starlette.requests import Request
 
-from incidents.auth import caller
+from incidents.api.toolkit.app_services import Services, services
+from incidents.api.toolkit.authentication import caller
+from incidents.api.toolkit.openapi_document import (
+    BEARER,
+    JSONObject,
+    errors,
+    json_body,
+    query_param,
+)
+from incidents.api.toolkit.request_body import read_body
 from incidents.errors import InvalidRequest
 from incidents.model.bounded_json import parse_json
 from incidents.model.principal import Principal
-from incidents.openapi import BEARER, JSONObject, errors, json_body, query_param
-from incidents.request_body import read_body
-from incidents.services import Services, services
 
 _LIMIT = re.compile(r"[0-9]{1,7}")
 ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]

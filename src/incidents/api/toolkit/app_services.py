@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from jsonschema.protocols import Validator
 from starlette.requests import HTTPConnection
 
-from incidents.auth import Authenticator
+from incidents.api.toolkit.authentication import Authenticator
 from incidents.model.schemas import SchemaRegistry
 from incidents.settings import Settings
 from incidents.store.events import EventStore

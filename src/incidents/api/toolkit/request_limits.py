@@ -11,8 +11,8 @@ from typing import Any, cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from incidents.api.toolkit.responses import problem_response
 from incidents.errors import BodyTimeout, HeadersTooLarge
-from incidents.http import problem_response
 
 
 def header_bytes(scope: Scope) -> int:

@@ -5,6 +5,11 @@ retry while other lanes go on.
 One ``Dispatcher.run`` (one RQ job) keeps up to ``concurrency`` lanes in flight over one
 transport (one keep-alive HTTP client), claiming more as lanes finish, until none is due or
 its time is up. Wall-clock time comes from the injected ``clock``.
+
+A dispatcher builds none of its collaborators: the worker context (``worker/jobs.py``'s
+``WorkerContext.dispatcher``) builds them over the job's Redis client and hands them over, the
+stores and caches in one ``LaneParts``, and the fan-out as a ``Router``
+(``routing/fanout.py``; the dispatcher knows it as an ``OutboxRouter``).
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
@@ -45,30 +50,23 @@ from incidents.delivery.lanes import (
     lane_subscription,
     record_bucket,
 )
+from incidents.delivery.outcomes import Outcomes, utc_time
+from incidents.delivery.stream_groups import ensure_stream_group, stream_gone
 from incidents.delivery.throttle import Throttle
 from incidents.delivery.traced import traced_exchange
 from incidents.errors import StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
-from incidents.model.schemas import SchemaRegistry
 from incidents.policy.outbound import Verdict
-from incidents.routing.fanout import (
-    ensure_stream_group,
-    follow_outbox,
-    outbox_backlog,
-    route_outbox,
-    stream_gone,
-)
 from incidents.settings import Settings
 from incidents.silences.store import SilenceCache, SilenceStore
 from incidents.store import keys
-from incidents.store.events import EventReads, EventStore, stored_event
+from incidents.store.events import EventReads, stored_event
 from incidents.store.redis import UNAVAILABLE
 from incidents.store.secret_box import SecretUnreadable
 from incidents.subscriptions.owner_views import IncidentViews, OwnerViews
 from incidents.subscriptions.spec import SubscriptionStatus
 from incidents.subscriptions.subscription import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.tracing.spans import NoSpans, Spans
-from incidents.worker.outcomes import Outcomes, utc_time
 
 log = logging.getLogger("incidents.delivery")
 RENEW_EVERY = 2.0
@@ -82,38 +80,72 @@ LANE_SECONDS = 2.0  # a lane hands its slot back after working this long (or at 
 EVENT_CACHE = 10_000  # events kept for lanes of other subscriptions (emptied past this)
 
 
+class OutboxRouter(Protocol):
+    """The fan-out a dispatcher routes with (``routing.fanout.Router``): it fills the lanes
+    this module works."""
+
+    async def backlog(self) -> bool: ...
+
+    async def route(self, batch: int = 500, seconds: float = 20.0) -> int: ...
+
+    async def follow(
+        self,
+        listen: aioredis.Redis,
+        *,
+        until: Callable[[], bool],
+        batch: int = 500,
+        seen: dict[int, StoredEvent] | None = None,
+    ) -> int: ...
+
+
+@dataclass(frozen=True)
+class LaneParts:
+    """What a dispatcher works lanes with, built over one Redis client by the worker context:
+    the lanes (``ledger``), the subscriptions (read through ``cache``), the channel state kept
+    per incident, the sinks' pauses and rates, what the owner may see, what an attempt's
+    outcome does, and the silences (read through ``silences``)."""
+
+    ledger: DeliveryStore
+    subscriptions: SubscriptionStore
+    cache: SubscriptionCache
+    states: ChannelStateStore
+    throttle: Throttle
+    owner_views: OwnerViews
+    outcomes: Outcomes
+    silence_store: SilenceStore
+    silences: SilenceCache
+
+
 class Dispatcher:
     def __init__(
         self,
         settings: Settings,
-        registry: SchemaRegistry,
         redis: aioredis.Redis,
-        cache: SubscriptionCache,
+        parts: LaneParts,
         transport: Transport,
         channels: Mapping[str, Channel],
-        routes: SubscriptionCache,
+        router: OutboxRouter,
         clock: Callable[[], float],
         stopping: Callable[[], bool] = lambda: False,
-        silences: SilenceCache | None = None,
         spans: Spans | None = None,
     ) -> None:
+        """``router``: the fan-out this dispatcher routes with (over the same Redis client),
+        between claims in a job, or following the outbox while it listens."""
         self.settings = settings
-        self.registry = registry
         self.redis = redis
-        self.cache = cache
         self.transport = transport
         self.channels = channels
         self.clock = clock
-        self.routes = routes
-        self.ledger = DeliveryStore(redis)
-        self.subs = SubscriptionStore(redis)
-        self.store = EventStore(redis)
-        self.states = ChannelStateStore(redis)
-        self.throttle = Throttle(redis, clock)
-        self.owner_views = OwnerViews(redis, registry)
-        self.outcomes = Outcomes(settings, self.subs, self.throttle, clock)
-        self.silences = silences if silences is not None else SilenceCache()
-        self.silence_store = SilenceStore(redis)
+        self.router = router
+        self.ledger = parts.ledger
+        self.subs = parts.subscriptions
+        self.cache = parts.cache
+        self.states = parts.states
+        self.throttle = parts.throttle
+        self.owner_views = parts.owner_views
+        self.outcomes = parts.outcomes
+        self.silences = parts.silences
+        self.silence_store = parts.silence_store
         self._events: dict[int, StoredEvent] = {}
         self._changed = asyncio.Event()  # a lane finished, work was queued, or a helper ended
         self._woken = False  # work was queued since the last claim
@@ -201,15 +233,8 @@ class Dispatcher:
             if claiming and wanted and len(active) < concurrency:
                 wanted = False
                 claimed_at = time.monotonic()
-                if not listening and await outbox_backlog(self.redis):
-                    await route_outbox(
-                        self.redis,
-                        self.routes,
-                        seconds=0.5,
-                        retention=self.settings.stream_retention,
-                        clock=self.clock,
-                        spans=self.spans,
-                    )
+                if not listening and await self.router.backlog():
+                    await self.router.route(seconds=0.5)
                 self.owner_views.forget()
                 claimed = await self.ledger.claim(
                     self.clock(),
@@ -320,15 +345,10 @@ class Dispatcher:
         stand by, taking the lease when its holder hands it off or it runs out."""
         while not self._closing and not self.stopping():
             self._handoff.clear()
-            routed = await follow_outbox(
-                self.redis,
+            routed = await self.router.follow(
                 listen,
-                self.routes,
-                clock=self.clock,
                 until=lambda: self._closing or self.stopping(),
-                retention=self.settings.stream_retention,
                 seen=self._events,  # the lanes find the events routed here already decoded
-                spans=self.spans,
             )
             if routed < 0:
                 with contextlib.suppress(TimeoutError):

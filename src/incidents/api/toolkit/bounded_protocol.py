@@ -8,7 +8,7 @@ the request head that neither uvicorn nor httptools has.
 - Time: nothing limits how long the head takes to arrive (a client dripping a header a byte at
   a time holds its connection forever). The head must be complete within
   ``INCIDENTS_BODY_TIMEOUT`` of its first byte, else a 408 problem and the connection closes.
-  The body's own time limit is the application's (``incidents.limits``).
+  The body's own time limit is the application's (``request_limits``).
 
 It also writes a response of known length (``content-length``) in one write, head and body
 together: uvicorn writes the head when the application starts the response and the body when

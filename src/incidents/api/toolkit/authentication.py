@@ -11,7 +11,7 @@ needs a caller asks ``caller(request)``, which raises that reason (a 401 problem
 (health, metrics, the OpenAPI document, PagerDuty's ``/v2/enqueue`` with its routing key)
 behave as if there were no middleware.
 
-Without an ``Authorization`` header, the console's session cookie (``incidents.session_cookies``)
+Without an ``Authorization`` header, the console's session cookie (``session_cookies``)
 stands for the token it was made from: it authenticates reads anywhere (the console's pages and
 its live stream) and any method under ``/console``, whose forms carry a CSRF token; other
 writes still need the bearer header, which always wins when both are sent.
@@ -32,15 +32,15 @@ from starlette.authentication import (
 )
 from starlette.requests import HTTPConnection
 
-from incidents.errors import IncidentsError, Unauthorized
-from incidents.model.principal import Principal, admin_principal
-from incidents.session_cookies import (
+from incidents.api.toolkit.session_cookies import (
     CONSOLE_PREFIX,
     SESSION_COOKIE,
     Session,
     SessionCodec,
     master_key,
 )
+from incidents.errors import IncidentsError, Unauthorized
+from incidents.model.principal import Principal, admin_principal
 
 TokenLookup = Callable[[str], Awaitable[Principal | None]]
 

@@ -25,7 +25,7 @@ import redis
 from incidents.store import keys
 from incidents.store.secret_box import SecretBox, SecretUnreadable, is_sealed
 
-if TYPE_CHECKING:  # the channels, which subscriptions import, open secrets with this module
+if TYPE_CHECKING:  # named in annotations only
     from incidents.subscriptions.subscription import Secret
 
 
