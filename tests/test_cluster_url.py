@@ -4,7 +4,6 @@ clients built from it that reach every primary, and the start-up check asking ea
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from incidents.cli.main import main
 from incidents.cli.preflight import check_redis, preflight
 from incidents.errors import StoreUnavailable
 from incidents.settings import Settings, SettingsError
@@ -21,8 +21,6 @@ from incidents.store.redis import connect, connect_async, guarded
 from incidents.store.redis_cluster import ClusterTarget
 from incidents.store.redis_memory import EvictionPolicyRefused
 from incidents.store.secret_box import new_key
-from tests.delivery_support import start_worker
-from tests.support import wait_for
 
 
 def test_a_cluster_url_names_its_nodes_credentials_and_tls() -> None:
@@ -168,28 +166,22 @@ def test_start_up_checks_warn_about_a_cluster_out_of_reach(
     assert "stored signing secrets were not sealed now" in err
 
 
-@pytest.mark.slow
-def test_a_worker_waits_for_a_cluster_out_of_reach_and_stops_on_sigterm(
-    settings: Settings, tmp_path: Path
+@pytest.mark.parametrize("command", ["serve", "worker", "dev", "export", "import"])
+def test_the_commands_refuse_data_on_a_cluster_until_it_can_be_spread_over_one(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`incidents worker` against a cluster no node of which answers waits with backoff, and
-    a SIGTERM meanwhile ends it with exit code 0."""
-    unreachable = settings.replace(
-        redis_url=f"redis+cluster://127.0.0.1:{free_port()}", queue_redis_url=settings.redis_url
-    )
-    log = tmp_path / "worker.log"
-    worker = start_worker(unreachable, log)
-    try:
-        wait_for(
-            lambda: (
-                "Redis is unreachable" in log.read_text(errors="replace")
-                or worker.poll() is not None
-            ),
-            60,
-            what="the worker waiting for the cluster",
-        )
-        assert worker.poll() is None, log.read_text(errors="replace")
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        code = worker.wait(30)
-    assert code == 0, log.read_text(errors="replace")
+    """`serve`, `worker`, `dev`, `export` and `import` with INCIDENTS_REDIS_URL naming a Redis
+    Cluster exit 2 saying why, before they connect (an event would otherwise be refused with
+    an error at every request)."""
+    env = {
+        "INCIDENTS_REDIS_URL": f"redis+cluster://127.0.0.1:{free_port()}",
+        "INCIDENTS_QUEUE_REDIS_URL": "redis://127.0.0.1:1/0",
+        "INCIDENTS_ADMIN_TOKEN": "x" * 24,
+        "INCIDENTS_SECRET_KEY": new_key(),
+        "INCIDENTS_DATA_DIR": str(tmp_path),
+    }
+    (tmp_path / "empty.jsonl").write_text("")
+    argv = [command] + ([str(tmp_path / "empty.jsonl")] if command == "import" else [])
+    assert main(argv, environ=env) == 2
+    err = capsys.readouterr().err
+    assert "Redis Cluster" in err and "INCIDENTS_REDIS_URL" in err and "one slot" in err

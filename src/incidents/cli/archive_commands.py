@@ -16,6 +16,7 @@ from incidents.archive.export import Selection, export_records
 from incidents.archive.records import RecordError, encode
 from incidents.archive.restore import Restorer, read_files
 from incidents.cli.commands import Command
+from incidents.cli.preflight import refuse_cluster_data
 from incidents.model.timestamps import parse_time
 from incidents.settings import Settings, SettingsError
 from incidents.store.redis import UNAVAILABLE, connect
@@ -54,7 +55,9 @@ def _time(raw: str) -> datetime:
 
 
 def _redis_url(env: dict[str, str]) -> str:
-    url = Settings.from_env(env).redis_url
+    settings = Settings.from_env(env)
+    refuse_cluster_data(settings)
+    url = settings.redis_url
     if url is None:
         raise SettingsError("INCIDENTS_REDIS_URL is not set: point it at the gateway's Redis")
     return url

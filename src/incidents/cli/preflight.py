@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import redis
 
-from incidents.settings import Settings
+from incidents.settings import Settings, SettingsError
 from incidents.store.redis import FULL, UNAVAILABLE, connect
 from incidents.store.redis_cluster import ClusterTarget, connect_cluster, is_cluster_url
 from incidents.store.redis_memory import (
@@ -121,6 +121,21 @@ def seal_signing_secrets(settings: Settings) -> None:
             file=sys.stderr,
             flush=True,
         )
+
+
+CLUSTER_NOT_YET = (
+    "INCIDENTS_REDIS_URL names a Redis Cluster, and the gateway cannot spread its data over one"
+    " yet: each of its scripts needs its keys on one slot, and the sequence, the outbox and the"
+    " indexes are one each. Use one primary (with Sentinel for failover);"
+    " INCIDENTS_QUEUE_REDIS_URL already puts the work queue on a Redis of its own"
+)
+
+
+def refuse_cluster_data(settings: Settings) -> None:
+    """SettingsError when the data would be on a Redis Cluster, which the gateway's scripts
+    cannot use yet (an event would be refused with an error instead of stored)."""
+    if settings.redis_url is not None and is_cluster_url(settings.redis_url):
+        raise SettingsError(CLUSTER_NOT_YET)
 
 
 def preflight(settings: Settings) -> None:
