@@ -19,6 +19,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 
+from incidents.model.schemas import check_schema_text
 from incidents.policy.alert_rules import AlertRules, AlertRulesError
 from incidents.policy.rules import Default, Match, Policy, Rule
 
@@ -94,8 +95,9 @@ def schema_validator(schemas_dir: Path) -> Draft202012Validator:
     """The compiled policy-file schema (``policy.json`` in the schemas directory)."""
     path = schemas_dir / SCHEMA_FILE
     try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
-        Draft202012Validator.check_schema(schema)
+        text = path.read_text(encoding="utf-8")
+        schema = json.loads(text)
+        check_schema_text(text)
     except (OSError, ValueError, SchemaError) as exc:
         raise PolicyError(path, None, f"the policy schema cannot be used: {exc}") from exc
     return Draft202012Validator(schema)
