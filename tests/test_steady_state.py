@@ -47,7 +47,7 @@ def used_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=140)  # a load longer than a 60 s retention: run first
 @pytest.mark.timeout(300)
 def test_memory_stops_growing_under_a_constant_load_longer_than_the_retention(
     settings: Settings, rx: Receiver, tmp_path: Path

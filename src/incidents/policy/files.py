@@ -9,6 +9,8 @@ problem stops start-up with the file, line and reason.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,17 +115,25 @@ def read_file(path: Path) -> Document | None:
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(path, None, f"cannot be read: {exc}") from exc
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        root, parsed = parse_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         raise PolicyError(path, line, f"not valid YAML: {exc.problem or exc}") from exc
     except yaml.YAMLError as exc:
         raise PolicyError(path, None, f"not valid YAML: {exc}") from exc
-    if root is None or raw is None:
+    if root is None or parsed is None:
         return None
-    return root, raw
+    return root, copy.deepcopy(parsed)  # the remembered value stays as parsed
+
+
+@functools.lru_cache(maxsize=64)
+def parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """``text``'s YAML node tree and value. Remembered per text: parsing is most of what
+    reading the shipped policy costs (every app, every worker context), and the answer depends
+    on the text alone; a text that does not parse is parsed each time. The tree is only read;
+    callers copy the value before they keep it."""
+    return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
 
 
 def parse_file(
