@@ -5,7 +5,8 @@ Each test's time (setup, call and teardown) is remembered in pytest's cache at t
 run. The next run deals the tests longest first onto as many piles as there are workers, each
 to the pile with the least time so far, and lays the piles end to end: xdist's ``worksteal``
 hands each worker one equal run of the collection, so each starts on its own pile's longest
-test, and a worker that runs dry takes the tail (the shortest tests) of the busiest. A test
+test, and a worker that runs dry takes the tail (the shortest tests) of the busiest. The tests
+that share a costly fixture are dealt together, as one (``SHARED``). A test
 with no time remembered (a new one, or a fresh checkout) counts as ``slow(seconds=...)`` says,
 a few seconds if only marked ``slow``, or a short test otherwise.
 """
@@ -21,6 +22,10 @@ import pytest
 CACHE_KEY = "incidents/durations"
 SHORT = 0.2  # s: most tests, the time a test with no figure and no mark is taken to need
 SLOW = 5.0  # s: a test marked slow with no figure
+# Fixtures that take seconds to set up and last for a module or the whole run (the wheel in a
+# fresh venv, a six-node Redis Cluster, a Chromium): the tests that use one go to one worker
+# together, which sets it up once, instead of each worker setting up its own.
+SHARED = ("installed", "redis_cluster", "browser")
 
 
 def estimate(item: pytest.Item, known: Mapping[str, float]) -> float:
@@ -44,20 +49,45 @@ def chunk_sizes(count: int, workers: int) -> list[int]:
     return sizes
 
 
+def group_of(item: pytest.Item) -> str | None:
+    """The costly fixture ``item`` shares with other tests, if it uses one."""
+    return next((name for name in SHARED if name in getattr(item, "fixturenames", ())), None)
+
+
+def units(items: Sequence[pytest.Item]) -> list[list[int]]:
+    """``items``' indices in runs that go to one worker together: the tests that share a
+    costly fixture, and each other test alone."""
+    groups: dict[str, list[int]] = {}
+    found: list[list[int]] = []
+    for i, item in enumerate(items):
+        name = group_of(item)
+        if name is None:
+            found.append([i])
+        elif name in groups:
+            groups[name].append(i)
+        else:
+            groups[name] = [i]
+            found.append(groups[name])
+    return found
+
+
 def deal(items: Sequence[pytest.Item], known: Mapping[str, float], workers: int) -> list[int]:
     """The indices of ``items`` in the order to run them (see the module's docstring)."""
     times = [estimate(item, known) for item in items]
-    longest_first = sorted(range(len(items)), key=lambda i: -times[i])
+    runs = sorted(units(items), key=lambda run: -sum(times[i] for i in run))
     if workers <= 1:
-        return longest_first
+        return [i for run in runs for i in run]
     sizes = chunk_sizes(len(items), workers)
     piles: list[list[int]] = [[] for _ in sizes]
     loads = [0.0] * len(sizes)
-    for i in longest_first:
-        open_piles = [p for p in range(len(piles)) if len(piles[p]) < sizes[p]]
-        pile = min(open_piles, key=lambda p: loads[p])
-        piles[pile].append(i)
-        loads[pile] += times[i]
+    for run in runs:
+        room = [p for p in range(len(piles)) if len(piles[p]) + len(run) <= sizes[p]]
+        if not room:  # too many to keep together this late: deal them one by one
+            runs.extend([i] for i in run)
+            continue
+        pile = min(room, key=lambda p: loads[p])
+        piles[pile].extend(run)
+        loads[pile] += sum(times[i] for i in run)
     return [i for pile in piles for i in pile]
 
 
