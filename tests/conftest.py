@@ -22,15 +22,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """The long tests first, one pile per xdist worker, so that they run alongside the many
+    short ones instead of after them (``tests.scheduling``)."""
     scheduling.register(config)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The fast tier marked (``tests.fast_tier``); the long tests first, one pile per xdist
-    worker, so that they run alongside the many short ones instead of after them
-    (``tests.scheduling``)."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fast tier marked (``tests.fast_tier``), before ``-m fast`` selects it."""
     fast_tier.mark(items)
-    scheduling.order(config, items)
 
 
 def _own_database(url: str, worker: str) -> str:

@@ -136,7 +136,20 @@ class Timings:
         cache.set(CACHE_KEY, known)
 
 
+class Order:
+    """Orders the tests once every other plugin has chosen them (``-k``, ``-m``), so that the
+    piles match what the workers are given."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        order(config, items)
+
+
 def register(config: pytest.Config) -> None:
-    """Install ``Timings`` where it belongs: not in an xdist worker."""
+    """Install ``Order`` in every process and ``Timings`` where it belongs: not in an xdist
+    worker."""
+    config.pluginmanager.register(Order(), "incidents-order")
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Timings(remembered(config)), "incidents-timings")
