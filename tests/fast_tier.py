@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -38,11 +39,21 @@ def mark(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def fast_tier_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test of the fast tier that reaches outside its process (see the docstring of
-    ``tests.fast_tier``); the attempt is refused, and noted in case the code under test
-    swallows the refusal."""
+    ``tests.fast_tier``)."""
     if request.node.get_closest_marker("fast") is None:
         yield
         return
+    with outside_refused() as attempts:
+        yield
+    if attempts:
+        pytest.fail(f"a fast-tier test reached outside its process: {attempts}; mark it wired")
+
+
+@contextmanager
+def outside_refused() -> Iterator[list[str]]:
+    """Within the block, connecting or binding a socket and starting a process raise
+    ``OutsideTheProcess``; yields the list of attempts, kept in case the code under test
+    swallows the refusal."""
     attempts: list[str] = []
 
     def refuse(what: str) -> Any:
@@ -56,9 +67,7 @@ def fast_tier_guard(request: pytest.FixtureRequest) -> Iterator[None]:
         for name in ("connect", "connect_ex", "bind"):
             patch.setattr(socket.socket, name, refuse(f"socket.{name}"))
         patch.setattr(subprocess.Popen, "__init__", refuse("start a process"))
-        yield
-    if attempts:
-        pytest.fail(f"a fast-tier test reached outside its process: {attempts}; mark it wired")
+        yield attempts
 
 
 class OutsideTheProcess(Exception):
