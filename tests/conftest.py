@@ -13,16 +13,24 @@ import redis
 from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.embedded_cluster import ClusterUnavailable, EmbeddedCluster
+from tests import fast_tier, scheduling
 from tests.delivery_support import Receiver, Workers, receiver_app
-from tests.support import ADMIN_TOKEN, SharedServer, running_redis
+from tests.fast_tier import fast_tier_guard  # noqa: F401 (an autouse fixture: importing it here is what applies it)
+from tests.support import ADMIN_TOKEN, TEST_TLS, SharedServer, running_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The long tests first, one pile per xdist worker, so that they run alongside the many
+    short ones instead of after them (``tests.scheduling``)."""
+    scheduling.register(config)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests (real processes, retries) first, so that under pytest-xdist they run
-    alongside the many short ones instead of after them."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The fast tier marked (``tests.fast_tier``), before ``-m fast`` selects it."""
+    fast_tier.mark(items)
 
 
 def _own_database(url: str, worker: str) -> str:
@@ -137,7 +145,10 @@ def gateway(settings: Settings, shared_server: SharedServer) -> Iterator[str]:
 def client(gateway: str) -> Iterator[httpx.Client]:
     """An HTTP client for the gateway, authenticated as admin."""
     with httpx.Client(
-        base_url=gateway, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+        verify=TEST_TLS,
+        base_url=gateway,
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=10,
     ) as c:
         yield c
 
@@ -145,7 +156,7 @@ def client(gateway: str) -> Iterator[httpx.Client]:
 @pytest.fixture
 def anon(gateway: str) -> Iterator[httpx.Client]:
     """An HTTP client for the gateway with no credentials."""
-    with httpx.Client(base_url=gateway, timeout=10) as c:
+    with httpx.Client(verify=TEST_TLS, base_url=gateway, timeout=10) as c:
         yield c
 
 
@@ -183,7 +194,10 @@ def keyless(settings: Settings, shared_server: SharedServer) -> Iterator[httpx.C
     with (
         shared_server.mounted(app) as url,
         httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+            verify=TEST_TLS,
+            base_url=url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
         ) as c,
     ):
         yield c

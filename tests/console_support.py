@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from tests.support import event, post
+from tests.support import TEST_TLS, event, post
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -22,7 +22,7 @@ def csrf_of(html: str) -> str:
 @contextmanager
 def sign_in(gateway: str, token: str) -> Iterator[httpx.Client]:
     """A client holding a console session made from ``token`` (no Authorization header)."""
-    with httpx.Client(base_url=gateway, timeout=10) as c:
+    with httpx.Client(verify=TEST_TLS, base_url=gateway, timeout=10) as c:
         form = c.get("/console/sign-in")
         r = c.post("/console/sign-in", data={"csrf": csrf_of(form.text), "token": token})
         assert r.status_code == 303, r.text

@@ -15,7 +15,7 @@ import pytest
 
 from incidents.app import create_app
 from incidents.settings import Settings
-from tests.support import ADMIN_TOKEN, serve_in_thread
+from tests.support import ADMIN_TOKEN, TEST_TLS, serve_in_thread
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -186,7 +186,9 @@ def signing_gateway(settings: Settings, tmp_path: Path) -> Iterator[httpx.Client
     app = create_app(settings.replace(policies_dir=policies))
     with (
         serve_in_thread(app) as url,
-        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as c,
+        httpx.Client(
+            verify=TEST_TLS, base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ) as c,
     ):
         yield c
 

@@ -15,7 +15,7 @@ from incidents.app import create_app
 from incidents.model.severity import Severity
 from incidents.policy.files import PolicyError, load_alert_rules
 from incidents.settings import Settings
-from tests.support import ADMIN_TOKEN, event, serve_in_thread
+from tests.support import ADMIN_TOKEN, TEST_TLS, event, serve_in_thread
 
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 
@@ -194,7 +194,9 @@ def strict_gateway(settings: Settings, tmp_path: Path) -> Iterator[httpx.Client]
     app = create_app(settings.replace(policies_dir=policies))
     with (
         serve_in_thread(app) as url,
-        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as c,
+        httpx.Client(
+            verify=TEST_TLS, base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ) as c,
     ):
         yield c
 

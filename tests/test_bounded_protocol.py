@@ -23,6 +23,9 @@ from starlette.routing import Route
 from incidents.api.toolkit.bounded_protocol import BoundedHttpToolsProtocol, head_limits
 from incidents.store.embedded import free_port
 
+# Each test serves its app under uvicorn over a raw socket of its own.
+pytestmark = pytest.mark.wired
+
 HEADER_LIMIT = 4096
 HEAD_SECONDS = 1.0
 

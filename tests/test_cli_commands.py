@@ -280,6 +280,7 @@ def test_bad_input_is_refused_before_any_request(cli: Cli) -> None:
     assert ran.code == 2 and "'X-Team' is not NAME=VALUE" in ran.err
 
 
+@pytest.mark.wired
 @pytest.mark.parametrize(
     "argv",
     [

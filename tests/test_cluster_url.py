@@ -150,6 +150,7 @@ def test_a_cluster_failing_over_is_a_503_with_retry_after(error: Exception) -> N
     assert raised.value.status == 503 and raised.value.headers["Retry-After"] == "2"
 
 
+@pytest.mark.wired
 def test_start_up_checks_warn_about_a_cluster_out_of_reach(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

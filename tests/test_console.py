@@ -10,13 +10,13 @@ import re
 import httpx
 
 from tests.console_support import csrf_of, declare, sign_in
-from tests.support import ADMIN_TOKEN, create_principal, event
+from tests.support import ADMIN_TOKEN, TEST_TLS, create_principal, event
 
 
 def test_signing_in_sets_an_httponly_strict_session_cookie(gateway: str) -> None:
     """A valid token becomes an HttpOnly, SameSite=Strict cookie (not Secure over plain HTTP)
     that opens the console without any Authorization header."""
-    with httpx.Client(base_url=gateway, timeout=10) as c:
+    with httpx.Client(verify=TEST_TLS, base_url=gateway, timeout=10) as c:
         form = c.get("/console/sign-in")
         r = c.post("/console/sign-in", data={"csrf": csrf_of(form.text), "token": ADMIN_TOKEN})
         assert r.status_code == 303 and r.headers["location"] == "/console/incidents"
@@ -31,7 +31,7 @@ def test_signing_in_sets_an_httponly_strict_session_cookie(gateway: str) -> None
 
 def test_a_wrong_token_gets_the_form_again_and_no_session(gateway: str) -> None:
     """A mistyped token answers 401 with the sign-in form and sets no session cookie."""
-    with httpx.Client(base_url=gateway, timeout=10) as c:
+    with httpx.Client(verify=TEST_TLS, base_url=gateway, timeout=10) as c:
         form = c.get("/console/sign-in")
         r = c.post("/console/sign-in", data={"csrf": csrf_of(form.text), "token": "nope" * 5})
         assert r.status_code == 401 and 'name="token"' in r.text
@@ -176,7 +176,9 @@ def test_a_copied_cookie_opens_nothing_after_sign_out(gateway: str) -> None:
         page = c.get("/console/incidents")
         copied = c.cookies["incidents_session"]
         assert c.post("/console/sign-out", data={"csrf": csrf_of(page.text)}).status_code == 303
-    with httpx.Client(base_url=gateway, cookies={"incidents_session": copied}) as thief:
+    with httpx.Client(
+        verify=TEST_TLS, base_url=gateway, cookies={"incidents_session": copied}
+    ) as thief:
         assert thief.get("/console/incidents").status_code == 303
         assert thief.get("/v1/incidents").status_code == 401
 

@@ -100,6 +100,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([found, *args], capture_output=True, text=True, timeout=60, check=False)
 
 
+@pytest.mark.wired
 @pytest.mark.parametrize("check", ["check", "test"])
 def test_promtool_accepts_the_rules_and_their_unit_tests_pass(check: str) -> None:
     """`promtool check rules` accepts the rules; `promtool test rules` sees each alert fire

@@ -18,7 +18,7 @@ import pytest
 from incidents.cli.supervisor import MAX_DELAY, STEADY, Child
 from incidents.store.embedded import free_port
 from tests.delivery_support import Receiver, publish, subscribe
-from tests.support import event, wait_for
+from tests.support import TEST_TLS, event, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CRASH = [sys.executable, "-c", "raise SystemExit(3)"]
@@ -30,6 +30,7 @@ def crashed(child: Child) -> None:
     child.process.wait(30)
 
 
+@pytest.mark.wired
 def test_a_child_that_crashes_at_once_is_restarted_with_growing_delays() -> None:
     """Each quick crash is reported with its exit code and doubles the delay, up to a cap."""
     out = io.StringIO()
@@ -58,6 +59,7 @@ def test_a_child_that_crashes_at_once_is_restarted_with_growing_delays() -> None
     )
 
 
+@pytest.mark.wired
 def test_a_child_that_stayed_up_a_while_restarts_after_the_first_delay_again() -> None:
     """A crash after a long enough run resets the backoff to its first delay."""
     child = Child("crasher", CRASH, dict(os.environ), io.StringIO())
@@ -72,6 +74,7 @@ def test_a_child_that_stayed_up_a_while_restarts_after_the_first_delay_again() -
     assert child.restart_at == started + STEADY + 1.0
 
 
+@pytest.mark.wired
 def test_a_child_killed_by_a_signal_is_reported_by_name() -> None:
     """The restart line names the signal that ended the child."""
     out = io.StringIO()
@@ -137,6 +140,7 @@ def test_dev_restarts_a_killed_worker_and_keeps_delivering(tmp_path: Path, rx: R
         assert proc.poll() is None
         assert any(f"worker 1 (pid {first}) exited with code -9" in line for line in lines), lines
         with httpx.Client(
+            verify=TEST_TLS,
             base_url=f"http://127.0.0.1:{port}",
             headers={"Authorization": f"Bearer {token.group(1)}"},
             timeout=10,

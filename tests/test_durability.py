@@ -19,7 +19,7 @@ from incidents.store.embedded import EmbeddedRedis
 from incidents.store.keys import OUTBOX, ROUTER_GROUP
 from incidents.worker.process import make_worker
 from tests.delivery_support import Receiver, Workers, publish, subscribe
-from tests.support import ADMIN_TOKEN, event, serve_in_thread
+from tests.support import ADMIN_TOKEN, TEST_TLS, event, serve_in_thread
 
 INCIDENTS = ("INC-31", "INC-32", "INC-33")
 NOTES = 3  # per incident, after its declare
@@ -64,7 +64,10 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
         with (
             serve_in_thread(create_app(durable)) as url,
             httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+                verify=TEST_TLS,
+                base_url=url,
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                timeout=10,
             ) as client,
         ):
             workers = Workers(durable)

@@ -74,6 +74,7 @@ def evicting_redis(folder: Path, policy: str) -> Iterator[EmbeddedRedis]:
         yield server
 
 
+@pytest.mark.wired
 @pytest.mark.parametrize("evicting", EVICTING)
 def test_serve_worker_and_dev_refuse_an_evicting_policy_naming_it(
     evicting: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -114,6 +115,7 @@ def test_a_worker_starts_on_a_noeviction_redis_without_a_policy_warning(
     assert "set INCIDENTS_SECRET_KEY" in done.stderr
 
 
+@pytest.mark.wired
 def test_the_embedded_redis_never_evicts(own_redis: EmbeddedRedis) -> None:
     """The redis-server `incidents dev` starts runs with noeviction, so the check passes."""
     with redis.Redis.from_url(own_redis.url) as client:

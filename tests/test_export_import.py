@@ -19,7 +19,7 @@ from incidents.cli.main import main
 from incidents.settings import Settings
 from incidents.store import keys
 from tests.delivery_support import Receiver, Workers, publish, subscribe
-from tests.support import ADMIN_TOKEN, event, post, running_redis, serve_in_thread, text
+from tests.support import ADMIN_TOKEN, TEST_TLS, event, post, running_redis, serve_in_thread, text
 
 
 def build_history(client: httpx.Client) -> list[str]:
@@ -88,7 +88,10 @@ def test_an_export_imported_into_an_empty_redis_reads_back_the_same(
         with (
             serve_in_thread(create_app(moved)) as url,
             httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+                verify=TEST_TLS,
+                base_url=url,
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                timeout=10,
             ) as restored,
         ):
             assert everything(restored, sent) == before

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
 import redis
 
 from incidents.errors import StoreUnavailable
@@ -94,6 +95,7 @@ def test_the_same_event_in_two_concurrent_calls_is_stored_once(redis_url: str) -
     assert first[0].sequence == second[0].sequence
 
 
+@pytest.mark.wired
 def test_every_waiting_call_hears_that_redis_is_down() -> None:
     """With Redis unreachable, every concurrent call fails with StoreUnavailable; none hangs."""
     with socket_nobody_listens_on() as url:

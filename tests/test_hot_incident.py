@@ -26,7 +26,7 @@ from incidents.store import keys
 from incidents.store.events import Accepted, EventStore
 from incidents.store.redis import connect_async
 from incidents.write_planner import WritePlanner
-from tests.support import ADMIN_TOKEN, event
+from tests.support import ADMIN_TOKEN, TEST_TLS, event
 from tests.test_group_commit import script_calls
 
 ADMIN = Principal(id="admin", name="admin", roles=frozenset({"admin"}))
@@ -152,7 +152,9 @@ def test_waiting_requests_are_planned_in_order_and_committed_together(
 async def post_all(gateway: str, bodies: Sequence[object]) -> list[httpx.Response]:
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     limits = httpx.Limits(max_connections=len(bodies))
-    async with httpx.AsyncClient(base_url=gateway, headers=headers, limits=limits, timeout=30) as c:
+    async with httpx.AsyncClient(
+        verify=TEST_TLS, base_url=gateway, headers=headers, limits=limits, timeout=30
+    ) as c:
 
         async def post(body: object) -> httpx.Response:
             batch = isinstance(body, list)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import redis
 
-from tests.support import event
+from tests.support import TEST_TLS, event
 
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
@@ -147,7 +147,9 @@ def test_parallel_events_for_one_incident_never_lose_an_update(client: httpx.Cli
     threads, per_thread = 8, 5
 
     def worker(n: int) -> list[int]:
-        with httpx.Client(base_url=str(client.base_url), headers=client.headers) as c:
+        with httpx.Client(
+            verify=TEST_TLS, base_url=str(client.base_url), headers=client.headers
+        ) as c:
             return [
                 send(c, inc, "im.incident.note", {"text": f"{n}-{i}"}).status_code
                 for i in range(per_thread)
@@ -168,7 +170,9 @@ def test_parallel_state_changes_apply_in_a_legal_order(client: httpx.Client) -> 
     inc = declare(client)
 
     def flip(n: int) -> tuple[int, int]:
-        with httpx.Client(base_url=str(client.base_url), headers=client.headers) as c:
+        with httpx.Client(
+            verify=TEST_TLS, base_url=str(client.base_url), headers=client.headers
+        ) as c:
             a = send(c, inc, "im.incident.state_change", {"status": "mitigated", "reason": str(n)})
             b = send(c, inc, "im.incident.state_change", {"status": "open", "reason": str(n)})
             return a.status_code, b.status_code

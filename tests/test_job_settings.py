@@ -16,7 +16,7 @@ from incidents.store.redis import without_password
 from incidents.worker import jobs
 from incidents.worker.jobs import job_settings
 from tests.delivery_support import Receiver, Workers, publish, subscribe
-from tests.support import ADMIN_TOKEN, event, keys_holding, running_redis, serve_in_thread
+from tests.support import ADMIN_TOKEN, TEST_TLS, event, keys_holding, running_redis, serve_in_thread
 
 PASSWORD = "s3cret-redis-passw0rd"
 
@@ -55,7 +55,10 @@ def test_with_a_redis_password_no_job_holds_it_and_deliveries_still_go(
         with (
             serve_in_thread(create_app(own)) as api_url,
             httpx.Client(
-                base_url=api_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+                verify=TEST_TLS,
+                base_url=api_url,
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                timeout=10,
             ) as client,
             redis.Redis.from_url(url) as connection,
         ):

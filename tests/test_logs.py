@@ -20,7 +20,15 @@ from incidents.settings import Settings, SettingsError
 from incidents.store.secret_box import new_key
 from tests.delivery_support import Receiver
 from tests.process_support import free_port, gateway_processes
-from tests.support import ADMIN_TOKEN, STRUCTURED, as_token, create_principal, event, wait_for
+from tests.support import (
+    ADMIN_TOKEN,
+    STRUCTURED,
+    TEST_TLS,
+    as_token,
+    create_principal,
+    event,
+    wait_for,
+)
 
 
 def record(message: str, *args: object, **extra: Any) -> logging.LogRecord:
@@ -164,7 +172,10 @@ def test_no_secret_token_or_redacted_field_reaches_the_logs(
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with gateway_processes(settings, tmp_path / "logs", {"INCIDENTS_LOG_FORMAT": "json"}) as gw:
         admin = httpx.Client(
-            base_url=gw.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+            verify=TEST_TLS,
+            base_url=gw.url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
         )
         reader = create_principal(admin, name="reader", roles=["subscriber"], clearance="internal")
         secrets = [reader["token"]]

@@ -16,7 +16,7 @@ from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.worker.process import make_worker
 from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
-from tests.support import ADMIN_TOKEN, event, serve_in_thread, wait_for
+from tests.support import ADMIN_TOKEN, TEST_TLS, event, serve_in_thread, wait_for
 
 
 def sample(text: str, name: str, labels: str = "") -> float:
@@ -91,7 +91,7 @@ def test_delivery_gauges_follow_a_lane_to_a_dead_letter(settings: Settings, blac
     workers = Workers(settings)
     with (
         serve_in_thread(create_app(settings)) as url,
-        httpx.Client(base_url=url, headers=headers, timeout=10) as client,
+        httpx.Client(verify=TEST_TLS, base_url=url, headers=headers, timeout=10) as client,
     ):
 
         def gauges() -> tuple[float, ...]:
@@ -185,7 +185,7 @@ def test_metrics_answer_without_redis_and_count_its_errors(settings: Settings) -
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with (
         serve_in_thread(create_app(down)) as url,
-        httpx.Client(base_url=url, headers=headers, timeout=10) as client,
+        httpx.Client(verify=TEST_TLS, base_url=url, headers=headers, timeout=10) as client,
     ):
         answer = client.post("/v1/subscriptions", json={"sink": "http://127.0.0.1:1/x"})
         assert answer.status_code == 503, answer.text

@@ -31,7 +31,7 @@ from incidents.tracing.span_export import spans_from_environ, traces_endpoint
 from incidents.tracing.spans import NoSpans
 from tests.delivery_support import ROOT, Receiver, subscribe
 from tests.process_support import gateway_processes
-from tests.support import ADMIN_TOKEN, STRUCTURED, event, serve_in_thread, wait_for
+from tests.support import ADMIN_TOKEN, STRUCTURED, TEST_TLS, event, serve_in_thread, wait_for
 
 PRODUCER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PRODUCER_SPAN = "00f067aa0ba902b7"
@@ -133,7 +133,10 @@ def test_one_trace_spans_the_producer_acceptance_routing_and_delivery(
     extra = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     with gateway_processes(settings, tmp_path / "logs", extra) as gw:
         with httpx.Client(
-            base_url=gw.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+            verify=TEST_TLS,
+            base_url=gw.url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
         ) as admin:
             sub_id = subscribe(admin, rx, "/traced")["id"]
             sent = event()
@@ -180,6 +183,7 @@ def test_one_trace_spans_the_producer_acceptance_routing_and_delivery(
     assert not deliver.error
 
 
+@pytest.mark.wired
 def test_spans_under_an_unsampled_parent_are_not_made(
     collector: tuple[Collector, str],
 ) -> None:
@@ -207,6 +211,7 @@ def test_spans_under_an_unsampled_parent_are_not_made(
     assert inner.parent_id == kept.span_id and inner.service == "incidents-test"
 
 
+@pytest.mark.wired
 def test_with_export_off_the_sdk_s_tracing_and_exporter_are_not_loaded() -> None:
     """`serve`'s app built without OTEL_* settings loads neither the SDK's tracing, nor the
     OTLP exporter, nor the module that uses them."""

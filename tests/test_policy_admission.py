@@ -18,7 +18,7 @@ from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policies
 from incidents.policy.rules import Match
 from incidents.settings import Settings
-from tests.support import ADMIN_TOKEN, as_token, create_principal, event, serve_in_thread
+from tests.support import ADMIN_TOKEN, TEST_TLS, as_token, create_principal, event, serve_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
 CE_JSON = {"Content-Type": "application/cloudevents+json"}
@@ -184,7 +184,10 @@ def policy_client(settings: Settings, policy_dir: Path) -> Iterator[httpx.Client
     with (
         serve_in_thread(create_app(settings.replace(policies_dir=policy_dir))) as url,
         httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+            verify=TEST_TLS,
+            base_url=url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
         ) as c,
     ):
         yield c

@@ -9,7 +9,13 @@ import pytest
 from incidents.app import create_app
 from incidents.cli.main import main
 from incidents.model.severity import Severity
-from incidents.policy.files import PolicyError, load_policies, load_policy_files
+from incidents.policy.files import (
+    PolicyError,
+    load_policies,
+    load_policy_files,
+    parse_yaml,
+    read_file,
+)
 from incidents.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,3 +166,23 @@ def test_policy_check_refuses_invalid_alert_rules(
     assert f"{bad}:2: alerts.declare_incident_at: 'SEV9' is not a severity" in (
         capsys.readouterr().err
     )
+
+
+def test_a_file_read_again_is_parsed_once_and_each_reader_gets_its_own_value(
+    tmp_path: Path,
+) -> None:
+    """Reading the same text twice parses it once; what one reader does to its value does not
+    reach the next, and a file changed since is read as it now is, line numbers included."""
+    path = write(tmp_path, "00-base.yaml", "rules:\n  - name: a\n    reject: nope\n")
+    first = read_file(path)
+    before = parse_yaml.cache_info()
+    second = read_file(path)
+    assert parse_yaml.cache_info().hits == before.hits + 1
+    assert first is not None and second is not None and first[1] == second[1]
+    first[1]["rules"].clear()
+    again = read_file(path)
+    assert again is not None and again[1]["rules"] == [{"name": "a", "reject": "nope"}]
+    twice = "rules:\n  - name: a\n    reject: nope\n  - name: a\n    reject: again\n"
+    write(tmp_path, "00-base.yaml", twice)
+    with pytest.raises(PolicyError, match=r"00-base\.yaml:4: rule name 'a' is already used"):
+        load_policies(tmp_path, SCHEMAS)

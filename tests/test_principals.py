@@ -14,7 +14,15 @@ from incidents.app import create_app
 from incidents.cli.main import main
 from incidents.policy.principals import load_principal
 from incidents.settings import Settings
-from tests.support import ADMIN_TOKEN, as_token, create_principal, event, serve_in_thread, text
+from tests.support import (
+    ADMIN_TOKEN,
+    TEST_TLS,
+    as_token,
+    create_principal,
+    event,
+    serve_in_thread,
+    text,
+)
 
 CE_JSON = {"Content-Type": "application/cloudevents+json"}
 
@@ -100,7 +108,10 @@ def test_revocation_takes_effect_at_once_on_every_replica(
     with (
         serve_in_thread(create_app(settings)) as other_url,
         httpx.Client(
-            base_url=other_url, headers={"Authorization": f"Bearer {created['token']}"}, timeout=10
+            verify=TEST_TLS,
+            base_url=other_url,
+            headers={"Authorization": f"Bearer {created['token']}"},
+            timeout=10,
         ) as other,
     ):
         assert other.get("/v1/incidents").status_code == 200

@@ -29,6 +29,7 @@ from tests.delivery_support import Receiver, publish, start_worker, subscribe
 from tests.support import (
     ADMIN_TOKEN,
     STRUCTURED,
+    TEST_TLS,
     SharedServer,
     assert_problem,
     event,
@@ -70,7 +71,10 @@ def full(settings: Settings, shared_server: SharedServer, tmp_path: Path) -> Ite
         with (
             shared_server.mounted(create_app(own)) as url,
             httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=15
+                verify=TEST_TLS,
+                base_url=url,
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                timeout=15,
             ) as client,
             redis.Redis.from_url(server.url) as connection,
         ):
@@ -156,7 +160,7 @@ def test_a_write_outside_any_guard_is_still_a_503_redis_full(
         app.add_route("/test/wrong-type", wrong_type, methods=["POST"])
         with (
             shared_server.mounted(app) as url,
-            httpx.Client(base_url=url, timeout=15) as client,
+            httpx.Client(verify=TEST_TLS, base_url=url, timeout=15) as client,
             redis.Redis.from_url(server.url) as connection,
         ):
             assert client.post("/test/unguarded").status_code == 204

@@ -9,7 +9,7 @@ import httpx
 
 from incidents.app import create_app
 from incidents.settings import Settings
-from tests.support import ADMIN_TOKEN, event, serve_in_thread
+from tests.support import ADMIN_TOKEN, TEST_TLS, event, serve_in_thread
 
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 
@@ -20,8 +20,8 @@ def test_alternating_replicas_apply_every_event_in_order(settings: Settings) -> 
     with (
         serve_in_thread(create_app(settings)) as one,
         serve_in_thread(create_app(settings)) as two,
-        httpx.Client(base_url=one, headers=auth, timeout=20) as a,
-        httpx.Client(base_url=two, headers=auth, timeout=20) as b,
+        httpx.Client(verify=TEST_TLS, base_url=one, headers=auth, timeout=20) as a,
+        httpx.Client(verify=TEST_TLS, base_url=two, headers=auth, timeout=20) as b,
     ):
         declared = a.post("/v1/events", content=json.dumps(event()), headers=STRUCTURED)
         incident = declared.json()["accepted"][0]["incident"]

@@ -17,7 +17,7 @@ import redis
 from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis, find_redis_server, free_port
-from tests.support import ADMIN_TOKEN, event, running_redis, serve_in_thread
+from tests.support import ADMIN_TOKEN, TEST_TLS, event, running_redis, serve_in_thread
 
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -74,7 +74,7 @@ def test_too_few_replicas_is_503_the_event_stays_and_a_retry_is_200(
     declare = event()
     with (
         serve_in_thread(create_app(_settings(settings, primary))) as url,
-        httpx.Client(base_url=url, headers=AUTH, timeout=20) as client,
+        httpx.Client(verify=TEST_TLS, base_url=url, headers=AUTH, timeout=20) as client,
     ):
         started = time.monotonic()
         refused = _post(client, declare)
@@ -104,7 +104,7 @@ def test_with_a_replica_every_concurrent_event_is_202(
         replica.wait_in_sync()
         with (
             serve_in_thread(create_app(_settings(settings, primary))) as url,
-            httpx.Client(base_url=url, headers=AUTH, timeout=20) as client,
+            httpx.Client(verify=TEST_TLS, base_url=url, headers=AUTH, timeout=20) as client,
             ThreadPoolExecutor(8) as pool,
         ):
             codes = list(pool.map(lambda _: _post(client, event()).status_code, range(40)))
@@ -120,7 +120,7 @@ def test_a_group_commit_short_of_replicas_is_503_for_all_and_stores_all(
     bodies = [event() for _ in range(24)]
     with (
         serve_in_thread(create_app(_settings(settings, primary))) as url,
-        httpx.Client(base_url=url, headers=AUTH, timeout=20) as client,
+        httpx.Client(verify=TEST_TLS, base_url=url, headers=AUTH, timeout=20) as client,
         ThreadPoolExecutor(8) as pool,
     ):
         codes = list(pool.map(lambda body: _post(client, body).status_code, bodies))
@@ -142,7 +142,7 @@ def test_a_server_that_stopped_being_the_primary_is_503_not_500(
         )
         with (
             serve_in_thread(create_app(on_replica)) as url,
-            httpx.Client(base_url=url, headers=AUTH, timeout=10) as client,
+            httpx.Client(verify=TEST_TLS, base_url=url, headers=AUTH, timeout=10) as client,
         ):
             r = _post(client, event("im.incident.declare"))
     finally:

@@ -15,7 +15,7 @@ import pytest
 
 from incidents.app import create_app
 from incidents.settings import Settings
-from tests.support import ADMIN_TOKEN, STRUCTURED, assert_problem, event, serve_in_thread
+from tests.support import ADMIN_TOKEN, STRUCTURED, TEST_TLS, assert_problem, event, serve_in_thread
 
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -143,7 +143,7 @@ def test_a_long_validation_does_not_hold_up_other_requests(roomy: str) -> None:
     done: dict[str, float] = {}
 
     def post_batch() -> None:
-        with httpx.Client(base_url=roomy, headers=AUTH, timeout=120) as c:
+        with httpx.Client(verify=TEST_TLS, base_url=roomy, headers=AUTH, timeout=120) as c:
             r = c.post("/v1/events", content=batch, headers=BATCH)
             done["status"] = r.status_code
             done["at"] = time.monotonic()
@@ -151,7 +151,7 @@ def test_a_long_validation_does_not_hold_up_other_requests(roomy: str) -> None:
     started = time.monotonic()
     sender = threading.Thread(target=post_batch)
     sender.start()
-    with httpx.Client(base_url=roomy, timeout=120) as c:
+    with httpx.Client(verify=TEST_TLS, base_url=roomy, timeout=120) as c:
         time.sleep(0.3)  # the batch is being checked by now
         asked = time.monotonic()
         assert c.get("/healthz").status_code == 200

@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from jsonschema.exceptions import SchemaError
 
-from incidents.model.schemas import SchemaLoadError, SchemaRegistry
+from incidents.model.schemas import SchemaLoadError, SchemaRegistry, check_schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,3 +80,26 @@ def test_a_missing_envelope_schema_stops_loading(tmp_path: Path) -> None:
     (schemas / "cloudevent.json").unlink()
     with pytest.raises(SchemaLoadError, match=r"cloudevent\.json"):
         SchemaRegistry.load(schemas)
+
+
+def test_a_schema_checked_once_is_not_checked_again_but_a_changed_one_is(tmp_path: Path) -> None:
+    """Loading the same schema texts again skips the meta-schema check (it depends on the
+    text alone); a file whose text changed since is checked afresh and refused by name."""
+    schemas = copy_schemas(tmp_path)
+    SchemaRegistry.load(schemas)
+    before = check_schema_text.cache_info()
+    SchemaRegistry.load(schemas)
+    after = check_schema_text.cache_info()
+    assert after.misses == before.misses and after.hits > before.hits
+    broken = schemas / "events" / "im.incident.note.json"
+    broken.write_text(json.dumps({"type": "object", "properties": {"text": {"type": 12}}}))
+    with pytest.raises(SchemaLoadError, match=r"im\.incident\.note\.json is not a valid JSON"):
+        SchemaRegistry.load(schemas)
+
+
+def test_a_schema_that_failed_the_check_fails_it_every_time() -> None:
+    """A refused text is not remembered as checked: each check of it raises."""
+    text = json.dumps({"type": "nothing-of-the-kind"})
+    for _ in range(2):
+        with pytest.raises(SchemaError):
+            check_schema_text(text)

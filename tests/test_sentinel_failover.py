@@ -31,7 +31,7 @@ import redis.sentinel
 from incidents.store.embedded import free_port
 from incidents.store.redis import connect, connect_async
 from tests.delivery_support import Receiver, subscribe
-from tests.support import ADMIN_TOKEN, event, wait_for
+from tests.support import ADMIN_TOKEN, TEST_TLS, event, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER, SENTINEL = shutil.which("redis-server"), shutil.which("redis-sentinel")
@@ -213,7 +213,9 @@ class Load:
     def run(self) -> None:
         pending = {f"HA-{i}": event("im.incident.declare", imincidentid=f"HA-{i}")
                    for i in range(INCIDENTS)}  # fmt: skip
-        clients = [httpx.Client(base_url=u, headers=AUTH, timeout=15) for u in self.urls]
+        clients = [
+            httpx.Client(verify=TEST_TLS, base_url=u, headers=AUTH, timeout=15) for u in self.urls
+        ]
         n = 0
         try:
             while not self.stop.is_set():
@@ -289,7 +291,9 @@ def _fail_over(
         cluster.spawn(f"worker-{n}", [sys.executable, "-m", "incidents", "worker"], {**env})
     for n, url in enumerate(cluster.api_urls):
         wait_for(partial(_ready, url), 60, what=f"api-{n} ready: {cluster.log_of(f'api-{n}')}")
-    with httpx.Client(base_url=cluster.api_urls[0], headers=AUTH, timeout=15) as admin:
+    with httpx.Client(
+        verify=TEST_TLS, base_url=cluster.api_urls[0], headers=AUTH, timeout=15
+    ) as admin:
         subscribe(admin, rx, "/ha", types=["im.incident.*"])
     load = Load(cluster.api_urls)
     thread = threading.Thread(target=load.run, daemon=True)
@@ -326,7 +330,9 @@ def _fail_over(
         thread.join(30)
     acknowledged = {i: ids for i, ids in load.acknowledged.items()}
     every = {e for ids in acknowledged.values() for e in ids}
-    with httpx.Client(base_url=cluster.api_urls[1], headers=AUTH, timeout=15) as reader:
+    with httpx.Client(
+        verify=TEST_TLS, base_url=cluster.api_urls[1], headers=AUTH, timeout=15
+    ) as reader:
         unreadable = {e for e in every if reader.get(f"/v1/events/{e}").status_code != 200}
 
     def all_delivered() -> bool:

@@ -23,6 +23,7 @@ from incidents.subscriptions.subscription import Secret
 from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
 from tests.support import (
     ADMIN_TOKEN,
+    TEST_TLS,
     event,
     keys_holding,
     serve_in_thread,
@@ -188,7 +189,10 @@ def test_after_a_key_change_a_rotation_signs_again_at_once(
     with (
         serve_in_thread(create_app(rekeyed)) as url,
         httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+            verify=TEST_TLS,
+            base_url=url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
         ) as api,
     ):
         rotated = api.post(f"/v1/subscriptions/{sub['id']}/rotate-secret")

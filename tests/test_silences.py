@@ -25,6 +25,7 @@ from tests.console_support import csrf_of, sign_in
 from tests.delivery_support import Receiver, Workers, publish, subscribe
 from tests.support import (
     ADMIN_TOKEN,
+    TEST_TLS,
     SharedServer,
     as_token,
     assert_problem,
@@ -238,7 +239,10 @@ def test_silences_are_bounded(settings: Settings, shared_server: SharedServer) -
     """Past INCIDENTS_MAX_SILENCES silences not yet ended, one more is a 409; once one is
     expired there is room again."""
     app = create_app(replace(settings, max_silences=2))
-    with shared_server.mounted(app) as url, httpx.Client(base_url=url, headers=ADMIN) as admin:
+    with (
+        shared_server.mounted(app) as url,
+        httpx.Client(verify=TEST_TLS, base_url=url, headers=ADMIN) as admin,
+    ):
         first = admin.post("/v1/silences", json=body()).json()
         assert admin.post("/v1/silences", json=body()).status_code == 201
         assert_problem(admin.post("/v1/silences", json=body()), 409, "conflict")

@@ -13,7 +13,7 @@ import redis
 from incidents.app import create_app
 from incidents.settings import Duration, Settings
 from tests.delivery_support import Receiver, publish, start_worker, subscribe
-from tests.support import ADMIN_TOKEN, event, running_redis, serve_in_thread
+from tests.support import ADMIN_TOKEN, TEST_TLS, event, running_redis, serve_in_thread
 
 RETENTION = Duration(60)
 ROUND = 20.0  # seconds of load between two measures
@@ -47,7 +47,7 @@ def used_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=140)  # a load longer than a 60 s retention: run first
 @pytest.mark.timeout(300)
 def test_memory_stops_growing_under_a_constant_load_longer_than_the_retention(
     settings: Settings, rx: Receiver, tmp_path: Path
@@ -65,7 +65,10 @@ def test_memory_stops_growing_under_a_constant_load_longer_than_the_retention(
             with (
                 serve_in_thread(create_app(local)) as url,
                 httpx.Client(
-                    base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+                    verify=TEST_TLS,
+                    base_url=url,
+                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                    timeout=10,
                 ) as client,
             ):
                 subscribe(client, rx, "/hook")

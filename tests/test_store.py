@@ -13,7 +13,7 @@ import redis
 from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
-from tests.support import ADMIN_TOKEN, event, running_redis, serve_in_thread
+from tests.support import ADMIN_TOKEN, TEST_TLS, event, running_redis, serve_in_thread
 
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 
@@ -31,7 +31,10 @@ def own_client(own_redis: EmbeddedRedis, settings: Settings) -> Iterator[httpx.C
     with (
         serve_in_thread(app) as url,
         httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20
+            verify=TEST_TLS,
+            base_url=url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=20,
         ) as c,
     ):
         yield c

@@ -25,6 +25,7 @@ from incidents.stream.hub import End, Entry, StreamHub, StreamOptions
 from tests.delivery_support import publish
 from tests.support import (
     ADMIN_TOKEN,
+    TEST_TLS,
     SharedServer,
     assert_problem,
     create_principal,
@@ -100,7 +101,10 @@ class Gateway:
     ) -> Iterator[Reader]:
         with (
             httpx.Client(
-                base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+                verify=TEST_TLS,
+                base_url=self.url,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
             ) as c,
             c.stream("GET", "/v1/stream", params=params, headers=headers) as response,
         ):
@@ -120,7 +124,10 @@ def gw(settings: Settings, shared_server: SharedServer) -> Iterator[Gateway]:
 @pytest.fixture
 def admin(gw: Gateway) -> Iterator[httpx.Client]:
     with httpx.Client(
-        base_url=gw.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+        verify=TEST_TLS,
+        base_url=gw.url,
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=10,
     ) as c:
         yield c
 
@@ -242,7 +249,7 @@ def test_a_cleared_subscriber_never_sees_a_field_above_its_clearance(
     )
     with gw.stream(token=reader["token"]) as stream:
         with httpx.Client(
-            base_url=gw.url, headers={"Authorization": f"Bearer {other['token']}"}
+            verify=TEST_TLS, base_url=gw.url, headers={"Authorization": f"Bearer {other['token']}"}
         ) as g:
             publish(
                 g,
@@ -254,7 +261,9 @@ def test_a_cleared_subscriber_never_sees_a_field_above_its_clearance(
                 ),
             )
         with httpx.Client(
-            base_url=gw.url, headers={"Authorization": f"Bearer {producer['token']}"}
+            verify=TEST_TLS,
+            base_url=gw.url,
+            headers={"Authorization": f"Bearer {producer['token']}"},
         ) as p:
             publish(
                 p,

@@ -16,7 +16,7 @@ from incidents.app import create_app
 from incidents.delivery.handshake import allowed_rate
 from incidents.settings import Settings
 from tests.delivery_support import Receiver, Workers, publish, subscribe
-from tests.support import ADMIN_TOKEN, event, serve_in_thread
+from tests.support import ADMIN_TOKEN, TEST_TLS, event, serve_in_thread
 from tests.test_openapi import body_schema
 
 SINK = "https://127.0.0.1:9/hook"  # never called: these subscriptions are only registered
@@ -28,7 +28,10 @@ def gateway_with(settings: Settings, **changes: Any) -> Iterator[httpx.Client]:
     with (
         serve_in_thread(create_app(settings.replace(**changes))) as url,
         httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+            verify=TEST_TLS,
+            base_url=url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
         ) as client,
     ):
         yield client

@@ -20,7 +20,7 @@ from incidents.store import keys
 from incidents.subscriptions.spec import Spec
 from incidents.subscriptions.subscription import MAX_PREVIOUS_SECRETS, new_subscription, rotated
 from tests.delivery_support import Receiver, Workers, fake_clock_workers, publish, subscribe
-from tests.support import ADMIN_TOKEN, event, serve_in_thread
+from tests.support import ADMIN_TOKEN, TEST_TLS, event, serve_in_thread
 
 
 def principal(client: httpx.Client, name: str, **fields: Any) -> tuple[str, httpx.Client]:
@@ -29,6 +29,7 @@ def principal(client: httpx.Client, name: str, **fields: Any) -> tuple[str, http
     assert response.status_code == 201, response.text
     created = response.json()
     other = httpx.Client(
+        verify=TEST_TLS,
         base_url=str(client.base_url),
         headers={"Authorization": f"Bearer {created['token']}"},
         timeout=10,
@@ -120,7 +121,9 @@ def test_private_sinks_are_refused_at_registration_and_at_delivery(
     strict = settings.replace(allow_private_sinks=False)
     with (
         serve_in_thread(create_app(strict)) as url,
-        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as guarded,
+        httpx.Client(
+            verify=TEST_TLS, base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ) as guarded,
     ):
         for sink in (rx.sink("/x"), "http://localhost:9/x", "http://[::1]/x", "http://10.1.2.3/"):
             refused = guarded.post("/v1/subscriptions", json={"sink": sink})

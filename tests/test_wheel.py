@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -52,11 +53,30 @@ def build_wheel(tmp: Path) -> Path:
     return wheel
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the dependencies as locked in requirements/runtime.txt and the wheel
-    on top, resolving nothing; yields its bin folder."""
-    tmp = tmp_path_factory.mktemp("wheel")
+    on top, resolving nothing; yields its bin folder. Built once per run: under pytest-xdist
+    the first worker to need it builds it in the run's shared temporary folder while the
+    others wait on a lock (each building its own took three times the work on two cores)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    tmp = base / "wheel"
+    with (base / "wheel.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = tmp / "installed"  # written last: a build that failed is made again
+        if not done.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            install(tmp)
+            done.touch()
+    return tmp / "venv" / "bin"
+
+
+def install(tmp: Path) -> None:
+    """Build the wheel in ``tmp`` and install it, with the locked dependencies, into the venv
+    ``tmp``/venv."""
     wheel = build_wheel(tmp)
     venv = tmp / "venv"
     run(sys.executable, "-m", "venv", venv)
@@ -71,7 +91,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(*pip, "--require-hashes", "-r", ROOT / "requirements" / "runtime.txt", cwd=tmp)
     run(*pip, "--no-deps", wheel, cwd=tmp)
     run(venv / "bin" / "python", "-m", "pip", "check", cwd=tmp)  # the lock covers every need
-    return venv / "bin"
 
 
 def clean_environ() -> dict[str, str]:

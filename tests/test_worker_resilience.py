@@ -23,7 +23,7 @@ from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
 from incidents.worker.process import QUEUES
 from tests.delivery_support import Receiver, subscribe
-from tests.support import ADMIN_TOKEN, event, serve_in_thread, wait_for
+from tests.support import ADMIN_TOKEN, TEST_TLS, event, serve_in_thread, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 2
@@ -98,7 +98,10 @@ def outage(settings: Settings, tmp_path: Path) -> Iterator[Outage]:
         with (
             serve_in_thread(create_app(durable)) as url,
             httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+                verify=TEST_TLS,
+                base_url=url,
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                timeout=10,
             ) as client,
         ):
             yield Outage(server, durable, client, logs)

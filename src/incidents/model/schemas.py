@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -65,9 +66,20 @@ def _format_checker() -> FormatChecker:
 FORMATS = _format_checker()
 
 
+@functools.lru_cache(maxsize=256)
+def check_schema_text(text: str) -> None:
+    """Raise SchemaError unless ``text``, a JSON object, is a valid Draft 2020-12 schema.
+
+    A text that passed once is not checked again in this process: the meta-schema is fixed,
+    so the answer depends on the text alone, and the check is most of what loading the schemas
+    costs (every app, every worker context). A text that fails is checked each time."""
+    Draft202012Validator.check_schema(json.loads(text))
+
+
 def _compile(path: Path) -> tuple[Validator, dict[str, object]]:
     try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        schema = json.loads(text)
     except FileNotFoundError:
         raise SchemaLoadError(f"schema file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -79,7 +91,7 @@ def _compile(path: Path) -> tuple[Validator, dict[str, object]]:
     if not isinstance(schema, dict):
         raise SchemaLoadError(f"schema file {path} must hold a JSON object")
     try:
-        Draft202012Validator.check_schema(schema)
+        check_schema_text(text)
     except SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
         raise SchemaLoadError(

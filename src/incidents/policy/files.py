@@ -9,6 +9,8 @@ problem stops start-up with the file, line and reason.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 
+from incidents.model.schemas import check_schema_text
 from incidents.policy.alert_rules import AlertRules, AlertRulesError
 from incidents.policy.rules import Default, Match, Policy, Rule
 
@@ -94,8 +97,9 @@ def schema_validator(schemas_dir: Path) -> Draft202012Validator:
     """The compiled policy-file schema (``policy.json`` in the schemas directory)."""
     path = schemas_dir / SCHEMA_FILE
     try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
-        Draft202012Validator.check_schema(schema)
+        text = path.read_text(encoding="utf-8")
+        schema = json.loads(text)
+        check_schema_text(text)
     except (OSError, ValueError, SchemaError) as exc:
         raise PolicyError(path, None, f"the policy schema cannot be used: {exc}") from exc
     return Draft202012Validator(schema)
@@ -111,17 +115,25 @@ def read_file(path: Path) -> Document | None:
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(path, None, f"cannot be read: {exc}") from exc
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        root, parsed = parse_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         raise PolicyError(path, line, f"not valid YAML: {exc.problem or exc}") from exc
     except yaml.YAMLError as exc:
         raise PolicyError(path, None, f"not valid YAML: {exc}") from exc
-    if root is None or raw is None:
+    if root is None or parsed is None:
         return None
-    return root, raw
+    return root, copy.deepcopy(parsed)  # the remembered value stays as parsed
+
+
+@functools.lru_cache(maxsize=64)
+def parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """``text``'s YAML node tree and value. Remembered per text: parsing is most of what
+    reading the shipped policy costs (every app, every worker context), and the answer depends
+    on the text alone; a text that does not parse is parsed each time. The tree is only read;
+    callers copy the value before they keep it."""
+    return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
 
 
 def parse_file(
