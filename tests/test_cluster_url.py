@@ -175,7 +175,7 @@ def test_the_commands_refuse_data_on_a_cluster_until_it_can_be_spread_over_one(
     Cluster exit 2 saying why, before they connect (an event would otherwise be refused with
     an error at every request)."""
     env = {
-        "INCIDENTS_REDIS_URL": f"redis+cluster://127.0.0.1:{free_port()}",
+        "INCIDENTS_REDIS_URL": "redis+cluster://127.0.0.1:1,127.0.0.1:2",
         "INCIDENTS_QUEUE_REDIS_URL": "redis://127.0.0.1:1/0",
         "INCIDENTS_ADMIN_TOKEN": "x" * 24,
         "INCIDENTS_SECRET_KEY": new_key(),
