@@ -11,14 +11,14 @@ import redis.asyncio as aioredis
 from incidents.errors import Forbidden, InvalidCloudEvent
 from incidents.ingest.pipeline import Ingestor
 from incidents.store.events import Accepted, EventStore
-from incidents.usecases.event_submission import EventSubmission, MadeEvent, Submission
+from incidents.usecases.event_submission import EventSubmission, MadeEvent, Submitted
 from tests.support import event, with_async_redis
 from tests.usecase_support import PRODUCER, REGISTRY, SUBSCRIBER, now, silent_redis
 
 
 def submission(redis: aioredis.Redis) -> EventSubmission:
     store = EventStore(redis)
-    return EventSubmission(Ingestor(REGISTRY, store, now), store)
+    return EventSubmission(Ingestor(REGISTRY, store, now))
 
 
 def accepted(sequence: int, duplicate: bool) -> Accepted:
@@ -48,7 +48,7 @@ def test_a_submission_counts_its_duplicates(
     flags: tuple[bool, ...], duplicates: int, all_duplicates: bool
 ) -> None:
     """Only a submission whose every event was stored before is all duplicates; none is not."""
-    done = Submission.of([accepted(i, d) for i, d in enumerate(flags)])
+    done = Submitted.of([accepted(i, d) for i, d in enumerate(flags)])
     assert (done.duplicates, done.all_duplicates) == (duplicates, all_duplicates)
 
 
@@ -65,7 +65,7 @@ def test_the_same_event_posted_twice_is_stored_once(redis_url: str) -> None:
     same sequence."""
     declared = event()
 
-    async def work(redis: aioredis.Redis) -> tuple[Submission, Submission]:
+    async def work(redis: aioredis.Redis) -> tuple[Submitted, Submitted]:
         events = submission(redis)
         first = await events.submit(PRODUCER, [declared], batch=False)
         return first, await events.submit(PRODUCER, [declared], batch=False)

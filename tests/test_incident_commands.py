@@ -27,7 +27,7 @@ from tests.usecase_support import ADMIN, REGISTRY, SUBSCRIBER, now, silent_redis
 
 def commands(redis: aioredis.Redis) -> IncidentCommands:
     store = EventStore(redis)
-    return IncidentCommands(EventSubmission(Ingestor(REGISTRY, store, now), store), lambda: "e1")
+    return IncidentCommands(EventSubmission(Ingestor(REGISTRY, store, now)), lambda: "e1")
 
 
 def test_an_unknown_action_or_an_empty_note_is_refused() -> None:

@@ -169,7 +169,7 @@ def create_app(
 ) -> Starlette:
     """The API app. ``server_process``: this process runs only the app (``serve``), so its
     start-up objects are frozen out of garbage collection once it is ready. ``spans``: where
-    spans go (``tracing.export.spans_from_environ``); none are recorded when not given."""
+    spans go (``tracing.span_export.spans_from_environ``); none are recorded when not given."""
     if settings.redis_url is None:
         raise SettingsError(
             "INCIDENTS_REDIS_URL is not set: point it at Redis, or use `incidents dev`, "
@@ -199,7 +199,7 @@ def create_app(
             planners=[WritePlanner(store, rules)],
             spans=recorder,
         )
-        submission = EventSubmission(ingestor, store)
+        submission = EventSubmission(ingestor)
         queries = Queries.build(redis, store, registry)
         deliveries = DeliveryQueries(redis)
         silences = SilenceStore(redis)

@@ -28,7 +28,7 @@ from incidents.store import keys
 from incidents.store.redis import UNAVAILABLE, guarded
 from incidents.store.redis_memory import refuses_writes_async
 from incidents.store.scripts import load_script
-from incidents.usecases.event_submission import Submission
+from incidents.usecases.event_submission import Submitted
 from incidents.worker.jobs import DELIVER_QUEUE
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -58,7 +58,7 @@ class Metrics:
         incident commands count here)."""
         self.events["rejected:" + exc.slug] += 1
 
-    def events_submitted(self, done: Submission) -> None:
+    def events_submitted(self, done: Submitted) -> None:
         self.events["accepted"] += len(done.accepted) - done.duplicates
         self.events["duplicate"] += done.duplicates
 

@@ -47,8 +47,8 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         )
     if settings.admin_token is None:
         raise SettingsError("INCIDENTS_ADMIN_TOKEN is not set; it must be for `serve`")
-    _check_secret_key(settings, "serve")
     refuse_cluster_data(settings)
+    _check_secret_key(settings, "serve")
     preflight(settings)
     from incidents.api.toolkit.bounded_protocol import BoundedHttpToolsProtocol
     from incidents.app import create_app
@@ -92,8 +92,8 @@ def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
         raise SettingsError(
             "INCIDENTS_REDIS_URL is not set: point it at Redis, or run `incidents dev`"
         )
-    _check_secret_key(settings, "worker")
     refuse_cluster_data(settings)
+    _check_secret_key(settings, "worker")
     logs.configure(settings.log_format or logs.JSON)
     preflight(settings)
     return run_worker(

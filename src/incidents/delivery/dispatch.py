@@ -60,7 +60,7 @@ from incidents.policy.outbound import Verdict
 from incidents.settings import Settings
 from incidents.silences.store import SilenceCache, SilenceStore
 from incidents.store import keys
-from incidents.store.events import EventReads, stored_event
+from incidents.store.events import EventReads, read_events_async, stored_event
 from incidents.store.redis import UNAVAILABLE
 from incidents.store.secret_box import SecretUnreadable
 from incidents.subscriptions.owner_views import IncidentViews, OwnerViews
@@ -515,11 +515,7 @@ class Dispatcher:
         if read is not None:
             version, paused, state, rows = read.version, read.paused, read.state, read.rows
             silences = read.silences
-            raws = []
-            if reads.sequences:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    reads.queue(pipe)
-                    raws = reads.found(await pipe.execute())
+            raws = await read_events_async(self.redis, reads.sequences)
         else:
             pipe = self.redis.pipeline(transaction=False)
             # One MGET for the versions and the pause; then the lane's channel state, the

@@ -10,10 +10,6 @@ from incidents.model.plan import NO_PLAN, Plan
 
 AttributeValue = str | int | bool
 
-CONTEXT_ATTRIBUTES = frozenset(
-    {"id", "source", "specversion", "type", "datacontenttype", "dataschema", "subject", "time"}
-)
-
 
 @dataclass(frozen=True)
 class CloudEvent:

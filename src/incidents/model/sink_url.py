@@ -1,7 +1,8 @@
 """A sink URL as the outbound client will read it: ``check_url`` says whether it is one the
 gateway may call (http or https, a host that is a DNS name or an IP address, no credentials,
 no fragment), before any lookup. The subscriptions' sinks and the connectors' OAuth token URLs
-are checked with it at registration; ``delivery/sinks.py`` checks the addresses connected to.
+are checked with it at registration; ``delivery/address_guard.py`` checks the addresses
+connected to.
 """
 
 from __future__ import annotations

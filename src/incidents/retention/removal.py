@@ -34,7 +34,7 @@ class Removal:
         """Queue the removal of events: two commands each (the event, and its entry in the
         id index, which is its dedup key too), each answering 1 if it removed something."""
         for s in events:
-            pipe.hdel(keys.events(keys.event_bucket(s.sequence)), s.sequence)
+            pipe.hdel(keys.event_hash(s.sequence), s.sequence)
             self.unindex(pipe, s)
 
     def unindex(self, pipe: Any, stored: StoredEvent) -> None:

@@ -272,17 +272,14 @@ class EventStore:
         return stored_tail(draft.event.to_dict(), ingested, draft.principal, draft.plan.to_dict())
 
     async def get(self, sequence: int) -> StoredEvent | None:
-        found = await self.get_many([sequence])
-        return found[0] if found else None
+        async with guarded("reading an event"):
+            raw = await self.redis.hget(keys.event_hash(sequence), str(sequence))
+        return stored_event(raw) if raw else None
 
     async def get_many(self, sequences: Sequence[int]) -> list[StoredEvent]:
         """The events of these sequences that are stored, in the order asked."""
-        if not sequences:
-            return []
-        reads = EventReads(sequences)
-        async with guarded("reading events"), self.redis.pipeline(transaction=False) as pipe:
-            reads.queue(pipe)
-            raws = reads.found(await pipe.execute())
+        async with guarded("reading events"):
+            raws = await read_events_async(self.redis, sequences)
         return [stored_event(r) for r in raws if r]
 
     async def find(self, event_id: str, source: str | None = None) -> list[StoredEvent]:
@@ -350,6 +347,16 @@ class EventReads:
         for seqs, raws in zip(self.buckets.values(), mine, strict=True):
             by_seq.update(zip(seqs, cast(list[bytes | None], raws), strict=True))
         return [by_seq[s] for s in self.sequences]
+
+
+async def read_events_async(client: aioredis.Redis, sequences: Sequence[int]) -> list[bytes | None]:
+    """The stored JSON of each sequence (None for one not stored), with an asyncio client."""
+    if not sequences:
+        return []
+    reads = EventReads(sequences)
+    async with client.pipeline(transaction=False) as pipe:
+        reads.queue(pipe)
+        return reads.found(await pipe.execute())
 
 
 def read_events(client: redis.Redis, sequences: Sequence[int]) -> list[bytes | None]:

@@ -44,6 +44,11 @@ def event_bucket(sequence: int) -> int:
     return sequence // EVENT_BUCKET
 
 
+def event_hash(sequence: int) -> str:
+    """The hash that holds the event of ``sequence`` (its field: the sequence)."""
+    return events(event_bucket(sequence))
+
+
 # The id index, which is the (source, id) dedup check too: hash CloudEvents id -> the stored
 # events with that id (``store.event_index``), spread over EVENT_ID_BUCKETS hashes by a
 # checksum of the id, so that small buckets stay compact in Redis.

@@ -1,5 +1,5 @@
 """Spans recorded with the OpenTelemetry SDK and sent over OTLP/HTTP by a batch processor
-(its own thread): imported only when export is on (``tracing.export``)."""
+(its own thread): imported only when export is on (``tracing.span_export``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The spans seam: where the gateway says what it does (accepting, routing, delivering) for
 whoever records it. ``NoSpans`` records nothing and costs a method call; the OpenTelemetry
-implementation (``tracing.export``) is built only when export is configured."""
+implementation (``tracing.span_export``) is built only when export is configured."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from typing import Any
 from incidents.ingest.pipeline import Ingestor
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.principal import Principal
-from incidents.store.events import Accepted, EventStore
+from incidents.store.events import Accepted
 
 PRODUCER = "producer"  # the role that posts events (admins hold every role)
 # What an adapter's answer says of each event's alert.
@@ -20,7 +20,7 @@ ALERT_SHOWN = ("key", "outcome", "number", "status", "count", "reason")
 
 
 @dataclass(frozen=True)
-class Submission:
+class Submitted:
     """What became of the posted events: one ``Accepted`` each, in order, and how many of
     them were stored before."""
 
@@ -28,7 +28,7 @@ class Submission:
     duplicates: int
 
     @classmethod
-    def of(cls, accepted: list[Accepted]) -> Submission:
+    def of(cls, accepted: list[Accepted]) -> Submitted:
         return cls(accepted, sum(1 for a in accepted if a.duplicate))
 
     @property
@@ -55,16 +55,16 @@ class MadeEvent:
 class EventSubmission:
     """The ingest pipeline, as the doors hand it events; built once with the app's."""
 
-    def __init__(self, ingestor: Ingestor, store: EventStore) -> None:
+    def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
-        self.store = store
+        self.store = ingestor.store
 
-    async def submit(self, principal: Principal, raws: Sequence[object], batch: bool) -> Submission:
+    async def submit(self, principal: Principal, raws: Sequence[object], batch: bool) -> Submitted:
         """Events in their JSON form, posted by a producer: the envelope and the schema are
         checked (a batch is judged whole), then admitted, planned and stored."""
         principal.require(PRODUCER)
         events = await self.ingestor.check_off_loop(raws, batch=batch)
-        return Submission.of(await self.ingestor.accept(events, principal))
+        return Submitted.of(await self.ingestor.accept(events, principal))
 
     async def submit_made(
         self, principal: Principal, events: Sequence[CloudEvent]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from incidents.errors import InvalidRequest
 from incidents.model.principal import Principal
 from incidents.model.types import EventType, Extension
-from incidents.usecases.event_submission import PRODUCER, EventSubmission, Submission
+from incidents.usecases.event_submission import PRODUCER, EventSubmission, Submitted
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class IncidentCommands:
 
     async def give(
         self, principal: Principal, incident_id: str, command: IncidentCommand, source: str
-    ) -> Submission:
+    ) -> Submitted:
         """Post ``command`` on ``incident_id`` as ``principal``, from ``source`` (the door)."""
         event = command_event(command, incident_id, principal.name, source, self.new_id())
         return await self.events.submit(principal, [event], batch=False)

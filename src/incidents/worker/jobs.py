@@ -78,7 +78,7 @@ class WorkerContext:
     # Unix time for everything delivery schedules, stamps and signs (due lanes, leases,
     # retries, Retry-After pauses, rate windows, the attempt log, webhook timestamps).
     clock: Callable[[], float] = time.time
-    # Where the routing and delivery spans go (``tracing.export``); opened by the worker.
+    # Where the routing and delivery spans go (``tracing.span_export``); opened by the worker.
     spans: Spans = field(default_factory=NoSpans)
     # Redis as this worker reaches it, password included (``settings`` leave that out).
     redis_url: str = field(default="", repr=False)

@@ -56,8 +56,11 @@ local function store(events, results)
   for i, ev in ipairs(events) do
     local slot = ev.ids .. ' ' .. ev.id
     local known = written[slot] or ev.known
-    local twice, incident = index_find(known, ev.source)
-    if results[i] == nil and twice then -- the same event earlier in this call
+    local twice, incident
+    if results[i] == nil and written[slot] then -- the id was stored earlier in this group
+      twice, incident = index_find(known, ev.source)
+    end
+    if twice then -- the same event earlier in this group
       results[i] = 'dup ' .. twice .. ' ' .. incident
     elseif results[i] == nil then
       local seq = redis.call('INCR', req.seq)
