@@ -24,8 +24,9 @@ from incidents.api.toolkit.subscriber_endpoints import (
 )
 from incidents.connectors.channel_base import OutcomeKind
 from incidents.delivery.lanes import DEAD, FILTER_ERROR, SILENCED, WITHHELD
+from incidents.model.principal import ADMIN
 from incidents.routing.explain import Fate
-from incidents.usecases.delivery_actions import ADMIN, DeliveryActions, replay_since
+from incidents.usecases.delivery_actions import DeliveryActions, replay_since
 from incidents.usecases.subscription_actions import SubscriptionActions
 
 

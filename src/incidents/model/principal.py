@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from incidents.errors import Forbidden
 from incidents.model.labels import DATA_CLASS_NAMES
 
-ROLES = ("admin", "producer", "subscriber")
+ADMIN, PRODUCER, SUBSCRIBER = "admin", "producer", "subscriber"
+ROLES = (ADMIN, PRODUCER, SUBSCRIBER)  # admins hold every role
 CLEARANCES = DATA_CLASS_NAMES  # a clearance is the highest data class a principal may see
 DEFAULT_TENANT = "default"
 
@@ -51,15 +52,19 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
-        return "admin" in self.roles
+        return ADMIN in self.roles
 
     def may_publish(self, event_type: str) -> bool:
         if self.is_admin:
             return True
         return any(fnmatch.fnmatchcase(event_type, p) for p in self.publish)
 
+    def has(self, role: str) -> bool:
+        """Whether the principal holds ``role`` (an admin holds every role)."""
+        return role in self.roles or self.is_admin
+
     def require(self, role: str) -> None:
-        if role not in self.roles and not self.is_admin:
+        if not self.has(role):
             raise Forbidden(f"principal {self.name!r} lacks the {role!r} role")
 
 

@@ -393,7 +393,7 @@ def stored_tail(
     items = list(event.items())
     if items and items[0] == _SPECVERSION:
         del items[0]
-    if any(name in _LONG_NAMES for name, _ in items):
+    if not _LONG_NAMES.keys().isdisjoint(event):
         raise ValueError("an attribute name is one upper-case letter: not a CloudEvents name")
     kept: list[Any] = [ingested, principal, {SHORT_NAMES.get(k, k): v for k, v in items}]
     if meta:

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from incidents.delivery.delivery_queries import DeliveryLog, DeliveryQueries
 from incidents.delivery.lanes import DEAD, PENDING, Delivery
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
-from incidents.model.principal import Principal
+from incidents.model.principal import ADMIN, SUBSCRIBER, Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.queries.query_set import Queries
 from incidents.routing.explain import JUDGED_ON, explain
@@ -21,9 +21,6 @@ from incidents.silences.store import SilenceStore
 from incidents.store.redis import guarded
 from incidents.subscriptions.owner_views import OwnerViews
 from incidents.subscriptions.subscription import Subscription
-
-SUBSCRIBER = "subscriber"  # the role that reads and replays its deliveries
-ADMIN = "admin"  # the role that reads and redrives the dead letters
 
 
 def replay_since(raw: object) -> datetime:

@@ -11,10 +11,9 @@ from typing import Any
 
 from incidents.ingest.pipeline import Ingestor
 from incidents.model.cloudevent import CloudEvent
-from incidents.model.principal import Principal
+from incidents.model.principal import PRODUCER, Principal
 from incidents.store.events import Accepted
 
-PRODUCER = "producer"  # the role that posts events (admins hold every role)
 # What an adapter's answer says of each event's alert.
 ALERT_SHOWN = ("key", "outcome", "number", "status", "count", "reason")
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from incidents.errors import InvalidRequest
-from incidents.model.principal import Principal
+from incidents.model.principal import PRODUCER, Principal
 from incidents.model.types import EventType, Extension
-from incidents.usecases.event_submission import PRODUCER, EventSubmission, Submitted
+from incidents.usecases.event_submission import EventSubmission, Submitted
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class IncidentCommand:
 
 def allowed_actions(principal: Principal) -> list[Action]:
     """The actions ``principal`` may take: those whose events it may publish as a producer."""
-    if not (principal.is_admin or PRODUCER in principal.roles):
+    if not principal.has(PRODUCER):
         return []
     return [a for a in ACTIONS if principal.may_publish(a.type)]
 

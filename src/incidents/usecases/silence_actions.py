@@ -12,7 +12,7 @@ from datetime import datetime
 
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import Conflict, InvalidRequest, NotFound
-from incidents.model.principal import Principal
+from incidents.model.principal import SUBSCRIBER, Principal
 from incidents.queries.query_set import Queries
 from incidents.silences.silence import (
     Silence,
@@ -22,8 +22,6 @@ from incidents.silences.silence import (
     scope_problems,
 )
 from incidents.silences.store import SilenceStore
-
-SILENCER = "subscriber"  # the role that may silence (admins hold every role)
 
 
 def silence_document(
@@ -71,7 +69,7 @@ class SilenceActions:
 
     async def create(self, principal: Principal, document: object) -> Silence:
         """Check and store a new silence from its JSON document (the API's input)."""
-        principal.require(SILENCER)
+        principal.require(SUBSCRIBER)
         at = self.clock()
         silence = parse_silence(document, principal.id, at)
         subs = await self.deliveries.subscriptions.get_many(silence.subscriptions)
@@ -93,7 +91,7 @@ class SilenceActions:
         self, principal: Principal, state: SilenceState | None = None
     ) -> list[Silence]:
         """The silences ``principal`` may see (its own; admins all), in ``state`` if named."""
-        principal.require(SILENCER)
+        principal.require(SUBSCRIBER)
         at = self.clock()
         viewer = self.queries.viewer(principal)
         after = None if state is SilenceState.EXPIRED or state is None else at
@@ -106,7 +104,7 @@ class SilenceActions:
 
     async def get(self, principal: Principal, silence_id: str) -> Silence:
         """The silence, if ``principal`` created it (admins: any); else NotFound."""
-        principal.require(SILENCER)
+        principal.require(SUBSCRIBER)
         found = await self.store.get(silence_id)
         if found is None or not self.queries.viewer(principal).owns(found.created_by):
             raise NotFound(f"no silence {silence_id!r}")

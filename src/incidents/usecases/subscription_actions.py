@@ -13,7 +13,7 @@ from incidents.delivery.attempt_log import iso
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.delivery.handshake import handshake
 from incidents.errors import FieldError, InvalidRequest
-from incidents.model.principal import Principal
+from incidents.model.principal import SUBSCRIBER, Principal
 from incidents.model.sink_url import check_url
 from incidents.queries.query_set import Queries
 from incidents.settings import Settings
@@ -24,7 +24,6 @@ from incidents.subscriptions.spec import Spec, SubscriptionStatus, parse_spec
 from incidents.subscriptions.subscription import Subscription, new_subscription, rotated
 
 ACTIVE, DISABLED = SubscriptionStatus
-SUBSCRIBER = "subscriber"  # the role that manages subscriptions (admins hold every role)
 DEFAULT_ORIGIN = "incidents"  # the handshake's origin when the request named no host
 
 

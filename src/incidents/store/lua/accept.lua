@@ -14,6 +14,7 @@
 -- "new <seq> <incident>" or "dup <seq> <incident>", or {"conflict", index, key, current
 -- version} when a versioned document moved on (nothing of that group is stored).
 --! include event_index
+--! include event_keys
 local req = cjson.decode(ARGV[1])
 
 local at = 2
@@ -64,8 +65,7 @@ local function store(events, results)
       results[i] = 'dup ' .. twice .. ' ' .. incident
     elseif results[i] == nil then
       local seq = redis.call('INCR', req.seq)
-      local bucket = string.format('%d', math.floor(seq / req.bucket))
-      redis.call('HSET', req.events .. bucket, seq, '[' .. seq .. ev.tail)
+      redis.call('HSET', event_hash(req.events, req.bucket, seq), seq, '[' .. seq .. ev.tail)
       written[slot] = (known or '') .. index_record(seq, ev.source, ev.incident)
       redis.call('HSET', ev.ids, ev.id, written[slot])
       if ev.incident ~= '' then

@@ -8,17 +8,15 @@
 -- Returns {"dup", "<seq> <incident>"} or {"new", seq}.
 -- KEYS: sequence counter, outbox, sweeper's cursor.
 --! include event_index
+--! include event_keys
 local r = cjson.decode(ARGV[1])
 local known = redis.call('HGET', r.ids, r.id)
 local stored, incident = index_find(known, r.source)
 if stored then
   return {'dup', stored .. ' ' .. incident}
 end
-local function bucket_of(n)
-  return r.events .. string.format('%d', math.floor(n / r.bucket))
-end
 local seq = tonumber(r.sequence)
-if redis.call('HEXISTS', bucket_of(seq), seq) == 1 then
+if redis.call('HEXISTS', event_hash(r.events, r.bucket, seq), seq) == 1 then
   seq = redis.call('INCR', KEYS[1])
 elseif tonumber(redis.call('GET', KEYS[1]) or '0') < seq then
   redis.call('SET', KEYS[1], seq)
@@ -27,7 +25,7 @@ local swept = tonumber(redis.call('GET', KEYS[3]) or '0')
 if seq <= swept then
   redis.call('SET', KEYS[3], seq - 1)
 end
-redis.call('HSET', bucket_of(seq), seq, '[' .. seq .. ARGV[2])
+redis.call('HSET', event_hash(r.events, r.bucket, seq), seq, '[' .. seq .. ARGV[2])
 redis.call('HSET', r.ids, r.id, (known or '') .. index_record(seq, r.source, r.incident))
 if r.incident ~= '' then
   redis.call('ZADD', r.timeline, seq, seq)
