@@ -28,6 +28,7 @@ from incidents.connectors.pagerduty import adapter as pagerduty_adapter
 from incidents.errors import MAX_LISTED_ERRORS, IncidentsError
 from incidents.ingest.modes import check_count
 from incidents.model.bounded_json import parse_json
+from incidents.model.principal import PRODUCER
 from incidents.model.schemas import errors_of
 from incidents.off_loop import off_loop
 from incidents.policy.alert_rules import AlertRules
@@ -53,7 +54,7 @@ def _count_alerts(payload: Any, limit: int, what: str) -> int:
 async def post_alertmanager(request: Request) -> Response:
     svc = services(request)
     principal = caller(request)
-    principal.require("producer")
+    principal.require(PRODUCER)
     payload = await read_json(request, svc.settings, "the Alertmanager payload")
     count = _count_alerts(payload, svc.settings.max_batch_events, "an Alertmanager notification")
     await off_loop(
@@ -70,7 +71,7 @@ async def post_alertmanager(request: Request) -> Response:
 async def post_grafana(request: Request) -> Response:
     svc = services(request)
     principal = caller(request)
-    principal.require("producer")
+    principal.require(PRODUCER)
     settings = svc.settings
     body = await read_body(request, settings.max_body_bytes)
     rules = svc.get(AlertRules)
@@ -114,7 +115,7 @@ async def post_enqueue(request: Request) -> Response:
             )
         assert isinstance(body, Mapping)  # the schema says it is an object
         principal = await svc.auth.resolve(str(body["routing_key"]))
-        principal.require("producer")
+        principal.require(PRODUCER)
         event, dedup_key = pagerduty_adapter.to_event(body)
         result = (await submit(svc, principal, [event]))[0]
     except IncidentsError as exc:

@@ -16,6 +16,7 @@ from incidents.api.toolkit.request_body import LARGE_BODY, read_body
 from incidents.api.toolkit.responses import json_response
 from incidents.errors import IncidentsError
 from incidents.ingest.modes import BATCH, STRUCTURED, parse_request
+from incidents.model.principal import PRODUCER
 from incidents.off_loop import off_loop
 from incidents.queries.query_set import Queries
 from incidents.usecases.event_submission import EventSubmission
@@ -26,7 +27,7 @@ async def post_events(request: Request) -> Response:
     counted = request.app.state.metrics
     try:
         principal = caller(request)
-        principal.require("producer")
+        principal.require(PRODUCER)
         settings = svc.settings
         body = await read_body(request, settings.max_body_bytes)
         parsed = await off_loop(

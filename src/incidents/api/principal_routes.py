@@ -16,7 +16,7 @@ from incidents.api.toolkit.openapi_document import BEARER, errors, json_body
 from incidents.api.toolkit.request_body import read_json
 from incidents.api.toolkit.responses import SHOWS_A_SECRET, json_response
 from incidents.errors import Conflict, FieldError, InvalidRequest, NotFound
-from incidents.model.principal import CLEARANCES, DEFAULT_TENANT, ROLES, Principal
+from incidents.model.principal import ADMIN, CLEARANCES, DEFAULT_TENANT, ROLES, Principal
 from incidents.policy.principals import NameTaken, PrincipalStore, principal_to_dict
 
 TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -77,7 +77,7 @@ def parse_principal(body: object) -> Principal:
 
 async def create_principal(request: Request) -> Response:
     svc = services(request)
-    caller(request).require("admin")
+    caller(request).require(ADMIN)
     body = await read_json(request, svc.settings)
     template = parse_principal(body)
     try:
@@ -96,7 +96,7 @@ async def create_principal(request: Request) -> Response:
 
 async def list_principals(request: Request) -> Response:
     svc = services(request)
-    caller(request).require("admin")
+    caller(request).require(ADMIN)
     rows = await svc.get(PrincipalStore).list()
     return json_response(
         {"principals": [principal_to_dict(p) | {"created_at": c} for p, c in rows]}
@@ -105,7 +105,7 @@ async def list_principals(request: Request) -> Response:
 
 async def get_principal(request: Request) -> Response:
     svc = services(request)
-    caller(request).require("admin")
+    caller(request).require(ADMIN)
     principal_id = request.path_params["id"]
     found = await svc.get(PrincipalStore).get(principal_id)
     if found is None:
@@ -115,7 +115,7 @@ async def get_principal(request: Request) -> Response:
 
 async def delete_principal(request: Request) -> Response:
     svc = services(request)
-    caller(request).require("admin")
+    caller(request).require(ADMIN)
     principal_id = request.path_params["id"]
     if not await svc.get(PrincipalStore).revoke(principal_id):
         raise NotFound(f"no principal {principal_id!r}")

@@ -14,6 +14,7 @@ from incidents.console.rendering import SECURITY_HEADERS, Templates
 from incidents.console.signed_in import SignedIn
 from incidents.delivery.delivery_queries import DeliveryQueries
 from incidents.errors import IncidentsError, InvalidRequest
+from incidents.model.principal import ADMIN
 from incidents.policy.principals import PrincipalStore
 from incidents.queries.query_set import Queries
 from incidents.usecases.delivery_actions import DeliveryActions, replay_since
@@ -110,7 +111,7 @@ class DeliveryPages:
     async def dead_letters(
         self, signed: SignedIn, problem: IncidentsError | None = None
     ) -> Response:
-        signed.principal.require("admin")
+        signed.principal.require(ADMIN)
         found = await services(signed.request).get(DeliveryQueries).dead_letters(DEAD_LETTERS_SHOWN)
         context = signed.context(dead_letters=found, problem=problem)
         status = problem.status if problem is not None else 200
@@ -130,7 +131,7 @@ class DeliveryPages:
         return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
 
     async def principals(self, signed: SignedIn) -> Response:
-        signed.principal.require("admin")
+        signed.principal.require(ADMIN)
         found = await services(signed.request).get(PrincipalStore).list()
         rows = [{"principal": p, "created_at": created} for p, created in found]
         context = signed.context(principals=rows)

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from incidents.api.toolkit.app_services import services
 from incidents.console.rendering import Templates
 from incidents.console.signed_in import SignedIn
+from incidents.model.principal import SUBSCRIBER
 from incidents.queries.query_set import Queries
 from incidents.usecases.delivery_actions import DeliveryActions
 
@@ -26,7 +27,7 @@ class EventPages:
             svc.get(Queries).viewer(principal), event_id, source
         )
         routes = None
-        if principal.is_admin or "subscriber" in principal.roles:
+        if principal.has(SUBSCRIBER):
             routes = await svc.get(DeliveryActions).event_routes(principal, event_id, source)
         context = signed.context(stored=shown, routes=routes)
         return self.templates.page(signed.request, "event.html", context)

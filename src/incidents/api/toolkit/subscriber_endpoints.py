@@ -22,7 +22,7 @@ from incidents.api.toolkit.openapi_document import (
 from incidents.api.toolkit.request_body import read_body
 from incidents.errors import InvalidRequest
 from incidents.model.bounded_json import parse_json
-from incidents.model.principal import Principal
+from incidents.model.principal import SUBSCRIBER, Principal
 
 _LIMIT = re.compile(r"[0-9]{1,7}")
 ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
@@ -47,7 +47,7 @@ async def json_request(request: Request) -> object:
 def subscriber(request: Request) -> tuple[Services, Principal]:
     """The services and the caller, who must hold the subscriber role (admins do)."""
     principal = caller(request)
-    principal.require("subscriber")
+    principal.require(SUBSCRIBER)
     return services(request), principal
 
 
