@@ -1,4 +1,5 @@
-"""The id index's records: written and read alike by Python and by the Lua scripts."""
+"""The id index: written and read alike by Python and by the Lua scripts, in one or two
+fields per look-up however many sources share an id."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import cast
 import redis
 import redis.asyncio as aioredis
 
-from incidents.model.cloudevent import CloudEvent
+from incidents.model.cloudevent import CloudEvent, StoredEvent
 from incidents.store import event_index, keys
 from incidents.store.events import Accepted, Draft, EventStore
 from incidents.store.scripts import load_script
@@ -18,40 +19,73 @@ AWKWARD = [
     (7, "/bench", "INC-1"),
     (12, "1 2 3 /spaced source", ""),
     (123456789, "urn:café:☃", "incident with spaces 9 9 9 "),
-    (3, "", "x"),
 ]
+AT = datetime(2026, 1, 2, tzinfo=UTC)
 
 
-def test_records_read_back_whatever_their_source_and_incident_hold() -> None:
-    """Records side by side decode to the same sources, sequences and incidents, in order."""
-    value = b"".join(event_index.encode(*r) for r in AWKWARD)
-    found = event_index.decode(value)
-    assert [(f.sequence, f.source, f.incident) for f in found] == AWKWARD
-    assert event_index.find(value, "urn:café:☃") == found[2]
-    assert event_index.find(value, "/elsewhere") is None
-    assert event_index.decode(None) == []
+def note(event_id: str, source: str) -> CloudEvent:
+    return CloudEvent({"specversion": "1.0", "id": event_id, "source": source, "type": "im.n"})
 
 
-def test_the_scripts_take_out_exactly_the_record_of_one_source(redis_client: redis.Redis) -> None:
-    """``unindex`` removes one source's record, keeps the others byte for byte, and drops the
-    field with the last one."""
+def test_a_record_reads_back_whatever_its_source_and_incident_hold() -> None:
+    """A record decodes to the same source, sequence and incident; the mark of a first event
+    gone and no record at all decode to nothing."""
+    for seq, source, incident in AWKWARD:
+        assert event_index.decode(event_index.encode(seq, source, incident)) == (
+            event_index.Indexed(source, seq, incident)
+        )
+    assert event_index.decode(event_index.GONE) is None
+    assert event_index.decode(None) is None
+    first, other = event_index.encode(1, "/a", ""), event_index.encode(2, "/b", "")
+    assert event_index.found(first, other, "/b") == event_index.Indexed("/b", 2, "")
+    assert event_index.found(first, None, "/a") == event_index.Indexed("/a", 1, "")
+    assert event_index.others_pattern("a*b?[c]\\") == "a\\*b\\?\\[c\\]\\\\\n*"
+
+
+def test_many_sources_share_an_id_each_found_by_one_or_two_fields(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Forty sources storing one id: each is a duplicate of itself only, each is found by
+    (source, id), all are found by the id, and taking them out of the index one by one (the
+    first first) leaves the others findable and, at the end, nothing of the id."""
+    sources = [f"/src/{n}" for n in range(40)]
+    bucket = keys.event_ids("shared")
+
+    async def store_all(client: aioredis.Redis) -> list[list[Accepted] | Exception]:
+        return await EventStore(client).accept_each(
+            [[Draft(note("shared", s))] for s in sources], AT
+        )
+
+    answers = with_async_redis(redis_url, store_all)
+    sequences = [a[0].sequence for a in answers if isinstance(a, list)]
+    assert len(sequences) == len(sources)
+    fields = {f.decode() for f in cast(list[bytes], redis_client.hkeys(bucket))}
+    assert {"shared", "shared\n"} | {f"shared\n{s}" for s in sources[1:]} == fields
+    assert redis_client.hget(bucket, "shared\n") == b"39"
+
+    async def look(client: aioredis.Redis) -> tuple[list[int | None], list[StoredEvent], int]:
+        store = EventStore(client)
+        again = await store.existing([note("shared", s) for s in [*sources, "/new"]])
+        each = [(await store.find("shared", s))[0] for s in sources]
+        return again, each, len(await store.find("shared"))
+
+    again, each, together = with_async_redis(redis_url, look)
+    assert again == [*sequences, None]
+    assert [s.event.source for s in each] == sources
+    assert [s.sequence for s in each] == sequences and together == len(sources)
+
     unindex = redis_client.register_script(load_script("unindex"))
-    key, event_id = keys.event_ids("ev-1"), "ev-1"
-    redis_client.hset(key, event_id, b"".join(event_index.encode(*r) for r in AWKWARD))
-    assert unindex(keys=[key], args=[event_id, "1 2 3 /spaced source"]) == 1
-    assert unindex(keys=[key], args=[event_id, "1 2 3 /spaced source"]) == 0
-    left = event_index.decode(cast(bytes | None, redis_client.hget(key, event_id)))
-    assert [(f.sequence, f.source, f.incident) for f in left] == [AWKWARD[0], *AWKWARD[2:]]
-    for _, source, _ in (AWKWARD[0], *AWKWARD[2:]):
-        assert unindex(keys=[key], args=[event_id, source]) == 1
-    assert not redis_client.hexists(key, event_id)
+    assert unindex(keys=[bucket], args=["shared", sources[0]]) == 1
+    assert redis_client.hget(bucket, "shared") == event_index.GONE
+    assert unindex(keys=[bucket], args=["shared", sources[0]]) == 0
 
+    async def left(client: aioredis.Redis) -> list[int | None]:
+        return await EventStore(client).existing([note("shared", s) for s in sources])
 
-def test_an_id_is_always_kept_in_the_same_one_of_a_fixed_number_of_buckets() -> None:
-    """The bucket of an id depends on the id alone, and there are EVENT_ID_BUCKETS of them."""
-    names = {keys.event_ids(f"id-{n}") for n in range(20_000)}
-    assert len(names) == keys.EVENT_ID_BUCKETS
-    assert keys.event_ids("id-42") == keys.event_ids("id-42")
+    assert with_async_redis(redis_url, left) == [None, *sequences[1:]]
+    for source in sources[1:]:
+        assert unindex(keys=[bucket], args=["shared", source]) == 1
+    assert not [f for f in cast(list[bytes], redis_client.hkeys(bucket)) if f.startswith(b"shared")]
 
 
 def test_one_event_twice_in_one_script_call_is_stored_once(
@@ -59,20 +93,28 @@ def test_one_event_twice_in_one_script_call_is_stored_once(
 ) -> None:
     """Drafts of one (source, id) in one request, and in two requests committed by the same
     script call, are stored once: each later one is answered as a duplicate of the first."""
-    ev = CloudEvent({"specversion": "1.0", "id": "twice", "source": "/s", "type": "im.note"})
-    other = CloudEvent({**ev.attributes, "source": "/other"})
-    at = datetime(2026, 1, 2, tzinfo=UTC)
+    ev, other = note("twice", "/s"), note("twice", "/other")
 
     async def work(client: aioredis.Redis) -> list[list[Accepted] | Exception]:
         store = EventStore(client)
-        return await store.accept_each([[Draft(ev), Draft(ev), Draft(other)], [Draft(ev)]], at)
+        return await store.accept_each([[Draft(ev), Draft(ev), Draft(other)], [Draft(ev)]], AT)
 
     first, second = with_async_redis(redis_url, work)
     assert isinstance(first, list) and isinstance(second, list)
     assert [a.duplicate for a in first + second] == [False, True, False, True]
     assert first[0].sequence == first[1].sequence == second[0].sequence != first[2].sequence
-    value = cast(bytes, redis_client.hget(keys.event_ids("twice"), "twice"))
-    assert [(r.source, r.sequence) for r in event_index.decode(value)] == [
-        ("/s", first[0].sequence),
-        ("/other", first[2].sequence),
-    ]
+    bucket = keys.event_ids("twice")
+    assert event_index.decode(cast(bytes, redis_client.hget(bucket, "twice"))) == (
+        event_index.Indexed("/s", first[0].sequence, "")
+    )
+    assert event_index.decode(cast(bytes, redis_client.hget(bucket, "twice\n/other"))) == (
+        event_index.Indexed("/other", first[2].sequence, "")
+    )
+    assert redis_client.hget(bucket, "twice\n") == b"1"
+
+
+def test_an_id_is_always_kept_in_the_same_one_of_a_fixed_number_of_buckets() -> None:
+    """The bucket of an id depends on the id alone, and there are EVENT_ID_BUCKETS of them."""
+    names = {keys.event_ids(f"id-{n}") for n in range(20_000)}
+    assert len(names) == keys.EVENT_ID_BUCKETS
+    assert keys.event_ids("id-42") == keys.event_ids("id-42")

@@ -269,3 +269,15 @@ def test_evolve_refuses_bad_values_quoting_them() -> None:
         incident.evolve(version=-1)
     with pytest.raises(TypeError, match="colour"):
         incident.evolve(colour="red")
+
+
+def test_an_archive_line_whose_id_holds_a_control_character_is_an_error() -> None:
+    """An id or source with a control character (no CloudEvents string holds one) is refused
+    on import, naming the attribute."""
+    from incidents.archive.records import RecordError, parse_line
+
+    for attribute in ("id", "source"):
+        line: dict[str, object] = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}
+        line |= {attribute: "a\nb", "imsequence": 1, "imingestedat": T0.isoformat()}
+        with pytest.raises(RecordError, match=f"its {attribute} holds a control character"):
+            parse_line(orjson.dumps(line), 1)

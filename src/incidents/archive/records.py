@@ -49,6 +49,7 @@ PLAN = "implan"
 VERSION = "imversion"
 _OWNED = (SEQUENCE, INGESTED_AT, PRINCIPAL, PLAN)
 _NAME = re.compile(r"[a-z0-9]+")  # a CloudEvents attribute name
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # what no CloudEvents string holds
 
 
 class RecordError(ValueError):
@@ -81,6 +82,11 @@ def stored_of(record: Mapping[str, Any]) -> StoredEvent:
     if ingested.tzinfo is None:
         ingested = ingested.replace(tzinfo=UTC)
     event = {k: v for k, v in record.items() if k not in _OWNED}
+    for attribute in ("id", "source"):
+        if _CONTROL.search(str(event.get(attribute, ""))):
+            raise RecordError(
+                f"event {record.get('id')!r}: its {attribute} holds a control character"
+            )
     named = [k for k in event if k not in ("data", "data_base64") and not _NAME.fullmatch(k)]
     if named:
         raise RecordError(

@@ -1,12 +1,15 @@
 """The id index: which stored events carry a CloudEvents id, which is the ``(source, id)``
 dedup check too.
 
-The index is a few hashes (``keys.event_ids``) whose field is the event id and whose value
-lists the stored events with that id, one record per source, records side by side:
+The index is a fixed number of hashes (``keys.event_ids``, by a checksum of the id). In the
+bucket of an id, field ``<id>`` holds the first stored event with that id as one record,
 ``<sequence> <source length> <incident length> <source><incident>`` (lengths in bytes, so a
-source or an incident id may hold any character). Nearly every id has one source, so nearly
-every value is one short record. The Lua scripts (``accept``, ``restore_event``,
-``unindex``) read and write the same records.
+source or an incident id may hold any character), or ``-`` once that event is gone while
+others with the id stay. The event of each other source is under field ``<id>\\n<source>``
+(a CloudEvents string holds no control character), and field ``<id>\\n`` counts those. So a
+look-up reads one field, or two when sources share an id, however many share it. The Lua
+scripts (``event_index.lua``, included by ``accept``, ``restore_event`` and ``unindex``)
+read and write the same fields.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 _HEAD = re.compile(rb"(\d+) (\d+) (\d+) ")
+GONE = b"-"  # field <id> once its event is gone while others with the id stay
 
 
 @dataclass(frozen=True)
@@ -32,24 +36,38 @@ def encode(sequence: int, source: str, incident: str) -> bytes:
     return b"%d %d %d %s%s" % (sequence, len(s), len(i), s, i)
 
 
-def decode(value: bytes | None) -> list[Indexed]:
-    """The records of one id's value, in the order they were written."""
-    out: list[Indexed] = []
-    at = 0
-    raw = value or b""
-    while at < len(raw):
-        head = _HEAD.match(raw, at)
-        if head is None:
-            raise ValueError(f"not an id index value: {raw!r}")
-        seq, slen, ilen = (int(x) for x in head.groups())
-        start = head.end()
-        source = raw[start : start + slen]
-        incident = raw[start + slen : start + slen + ilen]
-        out.append(Indexed(source.decode(), seq, incident.decode()))
-        at = start + slen + ilen
-    return out
+def decode(value: bytes | None) -> Indexed | None:
+    """The event a field's record names (None for no record, or for ``GONE``)."""
+    if value is None or value == GONE:
+        return None
+    head = _HEAD.match(value)
+    if head is None:
+        raise ValueError(f"not an id index record: {value!r}")
+    seq, slen, ilen = (int(x) for x in head.groups())
+    start = head.end()
+    source = value[start : start + slen].decode()
+    incident = value[start + slen : start + slen + ilen].decode()
+    return Indexed(source, seq, incident)
 
 
-def find(value: bytes | None, source: str) -> Indexed | None:
-    """The record of ``source`` in one id's value, if there is one."""
-    return next((r for r in decode(value) if r.source == source), None)
+def other_field(event_id: str, source: str) -> str:
+    """The field of the event of ``(event_id, source)`` when another source's came first."""
+    return f"{event_id}\n{source}"
+
+
+def count_field(event_id: str) -> str:
+    """The field that counts the ``other_field`` s of ``event_id``."""
+    return f"{event_id}\n"
+
+
+def found(first: bytes | None, other: bytes | None, source: str) -> Indexed | None:
+    """The event of ``source``, from fields ``<id>`` and ``<id>\\n<source>`` as read."""
+    head = decode(first)
+    if head is not None and head.source == source:
+        return head
+    return decode(other)
+
+
+def others_pattern(event_id: str) -> str:
+    """An ``HSCAN MATCH`` pattern of the ``other_field`` s of ``event_id`` (and its count)."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", event_id) + "\n*"

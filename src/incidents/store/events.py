@@ -130,9 +130,12 @@ class EventStore:
             return []
         async with guarded("checking for duplicates"), self.redis.pipeline(False) as pipe:
             for e in events:
-                pipe.hget(keys.event_ids(e.id), e.id)
+                pipe.hmget(keys.event_ids(e.id), [e.id, event_index.other_field(e.id, e.source)])
             raw = await pipe.execute()
-        found = [event_index.find(v, e.source) for e, v in zip(events, raw, strict=True)]
+        pairs = cast(list[list[bytes | None]], raw)
+        found = [
+            event_index.found(v[0], v[1], e.source) for e, v in zip(events, pairs, strict=True)
+        ]
         return [f.sequence if f else None for f in found]
 
     async def accept(self, drafts: Sequence[Draft], now: datetime) -> list[Accepted]:
@@ -284,11 +287,23 @@ class EventStore:
 
     async def find(self, event_id: str, source: str | None = None) -> list[StoredEvent]:
         """Stored events with this CloudEvents id (from any source unless one is named)."""
+        bucket = keys.event_ids(event_id)
         async with guarded("looking up an event"):
-            value = cast(bytes | None, await self.redis.hget(keys.event_ids(event_id), event_id))
-        found = event_index.decode(value)
-        seqs = sorted(r.sequence for r in found if source is None or r.source == source)
-        return await self.get_many(seqs)
+            if source is not None:
+                fields = [event_id, event_index.other_field(event_id, source)]
+                first, other = cast(list[bytes | None], await self.redis.hmget(bucket, fields))
+                one = event_index.found(first, other, source)
+                found = [one] if one is not None else []
+            else:
+                fields = [event_id, event_index.count_field(event_id)]
+                first, count = cast(list[bytes | None], await self.redis.hmget(bucket, fields))
+                found = [r for r in [event_index.decode(first)] if r is not None]
+                if count is not None and int(count) > 0:  # sources share the id
+                    pattern = event_index.others_pattern(event_id)
+                    async for field, value in self.redis.hscan_iter(bucket, match=pattern):
+                        if field != event_index.count_field(event_id).encode():
+                            found += [r for r in [event_index.decode(value)] if r is not None]
+        return await self.get_many(sorted(r.sequence for r in found))
 
     async def timeline(
         self, incident_id: str, after: int = 0, limit: int = 1000

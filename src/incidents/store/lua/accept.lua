@@ -33,7 +33,7 @@ local function check(events, results)
   local versions = {}
   for i, ev in ipairs(events) do
     ev.known = redis.call('HGET', ev.ids, ev.id)
-    local seq, incident = index_find(ev.known, ev.source)
+    local seq, incident = index_lookup(ev.ids, ev.id, ev.source, ev.known)
     if seq then
       results[i] = 'dup ' .. seq .. ' ' .. incident
     else
@@ -53,21 +53,20 @@ local function check(events, results)
 end
 
 local function store(events, results)
-  local written = {} -- id index values this group wrote, over what check() read
+  local written = {} -- the id index's <id> fields this group wrote, over what check() read
   for i, ev in ipairs(events) do
     local slot = ev.ids .. ' ' .. ev.id
-    local known = written[slot] or ev.known
+    local first = written[slot] or ev.known
     local twice, incident
     if results[i] == nil and written[slot] then -- the id was stored earlier in this group
-      twice, incident = index_find(known, ev.source)
+      twice, incident = index_lookup(ev.ids, ev.id, ev.source, first)
     end
     if twice then -- the same event earlier in this group
       results[i] = 'dup ' .. twice .. ' ' .. incident
     elseif results[i] == nil then
       local seq = redis.call('INCR', req.seq)
       redis.call('HSET', event_hash(req.events, req.bucket, seq), seq, '[' .. seq .. ev.tail)
-      written[slot] = (known or '') .. index_record(seq, ev.source, ev.incident)
-      redis.call('HSET', ev.ids, ev.id, written[slot])
+      written[slot] = index_add(ev.ids, ev.id, ev.source, seq, ev.incident, first)
       if ev.incident ~= '' then
         redis.call('ZADD', ev.timeline, seq, seq)
       end

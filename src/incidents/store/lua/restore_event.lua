@@ -10,8 +10,8 @@
 --! include event_index
 --! include event_keys
 local r = cjson.decode(ARGV[1])
-local known = redis.call('HGET', r.ids, r.id)
-local stored, incident = index_find(known, r.source)
+local first = redis.call('HGET', r.ids, r.id)
+local stored, incident = index_lookup(r.ids, r.id, r.source, first)
 if stored then
   return {'dup', stored .. ' ' .. incident}
 end
@@ -26,7 +26,7 @@ if seq <= swept then
   redis.call('SET', KEYS[3], seq - 1)
 end
 redis.call('HSET', event_hash(r.events, r.bucket, seq), seq, '[' .. seq .. ARGV[2])
-redis.call('HSET', r.ids, r.id, (known or '') .. index_record(seq, r.source, r.incident))
+index_add(r.ids, r.id, r.source, seq, r.incident, first)
 if r.incident ~= '' then
   redis.call('ZADD', r.timeline, seq, seq)
 end

@@ -1,15 +1,27 @@
 -- Take one event out of the id index (its dedup check goes with it): KEYS[1] the index
 -- bucket, ARGV[1] the event's id, ARGV[2] its source. Returns 1 if it was there, else 0.
 --! include event_index
-local value = redis.call('HGET', KEYS[1], ARGV[1])
-local seq, _, first, last = index_find(value, ARGV[2])
-if not seq then
-  return 0
+local bucket, id, source = KEYS[1], ARGV[1], ARGV[2]
+local count = id .. '\n'
+local first = redis.call('HGET', bucket, id)
+if first and first ~= '-' then
+  local _, src = index_parse(first)
+  if src == source then
+    if tonumber(redis.call('HGET', bucket, count) or '0') > 0 then
+      redis.call('HSET', bucket, id, '-') -- the others stay findable
+    else
+      redis.call('HDEL', bucket, id)
+    end
+    return 1
+  end
 end
-local rest = string.sub(value, 1, first - 1) .. string.sub(value, last + 1)
-if rest == '' then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-else
-  redis.call('HSET', KEYS[1], ARGV[1], rest)
+if redis.call('HDEL', bucket, id .. '\n' .. source) == 1 then
+  if redis.call('HINCRBY', bucket, count, -1) <= 0 then
+    redis.call('HDEL', bucket, count)
+    if first == '-' then
+      redis.call('HDEL', bucket, id)
+    end
+  end
+  return 1
 end
-return 1
+return 0
