@@ -22,6 +22,8 @@ import redis.asyncio as aioredis
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from incidents.app import create_app
+from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis, free_port
 from incidents.store.redis import connect_async
 
@@ -75,6 +77,22 @@ def running_redis(
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def admin_gateway(settings: Settings, timeout: float = 10) -> Iterator[httpx.Client]:
+    """A gateway of its own on ``settings`` (a fresh app, served in a thread), and an admin
+    client of it."""
+    with (
+        serve_in_thread(create_app(settings)) as url,
+        httpx.Client(
+            verify=TEST_TLS,
+            base_url=url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=timeout,
+        ) as client,
+    ):
+        yield client
 
 
 def keys_holding(client: redis.Redis, needle: str) -> list[str]:

@@ -13,13 +13,12 @@ import httpx
 import pytest
 import redis
 
-from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
 from incidents.store.keys import OUTBOX, ROUTER_GROUP
 from incidents.worker.process import make_worker
 from tests.delivery_support import Receiver, Workers, publish, subscribe
-from tests.support import ADMIN_TOKEN, TEST_TLS, event, serve_in_thread
+from tests.support import admin_gateway, event
 
 INCIDENTS = ("INC-31", "INC-32", "INC-33")
 NOTES = 3  # per incident, after its declare
@@ -62,13 +61,7 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
     try:
         durable = settings.replace(redis_url=server.url, retry_schedule=(1.0,) * 5)
         with (
-            serve_in_thread(create_app(durable)) as url,
-            httpx.Client(
-                verify=TEST_TLS,
-                base_url=url,
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                timeout=10,
-            ) as client,
+            admin_gateway(durable) as client,
         ):
             workers = Workers(durable)
             try:

@@ -13,13 +13,18 @@ import httpx
 import pytest
 import redis
 
-from incidents.app import create_app
 from incidents.archive.records import parse_line
 from incidents.cli.main import main
 from incidents.settings import Settings
 from incidents.store import keys
 from tests.delivery_support import Receiver, Workers, publish, subscribe
-from tests.support import ADMIN_TOKEN, TEST_TLS, event, post, running_redis, serve_in_thread, text
+from tests.support import (
+    admin_gateway,
+    event,
+    post,
+    running_redis,
+    text,
+)
 
 
 def build_history(client: httpx.Client) -> list[str]:
@@ -86,13 +91,7 @@ def test_an_export_imported_into_an_empty_redis_reads_back_the_same(
         assert f"events {len(sent)}," in report and "duplicates 0" in report
         moved = settings.replace(redis_url=other.url)
         with (
-            serve_in_thread(create_app(moved)) as url,
-            httpx.Client(
-                verify=TEST_TLS,
-                base_url=url,
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                timeout=10,
-            ) as restored,
+            admin_gateway(moved) as restored,
         ):
             assert everything(restored, sent) == before
             newer = post(restored, event(data={"title": "n", "severity": "SEV3", "service": "s"}))

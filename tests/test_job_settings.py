@@ -6,17 +6,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
-from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.redis import without_password
 from incidents.worker import jobs
 from incidents.worker.jobs import job_settings
 from tests.delivery_support import Receiver, Workers, publish, subscribe
-from tests.support import ADMIN_TOKEN, TEST_TLS, event, keys_holding, running_redis, serve_in_thread
+from tests.support import (
+    admin_gateway,
+    event,
+    keys_holding,
+    running_redis,
+)
 
 PASSWORD = "s3cret-redis-passw0rd"
 
@@ -53,13 +56,7 @@ def test_with_a_redis_password_no_job_holds_it_and_deliveries_still_go(
         url = server.url.replace("redis://", f"redis://:{PASSWORD}@")
         own = settings.replace(redis_url=url)
         with (
-            serve_in_thread(create_app(own)) as api_url,
-            httpx.Client(
-                verify=TEST_TLS,
-                base_url=api_url,
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                timeout=10,
-            ) as client,
+            admin_gateway(own) as client,
             redis.Redis.from_url(url) as connection,
         ):
             subscribe(client, rx, "/locked")

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from incidents.app import create_app
 from incidents.errors import PolicyDenied
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.principal import Principal
@@ -18,7 +17,12 @@ from incidents.policy.admission import PolicyAdmission
 from incidents.policy.files import load_policies
 from incidents.policy.rules import Match
 from incidents.settings import Settings
-from tests.support import ADMIN_TOKEN, TEST_TLS, as_token, create_principal, event, serve_in_thread
+from tests.support import (
+    admin_gateway,
+    as_token,
+    create_principal,
+    event,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CE_JSON = {"Content-Type": "application/cloudevents+json"}
@@ -182,13 +186,7 @@ def test_data_matches_compare_scalars_as_text() -> None:
 def policy_client(settings: Settings, policy_dir: Path) -> Iterator[httpx.Client]:
     """An admin client for a gateway that runs with the test policy."""
     with (
-        serve_in_thread(create_app(settings.replace(policies_dir=policy_dir))) as url,
-        httpx.Client(
-            verify=TEST_TLS,
-            base_url=url,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=10,
-        ) as c,
+        admin_gateway(settings.replace(policies_dir=policy_dir)) as c,
     ):
         yield c
 

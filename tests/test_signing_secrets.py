@@ -12,7 +12,6 @@ import pytest
 import redis
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from incidents.app import create_app
 from incidents.cli.preflight import seal_signing_secrets
 from incidents.cli.runner import _check_secret_key
 from incidents.settings import Settings, SettingsError
@@ -22,11 +21,9 @@ from incidents.subscriptions import signing_secrets
 from incidents.subscriptions.subscription import Secret
 from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
 from tests.support import (
-    ADMIN_TOKEN,
-    TEST_TLS,
+    admin_gateway,
     event,
     keys_holding,
-    serve_in_thread,
     wait_for,
 )
 
@@ -187,13 +184,7 @@ def test_after_a_key_change_a_rotation_signs_again_at_once(
     sub = subscribe(client, rx, "/rekeyed")
     rekeyed = settings.replace(secret_key=new_key())
     with (
-        serve_in_thread(create_app(rekeyed)) as url,
-        httpx.Client(
-            verify=TEST_TLS,
-            base_url=url,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=10,
-        ) as api,
+        admin_gateway(rekeyed) as api,
     ):
         rotated = api.post(f"/v1/subscriptions/{sub['id']}/rotate-secret")
         assert rotated.status_code == 200, rotated.text

@@ -10,10 +10,13 @@ import httpx
 import pytest
 import redis
 
-from incidents.app import create_app
 from incidents.settings import Duration, Settings
 from tests.delivery_support import Receiver, publish, start_worker, subscribe
-from tests.support import ADMIN_TOKEN, TEST_TLS, event, running_redis, serve_in_thread
+from tests.support import (
+    admin_gateway,
+    event,
+    running_redis,
+)
 
 RETENTION = Duration(60)
 ROUND = 20.0  # seconds of load between two measures
@@ -63,13 +66,7 @@ def test_memory_stops_growing_under_a_constant_load_longer_than_the_retention(
         worker = start_worker(local, INCIDENTS_RETENTION="60s", INCIDENTS_INCIDENT_RETENTION="60s")
         try:
             with (
-                serve_in_thread(create_app(local)) as url,
-                httpx.Client(
-                    verify=TEST_TLS,
-                    base_url=url,
-                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                    timeout=10,
-                ) as client,
+                admin_gateway(local) as client,
             ):
                 subscribe(client, rx, "/hook")
                 n = load_for(client, RETENTION.seconds + 2 * ROUND, 1)  # the first window

@@ -12,11 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from incidents.app import create_app
 from incidents.delivery.handshake import allowed_rate
 from incidents.settings import Settings
 from tests.delivery_support import Receiver, Workers, publish, subscribe
-from tests.support import ADMIN_TOKEN, TEST_TLS, event, serve_in_thread
+from tests.support import admin_gateway, event
 from tests.test_openapi import body_schema
 
 SINK = "https://127.0.0.1:9/hook"  # never called: these subscriptions are only registered
@@ -26,13 +25,7 @@ SINK = "https://127.0.0.1:9/hook"  # never called: these subscriptions are only 
 def gateway_with(settings: Settings, **changes: Any) -> Iterator[httpx.Client]:
     """A second gateway on the same Redis with changed settings, as an admin client."""
     with (
-        serve_in_thread(create_app(settings.replace(**changes))) as url,
-        httpx.Client(
-            verify=TEST_TLS,
-            base_url=url,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=10,
-        ) as client,
+        admin_gateway(settings.replace(**changes)) as client,
     ):
         yield client
 

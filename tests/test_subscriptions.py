@@ -13,14 +13,13 @@ import pytest
 import redis
 import svix.webhooks
 
-from incidents.app import create_app
 from incidents.delivery.address_guard import address_problem, sink_problem
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.subscriptions.spec import Spec
 from incidents.subscriptions.subscription import MAX_PREVIOUS_SECRETS, new_subscription, rotated
 from tests.delivery_support import Receiver, Workers, fake_clock_workers, publish, subscribe
-from tests.support import ADMIN_TOKEN, TEST_TLS, event, serve_in_thread
+from tests.support import TEST_TLS, admin_gateway, event
 
 
 def principal(client: httpx.Client, name: str, **fields: Any) -> tuple[str, httpx.Client]:
@@ -120,10 +119,7 @@ def test_private_sinks_are_refused_at_registration_and_at_delivery(
     earlier is refused again when connecting: nothing reaches it and the log says why."""
     strict = settings.replace(allow_private_sinks=False)
     with (
-        serve_in_thread(create_app(strict)) as url,
-        httpx.Client(
-            verify=TEST_TLS, base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        ) as guarded,
+        admin_gateway(strict) as guarded,
     ):
         for sink in (rx.sink("/x"), "http://localhost:9/x", "http://[::1]/x", "http://10.1.2.3/"):
             refused = guarded.post("/v1/subscriptions", json={"sink": sink})

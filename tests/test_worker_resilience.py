@@ -18,12 +18,11 @@ import redis
 from rq import Worker
 from rq.registry import StartedJobRegistry
 
-from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
 from incidents.worker.process import QUEUES
 from tests.delivery_support import Receiver, subscribe
-from tests.support import ADMIN_TOKEN, TEST_TLS, event, serve_in_thread, wait_for
+from tests.support import admin_gateway, event, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 2
@@ -96,13 +95,7 @@ def outage(settings: Settings, tmp_path: Path) -> Iterator[Outage]:
     try:
         durable = settings.replace(redis_url=server.url, retry_schedule=(0.5,) * 8)
         with (
-            serve_in_thread(create_app(durable)) as url,
-            httpx.Client(
-                verify=TEST_TLS,
-                base_url=url,
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                timeout=10,
-            ) as client,
+            admin_gateway(durable) as client,
         ):
             yield Outage(server, durable, client, logs)
     finally:
