@@ -13,7 +13,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from incidents.store.keys import Partitions
 
 T = TypeVar("T")
 Parser = Callable[[str, str], T]  # (variable name, raw value) -> value; raises SettingsError
@@ -377,6 +380,15 @@ class Settings:
         " CloudEvents JSON Lines); unset: removed without a copy (`dev`: its data folder's"
         " `archive`)",
     )
+    partitions: int = setting(
+        "INCIDENTS_PARTITIONS",
+        _at_least(1),
+        1,
+        "partitions the data is split into, each with its own hash tag (a Redis Cluster spreads"
+        " them over its primaries); order is kept per incident. Set once, when a deployment is"
+        " created: a gateway started with another number against the same Redis refuses to"
+        " start (`1` keeps one Redis's key names)",
+    )
     min_replicas: int = setting(
         "INCIDENTS_MIN_REPLICAS",
         _at_least(0),
@@ -464,6 +476,15 @@ class Settings:
                     " Cluster, on which RQ does not run; give the work queue a Redis of its own"
                     " (a plain or redis+sentinel:// URL)"
                 )
+
+    @property
+    def layout(self) -> Partitions:
+        """Which partition holds what, and their key names (``store/keys.py``)."""
+        from incidents.store.keys import Partitions
+        from incidents.store.redis_cluster import is_cluster_url
+
+        cluster = self.redis_url is not None and is_cluster_url(self.redis_url)
+        return Partitions(self.partitions, tagged=self.partitions > 1 or cluster)
 
     @property
     def queue_url(self) -> str | None:

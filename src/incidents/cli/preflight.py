@@ -20,6 +20,7 @@ from contextlib import contextmanager
 import redis
 
 from incidents.settings import Settings, SettingsError
+from incidents.store import keys
 from incidents.store.redis import FULL, UNAVAILABLE, connect
 from incidents.store.redis_cluster import ClusterTarget, connect_cluster, is_cluster_url
 from incidents.store.redis_memory import (
@@ -138,7 +139,44 @@ def refuse_cluster_data(settings: Settings) -> None:
         raise SettingsError(CLUSTER_NOT_YET)
 
 
+class PartitionsRefused(SettingsError):
+    """INCIDENTS_PARTITIONS differs from the number the deployment's data was created with."""
+
+
+def check_partitions(settings: Settings) -> None:
+    """Record ``INCIDENTS_PARTITIONS`` in a deployment's Redis on its first start; refuse
+    (PartitionsRefused) another number later: each event, incident and alert lives in the
+    partition its id says, so another number would look for them in the wrong place. Data
+    written before the number was recorded (a one-partition sequence exists) counts as 1."""
+    assert settings.redis_url is not None
+    cluster = is_cluster_url(settings.redis_url)
+    keys.use_cluster_names(cluster)
+    try:
+        connection = connect(settings.redis_url)
+        try:
+            recorded = connection.get(keys.PARTITIONS)
+            if recorded is None:
+                earlier = not cluster and connection.exists(keys.SINGLE.SEQUENCE)
+                wanted = 1 if earlier else settings.partitions
+                connection.set(keys.PARTITIONS, wanted, nx=True)
+                recorded = connection.get(keys.PARTITIONS)
+        finally:
+            connection.close()
+    except (*UNAVAILABLE, *FULL) as exc:
+        warn(f"Redis cannot be reached or is full ({exc}); INCIDENTS_PARTITIONS was not checked")
+        return
+    if recorded is not None and int(recorded) != settings.partitions:
+        raise PartitionsRefused(
+            f"INCIDENTS_PARTITIONS={settings.partitions}, but this Redis holds data of"
+            f" {int(recorded)} partition(s): the number is set once, when a deployment is"
+            f" created (each incident lives in the partition its id says). Start with"
+            f" INCIDENTS_PARTITIONS={int(recorded)}, or move the data to a new deployment with"
+            " `incidents export` and `incidents import`"
+        )
+
+
 def preflight(settings: Settings) -> None:
     """Everything ``serve`` and ``worker`` check before they start."""
     check_redis(settings)
+    check_partitions(settings)
     seal_signing_secrets(settings)

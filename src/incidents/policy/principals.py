@@ -27,13 +27,7 @@ import redis
 import redis.asyncio as aioredis
 
 from incidents.model.principal import Principal, admin_principal, token_hash
-from incidents.store.keys import (
-    PRINCIPAL_NAMES,
-    PRINCIPALS,
-    TOKEN_PREFIX,
-    principal_key,
-    token_key,
-)
+from incidents.store import keys
 from incidents.store.redis import guarded, guarded_sync
 from incidents.store.scripts import load_script
 
@@ -80,7 +74,7 @@ def load_principal(client: redis.Redis, principal_id: str) -> Principal | None:
     if principal_id == admin_principal().id:
         return admin_principal()
     with guarded_sync("reading a principal"):
-        fields = client.hgetall(principal_key(principal_id))
+        fields = client.hgetall(keys.principal_key(principal_id))
     return principal_from_hash(principal_id, fields) if fields else None
 
 
@@ -127,7 +121,12 @@ class PrincipalStore:
         flat = [x for kv in fields.items() for x in kv]
         async with guarded("creating a principal"):
             taken = await self._create(
-                keys=[PRINCIPAL_NAMES, principal_key(principal_id), token_key(digest), PRINCIPALS],
+                keys=[
+                    keys.PRINCIPAL_NAMES,
+                    keys.principal_key(principal_id),
+                    keys.token_key(digest),
+                    keys.PRINCIPALS,
+                ],
                 args=[principal.name, principal_id, *flat],
             )
         if taken is not None:
@@ -137,7 +136,7 @@ class PrincipalStore:
     async def get(self, principal_id: str) -> tuple[Principal, str] | None:
         """The principal and its creation time, or None."""
         async with guarded("reading a principal"):
-            fields = await self.redis.hgetall(principal_key(principal_id))
+            fields = await self.redis.hgetall(keys.principal_key(principal_id))
         if not fields:
             return None
         created = _text(fields.get(b"created_at", b""))
@@ -145,10 +144,10 @@ class PrincipalStore:
 
     async def list(self) -> list[tuple[Principal, str]]:
         async with guarded("listing principals"):
-            ids = sorted(_text(i) for i in await self.redis.smembers(PRINCIPALS))
+            ids = sorted(_text(i) for i in await self.redis.smembers(keys.PRINCIPALS))
             pipe = self.redis.pipeline(transaction=False)
             for i in ids:
-                pipe.hgetall(principal_key(i))
+                pipe.hgetall(keys.principal_key(i))
             rows = await pipe.execute()
         return [
             (principal_from_hash(i, f), _text(f.get(b"created_at", b"")))
@@ -160,8 +159,8 @@ class PrincipalStore:
         """Delete the principal and its token; False if there was none."""
         async with guarded("revoking a principal"):
             done = await self._revoke(
-                keys=[principal_key(principal_id), PRINCIPAL_NAMES, PRINCIPALS],
-                args=[TOKEN_PREFIX, principal_id],
+                keys=[keys.principal_key(principal_id), keys.PRINCIPAL_NAMES, keys.PRINCIPALS],
+                args=[keys.TOKEN_PREFIX, principal_id],
             )
         return bool(done)
 
@@ -169,10 +168,10 @@ class PrincipalStore:
         """The principal a bearer token belongs to, or None (unknown or revoked)."""
         digest = token_hash(token)
         async with guarded("checking a token"):
-            principal_id = await self.redis.get(token_key(digest))
+            principal_id = await self.redis.get(keys.token_key(digest))
             if principal_id is None:
                 return None
-            fields = await self.redis.hgetall(principal_key(_text(principal_id)))
+            fields = await self.redis.hgetall(keys.principal_key(_text(principal_id)))
         stored = _text(fields.get(b"token", b""))
         # The index is keyed by the digest already; comparing the stored digest in constant
         # time as well means a stale index entry can never authenticate.

@@ -1,8 +1,27 @@
-"""Every Redis key name the gateway uses, in one place."""
+"""Every Redis key name the gateway uses, in one place.
+
+Two kinds of keys:
+
+- A **partition's keys** (:class:`Keyspace`): what one event's acceptance, routing, delivery
+  and retention touch together (the sequence, the outbox, stored events, the id index,
+  incidents, timelines, alerts, lanes, delivery records, ...). With ``INCIDENTS_PARTITIONS=1``
+  on one Redis they are today's names (``incidents:seq``, ...), byte for byte; with more
+  partitions, or on a Redis Cluster, partition ``n``'s keys all begin ``incidents:{p<n>}:``,
+  one hash tag, so each script runs on one slot and a cluster spreads the partitions over its
+  primaries. :class:`Partitions` says which partition an incident, an alert or an event
+  belongs to.
+- **Global keys** (the module's constants below that no keyspace holds: subscriptions,
+  principals, silences, the routing index, ...): one of each per deployment. On a Redis
+  Cluster they share the hash tag ``{g}`` (``incidents:{g}:subs``), so the few scripts and
+  transactions that touch several of them stay on one slot: :func:`use_cluster_names`.
+"""
 
 from __future__ import annotations
 
+import re
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 PREFIX = "incidents:"
 
@@ -120,19 +139,19 @@ METRICS_DELIVERY_SECONDS = PREFIX + "metrics:delivery-seconds"
 
 
 def subscription(sub_id: str) -> str:
-    return f"{PREFIX}sub:{sub_id}"
+    return f"{GLOBAL_PREFIX}sub:{sub_id}"
 
 
 def owned_by(owner: str) -> str:
-    return f"{PREFIX}subs:owner:{owner}"
+    return f"{GLOBAL_PREFIX}subs:owner:{owner}"
 
 
 def route_exact(event_type: str) -> str:
-    return f"{PREFIX}route:type:{event_type}"
+    return f"{GLOBAL_PREFIX}route:type:{event_type}"
 
 
 def route_prefix(prefix: str) -> str:
-    return f"{PREFIX}route:prefix:{prefix}"
+    return f"{GLOBAL_PREFIX}route:prefix:{prefix}"
 
 
 def incident_refs(incident_id: str) -> str:
@@ -161,12 +180,12 @@ def deliveries(bucket: int) -> str:
 
 
 def rate_window(sub_id: str, window: int) -> str:
-    return f"{PREFIX}rate:{sub_id}:{window}"
+    return f"{GLOBAL_PREFIX}rate:{sub_id}:{window}"
 
 
 def paused(sub_id: str) -> str:
     """Unix time until which a sink asked (Retry-After) that nothing be sent to it."""
-    return f"{PREFIX}sub:{sub_id}:paused"
+    return f"{GLOBAL_PREFIX}sub:{sub_id}:paused"
 
 
 # Principals (policy/principals.py): one hash each, a token-digest -> id key, name -> id.
@@ -186,14 +205,234 @@ def token_key(digest: str) -> str:
 
 def sync_seen(sub_id: str) -> str:
     """Hash incident id -> JSON of the values the subscription's system last sent inbound."""
-    return f"{PREFIX}sync:{sub_id}:seen"
+    return f"{GLOBAL_PREFIX}sync:{sub_id}:seen"
 
 
 def sync_records(sub_id: str) -> str:
     """Hash the system's own record id -> incident id (what inbound webhooks name)."""
-    return f"{PREFIX}sync:{sub_id}:records"
+    return f"{GLOBAL_PREFIX}sync:{sub_id}:records"
 
 
 def ended_session(session_id: str) -> str:
     """Set while a signed-out console session's cookie has not expired yet (it is refused)."""
-    return f"{PREFIX}console:ended:{session_id}"
+    return f"{GLOBAL_PREFIX}console:ended:{session_id}"
+
+
+# The number of partitions a deployment's data was created with (INCIDENTS_PARTITIONS): set
+# on first start, and a gateway started with another number refuses to run against it.
+PARTITIONS = PREFIX + "partitions"
+
+# What a partition holds: every key below is per partition (Keyspace); the module's constants
+# of the same names are partition 0's of a one-partition deployment on one Redis.
+_PARTITION_NAMES = {
+    "SEQUENCE": "seq",
+    "INCIDENT_COUNTER": "incident-counter",
+    "OUTBOX": "outbox",
+    "INCIDENT_INDEX": "incident-index",
+    "ALERT_INDEX": "alert-index",
+    "CLOSED_INCIDENTS": "closed-incidents",
+    "RESOLVED_ALERTS": "resolved-alerts",
+    "DELIVERY_BUCKETS": "delivery-buckets",
+    "SWEEP_LOCK": "sweep:lock",
+    "SWEPT_UP_TO": "sweep:events",
+    "RETENTION_REMOVED": "retention:removed",
+    "EVENTS_PREFIX": "events:",
+    "ROUTE_LOCK": "route:lock",
+    "LANES_DUE": "lanes:due",
+    "LANES_LEASED": "lanes:leased",
+    "LANE_HOLDERS": "lanes:holders",
+    "LANE_TOKENS": "lanes:tokens",
+    "LANE_PREFIX": "lane:",
+    "DEAD_LETTERS": "dead",
+    "METRICS_DELIVERIES": "metrics:deliveries",
+    "METRICS_DELIVERY_SECONDS": "metrics:delivery-seconds",
+}
+
+
+class Keyspace:
+    """The keys of one partition: ``prefix`` followed by the names the module's constants and
+    functions of the same names use (``incidents:`` for a one-partition deployment on one
+    Redis, else ``incidents:{p<n>}:``)."""
+
+    SEQUENCE: str
+    INCIDENT_COUNTER: str
+    OUTBOX: str
+    INCIDENT_INDEX: str
+    ALERT_INDEX: str
+    CLOSED_INCIDENTS: str
+    RESOLVED_ALERTS: str
+    DELIVERY_BUCKETS: str
+    SWEEP_LOCK: str
+    SWEPT_UP_TO: str
+    RETENTION_REMOVED: str
+    EVENTS_PREFIX: str
+    ROUTE_LOCK: str
+    LANES_DUE: str
+    LANES_LEASED: str
+    LANE_HOLDERS: str
+    LANE_TOKENS: str
+    LANE_PREFIX: str
+    DEAD_LETTERS: str
+    METRICS_DELIVERIES: str
+    METRICS_DELIVERY_SECONDS: str
+
+    def __init__(self, prefix: str = PREFIX, partition: int = 0) -> None:
+        self.prefix, self.partition = prefix, partition
+        for name, suffix in _PARTITION_NAMES.items():
+            setattr(self, name, prefix + suffix)
+
+    def __repr__(self) -> str:
+        return f"Keyspace({self.prefix!r}, {self.partition})"
+
+    def events(self, bucket: int) -> str:
+        return f"{self.EVENTS_PREFIX}{bucket}"
+
+    def event_hash(self, sequence: int) -> str:
+        return self.events(event_bucket(sequence))
+
+    def event_ids(self, event_id: str) -> str:
+        bucket = zlib.crc32(event_id.encode("utf-8", "surrogatepass")) % EVENT_ID_BUCKETS
+        return f"{self.prefix}event-ids:{bucket}"
+
+    def timeline(self, incident_id: str) -> str:
+        return f"{self.prefix}timeline:{incident_tag(incident_id)}"
+
+    def incident(self, incident_id: str) -> str:
+        return f"{self.prefix}incident:{incident_tag(incident_id)}"
+
+    def incident_refs(self, incident_id: str) -> str:
+        return f"{self.prefix}incident:{incident_tag(incident_id)}:refs"
+
+    def alert(self, tenant: str, correlation_key: str) -> str:
+        return f"{self.prefix}alert:{len(tenant)}:{tenant}{correlation_key}"
+
+    def lane(self, sub_id: str, incident: str) -> str:
+        return f"{self.LANE_PREFIX}{sub_id}:{incident_tag(incident)}"
+
+    def deliveries(self, bucket: int) -> str:
+        return f"{self.prefix}deliveries:{bucket}"
+
+    def attempts(self, sub_id: str) -> str:
+        """The subscription's attempt log, for the deliveries of this partition."""
+        return f"{self.prefix}sub:{sub_id}:attempts"
+
+    def channel_state(self, sub_id: str) -> str:
+        """Hash incident id -> the channel's state, for this partition's incidents."""
+        return f"{self.prefix}sub:{sub_id}:channels"
+
+
+SINGLE = Keyspace()  # the one partition of a one-partition deployment on one Redis
+
+_GATEWAY_NUMBER = re.compile(r"INC-([1-9][0-9]{0,17})")
+
+
+def _checksum(*parts: str) -> int:
+    text = "".join(f"{len(p)}:{p}" for p in parts)
+    return zlib.crc32(text.encode("utf-8", "surrogatepass"))
+
+
+class Partitions:
+    """A deployment's partitions (``INCIDENTS_PARTITIONS``) and which one holds what.
+
+    - An incident, and every event that names it: by its id. An id the gateway assigns,
+      ``INC-<n>``, is in partition ``(n - 1) % count`` (so the gateway picks numbers for a
+      partition: :meth:`incident_number`); any other id by a checksum of it.
+    - An alert, and the incident it declares: by its tenant and correlation key.
+    - Any other event (a declaration whose id the gateway assigns): by its source and id.
+
+    ``tagged``: each partition's keys carry its own hash tag (more than one partition, or a
+    Redis Cluster, which needs the tag even for one)."""
+
+    def __init__(self, count: int = 1, *, tagged: bool | None = None) -> None:
+        if count < 1:
+            raise ValueError("at least one partition")
+        self.count = count
+        self.tagged = count > 1 if tagged is None else tagged
+        self.spaces = tuple(
+            Keyspace(f"{PREFIX}{{p{n}}}:" if self.tagged else PREFIX, n) for n in range(count)
+        )
+
+    def __iter__(self) -> Iterator[Keyspace]:
+        return iter(self.spaces)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        return f"Partitions({self.count}, tagged={self.tagged})"
+
+    def of_incident(self, incident_id: str) -> Keyspace:
+        if self.count == 1:
+            return self.spaces[0]
+        number = _GATEWAY_NUMBER.fullmatch(incident_id)
+        if number is not None:
+            return self.spaces[(int(number.group(1)) - 1) % self.count]
+        return self.spaces[_checksum(incident_id) % self.count]
+
+    def of_alert(self, tenant: str, correlation_key: str) -> Keyspace:
+        if self.count == 1:
+            return self.spaces[0]
+        return self.spaces[_checksum(tenant, correlation_key) % self.count]
+
+    def of_event(self, source: str, event_id: str) -> Keyspace:
+        if self.count == 1:
+            return self.spaces[0]
+        return self.spaces[_checksum(source, event_id) % self.count]
+
+    def incident_number(self, space: Keyspace, counter: int) -> int:
+        """The ``n`` of ``INC-<n>`` for the ``counter``-th incident the gateway numbers in
+        ``space`` (its ``INCIDENT_COUNTER``): one partition numbers 1, 2, 3, ...; partition
+        ``p`` of ``P`` numbers ``p + 1``, ``p + 1 + P``, ..."""
+        return (counter - 1) * self.count + space.partition + 1
+
+
+ONE = Partitions()  # one partition on one Redis: today's names
+
+# Global keys on a Redis Cluster: one hash tag for all (see the module's docstring).
+CLUSTER_PREFIX = "incidents:{g}:"
+_GLOBAL_NAMES = (
+    "WRITE_PROBE",
+    "SUBSCRIPTIONS",
+    "SUBSCRIPTIONS_SEALED",
+    "SUBSCRIPTIONS_VERSION",
+    "ROUTE_ANY_TYPE",
+    "ROUTE_PREFIXES",
+    "SILENCES",
+    "SILENCES_VERSION",
+    "SILENCE_PREFIX",
+    "LANES_WAKE",
+    "PRINCIPALS",
+    "PRINCIPAL_NAMES",
+    "PRINCIPAL_PREFIX",
+    "TOKEN_PREFIX",
+    "PARTITIONS",
+)
+_PLAIN_GLOBALS = {name: globals()[name] for name in _GLOBAL_NAMES}
+
+
+def _name_globals(prefix: str) -> None:
+    names = globals()
+    names["GLOBAL_PREFIX"] = prefix
+    for name, plain in _PLAIN_GLOBALS.items():
+        names[name] = prefix + plain.removeprefix(PREFIX)
+
+
+GLOBAL_PREFIX = PREFIX  # what the global keys begin with (see use_cluster_names)
+
+
+def use_cluster_names(cluster: bool) -> None:
+    """Name the global keys for a Redis Cluster (``incidents:{g}:...``) or for one Redis
+    (``incidents:...``). A process talks to one deployment: the commands call this once, as
+    they connect, before any global key is named."""
+    _name_globals(CLUSTER_PREFIX if cluster else PREFIX)
+
+
+@contextmanager
+def cluster_names(cluster: bool = True) -> Iterator[None]:
+    """:func:`use_cluster_names` for a while (tests that run a gateway in process)."""
+    before = GLOBAL_PREFIX
+    use_cluster_names(cluster)
+    try:
+        yield
+    finally:
+        _name_globals(before)

@@ -35,15 +35,12 @@ from incidents.model.filters import Filter
 from incidents.model.sql_filter import SqlFailure
 from incidents.model.type_patterns import any_type_matches
 from incidents.store import keys
-from incidents.store.keys import PREFIX
 from incidents.store.redis import guarded
 from incidents.store.scripts import load_script
 from incidents.store.secret_box import is_sealed
 from incidents.subscriptions.secret_fields import holds_sealed
 from incidents.subscriptions.signing import new_secret
 from incidents.subscriptions.spec import Spec, SubscriptionStatus
-
-SEALED = keys.SUBSCRIPTIONS_SEALED
 
 
 @dataclass(frozen=True)
@@ -193,11 +190,12 @@ class SubscriptionStore:
             if holds_sealed(sub.spec.formatsettings) or any(
                 is_sealed(s.value) for s in sub.secrets
             ):
-                pipe.sadd(SEALED, sub.id)
+                pipe.sadd(keys.SUBSCRIPTIONS_SEALED, sub.id)
             else:
-                pipe.srem(SEALED, sub.id)
+                pipe.srem(keys.SUBSCRIPTIONS_SEALED, sub.id)
             await self._index(
-                args=[sub.id, PREFIX, _types_json(previous), _types_json(sub)], client=pipe
+                args=[sub.id, keys.GLOBAL_PREFIX, _types_json(previous), _types_json(sub)],
+                client=pipe,
             )
             await pipe.execute()
 
@@ -213,14 +211,16 @@ class SubscriptionStore:
             )
             pipe.srem(keys.SUBSCRIPTIONS, sub.id)
             pipe.srem(keys.owned_by(sub.owner), sub.id)
-            pipe.srem(SEALED, sub.id)
-            await self._index(args=[sub.id, PREFIX, _types_json(sub), b"null"], client=pipe)
+            pipe.srem(keys.SUBSCRIPTIONS_SEALED, sub.id)
+            await self._index(
+                args=[sub.id, keys.GLOBAL_PREFIX, _types_json(sub), b"null"], client=pipe
+            )
             await pipe.execute()
 
     async def holding_secrets(self) -> int:
         """How many subscriptions hold a sealed secret (which only the key opens)."""
         async with guarded("counting stored secrets"):
-            return int(await self.redis.scard(SEALED))
+            return int(await self.redis.scard(keys.SUBSCRIPTIONS_SEALED))
 
     async def get(self, sub_id: str) -> Subscription | None:
         found = await self.get_many([sub_id])
