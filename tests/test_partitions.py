@@ -115,3 +115,19 @@ def test_data_from_before_the_number_was_recorded_counts_as_one_partition(
     with pytest.raises(PartitionsRefused, match="1 partition"):
         check_partitions(settings.replace(partitions=4))
     check_partitions(settings)
+
+
+def test_a_sequence_says_its_partition_and_buckets_hold_its_own_sequences() -> None:
+    """Partition p's counter-th event gets a sequence that no other partition gets, leads back
+    to p, and EVENT_BUCKET consecutive ones of p share one event hash."""
+    for count in (1, 3):
+        layout = Partitions(count)
+        seen: set[int] = set()
+        for space in layout:
+            sequences = [layout.sequence(space, c) for c in range(1, 200)]
+            assert all(layout.of_sequence(s) is space for s in sequences)
+            seen.update(sequences)
+            hashes = [space.event_hash(s) for s in sequences]
+            assert max(hashes.count(h) for h in hashes) == keys.EVENT_BUCKET
+        assert len(seen) == 199 * count
+    assert Partitions(1).spaces[0].event_hash(130) == keys.event_hash(130)

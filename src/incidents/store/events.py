@@ -344,16 +344,16 @@ class EventReads:
     commands: one ``HMGET`` per event bucket. ``found`` picks the answers out of the
     pipeline's, in the order of ``sequences`` (None for one not stored)."""
 
-    def __init__(self, sequences: Sequence[int]) -> None:
+    def __init__(self, sequences: Sequence[int], layout: keys.Partitions = keys.ONE) -> None:
         self.sequences = list(sequences)
-        self.buckets: dict[int, list[int]] = {}
+        self.buckets: dict[str, list[int]] = {}
         for seq in self.sequences:
-            self.buckets.setdefault(keys.event_bucket(seq), []).append(seq)
+            self.buckets.setdefault(layout.of_sequence(seq).event_hash(seq), []).append(seq)
 
     def queue(self, pipe: HashReads) -> None:
         """Queue the reads: one command per bucket, after whatever ``pipe`` holds so far."""
         for bucket, seqs in self.buckets.items():
-            pipe.hmget(keys.events(bucket), seqs)
+            pipe.hmget(bucket, seqs)
 
     def found(self, answers: Sequence[object]) -> list[bytes | None]:
         """The events' JSON from the pipeline's answers: the last ``len(self.buckets)``."""
@@ -364,21 +364,25 @@ class EventReads:
         return [by_seq[s] for s in self.sequences]
 
 
-async def read_events_async(client: aioredis.Redis, sequences: Sequence[int]) -> list[bytes | None]:
+async def read_events_async(
+    client: aioredis.Redis, sequences: Sequence[int], layout: keys.Partitions = keys.ONE
+) -> list[bytes | None]:
     """The stored JSON of each sequence (None for one not stored), with an asyncio client."""
     if not sequences:
         return []
-    reads = EventReads(sequences)
+    reads = EventReads(sequences, layout)
     async with client.pipeline(transaction=False) as pipe:
         reads.queue(pipe)
         return reads.found(await pipe.execute())
 
 
-def read_events(client: redis.Redis, sequences: Sequence[int]) -> list[bytes | None]:
+def read_events(
+    client: redis.Redis, sequences: Sequence[int], layout: keys.Partitions = keys.ONE
+) -> list[bytes | None]:
     """The stored JSON of each sequence (None for one not stored), with a sync client."""
     if not sequences:
         return []
-    reads = EventReads(sequences)
+    reads = EventReads(sequences, layout)
     with client.pipeline(transaction=False) as pipe:
         reads.queue(pipe)
         return reads.found(pipe.execute())

@@ -276,19 +276,30 @@ class Keyspace:
     METRICS_DELIVERIES: str
     METRICS_DELIVERY_SECONDS: str
 
-    def __init__(self, prefix: str = PREFIX, partition: int = 0) -> None:
-        self.prefix, self.partition = prefix, partition
+    def __init__(self, prefix: str = PREFIX, partition: int = 0, count: int = 1) -> None:
+        self.prefix, self.partition, self.count = prefix, partition, count
         for name, suffix in _PARTITION_NAMES.items():
             setattr(self, name, prefix + suffix)
+        # A partition's sequences are ``counter * count + partition`` (Partitions.sequence):
+        # its buckets hold EVENT_BUCKET (DELIVERY_BUCKET) of its own consecutive sequences.
+        self.event_bucket_size = EVENT_BUCKET * count
+        self.delivery_bucket_size = DELIVERY_BUCKET * count
 
     def __repr__(self) -> str:
-        return f"Keyspace({self.prefix!r}, {self.partition})"
+        return f"Keyspace({self.prefix!r}, {self.partition}, {self.count})"
 
     def events(self, bucket: int) -> str:
         return f"{self.EVENTS_PREFIX}{bucket}"
 
+    def event_bucket(self, sequence: int) -> int:
+        return sequence // self.event_bucket_size
+
     def event_hash(self, sequence: int) -> str:
-        return self.events(event_bucket(sequence))
+        """The hash that holds the event of ``sequence`` (its field: the sequence)."""
+        return self.events(self.event_bucket(sequence))
+
+    def delivery_bucket(self, sequence: int) -> int:
+        return sequence // self.delivery_bucket_size
 
     def event_ids(self, event_id: str) -> str:
         bucket = zlib.crc32(event_id.encode("utf-8", "surrogatepass")) % EVENT_ID_BUCKETS
@@ -349,7 +360,8 @@ class Partitions:
         self.count = count
         self.tagged = count > 1 if tagged is None else tagged
         self.spaces = tuple(
-            Keyspace(f"{PREFIX}{{p{n}}}:" if self.tagged else PREFIX, n) for n in range(count)
+            Keyspace(f"{PREFIX}{{p{n}}}:" if self.tagged else PREFIX, n, count)
+            for n in range(count)
         )
 
     def __iter__(self) -> Iterator[Keyspace]:
@@ -378,6 +390,17 @@ class Partitions:
         if self.count == 1:
             return self.spaces[0]
         return self.spaces[_checksum(source, event_id) % self.count]
+
+    def of_sequence(self, sequence: int) -> Keyspace:
+        """The partition that stored the event of ``sequence``."""
+        return self.spaces[sequence % self.count]
+
+    def sequence(self, space: Keyspace, counter: int) -> int:
+        """The gateway sequence of the ``counter``-th event ``space`` stores (its
+        ``SEQUENCE``): one partition's are 1, 2, 3, ...; partition ``p`` of ``P`` stores
+        ``counter * P + p``, so a sequence says its partition and no two partitions share one.
+        Sequences grow within a partition; across partitions they are only roughly in order."""
+        return counter * self.count + space.partition
 
     def incident_number(self, space: Keyspace, counter: int) -> int:
         """The ``n`` of ``INC-<n>`` for the ``counter``-th incident the gateway numbers in
