@@ -480,11 +480,11 @@ class Settings:
     @property
     def layout(self) -> Partitions:
         """Which partition holds what, and their key names (``store/keys.py``)."""
-        from incidents.store.keys import Partitions
+        from incidents.store.keys import partitions
         from incidents.store.redis_cluster import is_cluster_url
 
         cluster = self.redis_url is not None and is_cluster_url(self.redis_url)
-        return Partitions(self.partitions, tagged=self.partitions > 1 or cluster)
+        return partitions(self.partitions, self.partitions > 1 or cluster)
 
     @property
     def queue_url(self) -> str | None:

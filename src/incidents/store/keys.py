@@ -18,6 +18,7 @@ Two kinds of keys:
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from collections.abc import Iterator
@@ -391,6 +392,24 @@ class Partitions:
             return self.spaces[0]
         return self.spaces[_checksum(source, event_id) % self.count]
 
+    def of_stored(
+        self,
+        incident_id: str | None,
+        tenant: str,
+        correlation_key: str | None,
+        source: str,
+        event_id: str,
+    ) -> Keyspace:
+        """The partition an accepted event is stored in, from what it carries once accepted
+        (an import into a deployment of another partition count uses it): the incident's if
+        it names one (an alert's incident is always in the alert's partition), else the
+        alert's, else its own by source and id."""
+        if incident_id:
+            return self.of_incident(incident_id)
+        if correlation_key is not None:
+            return self.of_alert(tenant, correlation_key)
+        return self.of_event(source, event_id)
+
     def of_sequence(self, sequence: int) -> Keyspace:
         """The partition that stored the event of ``sequence``."""
         return self.spaces[sequence % self.count]
@@ -409,7 +428,13 @@ class Partitions:
         return (counter - 1) * self.count + space.partition + 1
 
 
-ONE = Partitions()  # one partition on one Redis: today's names
+@functools.cache
+def partitions(count: int, tagged: bool) -> Partitions:
+    """The one ``Partitions`` of each (count, tagged): a process shares its keyspaces."""
+    return Partitions(count, tagged=tagged)
+
+
+ONE = partitions(1, False)  # one partition on one Redis: today's names
 
 # Global keys on a Redis Cluster: one hash tag for all (see the module's docstring).
 CLUSTER_PREFIX = "incidents:{g}:"
