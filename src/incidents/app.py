@@ -55,7 +55,7 @@ from incidents.queries.query_set import Queries
 from incidents.settings import Settings, SettingsError
 from incidents.silences.store import SilenceStore
 from incidents.store.events import EventStore
-from incidents.store.redis import connect_async, full, is_full
+from incidents.store.redis import connect_async, full, is_full, name_keys_for
 from incidents.tracing.middleware import TraceMiddleware
 from incidents.tracing.spans import NoSpans, Spans
 from incidents.usecases.delivery_actions import DeliveryActions
@@ -176,6 +176,7 @@ def create_app(
             "which starts an embedded one"
         )
     redis_url = settings.redis_url
+    name_keys_for(redis_url)
     registry = SchemaRegistry.load(settings.schemas_dir)
     loaded = load_policy_files(settings.policies_dir, settings.schemas_dir)  # bad file: no start
     policy, rules = loaded.policy, loaded.alerts
@@ -201,7 +202,7 @@ def create_app(
         )
         submission = EventSubmission(ingestor)
         queries = Queries.build(redis, store, registry)
-        deliveries = DeliveryQueries(redis)
+        deliveries = DeliveryQueries(redis, settings.layout)
         silences = SilenceStore(redis)
         app.state.services = Services(
             settings=settings,

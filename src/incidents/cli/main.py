@@ -76,8 +76,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser = build_parser()
     args = parser.parse_args(argv)
     env = merged_environ(args, os.environ if environ is None else environ)
+    from incidents.store import keys
+    from incidents.store.redis_cluster import is_cluster_url
+
+    # A command talks to one deployment: its global keys are named for it from the start.
+    cluster = is_cluster_url(env.get("INCIDENTS_REDIS_URL", "").strip())
     try:
-        return COMMANDS[args.command](args, env)
+        with keys.cluster_names(cluster):
+            return COMMANDS[args.command](args, env)
     except SettingsError as exc:
         print(f"incidents: bad setting: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import redis
 
@@ -150,18 +151,9 @@ def check_partitions(settings: Settings) -> None:
     written before the number was recorded (a one-partition sequence exists) counts as 1."""
     assert settings.redis_url is not None
     cluster = is_cluster_url(settings.redis_url)
-    keys.use_cluster_names(cluster)
     try:
-        connection = connect(settings.redis_url)
-        try:
-            recorded = connection.get(keys.PARTITIONS)
-            if recorded is None:
-                earlier = not cluster and connection.exists(keys.SINGLE.SEQUENCE)
-                wanted = 1 if earlier else settings.partitions
-                connection.set(keys.PARTITIONS, wanted, nx=True)
-                recorded = connection.get(keys.PARTITIONS)
-        finally:
-            connection.close()
+        with keys.cluster_names(cluster):
+            recorded = _recorded_partitions(settings, cluster)
     except (*UNAVAILABLE, *FULL) as exc:
         warn(f"Redis cannot be reached or is full ({exc}); INCIDENTS_PARTITIONS was not checked")
         return
@@ -175,8 +167,27 @@ def check_partitions(settings: Settings) -> None:
         )
 
 
+def _recorded_partitions(settings: Settings, cluster: bool) -> bytes | None:
+    """The partition count recorded in the deployment's Redis, recorded now if none was."""
+    assert settings.redis_url is not None
+    connection = connect(settings.redis_url)
+    try:
+        recorded = connection.get(keys.PARTITIONS)
+        if recorded is None:
+            earlier = not cluster and connection.exists(keys.SINGLE.SEQUENCE)
+            wanted = 1 if earlier else settings.partitions
+            connection.set(keys.PARTITIONS, wanted, nx=True)
+            recorded = connection.get(keys.PARTITIONS)
+    finally:
+        connection.close()
+    return cast(bytes | None, recorded)
+
+
 def preflight(settings: Settings) -> None:
-    """Everything ``serve`` and ``worker`` check before they start."""
-    check_redis(settings)
-    check_partitions(settings)
-    seal_signing_secrets(settings)
+    """Everything ``serve`` and ``worker`` check before they start (the global keys named
+    for the deployment's Redis while they do)."""
+    assert settings.redis_url is not None
+    with keys.cluster_names(is_cluster_url(settings.redis_url)):
+        check_redis(settings)
+        check_partitions(settings)
+        seal_signing_secrets(settings)

@@ -21,8 +21,9 @@ SCAN_LIMIT = 10_000  # channel states read at most when looking a record up by i
 
 
 class SyncMemory:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, layout: keys.Partitions = keys.ONE) -> None:
         self.redis = redis
+        self.layout = layout  # whose partitions' channel states a record is looked for in
 
     async def seen(self, sub_id: str, incident: str) -> dict[str, str]:
         async with guarded("reading sync state"):
@@ -42,18 +43,20 @@ class SyncMemory:
 
     async def incident_of(self, sub_id: str, record: str) -> str | None:
         """The incident whose record (in this subscription's system) is ``record``: as
-        remembered, else the channel state holding it as its external id."""
+        remembered, else the channel state holding it as its external id (in any partition,
+        ``SCAN_LIMIT`` states read at most in all)."""
         async with guarded("looking a record up"):
             known = await self.redis.hget(keys.sync_records(sub_id), record)
             if known:
                 return _text(known)
             read = 0
-            async for incident, raw in self.redis.hscan_iter(keys.channel_state(sub_id)):
-                read += 1
-                if ChannelState.decode(raw).external_id == record:
-                    return _text(incident)
-                if read >= SCAN_LIMIT:
-                    break
+            for space in self.layout:
+                async for incident, raw in self.redis.hscan_iter(space.channel_state(sub_id)):
+                    read += 1
+                    if ChannelState.decode(raw).external_id == record:
+                        return _text(incident)
+                    if read >= SCAN_LIMIT:
+                        return None
         return None
 
 

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from incidents.delivery.lanes import DeliveryStore
 from incidents.errors import NotFound
 from incidents.queries.visibility import Viewer
+from incidents.store import keys
 from incidents.subscriptions.subscription import Subscription, SubscriptionStore
 
 
@@ -22,9 +23,9 @@ class DeliveryLog:
 
 
 class DeliveryQueries:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, layout: keys.Partitions = keys.ONE) -> None:
         self.lanes = DeliveryStore(redis)
-        self.subscriptions = SubscriptionStore(redis)
+        self.subscriptions = SubscriptionStore(redis, layout)
 
     async def subscription(self, viewer: Viewer, sub_id: str) -> Subscription:
         """The subscription, if the caller owns it (admins own all); otherwise NotFound."""

@@ -42,6 +42,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from incidents.errors import RedisFull, StoreUnavailable
+from incidents.store import keys
 from incidents.store.redis_cluster import (
     ClusterTarget,
     connect_cluster,
@@ -255,6 +256,13 @@ class _AsyncFollowingPool(_Following, aiosentinel.SentinelConnectionPool):
 
 class _BlockingSentinelPool(_AsyncFollowingPool, aioredis.BlockingConnectionPool):
     """A Sentinel pool that waits for a free connection instead of failing when all are busy."""
+
+
+def name_keys_for(url: str | None) -> None:
+    """Name the global keys for the deployment at ``url``: under ``{g}`` on a Redis Cluster,
+    today's names on one Redis (``keys.use_cluster_names``). Every process calls it with its
+    data Redis's URL before it names a global key: the API, the workers, the commands."""
+    keys.use_cluster_names(url is not None and is_cluster_url(url.strip()))
 
 
 def connect_async(url: str, *, max_connections: int | None = None) -> aioredis.Redis:

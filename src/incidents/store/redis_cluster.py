@@ -41,6 +41,12 @@ def is_cluster_url(url: str) -> bool:
     return url.lower().startswith(tuple(SCHEMES))
 
 
+def is_cluster_client(client: object) -> bool:
+    """Whether ``client`` is a cluster client (blocking or asyncio), which ``connect`` and
+    ``connect_async`` type as the single-Redis client they stand for."""
+    return isinstance(client, redis.RedisCluster | aiocluster.RedisCluster)
+
+
 @dataclass(frozen=True)
 class ClusterTarget:
     """A ``redis+cluster://`` URL, parsed: the nodes to start from, TLS or not, and the

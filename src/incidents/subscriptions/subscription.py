@@ -36,6 +36,7 @@ from incidents.model.sql_filter import SqlFailure
 from incidents.model.type_patterns import any_type_matches
 from incidents.store import keys
 from incidents.store.redis import guarded
+from incidents.store.redis_cluster import is_cluster_client
 from incidents.store.scripts import load_script
 from incidents.store.secret_box import is_sealed
 from incidents.subscriptions.secret_fields import holds_sealed
@@ -173,9 +174,20 @@ def _types_json(sub: Subscription | None) -> bytes:
 
 
 class SubscriptionStore:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, layout: keys.Partitions = keys.ONE) -> None:
         self.redis = redis
+        self.layout = layout  # whose partitions hold the subscriptions' attempts and states
         self._index = redis.register_script(load_script("index"))
+        self._cluster = is_cluster_client(redis)
+
+    async def _move_in_index(self, pipe: Any, args: list[Any]) -> None:
+        """Queue the routing index script in the transaction ``pipe``. On a cluster, as its
+        text under a global key (the ``{g}`` slot): a cluster's pipeline cannot load a script
+        first, and a replica that took over may not hold it."""
+        if self._cluster:
+            pipe.eval(self._index.script, 1, keys.SUBSCRIPTIONS_VERSION, *args)
+        else:
+            await self._index(args=args, client=pipe)
 
     async def save(self, sub: Subscription, previous: Subscription | None = None) -> None:
         """Write the subscription and move it in the routing index (create or update); one
@@ -193,29 +205,32 @@ class SubscriptionStore:
                 pipe.sadd(keys.SUBSCRIPTIONS_SEALED, sub.id)
             else:
                 pipe.srem(keys.SUBSCRIPTIONS_SEALED, sub.id)
-            await self._index(
-                args=[sub.id, keys.GLOBAL_PREFIX, _types_json(previous), _types_json(sub)],
-                client=pipe,
+            await self._move_in_index(
+                pipe, [sub.id, keys.GLOBAL_PREFIX, _types_json(previous), _types_json(sub)]
             )
             await pipe.execute()
 
     async def delete(self, sub: Subscription) -> None:
         async with guarded("deleting a subscription"):
+            # Its attempt logs and channel states are its partitions' (one partition on one
+            # Redis: in the same transaction as the rest; else each partition's on its own).
+            spread = self.layout.tagged
+            per_partition = [] if spread else [keys.attempts(sub.id), keys.channel_state(sub.id)]
             pipe = self.redis.pipeline(transaction=True)
             pipe.delete(
                 keys.subscription(sub.id),
-                keys.attempts(sub.id),
-                keys.channel_state(sub.id),
+                *per_partition,
                 keys.sync_seen(sub.id),
                 keys.sync_records(sub.id),
             )
             pipe.srem(keys.SUBSCRIPTIONS, sub.id)
             pipe.srem(keys.owned_by(sub.owner), sub.id)
             pipe.srem(keys.SUBSCRIPTIONS_SEALED, sub.id)
-            await self._index(
-                args=[sub.id, keys.GLOBAL_PREFIX, _types_json(sub), b"null"], client=pipe
-            )
+            await self._move_in_index(pipe, [sub.id, keys.GLOBAL_PREFIX, _types_json(sub), b"null"])
             await pipe.execute()
+            if spread:
+                for space in self.layout:
+                    await self.redis.delete(space.attempts(sub.id), space.channel_state(sub.id))
 
     async def holding_secrets(self) -> int:
         """How many subscriptions hold a sealed secret (which only the key opens)."""

@@ -38,7 +38,7 @@ from incidents.model.schemas import SchemaRegistry
 from incidents.routing.fanout import Router
 from incidents.settings import Settings
 from incidents.silences.store import SilenceCache, SilenceStore
-from incidents.store.redis import connect_async, without_password
+from incidents.store.redis import connect_async, name_keys_for, without_password
 from incidents.subscriptions.owner_views import OwnerViews
 from incidents.subscriptions.subscription import SubscriptionCache, SubscriptionStore
 from incidents.tracing.span_export import WORKER_SERVICE, spans_from_environ
@@ -91,6 +91,7 @@ class WorkerContext:
         environ: Mapping[str, str] | None = None,
     ) -> WorkerContext:
         """The context of a worker; ``environ`` holds its ``OTEL_*`` settings, if any."""
+        name_keys_for(settings.redis_url)
         registry = SchemaRegistry.load(settings.schemas_dir)
         offered = default_channels(settings.secret_key)
         spans = spans_from_environ(environ or {}, WORKER_SERVICE)
