@@ -2,6 +2,10 @@
 per delivery.
 
     .venv/bin/python bench/capacity.py [--events 5000] [--incidents 100] [--concurrency 64]
+    .venv/bin/python bench/capacity.py --cluster [--partitions 6] [...]
+
+With ``--cluster``, the same on a 3-primary Redis Cluster, per primary, with the ceiling for N
+primaries (``bench/cluster_capacity.py``); written to ``bench/results/capacity-cluster.json``.
 
 Starts a throwaway Redis (append-only file fsynced on every write, as in docker-compose.yml),
 the gateway (one uvicorn process), a receiver and one subscription matching every note. Then,
@@ -223,8 +227,16 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--incidents", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="on a 3-primary Redis Cluster: CPU per primary and the ceiling for N primaries",
+    )
+    parser.add_argument("--partitions", type=int, default=6, help="with --cluster")
     args = parser.parse_args()
     bench = Bench(quick=True)
+    if args.cluster:
+        return main_cluster(bench, args)
     bench.redis.start()
     try:
         results = {"machine": bench.results["machine"]}
@@ -236,6 +248,25 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+    return 0
+
+
+def main_cluster(bench: Bench, args: argparse.Namespace) -> int:
+    from bench.cluster_capacity import measure_cluster
+    from bench.cluster_capacity import table as cluster_table
+
+    try:
+        results = {"machine": bench.results["machine"]}
+        results.update(
+            measure_cluster(bench, args.events, args.incidents, args.concurrency, args.partitions)
+        )
+    finally:
+        shutil.rmtree(bench.tmp, ignore_errors=True)
+    out = ROOT / "bench" / "results" / "capacity-cluster.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(cluster_table(results))
     print(f"\nwritten to {out.relative_to(ROOT)}")
     return 0
 

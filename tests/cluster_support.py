@@ -1,11 +1,17 @@
-"""A gateway whose data is on the test Redis Cluster: its settings, its keys, and a check that
-every key it wrote is in a partition's slot or in the global one."""
+"""A gateway whose data is on the test Redis Cluster: its settings, its keys, a check that
+every key it wrote is in a partition's slot or in the global one, and its ``serve`` and
+``worker`` processes."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import redis
@@ -13,7 +19,9 @@ import redis
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.embedded_cluster import EmbeddedCluster
-from tests.support import admin_gateway
+from tests.delivery_support import ROOT
+from tests.process_support import free_port, process_env
+from tests.support import ADMIN_TOKEN, TEST_TLS, admin_gateway, wait_for
 
 _TAG = re.compile(r"\{([^}]*)\}")
 
@@ -55,3 +63,106 @@ def stray_keys(cluster: EmbeddedCluster, partitions: int) -> list[str]:
     together with the rest."""
     allowed = {"g"} | {f"p{n}" for n in range(partitions)}
     return sorted(k for k in cluster_keys(cluster) if slot_tag(k) not in allowed)
+
+
+# What every process of a gateway on the test cluster runs with, beside the test's settings:
+# six partitions over the three primaries, and an event answered 202 only once a replica
+# holds it (a primary's crash then loses none).
+CLUSTER_ENV = {
+    "INCIDENTS_PARTITIONS": "6",
+    "INCIDENTS_MIN_REPLICAS": "1",
+    "INCIDENTS_REPLICA_TIMEOUT_MS": "2000",
+}
+
+
+@dataclass
+class ClusterGateway:
+    """``incidents serve`` and ``incidents worker`` processes on the test cluster, each
+    logging to ``<logs>/<name>.log``; started and stopped by name."""
+
+    settings: Settings
+    logs: Path
+    extra: Mapping[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    urls: list[str] = field(default_factory=list)
+
+    def _spawn(self, name: str, command: str, port: int) -> subprocess.Popen[bytes]:
+        env = process_env(self.settings, port, {**CLUSTER_ENV, **self.extra})
+        with (self.logs / f"{name}.log").open("wb") as out:
+            found = subprocess.Popen(
+                [sys.executable, "-m", "incidents", command],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        self.processes[name] = found
+        return found
+
+    def serve(self, name: str = "serve") -> str:
+        """Start an API process; its URL, once it answers /readyz."""
+        port = free_port()
+        self._spawn(name, "serve", port)
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            assert self.processes[name].poll() is None, f"{name} exited: {self.log(name)}"
+            try:
+                return httpx.get(url + "/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 90, what=f"{name} answering /readyz")
+        self.urls.append(url)
+        return url
+
+    def worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
+        return self._spawn(name, "worker", free_port())
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process (what a crash looks like)."""
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+
+    def alive(self) -> dict[str, bool]:
+        return {n: p.poll() is None for n, p in self.processes.items()}
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-4000:]
+
+    def admin(self, url: str | None = None) -> httpx.Client:
+        """An admin client of the first API process (or of ``url``)."""
+        return httpx.Client(
+            verify=TEST_TLS,
+            base_url=url or self.urls[0],
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=20,
+        )
+
+    def stop(self) -> None:
+        """SIGTERM every process still running (SIGKILL for one that does not stop)."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def cluster_processes(
+    settings: Settings, logs: Path, extra: Mapping[str, str] | None = None
+) -> Iterator[ClusterGateway]:
+    """A :class:`ClusterGateway` on ``settings`` (data on the cluster, RQ on a plain Redis),
+    every process it started stopped when the block ends."""
+    logs.mkdir(parents=True, exist_ok=True)
+    found = ClusterGateway(settings, logs, dict(extra or {}))
+    try:
+        yield found
+    finally:
+        found.stop()
