@@ -47,6 +47,11 @@ def is_cluster_client(client: object) -> bool:
     return isinstance(client, redis.RedisCluster | aiocluster.RedisCluster)
 
 
+def is_cluster_pipeline(pipe: object) -> bool:
+    """Whether ``pipe`` is a cluster client's pipeline (blocking or asyncio)."""
+    return isinstance(pipe, redis.cluster.ClusterPipeline | aiocluster.ClusterPipeline)
+
+
 @dataclass(frozen=True)
 class ClusterTarget:
     """A ``redis+cluster://`` URL, parsed: the nodes to start from, TLS or not, and the

@@ -36,8 +36,7 @@ from incidents.model.sql_filter import SqlFailure
 from incidents.model.type_patterns import any_type_matches
 from incidents.store import keys
 from incidents.store.redis import guarded
-from incidents.store.redis_cluster import is_cluster_client
-from incidents.store.scripts import load_script
+from incidents.store.scripts import in_pipeline_async, load_script
 from incidents.store.secret_box import is_sealed
 from incidents.subscriptions.secret_fields import holds_sealed
 from incidents.subscriptions.signing import new_secret
@@ -178,16 +177,6 @@ class SubscriptionStore:
         self.redis = redis
         self.layout = layout  # whose partitions hold the subscriptions' attempts and states
         self._index = redis.register_script(load_script("index"))
-        self._cluster = is_cluster_client(redis)
-
-    async def _move_in_index(self, pipe: Any, args: list[Any]) -> None:
-        """Queue the routing index script in the transaction ``pipe``. On a cluster, as its
-        text under a global key (the ``{g}`` slot): a cluster's pipeline cannot load a script
-        first, and a replica that took over may not hold it."""
-        if self._cluster:
-            pipe.eval(self._index.script, 1, keys.SUBSCRIPTIONS_VERSION, *args)
-        else:
-            await self._index(args=args, client=pipe)
 
     async def save(self, sub: Subscription, previous: Subscription | None = None) -> None:
         """Write the subscription and move it in the routing index (create or update); one
@@ -205,8 +194,10 @@ class SubscriptionStore:
                 pipe.sadd(keys.SUBSCRIPTIONS_SEALED, sub.id)
             else:
                 pipe.srem(keys.SUBSCRIPTIONS_SEALED, sub.id)
-            await self._move_in_index(
-                pipe, [sub.id, keys.GLOBAL_PREFIX, _types_json(previous), _types_json(sub)]
+            await in_pipeline_async(
+                pipe,
+                self._index,
+                args=[sub.id, keys.GLOBAL_PREFIX, _types_json(previous), _types_json(sub)],
             )
             await pipe.execute()
 
@@ -226,7 +217,9 @@ class SubscriptionStore:
             pipe.srem(keys.SUBSCRIPTIONS, sub.id)
             pipe.srem(keys.owned_by(sub.owner), sub.id)
             pipe.srem(keys.SUBSCRIPTIONS_SEALED, sub.id)
-            await self._move_in_index(pipe, [sub.id, keys.GLOBAL_PREFIX, _types_json(sub), b"null"])
+            await in_pipeline_async(
+                pipe, self._index, args=[sub.id, keys.GLOBAL_PREFIX, _types_json(sub), b"null"]
+            )
             await pipe.execute()
             if spread:
                 for space in self.layout:
