@@ -179,3 +179,42 @@ def test_readiness_asks_every_primary_and_a_full_one_is_not_ready(
             assert api.get("/readyz").status_code == 200
         finally:
             blocking.close()
+
+
+def test_pipelines_take_commands_of_several_keys_and_scripts_on_one_slot(
+    cluster: EmbeddedCluster,
+) -> None:
+    """On a cluster, a pipeline of either client runs MGET and SUNION on keys of one slot
+    and a registered script (by its text, so a primary that never loaded it runs it too),
+    answering as on one Redis; keys of two slots are still refused."""
+    script = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+    blocking = connect(cluster.url)
+    try:
+        blocking.script_flush()
+        blocking.sadd("{g}a", "1")
+        blocking.sadd("{g}b", "2")
+        pipe = blocking.pipeline(transaction=False)
+        pipe.mget(["{g}n", "{g}m"])
+        pipe.sunion(["{g}a", "{g}b"])
+        blocking.register_script(script)(keys=["{g}n"], args=[2], client=pipe)
+        assert pipe.execute() == [[None, None], {b"1", b"2"}, 2]
+        with pytest.raises(redis.exceptions.RedisClusterException):
+            crossing = blocking.pipeline(transaction=False)
+            crossing.mget(["{g}n", "{p1}n"])
+            crossing.execute()
+    finally:
+        blocking.close()
+
+    async def run() -> list[object]:
+        client = connect_async(cluster.url)
+        try:
+            await client.script_flush()
+            pipe = client.pipeline(transaction=True)
+            pipe.sunion(["{g}a", "{g}b"])
+            await client.register_script(script)(keys=["{g}n"], args=[3], client=pipe)
+            pipe.mget(["{g}n"])
+            return list(await pipe.execute())
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(run()) == [{b"1", b"2"}, 5, [b"5"]]

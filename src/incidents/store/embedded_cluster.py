@@ -93,6 +93,19 @@ def free_cluster_port(attempts: int = 200) -> int:
     raise EmbeddedRedisError(f"no free port with a free bus port in {attempts} tries")
 
 
+def _start_on_a_free_port(node: EmbeddedRedis, attempts: int = 5) -> None:
+    """Start a node that has never run; if another process took its port (or its bus port)
+    since it was chosen, on another free one."""
+    for attempt in range(attempts):
+        try:
+            node.start()
+            return
+        except EmbeddedRedisError as exc:
+            if "Address already in use" not in str(exc) or attempt == attempts - 1:
+                raise
+            node.port = free_cluster_port()
+
+
 @dataclass(frozen=True)
 class NodeView:
     """One line of ``CLUSTER NODES``: a node as another (or itself) sees it."""
@@ -165,7 +178,7 @@ class EmbeddedCluster:
         deadline = time.monotonic() + timeout
         try:
             for node in self.nodes:
-                node.start()
+                _start_on_a_free_port(node)
             create = [
                 self.cli, "--cluster", "create",
                 *(f"127.0.0.1:{n.port}" for n in self.nodes),

@@ -47,6 +47,7 @@ from incidents.store.redis_cluster import (
     ClusterTarget,
     connect_cluster,
     connect_cluster_async,
+    is_cluster_client,
     is_cluster_url,
 )
 
@@ -303,6 +304,15 @@ def connect_async(url: str, *, max_connections: int | None = None) -> aioredis.R
         )
         return aioredis.Redis(connection_pool=pool)
     return aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, **options)
+
+
+async def close_async(client: aioredis.Redis) -> None:
+    """Close an asyncio client of :func:`connect_async` and its connections (a cluster
+    client's ``aclose`` closes them all and takes no argument)."""
+    if is_cluster_client(client):
+        await client.aclose()
+    else:
+        await client.aclose(close_connection_pool=True)
 
 
 def connect(url: str) -> redis.Redis:

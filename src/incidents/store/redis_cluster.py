@@ -10,7 +10,17 @@ A cluster has only database 0.
 The clients built here are redis-py's ``RedisCluster`` (blocking) and
 ``redis.asyncio.cluster.RedisCluster``, with the same timeouts and retries as the single-Redis
 clients of ``store/redis.py``. Which commands they can run together is a question of the key
-layout: a Lua script or a ``MULTI`` must keep to one slot.
+layout: a Lua script or a ``MULTI`` must keep to one slot. Two things differ from redis-py's
+own, so that code written for one Redis runs unchanged on keys of one slot:
+
+- their pipelines take the commands of several keys (``MGET``, ``SUNION``, ...) that
+  redis-py's cluster pipelines refuse outright; Redis refuses them only when the keys are on
+  different slots (``CROSSSLOT``);
+- a registered script queued in a pipeline goes as its text (``EVAL``), not its SHA: a
+  cluster's pipeline cannot load a script before it runs, and a replica that took over from a
+  primary does not hold the scripts that primary had loaded. Redis keeps the compiled script
+  either way. Called on the client itself, a script runs by its SHA and is loaded on a
+  ``NOSCRIPT``, as on one Redis.
 """
 
 from __future__ import annotations
@@ -22,9 +32,11 @@ from urllib.parse import parse_qs
 
 import redis
 import redis.asyncio.cluster as aiocluster
+import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode
+from redis.commands.core import AsyncCoreCommands, AsyncScript, CoreCommands, Script
 from redis.connection import parse_url
 from redis.retry import Retry
 
@@ -109,9 +121,79 @@ def _node(part: str, scheme: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+# Commands of several keys that redis-py's cluster pipelines refuse; on keys of one slot Redis
+# runs them as on one Redis.
+SAME_SLOT_COMMANDS = (
+    "mget", "mset", "msetnx", "rename", "renamenx", "rpoplpush", "smove", "sort",
+    "sdiff", "sdiffstore", "sinter", "sinterstore", "sunion", "sunionstore",
+    "pfcount", "pfmerge", "bitop",
+)  # fmt: skip
+
+
+class _Pipeline(redis.cluster.ClusterPipeline):
+    """A blocking cluster pipeline that takes :data:`SAME_SLOT_COMMANDS`."""
+
+    __slots__ = ()
+
+
+class _AsyncPipeline(aiocluster.ClusterPipeline):
+    """An asyncio cluster pipeline that takes :data:`SAME_SLOT_COMMANDS`."""
+
+    __slots__ = ()
+
+
+for _name in SAME_SLOT_COMMANDS:
+    setattr(_Pipeline, _name, getattr(CoreCommands, _name))
+    setattr(_AsyncPipeline, _name, getattr(AsyncCoreCommands, _name))
+
+
+def _script_args(keys: Any, args: Any) -> list[Any]:
+    keys, args = list(keys or []), list(args or [])
+    return [len(keys), *keys, *args]
+
+
+class _Script(Script):
+    """A script that goes as its text when queued in a cluster pipeline."""
+
+    def __call__(self, keys: Any = None, args: Any = None, client: Any = None) -> Any:
+        if isinstance(client, redis.cluster.ClusterPipeline):
+            queue: Any = client.execute_command  # redis-py leaves it unannotated
+            return queue("EVAL", self.script, *_script_args(keys, args))
+        return super().__call__(keys or [], args or [], client)
+
+
+class _AsyncScript(AsyncScript):
+    """As :class:`_Script`, for the asyncio client."""
+
+    async def __call__(self, keys: Any = None, args: Any = None, client: Any = None) -> Any:
+        if isinstance(client, aiocluster.ClusterPipeline):
+            return client.execute_command("EVAL", self.script, *_script_args(keys, args))
+        return await super().__call__(keys, args, client)
+
+
+class _Cluster(redis.RedisCluster):
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe: Any = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        pipe.__class__ = _Pipeline  # the same object, with the commands above
+        return pipe
+
+    def register_script(self, script: Any) -> Any:
+        return _Script(self, script)
+
+
+class _AsyncCluster(aiocluster.RedisCluster):
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe: Any = super().pipeline(transaction, shard_hint)
+        pipe.__class__ = _AsyncPipeline  # the same object, with the commands above
+        return pipe
+
+    def register_script(self, script: Any) -> Any:
+        return _AsyncScript(self, script)
+
+
 def connect_cluster(target: ClusterTarget) -> redis.RedisCluster:
     """The blocking cluster client (workers, commands)."""
-    return redis.RedisCluster(
+    return _Cluster(
         startup_nodes=[
             ClusterNode(host, port)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             for host, port in target.nodes
@@ -128,7 +210,7 @@ def connect_cluster_async(
     target: ClusterTarget, *, max_connections: int | None = None
 ) -> aiocluster.RedisCluster:
     """The asyncio cluster client (the API, delivery); ``max_connections``: per node."""
-    return aiocluster.RedisCluster(
+    return _AsyncCluster(
         startup_nodes=[aiocluster.ClusterNode(host, port) for host, port in target.nodes],
         ssl=target.tls,
         socket_connect_timeout=2,
