@@ -234,6 +234,13 @@ class UnknownEventType(UnprocessableEvent):
     title = "Unknown event type"
 
 
+class CrossPartition(UnprocessableEvent):
+    """An event that would tie together what two partitions hold (INCIDENTS_PARTITIONS)."""
+
+    slug = "cross-partition"
+    title = "Event spans partitions"
+
+
 class RateLimited(IncidentsError):
     status = 429
     slug = "rate-limited"
