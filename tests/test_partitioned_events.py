@@ -20,6 +20,7 @@ from incidents.archive.records import ALERT_TYPE, INCIDENT_TYPE, SEQUENCE
 from incidents.model.cloudevent import CloudEvent
 from incidents.model.principal import DEFAULT_TENANT
 from incidents.settings import Settings
+from incidents.store.embedded_cluster import EmbeddedCluster
 from incidents.store.events import Draft, EventStore, VersionConflict, VersionedWrite
 from incidents.store.keys import Partitions, partitions
 from incidents.store.redis import connect_async
@@ -377,3 +378,48 @@ def test_the_stream_merges_the_partitions_and_resumes_each_where_it_was(gw3: Gat
     for incident in incidents:
         mine = [m.event for m in first + live if m.body.get("imincidentid") == incident]
         assert mine == ["im.incident.declare", "im.incident.note"]
+
+
+def _wait_calls(port: int) -> int:
+    with redis.Redis(port=port) as client:
+        stats = client.info("commandstats")
+    return int(stats.get("cmdstat_wait", {}).get("calls", 0))
+
+
+@pytest.mark.slow
+def test_on_a_cluster_each_partitions_events_wait_for_the_replicas_of_its_own_primary(
+    cluster: EmbeddedCluster,
+) -> None:
+    """With INCIDENTS_MIN_REPLICAS=1 on a Redis Cluster, the events of each partition are
+    stored on the primary of its slot and WAIT is asked of that primary (whose connection
+    wrote them), which its replica confirms: no event is refused as short of replicas."""
+    layout = partitions(3, True)
+    incidents = ids_in_each_partition("waited", 1)
+    drafts = [Draft(CloudEvent.from_dict(event(imincidentid=i)), "tester") for i in incidents]
+    primaries = cluster.primaries()
+    before = {p.port: _wait_calls(p.port) for p in primaries}
+
+    async def run() -> list[list[Any] | Exception]:
+        client = connect_async(cluster.url)
+        store = EventStore(client, min_replicas=1, replica_timeout_ms=5000, layout=layout)
+        try:
+            return list(await store.accept_each([[d] for d in drafts], datetime.now(UTC)))
+        finally:
+            await client.aclose()
+
+    answers = asyncio.run(run())
+    assert all(isinstance(a, list) for a in answers), answers
+    holders = set()
+    for incident in incidents:
+        space = layout.of_incident(incident)
+        holder = next(p for p in primaries if _holds(p.port, space.SEQUENCE))
+        holders.add(holder.port)
+    for primary in primaries:
+        asked = _wait_calls(primary.port) - before[primary.port]
+        assert (asked > 0) == (primary.port in holders), (primary.port, asked, holders)
+
+
+def _holds(port: int, key: str) -> bool:
+    with redis.Redis(port=port) as client:
+        slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+        return int(client.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)) > 0
