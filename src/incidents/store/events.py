@@ -186,6 +186,12 @@ class EventStore:
         queued = [self._enqueue(loop, drafts, ingested) for drafts in requests]
         answers: list[list[Accepted] | Exception] = []
         for drafts, parts in zip(requests, queued, strict=True):
+            if len(parts) == 1:  # one partition: the part is the whole request, in order
+                try:
+                    answers.append(_decode(drafts, await parts[0][1]))
+                except Exception as exc:  # StoreUnavailable, short of replicas: this request's
+                    answers.append(exc)
+                continue
             results: list[Accepted | None] = [None] * len(drafts)
             refused: Exception | None = None
             for positions, future in parts:
