@@ -25,6 +25,7 @@ from incidents.store.events import Draft, EventStore, VersionConflict, Versioned
 from incidents.store.keys import Partitions, partitions
 from incidents.store.redis import connect_async
 from incidents.stream.hub import StreamOptions
+from incidents.stream.marks import Mark
 from tests.delivery_support import publish
 from tests.support import (
     ADMIN_TOKEN,
@@ -423,3 +424,34 @@ def _holds(port: int, key: str) -> bool:
     with redis.Redis(port=port) as client:
         slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
         return int(client.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)) > 0
+
+
+def test_a_resume_older_than_one_partitions_stream_says_so_and_sends_the_rest(
+    gw3: Gateway, redis_client: redis.Redis
+) -> None:
+    """A position older than what one partition's stream retains starts with stream.missed
+    naming that partition (its id where the stream resumes); every retained event follows,
+    the other partitions' whole."""
+    incidents = ids_in_each_partition("trimmed", 3)
+    with httpx.Client(
+        verify=TEST_TLS,
+        base_url=gw3.url,
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=10,
+    ) as admin:
+        accepted = publish(admin, *(event(imincidentid=i) for i in incidents))
+    trimmed = LAYOUT.spaces[1]
+    redis_client.xtrim(trimmed.OUTBOX, maxlen=1, approximate=False)
+    kept = [a for a in accepted if LAYOUT.of_sequence(a["sequence"]) is not trimmed]
+    last_of_1 = max(a["sequence"] for a in accepted if LAYOUT.of_sequence(a["sequence"]) is trimmed)
+    with gw3.stream(headers={"Last-Event-ID": "0.0.0"}) as stream:
+        missed, *rest = stream.events(1 + len(kept) + 1)
+    assert missed.event == "stream.missed" and "partition 1" in missed.body["detail"]
+    assert missed.body["last_event_id"] == "0.0.0"
+    resumed = Mark.parse(missed.body["resumes_after"], 3)
+    assert missed.id == missed.body["resumes_after"]
+    assert resumed.sequences[0] == resumed.sequences[2] == 0
+    assert resumed.sequences[1] == last_of_1 - 3
+    assert sorted(m.body["id"] for m in rest) == sorted(
+        [a["id"] for a in kept] + [a["id"] for a in accepted if a["sequence"] == last_of_1]
+    )

@@ -253,29 +253,39 @@ class EventStore:
 
     async def find(self, event_id: str, source: str | None = None) -> list[StoredEvent]:
         """Stored events with this CloudEvents id (from any source unless one is named), in
-        every partition's id index."""
+        every partition's id index (one round trip, and one more per bucket where sources
+        share the id)."""
         found: list[event_index.Indexed] = []
-        async with guarded("looking up an event"):
-            for space in self.layout:
-                found += await self._find_in(space.event_ids(event_id), event_id, source)
-        return await self.get_many(sorted(r.sequence for r in found))
-
-    async def _find_in(
-        self, bucket: str, event_id: str, source: str | None
-    ) -> list[event_index.Indexed]:
+        buckets = [space.event_ids(event_id) for space in self.layout]
         if source is not None:
             fields = [event_id, event_index.other_field(event_id, source)]
-            first, other = cast(list[bytes | None], await self.redis.hmget(bucket, fields))
-            one = event_index.found(first, other, source)
-            return [one] if one is not None else []
-        fields = [event_id, event_index.count_field(event_id)]
-        first, count = cast(list[bytes | None], await self.redis.hmget(bucket, fields))
-        found = [r for r in [event_index.decode(first)] if r is not None]
-        if count is not None and int(count) > 0:  # sources share the id
-            pattern = event_index.others_pattern(event_id)
-            async for field, value in self.redis.hscan_iter(bucket, match=pattern):
-                if field != event_index.count_field(event_id).encode():
-                    found += [r for r in [event_index.decode(value)] if r is not None]
+        else:
+            fields = [event_id, event_index.count_field(event_id)]
+        async with guarded("looking up an event"):
+            if len(buckets) == 1:
+                rows = [await self.redis.hmget(buckets[0], fields)]
+            else:
+                async with self.redis.pipeline(False) as pipe:
+                    for bucket in buckets:
+                        pipe.hmget(bucket, fields)
+                    rows = await pipe.execute()
+            for bucket, row in zip(buckets, rows, strict=True):
+                first, second = cast(list[bytes | None], row)
+                if source is not None:
+                    found += [r for r in [event_index.found(first, second, source)] if r]
+                    continue
+                found += [r for r in [event_index.decode(first)] if r is not None]
+                if second is not None and int(second) > 0:  # sources share the id
+                    found += await self._others(bucket, event_id)
+        return await self.get_many(sorted(r.sequence for r in found))
+
+    async def _others(self, bucket: str, event_id: str) -> list[event_index.Indexed]:
+        """The events of the other sources that share ``event_id`` in ``bucket``."""
+        found = []
+        pattern = event_index.others_pattern(event_id)
+        async for field, value in self.redis.hscan_iter(bucket, match=pattern):
+            if field != event_index.count_field(event_id).encode():
+                found += [r for r in [event_index.decode(value)] if r is not None]
         return found
 
     async def timeline(

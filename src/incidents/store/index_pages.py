@@ -13,6 +13,7 @@ follow. ``next_cursor`` is None only once the index is exhausted.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import math
@@ -266,10 +267,12 @@ async def walk_indexes(
     all it read when the page took everything it found, so no item is skipped or repeated.
     """
     want = asked.limit + asked.offset
-    walks = [
-        await _walk(redis, key, at, want, 0, load, keep)
-        for key, at in zip(index_keys, asked.start.positions, strict=True)
-    ]
+    walks = await asyncio.gather(
+        *(
+            _walk(redis, key, at, want, 0, load, keep)
+            for key, at in zip(index_keys, asked.start.positions, strict=True)
+        )
+    )
     merged = sorted(
         ((-score, n, i) for n, w in enumerate(walks) for i, (_, score, _) in enumerate(w.found)),
     )[:want]
