@@ -22,7 +22,7 @@ from incidents.model.principal import DEFAULT_TENANT
 from incidents.settings import Settings
 from incidents.store.embedded_cluster import EmbeddedCluster
 from incidents.store.events import Draft, EventStore, VersionConflict, VersionedWrite
-from incidents.store.keys import Partitions, partitions
+from incidents.store.keys import Partitions, cluster_names, partitions
 from incidents.store.redis import connect_async
 from incidents.stream.hub import StreamOptions
 from incidents.stream.marks import Mark
@@ -31,6 +31,7 @@ from tests.support import (
     ADMIN_TOKEN,
     TEST_TLS,
     SharedServer,
+    admin_gateway,
     assert_problem,
     event,
     post,
@@ -455,3 +456,30 @@ def test_a_resume_older_than_one_partitions_stream_says_so_and_sends_the_rest(
     assert sorted(m.body["id"] for m in rest) == sorted(
         [a["id"] for a in kept] + [a["id"] for a in accepted if a["sequence"] == last_of_1]
     )
+
+
+@pytest.mark.slow
+def test_on_a_cluster_events_are_stored_read_and_listed_across_its_primaries(
+    cluster: EmbeddedCluster, p3: Settings, redis_url: str
+) -> None:
+    """On a Redis Cluster of three primaries, declares (with and without ids), notes, an
+    alert declaring an incident and a retried batch are stored, read back and listed as on
+    one Redis; the cross-partition alert is the same 422."""
+    settings = p3.replace(redis_url=cluster.url, queue_redis_url=redis_url)
+    incidents = ids_in_each_partition("clustered")
+    with cluster_names(), admin_gateway(settings) as client:
+        batch = [event(imincidentid=i) for i in incidents] + [event() for _ in range(3)]
+        first = publish(client, *batch)
+        again = client.post("/v1/events", content=json.dumps(batch), headers=BATCH)
+        assert again.status_code == 200, again.text
+        publish(client, *(event("im.incident.note", imincidentid=i) for i in incidents))
+        declared = publish(client, alert(key_in(2, "cluster"), "SEV1"))[0]["incident"]
+        listed = [i["id"] for page in _walk(client, "/v1/incidents", "incidents") for i in page]
+        assert sorted(listed) == sorted({a["incident"] for a in first} | {declared})
+        for incident in incidents:
+            timeline = client.get(f"/v1/incidents/{incident}/timeline").json()["timeline"]
+            assert [t["type"] for t in timeline] == ["im.incident.declare", "im.incident.note"]
+        for sent, got in zip(batch, first, strict=True):
+            assert client.get(f"/v1/events/{sent['id']}").json()["sequence"] == got["sequence"]
+        r = post(client, alert(key_in(1, "cross"), imincidentid=incidents[0]))
+        assert_problem(r, 422, "cross-partition")
