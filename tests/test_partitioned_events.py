@@ -184,11 +184,8 @@ def test_an_alert_linked_to_an_incident_of_another_partition_is_refused_until_it
     doc_key = LAYOUT.spaces[1].alert(DEFAULT_TENANT, key)
     document = json.loads(redis_client.hget(doc_key, "j") or b"{}")
     version = int(redis_client.hget(doc_key, "v") or 0)
-    linked: dict[str, int | str] = {
-        "v": version + 1,
-        "j": json.dumps({**document, "incident": incident}),
-    }
-    redis_client.hset(doc_key, mapping=linked)
+    linked = json.dumps({**document, "incident": incident})
+    redis_client.hset(doc_key, mapping={"v": version + 1, "j": linked})
     problem = assert_problem(post(pc, alert(key)), 422, "cross-partition")
     assert "linked" in problem["detail"] and f"Close incident {incident!r}" in problem["detail"]
     for step in ("im.incident.resolve", "im.incident.close"):
