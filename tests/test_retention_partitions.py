@@ -9,6 +9,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,7 +19,7 @@ import pytest
 import redis
 
 from incidents.archive.daily import Archive
-from incidents.archive.records import Line, parse_line
+from incidents.archive.records import INCIDENT_TYPE, Line, encode, parse_line, snapshot
 from incidents.archive.restore import Restorer
 from incidents.cli.main import main
 from incidents.delivery.lanes import Delivery, DeliveryState
@@ -28,7 +29,9 @@ from incidents.retention.counts import removed_keys, summed
 from incidents.retention.sweeper import Sweeper
 from incidents.settings import Settings
 from incidents.store import keys
+from incidents.store.embedded_cluster import EmbeddedCluster
 from incidents.store.events import read_events, stored_event
+from incidents.store.redis import connect
 from tests.delivery_support import publish
 from tests.support import event, text
 from tests.test_export_import import build_history
@@ -364,3 +367,63 @@ def test_each_partition_has_its_own_sweep_lease(
     for space in three.layout:
         redis_client.set(space.SWEEP_LOCK, "other", px=10_000)
     assert Sweeper(redis_client, three, time.time).sweep() is None
+
+
+OLD = "2026-01-02T03:04:05+00:00"
+
+
+def quiet(key: str, sequence: int) -> Line:
+    """An import line: an alert trigger that declared no incident, accepted with
+    ``sequence``."""
+    body = quiet_alert(key)
+    body.update(imsequence=sequence, imingestedat=OLD, imtenant="default")
+    return parse_line(orjson.dumps(body), 1)
+
+
+def closed(incident: str) -> Line:
+    """An import line: the document of an incident closed long ago."""
+    document = {"id": incident, "status": "closed", "declared_at": OLD, "updated_at": OLD}
+    at = datetime.fromisoformat(OLD)
+    return parse_line(encode(snapshot(INCIDENT_TYPE, incident, at, {"incident": document}, 3)), 1)
+
+
+@pytest.mark.slow
+def test_on_a_cluster_import_and_retention_keep_to_one_slot_per_partition(
+    cluster: EmbeddedCluster, settings: Settings, tmp_path: Path
+) -> None:
+    """On a Redis Cluster, where a script or a MULTI on keys of two slots is refused, an
+    import restores every event into its partition and the sweeper removes and archives all
+    that is due: events, dedup keys, a closed incident with its timeline, delivery records,
+    dead letters and attempt-log entries, in every partition."""
+    lines = [quiet(f"k{n}", n) for n in range(1, 61)]
+    lines += [note("INC-7", 61), note("INC-7", 62), closed("INC-7")]
+    with keys.cluster_names():
+        queue = settings.redis_url  # RQ on a Redis of its own
+        on_cluster = settings.replace(
+            redis_url=cluster.url, queue_redis_url=queue, partitions=THREE
+        )
+        layout = on_cluster.layout
+        client = connect(cluster.url)
+        try:
+            assert Restorer(client, layout=layout).restore(lines)["events"] == 62
+            found = stored_events(client, layout)
+            assert sorted(len(found[p]) for p in found) != [] and len(found) == THREE
+            records = record_deliveries(client, layout, "a1")
+            client.sadd(keys.SUBSCRIPTIONS, "sub_a1")
+            entry = orjson.dumps({"delivery": "d", "attempt": 1, "outcome": "ok", "time": OLD})
+            for space in layout:
+                client.lpush(space.attempts("sub_a1"), entry)
+            archive = Archive(tmp_path / "archive")
+            sweeper = Sweeper(client, on_cluster, lambda: time.time() + 400 * DAY, archive)
+
+            total: Counter[str] = Counter()
+            while removed := sweeper.step():
+                total.update(removed)
+
+            assert (total["event"], total["dedup"], total["incident"]) == (62, 62, 1)
+            assert (total["delivery"], total["dead_letter"]) == (records, THREE)
+            assert total["attempt"] == THREE
+            assert stored_events(client, layout) == {}
+            assert len([line for line in archived(archive.folder, "events") if line.stored]) == 62
+        finally:
+            client.close()

@@ -45,7 +45,7 @@ class DocumentRemoval(Removal):
                 raws = read_events(self.client, seqs, self.layout)
                 events = [stored_event(r) for r in raws if r is not None]
                 self.archived(EVENTS, [event_record(s) for s in events])
-                with self.client.pipeline(transaction=False) as pipe:
+                with self.pipeline() as pipe:
                     self.forget_events(pipe, space, events)
                     pipe.zrem(timeline, *members)
                     answers = pipe.execute()

@@ -53,7 +53,7 @@ class EventRemoval(Removal):
             done = seq
         self.archived(EVENTS, [event_record(s) for s in whole])
         kept = [s for s in expired if incident_of(s)]
-        with self.client.pipeline(transaction=False) as pipe:
+        with self.pipeline() as pipe:
             self.forget_events(pipe, space, whole)
             for s in kept:
                 self.unindex(pipe, space, s)

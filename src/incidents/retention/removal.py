@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import redis
+import redis.cluster
 
 from incidents.archive.daily import Archive
 from incidents.archive.records import ATTEMPT_TYPE, DELIVERY_TYPE, snapshot
@@ -32,6 +33,14 @@ class Removal:
         self.layout = layout
         self._forget = client.register_script(load_script("forget"))
         self._unindex = client.register_script(load_script("unindex"))
+
+    def pipeline(self) -> Any:
+        """A pipeline (not a transaction) that ``forget_events`` and ``unindex`` may queue
+        on. A cluster's pipeline does not load the scripts it runs (a plain one does): they
+        are loaded on every primary first, which also covers a primary new since a failover."""
+        if isinstance(self.client, redis.cluster.RedisCluster):
+            self.client.script_load(self._unindex.script)
+        return self.client.pipeline(transaction=False)
 
     def archived(self, kind: str, records: Sequence[dict[str, Any]]) -> None:
         if self.archive is not None and records:
