@@ -6,6 +6,7 @@ partitions holds the same incidents, timelines, alerts and events, each in its p
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -52,7 +53,7 @@ def migrate(
     assert main(["export", "--output", str(exported)], environ=env) == 0
     redis.Redis.from_url(redis_url).flushdb()
     assert main(["import", str(exported)], environ={**env, "INCIDENTS_PARTITIONS": "3"}) == 0
-    capsys.readouterr()
+    print(capsys.readouterr().err, file=sys.stderr)  # the import's warnings, for the caller
     return settings.replace(partitions=THREE)
 
 
@@ -133,6 +134,7 @@ def test_an_export_of_one_partition_imported_into_three_holds_the_same_in_its_pa
 
     three = migrate(settings, redis_url, tmp_path, capsys).layout
 
+    warned = capsys.readouterr().err
     assert int(redis_client.get(keys.PARTITIONS) or 0) == THREE
     assert view(redis_client, three) == before
     assert list(partition_keys(redis_client)) != []
@@ -148,6 +150,13 @@ def test_an_export_of_one_partition_imported_into_three_holds_the_same_in_its_pa
         three.of_alert(a["tenant"], a["key"]).alert(a["tenant"], a["key"])
         for a in before["alerts"].values()
     } == {text(m) for s in three for m in members(redis_client, s.ALERT_INDEX)}
+    apart = [
+        a
+        for a in before["alerts"].values()
+        if a.get("incident")
+        and three.of_incident(a["incident"]) is not three.of_alert(a["tenant"], a["key"])
+    ]
+    assert bool(apart) == (f"{len(apart)} alert(s) are linked to an incident" in warned)
     taken = {s.sequence for events in stored_events(redis_client, three).values() for s in events}
     for space in three:
         number = three.incident_number(space, int(redis_client.incr(space.INCIDENT_COUNTER)))

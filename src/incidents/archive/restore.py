@@ -12,6 +12,9 @@ Else it takes the partition's next. Incidents and alerts are restored from their
 as exported, so they read back exactly as they were, and each partition's incident counter
 is raised past every restored ``INC-<n>`` of that partition, so the ids the gateway assigns
 next are new; a document Redis already holds at that version or a newer one is left.
+An alert whose incident falls into another partition (which only an import from a
+deployment of another partition count makes) is counted as ``alerts_apart``: while it stays
+open, an event that would tie it to that incident again is refused as spanning partitions.
 Nothing is fanned out again unless ``deliver``. Delivery records and attempt-log entries
 (from the archive's ``deliveries`` files) are counted and skipped: they describe deliveries
 made, not state to rebuild.
@@ -165,6 +168,10 @@ class Restorer:
         key = space.alert(alert.tenant, alert.key)
         written = self._document(keys=[key], args=[version or 1, orjson.dumps(raw)])
         self.counts["alerts" if int(written) else "alerts_unchanged"] += 1
+        if alert.incident and self.layout.of_incident(alert.incident) is not space:
+            # Only from a deployment of another partition count: the gateway declares an
+            # alert's incident in the alert's partition.
+            self.counts["alerts_apart"] += 1
         with self.client.pipeline(transaction=False) as pipe:
             seen = _timestamp(alert.last_seen)
             if seen is not None:

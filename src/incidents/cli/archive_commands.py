@@ -117,6 +117,14 @@ def cmd_import(args: argparse.Namespace, env: dict[str, str]) -> int:
     finally:
         client.close()
     _report(counts)
+    if counts["alerts_apart"]:
+        print(
+            f"incidents: {counts['alerts_apart']} alert(s) are linked to an incident that is in"
+            f" another of the {settings.partitions} partitions: while such an alert stays"
+            " open, the gateway refuses an event that would tie it to that incident again"
+            " (422 cross-partition)",
+            file=sys.stderr,
+        )
     return 0
 
 
