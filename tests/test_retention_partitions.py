@@ -26,6 +26,7 @@ from incidents.cli.main import main
 from incidents.delivery.lanes import Delivery, DeliveryState
 from incidents.model.cloudevent import StoredEvent
 from incidents.retention import event_removal
+from incidents.retention.counts import removed as removed_total
 from incidents.retention.counts import removed_keys, summed
 from incidents.retention.sweeper import Sweeper
 from incidents.settings import Settings
@@ -34,7 +35,7 @@ from incidents.store.embedded_cluster import EmbeddedCluster
 from incidents.store.events import read_events, stored_event
 from incidents.store.redis import connect
 from tests.delivery_support import publish
-from tests.support import event, text
+from tests.support import event, text, with_async_redis
 from tests.test_export_import import build_history
 from tests.test_retention import DAY, archived, quiet_alert
 
@@ -301,6 +302,7 @@ def test_each_partition_is_swept_steadily_on_its_own_keys_and_archived_first(
         cast(dict[bytes, bytes], redis_client.hgetall(k)) for k in removed_keys(layout)
     )
     assert counted == total
+    assert with_async_redis(redis_url, lambda r: removed_total(r, layout)) == total
     assert {
         p: int(redis_client.hget(layout.spaces[p].RETENTION_REMOVED, "event") or 0)
         for p in by_partition
