@@ -34,10 +34,10 @@ from incidents.store import keys
 from incidents.store.embedded_cluster import EmbeddedCluster
 from incidents.store.events import read_events, stored_event
 from incidents.store.redis import connect
-from tests.delivery_support import publish
-from tests.support import event, text, with_async_redis
-from tests.test_export_import import build_history
-from tests.test_retention import DAY, archived, quiet_alert
+from tests.delivery_support import Receiver, Workers, publish, subscribe
+from tests.support import admin_gateway, event, text, with_async_redis
+from tests.test_export_import import build_history, everything
+from tests.test_retention import DAY, archived, quiet_alert, sweep
 
 THREE = 3
 _TAGGED = re.compile(r"incidents:\{p(\d+)\}:")
@@ -164,6 +164,111 @@ def test_an_export_of_one_partition_imported_into_three_holds_the_same_in_its_pa
         assert f"INC-{number}" not in before["incidents"]
         assert three.of_incident(f"INC-{number}") is space
         assert three.sequence(space, int(redis_client.incr(space.SEQUENCE))) not in taken
+
+
+def without_sequences(shown: Any) -> Any:
+    """What the API showed, without the gateway sequences (which an import into another
+    partition count renumbers) and the cursors made of them."""
+    if isinstance(shown, dict):
+        return {
+            k: without_sequences(v)
+            for k, v in shown.items()
+            if k not in ("sequence", "imsequence", "next", "next_cursor")
+        }
+    if isinstance(shown, list):
+        return [without_sequences(v) for v in shown]
+    return shown
+
+
+def test_grown_to_three_partitions_the_api_shows_the_same_and_numbers_on(
+    client: httpx.Client,
+    settings: Settings,
+    redis_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A gateway on three partitions, on the import of a one-partition deployment's export,
+    shows the same incidents, timelines, alerts and events (sequences aside), each timeline in
+    its order, and declares new incidents under ids the export did not hold."""
+    sent = build_history(client)
+    before = everything(client, sent)
+
+    three = migrate(settings, redis_url, tmp_path, capsys)
+
+    with admin_gateway(three) as grown:
+        after = everything(grown, sent)
+        assert without_sequences(after) == without_sequences(before)
+        for incident in before["incidents"]:
+            timeline = after[incident["id"] + "/timeline"]["timeline"]
+            assert [e["sequence"] for e in timeline] == sorted(e["sequence"] for e in timeline)
+        declared = set()
+        for n in range(2 * THREE):
+            body = event(data={"title": f"new {n}", "severity": "SEV3", "service": "s"})
+            accepted = publish(grown, body)[0]
+            declared.add(accepted["incident"])
+        assert len(declared) == 2 * THREE
+        assert declared.isdisjoint(i["id"] for i in before["incidents"])
+
+
+_PARTITION_PARTS = (
+    *(f"incidents:{name}" for name in keys._PARTITION_NAMES.values()),
+    "incidents:event-ids:",
+    "incidents:timeline:",
+    "incidents:incident:",
+    "incidents:alert:",
+    "incidents:deliveries:",
+)
+
+
+def untagged(client: redis.Redis) -> list[str]:
+    """Keys named as one partition on one Redis names them: what a three-partition
+    deployment must never write."""
+    found = []
+    for raw in client.scan_iter(match="incidents:*", count=1000):
+        key = text(raw)
+        if _TAGGED.match(key):
+            continue
+        if key.startswith(_PARTITION_PARTS) or key.endswith((":attempts", ":channels")):
+            found.append(key)
+    return found
+
+
+def test_on_three_partitions_what_was_delivered_goes_from_every_partition(
+    settings: Settings,
+    redis_client: redis.Redis,
+    rx: Receiver,
+    tmp_path: Path,
+) -> None:
+    """A gateway and workers on three partitions: events delivered and past the retention go,
+    archived first, from every partition, with their dedup keys, delivery records and
+    attempt-log entries; /metrics sums the partitions' counts; no key is named without its
+    partition's tag."""
+    three = settings.replace(partitions=THREE)
+    workers = Workers(three)
+    try:
+        with admin_gateway(three) as gateway:
+            subscribe(gateway, rx, "/hook", types=["im.alert.*"])
+            sent = [quiet_alert(f"k{n}") for n in range(30)]
+            publish(gateway, *sent)
+            workers.run_until(lambda: len(rx.at("/hook")) == len(sent))
+            assert untagged(redis_client) == []
+            archive = Archive(tmp_path / "archive")
+
+            removed = sweep(three, redis_client, time.time() + 31 * DAY, archive)
+
+            assert (removed["event"], removed["dedup"]) == (len(sent), len(sent))
+            assert (removed["delivery"], removed["attempt"]) == (len(sent), len(sent))
+            each = [int(redis_client.hget(s.RETENTION_REMOVED, "event") or 0) for s in three.layout]
+            assert all(n > 0 for n in each) and sum(each) == len(sent)
+            assert len([line for line in archived(archive.folder, "events") if line.stored]) == len(
+                sent
+            )
+            assert stored_events(redis_client, three.layout) == {}
+            shown = gateway.get("/metrics").text
+            assert f'incidents_retention_removed_total{{kind="event"}} {len(sent)}' in shown
+            assert untagged(redis_client) == []
+    finally:
+        workers.close()
 
 
 def test_a_second_import_of_the_same_export_changes_nothing(

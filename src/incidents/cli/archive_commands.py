@@ -69,7 +69,7 @@ def _settings(env: dict[str, str]) -> tuple[Settings, str]:
 
 
 def cmd_export(args: argparse.Namespace, env: dict[str, str]) -> int:
-    _, url = _settings(env)
+    settings, url = _settings(env)
     client = connect(url)
     selection = Selection(args.since, args.until, args.incident)
     written = 0
@@ -82,7 +82,7 @@ def cmd_export(args: argparse.Namespace, env: dict[str, str]) -> int:
                 out = stack.enter_context(gzip.open(args.output, "wb"))
             else:
                 out = stack.enter_context(args.output.open("wb"))
-            for record in export_records(client, selection):
+            for record in export_records(client, selection, settings.layout):
                 out.write(encode(record))
                 written += 1
             out.flush()
