@@ -171,12 +171,12 @@ def test_an_alert_naming_an_incident_of_another_partition_is_refused_saying_why(
     assert attached["incident"] == incident
 
 
-def test_an_alert_linked_to_an_incident_of_another_partition_is_refused_until_it_closes(
+def test_an_alert_linked_to_an_incident_of_another_partition_goes_on_without_it(
     pc: httpx.Client, redis_client: redis.Redis
 ) -> None:
     """An alert whose document links it to an open incident of another partition (as data
-    imported from another layout can) has its events refused with a 422 saying so; once
-    that incident is closed they are accepted, attached to nothing."""
+    imported from another layout can) still takes its events: they update the alert and are
+    attached to no incident, and that incident's timeline is left alone."""
     incident = ids_in_each_partition("linked", 1)[0]  # partition 0
     publish(pc, event(imincidentid=incident))
     key = key_in(1, "linked")
@@ -186,13 +186,15 @@ def test_an_alert_linked_to_an_incident_of_another_partition_is_refused_until_it
     version = int(redis_client.hget(doc_key, "v") or 0)
     linked = json.dumps({**document, "incident": incident})
     redis_client.hset(doc_key, mapping={"v": version + 1, "j": linked})
-    problem = assert_problem(post(pc, alert(key)), 422, "cross-partition")
-    assert "linked" in problem["detail"] and f"Close incident {incident!r}" in problem["detail"]
-    for step in ("im.incident.resolve", "im.incident.close"):
-        publish(pc, event(step, imincidentid=incident))
+    timeline = pc.get(f"/v1/incidents/{incident}/timeline").json()
     accepted = publish(pc, alert(key))[0]
     assert "incident" not in accepted
     assert pc.get(f"/v1/alerts/{key}").json()["count"] == 2
+    resolve = event("im.alert.resolve", {}, imcorrelationkey=key)
+    resolved = publish(pc, resolve)[0]
+    assert "incident" not in resolved
+    assert pc.get(f"/v1/alerts/{key}").json()["status"] == "resolved"
+    assert pc.get(f"/v1/incidents/{incident}/timeline").json() == timeline
 
 
 def test_a_retried_batch_spanning_partitions_is_answered_as_duplicates(

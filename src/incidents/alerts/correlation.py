@@ -158,7 +158,7 @@ class Correlator:
         the alert's partition, where the incident must be too."""
         named = event.get(Extension.INCIDENT_ID)
         if named:
-            self._same_partition(event, str(named), space, named=True)
+            self._same_partition(event, str(named), space)
             incident = await incidents.get(str(named))
             if incident is None:
                 raise IllegalTransition(
@@ -169,10 +169,12 @@ class Correlator:
             incidents.put(p, incident.evolve(version=incident.version + 1, updated_at=now))
             return incident.id, None
         linked = alert.incident if alert is not None else None
-        if linked:
+        # An alert linked to an incident of another partition (only an import into a
+        # deployment of another partition count makes one) goes on without it: its events
+        # update the alert and are stored with it, attached to no incident.
+        if linked and self.store.layout.of_incident(linked) is space:
             incident = await incidents.get(linked)
             if incident is not None and incident.status is not IncidentStatus.CLOSED:
-                self._same_partition(event, linked, space, named=False)
                 incidents.put(p, incident.evolve(version=incident.version + 1, updated_at=now))
                 return incident.id, None
         if outcome is AlertOutcome.OPENED and alert is not None:
@@ -184,39 +186,23 @@ class Correlator:
                 return new_id, new_id
         return None, None
 
-    def _same_partition(
-        self, event: CloudEvent, incident_id: str, space: keys.Keyspace, *, named: bool
-    ) -> None:
-        """An alert event is stored with its alert: the incident it names (``named``) or its
-        alert is linked to must be of the same partition (always so with one partition)."""
+    def _same_partition(self, event: CloudEvent, incident_id: str, space: keys.Keyspace) -> None:
+        """An alert event is stored with its alert: the incident it names must be of the same
+        partition (always so with one partition)."""
         layout = self.store.layout
         held = layout.of_incident(incident_id)
         if held is space:
             return
         key = event.get(Extension.CORRELATION_KEY)
-        where = (
-            f"incident {incident_id!r} is in partition {held.partition} of {layout.count} and"
-            f" the alert of correlation key {key!r} in partition {space.partition}: on a"
-            f" partitioned deployment (INCIDENTS_PARTITIONS={layout.count}) an alert event is"
-            " stored with its alert, and an alert can only be attached to an incident of its"
-            " own partition."
-        )
-        if named:
-            detail = (
-                f"{event.type} names incident {incident_id!r}, but {where} Send the alert"
-                " without imincidentid (the gateway links or declares an incident in the"
-                " alert's partition), or add what it says to the incident as an"
-                " im.incident.note."
-            )
-        else:
-            detail = (
-                f"{event.type}: the alert is linked to incident {incident_id!r} (it was"
-                f" linked before the data was split into partitions), but {where} Close"
-                f" incident {incident_id!r}: the alert's events are then accepted, and its"
-                " next opening declares an incident in its own partition."
-            )
         raise CrossPartition(
-            detail,
+            f"{event.type} names incident {incident_id!r}, but incident {incident_id!r} is in"
+            f" partition {held.partition} of {layout.count} and the alert of correlation key"
+            f" {key!r} in partition {space.partition}: on a partitioned deployment"
+            f" (INCIDENTS_PARTITIONS={layout.count}) an alert event is stored with its alert,"
+            " and an alert can only be attached to an incident of its own partition. Send the"
+            " alert without imincidentid (the gateway links or declares an incident in the"
+            " alert's partition), or add what it says to the incident as an"
+            " im.incident.note.",
             extra={
                 "incident": incident_id,
                 "incident_partition": held.partition,

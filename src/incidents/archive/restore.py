@@ -13,8 +13,8 @@ as exported, so they read back exactly as they were, and each partition's incide
 is raised past every restored ``INC-<n>`` of that partition, so the ids the gateway assigns
 next are new; a document Redis already holds at that version or a newer one is left.
 An alert whose incident falls into another partition (which only an import from a
-deployment of another partition count makes) is counted as ``alerts_apart``: while it stays
-open, an event that would tie it to that incident again is refused as spanning partitions.
+deployment of another partition count makes) is counted as ``alerts_apart``: it goes on
+without it (its events update the alert and are attached to no incident).
 Nothing is fanned out again unless ``deliver``. Delivery records and attempt-log entries
 (from the archive's ``deliveries`` files) are counted and skipped: they describe deliveries
 made, not state to rebuild.

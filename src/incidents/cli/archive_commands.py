@@ -120,9 +120,8 @@ def cmd_import(args: argparse.Namespace, env: dict[str, str]) -> int:
     if counts["alerts_apart"]:
         print(
             f"incidents: {counts['alerts_apart']} alert(s) are linked to an incident that is in"
-            f" another of the {settings.partitions} partitions: while such an alert stays"
-            " open, the gateway refuses an event that would tie it to that incident again"
-            " (422 cross-partition)",
+            f" another of the {settings.partitions} partitions: such an alert goes on without"
+            " it (its events update the alert and are attached to no incident)",
             file=sys.stderr,
         )
     return 0
