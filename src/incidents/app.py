@@ -190,7 +190,9 @@ def create_app(
         redis = connect_async(redis_url)
         queue_url = settings.queue_redis_url
         queue_redis = redis if queue_url is None else connect_async(queue_url)
-        store = EventStore(redis, settings.min_replicas, settings.replica_timeout_ms)
+        store = EventStore(
+            redis, settings.min_replicas, settings.replica_timeout_ms, settings.layout
+        )
         principals = PrincipalStore(redis)
         ingestor = Ingestor(
             registry,

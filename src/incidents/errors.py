@@ -22,7 +22,8 @@ problem details (``application/problem+json``) by a single handler in ``app.py``
     │   └── TooManyEvents               413 too-many-events      (a batch over max_batch_events)
     ├── UnsupportedMediaType            415 unsupported-media-type
     ├── UnprocessableEvent              422 schema-validation    (errors: pointer per problem)
-    │   └── UnknownEventType            422 unknown-event-type
+    │   ├── UnknownEventType            422 unknown-event-type
+    │   └── CrossPartition              422 cross-partition      (alert and incident apart)
     ├── RateLimited                     429 rate-limited         (Retry-After)
     ├── HeadersTooLarge                 431 headers-too-large    (names the limit)
     └── ServiceUnavailable              503 service-unavailable  (Retry-After)
@@ -232,6 +233,13 @@ class UnprocessableEvent(IncidentsError):
 class UnknownEventType(UnprocessableEvent):
     slug = "unknown-event-type"
     title = "Unknown event type"
+
+
+class CrossPartition(UnprocessableEvent):
+    """An event that would tie together what two partitions hold (INCIDENTS_PARTITIONS)."""
+
+    slug = "cross-partition"
+    title = "Event spans partitions"
 
 
 class RateLimited(IncidentsError):

@@ -43,7 +43,8 @@ class WritePlanner:
     async def plan(
         self, requests: Sequence[Sequence[Pending]], now: datetime
     ) -> list[IncidentsError | None]:
-        incidents = IncidentWrites(Documents(self.store.redis, self.cache), self.parsed)
+        docs = Documents(self.store.redis, self.cache)
+        incidents = IncidentWrites(docs, self.parsed, self.store.layout)
         refusals: list[IncidentsError | None] = []
         for pending in requests:
             mark = incidents.docs.mark()

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from incidents.errors import IllegalTransition
+from incidents.errors import CrossPartition, IllegalTransition
 from incidents.ingest.planning import Pending
 from incidents.lifecycle.incident_context import with_alert_context
 from incidents.lifecycle.incident_writes import IncidentWrites, canonical_severity, same_tenant
@@ -51,12 +51,15 @@ class Correlator:
         event = canonical_severity(event)
         tenant = str(event.get(Extension.TENANT) or "")
         key = str(event.get(Extension.CORRELATION_KEY))
-        doc_key = keys.alert(tenant, key)
+        space = self.store.layout.of_alert(tenant, key)
+        doc_key = space.alert(tenant, key)
         raw = await incidents.docs.read(doc_key)
         current = Alert.from_dict(raw) if raw is not None else None
         alert, outcome = self._next(current, event, now)
         reused = previous.declared if previous is not None else None
-        incident_id, declared = await self._link(event, alert, outcome, incidents, p, now, reused)
+        incident_id, declared = await self._link(
+            event, alert, outcome, incidents, p, now, reused, space
+        )
         linked_by = None
         if incident_id is not None and not event.get(Extension.INCIDENT_ID):
             event = event.with_attributes(imincidentid=incident_id)
@@ -69,9 +72,9 @@ class Correlator:
             if outcome is AlertOutcome.OPENED:
                 alert = alert.evolve(incident=incident_id)
             incidents.docs.write(p, doc_key, alert.to_dict())
-            p.index.append(IndexAdd(keys.ALERT_INDEX, now.timestamp(), doc_key))
+            p.index.append(IndexAdd(space.ALERT_INDEX, now.timestamp(), doc_key))
             if not alert.is_open:  # retention counts from the resolve
-                p.index.append(IndexAdd(keys.RESOLVED_ALERTS, now.timestamp(), doc_key))
+                p.index.append(IndexAdd(space.RESOLVED_ALERTS, now.timestamp(), doc_key))
             state = AlertState(alert.number, alert.status, alert.count, alert.incident)
         else:
             reason = (
@@ -148,11 +151,14 @@ class Correlator:
         p: Pending,
         now: datetime,
         reused: str | None,
+        space: keys.Keyspace,
     ) -> tuple[str | None, str | None]:
         """The incident this event belongs to (attached, or declared now), if any, and the
-        incident it declared. ``reused`` is the id a previous attempt declared with."""
+        incident it declared. ``reused`` is the id a previous attempt declared with; ``space``
+        the alert's partition, where the incident must be too."""
         named = event.get(Extension.INCIDENT_ID)
         if named:
+            self._same_partition(event, str(named), space)
             incident = await incidents.get(str(named))
             if incident is None:
                 raise IllegalTransition(
@@ -163,7 +169,10 @@ class Correlator:
             incidents.put(p, incident.evolve(version=incident.version + 1, updated_at=now))
             return incident.id, None
         linked = alert.incident if alert is not None else None
-        if linked:
+        # An alert linked to an incident of another partition (only an import into a
+        # deployment of another partition count makes one) goes on without it: its events
+        # update the alert and are stored with it, attached to no incident.
+        if linked and self.store.layout.of_incident(linked) is space:
             incident = await incidents.get(linked)
             if incident is not None and incident.status is not IncidentStatus.CLOSED:
                 incidents.put(p, incident.evolve(version=incident.version + 1, updated_at=now))
@@ -171,11 +180,36 @@ class Correlator:
         if outcome is AlertOutcome.OPENED and alert is not None:
             severity = Severity(alert.severity)
             if self.rules.declares(severity):
-                new_id = reused or await self.store.next_incident_id()
+                new_id = reused or await self.store.next_incident_id(space)
                 await incidents.get(new_id)  # reads the version (0) the declaration writes over
                 incidents.put(p, self._declare(new_id, event, alert, now))
                 return new_id, new_id
         return None, None
+
+    def _same_partition(self, event: CloudEvent, incident_id: str, space: keys.Keyspace) -> None:
+        """An alert event is stored with its alert: the incident it names must be of the same
+        partition (always so with one partition)."""
+        layout = self.store.layout
+        held = layout.of_incident(incident_id)
+        if held is space:
+            return
+        key = event.get(Extension.CORRELATION_KEY)
+        raise CrossPartition(
+            f"{event.type} names incident {incident_id!r}, but incident {incident_id!r} is in"
+            f" partition {held.partition} of {layout.count} and the alert of correlation key"
+            f" {key!r} in partition {space.partition}: on a partitioned deployment"
+            f" (INCIDENTS_PARTITIONS={layout.count}) an alert event is stored with its alert,"
+            " and an alert can only be attached to an incident of its own partition. Send the"
+            " alert without imincidentid (the gateway links or declares an incident in the"
+            " alert's partition), or add what it says to the incident as an"
+            " im.incident.note.",
+            extra={
+                "incident": incident_id,
+                "incident_partition": held.partition,
+                "alert_partition": space.partition,
+                "partitions": layout.count,
+            },
+        )
 
     @staticmethod
     def _declare(incident_id: str, event: CloudEvent, alert: Alert, now: datetime) -> Incident:

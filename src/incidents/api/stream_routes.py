@@ -14,8 +14,10 @@ from incidents.api.toolkit.openapi_document import BEARER, errors, query_param
 from incidents.errors import FieldError, InvalidRequest
 from incidents.model.cloudevent import StoredEvent
 from incidents.queries.query_set import Queries
+from incidents.store.keys import Partitions
 from incidents.store.redis import connect_async
 from incidents.stream.hub import StreamHub, StreamOptions
+from incidents.stream.marks import Mark
 from incidents.stream.selection import Selection
 from incidents.stream.session import (
     CONTENT_TYPE,
@@ -24,8 +26,6 @@ from incidents.stream.session import (
     StreamSession,
     resume_plan,
 )
-
-MAX_SEQUENCE = 2**63 - 1
 
 
 def hub_of(request: Request) -> StreamHub:
@@ -41,25 +41,32 @@ def hub_of(request: Request) -> StreamHub:
     return hub
 
 
-def last_event_id(request: Request) -> int | None:
-    """``Last-Event-ID`` (or ``?last_event_id=`` for clients that cannot set headers)."""
+# A message's id: a sequence, or with several partitions each partition's joined by dots.
+LAST_EVENT_ID = {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)*$"}
+
+
+def last_event_id(request: Request, layout: Partitions) -> Mark | None:
+    """``Last-Event-ID`` (or ``?last_event_id=`` for clients that cannot set headers): a
+    sequence with one partition, a message's id as sent with several."""
     raw = request.headers.get("last-event-id")
     where = "/headers/Last-Event-ID"
     if raw is None:
         raw, where = request.query_params.get("last_event_id"), "/query/last_event_id"
     if raw is None:
         return None
-    text = raw.strip()
-    if not text.isdigit() or int(text) > MAX_SEQUENCE:
-        detail = f"{raw[:40]!r} is not a gateway sequence (a whole number from 0)"
-        raise InvalidRequest(f"Last-Event-ID: {detail}", errors=[FieldError(where, detail)])
-    return int(text)
+    try:
+        return Mark.parse(raw, layout.count)
+    except ValueError as exc:
+        detail = f"{raw[:40]!r} is {exc}"
+        raise InvalidRequest(
+            f"Last-Event-ID: {detail}", errors=[FieldError(where, detail)]
+        ) from None
 
 
 async def stream_route(request: Request) -> Response:
     principal = caller(request)
     selection = Selection.from_query(request.query_params)
-    after = last_event_id(request)
+    after = last_event_id(request, services(request).store.layout)
     viewer = services(request).get(Queries).viewer(principal)
     hub = hub_of(request)
 
@@ -85,11 +92,13 @@ def openapi_paths() -> dict[str, Any]:
             "get": {
                 "summary": "Server-Sent Events of the events the caller may see",
                 "description": (
-                    "Each message: `id:` the gateway sequence, `event:` the type, `data:` the "
+                    "Each message: `id:` the gateway sequence (with several partitions, "
+                    "`INCIDENTS_PARTITIONS`, an opaque position: each partition's last sequence "
+                    "joined by dots), `event:` the type, `data:` the "
                     "structured CloudEvent, filtered and redacted exactly as a delivery to a "
                     "subscription of the caller's would be (`imredacted` lists removed fields; "
                     "events the caller may not see are not sent). `: heartbeat` every 15 s. "
-                    "`Last-Event-ID` (or `last_event_id`) resumes after that sequence; when it "
+                    "`Last-Event-ID` (or `last_event_id`) resumes after that id; when it "
                     f"is older than the retained stream, the first message is `event: {MISSED}` "
                     "whose `id` is where the stream resumes. A client that falls behind gets "
                     "`: fell behind` and the stream ends: reconnect with `Last-Event-ID`."
@@ -104,14 +113,14 @@ def openapi_paths() -> dict[str, Any]:
                     query_param("incident", {"type": "string"}, "only this incident's events"),
                     query_param(
                         "last_event_id",
-                        {"type": "integer", "minimum": 0},
+                        LAST_EVENT_ID,
                         "as the Last-Event-ID header, for clients that cannot set headers",
                     ),
                     {
                         "name": "Last-Event-ID",
                         "in": "header",
-                        "schema": {"type": "integer", "minimum": 0},
-                        "description": "resume after this gateway sequence",
+                        "schema": LAST_EVENT_ID,
+                        "description": "resume after this message id",
                     },
                 ],
                 "responses": {

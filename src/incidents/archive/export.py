@@ -39,36 +39,47 @@ class Selection:
         return (self.since is None or at >= self.since) and (self.until is None or at < self.until)
 
 
-def export_records(client: redis.Redis, selection: Selection) -> Iterator[dict[str, Any]]:
-    """Every record of the selection, events first (in sequence order), then documents."""
+def export_records(
+    client: redis.Redis, selection: Selection, layout: keys.Partitions = keys.ONE
+) -> Iterator[dict[str, Any]]:
+    """Every record of the selection, events first (in sequence order, the partitions'
+    merged), then documents (each partition's)."""
     if selection.incident is not None:
-        members = cast(list[bytes], client.zrange(keys.timeline(selection.incident), 0, -1))
+        timeline = layout.of_incident(selection.incident).timeline(selection.incident)
+        members = cast(list[bytes], client.zrange(timeline, 0, -1))
         sequences: list[int] = [int(m) for m in members]
         incidents = [selection.incident]
         alert_keys: list[str] = []
     else:
-        last = int(cast(bytes | None, client.get(keys.SEQUENCE)) or 0)
-        sequences = list(range(1, last + 1))
-        incidents = [
-            m.decode() for m in cast(list[bytes], client.zrange(keys.INCIDENT_INDEX, 0, -1))
-        ]
-        alert_keys = [m.decode() for m in cast(list[bytes], client.zrange(keys.ALERT_INDEX, 0, -1))]
+        sequences, incidents, alert_keys = [], [], []
+        for space in layout:
+            last = int(cast(bytes | None, client.get(space.SEQUENCE)) or 0)
+            sequences += [layout.sequence(space, counter) for counter in range(1, last + 1)]
+            index = cast(list[bytes], client.zrange(space.INCIDENT_INDEX, 0, -1))
+            incidents += [m.decode() for m in index]
+            alert_keys += [
+                m.decode() for m in cast(list[bytes], client.zrange(space.ALERT_INDEX, 0, -1))
+            ]
+        sequences.sort()
     for start in range(0, len(sequences), BATCH):
         chunk = sequences[start : start + BATCH]
-        for raw in read_events(client, chunk):
+        for raw in read_events(client, chunk, layout):
             if raw is not None and selection.takes(stored := stored_event(raw)):
                 yield event_record(stored)
     for start in range(0, len(incidents), BATCH):
-        yield from _incidents(client, incidents[start : start + BATCH])
+        yield from _incidents(client, incidents[start : start + BATCH], layout)
     for start in range(0, len(alert_keys), BATCH):
         yield from _alerts(client, alert_keys[start : start + BATCH])
 
 
-def _incidents(client: redis.Redis, ids: list[str]) -> Iterator[dict[str, Any]]:
+def _incidents(
+    client: redis.Redis, ids: list[str], layout: keys.Partitions
+) -> Iterator[dict[str, Any]]:
     with client.pipeline(transaction=False) as pipe:
         for incident_id in ids:
-            pipe.hmget(keys.incident(incident_id), ["v", "j"])
-            pipe.hgetall(keys.incident_refs(incident_id))
+            space = layout.of_incident(incident_id)
+            pipe.hmget(space.incident(incident_id), ["v", "j"])
+            pipe.hgetall(space.incident_refs(incident_id))
         rows = pipe.execute()
     for incident_id, (version, raw), refs in zip(ids, rows[::2], rows[1::2], strict=True):
         if raw is None:

@@ -1,6 +1,10 @@
 """``incidents export`` and ``incidents import``: a gateway's Redis written out as CloudEvents
 JSON Lines, and such files (exports, or the archive retention writes) read back in. Both talk
-to Redis directly (``INCIDENTS_REDIS_URL``): backups, restores and moves to a new Redis."""
+to Redis directly (``INCIDENTS_REDIS_URL``): backups, restores and moves to a new Redis.
+``import`` writes into the partitions ``INCIDENTS_PARTITIONS`` says (recorded in the Redis
+it imports into, as a gateway's first start does), whatever the count of the deployment the
+files came from: exporting one deployment and importing it into a new one with more
+partitions is how a deployment grows past one partition."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from incidents.archive.export import Selection, export_records
 from incidents.archive.records import RecordError, encode
 from incidents.archive.restore import Restorer, read_files
 from incidents.cli.commands import Command
-from incidents.cli.preflight import refuse_cluster_data
+from incidents.cli.preflight import check_partitions, refuse_cluster_data
 from incidents.model.timestamps import parse_time
 from incidents.settings import Settings, SettingsError
 from incidents.store.redis import UNAVAILABLE, connect
@@ -54,17 +58,19 @@ def _time(raw: str) -> datetime:
     return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
 
 
-def _redis_url(env: dict[str, str]) -> str:
+def _settings(env: dict[str, str]) -> tuple[Settings, str]:
+    """The settings, and the Redis URL they name (SettingsError when none)."""
     settings = Settings.from_env(env)
     refuse_cluster_data(settings)
     url = settings.redis_url
     if url is None:
         raise SettingsError("INCIDENTS_REDIS_URL is not set: point it at the gateway's Redis")
-    return url
+    return settings, url
 
 
 def cmd_export(args: argparse.Namespace, env: dict[str, str]) -> int:
-    client = connect(_redis_url(env))
+    settings, url = _settings(env)
+    client = connect(url)
     selection = Selection(args.since, args.until, args.incident)
     written = 0
     try:
@@ -76,7 +82,7 @@ def cmd_export(args: argparse.Namespace, env: dict[str, str]) -> int:
                 out = stack.enter_context(gzip.open(args.output, "wb"))
             else:
                 out = stack.enter_context(args.output.open("wb"))
-            for record in export_records(client, selection):
+            for record in export_records(client, selection, settings.layout):
                 out.write(encode(record))
                 written += 1
             out.flush()
@@ -94,8 +100,10 @@ def cmd_import(args: argparse.Namespace, env: dict[str, str]) -> int:
     if missing:
         print(f"incidents: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    client = connect(_redis_url(env))
-    restorer = Restorer(client, deliver=args.deliver)
+    settings, url = _settings(env)
+    check_partitions(settings)  # PartitionsRefused: that Redis holds another number's data
+    client = connect(url)
+    restorer = Restorer(client, deliver=args.deliver, layout=settings.layout)
     try:
         counts = restorer.restore(read_files(args.files))
     except RecordError as exc:
@@ -109,6 +117,13 @@ def cmd_import(args: argparse.Namespace, env: dict[str, str]) -> int:
     finally:
         client.close()
     _report(counts)
+    if counts["alerts_apart"]:
+        print(
+            f"incidents: {counts['alerts_apart']} alert(s) are linked to an incident that is in"
+            f" another of the {settings.partitions} partitions: such an alert goes on without"
+            " it (its events update the alert and are attached to no incident)",
+            file=sys.stderr,
+        )
     return 0
 
 

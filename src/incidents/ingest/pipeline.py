@@ -32,13 +32,8 @@ from incidents.model.principal import Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.model.types import EventType, Extension
 from incidents.off_loop import off_loop
-from incidents.store.events import (
-    MAX_GROUPS_PER_CALL,
-    Accepted,
-    Draft,
-    EventStore,
-    VersionConflict,
-)
+from incidents.store.event_commits import MAX_GROUPS_PER_CALL
+from incidents.store.events import Accepted, Draft, EventStore, VersionConflict
 from incidents.tracing.attributes import accept_attributes
 from incidents.tracing.context import incoming, kept
 from incidents.tracing.spans import NoSpans, Spans
@@ -429,4 +424,7 @@ class Ingestor:
     async def _assign_incident(self, pending: Pending) -> None:
         event = pending.event
         if event.type == EventType.INCIDENT_DECLARE and not event.get(Extension.INCIDENT_ID):
-            pending.event = event.with_attributes(imincidentid=await self.store.next_incident_id())
+            # Numbered for the partition of (source, id), where the declaration is stored.
+            space = self.store.layout.of_event(event.source, event.id)
+            assigned = await self.store.next_incident_id(space)
+            pending.event = event.with_attributes(imincidentid=assigned)

@@ -58,12 +58,15 @@ class IncidentWrites:
     event applied to its incident through the state machine, and the new version planned as
     a write of the event."""
 
-    def __init__(self, docs: Documents, parsed: ParsedIncidents) -> None:
+    def __init__(
+        self, docs: Documents, parsed: ParsedIncidents, layout: keys.Partitions = keys.ONE
+    ) -> None:
         self.docs = docs
         self.parsed = parsed
+        self.layout = layout
 
     async def get(self, incident_id: str) -> Incident | None:
-        key = keys.incident(incident_id)
+        key = self.layout.of_incident(incident_id).incident(incident_id)
         encoded = await self.docs.encoded(key)
         if encoded is not None:
             known = self.parsed.get(key, encoded)
@@ -78,16 +81,17 @@ class IncidentWrites:
         return incident
 
     def put(self, pending: Pending, incident: Incident) -> None:
-        key = keys.incident(incident.id)
+        space = self.layout.of_incident(incident.id)
+        key = space.incident(incident.id)
         write = self.docs.write(pending, key, incident.to_dict())
         self.parsed.put(key, write.encoded, incident)
         if incident.version == 1 and incident.declared_at is not None:
             score = incident.declared_at.timestamp()
-            pending.index.append(IndexAdd(keys.INCIDENT_INDEX, score, incident.id))
+            pending.index.append(IndexAdd(space.INCIDENT_INDEX, score, incident.id))
         if incident.status is IncidentStatus.CLOSED and incident.updated_at is not None:
             # Retention counts from the close (or from a later event on the closed incident).
             closed = incident.updated_at.timestamp()
-            pending.index.append(IndexAdd(keys.CLOSED_INCIDENTS, closed, incident.id))
+            pending.index.append(IndexAdd(space.CLOSED_INCIDENTS, closed, incident.id))
 
     async def apply(self, pending: Pending, now: datetime) -> Incident:
         """Apply ``pending.event`` to its incident and plan the write; raises when illegal."""

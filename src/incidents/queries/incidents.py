@@ -1,7 +1,8 @@
 """Materialized incidents: one by id, or a page of those a caller may see, newest first.
 
 Listing walks ``incidents:incident-index`` (scored by declaration time) with a cursor
-(``store.index_pages``); the status, severity and service filters are applied while walking,
+(``store.index_pages``; with several partitions, each partition's index, merged newest first,
+behind a composite cursor); the status, severity and service filters are applied while walking,
 within the per-request scan bound, rather than kept as index sets per value: status and
 severity change with every lifecycle event, so value indexes would have to be moved
 atomically with each incident write, and the caller's visibility must be checked on every
@@ -23,7 +24,7 @@ from incidents.model.status import IncidentStatus
 from incidents.queries.visibility import Viewer
 from incidents.store import keys
 from incidents.store.documents import read_many
-from incidents.store.index_pages import Page, PageRequest, walk_index
+from incidents.store.index_pages import Page, PageRequest, walk_partitions
 from incidents.store.redis import guarded
 
 
@@ -42,13 +43,14 @@ class IncidentFilter:
 
 
 class IncidentQueries:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, layout: keys.Partitions = keys.ONE) -> None:
         self.redis = redis
+        self.layout = layout
 
     async def find(self, viewer: Viewer, incident_id: str) -> Incident:
         """The incident, if the caller may see it; otherwise NotFound (as if absent)."""
         async with guarded("reading an incident"):
-            raw = await self.redis.hget(keys.incident(incident_id), "j")
+            raw = await self.redis.hget(self._space(incident_id).incident(incident_id), "j")
         incident = Incident.from_dict(orjson.loads(raw)) if raw else None
         if incident is None or not viewer.sees_incident(incident):
             raise NotFound(f"no incident {incident_id!r}")
@@ -68,7 +70,8 @@ class IncidentQueries:
         def keep(incident: Incident) -> bool:
             return where.matches(incident) and viewer.sees_incident(incident)
 
-        page = await walk_index(self.redis, keys.INCIDENT_INDEX, asked, self._load, keep)
+        indexes = [space.INCIDENT_INDEX for space in self.layout]
+        page = await walk_partitions(self.redis, indexes, asked, self._load, keep)
         refs = await self._refs([i.id for i in page.items])
         shown = [
             viewer.incident_document(with_refs(i.to_dict(), r))
@@ -83,13 +86,16 @@ class IncidentQueries:
         async with guarded("reading external references"):
             pipe = self.redis.pipeline(transaction=False)
             for incident_id in ids:
-                pipe.hgetall(keys.incident_refs(incident_id))
+                pipe.hgetall(self._space(incident_id).incident_refs(incident_id))
             rows = await pipe.execute()
         return [{k.decode(): v.decode() for k, v in row.items()} for row in rows]
 
     async def _load(self, ids: Sequence[str]) -> list[Incident | None]:
-        docs = await read_many(self.redis, [keys.incident(i) for i in ids])
+        docs = await read_many(self.redis, [self._space(i).incident(i) for i in ids])
         return [None if d is None else Incident.from_dict(d) for d in docs]
+
+    def _space(self, incident_id: str) -> keys.Keyspace:
+        return self.layout.of_incident(incident_id)
 
 
 def with_refs(document: dict[str, object], refs: Mapping[str, str]) -> dict[str, object]:

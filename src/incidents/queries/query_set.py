@@ -28,12 +28,12 @@ class Queries:
 
     @classmethod
     def build(cls, redis: aioredis.Redis, store: EventStore, registry: SchemaRegistry) -> Queries:
-        incidents = IncidentQueries(redis)
+        incidents = IncidentQueries(redis, store.layout)
         return cls(
             registry=registry,
             incidents=incidents,
             timelines=TimelineQueries(incidents, store),
-            alerts=AlertQueries(redis),
+            alerts=AlertQueries(redis, store.layout),
             events=EventQueries(store),
         )
 

@@ -1,6 +1,6 @@
-"""Removal by age of what hangs off events: the events (in sequence order, which is the order
-they were accepted in), their id index entries (the dedup keys), their delivery records,
-attempt-log entries and outbox entries."""
+"""Removal by age of what hangs off events, one partition at a time: the events (in sequence
+order, which is the order the partition accepted them in), their id index entries (the dedup
+keys), their delivery records, attempt-log entries and outbox entries."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from incidents.retention.removal import (
     delivery_record,
     incident_of,
     oldest_run,
+    sequences_of,
     stream_id,
 )
 from incidents.store import keys
@@ -31,14 +32,15 @@ _UNFINISHED = {DeliveryState.PENDING, DeliveryState.RETRYING}
 
 
 class EventRemoval(Removal):
-    def events(self, cutoff: float, highest: int, removed: Counter[str]) -> None:
-        """Events up to ``highest`` older than ``cutoff``, in sequence order."""
-        swept = int(cast(bytes | None, self.client.get(keys.SWEPT_UP_TO)) or 0)
-        upto = min(highest, swept + EVENTS_PER_STEP)
-        if upto <= swept:
+    def events(
+        self, space: keys.Keyspace, cutoff: float, highest: int, removed: Counter[str]
+    ) -> None:
+        """Events of ``space`` up to ``highest`` older than ``cutoff``, in sequence order."""
+        swept = int(cast(bytes | None, self.client.get(space.SWEPT_UP_TO)) or 0)
+        seqs = sequences_of(space, swept, highest, EVENTS_PER_STEP)
+        if not seqs:
             return
-        seqs = list(range(swept + 1, upto + 1))
-        raws = read_events(self.client, seqs)
+        raws = read_events(self.client, seqs, self.layout)
         done, expired, whole = swept, [], []
         for seq, raw in zip(seqs, raws, strict=True):
             if raw is not None:
@@ -51,34 +53,34 @@ class EventRemoval(Removal):
             done = seq
         self.archived(EVENTS, [event_record(s) for s in whole])
         kept = [s for s in expired if incident_of(s)]
-        with self.client.pipeline(transaction=False) as pipe:
-            self.forget_events(pipe, whole)
+        with self.pipeline() as pipe:
+            self.forget_events(pipe, space, whole)
             for s in kept:
-                self.unindex(pipe, s)
-            pipe.set(keys.SWEPT_UP_TO, done)
+                self.unindex(pipe, space, s)
+            pipe.set(space.SWEPT_UP_TO, done)
             answers = pipe.execute()
         forgotten = answers[: 2 * len(whole)]
         removed["event"] += sum(forgotten[0::2])
         removed["dedup"] += sum(forgotten[1::2]) + sum(answers[len(forgotten) : -1])
 
-    def deliveries(self, removed: Counter[str]) -> None:
-        """Delivery records of the events the cursor has passed, once finished, a bucket of
-        sequences at a time."""
-        swept = int(cast(bytes | None, self.client.get(keys.SWEPT_UP_TO)) or 0)
-        reached = swept // keys.DELIVERY_BUCKET  # the bucket the cursor is in
-        found = self.client.zrangebyscore(keys.DELIVERY_BUCKETS, "-inf", reached, start=0, num=16)
+    def deliveries(self, space: keys.Keyspace, removed: Counter[str]) -> None:
+        """Delivery records of the events of ``space`` its cursor has passed, once finished,
+        a bucket of sequences at a time."""
+        swept = int(cast(bytes | None, self.client.get(space.SWEPT_UP_TO)) or 0)
+        reached = space.delivery_bucket(swept)  # the bucket the cursor is in
+        found = self.client.zrangebyscore(space.DELIVERY_BUCKETS, "-inf", reached, start=0, num=16)
         budget = DELIVERIES_PER_STEP
         for bucket in (int(b) for b in cast(list[bytes], found)):
             if budget <= 0:
                 return
-            key = keys.deliveries(bucket)
-            budget -= self.bucket(key, swept, removed)
+            key = space.deliveries(bucket)
+            budget -= self.bucket(space, key, swept, removed)
             # Out of the list first, then back if anything is left (or was queued meanwhile).
-            self.client.zrem(keys.DELIVERY_BUCKETS, bucket)
+            self.client.zrem(space.DELIVERY_BUCKETS, bucket)
             if self.client.exists(key):
-                self.client.zadd(keys.DELIVERY_BUCKETS, {str(bucket): bucket})
+                self.client.zadd(space.DELIVERY_BUCKETS, {str(bucket): bucket})
 
-    def bucket(self, key: str, swept: int, removed: Counter[str]) -> int:
+    def bucket(self, space: keys.Keyspace, key: str, swept: int, removed: Counter[str]) -> int:
         """Remove the finished records of a bucket's events up to ``swept``; how many."""
         rows = cast(dict[bytes, bytes], self.client.hgetall(key))
         records = [Delivery.decoded(i.decode(), raw) for i, raw in rows.items()]
@@ -90,17 +92,18 @@ class EventRemoval(Removal):
         finished = [r.id for r in done]
         with self.client.pipeline(transaction=False) as pipe:
             pipe.hdel(key, *finished)
-            pipe.zrem(keys.DEAD_LETTERS, *finished)
+            pipe.zrem(space.DEAD_LETTERS, *finished)
             deleted, dead = pipe.execute()
         removed["delivery"] += int(deleted)
         removed["dead_letter"] += int(dead)
         return len(finished)
 
-    def attempts(self, cutoff: float, removed: Counter[str]) -> None:
-        """Attempt-log entries older than ``cutoff`` (the oldest are at each log's tail)."""
+    def attempts(self, space: keys.Keyspace, cutoff: float, removed: Counter[str]) -> None:
+        """Attempt-log entries of ``space`` older than ``cutoff`` (the oldest are at each
+        log's tail)."""
         subs = sorted(cast(bytes, s).decode() for s in self.client.smembers(keys.SUBSCRIPTIONS))
         for sub in subs:
-            key = keys.attempts(sub)
+            key = space.attempts(sub)
             with self.client.pipeline(transaction=True) as pipe:
                 try:
                     # A log written meanwhile is left for the next step.
@@ -118,10 +121,12 @@ class EventRemoval(Removal):
                     continue
             removed["attempt"] += len(old)
 
-    def stream(self, cutoff: float, frontier: Frontier, removed: Counter[str]) -> None:
-        """Outbox entries older than ``cutoff``, never one not routed yet."""
+    def stream(
+        self, space: keys.Keyspace, cutoff: float, frontier: Frontier, removed: Counter[str]
+    ) -> None:
+        """Outbox entries of ``space`` older than ``cutoff``, never one not routed yet."""
         minid = f"{int(cutoff * 1000)}-0"
         if frontier.entry_id is not None and stream_id(frontier.entry_id) < stream_id(minid):
             minid = frontier.entry_id
-        trimmed = self.client.xtrim(keys.OUTBOX, minid=minid, approximate=False)
+        trimmed = self.client.xtrim(space.OUTBOX, minid=minid, approximate=False)
         removed["stream"] += int(trimmed)

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import redis
+import redis.cluster
 
 from incidents.archive.daily import Archive
 from incidents.archive.records import ATTEMPT_TYPE, DELIVERY_TYPE, snapshot
@@ -20,27 +21,53 @@ from incidents.store.scripts import load_script
 
 
 class Removal:
-    def __init__(self, client: redis.Redis, archive: Archive | None) -> None:
+    """Removal from one partition at a time (``space``): every script call and every pipeline
+    of a method is on that partition's keys, plus, for channel state, global keys outside
+    any script."""
+
+    def __init__(
+        self, client: redis.Redis, archive: Archive | None, layout: keys.Partitions = keys.ONE
+    ) -> None:
         self.client = client
         self.archive = archive
+        self.layout = layout
         self._forget = client.register_script(load_script("forget"))
         self._unindex = client.register_script(load_script("unindex"))
+
+    def pipeline(self) -> Any:
+        """A pipeline (not a transaction) that ``forget_events`` and ``unindex`` may queue
+        on. A cluster's pipeline does not load the scripts it runs (a plain one does): they
+        are loaded on every primary first, which also covers a primary new since a failover."""
+        if isinstance(self.client, redis.cluster.RedisCluster):
+            self.client.script_load(self._unindex.script)
+        return self.client.pipeline(transaction=False)
 
     def archived(self, kind: str, records: Sequence[dict[str, Any]]) -> None:
         if self.archive is not None and records:
             self.archive.append(kind, records)
 
-    def forget_events(self, pipe: Any, events: Sequence[StoredEvent]) -> None:
-        """Queue the removal of events: two commands each (the event, and its entry in the
-        id index, which is its dedup key too), each answering 1 if it removed something."""
+    def forget_events(self, pipe: Any, space: keys.Keyspace, events: Sequence[StoredEvent]) -> None:
+        """Queue the removal of events of ``space``: two commands each (the event, and its
+        entry in the id index, which is its dedup key too), each answering 1 if it removed
+        something."""
         for s in events:
-            pipe.hdel(keys.event_hash(s.sequence), s.sequence)
-            self.unindex(pipe, s)
+            pipe.hdel(space.event_hash(s.sequence), s.sequence)
+            self.unindex(pipe, space, s)
 
-    def unindex(self, pipe: Any, stored: StoredEvent) -> None:
-        """Queue taking the event out of the id index (its dedup check goes with it)."""
+    def unindex(self, pipe: Any, space: keys.Keyspace, stored: StoredEvent) -> None:
+        """Queue taking the event out of the id index of ``space`` (its dedup check goes
+        with it)."""
         event = stored.event
-        self._unindex(keys=[keys.event_ids(event.id)], args=[event.id, event.source], client=pipe)
+        bucket = space.event_ids(event.id)
+        self._unindex(keys=[bucket], args=[event.id, event.source], client=pipe)
+
+
+def sequences_of(space: keys.Keyspace, after: int, upto: int, most: int) -> list[int]:
+    """The sequences of ``space`` above ``after`` up to ``upto``, at most ``most`` of them, in
+    order (one partition's are ``p``, ``p + P``, ``p + 2P``, ...: ``Partitions.sequence``)."""
+    step = space.count
+    first = after + 1 + (space.partition - (after + 1)) % step
+    return list(range(first, upto + 1, step)[:most])
 
 
 def incident_of(stored: StoredEvent) -> str:

@@ -1,5 +1,9 @@
 """The sweeper: removes what retention says is past its time, from time-ordered indexes,
-a bounded amount per step, never what is still needed.
+a bounded amount per step, never what is still needed. It works one partition at a time
+(``INCIDENTS_PARTITIONS``): each has its own cursor, indexes, floor and lease, and every
+script and pipeline of a step stays on that partition's keys (one slot on a cluster). The
+key names below are those of one partition on one Redis; partition ``n`` of several has the
+same names under ``incidents:{p<n>}:``.
 
 - Events, with their entries in the id index (their dedup keys), once older than
   ``INCIDENTS_RETENTION``. Sequences grow with acceptance time, so the sequence itself is the
@@ -17,8 +21,10 @@ Nothing at or above the delivery floor (``retention.needed``) is touched: events
 yet, events a lane still holds, and what references them. With an archive, what is removed
 is appended there first; if that fails nothing is removed (``ArchiveError``).
 
-One worker sweeps at a time, holding ``incidents:sweep:lock``; each worker process runs a
-loop that tries every ``SWEEP_EVERY`` seconds, so what is due goes within seconds.
+One worker sweeps a partition at a time, holding its ``incidents:sweep:lock``; each worker
+process runs a loop that tries every ``SWEEP_EVERY`` seconds, taking the lease of each
+partition nobody holds, so what is due goes within seconds and several workers share the
+partitions.
 """
 
 from __future__ import annotations
@@ -75,29 +81,43 @@ class Sweeper:
         self.incident_retention = settings.incident_retention.seconds
         self.clock = clock
         self.archive = archive
-        self.events = EventRemoval(client, archive)
-        self.documents = DocumentRemoval(client, archive)
+        self.layout = settings.layout
+        self.events = EventRemoval(client, archive, self.layout)
+        self.documents = DocumentRemoval(client, archive, self.layout)
         self._renew = client.register_script(load_script("lease"))
         self._unlock = client.register_script(load_script("unlock"))
 
     def sweep(self, seconds: float = ROUND_SECONDS) -> Counter[str] | None:
-        """Step until nothing more is due or ``seconds`` pass; None when another worker
-        holds the lease. Raises ArchiveError (nothing of that step removed)."""
+        """Sweep each partition whose lease no other worker holds, stepping until nothing
+        more is due there or its share of ``seconds`` passes; None when other workers hold
+        every partition's lease. Raises ArchiveError (nothing of that step removed)."""
+        total: Counter[str] = Counter()
+        took = False
+        for space in self.layout:
+            removed = self.sweep_partition(space, seconds / len(self.layout))
+            if removed is not None:
+                took = True
+                total.update(removed)
+        return total if took else None
+
+    def sweep_partition(self, space: keys.Keyspace, seconds: float) -> Counter[str] | None:
+        """Step ``space`` until nothing more is due or ``seconds`` pass; None when another
+        worker holds its lease."""
         token = secrets.token_hex(8)
-        if not self.client.set(keys.SWEEP_LOCK, token, nx=True, px=LEASE_MS):
+        if not self.client.set(space.SWEEP_LOCK, token, nx=True, px=LEASE_MS):
             return None
         total: Counter[str] = Counter()
         try:
             stop = time.monotonic() + seconds
             while True:
-                removed = self.step()
+                removed = self.step_partition(space)
                 total.update(removed)
                 if not removed or time.monotonic() > stop:
                     break
-                if not self._renew(keys=[keys.SWEEP_LOCK], args=[token, LEASE_MS]):
+                if not self._renew(keys=[space.SWEEP_LOCK], args=[token, LEASE_MS]):
                     break  # the lease ran out (a long stall): another worker sweeps
         finally:
-            self._unlock(keys=[keys.SWEEP_LOCK], args=[token])
+            self._unlock(keys=[space.SWEEP_LOCK], args=[token])
         return total
 
     def run(self, stop: threading.Event) -> None:
@@ -120,27 +140,37 @@ class Sweeper:
                 failing = ""
 
     def step(self) -> Counter[str]:
-        """One bounded step of each kind; what it removed, by kind (also counted in Redis
-        for ``incidents_retention_removed_total``)."""
+        """One bounded step of each kind in every partition (no lease taken); what it
+        removed, by kind."""
+        removed: Counter[str] = Counter()
+        for space in self.layout:
+            removed.update(self.step_partition(space))
+        return removed
+
+    def step_partition(self, space: keys.Keyspace) -> Counter[str]:
+        """One bounded step of each kind in ``space``; what it removed, by kind (also
+        counted in the partition's ``retention:removed`` for
+        ``incidents_retention_removed_total``: ``retention.counts``)."""
         now = self.clock()
         cutoff, closed_cutoff = now - self.retention, now - self.incident_retention
-        last = int(cast(bytes | None, self.client.get(keys.SEQUENCE)) or 0)
-        frontier = routing_frontier(self.client)
+        counter = int(cast(bytes | None, self.client.get(space.SEQUENCE)) or 0)
+        last = self.layout.sequence(space, counter)  # the partition's highest sequence
+        frontier = routing_frontier(self.client, space)
         floor = last + 1
-        for needed in (frontier.sequence, lowest_in_lanes(self.client)):
+        for needed in (frontier.sequence, lowest_in_lanes(self.client, space)):
             if needed is not None:
                 floor = min(floor, needed)
         removed: Counter[str] = Counter()
-        self.events.events(cutoff, min(last, floor - 1), removed)
-        self.events.deliveries(removed)
-        self.events.attempts(cutoff, removed)
-        self.documents.incidents(closed_cutoff, floor, removed)
-        self.documents.alerts(closed_cutoff, removed)
-        self.events.stream(cutoff, frontier, removed)
+        self.events.events(space, cutoff, min(last, floor - 1), removed)
+        self.events.deliveries(space, removed)
+        self.events.attempts(space, cutoff, removed)
+        self.documents.incidents(space, closed_cutoff, floor, removed)
+        self.documents.alerts(space, closed_cutoff, removed)
+        self.events.stream(space, cutoff, frontier, removed)
         removed = +removed  # only what was removed
         if removed:
             with self.client.pipeline(transaction=False) as pipe:
                 for kind, n in removed.items():
-                    pipe.hincrby(keys.RETENTION_REMOVED, kind, n)
+                    pipe.hincrby(space.RETENTION_REMOVED, kind, n)
                 pipe.execute()
         return removed

@@ -5,32 +5,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol, cast
 
 import orjson
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
 
 from incidents.errors import StoreUnavailable
 from incidents.model.cloudevent import CloudEvent, StoredEvent
 from incidents.model.plan import NO_PLAN, Plan
 from incidents.model.types import Extension
 from incidents.store import event_index, keys
+from incidents.store.event_commits import PartitionCommits, head
 from incidents.store.redis import guarded
 from incidents.store.scripts import load_script
 
-# The key names the acceptance script writes to.
-_ACCEPT_KEYS = {
-    "seq": keys.SEQUENCE,
-    "outbox": keys.OUTBOX,
-    "events": keys.EVENTS_PREFIX,
-    "bucket": keys.EVENT_BUCKET,
-}
-# Requests committed by one script call at most (bounds how long Redis is busy with one call).
-MAX_GROUPS_PER_CALL = 128
+# The stored form of an event, importable from here as it always was.
+from incidents.store.stored_form import SHORT_NAMES as SHORT_NAMES
+from incidents.store.stored_form import microseconds as microseconds
+from incidents.store.stored_form import stored_event as stored_event
+from incidents.store.stored_form import stored_tail as stored_tail
 
 
 @dataclass(frozen=True)
@@ -102,35 +98,64 @@ class VersionConflict(Exception):
         super().__init__(f"{key} is at version {current} (event {index})")
         self.index, self.key, self.current = index, key, current
 
+    def moved(self, index: int) -> VersionConflict:
+        """The same conflict, of the event at ``index`` of the whole request."""
+        return VersionConflict(index, self.key, self.current)
+
 
 class EventStore:
     """``min_replicas``: an accepted event is answered only once that many replicas confirm
     it (Redis ``WAIT``, up to ``replica_timeout_ms``); fewer: StoreUnavailable, the event kept.
+    ``layout``: the deployment's partitions; each event is stored in its own
+    (``partition_of``), with one script call per partition a call's events fall into.
     """
 
     def __init__(
-        self, redis: aioredis.Redis, min_replicas: int = 0, replica_timeout_ms: int = 500
+        self,
+        redis: aioredis.Redis,
+        min_replicas: int = 0,
+        replica_timeout_ms: int = 500,
+        layout: keys.Partitions = keys.ONE,
     ) -> None:
         self.redis = redis
+        self.layout = layout
         self.min_replicas, self.replica_timeout_ms = min_replicas, replica_timeout_ms
-        self._accept = redis.register_script(load_script("accept"))
-        self._waiting: list[
-            tuple[list[dict[str, Any]], list[bytes], asyncio.Future[list[Any]]]
-        ] = []
-        self._flusher: asyncio.Task[None] | None = None
+        script = redis.register_script(load_script("accept"))
+        self._commits = [
+            PartitionCommits(redis, script, space, min_replicas, replica_timeout_ms)
+            for space in layout
+        ]
 
-    async def next_incident_id(self) -> str:
+    def partition_of(self, event: CloudEvent) -> keys.Keyspace:
+        """The partition an event is stored in, from what it carries (``of_stored``): its
+        incident's, else its alert's, else its own by source and id."""
+        incident = event.get(Extension.INCIDENT_ID)
+        correlation_key = event.get(Extension.CORRELATION_KEY)
+        return self.layout.of_stored(
+            str(incident) if incident else None,
+            str(event.get(Extension.TENANT) or ""),
+            None if correlation_key is None else str(correlation_key),
+            event.source,
+            event.id,
+        )
+
+    async def next_incident_id(self, space: keys.Keyspace | None = None) -> str:
+        """A new gateway incident id, numbered for ``space`` (the only partition when None):
+        ``layout.of_incident`` of it is ``space``."""
+        space = space if space is not None else self.layout.spaces[0]
         async with guarded("assigning an incident id"):
-            n = await self.redis.incr(keys.INCIDENT_COUNTER)
-        return f"INC-{n}"
+            counter = await self.redis.incr(space.INCIDENT_COUNTER)
+        return f"INC-{self.layout.incident_number(space, int(counter))}"
 
     async def existing(self, events: Sequence[CloudEvent]) -> list[int | None]:
-        """The stored sequence of each event's (source, id), or None for new ones."""
+        """The stored sequence of each event's (source, id), or None for new ones (looked up
+        in the partition the event is stored in)."""
         if not events:
             return []
         async with guarded("checking for duplicates"), self.redis.pipeline(False) as pipe:
             for e in events:
-                pipe.hmget(keys.event_ids(e.id), [e.id, event_index.other_field(e.id, e.source)])
+                bucket = self.partition_of(e).event_ids(e.id)
+                pipe.hmget(bucket, [e.id, event_index.other_field(e.id, e.source)])
             raw = await pipe.execute()
         pairs = cast(list[list[bytes | None]], raw)
         found = [
@@ -139,7 +164,8 @@ class EventStore:
         return [f.sequence if f else None for f in found]
 
     async def accept(self, drafts: Sequence[Draft], now: datetime) -> list[Accepted]:
-        """Store every draft or none. Raises VersionConflict, or StoreUnavailable.
+        """Store every draft or none (of each partition they fall into). Raises
+        VersionConflict, or StoreUnavailable.
 
         Calls made while an earlier one is on its way to Redis are committed together in
         the next script call (group commit): each call stays all-or-nothing on its own, and
@@ -153,184 +179,219 @@ class EventStore:
         self, requests: Sequence[Sequence[Draft]], now: datetime
     ) -> list[list[Accepted] | Exception]:
         """Store each request's drafts whole or not at all, in the order given, in the same
-        script call (up to MAX_GROUPS_PER_CALL requests per call). One answer per request: its
-        results, or the VersionConflict or StoreUnavailable that refused it. A later request
-        sees what the earlier ones stored, so it may be planned on top of them."""
+        script call (up to ``event_commits.MAX_GROUPS_PER_CALL`` requests per call). One
+        answer per request: its results, or the VersionConflict or StoreUnavailable that
+        refused it. A later request sees what the earlier ones stored, so it may be planned
+        on top of them.
+
+        A request whose events fall into several partitions is stored with one script call
+        per partition, each part whole or not at all: when one part is refused, the parts
+        stored stay stored (a retry finds them as duplicates)."""
         ingested = microseconds(now)
         loop = asyncio.get_running_loop()
-        futures = [self._enqueue(loop, drafts, ingested) if drafts else None for drafts in requests]
+        queued = [self._enqueue(loop, drafts, ingested) for drafts in requests]
         answers: list[list[Accepted] | Exception] = []
-        for drafts, future in zip(requests, futures, strict=True):
-            if future is None:
-                answers.append([])
+        for drafts, parts in zip(requests, queued, strict=True):
+            if len(parts) == 1:  # one partition: the part is the whole request, in order
+                try:
+                    answers.append(_decode(drafts, await parts[0][1]))
+                except Exception as exc:  # StoreUnavailable, short of replicas: this request's
+                    answers.append(exc)
                 continue
-            try:
-                reply = await future
-            except Exception as exc:  # StoreUnavailable, short of replicas: this request's
-                answers.append(exc)
-                continue
-            answers.append(_decode(drafts, reply))
+            results: list[Accepted | None] = [None] * len(drafts)
+            refused: Exception | None = None
+            for positions, future in parts:
+                try:
+                    reply = await future
+                except Exception as exc:  # StoreUnavailable, short of replicas: this part's
+                    refused = refused if isinstance(refused, StoreUnavailable) else exc
+                    continue
+                decoded = _decode([drafts[i] for i in positions], reply)
+                if isinstance(decoded, VersionConflict):
+                    refused = refused or decoded.moved(positions[decoded.index])
+                    continue
+                for i, accepted in zip(positions, decoded, strict=True):
+                    results[i] = accepted
+            answers.append(refused if refused is not None else [r for r in results if r])
         return answers
 
     def _enqueue(
         self, loop: asyncio.AbstractEventLoop, drafts: Sequence[Draft], ingested: int
-    ) -> asyncio.Future[list[Any]]:
-        """Queue one request's drafts for the next script call; requests queued together keep
-        their order. Its group of the script's JSON request, and the strings that go beside
-        the request as they are stored: each event's tail, then its documents' JSON."""
-        group: list[dict[str, Any]] = []
-        blobs: list[bytes] = []
-        for d in drafts:
-            event = d.event
-            incident = d.incident_id
-            group.append(
-                {
-                    "ids": keys.event_ids(event.id),
-                    "id": event.id,
-                    "source": event.source,
-                    "incident": incident,
-                    "timeline": keys.timeline(incident) if incident else "",
-                    "docs": [{"key": w.key, "expect": w.expect} for w in d.writes],
-                    "index": [
-                        {"key": x.key, "score": x.score, "member": x.member} for x in d.index
-                    ],
-                }
-            )
-            blobs.append(self._tail(d, ingested))
-            blobs.extend(w.encoded for w in d.writes)
-        if self._flusher is None or self._flusher.done() or self._flusher.get_loop() is not loop:
-            self._waiting = []  # anything left belongs to a loop that is gone
-            self._flusher = loop.create_task(self._flush())
-        future: asyncio.Future[list[Any]] = loop.create_future()
-        self._waiting.append((group, blobs, future))
-        return future
-
-    async def _flush(self) -> None:
-        """Send what is waiting, one script call at a time, until nothing is."""
-        while self._waiting:
-            batch = self._waiting[:MAX_GROUPS_PER_CALL]
-            del self._waiting[:MAX_GROUPS_PER_CALL]
-            payload = orjson.dumps({**_ACCEPT_KEYS, "groups": [group for group, _, _ in batch]})
-            args = [payload]
-            for _, blobs, _ in batch:
-                args.extend(blobs)
-            try:
-                async with guarded("storing events"):
-                    replies, confirmed = await self._store(args)
-            except Exception as exc:  # every waiting request hears it (503 or the error)
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            except BaseException:  # cancelled with the loop: nobody is left to answer
-                for _, _, future in batch:
-                    future.cancel()
-                raise
-            short = confirmed < self.min_replicas
-            for (_, _, future), reply in zip(batch, replies, strict=True):
-                if future.done():
-                    continue
-                if short and _head(reply) != "conflict":  # a conflict wrote nothing
-                    future.set_exception(self._short_of_replicas(confirmed))
-                else:
-                    future.set_result(reply)
-
-    async def _store(self, args: list[bytes]) -> tuple[list[Any], int]:
-        """Run the acceptance script; with ``min_replicas``, then ``WAIT`` on the same
-        connection (WAIT counts the replicas that have this connection's writes)."""
-        if not self.min_replicas:
-            return await self._accept(args=args), 0
-        for _ in range(2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(self._accept.sha, 0, *args)
-                pipe.wait(self.min_replicas, self.replica_timeout_ms)
-                replies, confirmed = await pipe.execute(raise_on_error=False)
-            if isinstance(replies, NoScriptError):  # a fresh primary (after a failover, say)
-                await self.redis.script_load(self._accept.script)
-                continue
-            if isinstance(replies, BaseException):
-                raise replies
-            if isinstance(confirmed, ResponseError):
-                # "WAIT cannot be used with replica instances": this server was demoted while
-                # the script ran (a failover under way); the client finds the new primary.
-                raise StoreUnavailable(
-                    f"the Redis server stopped being the primary ({confirmed}); retry",
-                    retry_after=1,
-                ) from confirmed
-            if isinstance(confirmed, BaseException):
-                raise confirmed
-            return replies, int(confirmed)
-        raise StoreUnavailable("Redis lost the acceptance script twice; retry", retry_after=1)
-
-    def _short_of_replicas(self, confirmed: int) -> StoreUnavailable:
-        return StoreUnavailable(
-            f"the event is stored on the Redis primary, but {confirmed} of the"
-            f" {self.min_replicas} replicas INCIDENTS_MIN_REPLICAS asks for confirmed it within"
-            f" {self.replica_timeout_ms} ms; retry (a retry is answered 200 as a duplicate)",
-            retry_after=1,
-        )
+    ) -> list[tuple[list[int], asyncio.Future[list[Any]]]]:
+        """Queue one request's drafts, a part per partition, for the partitions' next script
+        calls: each part's positions in ``drafts`` and the future of its reply."""
+        if not drafts:
+            return []
+        if self.layout.count == 1:
+            by_partition = {0: list(range(len(drafts)))}
+        else:
+            by_partition = {}
+            for i, d in enumerate(drafts):
+                by_partition.setdefault(self.partition_of(d.event).partition, []).append(i)
+        parts = []
+        for partition, positions in by_partition.items():
+            space = self.layout.spaces[partition]
+            group: list[dict[str, Any]] = []
+            blobs: list[bytes] = []
+            for i in positions:
+                d = drafts[i]
+                group.append(_request_of(d, space, self.layout.tagged))
+                blobs.append(self._tail(d, ingested))
+                blobs.extend(w.encoded for w in d.writes)
+            parts.append((positions, self._commits[partition].enqueue(loop, group, blobs)))
+        return parts
 
     @staticmethod
     def _tail(draft: Draft, ingested: int) -> bytes:
         return stored_tail(draft.event.to_dict(), ingested, draft.principal, draft.plan.to_dict())
 
     async def get(self, sequence: int) -> StoredEvent | None:
+        bucket = self.layout.of_sequence(sequence).event_hash(sequence)
         async with guarded("reading an event"):
-            raw = await self.redis.hget(keys.event_hash(sequence), str(sequence))
+            raw = await self.redis.hget(bucket, str(sequence))
         return stored_event(raw) if raw else None
 
     async def get_many(self, sequences: Sequence[int]) -> list[StoredEvent]:
         """The events of these sequences that are stored, in the order asked."""
         async with guarded("reading events"):
-            raws = await read_events_async(self.redis, sequences)
+            raws = await read_events_async(self.redis, sequences, self.layout)
         return [stored_event(r) for r in raws if r]
 
     async def find(self, event_id: str, source: str | None = None) -> list[StoredEvent]:
-        """Stored events with this CloudEvents id (from any source unless one is named)."""
-        bucket = keys.event_ids(event_id)
+        """Stored events with this CloudEvents id (from any source unless one is named), in
+        every partition's id index (one round trip, and one more per bucket where sources
+        share the id)."""
+        found: list[event_index.Indexed] = []
+        buckets = [space.event_ids(event_id) for space in self.layout]
+        if source is not None:
+            fields = [event_id, event_index.other_field(event_id, source)]
+        else:
+            fields = [event_id, event_index.count_field(event_id)]
         async with guarded("looking up an event"):
-            if source is not None:
-                fields = [event_id, event_index.other_field(event_id, source)]
-                first, other = cast(list[bytes | None], await self.redis.hmget(bucket, fields))
-                one = event_index.found(first, other, source)
-                found = [one] if one is not None else []
+            if len(buckets) == 1:
+                rows = [await self.redis.hmget(buckets[0], fields)]
             else:
-                fields = [event_id, event_index.count_field(event_id)]
-                first, count = cast(list[bytes | None], await self.redis.hmget(bucket, fields))
-                found = [r for r in [event_index.decode(first)] if r is not None]
-                if count is not None and int(count) > 0:  # sources share the id
-                    pattern = event_index.others_pattern(event_id)
-                    async for field, value in self.redis.hscan_iter(bucket, match=pattern):
-                        if field != event_index.count_field(event_id).encode():
-                            found += [r for r in [event_index.decode(value)] if r is not None]
+                async with self.redis.pipeline(False) as pipe:
+                    for bucket in buckets:
+                        pipe.hmget(bucket, fields)
+                    rows = await pipe.execute()
+            for bucket, row in zip(buckets, rows, strict=True):
+                first, second = cast(list[bytes | None], row)
+                if source is not None:
+                    found += [r for r in [event_index.found(first, second, source)] if r]
+                    continue
+                found += [r for r in [event_index.decode(first)] if r is not None]
+                if second is not None and int(second) > 0:  # sources share the id
+                    found += await self._others(bucket, event_id)
         return await self.get_many(sorted(r.sequence for r in found))
+
+    async def _others(self, bucket: str, event_id: str) -> list[event_index.Indexed]:
+        """The events of the other sources that share ``event_id`` in ``bucket``."""
+        found = []
+        pattern = event_index.others_pattern(event_id)
+        async for field, value in self.redis.hscan_iter(bucket, match=pattern):
+            if field != event_index.count_field(event_id).encode():
+                found += [r for r in [event_index.decode(value)] if r is not None]
+        return found
 
     async def timeline(
         self, incident_id: str, after: int = 0, limit: int = 1000
     ) -> list[StoredEvent]:
         """An incident's events in the order the gateway accepted them."""
+        key = self.layout.of_incident(incident_id).timeline(incident_id)
         async with guarded("reading a timeline"):
-            seqs = await self.redis.zrangebyscore(
-                keys.timeline(incident_id), f"({after}", "+inf", start=0, num=limit
-            )
+            seqs = await self.redis.zrangebyscore(key, f"({after}", "+inf", start=0, num=limit)
         return await self.get_many([int(cast(bytes, s)) for s in seqs])
 
     async def recent(self, after: str | None = None, limit: int = 100) -> list[RecentEvent]:
-        """Up to ``limit`` events of the retained outbox stream accepted after the entry
-        ``after`` (None: from the oldest kept), oldest first: what a live stream tails. The
-        stream keeps about INCIDENTS_STREAM_RETENTION entries (more while routing lags)."""
-        start = "-" if after is None else f"({after}"
-        async with guarded("reading recent events"):
-            raw = await self.redis.xrange(keys.OUTBOX, start, "+", count=limit)
-        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], raw or [])
-        ids = [(i.decode(), int(f[b"seq"])) for i, f in entries if f and b"seq" in f]
+        """Up to ``limit`` events of the retained outbox streams accepted after the position
+        ``after`` (None: from the oldest kept), oldest first: what a live stream tails. Each
+        stream keeps about INCIDENTS_STREAM_RETENTION entries (more while routing lags).
+
+        One partition: a position is the stream entry id. Several: the entry id of each
+        partition's stream, joined by commas, the partitions' entries merged by their ids
+        (the time each was added)."""
+        if self.layout.count == 1:
+            start = "-" if after is None else f"({after}"
+            async with guarded("reading recent events"):
+                raw = await self.redis.xrange(self.layout.spaces[0].OUTBOX, start, "+", count=limit)
+            ids = [(i, seq) for i, seq in _entries(raw)]
+        else:
+            ids = await self._recent_merged(after, limit)
         found = {s.sequence: s for s in await self.get_many([seq for _, seq in ids])}
         return [RecentEvent(i, found[seq]) for i, seq in ids if seq in found]
 
+    async def _recent_merged(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+        positions = stream_positions(after, self.layout.count)
+        async with guarded("reading recent events"), self.redis.pipeline(False) as pipe:
+            for space, at in zip(self.layout, positions, strict=True):
+                pipe.xrange(space.OUTBOX, "-" if at == "0-0" else f"({at}", "+", count=limit)
+            raws = await pipe.execute()
+        merged = sorted(
+            (_entry_order(i), p, i, seq) for p, raw in enumerate(raws) for i, seq in _entries(raw)
+        )[:limit]
+        out = []
+        for _, p, entry, seq in merged:
+            positions[p] = entry
+            out.append((",".join(positions), seq))
+        return out
+
     async def last_sequence(self) -> int:
-        async with guarded("reading the sequence"):
-            raw = await self.redis.get(keys.SEQUENCE)
-        return int(cast(bytes, raw)) if raw else 0
+        """The highest sequence stored (with several partitions, the highest of each's)."""
+        return max(await self.last_sequences())
+
+    async def last_sequences(self) -> list[int]:
+        """Each partition's last sequence (0: none yet), in partition order."""
+        async with guarded("reading the sequence"), self.redis.pipeline(False) as pipe:
+            for space in self.layout:
+                pipe.get(space.SEQUENCE)
+            raws = await pipe.execute()
+        return [
+            self.layout.sequence(space, int(raw)) if raw else 0
+            for space, raw in zip(self.layout, raws, strict=True)
+        ]
+
+
+def stream_positions(after: str | None, count: int) -> list[str]:
+    """A position in the partitions' outbox streams (``EventStore.recent``), one entry id
+    per partition ("0-0": before the first)."""
+    if after is None:
+        return ["0-0"] * count
+    parts = after.split(",")
+    if len(parts) != count:
+        raise ValueError(f"not a position in {count} streams: {after!r}")
+    return parts
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    ms, _, n = entry_id.partition("-")
+    return int(ms), int(n or 0)
+
+
+def _entries(raw: object) -> list[tuple[str, int]]:
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], raw or [])
+    return [(i.decode(), int(f[b"seq"])) for i, f in entries if f and b"seq" in f]
+
+
+def _request_of(draft: Draft, space: keys.Keyspace, tagged: bool) -> dict[str, Any]:
+    """The draft's part of the acceptance script's JSON request, its keys in ``space``."""
+    event = draft.event
+    incident = draft.incident_id
+    docs = [{"key": w.key, "expect": w.expect} for w in draft.writes]
+    index = [{"key": x.key, "score": x.score, "member": x.member} for x in draft.index]
+    if tagged:  # a write planned outside the event's partition is a bug, not a cross-slot call
+        stray = [k["key"] for k in (*docs, *index) if not str(k["key"]).startswith(space.prefix)]
+        if stray:
+            raise ValueError(f"event {event.id!r} of {space!r} writes {stray[0]!r}")
+    return {
+        "ids": space.event_ids(event.id),
+        "id": event.id,
+        "source": event.source,
+        "incident": incident,
+        "timeline": space.timeline(incident) if incident else "",
+        "docs": docs,
+        "index": index,
+    }
 
 
 class HashReads(Protocol):
@@ -388,87 +449,8 @@ def read_events(
         return reads.found(pipe.execute())
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def microseconds(when: datetime) -> int:
-    """A time as whole microseconds since the Unix epoch (a naive time is read as UTC)."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return (when - _EPOCH) // _MICROSECOND
-
-
-def stored_tail(
-    event: dict[str, Any], ingested: int, principal: str = "", meta: dict[str, Any] | None = None
-) -> bytes:
-    """An event as kept in its bucket, after '[<sequence>' (which the storing script
-    prepends): ``[sequence, ingest time in microseconds since the epoch, principal, event]``,
-    and the plan (``meta``) last when there is one (most events have none). The event's
-    ``specversion`` is left out when it is its first attribute and ``"1.0"`` (every event the
-    gateway accepts), and the names of the attributes in ``SHORT_NAMES`` are kept as their
-    letter: ``stored_event`` puts both back, in place, so the event reads back, and is
-    delivered, byte for byte the same."""
-    items = list(event.items())
-    if items and items[0] == _SPECVERSION:
-        del items[0]
-    if not _LONG_NAMES.keys().isdisjoint(event):
-        raise ValueError("an attribute name is one upper-case letter: not a CloudEvents name")
-    kept: list[Any] = [ingested, principal, {SHORT_NAMES.get(k, k): v for k, v in items}]
-    if meta:
-        kept.append(meta)
-    return b"," + orjson.dumps(kept)[1:]
-
-
-_SPECVERSION = ("specversion", "1.0")
-# The names of the context attributes, the gateway's extensions and the data members, as a
-# stored event keeps them: one upper-case letter, which no CloudEvents attribute name can be
-# (they are lower-case letters and digits). Stored events depend on this table: a letter is
-# never given another meaning.
-SHORT_NAMES = {
-    "id": "I",
-    "source": "S",
-    "type": "T",
-    "time": "M",
-    "subject": "U",
-    "datacontenttype": "C",
-    "dataschema": "D",
-    "data": "A",
-    "data_base64": "B",
-    "imincidentid": "N",
-    "imactor": "O",
-    "imtags": "G",
-    "imcorrelationkey": "K",
-    "imdataclass": "L",
-    "imvisibility": "V",
-    "dataclassification": "F",
-    "imtenant": "E",
-    "imredacted": "R",
-    "imseverity": "Y",
-    "imstatus": "X",
-    "imservice": "Z",
-}
-_LONG_NAMES = {short: name for name, short in SHORT_NAMES.items()}
-
-
-def stored_event(raw: bytes | str) -> StoredEvent:
-    """An event as kept in its bucket (for callers that read it along with other keys in
-    one round trip)."""
-    seq, ingested, principal, kept, *meta = orjson.loads(raw)
-    event = {_LONG_NAMES.get(k, k): v for k, v in kept.items()}
-    if _SPECVERSION[0] not in event:
-        event = {_SPECVERSION[0]: _SPECVERSION[1], **event}
-    return StoredEvent(
-        event=CloudEvent.from_dict(event),
-        sequence=int(seq),
-        ingested_at=_EPOCH + int(ingested) * _MICROSECOND,
-        principal=str(principal),
-        plan=Plan.from_dict(meta[0] if meta else None),
-    )
-
-
-def _decode(drafts: Sequence[Draft], reply: list[Any]) -> list[Accepted] | Exception:
-    if _head(reply) == "conflict":
+def _decode(drafts: Sequence[Draft], reply: list[Any]) -> list[Accepted] | VersionConflict:
+    if head(reply) == "conflict":
         return VersionConflict(int(reply[1]) - 1, reply[2].decode(), int(reply[3]))
     out = []
     for draft, item in zip(drafts, reply[1:], strict=True):
@@ -476,7 +458,3 @@ def _decode(drafts: Sequence[Draft], reply: list[Any]) -> list[Accepted] | Excep
         incident = rest[0] if rest and rest[0] else None
         out.append(Accepted(draft.event.id, draft.event.source, int(seq), kind == "dup", incident))
     return out
-
-
-def _head(reply: list[Any]) -> str:
-    return reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])

@@ -22,7 +22,8 @@ from incidents.errors import StoreUnavailable
 from incidents.model.cloudevent import StoredEvent
 from incidents.model.principal import Principal
 from incidents.store.events import EventStore
-from incidents.stream.tail import follow, stream_head
+from incidents.stream.marks import Mark
+from incidents.stream.tail import follow, stream_heads
 
 log = logging.getLogger("incidents.stream")
 
@@ -38,11 +39,13 @@ class StreamOptions:
 @dataclass
 class Entry:
     """One event as the hub handed it out, with what each principal was shown of it (the
-    SSE message, or None when withheld), so subscribers with the same principal render it
-    once between them."""
+    SSE message without its id, or None when withheld), so subscribers with the same
+    principal render it once between them. ``mark``: the last sequence of each partition the
+    hub had handed out with it (None with one partition: the event's sequence says it)."""
 
     stored: StoredEvent
     shown: dict[Principal, bytes | None] = field(default_factory=dict)
+    mark: Mark | None = None
 
 
 class End(Enum):
@@ -111,8 +114,10 @@ class StreamHub:
             self._starting = asyncio.Lock()
         async with self._starting:
             if not self.reading:
-                last_id, _ = await stream_head(self.store)
-                self._reader = asyncio.create_task(self._read(last_id), name="stream-reader")
+                heads = await stream_heads(self.store)
+                start = ",".join(h.newest_id for h in heads)
+                mark = Mark(tuple(h.newest for h in heads))
+                self._reader = asyncio.create_task(self._read(start, mark), name="stream-reader")
             self._subscribers.add(subscriber)
         return subscriber
 
@@ -130,10 +135,11 @@ class StreamHub:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
-    async def _read(self, after: str) -> None:
+    async def _read(self, after: str, mark: Mark) -> None:
         own = self._connect() if self._connect is not None else None
         try:
-            await self._follow(EventStore(own) if own is not None else self.store, after)
+            store = self.store if own is None else EventStore(own, layout=self.store.layout)
+            await self._follow(store, after, mark)
         except Exception:  # the streams end and their clients resume, rather than hang
             log.exception("live stream reader failed")
             for subscriber in list(self._subscribers):
@@ -143,7 +149,8 @@ class StreamHub:
             if own is not None:
                 await own.aclose()
 
-    async def _follow(self, store: EventStore, after: str) -> None:
+    async def _follow(self, store: EventStore, after: str, mark: Mark) -> None:
+        layout = store.layout
         pause = 0.0
         while self._subscribers and not self._closed:
             try:
@@ -157,6 +164,8 @@ class StreamHub:
             for recent in found:
                 after = recent.stream_id
                 entry = Entry(recent.stored)
+                if layout.count > 1:
+                    entry.mark = mark = mark.after(layout, recent.stored.sequence)
                 for subscriber in list(self._subscribers):
                     if subscriber.ended:
                         self._subscribers.discard(subscriber)

@@ -4,7 +4,10 @@ Wire format (Server-Sent Events):
 
 - an event: ``id: <gateway sequence>``, ``event: <type>``, ``data: <the structured CloudEvent
   as the caller may see it>`` (withheld events are not sent at all; redacted ones carry
-  ``imredacted``, exactly as a delivery would);
+  ``imredacted``, exactly as a delivery would); with several partitions the id is the
+  stream's position after the event, each partition's last sequence (``stream.marks``), and
+  the events of the partitions are merged by the time they were accepted (each partition's,
+  hence each incident's, in order);
 - ``: heartbeat`` every ``heartbeat`` seconds;
 - ``event: stream.missed`` (first, and only when resuming): the ``Last-Event-ID`` is older than
   the retained stream (or ahead of the gateway's sequence), so events may have been missed;
@@ -16,6 +19,7 @@ Wire format (Server-Sent Events):
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from dataclasses import dataclass
 
@@ -24,11 +28,13 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from incidents.errors import StoreUnavailable
+from incidents.model.cloudevent import StoredEvent
 from incidents.queries.visibility import Viewer
 from incidents.store.events import EventStore
 from incidents.stream.hub import End, Entry, StreamHub, Subscriber
+from incidents.stream.marks import Mark, next_sequence
 from incidents.stream.selection import Selection
-from incidents.stream.tail import stream_head
+from incidents.stream.tail import stream_heads
 
 log = logging.getLogger("incidents.stream")
 
@@ -37,10 +43,15 @@ CONTENT_TYPE = "text/event-stream; charset=utf-8"
 BACKFILL_CHUNK = 256
 
 
-def message(sequence: int, event_type: str, data: bytes) -> bytes:
+def message(sequence: int | str, event_type: str, data: bytes) -> bytes:
+    return b"id: %s\n%s" % (str(sequence).encode(), body(event_type, data))
+
+
+def body(event_type: str, data: bytes) -> bytes:
+    """A message without its ``id`` line."""
     # A type cannot hold a line break (ingest validates it); never let one split a message.
     kind = event_type.replace("\r", " ").replace("\n", " ").encode()
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (sequence, kind, data)
+    return b"event: %s\ndata: %s\n\n" % (kind, data)
 
 
 def comment(text: str) -> bytes:
@@ -59,29 +70,49 @@ class Resume:
     """Where a resumed stream starts: after ``after``, catching up to ``upto`` from the event
     store before going live; ``missed`` explains a resume point the stream no longer holds."""
 
-    after: int
-    upto: int
+    after: Mark
+    upto: Mark
     missed: bytes = b""
 
 
-async def resume_plan(store: EventStore, last_event_id: int) -> Resume:
-    """Read after subscribing: every event up to the sequence read here is in the store,
-    and every later one reaches the subscriber's queue."""
-    last = await store.last_sequence()
-    _, oldest = await stream_head(store)
-    if last_event_id > last:
-        why = f"Last-Event-ID {last_event_id} is ahead of the gateway's sequence ({last})"
-        return Resume(last, last, _missed(last_event_id, last, why))
-    start = oldest if oldest is not None else last + 1  # the oldest sequence still retained
-    if last_event_id + 1 >= start:
-        return Resume(last_event_id, last)
-    why = f"events after {last_event_id} up to {start - 1} are no longer retained"
-    return Resume(start - 1, last, _missed(last_event_id, start - 1, why))
+async def resume_plan(store: EventStore, last_event_id: Mark) -> Resume:
+    """Read after subscribing: every event up to the sequences read here is in the store,
+    and every later one reaches the subscriber's queue. Per partition: a mark ahead of its
+    sequence resumes at that sequence, one older than its retained stream at the oldest
+    retained event, either said by ``stream.missed``."""
+    layout = store.layout
+    lasts = await store.last_sequences()
+    heads = await stream_heads(store)
+    after: list[int] = []
+    why: list[str] = []
+    for space, asked, last, head in zip(layout, last_event_id.sequences, lasts, heads, strict=True):
+        where = "" if layout.count == 1 else f" (partition {space.partition})"
+        if asked > last:
+            after.append(last)
+            why.append(f"Last-Event-ID {asked} is ahead of the gateway's sequence ({last}){where}")
+            continue
+        start = head.oldest if head.oldest is not None else next_sequence(layout, space, last)
+        if next_sequence(layout, space, asked) >= start:
+            after.append(asked)
+            continue
+        resumes = start - layout.count  # the sequence before the oldest retained
+        after.append(resumes)
+        why.append(f"events after {asked} up to {resumes} are no longer retained{where}")
+    upto = Mark(tuple(lasts))
+    if not why:
+        return Resume(last_event_id, upto)
+    resumed = Mark(tuple(after))
+    return Resume(resumed, upto.joined(resumed), _missed(last_event_id, resumed, "; ".join(why)))
 
 
-def _missed(last_event_id: int, resumes_after: int, detail: str) -> bytes:
-    body = {"last_event_id": last_event_id, "resumes_after": resumes_after, "detail": detail}
-    return message(resumes_after, MISSED, orjson.dumps(body))
+def _missed(last_event_id: Mark, resumes_after: Mark, detail: str) -> bytes:
+    if len(last_event_id.sequences) == 1:  # the sequences themselves, as always
+        asked: object = last_event_id.sequences[0]
+        resumes: object = resumes_after.sequences[0]
+    else:
+        asked, resumes = last_event_id.encode(), resumes_after.encode()
+    body = {"last_event_id": asked, "resumes_after": resumes, "detail": detail}
+    return message(resumes_after.encode(), MISSED, orjson.dumps(body))
 
 
 class StreamSession:
@@ -98,22 +129,33 @@ class StreamSession:
         self.viewer = viewer
         self.selection = selection
         self.resume = resume
-        self.sent = resume.upto if resume is not None else 0  # skip live events up to here
+        self.layout = hub.store.layout
+        # Skip live events up to here (sent while catching up); what the ids say.
+        self.sent = resume.upto if resume is not None else Mark.start(self.layout.count)
 
     def shown(self, entry: Entry) -> bytes | None:
         """The SSE message of an event as this caller may see it (None: not at all),
-        rendered once per principal however many of its streams are open."""
+        rendered once per principal however many of its streams are open (but its id)."""
         principal = self.viewer.principal
         if principal in entry.shown:
-            return entry.shown[principal]
-        visible = self.viewer.event(entry.stored)
-        if visible is None:
-            rendered = None
+            rendered = entry.shown[principal]
         else:
-            data = orjson.dumps(visible.event.to_dict())
-            rendered = message(entry.stored.sequence, visible.event.type, data)
-        entry.shown[principal] = rendered
-        return rendered
+            visible = self.viewer.event(entry.stored)
+            if visible is None:
+                rendered = None
+            else:
+                rendered = body(visible.event.type, orjson.dumps(visible.event.to_dict()))
+            entry.shown[principal] = rendered
+        if rendered is None:
+            return None
+        return b"id: %s\n%s" % (self._id(entry).encode(), rendered)
+
+    def _id(self, entry: Entry) -> str:
+        """The id of ``entry``'s message: its sequence with one partition; with several,
+        the stream's mark after it."""
+        if self.layout.count == 1:
+            return str(entry.stored.sequence)
+        return self.sent.encode()
 
     async def run(self, send: Send) -> None:
         try:
@@ -128,16 +170,36 @@ class StreamSession:
         if resume.missed:
             await _body(send, resume.missed)
         store = self.hub.store
-        for start in range(resume.after + 1, resume.upto + 1, BACKFILL_CHUNK):
-            stop = min(start + BACKFILL_CHUNK, resume.upto + 1)
-            chunk = []
-            for stored in await store.get_many(list(range(start, stop))):
+        layout = self.layout
+        after = list(resume.after.sequences)
+        self.sent = resume.after
+        while True:
+            chunks = []
+            for space, at, upto in zip(layout, after, resume.upto.sequences, strict=True):
+                first = next_sequence(layout, space, at)
+                chunks.append(list(range(first, upto + 1, layout.count))[:BACKFILL_CHUNK])
+            wanted = [seq for chunk in chunks for seq in chunk]
+            if not wanted:
+                break
+            for space, chunk in zip(layout, chunks, strict=True):
+                if chunk:
+                    after[space.partition] = chunk[-1]
+            found = await store.get_many(wanted)
+            if layout.count > 1:  # each partition's in order, merged by the time accepted
+                by_partition: list[list[StoredEvent]] = [[] for _ in layout]
+                for stored in found:
+                    by_partition[layout.of_sequence(stored.sequence).partition].append(stored)
+                found = list(heapq.merge(*by_partition, key=lambda s: s.ingested_at))
+            out = []
+            for stored in found:
+                self.sent = self.sent.after(layout, stored.sequence)
                 if self.selection.matches(stored.event):
                     shown = self.shown(Entry(stored))
                     if shown is not None:
-                        chunk.append(shown)
-            if chunk:
-                await _body(send, b"".join(chunk))
+                        out.append(shown)
+            if out:
+                await _body(send, b"".join(out))
+        self.sent = resume.upto
 
     async def _live(self, send: Send) -> None:
         queue = self.subscriber.queue
@@ -161,12 +223,14 @@ class StreamSession:
                 if isinstance(item, End):
                     ending = item
                     break
-                if item.stored.sequence <= self.sent:
+                if self.sent.passed(self.layout, item.stored.sequence):
                     continue  # already sent while catching up
+                self.sent = self.sent.after(self.layout, item.stored.sequence)
+                if item.mark is not None:
+                    self.sent = self.sent.joined(item.mark)
                 shown = self.shown(item)
                 if shown is not None:
                     out.append(shown)
-                self.sent = item.stored.sequence
             if ending is not None:
                 out.append(comment(ENDINGS[ending]))
             if out:

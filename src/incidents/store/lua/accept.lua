@@ -4,8 +4,11 @@
 --   {"groups": [[{"ids": key, "id": id, "source": source, "incident": id or "",
 --                 "timeline": key or "", "docs": [{"key": k, "expect": version}],
 --                 "index": [{"key": zset, "score": n, "member": m}]}, ...], ...],
---    "seq": seq key, "outbox": stream key, "events": event bucket key prefix,
---    "bucket": sequences per event bucket}
+--    "events": event bucket key prefix, "bucket": sequences per event bucket,
+--    "count": partitions, "partition": this one's number}
+-- KEYS[1] is the partition's sequence counter, KEYS[2] its outbox stream: every key the
+-- script touches is of that one partition. The counter's n-th event gets sequence
+-- n * count + partition (store/keys.py: Partitions.sequence).
 -- "ids" is the id index bucket of the event's id (its dedup check too, event_index.lua).
 -- ARGV[2..] are the big strings, as they are stored (never escaped into the request and
 -- decoded again): for each event in order its JSON tail (what follows '[<sequence>'), then
@@ -64,7 +67,7 @@ local function store(events, results)
     if twice then -- the same event earlier in this group
       results[i] = 'dup ' .. twice .. ' ' .. incident
     elseif results[i] == nil then
-      local seq = redis.call('INCR', req.seq)
+      local seq = redis.call('INCR', KEYS[1]) * req.count + req.partition
       redis.call('HSET', event_hash(req.events, req.bucket, seq), seq, '[' .. seq .. ev.tail)
       written[slot] = index_add(ev.ids, ev.id, ev.source, seq, ev.incident, first)
       if ev.incident ~= '' then
@@ -76,7 +79,7 @@ local function store(events, results)
       for _, x in ipairs(ev.index) do
         redis.call('ZADD', x.key, x.score, x.member)
       end
-      redis.call('XADD', req.outbox, '*', 'seq', seq)
+      redis.call('XADD', KEYS[2], '*', 'seq', seq)
       results[i] = 'new ' .. seq .. ' ' .. ev.incident
     end
   end
