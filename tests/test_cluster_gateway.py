@@ -146,8 +146,10 @@ def test_a_primary_killed_under_load_loses_no_acknowledged_event(
     gateway_on_cluster: ClusterGateway, cluster: EmbeddedCluster, rx: Receiver
 ) -> None:
     """Two API processes and two workers under steady load; the primary holding the first
-    incident's partition is SIGKILLed and its replica takes over: only 503s meanwhile, and
-    every event answered 202 is readable and delivered, once, in order per incident."""
+    incident's partition is SIGKILLed and its replica takes over: only 503s meanwhile (for
+    that primary's partitions; the others keep accepting), the first incident is accepted
+    again once the old primary is back as a replica, and every event answered 202 is
+    readable and delivered, once, in order per incident."""
     gw = gateway_on_cluster
     urls = [gw.serve("api-0"), gw.serve("api-1")]
     gw.worker("worker-0")
@@ -160,13 +162,19 @@ def test_a_primary_killed_under_load_loses_no_acknowledged_event(
     thread.start()
     try:
         wait_for(lambda: len(rx.at(PATH)) >= 12, 90, what="deliveries before the kill")
+        held = len(load.acknowledged.get("HA-0", []))  # HA-0 is in a partition of the victim
         killed_at = time.monotonic()
-        cluster.kill_primary(victim)
+        killed, _ = cluster.kill_primary(victim)
+        took_over = time.monotonic() - killed_at
+        # With INCIDENTS_MIN_REPLICAS=1 the new primary accepts once it has a replica again:
+        # the old one, back (as a restart policy brings it), rejoins as its replica.
+        cluster.restart(killed)
         wait_for(
-            lambda: any(t > killed_at and s == 202 for t, s in load.answers),
+            lambda: len(load.acknowledged.get("HA-0", [])) > held + 1,
             90,
-            what="a 202 after the kill",
+            what="HA-0 accepted again, on the new primary",
         )
+        back = time.monotonic() - killed_at
         settled = time.monotonic() + 2  # steady load on the new primary
         wait_for(lambda: time.monotonic() > settled, 10, what="a moment of load")
     finally:
@@ -182,8 +190,14 @@ def test_a_primary_killed_under_load_loses_no_acknowledged_event(
         120,
         what="every acknowledged event delivered",
     )
-    statuses = {s for _, s in load.answers}
-    assert statuses <= {200, 202, 503}, (statuses, gw.log("api-0"))
+    answers = [s for _, s in load.answers]
+    statuses = {s: answers.count(s) for s in set(answers)}
+    print(
+        f"\nprimary {victim.port} killed: {len(every)} events acknowledged, answers {statuses};"
+        f" its replica serving {took_over:.2f} s after the kill, HA-0 accepted again by"
+        f" {back:.2f} s"
+    )
+    assert set(statuses) <= {200, 202, 503}, (statuses, gw.log("api-0"))
     assert _in_order(rx, acknowledged) == []
     assert _reused_webhook_ids(rx) == {}
     assert all(gw.alive().values()), gw.alive()
@@ -228,4 +242,4 @@ def test_the_admin_client_reads_from_every_api(gateway_on_cluster: ClusterGatewa
         posted = publish(one, event("im.incident.declare", imincidentid="TWO-1"))[0]["id"]
         found = two.get(f"/v1/events/{posted}")
         assert found.status_code == 200, found.text
-        assert found.json()["id"] == posted
+        assert found.json()["event"]["id"] == posted
