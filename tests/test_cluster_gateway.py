@@ -2,7 +2,7 @@
 processes with the data on ``redis+cluster://`` in six partitions, RQ on a plain Redis of its
 own, and ``INCIDENTS_MIN_REPLICAS=1``. Events are delivered once each, in order per incident;
 a worker's crash, a primary's crash under load and the loss of the queue Redis lose no event
-answered 202."""
+answered 202; a deployment moves onto a cluster with ``incidents export`` and ``import``."""
 
 from __future__ import annotations
 
@@ -11,17 +11,27 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from incidents.cli.main import main
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
 from incidents.store.embedded_cluster import EmbeddedCluster
 from incidents.store.keys import Partitions
 from incidents.store.redis import connect
-from tests.cluster_support import ClusterGateway, cluster_processes, slot_tag, stray_keys
+from tests.cluster_support import (
+    ClusterGateway,
+    cluster_gateway,
+    cluster_processes,
+    on_cluster,
+    slot_tag,
+    stray_keys,
+)
 from tests.cluster_support import cluster_keys as all_keys
 from tests.delivery_support import Receiver, publish, subscribe
 from tests.support import event, wait_for
+from tests.test_export_import import build_history, everything, run
 from tests.test_queue_redis import queue_redis  # noqa: F401 (a fixture: importing it applies it)
 from tests.test_sentinel_failover import Load, _delivered, _reused_webhook_ids
 from tests.test_worker_resilience import delivered
@@ -33,7 +43,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 
 @pytest.fixture
-def on_cluster(
+def cluster_settings(
     settings: Settings,
     cluster: EmbeddedCluster,
     queue_redis: EmbeddedRedis,  # noqa: F811 (the fixture imported above)
@@ -49,8 +59,8 @@ def on_cluster(
 
 
 @pytest.fixture
-def gateway_on_cluster(on_cluster: Settings, tmp_path: Path) -> Iterator[ClusterGateway]:
-    with cluster_processes(on_cluster, tmp_path / "logs") as found:
+def gateway_on_cluster(cluster_settings: Settings, tmp_path: Path) -> Iterator[ClusterGateway]:
+    with cluster_processes(cluster_settings, tmp_path / "logs") as found:
         yield found
 
 
@@ -243,3 +253,38 @@ def test_the_admin_client_reads_from_every_api(gateway_on_cluster: ClusterGatewa
         found = two.get(f"/v1/events/{posted}")
         assert found.status_code == 200, found.text
         assert found.json()["event"]["id"] == posted
+
+
+def test_a_deployment_moves_onto_the_cluster_by_export_and_import(
+    client: httpx.Client,
+    settings: Settings,
+    cluster: EmbeddedCluster,
+    queue_redis: EmbeddedRedis,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A one-partition deployment on one Redis, exported and imported into a cluster with six
+    partitions, reads back the same there: every incident, each timeline in its order, every
+    alert and event; and every key is in a partition's slot or the global one."""
+    sent = build_history(client)
+    before = everything(client, sent)
+    exported = tmp_path / "move.jsonl.gz"
+    run(["export", "--output", str(exported)], str(settings.redis_url), capsys)
+    into = {
+        "INCIDENTS_REDIS_URL": cluster.url,
+        "INCIDENTS_QUEUE_REDIS_URL": queue_redis.url,
+        "INCIDENTS_PARTITIONS": str(PARTITIONS),
+    }
+    assert main(["import", str(exported)], environ=into) == 0, capsys.readouterr().err
+    with cluster_gateway(on_cluster(settings, cluster, PARTITIONS)) as moved:
+        after = everything(moved, sent)
+    ids = sorted(i["id"] for i in before["incidents"])
+    assert sorted(i["id"] for i in after["incidents"]) == ids
+    for incident in ids:
+        assert after[incident]["title"] == before[incident]["title"]
+        timeline = [e["id"] for e in after[incident + "/timeline"]["timeline"]]
+        assert timeline == [e["id"] for e in before[incident + "/timeline"]["timeline"]]
+    assert after["alerts"]["alerts"] == before["alerts"]["alerts"]
+    for event_id in sent:
+        assert after[event_id]["event"] == before[event_id]["event"]
+    assert stray_keys(cluster, PARTITIONS) == []
