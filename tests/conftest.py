@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -23,7 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def pytest_configure(config: pytest.Config) -> None:
     """The long tests first, one pile per xdist worker, so that they run alongside the many
-    short ones instead of after them (``tests.scheduling``)."""
+    short ones instead of after them (``tests.scheduling``). Compiled modules are cached for
+    this run and the processes it starts, even where PYTHONDONTWRITEBYTECODE is set: without,
+    each xdist worker, and each of the dozens of gateway processes the tests start, compiles
+    the gateway's modules (and each worker rewrites the tests' assertions) afresh."""
+    sys.dont_write_bytecode = False
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     scheduling.register(config)
 
 

@@ -214,10 +214,11 @@ def stored_state(client: redis.Redis, delivery: Delivery) -> DeliveryState | Non
 
 
 def start_worker(
-    settings: Settings, log: Path | None = None, **more: str
+    settings: Settings, log: Path | None = None, *, job_seconds: float | None = None, **more: str
 ) -> subprocess.Popen[bytes]:
     """An `incidents worker` process on ``settings``; ``log``: a file for its output;
-    ``more``: further variables."""
+    ``job_seconds``: how long each deliver job works the lanes (``jobs.DELIVER_SECONDS``, 60 s)
+    when a test needs jobs to end sooner; ``more``: further variables."""
     env = dict(os.environ)
     env.update(
         INCIDENTS_REDIS_URL=str(settings.redis_url),
@@ -234,6 +235,12 @@ def start_worker(
     if settings.queue_redis_url is not None:
         env["INCIDENTS_QUEUE_REDIS_URL"] = settings.queue_redis_url
     argv = [sys.executable, "-m", "incidents", "worker"]
+    if job_seconds is not None:
+        shorter = f"import incidents.worker.jobs as jobs; jobs.DELIVER_SECONDS = {job_seconds!r}"
+        argv[1:3] = [
+            "-c",
+            f"{shorter}; import runpy; runpy.run_module('incidents', run_name='__main__')",
+        ]
     if log is None:
         return subprocess.Popen(argv, env=env, cwd=ROOT)
     with log.open("wb") as out:

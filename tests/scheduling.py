@@ -1,14 +1,18 @@
 """The order the tests run in, so that under pytest-xdist the long ones start first, each on a
-worker of its own, and the short ones fill in around them.
+worker of its own, and the short ones fill in around them in the order pytest collected them.
 
 Each test's time (setup, call and teardown) is remembered in pytest's cache at the end of a
-run. The next run deals the tests longest first onto as many piles as there are workers, each
-to the pile with the least time so far, and lays the piles end to end: xdist's ``worksteal``
-hands each worker one equal run of the collection, so each starts on its own pile's longest
-test, and a worker that runs dry takes the tail (the shortest tests) of the busiest. The tests
-that share a costly fixture are dealt together, as one (``SHARED``). A test
-with no time remembered (a new one, or a fresh checkout) counts as ``slow(seconds=...)`` says,
-a few seconds if only marked ``slow``, or a short test otherwise.
+run. The next run deals the long tests (a few seconds or more), longest first, onto as many
+piles as there are workers, each to the pile with the least time so far, then fills each pile
+up to its share with the short tests in the order they were given, and lays the piles end to
+end: xdist's ``worksteal`` hands each worker one equal run of the collection, so each starts
+on its own pile's longest test, and a worker that runs dry takes the tail of the busiest. The
+short tests keep their order, so a module's tests stay together (its module-scoped fixtures
+are set up once). The tests that share a costly fixture are dealt together, as one long test
+(``SHARED``). A test with no time remembered (a new one, or a fresh checkout) counts as
+``slow(seconds=...)`` says, a few seconds if only marked ``slow``, or a short test otherwise.
+The cache is read once a run, in the process that sees every report, and handed to the
+workers.
 """
 
 from __future__ import annotations
@@ -74,28 +78,37 @@ def units(items: Sequence[pytest.Item]) -> list[list[int]]:
 def deal(items: Sequence[pytest.Item], known: Mapping[str, float], workers: int) -> list[int]:
     """The indices of ``items`` in the order to run them (see the module's docstring)."""
     times = [estimate(item, known) for item in items]
-    runs = sorted(units(items), key=lambda run: -sum(times[i] for i in run))
+
+    def cost(run: list[int]) -> float:
+        return sum(times[i] for i in run)
+
+    runs = units(items)
+    # Long first, longest first (a stable sort: equals keep their order); short in order.
+    heavy = sorted((r for r in runs if len(r) > 1 or cost(r) >= SLOW), key=cost, reverse=True)
+    light = [i for r in runs if len(r) == 1 and cost(r) < SLOW for i in r]
     if workers <= 1:
-        return [i for run in runs for i in run]
+        return [i for run in heavy for i in run] + light
     sizes = chunk_sizes(len(items), workers)
     piles: list[list[int]] = [[] for _ in sizes]
     loads = [0.0] * len(sizes)
-    for run in runs:
+    while heavy:
+        run = heavy.pop(0)
         room = [p for p in range(len(piles)) if len(piles[p]) + len(run) <= sizes[p]]
         if not room:  # too many to keep together this late: deal them one by one
-            runs.extend([i] for i in run)
+            heavy[:0] = [[i] for i in run]
             continue
         pile = min(room, key=lambda p: loads[p])
         piles[pile].extend(run)
-        loads[pile] += sum(times[i] for i in run)
+        loads[pile] += cost(run)
+    for dealt, size in zip(piles, sizes, strict=True):
+        taken = size - len(dealt)
+        dealt.extend(light[:taken])
+        del light[:taken]
     return [i for pile in piles for i in pile]
 
 
-def order(config: pytest.Config, items: list[pytest.Item]) -> None:
+def order(items: list[pytest.Item], known: Mapping[str, float]) -> None:
     """Reorder ``items`` in place for this run's number of xdist workers (one without)."""
-    workerinput = getattr(config, "workerinput", None)
-    # Every worker deals from the controller's figures.
-    known = remembered(config) if workerinput is None else workerinput.get(CACHE_KEY, {})
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     items[:] = [items[i] for i in deal(items, known, workers)]
 
@@ -131,7 +144,7 @@ class Timings:
         cache = getattr(session.config, "cache", None)
         if cache is None or not self.seconds:
             return
-        known = remembered(session.config)
+        known = dict(self.known)
         known.update({k: round(v, 3) for k, v in self.seconds.items()})
         cache.set(CACHE_KEY, known)
 
@@ -140,16 +153,24 @@ class Order:
     """Orders the tests once every other plugin has chosen them (``-k``, ``-m``), so that the
     piles match what the workers are given."""
 
+    def __init__(self, known: Mapping[str, float]) -> None:
+        self.known = known
+
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        order(config, items)
+        order(items, self.known)
 
 
 def register(config: pytest.Config) -> None:
-    """Install ``Order`` in every process and ``Timings`` where it belongs: not in an xdist
-    worker."""
-    config.pluginmanager.register(Order(), "incidents-order")
-    if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(Timings(remembered(config)), "incidents-timings")
+    """Read the remembered times once and install ``Order`` in every process, on those
+    times, and ``Timings`` where it belongs: not in an xdist worker, which orders on the
+    times its controller hands it."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        known = remembered(config)
+        config.pluginmanager.register(Timings(known), "incidents-timings")
+    else:
+        known = workerinput.get(CACHE_KEY, {})
+    config.pluginmanager.register(Order(known), "incidents-order")

@@ -13,7 +13,11 @@ import httpx
 import pytest
 
 from incidents.app import create_app
+from incidents.errors import InvalidRequest
+from incidents.metrics import Metrics
 from incidents.settings import Settings
+from incidents.store.events import Accepted
+from incidents.usecases.event_submission import Submitted
 from incidents.worker.process import make_worker
 from tests.delivery_support import Receiver, Workers, publish, start_worker, subscribe
 from tests.support import ADMIN_TOKEN, TEST_TLS, event, serve_in_thread, wait_for
@@ -48,6 +52,19 @@ def test_metrics_count_requests_events_and_the_outbox(client: httpx.Client) -> N
         == 3
     )
     assert sample(text, "incidents_http_request_seconds_count", 'route="/v1/events"') == 4
+
+
+def test_one_submission_counts_its_events_or_its_refusal() -> None:
+    """Accepted and duplicate events of a submission are counted, a refusal once by its kind
+    (and raised on), whichever door submitted."""
+    counts = Metrics()
+    made = [Accepted(f"e{n}", "/s", n, n == 2, None) for n in range(3)]
+    with counts.counting_events() as counted:
+        done = Submitted.of(made)
+        assert counted(done) is done
+    with pytest.raises(InvalidRequest), counts.counting_events():
+        raise InvalidRequest("no")
+    assert counts.events == {"accepted": 2, "duplicate": 1, "rejected:invalid-request": 1}
 
 
 @pytest.fixture

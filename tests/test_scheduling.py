@@ -4,11 +4,12 @@ worker, and the tests sharing a costly fixture stay together."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import cast
 
 import pytest
 
-from tests.scheduling import chunk_sizes, deal
+from tests.scheduling import CACHE_KEY, Order, Timings, chunk_sizes, deal, register
 
 
 @dataclass
@@ -59,6 +60,67 @@ def test_the_tests_sharing_a_costly_fixture_go_to_one_pile_together() -> None:
     assert at == list(range(at[0], at[0] + 3))
     starts = [0, 3, 6, 9]  # chunk_sizes(12, 4)
     assert at[0] in starts
+
+
+def test_the_short_tests_keep_the_order_they_were_given() -> None:
+    """Around a long test, the short ones run in the order given, whatever their times, so
+    a module's tests stay together (its module-scoped fixtures are set up once a worker)."""
+    shorts = [f"short-{n}" for n in range(10)]
+    known = {name: 0.1 + (n * 7 % 10) / 10 for n, name in enumerate(shorts)} | {"long": 50.0}
+    tests = items(*(Stub(name) for name in shorts[:6]), Stub("long"), *map(Stub, shorts[6:]))
+    for workers in (1, 2, 4):
+        order = [tests[i].nodeid for i in deal(tests, known, workers)]
+        assert order[0] == "long"
+        assert order[1:] == shorts, workers
+
+
+class Cache:
+    """pytest's cache, counting its reads."""
+
+    def __init__(self, stored: dict[str, float]) -> None:
+        self.stored, self.reads = {CACHE_KEY: stored}, 0
+
+    def get(self, key: str, default: object) -> object:
+        self.reads += 1
+        return self.stored.get(key, default)
+
+    def set(self, key: str, value: dict[str, float]) -> None:
+        self.stored[key] = value
+
+
+@dataclass
+class Config:
+    """What the order reads of pytest's config: the cache and the plugin manager."""
+
+    cache: Cache
+    plugins: dict[str, object]
+
+    @property
+    def pluginmanager(self) -> Config:
+        return self
+
+    def register(self, plugin: object, name: str) -> None:
+        self.plugins[name] = plugin
+
+
+def test_a_run_reads_the_remembered_times_once_and_merges_its_own() -> None:
+    """Ordering a run and recording its times read the cache once; what is written back is
+    this run's times over the remembered ones."""
+    cache = Cache({"long": 9.0, "gone": 1.0, "short": 0.1})
+    config = Config(cache, {})
+    register(cast(pytest.Config, config))
+    order, timings = config.plugins["incidents-order"], config.plugins["incidents-timings"]
+    assert isinstance(order, Order) and isinstance(timings, Timings)
+    tests = items(Stub("short"), Stub("long"))
+    order.pytest_collection_modifyitems(cast(pytest.Config, config), tests)
+    assert [t.nodeid for t in tests] == ["long", "short"]
+    for nodeid, seconds in (("short", 0.25), ("long", 4.0), ("long", 0.5)):
+        report = pytest.TestReport(nodeid, ("", 0, ""), {}, "passed", None, "call", [])
+        report.duration = seconds
+        timings.pytest_runtest_logreport(report)
+    timings.pytest_sessionfinish(cast(pytest.Session, SimpleNamespace(config=config)))
+    assert cache.reads == 1
+    assert cache.stored[CACHE_KEY] == {"long": 4.5, "gone": 1.0, "short": 0.25}
 
 
 def _slow(seconds: float) -> pytest.Mark:

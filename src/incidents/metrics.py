@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 
 import redis.asyncio as aioredis
 from starlette.requests import Request
@@ -53,14 +54,23 @@ class Metrics:
         self.redis_errors = 0  # requests answered 503 because Redis could not be reached
         self.redis_full_refusals = 0  # requests answered 503 redis-full
 
-    def events_rejected(self, exc: IncidentsError) -> None:
-        """Events refused, by the kind of refusal (``POST /v1/events`` and the console's
-        incident commands count here)."""
-        self.events["rejected:" + exc.slug] += 1
+    @contextmanager
+    def counting_events(self) -> Iterator[Callable[[Submitted], Submitted]]:
+        """Around one submission of events (``POST /v1/events``, a console incident command):
+        an ``IncidentsError`` raised inside counts as one refusal of its kind; the submission
+        handed to the function it yields counts as its accepted and duplicate events, and is
+        handed back."""
 
-    def events_submitted(self, done: Submitted) -> None:
-        self.events["accepted"] += len(done.accepted) - done.duplicates
-        self.events["duplicate"] += done.duplicates
+        def submitted(done: Submitted) -> Submitted:
+            self.events["accepted"] += len(done.accepted) - done.duplicates
+            self.events["duplicate"] += done.duplicates
+            return done
+
+        try:
+            yield submitted
+        except IncidentsError as exc:
+            self.events["rejected:" + exc.slug] += 1
+            raise
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, status)] += 1

@@ -14,7 +14,6 @@ from incidents.api.toolkit.authentication import caller
 from incidents.api.toolkit.openapi_document import BEARER, errors, json_body
 from incidents.api.toolkit.request_body import LARGE_BODY, read_body
 from incidents.api.toolkit.responses import json_response
-from incidents.errors import IncidentsError
 from incidents.ingest.modes import BATCH, STRUCTURED, parse_request
 from incidents.model.principal import PRODUCER
 from incidents.off_loop import off_loop
@@ -24,8 +23,7 @@ from incidents.usecases.event_submission import EventSubmission
 
 async def post_events(request: Request) -> Response:
     svc = services(request)
-    counted = request.app.state.metrics
-    try:
+    with request.app.state.metrics.counting_events() as counted:
         principal = caller(request)
         principal.require(PRODUCER)
         settings = svc.settings
@@ -40,11 +38,7 @@ async def post_events(request: Request) -> Response:
             max_batch=settings.max_batch_events,
         )
         batch = parsed.mode == "batch"
-        done = await svc.get(EventSubmission).submit(principal, parsed.events, batch)
-    except IncidentsError as exc:
-        counted.events_rejected(exc)
-        raise
-    counted.events_submitted(done)
+        done = counted(await svc.get(EventSubmission).submit(principal, parsed.events, batch))
     return json_response(
         {"mode": parsed.mode, "accepted": [a.to_dict() for a in done.accepted]},
         status=200 if done.all_duplicates else 202,

@@ -93,16 +93,12 @@ class IncidentPages:
         """Post the chosen action as an event; a refusal shows the page with its detail."""
         incident_id = signed.request.path_params["id"]
         form = signed.form
-        counted = signed.request.app.state.metrics  # counted as POST /v1/events counts
+        metrics = signed.request.app.state.metrics  # counted as POST /v1/events counts
         try:
             command = IncidentCommand.parse(form.get("action", ""), form.get("text", ""))
             commands = services(signed.request).get(IncidentCommands)
-            try:
-                done = await commands.give(signed.principal, incident_id, command, CONSOLE_SOURCE)
-            except IncidentsError as exc:
-                counted.events_rejected(exc)
-                raise
-            counted.events_submitted(done)
+            with metrics.counting_events() as counted:
+                counted(await commands.give(signed.principal, incident_id, command, CONSOLE_SOURCE))
         except IncidentsError as exc:
             if exc.status in (401, 404):
                 raise
