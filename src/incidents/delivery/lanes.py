@@ -407,6 +407,7 @@ class DeliveryStore:
                 spaces[0], now, lanes, per_lane, held or {}, cap
             )
             return claimed
+        cap = lanes if cap is None else cap  # of the whole claim, not of one partition's
         start = self._turn
         self._turn = (start + 1) % len(spaces)
         order = spaces[start:] + spaces[:start]
