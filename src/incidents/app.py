@@ -203,7 +203,7 @@ def create_app(
         )
         submission = EventSubmission(ingestor)
         queries = Queries.build(redis, store, registry)
-        deliveries = DeliveryQueries(redis)
+        deliveries = DeliveryQueries(redis, settings.layout)
         silences = SilenceStore(redis)
         app.state.services = Services(
             settings=settings,

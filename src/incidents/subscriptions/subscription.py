@@ -6,8 +6,8 @@ Storage (hash ``incidents:sub:<id>``): ``spec`` (JSON of the Spec), ``owner``, `
 WebHook-Request-Origin the sink granted in that handshake; empty for none), ``created_at``,
 ``updated_at``, ``failing_since`` (unix time of the first failure since the last success).
 Only this module writes those fields. Channel state (``incidents:sub:<id>:channels``, one
-field per incident) is written by the lanes with each lane's completion, and dropped here
-with the subscription.
+field per incident) and the attempt log are written by the lanes with each lane's completion,
+in every partition, and dropped here with the subscription, from every partition.
 
 The routing index keeps, per exact type, per type prefix and for "every type", the set of
 subscription ids, so routing an event reads a few small sets rather than every subscription.
@@ -173,8 +173,9 @@ def _types_json(sub: Subscription | None) -> bytes:
 
 
 class SubscriptionStore:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, layout: keys.Partitions = keys.ONE) -> None:
         self.redis = redis
+        self.layout = layout  # whose partitions hold the subscription's logs and channel state
         self._index = redis.register_script(load_script("index"))
 
     async def save(self, sub: Subscription, previous: Subscription | None = None) -> None:
@@ -200,12 +201,17 @@ class SubscriptionStore:
             await pipe.execute()
 
     async def delete(self, sub: Subscription) -> None:
+        """Delete the subscription, its routing index entries and what is kept for it; the
+        deliveries still in its lanes are dropped as the lanes reach them. With a tagged
+        layout its attempt logs and channel state are deleted from every partition after the
+        subscription is gone (a key each: no step spans partitions)."""
+        tagged = self.layout.tagged
         async with guarded("deleting a subscription"):
             pipe = self.redis.pipeline(transaction=True)
+            kept = [] if tagged else [keys.attempts(sub.id), keys.channel_state(sub.id)]
             pipe.delete(
                 keys.subscription(sub.id),
-                keys.attempts(sub.id),
-                keys.channel_state(sub.id),
+                *kept,
                 keys.sync_seen(sub.id),
                 keys.sync_records(sub.id),
             )
@@ -216,6 +222,12 @@ class SubscriptionStore:
                 args=[sub.id, keys.GLOBAL_PREFIX, _types_json(sub), b"null"], client=pipe
             )
             await pipe.execute()
+            if tagged:
+                pipe = self.redis.pipeline(transaction=False)
+                for space in self.layout:
+                    pipe.delete(space.attempts(sub.id))
+                    pipe.delete(space.channel_state(sub.id))
+                await pipe.execute()
 
     async def holding_secrets(self) -> int:
         """How many subscriptions hold a sealed secret (which only the key opens)."""

@@ -121,8 +121,10 @@ class WorkerContext:
         return Router(
             redis,
             self.routes,
-            subscriptions if subscriptions is not None else SubscriptionStore(redis),
-            ledger if ledger is not None else DeliveryStore(redis),
+            subscriptions
+            if subscriptions is not None
+            else SubscriptionStore(redis, self.settings.layout),
+            ledger if ledger is not None else DeliveryStore(redis, self.settings.layout),
             clock=self.clock,
             retention=self.settings.stream_retention,
             spans=self.spans,
@@ -132,13 +134,14 @@ class WorkerContext:
         """A dispatcher of this context (settings, schemas, caches, channels, clock), working
         lanes over ``redis`` and sending with ``client``; it claims no more lanes once the
         worker is stopping. Its stores, and its router's, are built here over ``redis``."""
-        subscriptions, ledger = SubscriptionStore(redis), DeliveryStore(redis)
+        layout = self.settings.layout
+        subscriptions, ledger = SubscriptionStore(redis, layout), DeliveryStore(redis, layout)
         throttle = Throttle(redis, self.clock)
         parts = LaneParts(
             ledger=ledger,
             subscriptions=subscriptions,
             cache=self.deliveries,
-            states=ChannelStateStore(redis),
+            states=ChannelStateStore(redis, layout),
             throttle=throttle,
             owner_views=OwnerViews(redis, self.registry),
             outcomes=Outcomes(self.settings, subscriptions, throttle, self.clock),
