@@ -244,8 +244,7 @@ def test_a_killed_worker_leaves_its_partitions_to_another(
     is delivered."""
     layout = settings.layout
     subscribe(client, rx, "/taken-over")
-    more = {"INCIDENTS_PARTITIONS": "3"}
-    first = start_worker(settings, tmp_path / "first.log", **more)
+    first = start_worker(settings, tmp_path / "first.log", INCIDENTS_PARTITIONS="3")
     second = None
     try:
         before = _incident_events(["INC-1", "INC-2", "INC-3"], 1)
@@ -258,7 +257,7 @@ def test_a_killed_worker_leaves_its_partitions_to_another(
         first.wait(10)
         sent = _incident_events(["INC-1", "INC-2", "INC-3"], 2)
         accept_in_partitions(redis_client, layout, *sent)
-        second = start_worker(settings, tmp_path / "second.log", **more)
+        second = start_worker(settings, tmp_path / "second.log", INCIDENTS_PARTITIONS="3")
         wait_for(lambda: len(rx.at("/taken-over")) >= len(before + sent), timeout=60)
         got = [r.event["id"] for r in rx.at("/taken-over")]
         assert sorted(set(got)) == sorted(e["id"] for e in before + sent)
