@@ -27,7 +27,6 @@ from starlette.routing import Route
 
 from incidents.delivery.lanes import Delivery, DeliveryState
 from incidents.settings import Settings
-from incidents.store import keys
 from incidents.worker.jobs import WorkerContext
 from incidents.worker.process import make_worker
 from incidents.worker.scheduler import JobScheduler
@@ -186,9 +185,13 @@ class Workers:
                 time.sleep(0.02)
 
     def _to_next_due(self, clock: FakeClock) -> None:
-        """Move a fake clock to when the next lane is due, if that is later than now."""
-        first = self.connection.zrange(keys.LANES_DUE, 0, 0, withscores=True)
-        due = float(first[0][1]) if first else 0.0
+        """Move a fake clock to when the next lane is due (in any partition), if that is later
+        than now."""
+        pipe = self.connection.pipeline(transaction=False)
+        for space in self.settings.layout:
+            pipe.zrange(space.LANES_DUE, 0, 0, withscores=True)
+        firsts = [float(found[0][1]) for found in pipe.execute() if found]
+        due = min(firsts) if firsts else 0.0
         if due > clock.now:
             clock.now = due
         else:

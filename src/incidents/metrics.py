@@ -82,8 +82,14 @@ class Metrics:
         if index < len(self.BUCKETS):
             self.latency_buckets[(route, self.BUCKETS[index])] += 1
 
-    async def render(self, redis: aioredis.Redis, queue: aioredis.Redis | None = None) -> str:
-        """The exposition; ``redis``: the data Redis, ``queue``: RQ's (default: the same)."""
+    async def render(
+        self,
+        redis: aioredis.Redis,
+        queue: aioredis.Redis | None = None,
+        layout: keys.Partitions = keys.ONE,
+    ) -> str:
+        """The exposition; ``redis``: the data Redis, ``queue``: RQ's (default: the same);
+        ``layout``: the data's partitions, whose gauges and counts are summed."""
         lines = [
             "# HELP incidents_http_requests_total HTTP requests by method, route and status.",
             "# TYPE incidents_http_requests_total counter",
@@ -137,38 +143,58 @@ class Metrics:
             "# TYPE incidents_redis_up gauge",
         ]
         try:
-            lines += await _shared_state(redis, redis if queue is None else queue)
+            lines += await _shared_state(redis, redis if queue is None else queue, layout)
         except StoreUnavailable:
             return "\n".join([*lines, *up, "incidents_redis_up 0"]) + "\n"
         lines += [*up, "incidents_redis_up 1"]
         return "\n".join(lines) + "\n"
 
 
-async def _shared_state(redis: aioredis.Redis, queue: aioredis.Redis) -> list[str]:
+async def _shared_state(
+    redis: aioredis.Redis, queue: aioredis.Redis, layout: keys.Partitions = keys.ONE
+) -> list[str]:
     """The gauges of state every process shares (outbox, lanes, dead letters, subscriptions,
     workers) and the per-subscription delivery metrics, read from Redis (the workers from
-    ``queue``, RQ's Redis)."""
+    ``queue``, RQ's Redis): each partition's summed (the last sequence: the highest)."""
     now = time.time()
     async with guarded("reading metrics"):
         pipe = redis.pipeline(transaction=False)
-        pipe.xlen(keys.OUTBOX)
-        pipe.get(keys.SEQUENCE)
-        pipe.zcard(keys.DEAD_LETTERS)
-        pipe.zcount(keys.LANES_DUE, "-inf", now)
-        pipe.zcount(keys.LANES_DUE, f"({now!r}", "+inf")
-        pipe.zcard(keys.LANES_LEASED)
+        for space in layout:
+            pipe.xlen(space.OUTBOX)
+            pipe.get(space.SEQUENCE)
+            pipe.zcard(space.DEAD_LETTERS)
+            pipe.zcount(space.LANES_DUE, "-inf", now)
+            pipe.zcount(space.LANES_DUE, f"({now!r}", "+inf")
+            pipe.zcard(space.LANES_LEASED)
+            pipe.hgetall(space.RETENTION_REMOVED)
         pipe.scard(keys.SUBSCRIPTIONS)
         if queue is redis:
             pipe.smembers(WORKERS)
         pipe.zcount(keys.SILENCES, f"({now!r}", "+inf")
-        pipe.hgetall(keys.RETENTION_REMOVED)
         found = await pipe.execute()
-        retained, last, dead, due_now, due_later, leased, subs = found[:7]
-        silences, swept = found[-2:]
+        per_space = [found[i : i + 7] for i in range(0, 7 * len(layout), 7)]
+        rest = found[7 * len(layout) :]
+        retained, dead, due_now, due_later, leased = (
+            sum(int(p[n]) for p in per_space) for n in (0, 2, 3, 4, 5)
+        )
+        last = max(
+            layout.sequence(space, int(p[1] or 0)) if p[1] else 0
+            for space, p in zip(layout, per_space, strict=True)
+        )
+        swept = _summed([p[6] for p in per_space])
+        subs, silences = rest[0], rest[-1]
         unrouted = redis.register_script(load_script("outbox"))
-        backlog = await unrouted(keys=[keys.OUTBOX], args=[keys.ROUTER_GROUP, 0, UNROUTED_CAP])
-        workers: int | None = await _workers(queue, found[7] if queue is redis else None)
-        per_subscription = await delivery_metrics.read(redis)
+        backlog = 0
+        for space in layout:
+            backlog += int(
+                await unrouted(
+                    keys=[space.OUTBOX], args=[keys.ROUTER_GROUP, 0, UNROUTED_CAP - backlog]
+                )
+            )
+            if backlog >= UNROUTED_CAP:
+                break
+        workers: int | None = await _workers(queue, rest[1] if queue is redis else None)
+        per_subscription = await delivery_metrics.read(redis, layout)
         full = await refuses_writes_async(redis)
     return [
         "# HELP incidents_outbox_length Accepted events not routed to subscriptions yet "
@@ -210,6 +236,15 @@ async def _shared_state(redis: aioredis.Redis, queue: aioredis.Redis) -> list[st
         "# TYPE incidents_retention_removed_total counter",
         *_removed(swept),
     ]
+
+
+def _summed(hashes: list[dict[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Count hashes (field -> integer) added up."""
+    total: dict[bytes, int] = {}
+    for found in hashes:
+        for name, n in found.items():
+            total[name] = total.get(name, 0) + int(n)
+    return {name: str(n).encode() for name, n in total.items()}
 
 
 async def _workers(queue: aioredis.Redis, registered: set[bytes] | None) -> int | None:
@@ -290,7 +325,8 @@ class MetricsMiddleware:
 async def get_metrics(request: Request) -> Response:
     svc = services(request)
     metrics: Metrics = request.app.state.metrics
-    return Response(await metrics.render(svc.redis, svc.queue_redis), media_type=CONTENT_TYPE)
+    found = await metrics.render(svc.redis, svc.queue_redis, svc.settings.layout)
+    return Response(found, media_type=CONTENT_TYPE)
 
 
 def routes() -> list[Route]:

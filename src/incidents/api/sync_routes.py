@@ -109,7 +109,10 @@ async def _incident(
     svc: Services, sub: Subscription, inbound: Inbound, owner: Principal
 ) -> Incident | None:
     """The incident the payload is about, if this subscription's system holds its record."""
-    memory, states = SyncMemory(svc.redis, svc.settings.layout), ChannelStateStore(svc.redis)
+    memory, states = (
+        SyncMemory(svc.redis, svc.settings.layout),
+        ChannelStateStore(svc.redis, svc.settings.layout),
+    )
     incident_id: str | None = None
     if inbound.incident_hint:
         state = await states.get(sub.id, inbound.incident_hint)
@@ -171,7 +174,7 @@ async def post_inbound(request: Request) -> Response:
         )  # fmt: skip
         return _ignored("no incident of this subscription has this record", record=inbound.record)
     memory = SyncMemory(svc.redis, svc.settings.layout)
-    state = await ChannelStateStore(svc.redis).get(sub.id, incident.id)
+    state = await ChannelStateStore(svc.redis, svc.settings.layout).get(sub.id, incident.id)
     seen = await memory.seen(sub.id, incident.id)
     texts = await _sent_texts(svc, sub.id, incident.id)
     owns = owned(settings, inbound.system)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ExecAbortError, ResponseError
@@ -47,13 +48,14 @@ def increments(log: Sequence[AttemptEntry]) -> tuple[list[str], list[str], list[
     return outcomes, buckets, flat_sums
 
 
-def payload(log: Sequence[AttemptEntry]) -> dict[str, object]:
-    """The part of ``complete.lua``'s argument that counts the lane's attempts."""
+def payload(log: Sequence[AttemptEntry], space: keys.Keyspace = keys.SINGLE) -> dict[str, object]:
+    """The part of ``complete.lua``'s argument that counts the lane's attempts (in the lane's
+    partition ``space``)."""
     outcomes, buckets, sums = increments(log)
     return {
-        "metric_outcomes_key": keys.METRICS_DELIVERIES,
+        "metric_outcomes_key": space.METRICS_DELIVERIES,
         "metric_outcomes": outcomes,
-        "metric_latency_key": keys.METRICS_DELIVERY_SECONDS,
+        "metric_latency_key": space.METRICS_DELIVERY_SECONDS,
         "metric_buckets": buckets,
         "metric_sums": sums,
     }
@@ -134,7 +136,7 @@ def render(
 async def _counts(
     redis: aioredis.Redis, transaction: bool
 ) -> tuple[set[bytes], dict[bytes, bytes], dict[bytes, bytes]]:
-    """The subscriptions and the two count hashes."""
+    """The subscriptions and the two count hashes (of a one-partition deployment)."""
     pipe = redis.pipeline(transaction=transaction)
     pipe.smembers(keys.SUBSCRIPTIONS)
     pipe.hgetall(keys.METRICS_DELIVERIES)
@@ -143,20 +145,50 @@ async def _counts(
     return members, outcomes, latency
 
 
-async def read(redis: aioredis.Redis) -> list[str]:
+async def _partitioned_counts(
+    redis: aioredis.Redis, layout: keys.Partitions
+) -> tuple[dict[bytes, bytes], dict[bytes, bytes], set[bytes]]:
+    """The two count hashes summed over the partitions, then the subscriptions (read after
+    the counts, so a subscription deleted meanwhile is not one whose counts are kept)."""
+    outcomes: dict[bytes, float] = {}
+    latency: dict[bytes, float] = {}
+    pipe = redis.pipeline(transaction=False)
+    for space in layout:
+        pipe.hgetall(space.METRICS_DELIVERIES)
+        pipe.hgetall(space.METRICS_DELIVERY_SECONDS)
+    found = await pipe.execute()
+    for i, rows in enumerate(found):
+        into = outcomes if i % 2 == 0 else latency
+        for name, n in rows.items():
+            into[name] = into.get(name, 0.0) + float(n)
+    members = cast(set[bytes], await redis.smembers(keys.SUBSCRIPTIONS))
+    return _texts(outcomes), _texts(latency), members
+
+
+def _texts(summed: Mapping[bytes, float]) -> dict[bytes, bytes]:
+    return {k: (repr(v) if v % 1 else str(int(v))).encode() for k, v in summed.items()}
+
+
+async def read(redis: aioredis.Redis, layout: keys.Partitions = keys.ONE) -> list[str]:
     """The per-subscription delivery lines: the subscriptions and their counts read in one
     step (so a count is never taken for a deleted subscription's), then their statuses, and
-    the series of deleted subscriptions dropped."""
+    the series of deleted subscriptions dropped. With several partitions, each partition's
+    counts summed."""
     tidy = True
-    try:
-        members, outcomes, latency = await _counts(redis, transaction=True)
-    except ResponseError as exc:
-        # A full Redis refuses every command queued in a MULTI, reads too: read them apart,
-        # and drop nothing this time (a subscription made between the reads would look gone).
-        if not (is_full(exc) or isinstance(exc, ExecAbortError)):
-            raise
-        tidy = False
-        members, outcomes, latency = await _counts(redis, transaction=False)
+    if len(layout) > 1 or layout.tagged:
+        outcomes, latency, members = await _partitioned_counts(redis, layout)
+        tidy = False  # dropped below partition by partition
+    else:
+        try:
+            members, outcomes, latency = await _counts(redis, transaction=True)
+        except ResponseError as exc:
+            # A full Redis refuses every command queued in a MULTI, reads too: read them
+            # apart, and drop nothing this time (a subscription made between the reads
+            # would look gone).
+            if not (is_full(exc) or isinstance(exc, ExecAbortError)):
+                raise
+            tidy = False
+            members, outcomes, latency = await _counts(redis, transaction=False)
     ids = sorted(s.decode() for s in members)
     pipe = redis.pipeline(transaction=False)
     for sub in ids:
@@ -164,6 +196,14 @@ async def read(redis: aioredis.Redis) -> list[str]:
     raw = await pipe.execute() if ids else []
     statuses = {sub: (s.decode() if s else "active") for sub, s in zip(ids, raw, strict=True)}
     lines, gone_outcomes, gone_latency = render(outcomes, latency, statuses)
+    if (len(layout) > 1 or layout.tagged) and (gone_outcomes or gone_latency):
+        pipe = redis.pipeline(transaction=False)
+        for space in layout:
+            if gone_outcomes:
+                pipe.hdel(space.METRICS_DELIVERIES, *gone_outcomes)
+            if gone_latency:
+                pipe.hdel(space.METRICS_DELIVERY_SECONDS, *gone_latency)
+        await pipe.execute()
     if tidy and (gone_outcomes or gone_latency):
         pipe = redis.pipeline(transaction=False)
         if gone_outcomes:

@@ -1,7 +1,8 @@
 """The delivery package's read queries, on the read layer's ``Viewer``: a subscription's
 recent attempts (its owner's, or an admin's, to read) and the dead letters (admins). Both are
 bounded in Redis (the attempt log is capped, dead letters are read newest first up to
-``limit``), so neither needs a cursor."""
+``limit``), so neither needs a cursor; with several partitions each partition's are read up
+to ``limit`` and merged, newest first."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class DeliveryLog:
 
 class DeliveryQueries:
     def __init__(self, redis: aioredis.Redis, layout: keys.Partitions = keys.ONE) -> None:
-        self.lanes = DeliveryStore(redis)
+        self.lanes = DeliveryStore(redis, layout)
         self.subscriptions = SubscriptionStore(redis, layout)
 
     async def subscription(self, viewer: Viewer, sub_id: str) -> Subscription:

@@ -47,6 +47,7 @@ from incidents.delivery.lanes import (
     DeliveryStore,
     LaneResult,
     lane_incident,
+    lane_space,
     lane_subscription,
     record_bucket,
 )
@@ -82,7 +83,10 @@ EVENT_CACHE = 10_000  # events kept for lanes of other subscriptions (emptied pa
 
 class OutboxRouter(Protocol):
     """The fan-out a dispatcher routes with (``routing.fanout.Router``): it fills the lanes
-    this module works."""
+    this module works, following one outbox per partition."""
+
+    @property
+    def partitions(self) -> int: ...
 
     async def backlog(self) -> bool: ...
 
@@ -95,6 +99,7 @@ class OutboxRouter(Protocol):
         until: Callable[[], bool],
         batch: int = 500,
         seen: dict[int, StoredEvent] | None = None,
+        partition: int = 0,
     ) -> int: ...
 
 
@@ -341,14 +346,33 @@ class Dispatcher:
                 )
 
     async def _follow(self, listen: aioredis.Redis) -> None:
-        """Route as events arrive while this dispatcher holds the routing lease; otherwise
-        stand by, taking the lease when its holder hands it off or it runs out."""
+        """Route each partition's outbox as events arrive while this dispatcher holds that
+        partition's routing lease; stand by for the others, taking a lease when its holder
+        hands it off or it runs out."""
+        if self.router.partitions == 1:
+            await self._follow_partition(listen, 0)
+            return
+        tasks = [
+            asyncio.create_task(self._follow_partition(listen, p))
+            for p in range(self.router.partitions)
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # raises what stopped it (Redis trouble)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _follow_partition(self, listen: aioredis.Redis, partition: int) -> None:
         while not self._closing and not self.stopping():
             self._handoff.clear()
             routed = await self.router.follow(
                 listen,
                 until=lambda: self._closing or self.stopping(),
                 seen=self._events,  # the lanes find the events routed here already decoded
+                partition=partition,
             )
             if routed < 0:
                 with contextlib.suppress(TimeoutError):
@@ -504,26 +528,27 @@ class Dispatcher:
         the subscriptions' version (the cached subscriptions are dropped when it changed),
         the subscription's pause and its channel state for the lane's incident."""
         sub_id, incident = lane_subscription(lane), lane_incident(lane)
+        layout = self.ledger.layout
         ids = [i for i, _ in heads]
         if len(self._events) > EVENT_CACHE:
             self._events.clear()
         found = {s: self._events[s] for _, s in heads if s in self._events}
         # Usually none: the router in this process leaves the events it routed in the cache.
-        reads = EventReads(sorted({s for _, s in heads if s not in found}))
+        reads = EventReads(sorted({s for _, s in heads if s not in found}), layout)
         raws: Sequence[Any]
         rows: Sequence[Any]
         if read is not None:
             version, paused, state, rows = read.version, read.paused, read.state, read.rows
             silences = read.silences
-            raws = await read_events_async(self.redis, reads.sequences)
+            raws = await read_events_async(self.redis, reads.sequences, layout)
         else:
             pipe = self.redis.pipeline(transaction=False)
             # One MGET for the versions and the pause; then the lane's channel state, the
             # records, and the events not cached.
             pipe.mget([keys.SUBSCRIPTIONS_VERSION, keys.SILENCES_VERSION, keys.paused(sub_id)])
-            pipe.hget(keys.channel_state(sub_id), incident or "~")
+            pipe.hget(lane_space(layout, lane).channel_state(sub_id), incident or "~")
             for delivery_id, seq in heads:
-                pipe.hget(record_bucket(seq), delivery_id)
+                pipe.hget(record_bucket(seq, layout), delivery_id)
             reads.queue(pipe)
             answers = await pipe.execute()
             (version, silences, paused), state = answers[0], answers[1]
@@ -531,7 +556,9 @@ class Dispatcher:
         self.cache.observe(version)
         self.silences.observe(silences)
         self.throttle.note(sub_id, paused)
-        records = {i: Delivery.decoded(i, raw) for i, raw in zip(ids, rows, strict=True) if raw}
+        records = {
+            i: Delivery.decoded(i, raw, layout) for i, raw in zip(ids, rows, strict=True) if raw
+        }
         # Returned, not only cached: the cache may be emptied (when it grows large) while
         # the lane is being worked.
         for raw in raws:

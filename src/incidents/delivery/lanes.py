@@ -1,7 +1,7 @@
 """Delivery records, lanes and dead letters: the durable state of every delivery.
 
 A delivery is one (event, subscription) pair, kept in ``incidents:deliveries:<bucket>`` (a
-hash per 32 sequences, field: the delivery id; ``Delivery.encoded``) with its
+hash per 32 sequences of its partition, field: the delivery id; ``Delivery.encoded``) with its
 attempt count and next attempt; its id is the ``webhook-id`` and stays the same across
 retries. Deliveries wait in lanes: one lane per (subscription, incident), a sorted set
 ordered by gateway sequence, so an event goes out only after every earlier event of its
@@ -16,13 +16,25 @@ runs out a few seconds after its worker stops renewing it (killed, say) and the 
 again: delivery is at-least-once. Each lease carries a fencing token: a worker that stalled
 past its lease can neither renew nor complete the lane once another has taken it, so the
 lane's state only moves forward, in order.
+
+Everything of a delivery lives in its event's partition (``keys.Keyspace``; the incident's, for
+an event of an incident): its record, its lane, the due and leased lanes, the dead letters, and
+what completing a lane writes (the attempt log, channel state, the incident's external
+references, the delivery metrics), so each script runs on one slot. With more than one
+partition the global keys a script used to touch beside them (the wake stream, the
+subscriptions' and silences' versions, a sink's pause, a subscription's ``failing_since``)
+are read and written next to the script instead; one partition on one Redis keeps today's
+single script. A worker claims lanes from every partition, taking turns.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
@@ -69,14 +81,24 @@ def routed_id(sequence: int, sub_id: str, source: str, event_id: str) -> str:
     return f"msg_{sequence}_{event}_{sub_id.removeprefix('sub_')}"
 
 
+def _lane_rest(lane: str) -> str:
+    """A lane key after its partition's ``LANE_PREFIX``: ``<subscription>:{<incident>}``. A
+    partition's prefix (``incidents:`` or ``incidents:{p<n>}:``) holds no ``lane:``, so the
+    first one ends the lane prefix."""
+    return lane.partition(_LANE_MARK)[2]
+
+
+_LANE_MARK = keys.LANE_PREFIX.removeprefix(keys.PREFIX)  # "lane:"
+
+
 def lane_subscription(lane: str) -> str:
-    """The subscription id of a lane key (``keys.lane``)."""
-    return lane.removeprefix(keys.LANE_PREFIX).split(":", 1)[0]
+    """The subscription id of a lane key (``keys.lane``, ``Keyspace.lane``)."""
+    return _lane_rest(lane).split(":", 1)[0]
 
 
 def lane_incident(lane: str) -> str:
     """The incident of a lane key (``keys.lane``); "" for the lane of an event without one."""
-    tag = lane.removeprefix(keys.LANE_PREFIX).split(":", 1)[1]
+    tag = _lane_rest(lane).split(":", 1)[1]
     incident = tag[1:-1]  # inside the hash tag's braces
     return "" if incident.startswith("~") else incident
 
@@ -89,13 +111,27 @@ def sequence_of(delivery_id: str) -> int | None:
     return int(parts[1])
 
 
-def record_bucket(sequence: int) -> str:
-    """The hash that keeps the delivery records of the events of this sequence's bucket."""
-    return keys.deliveries(sequence // keys.DELIVERY_BUCKET)
+def lane_space(layout: keys.Partitions, lane: str) -> keys.Keyspace:
+    """The partition a lane key belongs to (its ``{p<n>}`` tag, when tagged)."""
+    if not layout.tagged:
+        return layout.spaces[0]
+    start = len(keys.PREFIX) + 2  # past "incidents:{p"
+    return layout.spaces[int(lane[start : lane.index("}", start)])]
 
 
-def lane_for(sub_id: str, incident: str, delivery_id: str) -> str:
-    return keys.lane(sub_id, incident if incident else "~" + delivery_id)
+def record_bucket(sequence: int, layout: keys.Partitions = keys.ONE) -> str:
+    """The hash that keeps the delivery records of the events of this sequence's bucket (in
+    the partition that stored the event)."""
+    space = layout.of_sequence(sequence)
+    return space.deliveries(space.delivery_bucket(sequence))
+
+
+def lane_for(
+    sub_id: str, incident: str, delivery_id: str, space: keys.Keyspace = keys.SINGLE
+) -> str:
+    """The lane of a delivery: one per (subscription, incident) in ``space``, the partition of
+    the delivery's event; one of its own for an event without incident."""
+    return space.lane(sub_id, incident if incident else "~" + delivery_id)
 
 
 @dataclass(frozen=True)
@@ -121,9 +157,13 @@ class Delivery:
     @property
     def place(self) -> tuple[str, str]:
         """Where the record is kept: the hash of its sequence's bucket, and the field."""
-        return keys.deliveries(self.seq // keys.DELIVERY_BUCKET), self.id
+        return self.place_in(keys.ONE)
 
-    def encoded(self) -> bytes:
+    def place_in(self, layout: keys.Partitions) -> tuple[str, str]:
+        """``place`` in a deployment of ``layout``: in its event's partition."""
+        return record_bucket(self.seq, layout), self.id
+
+    def encoded(self, layout: keys.Partitions = keys.ONE) -> bytes:
         """The record as stored: a JSON array [subscription, sequence, state, attempts,
         created, incident, next attempt, last status, reason, last error, lane, withholding
         rule, silence, filter error], without
@@ -131,7 +171,8 @@ class Delivery:
         ``lane_for`` gives) and without empty values at the end. One is kept for every
         delivery until retention removes it, and a short one keeps its bucket compact."""
         derived = self.id.endswith("_" + self.sub.removeprefix("sub_"))
-        lane = "" if self.lane == lane_for(self.sub, self.incident, self.id) else self.lane
+        space = layout.of_sequence(self.seq)
+        lane = "" if self.lane == lane_for(self.sub, self.incident, self.id, space) else self.lane
         found: list[object] = [
             "" if derived else self.sub,
             self.seq,
@@ -153,8 +194,10 @@ class Delivery:
         return orjson.dumps(found)
 
     @classmethod
-    def decoded(cls, delivery_id: str, raw: bytes | str) -> Delivery:
-        """A record as ``encoded`` stores it."""
+    def decoded(
+        cls, delivery_id: str, raw: bytes | str, layout: keys.Partitions = keys.ONE
+    ) -> Delivery:
+        """A record as ``encoded`` stores it (in a deployment of ``layout``)."""
         found: list[Any] = orjson.loads(raw)
         found += [None] * (14 - len(found))
         sub, seq, state, attempts, created, incident = found[:6]
@@ -165,7 +208,7 @@ class Delivery:
             id=delivery_id,
             sub=sub,
             seq=int(seq),
-            lane=lane or lane_for(sub, incident, delivery_id),
+            lane=lane or lane_for(sub, incident, delivery_id, layout.of_sequence(int(seq))),
             incident=incident,
             state=DeliveryState(state or PENDING),
             attempts=int(attempts or 0),
@@ -222,6 +265,7 @@ class RoutedBatch:
     token: str  # of the routing lease
     lease_ms: int  # how long the lease is extended by
     ids: list[str]  # the outbox entry ids, acknowledged with the deliveries queued
+    partition: int = 0  # whose outbox and routing lease
 
 
 @dataclass(frozen=True)
@@ -249,13 +293,16 @@ class Claimed:
 
 class DeliveryStore:
     """The deliveries in Redis: their records, the lanes they wait in (claimed under a lease,
-    renewed, completed), the attempt log and the dead letters."""
+    renewed, completed), the attempt log and the dead letters, in every partition of
+    ``layout`` (each delivery in its event's)."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, layout: keys.Partitions = keys.ONE) -> None:
         self.redis = redis
+        self.layout = layout
         # When the earliest due lane or lease end left by the last ``claim`` falls (unix
         # time; None: nothing is queued at all).
         self.next_due: float | None = None
+        self._turn = 0  # the partition the next claim starts with
         self._enqueue = redis.register_script(load_script("enqueue"))
         self._claim = redis.register_script(load_script("claim"))
         self._renew = redis.register_script(load_script("renew"))
@@ -270,21 +317,62 @@ class DeliveryStore:
     ) -> int:
         """Queue deliveries (existing records are left alone unless ``force``); how many were
         created. With ``routed``, only under the router's lease, which is extended, and the
-        outbox entries routed are acknowledged in the same step: -1 (nothing written) when
-        the lease was lost."""
+        outbox entries routed are acknowledged in the same step: -1 (nothing written in the
+        routed partition) when the lease was lost. One step per partition the deliveries
+        fall in; the routed partition's last."""
         if not deliveries and routed is None:
             return 0
+        groups: dict[int, list[Delivery]] = {}
+        for d in deliveries:
+            groups.setdefault(self.layout.of_sequence(d.seq).partition, []).append(d)
+        if routed is not None:
+            groups[routed.partition] = groups.pop(routed.partition, [])  # last
+        created, woke = 0, False
+        async with guarded("queueing deliveries"):
+            for partition, group in groups.items():
+                lease = routed if routed is not None and routed.partition == partition else None
+                made, made_due = await self._enqueue_in(
+                    self.layout.spaces[partition], group, now, force, lease
+                )
+                if made < 0:
+                    return -1
+                created, woke = created + made, woke or made_due
+            if woke:  # a tagged layout: the wake stream is global, written beside the scripts
+                await self.redis.xadd(
+                    keys.LANES_WAKE, {"due": repr(now)}, maxlen=WAKE_KEEP, approximate=True
+                )
+        return created
+
+    async def _enqueue_in(
+        self,
+        space: keys.Keyspace,
+        deliveries: Sequence[Delivery],
+        now: float,
+        force: bool,
+        routed: RoutedBatch | None,
+    ) -> tuple[int, bool]:
+        """``enqueue`` in one partition: (how many were created or -1, whether a lane became
+        due and the caller adds the wake entry)."""
         items = [
             {
                 "id": d.id,
                 "lane": d.lane,
                 "seq": d.seq,
-                "bucket": d.place[0],
-                "record": d.encoded().decode(),
+                "bucket": d.place_in(self.layout)[0],
+                "record": d.encoded(self.layout).decode(),
             }
             for d in deliveries
         ]
-        script_keys = [keys.LANES_WAKE]
+        script_keys = [
+            space.DELIVERY_BUCKETS,
+            space.DEAD_LETTERS,
+            space.LANES_LEASED,
+            space.LANES_DUE,
+            space.ROUTE_LOCK,
+            space.OUTBOX,
+        ]
+        if not self.layout.tagged:  # one Redis, one partition: the wake entry in the script
+            script_keys.append(keys.LANES_WAKE)
         args: list[str | int | float | bytes] = [
             repr(now),
             orjson.dumps(items),
@@ -292,14 +380,12 @@ class DeliveryStore:
             WAKE_KEEP,
         ]
         if routed is not None:
-            script_keys += [keys.ROUTE_LOCK, keys.OUTBOX]
             args += [routed.token, routed.lease_ms, keys.ROUTER_GROUP, orjson.dumps(routed.ids)]
         else:
             args += ["", "", "", "[]"]
-        args.append(keys.DELIVERY_BUCKET)
-        async with guarded("queueing deliveries"):
-            created = await self._enqueue(keys=script_keys, args=args)
-        return int(created)
+        args.append(space.delivery_bucket_size)
+        created, woke = await self._enqueue(keys=script_keys, args=args)
+        return int(created), bool(woke) and self.layout.tagged
 
     async def claim(
         self,
@@ -310,29 +396,78 @@ class DeliveryStore:
         cap: int | None = None,
     ) -> list[Claimed]:
         """Lease up to ``lanes`` due lanes, none of a subscription that already holds ``cap``
-        lanes (``held``: subscription id -> lanes the caller holds now). Sets ``next_due``."""
+        lanes (``held``: subscription id -> lanes the caller holds now). Sets ``next_due``.
+
+        With several partitions each is asked in turn (starting with the next one at each
+        call) for a fair share of what is still wanted; what one leaves goes to the others,
+        and the partitions that filled their share are asked again for what is left."""
+        spaces = self.layout.spaces
+        if len(spaces) == 1:
+            claimed, self.next_due = await self._claim_in(
+                spaces[0], now, lanes, per_lane, held or {}, cap
+            )
+            return claimed
+        cap = lanes if cap is None else cap  # of the whole claim, not of one partition's
+        start = self._turn
+        self._turn = (start + 1) % len(spaces)
+        order = spaces[start:] + spaces[:start]
+        holding: Counter[str] = Counter(held or {})
+        out: list[Claimed] = []
+        dues: list[float] = []
+        filled: list[keys.Keyspace] = []
+
+        async def take(space: keys.Keyspace, wanted: int) -> int:
+            found, due = await self._claim_in(space, now, wanted, per_lane, holding, cap)
+            if due is not None:
+                dues.append(due)
+            for c in found:
+                holding[lane_subscription(c.lane)] += 1
+            out.extend(found)
+            return len(found)
+
+        for i, space in enumerate(order):
+            wanted = -(-(lanes - len(out)) // (len(order) - i))  # a fair share of what is left
+            if await take(space, wanted) >= wanted > 0:
+                filled.append(space)
+        for space in filled:
+            if len(out) >= lanes:
+                break
+            await take(space, lanes - len(out))
+        self.next_due = min(dues) if dues else None
+        return out
+
+    async def _claim_in(
+        self,
+        space: keys.Keyspace,
+        now: float,
+        lanes: int,
+        per_lane: int,
+        held: Mapping[str, int],
+        cap: int | None,
+    ) -> tuple[list[Claimed], float | None]:
+        """``claim`` in one partition: the lanes leased, and when its next lane or lease
+        falls due."""
         raw = await self._claim(
-            keys=[keys.LANES_DUE, keys.LANES_LEASED, keys.LANE_HOLDERS, keys.LANE_TOKENS],
+            keys=[space.LANES_DUE, space.LANES_LEASED, space.LANE_HOLDERS, space.LANE_TOKENS],
             args=[
                 repr(now),
                 repr(now + LEASE_SECONDS),
                 lanes,
                 per_lane,
                 lanes if cap is None else cap,
-                orjson.dumps(dict(held or {})),
+                orjson.dumps(dict(held)),
                 CAPPED_DEFER_SECONDS,
                 lanes + CLAIM_SCAN_EXTRA,
-                keys.LANE_PREFIX,
+                space.LANE_PREFIX,
             ],
         )
         first = raw[0].decode()
-        self.next_due = float(first) if first else None
         out, i = [], 1
         while i < len(raw):
             lane, token, n = raw[i].decode(), str(raw[i + 1]), int(raw[i + 2])
             out.append(Claimed(lane, token, _heads(raw[i + 3 : i + 3 + 2 * n])))
             i += 3 + 2 * n
-        return out
+        return out, float(first) if first else None
 
     def expect(self, due: float) -> None:
         """A lane was handed back due at ``due``: make ``next_due`` no later."""
@@ -340,24 +475,34 @@ class DeliveryStore:
 
     async def renew(self, leases: Iterable[Claimed], now: float) -> int:
         """Extend the leases still held; how many were."""
-        pairs = [x for c in leases for x in (c.lane, c.token)]
-        if not pairs:
-            return 0
-        return int(
-            await self._renew(
-                keys=[keys.LANES_LEASED, keys.LANE_HOLDERS],
-                args=[repr(now + LEASE_SECONDS), *pairs],
+        pairs: dict[int, list[str]] = {}
+        for c in leases:
+            pairs.setdefault(lane_space(self.layout, c.lane).partition, []).extend(
+                (c.lane, c.token)
             )
-        )
+        renewed = 0
+        for partition, flat in pairs.items():
+            space = self.layout.spaces[partition]
+            renewed += int(
+                await self._renew(
+                    keys=[space.LANES_LEASED, space.LANE_HOLDERS],
+                    args=[repr(now + LEASE_SECONDS), *flat],
+                )
+            )
+        return renewed
 
     async def records(self, ids: Sequence[str]) -> dict[str, Delivery]:
         """The records of deliveries by id (an id that names no sequence has none)."""
         known = [(i, seq) for i in ids if (seq := sequence_of(i)) is not None]
         pipe = self.redis.pipeline(transaction=False)
         for i, seq in known:
-            pipe.hget(record_bucket(seq), i)
+            pipe.hget(record_bucket(seq, self.layout), i)
         rows = await pipe.execute()
-        return {i: Delivery.decoded(i, r) for (i, _), r in zip(known, rows, strict=True) if r}
+        return {
+            i: Delivery.decoded(i, r, self.layout)
+            for (i, _), r in zip(known, rows, strict=True)
+            if r
+        }
 
     async def complete(self, result: LaneResult) -> bool:
         """Write what working the lane changed, in one step, and hand the lane back; False
@@ -371,81 +516,124 @@ class DeliveryStore:
         over) its lease is kept, extended from ``now``, and the next ``more`` of them returned
         to be worked under it, with their records, the subscriptions' version, the pause and
         the channel state read in the same step; no heads when the lane was handed back; None
-        (nothing written) when the lease was lost."""
+        (nothing written) when the lease was lost. With a tagged layout the global keys (the
+        versions, the pause, the healthy subscriptions' ``failing_since``) are read and
+        written next to the lane's step, not in it."""
         sub_id = lane_subscription(result.lane)
-        payload = {
+        space = lane_space(self.layout, result.lane)
+        tagged = self.layout.tagged
+        payload: dict[str, object] = {
             "more": more,
             "lease_until": now + LEASE_SECONDS,
             "lane": result.lane,
             "token": result.token,
-            "version_key": keys.SUBSCRIPTIONS_VERSION,
-            "silences_key": keys.SILENCES_VERSION,
-            "paused_key": keys.paused(sub_id),
-            "state_key": keys.channel_state(sub_id),
+            "state_key": space.channel_state(sub_id),
             "state_field": lane_incident(result.lane) or "~",
-            "record_prefix": keys.deliveries(0)[:-1],
-            "bucket_size": keys.DELIVERY_BUCKET,
+            "record_prefix": space.deliveries(0)[:-1],
+            "bucket_size": space.delivery_bucket_size,
             "due": result.due,
             "finished": result.finished,
             "records": [
-                {"key": r.place[0], "id": r.id, "value": r.encoded().decode()}
+                {
+                    "key": r.place_in(self.layout)[0],
+                    "id": r.id,
+                    "value": r.encoded(self.layout).decode(),
+                }
                 for r in result.records
             ],
             "log": [
-                {"key": keys.attempts(entry.subscription), "entry": entry.encoded()}
+                {"key": space.attempts(entry.subscription), "entry": entry.encoded()}
                 for entry in result.log
             ],
             "log_length": LOG_LENGTH,
-            **delivery_metrics.payload(result.log),
+            **delivery_metrics.payload(result.log, space),
             "dead": [{"id": i, "at": at} for i, at in result.dead],
-            "healthy": [keys.subscription(s) for s in result.healthy],
+            "healthy": [] if tagged else [keys.subscription(s) for s in result.healthy],
             "dropped": [
-                {"key": record_bucket(seq), "id": i}
+                {"key": record_bucket(seq, self.layout), "id": i}
                 for i in result.dropped
                 if (seq := sequence_of(i)) is not None
             ],
             "states": [
                 {
-                    "key": keys.channel_state(sub),
+                    "key": space.channel_state(sub),
                     "field": incident,
                     "value": state.encoded(),
                     # the record in the other system, shown in the incident's external_refs
-                    "refs": keys.incident_refs(incident),
+                    "refs": space.incident_refs(incident),
                     "ref_fields": _ref_fields(result.channel, sub, state),
                 }
                 for (sub, incident), state in result.states.items()
             ],
         }
+        if not tagged:  # read in the lane's step
+            payload["version_key"] = keys.SUBSCRIPTIONS_VERSION
+            payload["silences_key"] = keys.SILENCES_VERSION
+            payload["paused_key"] = keys.paused(sub_id)
         raw = await self._complete(
-            keys=[keys.LANES_DUE, keys.LANES_LEASED, keys.LANE_HOLDERS, keys.DEAD_LETTERS],
+            keys=[space.LANES_DUE, space.LANES_LEASED, space.LANE_HOLDERS, space.DEAD_LETTERS],
             args=[orjson.dumps(payload)],
         )
         if not int(raw[0]):
             return None
+        read: list[Any] = [None, None, None]
+        if tagged and (result.healthy or len(raw) > 1):
+            pipe = self.redis.pipeline(transaction=False)
+            for s in sorted(result.healthy):
+                pipe.hdel(keys.subscription(s), "failing_since")
+            pipe.mget([keys.SUBSCRIPTIONS_VERSION, keys.paused(sub_id), keys.SILENCES_VERSION])
+            read = (await pipe.execute())[-1]
         if len(raw) == 1:
             return Continued(())
         heads, version, paused, state, silences, *rows = raw[1:]
+        if tagged:
+            version, paused, silences = read
         return Continued(
             _heads(heads), version, paused, state, tuple(r or None for r in rows), silences
         )
 
     async def attempts(self, sub_id: str, limit: int) -> list[dict[str, object]]:
-        """The subscription's attempt log, newest first, as stored (``AttemptEntry``)."""
+        """The subscription's attempt log, newest first, as stored (``AttemptEntry``); the
+        partitions' logs merged by time."""
         async with guarded("reading deliveries"):
-            rows = await self.redis.lrange(keys.attempts(sub_id), 0, limit - 1)
-        return [orjson.loads(r) for r in rows]
+            found = await asyncio.gather(
+                *(self.redis.lrange(s.attempts(sub_id), 0, limit - 1) for s in self.layout)
+            )
+        entries: list[dict[str, Any]] = [orjson.loads(r) for rows in found for r in rows]
+        if len(found) > 1:
+            entries.sort(key=_attempt_time, reverse=True)  # stable: each log's order kept
+        return entries[:limit]
 
     async def dead_letters(self, limit: int) -> list[Delivery]:
+        """The latest ``limit`` dead letters, newest first, of every partition."""
         async with guarded("reading dead letters"):
-            raw = await self.redis.zrevrange(keys.DEAD_LETTERS, 0, limit - 1)
-            ids = [cast(bytes, i).decode() for i in raw]
-            found = await self.records(ids)
-        return [found[i] for i in ids if i in found]
+            found = await asyncio.gather(
+                *(
+                    self.redis.zrevrange(s.DEAD_LETTERS, 0, limit - 1, withscores=True)
+                    for s in self.layout
+                )
+            )
+            scored = cast(list[list[tuple[bytes, float]]], found)
+            newest = sorted(
+                ((float(at), i.decode()) for rows in scored for i, at in rows),
+                key=lambda x: -x[0],
+            )
+            ids = [i for _, i in newest[:limit]]
+            records = await self.records(ids)
+        return [records[i] for i in ids if i in records]
 
     async def get(self, delivery_id: str) -> Delivery | None:
         async with guarded("reading a delivery"):
             found = await self.records([delivery_id])
         return found.get(delivery_id)
+
+
+def _attempt_time(entry: Mapping[str, Any]) -> float:
+    """When an attempt log entry was made (its ``time``, RFC 3339)."""
+    try:
+        return datetime.fromisoformat(str(entry.get("time"))).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _heads(flat: Sequence[bytes]) -> tuple[tuple[str, int], ...]:

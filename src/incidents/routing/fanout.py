@@ -11,6 +11,12 @@ trimmed to about ``INCIDENTS_STREAM_RETENTION`` entries; an unrouted entry is ne
 
 A running worker's deliver job follows the outbox (``Router.follow``): it keeps the lease and
 waits for new entries with a blocking read, so an event is routed as soon as it is accepted.
+
+Each partition (``keys.Keyspace``) has its own outbox and its own routing lease: a worker
+routes the partitions whose lease is free (a routing job takes every free one; a following
+worker follows each it holds and stands by for the others), so a worker that dies leaves its
+partitions to the others once their leases run out. An event's deliveries go to its own
+partition's lanes, which one router fills, in that partition's order, hence the incident's.
 """
 
 from __future__ import annotations
@@ -43,9 +49,8 @@ from incidents.model.cloudevent import StoredEvent
 from incidents.model.origin import came_from
 from incidents.model.types import Extension
 from incidents.store import keys
-from incidents.store.events import EventReads, EventStore, stored_event
-from incidents.store.keys import OUTBOX
-from incidents.store.redis import FULL_REASON, FULL_RETRY_AFTER, UNAVAILABLE
+from incidents.store.events import EventReads, read_events_async, stored_event
+from incidents.store.redis import FULL_REASON, FULL_RETRY_AFTER, UNAVAILABLE, guarded
 from incidents.store.scripts import load_script
 from incidents.subscriptions.subscription import Subscription, SubscriptionCache, SubscriptionStore
 from incidents.tracing.spans import NoSpans, Spans
@@ -61,49 +66,61 @@ TRIM_EVERY = 2.0  # seconds between trims of the routed entries while following 
 log = logging.getLogger("incidents.delivery")
 
 
-def delivery_for(stored: StoredEvent, sub: Subscription, delivery_id: str, now: float) -> Delivery:
+def delivery_for(
+    stored: StoredEvent,
+    sub: Subscription,
+    delivery_id: str,
+    now: float,
+    layout: keys.Partitions = keys.ONE,
+) -> Delivery:
     incident = str(stored.event.get(Extension.INCIDENT_ID) or "")
     return Delivery(
         id=delivery_id,
         sub=sub.id,
         seq=stored.sequence,
-        lane=lane_for(sub.id, incident, delivery_id),
+        lane=lane_for(sub.id, incident, delivery_id, layout.of_sequence(stored.sequence)),
         incident=incident,
         created=now,
     )
 
 
-async def ensure_group(redis: aioredis.Redis) -> None:
-    """The routers' group on the outbox, from its first entry on."""
-    await ensure_stream_group(redis, OUTBOX, keys.ROUTER_GROUP, "0")
+async def ensure_group(redis: aioredis.Redis, space: keys.Keyspace = keys.SINGLE) -> None:
+    """The routers' group on the partition's outbox, from its first entry on."""
+    await ensure_stream_group(redis, space.OUTBOX, keys.ROUTER_GROUP, "0")
 
 
-async def outbox_backlog(redis: aioredis.Redis, retention: int = 0) -> bool:
-    """Whether the outbox holds entries not routed yet; when it holds none, it is trimmed to
-    about ``retention`` entries (0: not trimmed)."""
+async def outbox_backlog(
+    redis: aioredis.Redis, retention: int = 0, space: keys.Keyspace = keys.SINGLE
+) -> bool:
+    """Whether the partition's outbox holds entries not routed yet; when it holds none, it is
+    trimmed to about ``retention`` entries (0: not trimmed)."""
     script = redis.register_script(load_script("outbox"))
-    return bool(await script(keys=[OUTBOX], args=[keys.ROUTER_GROUP, retention]))
+    return bool(await script(keys=[space.OUTBOX], args=[keys.ROUTER_GROUP, retention]))
 
 
-async def routed_through(redis: aioredis.Redis) -> int:
-    """The gateway sequence up to which events are routed (their deliveries queued and their
-    outbox entries acknowledged); 0 when none is. Entries the router holds unacknowledged are
-    not: routing is up to the one before the first of them."""
+async def routed_through(
+    redis: aioredis.Redis, space: keys.Keyspace = keys.SINGLE, layout: keys.Partitions = keys.ONE
+) -> int:
+    """The gateway sequence up to which the events of partition ``space`` are routed (their
+    deliveries queued and their outbox entries acknowledged); 0 when none is. Entries the
+    router holds unacknowledged are not: routing is up to the one before the first of them.
+    Sequences grow within a partition, not across: compare it with that partition's."""
+    outbox = space.OUTBOX
     try:
-        groups: Any = await redis.xinfo_groups(OUTBOX)
+        groups: Any = await redis.xinfo_groups(outbox)
     except ResponseError:  # no outbox yet
         return 0
     found = [g for g in groups if _text(g["name"]) == keys.ROUTER_GROUP]
     if not found:
         return 0
-    pending: Any = await redis.xpending(OUTBOX, keys.ROUTER_GROUP)
+    pending: Any = await redis.xpending(outbox, keys.ROUTER_GROUP)
     held = bool(pending["pending"])
     edge = _text(pending["min"] if held else found[0]["last-delivered-id"])
     if edge == "0-0":
         return 0
-    entries: Any = await redis.xrange(OUTBOX, edge, edge)
+    entries: Any = await redis.xrange(outbox, edge, edge)
     if not entries:  # trimmed: routed long ago (unrouted entries are never trimmed)
-        return int(await redis.get(keys.SEQUENCE) or 0)
+        return layout.sequence(space, int(await redis.get(space.SEQUENCE) or 0))
     seq = int(entries[0][1][b"seq"])
     return seq - 1 if held else seq
 
@@ -116,9 +133,9 @@ class Router:
     """The fan-out over one Redis client: routes the outbox (``route``) or follows it
     (``follow``) under the routing lease, matching each event against the subscriptions
     (``cache``, read through ``subscriptions``) and queueing the deliveries in the lanes
-    (``ledger``). Built with its collaborators by the worker (``WorkerContext.router``).
-    ``retention``: about how many routed entries the stream keeps once nothing is left to
-    route (0: it is not trimmed)."""
+    (``ledger``, whose layout says the partitions). Built with its collaborators by the worker
+    (``WorkerContext.router``). ``retention``: about how many routed entries a partition's
+    stream keeps once nothing is left to route (0: it is not trimmed)."""
 
     def __init__(
         self,
@@ -133,36 +150,54 @@ class Router:
     ) -> None:
         self.redis, self.cache, self.clock = redis, cache, clock
         self.subscriptions, self.ledger = subscriptions, ledger
+        self.layout = ledger.layout
         self.retention = retention
         self.spans = spans
 
+    @property
+    def partitions(self) -> int:
+        """How many outboxes there are to route (``follow`` takes one of them)."""
+        return len(self.layout)
+
     async def backlog(self) -> bool:
-        """Whether the outbox holds entries not routed yet (it is not trimmed here)."""
-        return await outbox_backlog(self.redis)
+        """Whether any partition's outbox holds entries not routed yet (not trimmed here)."""
+        for space in self.layout:
+            if await outbox_backlog(self.redis, 0, space):
+                return True
+        return False
 
     async def route(self, batch: int = 500, seconds: float = 20.0) -> int:
-        """Route outbox entries until none is left (or ``seconds`` pass); the number routed.
-        The routed entries are kept, the stream trimmed to about ``retention`` entries once
-        nothing is left to route. Returns 0 at once when another router holds the lease."""
+        """Route the outbox entries of every partition whose routing lease is free until none
+        is left (or ``seconds`` pass); the number routed. The routed entries are kept, a
+        stream trimmed to about ``retention`` entries once nothing is left in it to route.
+        Returns 0 at once when other routers hold every lease."""
+        stop = time.monotonic() + seconds
+        routed = 0
+        for space in self.layout:
+            routed += await self._route(space, batch, stop)
+        return routed
+
+    async def _route(self, space: keys.Keyspace, batch: int, stop: float) -> int:
         redis = self.redis
         token = secrets.token_hex(8)
-        if not await redis.set(keys.ROUTE_LOCK, token, nx=True, px=LOCK_MS):
+        if not await redis.set(space.ROUTE_LOCK, token, nx=True, px=LOCK_MS):
             return 0
         routed = 0
         try:
-            await ensure_group(redis)
-            router = self._batches()
-            stop = time.monotonic() + seconds
+            await ensure_group(redis, space)
+            router = self._batches(space)
             while time.monotonic() < stop:
-                entries = await _read(redis, "0", batch) or await _read(redis, ">", batch)
+                entries = await _read(redis, space, "0", batch) or await _read(
+                    redis, space, ">", batch
+                )
                 if not entries:
-                    await outbox_backlog(redis, self.retention)
+                    await outbox_backlog(redis, self.retention, space)
                     break
                 if not await router.route(entries, token):
                     break
                 routed += len(entries)
         finally:
-            await _unlock(redis, token)
+            await _unlock(redis, space, token)
         return routed
 
     async def follow(
@@ -172,59 +207,64 @@ class Router:
         until: Callable[[], bool],
         batch: int = 500,
         seen: dict[int, StoredEvent] | None = None,
+        partition: int = 0,
     ) -> int:
-        """Hold the routing lease and route entries as they are added, waiting for them with
-        a blocking read on ``listen`` (a client of its own, so the wait holds none of
-        ``redis``'s connections), until ``until()`` (checked at least every ``ROUTE_BLOCK_MS``)
-        or the lease is lost. Returns -1 at once when another router holds the lease, else the
-        number routed. On the way out the lease is released and a hand-off entry added to the
-        wake stream, so a standing-by router takes over without waiting out its retry.
-        ``seen``, when given, gets the events routed (by sequence), so a dispatcher in the same
-        process need not read and decode them again to send them."""
+        """Hold the routing lease of ``partition`` and route its entries as they are added,
+        waiting for them with a blocking read on ``listen`` (a client of its own, so the wait
+        holds none of ``redis``'s connections), until ``until()`` (checked at least every
+        ``ROUTE_BLOCK_MS``) or the lease is lost. Returns -1 at once when another router holds
+        the lease, else the number routed. On the way out the lease is released and a hand-off
+        entry added to the wake stream, so a standing-by router takes over without waiting out
+        its retry. ``seen``, when given, gets the events routed (by sequence), so a dispatcher
+        in the same process need not read and decode them again to send them."""
         redis = self.redis
+        space = self.layout.spaces[partition]
         token = secrets.token_hex(8)
-        if not await redis.set(keys.ROUTE_LOCK, token, nx=True, px=LOCK_MS):
+        if not await redis.set(space.ROUTE_LOCK, token, nx=True, px=LOCK_MS):
             return -1
         routed = 0
         try:
-            await ensure_group(redis)
-            router = self._batches(seen)
+            await ensure_group(redis, space)
+            router = self._batches(space, seen)
             start, trimmed = "0", time.monotonic()  # first what a dead router left unacknowledged
             while not until():
                 if start == "0":
-                    entries = await _read(redis, "0", batch)
+                    entries = await _read(redis, space, "0", batch)
                     start = "0" if entries else ">"
                 else:
                     # Bounded on our side too: a read on a dead connection fails, never hangs.
                     try:
                         async with asyncio.timeout(ROUTE_BLOCK_MS / 1000 + 2.0):
-                            entries = await _read(listen, ">", batch, block=ROUTE_BLOCK_MS)
+                            entries = await _read(listen, space, ">", batch, block=ROUTE_BLOCK_MS)
                     except ResponseError as exc:
                         if not stream_gone(exc):
                             raise
-                        await ensure_group(redis)  # the outbox was deleted
+                        await ensure_group(redis, space)  # the outbox was deleted
                         continue
                 if not await (router.route(entries, token) if entries else router.keep(token)):
                     log.warning("the routing lease ran out; another router carries on")
                     break
                 routed += len(entries)
                 if time.monotonic() - trimmed > TRIM_EVERY:
-                    await outbox_backlog(redis, self.retention)
+                    await outbox_backlog(redis, self.retention, space)
                     trimmed = time.monotonic()
                     # Entries a router read but did not queue (it stalled past its lease, and
                     # its queueing was refused) wait unacknowledged: read them first again.
                     start = "0"
         finally:
             with contextlib.suppress(*UNAVAILABLE):
-                await _unlock(redis, token)
+                await _unlock(redis, space, token)
                 await redis.xadd(
                     keys.LANES_WAKE, {"route": "free"}, maxlen=WAKE_KEEP, approximate=True
                 )
         return routed
 
-    def _batches(self, seen: dict[int, StoredEvent] | None = None) -> _Batches:
+    def _batches(
+        self, space: keys.Keyspace, seen: dict[int, StoredEvent] | None = None
+    ) -> _Batches:
         return _Batches(
             self.redis,
+            space,
             self.cache,
             self.subscriptions,
             self.ledger,
@@ -235,11 +275,12 @@ class Router:
 
 
 class _Batches:
-    """Routes batches of outbox entries under a routing lease."""
+    """Routes batches of one partition's outbox entries under its routing lease."""
 
     def __init__(
         self,
         redis: aioredis.Redis,
+        space: keys.Keyspace,
         cache: SubscriptionCache,
         subs: SubscriptionStore,
         ledger: DeliveryStore,
@@ -247,9 +288,10 @@ class _Batches:
         seen: dict[int, StoredEvent] | None = None,
         spans: Spans | None = None,
     ):
-        self.redis, self.cache, self.clock, self.seen = redis, cache, clock, seen
+        self.redis, self.space, self.cache, self.clock, self.seen = redis, space, cache, clock, seen
         self.spans: Spans = spans if spans is not None else NoSpans()
         self.subs, self.ledger = subs, ledger
+        self.layout = ledger.layout
         self._renew = redis.register_script(load_script("lease"))
 
     async def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]], token: str) -> bool:
@@ -259,7 +301,7 @@ class _Batches:
         seqs = [int(fields[b"seq"]) for _, fields in entries if fields and b"seq" in fields]
         # The subscriptions' version is read with the events, after they were accepted: a
         # subscription made before an event was accepted is seen when it is routed.
-        reads = EventReads(seqs)
+        reads = EventReads(seqs, self.layout)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(keys.SUBSCRIPTIONS_VERSION)
             reads.queue(pipe)
@@ -276,9 +318,11 @@ class _Batches:
             for s, found in zip(stored, matched, strict=True):
                 if found.matched or found.failed:
                     self.seen[s.sequence] = s
-        now = self.clock()
+        now, layout = self.clock(), self.layout
         deliveries = [
-            delivery_for(s, sub, routed_id(s.sequence, sub.id, s.event.source, s.event.id), now)
+            delivery_for(
+                s, sub, routed_id(s.sequence, sub.id, s.event.source, s.event.id), now, layout
+            )
             for s, found in zip(stored, matched, strict=True)
             for sub in found.matched
             if not came_from(s.event, sub.id)  # the system it came from already shows it
@@ -289,7 +333,7 @@ class _Batches:
         deliveries += [
             replace(
                 delivery_for(
-                    s, sub, routed_id(s.sequence, sub.id, s.event.source, s.event.id), now
+                    s, sub, routed_id(s.sequence, sub.id, s.event.source, s.event.id), now, layout
                 ),
                 filter_error=str(failure),
             )
@@ -298,7 +342,7 @@ class _Batches:
             if not came_from(s.event, sub.id)
         ]
         ids = [entry_id.decode() for entry_id, _ in entries]
-        routed = RoutedBatch(token, LOCK_MS, ids)
+        routed = RoutedBatch(token, LOCK_MS, ids, self.space.partition)
         done = await self.ledger.enqueue(deliveries, now, routed=routed) >= 0
         if done and self.spans.enabled:
             for s, found in zip(stored, matched, strict=True):
@@ -307,18 +351,22 @@ class _Batches:
 
     async def keep(self, token: str) -> bool:
         """Extend the lease (no entries came); False if it was lost."""
-        return bool(await self._renew(keys=[keys.ROUTE_LOCK], args=[token, LOCK_MS]))
+        return bool(await self._renew(keys=[self.space.ROUTE_LOCK], args=[token, LOCK_MS]))
 
 
-async def _unlock(redis: aioredis.Redis, token: str) -> None:
-    await redis.register_script(load_script("unlock"))(keys=[keys.ROUTE_LOCK], args=[token])
+async def _unlock(redis: aioredis.Redis, space: keys.Keyspace, token: str) -> None:
+    await redis.register_script(load_script("unlock"))(keys=[space.ROUTE_LOCK], args=[token])
 
 
 async def _read(
-    redis: aioredis.Redis, start: str, count: int, block: int | None = None
+    redis: aioredis.Redis,
+    space: keys.Keyspace,
+    start: str,
+    count: int,
+    block: int | None = None,
 ) -> list[tuple[bytes, dict[bytes, bytes]]]:
     reply: Any = await redis.xreadgroup(
-        keys.ROUTER_GROUP, keys.ROUTER_CONSUMER, {OUTBOX: start}, count=count, block=block
+        keys.ROUTER_GROUP, keys.ROUTER_CONSUMER, {space.OUTBOX: start}, count=count, block=block
     )
     if not reply:
         return []
@@ -340,51 +388,79 @@ async def replay(
     limit: int = 100_000,
     *,
     clock: Callable[[], float],
+    layout: keys.Partitions = keys.ONE,
 ) -> Replay:
     """Queue again, under fresh delivery ids, the stored events accepted at or after
     ``since`` that match the subscription as it is now (and that routing would send: not
-    those kept only on the timeline, such as a repeated trigger of an open alert)."""
-    store = EventStore(redis)
-    last = await store.last_sequence()
-    first = await _first_since(store, since, last)
-    if first is None:
-        return Replay(0, None, None)
+    those kept only on the timeline, such as a repeated trigger of an open alert). Each
+    partition's events from the first accepted since then, up to ``limit`` sequences in all
+    (shared between the partitions); the first and last sequence queued from."""
     nonce = secrets.token_hex(4)
-    queued, now, ledger = 0, clock(), DeliveryStore(redis)
-    for start in range(first, min(last, first + limit - 1) + 1, 500):
-        chunk = list(range(start, min(start + 500, last + 1, first + limit)))
-        found = [
-            s
-            for s in await store.get_many(chunk)
-            if s.plan.fanout and sub.matches(s.event) and not came_from(s.event, sub.id)
-        ]
-        deliveries = [
-            delivery_for(
-                s, sub, f"{routed_id(s.sequence, sub.id, s.event.source, s.event.id)}_r{nonce}", now
-            )
-            for s in found
-        ]
-        try:
-            queued += await ledger.enqueue(deliveries, now)
-        except (RedisFull, StoreUnavailable) as exc:  # part of the way through
-            if not queued:
-                raise  # nothing was queued, as the error says
-            full = isinstance(exc, RedisFull)
-            raise type(exc)(
-                f"{FULL_REASON if full else 'Redis cannot be reached'}; the replay queued"
-                f" {queued} deliveries, of the events up to sequence {start - 1}, before it"
-                " stopped: replaying again queues those again, under new webhook-ids",
-                retry_after=FULL_RETRY_AFTER if full else 2,
-            ) from exc
-    return Replay(queued, first, min(last, first + limit - 1))
+    queued, now, ledger = 0, clock(), DeliveryStore(redis, layout)
+    firsts: list[int] = []
+    lasts: list[int] = []
+    share = max(1, limit // len(layout))
+    for space in layout:
+        async with guarded("reading the sequence"):
+            last = int(await redis.get(space.SEQUENCE) or 0)  # the partition's counter
+        first = await _first_since(redis, layout, space, since, last)
+        if first is None:
+            continue
+        end = min(last, first + share - 1)
+        firsts.append(layout.sequence(space, first))
+        lasts.append(layout.sequence(space, end))
+        for start in range(first, end + 1, 500):
+            chunk = [layout.sequence(space, c) for c in range(start, min(start + 500, end + 1))]
+            async with guarded("reading events"):
+                raws = await read_events_async(redis, chunk, layout)
+            found = [
+                s
+                for s in (stored_event(r) for r in raws if r)
+                if s.plan.fanout and sub.matches(s.event) and not came_from(s.event, sub.id)
+            ]
+            deliveries = [
+                delivery_for(
+                    s,
+                    sub,
+                    f"{routed_id(s.sequence, sub.id, s.event.source, s.event.id)}_r{nonce}",
+                    now,
+                    layout,
+                )
+                for s in found
+            ]
+            try:
+                queued += await ledger.enqueue(deliveries, now)
+            except (RedisFull, StoreUnavailable) as exc:  # part of the way through
+                if not queued:
+                    raise  # nothing was queued, as the error says
+                full = isinstance(exc, RedisFull)
+                before = layout.sequence(space, start - 1)
+                raise type(exc)(
+                    f"{FULL_REASON if full else 'Redis cannot be reached'}; the replay queued"
+                    f" {queued} deliveries, of the events up to sequence {before}, before it"
+                    " stopped: replaying again queues those again, under new webhook-ids",
+                    retry_after=FULL_RETRY_AFTER if full else 2,
+                ) from exc
+    if not firsts:
+        return Replay(0, None, None)
+    return Replay(queued, min(firsts), max(lasts))
 
 
-async def _first_since(store: EventStore, since: datetime, last: int) -> int | None:
-    """The first sequence accepted at or after ``since`` (sequences grow with time)."""
+async def _first_since(
+    redis: aioredis.Redis,
+    layout: keys.Partitions,
+    space: keys.Keyspace,
+    since: datetime,
+    last: int,
+) -> int | None:
+    """The first of the partition's counters (up to ``last``) whose event was accepted at or
+    after ``since`` (a partition's sequences grow with time)."""
     lo, hi = 1, last + 1
     while lo < hi:
         mid = (lo + hi) // 2
-        stored = await store.get(mid)
+        async with guarded("reading an event"):
+            (raw,) = await read_events_async(redis, [layout.sequence(space, mid)], layout)
+        stored = stored_event(raw) if raw else None
         if stored is not None and stored.ingested_at < since:
             lo = mid + 1
         else:

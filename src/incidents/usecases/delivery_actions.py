@@ -72,7 +72,13 @@ class DeliveryActions:
         event accepted since ``since``; Conflict while it is disabled."""
         principal.require(SUBSCRIBER)
         _enabled(sub)
-        return await replay(self.redis, sub, since, clock=lambda: self.clock().timestamp())
+        return await replay(
+            self.redis,
+            sub,
+            since,
+            clock=lambda: self.clock().timestamp(),
+            layout=self.deliveries.lanes.layout,
+        )
 
     async def dead_letters(self, principal: Principal, limit: int) -> list[dict[str, object]]:
         principal.require(ADMIN)
@@ -108,8 +114,11 @@ class DeliveryActions:
         at = self.clock()
         silences = await self.silences.list(after=at)
         owners = OwnerViews(self.redis, self.registry)  # per call: it keeps owners as read
+        layout = self.deliveries.lanes.layout
         async with guarded("reading how far routing is"):
-            routed = await routed_through(self.redis)
+            # the event's partition's: sequences grow within a partition
+            space = layout.of_sequence(stored.sequence)
+            routed = await routed_through(self.redis, space, layout)
         found = await explain(stored, subs, self.deliveries.lanes, owners, silences, at, routed)
         event = stored.event
         return {

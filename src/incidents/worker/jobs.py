@@ -38,7 +38,7 @@ from incidents.model.schemas import SchemaRegistry
 from incidents.routing.fanout import Router
 from incidents.settings import Settings
 from incidents.silences.store import SilenceCache, SilenceStore
-from incidents.store.redis import connect_async, name_keys_for, without_password
+from incidents.store.redis import close_async, connect_async, name_keys_for, without_password
 from incidents.subscriptions.owner_views import OwnerViews
 from incidents.subscriptions.subscription import SubscriptionCache, SubscriptionStore
 from incidents.tracing.span_export import WORKER_SERVICE, spans_from_environ
@@ -122,8 +122,10 @@ class WorkerContext:
         return Router(
             redis,
             self.routes,
-            subscriptions if subscriptions is not None else SubscriptionStore(redis),
-            ledger if ledger is not None else DeliveryStore(redis),
+            subscriptions
+            if subscriptions is not None
+            else SubscriptionStore(redis, self.settings.layout),
+            ledger if ledger is not None else DeliveryStore(redis, self.settings.layout),
             clock=self.clock,
             retention=self.settings.stream_retention,
             spans=self.spans,
@@ -133,13 +135,14 @@ class WorkerContext:
         """A dispatcher of this context (settings, schemas, caches, channels, clock), working
         lanes over ``redis`` and sending with ``client``; it claims no more lanes once the
         worker is stopping. Its stores, and its router's, are built here over ``redis``."""
-        subscriptions, ledger = SubscriptionStore(redis), DeliveryStore(redis)
+        layout = self.settings.layout
+        subscriptions, ledger = SubscriptionStore(redis, layout), DeliveryStore(redis, layout)
         throttle = Throttle(redis, self.clock)
         parts = LaneParts(
             ledger=ledger,
             subscriptions=subscriptions,
             cache=self.deliveries,
-            states=ChannelStateStore(redis),
+            states=ChannelStateStore(redis, layout),
             throttle=throttle,
             owner_views=OwnerViews(redis, self.registry),
             outcomes=Outcomes(self.settings, subscriptions, throttle, self.clock),
@@ -248,6 +251,6 @@ async def _deliver(context: WorkerContext) -> int:
     finally:
         context.idle.set()
         await client.close()
-        await redis.aclose(close_connection_pool=True)
+        await close_async(redis)
         if listen is not None:
-            await listen.aclose(close_connection_pool=True)
+            await close_async(listen)

@@ -3,14 +3,17 @@ too) when the outbox has entries nobody is routing, a deliver job when a lane is
 work, a retry whose time has come, or a lease left by a dead worker).
 
 This is the job scheduler (``JobScheduler``, the worker's "pump" in its logs): delayed
-retries are times in ``incidents:lanes:due``, so they fire in every worker, however started,
-without RQ's scheduler. Each worker process runs one; several at once only cost a few extra,
-quickly finished jobs.
+retries are times in each partition's ``incidents:lanes:due``, so they fire in every worker,
+however started, without RQ's scheduler. Each worker process runs one; several at once only
+cost a few extra, quickly finished jobs.
 
 The scheduler does not poll. While its worker runs a deliver job, that job watches for work
-itself and the scheduler only waits for it to end. Otherwise it blocks reading the outbox
+itself and the scheduler only waits for it to end. Otherwise it blocks reading the outboxes
 and the wake stream (an entry each time a lane becomes due), and wakes at the earliest time
-a lane or lease falls due, so a new event or a due retry starts a job at once.
+a lane or lease falls due, so a new event or a due retry starts a job at once. Every
+partition's outbox, routing lease and lanes are checked; on a Redis Cluster, where one read
+cannot block on streams of several slots, it blocks on the wake stream alone and looks at the
+outboxes at least every ``CLUSTER_BLOCK_MS``.
 
 What there is to do is read from the data Redis, and the jobs go to RQ's (the queue Redis,
 ``INCIDENTS_QUEUE_REDIS_URL``, when it is not the same): a queue Redis that lost its jobs gets
@@ -29,7 +32,6 @@ from rq import Queue
 
 from incidents.settings import Settings
 from incidents.store import keys
-from incidents.store.keys import LANES_WAKE, OUTBOX
 from incidents.store.redis import is_full
 from incidents.store.scripts import load_script
 from incidents.worker.jobs import (
@@ -44,6 +46,7 @@ from incidents.worker.jobs import (
 log = logging.getLogger("incidents.delivery")
 BLOCK_MS = 500  # the longest one blocking read waits: also how soon a stop is noticed
 MIN_WAIT = 0.05  # seconds: the least wait when work is due but a job for it already waits
+CLUSTER_BLOCK_MS = 200  # on a cluster, how often the outboxes are looked at while idle
 
 
 class JobScheduler:
@@ -62,6 +65,9 @@ class JobScheduler:
         self.route = Queue(ROUTE_QUEUE, connection=self.queue)
         self.deliver = Queue(DELIVER_QUEUE, connection=self.queue)
         self._backlog = connection.register_script(load_script("outbox"))
+        self.layout = settings.layout
+        # A cluster client cannot block on streams of several slots in one read.
+        self._one_stream = isinstance(connection, redis.RedisCluster)
         self.next_due: float | None = None  # the earliest due lane or lease end, at the last step
 
     def step(self, routing_in_deliver: bool = False) -> bool:
@@ -70,18 +76,24 @@ class JobScheduler:
         one job takes a new event from outbox to sink)."""
         now = self.clock()
         pipe = self.connection.pipeline(transaction=False)
-        self._backlog(keys=[OUTBOX], args=[keys.ROUTER_GROUP, 0], client=pipe)
-        pipe.exists(keys.ROUTE_LOCK)
-        pipe.zrange(keys.LANES_DUE, 0, 0, withscores=True)
-        pipe.zrange(keys.LANES_LEASED, 0, 0, withscores=True)
+        for space in self.layout:
+            self._backlog(keys=[space.OUTBOX], args=[keys.ROUTER_GROUP, 0], client=pipe)
+            pipe.exists(space.ROUTE_LOCK)
+            pipe.zrange(space.LANES_DUE, 0, 0, withscores=True)
+            pipe.zrange(space.LANES_LEASED, 0, 0, withscores=True)
         jobs = pipe if self.queue is self.connection else self.queue.pipeline(transaction=False)
         jobs.llen(self.deliver.key)
         jobs.llen(self.route.key)
         replies = pipe.execute() + (jobs.execute() if jobs is not pipe else [])
-        backlog, routing, due, leased, deliver_waiting, route_waiting = replies
-        firsts = [float(found[0][1]) for found in (due, leased) if found]
+        *spaces, deliver_waiting, route_waiting = replies
+        unrouted = False
+        firsts: list[float] = []
+        for i in range(0, len(spaces), 4):
+            backlog, routing, due, leased = spaces[i : i + 4]
+            firsts += [float(found[0][1]) for found in (due, leased) if found]
+            # a partition with entries to route that no router holds
+            unrouted = unrouted or (bool(backlog) and not routing)
         self.next_due = min(firsts) if firsts else None
-        unrouted = bool(backlog) and not routing
         enqueued = False
         if unrouted and not routing_in_deliver and not route_waiting:
             self.route.enqueue(
@@ -104,9 +116,10 @@ class JobScheduler:
     def pending(self) -> bool:
         """Whether anything is left to route or deliver (now or later)."""
         pipe = self.connection.pipeline(transaction=False)
-        self._backlog(keys=[OUTBOX], args=[keys.ROUTER_GROUP, 0], client=pipe)
-        pipe.zcard(keys.LANES_DUE)
-        pipe.zcard(keys.LANES_LEASED)
+        for space in self.layout:
+            self._backlog(keys=[space.OUTBOX], args=[keys.ROUTER_GROUP, 0], client=pipe)
+            pipe.zcard(space.LANES_DUE)
+            pipe.zcard(space.LANES_LEASED)
         return any(pipe.execute())
 
     def run(self, stop: threading.Event, idle: threading.Event | None = None) -> None:
@@ -135,22 +148,29 @@ class JobScheduler:
                 log.warning("the pump reaches Redis again")
                 lost = False
 
+    def _streams(self) -> list[str]:
+        """What the scheduler blocks reading: every outbox and the wake stream (on a cluster,
+        the wake stream alone)."""
+        outboxes = [] if self._one_stream else [space.OUTBOX for space in self.layout]
+        return [*outboxes, keys.LANES_WAKE]
+
     def _positions(self) -> dict[str, bytes]:
-        """Where the outbox and the wake stream end now: a blocking read from there misses
+        """Where the outboxes and the wake stream end now: a blocking read from there misses
         nothing added since."""
+        streams = self._streams()
         pipe = self.connection.pipeline(transaction=False)
-        for stream in (OUTBOX, LANES_WAKE):
+        for stream in streams:
             pipe.xrevrange(stream, count=1)
         found: list[Any] = pipe.execute()
         return {
             stream: newest[0][0] if newest else b"0-0"
-            for stream, newest in zip((OUTBOX, LANES_WAKE), found, strict=True)
+            for stream, newest in zip(streams, found, strict=True)
         }
 
     def _wait(self, positions: dict[str, bytes], enqueued: bool) -> None:
-        """Block until either stream gets an entry or the next lane or lease falls due (at
+        """Block until a stream gets an entry or the next lane or lease falls due (at
         most ``BLOCK_MS``); ``positions`` moves past what was read."""
-        timeout = BLOCK_MS / 1000
+        timeout = (CLUSTER_BLOCK_MS if self._one_stream else BLOCK_MS) / 1000
         if self.next_due is not None:
             timeout = min(timeout, max(self.next_due - self.clock(), MIN_WAIT))
         if enqueued:

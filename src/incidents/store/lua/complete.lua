@@ -18,9 +18,16 @@
 -- "state_field" of hash "state_key", the value of "silences_key", then each delivery's
 -- record (field id of the hash "record_prefix" .. floor(sequence / "bucket_size"); false when
 -- gone)}. Events queued while a lane is leased need no claim.
+-- Every key is of the lane's partition, except "healthy", "version_key", "paused_key" and
+-- "silences_key", global keys given only on one Redis with one partition (else the caller
+-- writes and reads them beside this step, and their values here are false).
 -- KEYS: due lanes, leased lanes, lane -> token hash, dead letters.
 local due_key, leased_key, holders, dead_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local r = cjson.decode(ARGV[1])
+local function get(key)
+  if key == nil then return false end
+  return redis.call('GET', key)
+end
 if redis.call('HGET', holders, r.lane) ~= r.token then
   return {0}
 end
@@ -69,8 +76,8 @@ if more > 0 then
   local head = redis.call('ZRANGE', r.lane, 0, more - 1, 'WITHSCORES')
   if #head > 0 then
     redis.call('ZADD', leased_key, r.lease_until, r.lane)
-    local out = {2, head, redis.call('GET', r.version_key), redis.call('GET', r.paused_key),
-                 redis.call('HGET', r.state_key, r.state_field), redis.call('GET', r.silences_key)}
+    local out = {2, head, get(r.version_key), get(r.paused_key),
+                 redis.call('HGET', r.state_key, r.state_field), get(r.silences_key)}
     for j = 1, #head, 2 do
       local bucket = math.floor(tonumber(head[j + 1]) / r.bucket_size)
       table.insert(out, redis.call('HGET', r.record_prefix .. bucket, head[j]))
