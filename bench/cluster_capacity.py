@@ -36,6 +36,7 @@ import redis
 
 from bench.capacity import phase, post_singles, snapshot
 from bench.run import Bench
+from incidents.cli.partition_spread import spread
 from incidents.store.embedded import EmbeddedRedis, free_port
 from incidents.store.embedded_cluster import EmbeddedCluster
 from incidents.store.keys import CLUSTER_PREFIX, Partitions
@@ -77,10 +78,7 @@ def split(cpu_us: dict[str, float], shares: dict[str, float], global_node: str) 
 
 def primaries_of(client: redis.RedisCluster, layout: Partitions) -> dict[str, list[int]]:
     """Each primary (``host:port``) and the partitions it serves."""
-    found: dict[str, list[int]] = {n.name: [] for n in client.get_primaries()}  # type: ignore[no-untyped-call]  # redis-py's
-    for space in layout:
-        found[client.get_node_from_key(space.SEQUENCE).name].append(space.partition)  # type: ignore[no-untyped-call]  # redis-py's
-    return found
+    return spread(client, layout)
 
 
 def event_counts(client: redis.RedisCluster, layout: Partitions) -> dict[str, int]:

@@ -155,10 +155,12 @@ def _full(port: int) -> Iterator[None]:
 def test_readiness_asks_every_primary_and_a_full_one_is_not_ready(
     cluster: EmbeddedCluster, settings: Settings
 ) -> None:
-    """/readyz on a cluster is 200 while every primary takes writes; any one primary full
-    makes it 503 redis-full, and the write probe says so on both clients."""
+    """/readyz on a cluster is 200 (and /metrics says Redis is up) while every primary takes
+    writes; any one primary full makes it 503 redis-full, and the write probe says so on both
+    clients."""
     with cluster_gateway(on_cluster(settings, cluster)) as api:
         assert api.get("/readyz").status_code == 200
+        assert "incidents_redis_up 1" in api.get("/metrics").text.splitlines()
         blocking = connect(cluster.url)
         try:
             assert refuses_writes(blocking) is False

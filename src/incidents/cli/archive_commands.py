@@ -20,7 +20,7 @@ from incidents.archive.export import Selection, export_records
 from incidents.archive.records import RecordError, encode
 from incidents.archive.restore import Restorer, read_files
 from incidents.cli.commands import Command
-from incidents.cli.preflight import check_partitions, refuse_cluster_data
+from incidents.cli.preflight import check_partitions
 from incidents.model.timestamps import parse_time
 from incidents.settings import Settings, SettingsError
 from incidents.store.redis import UNAVAILABLE, connect
@@ -61,7 +61,6 @@ def _time(raw: str) -> datetime:
 def _settings(env: dict[str, str]) -> tuple[Settings, str]:
     """The settings, and the Redis URL they name (SettingsError when none)."""
     settings = Settings.from_env(env)
-    refuse_cluster_data(settings)
     url = settings.redis_url
     if url is None:
         raise SettingsError("INCIDENTS_REDIS_URL is not set: point it at the gateway's Redis")
@@ -70,7 +69,11 @@ def _settings(env: dict[str, str]) -> tuple[Settings, str]:
 
 def cmd_export(args: argparse.Namespace, env: dict[str, str]) -> int:
     settings, url = _settings(env)
-    client = connect(url)
+    try:
+        client = connect(url)  # a cluster's client asks for the slots at once
+    except UNAVAILABLE as exc:
+        print(f"incidents: cannot read Redis: {exc}", file=sys.stderr)
+        return 1
     selection = Selection(args.since, args.until, args.incident)
     written = 0
     try:
@@ -102,7 +105,11 @@ def cmd_import(args: argparse.Namespace, env: dict[str, str]) -> int:
         return 2
     settings, url = _settings(env)
     check_partitions(settings)  # PartitionsRefused: that Redis holds another number's data
-    client = connect(url)
+    try:
+        client = connect(url)  # a cluster's client asks for the slots at once
+    except UNAVAILABLE as exc:
+        print(f"incidents: cannot write to Redis: {exc}", file=sys.stderr)
+        return 1
     restorer = Restorer(client, deliver=args.deliver, layout=settings.layout)
     try:
         counts = restorer.restore(read_files(args.files))

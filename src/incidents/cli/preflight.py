@@ -3,6 +3,8 @@
 - Redis must never evict keys (``store/redis_memory.py``): any ``maxmemory-policy`` but
   ``noeviction`` stops the command (exit 2); a Redis that will not say (``CONFIG`` disabled
   or renamed) gets a warning. On a Redis Cluster, every primary is asked.
+- On a Redis Cluster, how evenly its primaries share the partitions (a warning when not:
+  ``cli/partition_spread.py``).
 - Subscriptions' signing secrets (``subscriptions/signing_secrets.py``): with
   ``INCIDENTS_SECRET_KEY`` set, those stored plain are sealed in place; without it, a warning
   that they are stored unsealed.
@@ -125,21 +127,6 @@ def seal_signing_secrets(settings: Settings) -> None:
         )
 
 
-CLUSTER_NOT_YET = (
-    "INCIDENTS_REDIS_URL names a Redis Cluster, and the gateway cannot spread its data over one"
-    " yet: each of its scripts needs its keys on one slot, and the sequence, the outbox and the"
-    " indexes are one each. Use one primary (with Sentinel for failover);"
-    " INCIDENTS_QUEUE_REDIS_URL already puts the work queue on a Redis of its own"
-)
-
-
-def refuse_cluster_data(settings: Settings) -> None:
-    """SettingsError when the data would be on a Redis Cluster, which the gateway's scripts
-    cannot use yet (an event would be refused with an error instead of stored)."""
-    if settings.redis_url is not None and is_cluster_url(settings.redis_url):
-        raise SettingsError(CLUSTER_NOT_YET)
-
-
 class PartitionsRefused(SettingsError):
     """INCIDENTS_PARTITIONS differs from the number the deployment's data was created with."""
 
@@ -190,4 +177,25 @@ def preflight(settings: Settings) -> None:
     with keys.cluster_names(is_cluster_url(settings.redis_url)):
         check_redis(settings)
         check_partitions(settings)
+        check_spread(settings)
         seal_signing_secrets(settings)
+
+
+def check_spread(settings: Settings) -> None:
+    """On a Redis Cluster, warn when its primaries hold uneven numbers of the partitions
+    (``cli/partition_spread.py``); nothing on one Redis or when the cluster cannot be asked."""
+    from incidents.cli.partition_spread import spread, uneven
+
+    assert settings.redis_url is not None
+    if not is_cluster_url(settings.redis_url):
+        return
+    try:
+        cluster = connect_cluster(ClusterTarget.parse(settings.redis_url))
+        try:
+            warning = uneven(spread(cluster, settings.layout))
+        finally:
+            cluster.close()
+    except UNAVAILABLE:
+        return  # said already, by the checks before
+    if warning is not None:
+        warn(warning)

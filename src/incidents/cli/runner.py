@@ -13,7 +13,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from incidents import logs
-from incidents.cli.preflight import check_redis, preflight, refuse_cluster_data
+from incidents.cli.preflight import check_redis, preflight
 from incidents.cli.supervisor import Child, stop_all
 from incidents.settings import Settings, SettingsError
 from incidents.store.embedded import EmbeddedRedis, EmbeddedRedisError
@@ -47,7 +47,6 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         )
     if settings.admin_token is None:
         raise SettingsError("INCIDENTS_ADMIN_TOKEN is not set; it must be for `serve`")
-    refuse_cluster_data(settings)
     _check_secret_key(settings, "serve")
     preflight(settings)
     from incidents.api.toolkit.bounded_protocol import BoundedHttpToolsProtocol
@@ -92,7 +91,6 @@ def cmd_worker(args: argparse.Namespace, env: dict[str, str]) -> int:
         raise SettingsError(
             "INCIDENTS_REDIS_URL is not set: point it at Redis, or run `incidents dev`"
         )
-    refuse_cluster_data(settings)
     _check_secret_key(settings, "worker")
     logs.configure(settings.log_format or logs.JSON)
     preflight(settings)
@@ -212,7 +210,6 @@ def dev_environment(env: dict[str, str]) -> dict[str, str]:
 def cmd_dev(args: argparse.Namespace, env: dict[str, str]) -> int:
     env = dev_environment(env)
     settings = Settings.from_env(env)
-    refuse_cluster_data(settings)
     token = _admin_token(settings)
     env["INCIDENTS_ADMIN_TOKEN"] = token
     env["INCIDENTS_SECRET_KEY"] = _secret_key(settings)
