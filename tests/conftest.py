@@ -13,6 +13,7 @@ import redis
 
 from incidents.app import create_app
 from incidents.settings import Settings
+from incidents.store import keys
 from incidents.store.embedded_cluster import ClusterUnavailable, EmbeddedCluster
 from tests import fast_tier, scheduling
 from tests.delivery_support import Receiver, Workers, receiver_app
@@ -58,6 +59,15 @@ def _root_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _global_key_names() -> Iterator[None]:
+    """Every test starts and ends with the global keys named for one Redis: one that builds
+    a gateway on a cluster in process (``create_app`` names them for it, as a process does)
+    leaves no ``{g}`` names to the next."""
+    with keys.cluster_names(False):
+        yield
 
 
 @pytest.fixture(scope="session")
