@@ -61,7 +61,7 @@ def stray_keys(cluster: EmbeddedCluster, partitions: int) -> list[str]:
     """The keys on ``cluster`` that are neither global (``{g}``) nor a partition's
     (``{p<n>}``, n below ``partitions``): keys a script or transaction could not reach
     together with the rest."""
-    allowed = {"g"} | {f"p{n}" for n in range(partitions)}
+    allowed = {"g"} | {keys.partition_tag(n, partitions) for n in range(partitions)}
     return sorted(k for k in cluster_keys(cluster) if slot_tag(k) not in allowed)
 
 

@@ -13,8 +13,8 @@ import redis
 from incidents.store import keys
 from incidents.store.events import microseconds, stored_tail
 
-# What a tagged partition's key looks like: incidents:{p<n>}:<name>.
-_TAGGED = re.compile(r"incidents:\{p(\d+)\}:(.*)", re.DOTALL)
+# What a tagged partition's key looks like: incidents:{p<n>}:<name> (or {p<n>.<k>}).
+_TAGGED = re.compile(r"incidents:\{p(\d+)(?:\.\d+)?\}:(.*)", re.DOTALL)
 # The names (after the prefix) of a partition's keys; on one Redis with one partition they
 # have no tag, so with a tagged layout none may be found without one.
 _PARTITION_NAMES = re.compile(

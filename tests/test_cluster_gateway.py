@@ -16,6 +16,7 @@ import pytest
 
 from incidents.cli.main import main
 from incidents.settings import Settings
+from incidents.store import keys
 from incidents.store.embedded import EmbeddedRedis
 from incidents.store.embedded_cluster import EmbeddedCluster
 from incidents.store.keys import Partitions
@@ -112,7 +113,9 @@ def test_events_are_delivered_once_each_in_order_per_incident(
     assert _reused_webhook_ids(rx) == {}
     arrivals = [r.event["id"] for r in rx.at(PATH)]
     assert sorted(arrivals) == sorted(every), "each event delivered once"
-    assert _partitions_used(cluster) == {f"p{n}" for n in range(PARTITIONS)}
+    assert _partitions_used(cluster) == {
+        keys.partition_tag(n, PARTITIONS) for n in range(PARTITIONS)
+    }
     assert stray_keys(cluster, PARTITIONS) == []
 
 

@@ -22,7 +22,7 @@ from incidents.model.principal import DEFAULT_TENANT
 from incidents.settings import Settings
 from incidents.store.embedded_cluster import EmbeddedCluster
 from incidents.store.events import Draft, EventStore, VersionConflict, VersionedWrite
-from incidents.store.keys import Partitions, cluster_names, partitions
+from incidents.store.keys import Partitions, cluster_names, partition_tag, partitions
 from incidents.store.redis import connect_async
 from incidents.stream.hub import StreamOptions
 from incidents.stream.marks import Mark
@@ -295,8 +295,8 @@ def test_every_key_of_partition_n_carries_its_tag_and_holds_only_its_data(
     pc: httpx.Client, redis_client: redis.Redis
 ) -> None:
     """After declares, notes, alerts (one declaring) and a retried batch, every key a
-    partition holds is tagged {p<n>} and holds only partition n's events, incidents and
-    alerts; no partition key is left untagged."""
+    partition holds carries partition n's tag and holds only partition n's events, incidents
+    and alerts; no partition key is left untagged."""
     incidents = ids_in_each_partition("tagged")
     batch = [event(imincidentid=i) for i in incidents] + [event() for _ in range(4)]
     publish(pc, *batch)
@@ -311,7 +311,8 @@ def test_every_key_of_partition_n_carries_its_tag_and_holds_only_its_data(
             assert key in untagged_allowed, f"an untagged key: {key}"
             continue
         tag = key[len("incidents:{") : key.index("}")]
-        n = int(tag.removeprefix("p"))
+        n = int(tag.removeprefix("p").partition(".")[0])
+        assert tag == partition_tag(n, LAYOUT.count), key
         seen_partitions.add(n)
         _assert_holds_only(redis_client, key, n, LAYOUT)
     assert seen_partitions == {0, 1, 2}

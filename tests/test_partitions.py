@@ -54,7 +54,9 @@ def test_every_key_of_a_partition_carries_its_hash_tag() -> None:
                 space.attempts("sub"),
                 space.channel_state("sub"),
             ]
-            assert {_slot_tag(n) for n in names} == {f"p{space.partition}"}
+            assert {_slot_tag(n) for n in names} == {
+                keys.partition_tag(space.partition, space.count)
+            }
 
 
 def test_the_gateway_numbers_incidents_of_a_partition_in_that_partition() -> None:
@@ -131,3 +133,20 @@ def test_a_sequence_says_its_partition_and_buckets_hold_its_own_sequences() -> N
             assert max(hashes.count(h) for h in hashes) == keys.EVENT_BUCKET
         assert len(seen) == 199 * count
     assert Partitions(1).spaces[0].event_hash(130) == keys.event_hash(130)
+
+
+def test_partitions_lie_evenly_over_the_slots_of_a_cluster() -> None:
+    """Partition n's tag hashes into the n-th of P equal ranges of slots (as Redis hashes it),
+    so three primaries with equal ranges hold an equal share of six partitions."""
+    from redis.crc import key_slot
+
+    for count in (2, 3, 6, 16, 100):
+        for n in range(count):
+            tag = keys.partition_tag(n, count)
+            assert tag == f"p{n}" or tag.startswith(f"p{n}.")
+            slot = key_slot(f"incidents:{{{tag}}}:seq".encode())
+            assert n * keys.CLUSTER_SLOTS // count <= slot < (n + 1) * keys.CLUSTER_SLOTS // count
+    thirds = [
+        keys.cluster_slot(keys.partition_tag(n, 6)) * 3 // keys.CLUSTER_SLOTS for n in range(6)
+    ]
+    assert sorted(thirds) == [0, 0, 1, 1, 2, 2]

@@ -40,7 +40,7 @@ from tests.test_export_import import build_history, everything
 from tests.test_retention import DAY, archived, quiet_alert, sweep
 
 THREE = 3
-_TAGGED = re.compile(r"incidents:\{p(\d+)\}:")
+_TAGGED = re.compile(r"incidents:\{p(\d+)(?:\.\d+)?\}:")
 _GLOBAL = {"incidents:partitions"}  # the global keys an import writes (keys.PARTITIONS)
 
 

@@ -1,11 +1,12 @@
 """Whether a Redis Cluster spreads a deployment's partitions evenly over its primaries.
 
-A partition lives on the primary that serves the slot of its hash tag (``{p<n>}``), and a
-primary's load is its partitions' share of the events: the busiest primary is the ceiling of
-the whole deployment. The slot ranges ``redis-cli --cluster create`` gives need not match the
-partitions' slots (six partitions on three primaries land one, one and four), so ``serve`` and
-``worker`` warn at start-up when one primary holds more than one partition more than another,
-saying where each partition is and how to move it.
+A partition lives on the primary that serves the slot of its hash tag
+(``keys.partition_tag``), and a primary's load is its partitions' share of the events: the
+busiest primary is the ceiling of the whole deployment. The tags lie evenly over the slots, so
+primaries with equal slot ranges (what ``redis-cli --cluster create`` makes) share them evenly;
+slots moved by hand need not, so ``serve`` and ``worker`` warn at start-up when one primary
+holds more than one partition more than another, saying where each partition is and how to
+move slots back.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def uneven(found: dict[str, list[int]]) -> str | None:
     return (
         f"the Redis Cluster's primaries do not share the {total} partitions evenly ({where}):"
         " a primary carries its partitions' share of the events, so the busiest one limits the"
-        " deployment. Move slots (`redis-cli --cluster reshard`, or CLUSTER SETSLOT) until each"
-        " primary serves as many partitions; partition n is on the slot of"
-        " `CLUSTER KEYSLOT incidents:{p<n>}:seq`"
+        " deployment. Move slots (`redis-cli --cluster rebalance`, or CLUSTER SETSLOT) until"
+        " each primary serves as many partitions; the partitions lie evenly over the slots"
+        " (partition n of P in the n-th of P equal ranges)"
     )

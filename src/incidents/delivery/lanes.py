@@ -83,8 +83,8 @@ def routed_id(sequence: int, sub_id: str, source: str, event_id: str) -> str:
 
 def _lane_rest(lane: str) -> str:
     """A lane key after its partition's ``LANE_PREFIX``: ``<subscription>:{<incident>}``. A
-    partition's prefix (``incidents:`` or ``incidents:{p<n>}:``) holds no ``lane:``, so the
-    first one ends the lane prefix."""
+    partition's prefix (``incidents:`` or ``incidents:{<tag>}:``, ``keys.partition_tag``)
+    holds no ``lane:``, so the first one ends the lane prefix."""
     return lane.partition(_LANE_MARK)[2]
 
 
@@ -112,11 +112,12 @@ def sequence_of(delivery_id: str) -> int | None:
 
 
 def lane_space(layout: keys.Partitions, lane: str) -> keys.Keyspace:
-    """The partition a lane key belongs to (its ``{p<n>}`` tag, when tagged)."""
+    """The partition a lane key belongs to (its tag ``{p<n>}`` or ``{p<n>.<k>}``, when tagged)."""
     if not layout.tagged:
         return layout.spaces[0]
     start = len(keys.PREFIX) + 2  # past "incidents:{p"
-    return layout.spaces[int(lane[start : lane.index("}", start)])]
+    tag = lane[start : lane.index("}", start)]  # "<n>" or "<n>.<k>" (keys.partition_tag)
+    return layout.spaces[int(tag.partition(".")[0])]
 
 
 def record_bucket(sequence: int, layout: keys.Partitions = keys.ONE) -> str:

@@ -3,7 +3,7 @@ a bounded amount per step, never what is still needed. It works one partition at
 (``INCIDENTS_PARTITIONS``): each has its own cursor, indexes, floor and lease, and every
 script and pipeline of a step stays on that partition's keys (one slot on a cluster). The
 key names below are those of one partition on one Redis; partition ``n`` of several has the
-same names under ``incidents:{p<n>}:``.
+same names under ``incidents:{<tag>}:`` (``keys.partition_tag``).
 
 - Events, with their entries in the id index (their dedup keys), once older than
   ``INCIDENTS_RETENTION``. Sequences grow with acceptance time, so the sequence itself is the

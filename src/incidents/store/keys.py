@@ -6,10 +6,11 @@ Two kinds of keys:
   and retention touch together (the sequence, the outbox, stored events, the id index,
   incidents, timelines, alerts, lanes, delivery records, ...). With ``INCIDENTS_PARTITIONS=1``
   on one Redis they are today's names (``incidents:seq``, ...), byte for byte; with more
-  partitions, or on a Redis Cluster, partition ``n``'s keys all begin ``incidents:{p<n>}:``,
+  partitions, or on a Redis Cluster, partition ``n``'s keys all begin ``incidents:{<tag>}:``,
   one hash tag, so each script runs on one slot and a cluster spreads the partitions over its
-  primaries. :class:`Partitions` says which partition an incident, an alert or an event
-  belongs to.
+  primaries (the tag is ``p<n>``, or ``p<n>.<k>`` where that puts partition n's slot in the
+  n-th of equal ranges of slots: :func:`partition_tag`). :class:`Partitions` says which
+  partition an incident, an alert or an event belongs to.
 - **Global keys** (the module's constants below that no keyspace holds: subscriptions,
   principals, silences, the routing index, ...): one of each per deployment. On a Redis
   Cluster they share the hash tag ``{g}`` (``incidents:{g}:subs``), so the few scripts and
@@ -18,6 +19,7 @@ Two kinds of keys:
 
 from __future__ import annotations
 
+import binascii
 import functools
 import re
 import zlib
@@ -253,7 +255,7 @@ _PARTITION_NAMES = {
 class Keyspace:
     """The keys of one partition: ``prefix`` followed by the names the module's constants and
     functions of the same names use (``incidents:`` for a one-partition deployment on one
-    Redis, else ``incidents:{p<n>}:``)."""
+    Redis, else ``incidents:{<tag>}:``, the tag of :func:`partition_tag`)."""
 
     SEQUENCE: str
     INCIDENT_COUNTER: str
@@ -343,6 +345,29 @@ def _checksum(*parts: str) -> int:
     return zlib.crc32(text.encode("utf-8", "surrogatepass"))
 
 
+CLUSTER_SLOTS = 16384
+
+
+def cluster_slot(tag: str) -> int:
+    """The Redis Cluster slot of keys with this hash tag (CRC-16/XMODEM, as Redis hashes)."""
+    return binascii.crc_hqx(tag.encode(), 0) % CLUSTER_SLOTS
+
+
+@functools.cache
+def partition_tag(partition: int, count: int) -> str:
+    """The hash tag of a partition's keys: ``p<n>``, or ``p<n>.<k>`` with the smallest ``k``
+    that puts its slot in the ``n``-th of ``count`` equal ranges of slots. So the partitions
+    lie evenly over the slots, and a cluster whose primaries serve equal ranges (as
+    ``redis-cli --cluster create`` and ``--cluster rebalance`` make them) holds an equal share
+    of them on each primary, give or take one."""
+    low = partition * CLUSTER_SLOTS // count
+    high = (partition + 1) * CLUSTER_SLOTS // count
+    tag, k = f"p{partition}", 0
+    while not low <= cluster_slot(tag) < high:
+        tag, k = f"p{partition}.{k}", k + 1
+    return tag
+
+
 class Partitions:
     """A deployment's partitions (``INCIDENTS_PARTITIONS``) and which one holds what.
 
@@ -361,7 +386,7 @@ class Partitions:
         self.count = count
         self.tagged = count > 1 if tagged is None else tagged
         self.spaces = tuple(
-            Keyspace(f"{PREFIX}{{p{n}}}:" if self.tagged else PREFIX, n, count)
+            Keyspace(f"{PREFIX}{{{partition_tag(n, count)}}}:" if self.tagged else PREFIX, n, count)
             for n in range(count)
         )
 
