@@ -91,3 +91,30 @@ def test_stopping_leaves_no_process(tmp_path: Path) -> None:
         30,
         what="every redis-server gone",
     )
+
+
+@pytest.mark.slow
+def test_a_lanes_client_takes_more_concurrent_commands_than_its_pool_size(
+    cluster: EmbeddedCluster,
+) -> None:
+    """The deliver job's client (max_connections=32) on a cluster runs 300 pipelines at once
+    on one node: none fails for want of a connection (one Redis's pool would wait)."""
+    import asyncio
+
+    from incidents.store.redis import connect_async
+
+    async def run() -> list[object]:
+        client = connect_async(cluster.url, max_connections=32)
+        try:
+
+            async def one(n: int) -> object:
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.incr("{lanes-test}:n")
+                    pipe.set("{lanes-test}:body", b"x" * 100_000)  # a while on the wire
+                    return (await pipe.execute())[0]
+
+            return await asyncio.gather(*(one(n) for n in range(300)))
+        finally:
+            await client.aclose()
+
+    assert sorted(asyncio.run(run())) == list(range(1, 301))  # type: ignore[type-var]

@@ -206,17 +206,25 @@ def connect_cluster(target: ClusterTarget) -> redis.RedisCluster:
     )
 
 
+CLUSTER_CONNECTIONS = 1024  # per node, per asyncio cluster client (see connect_cluster_async)
+
+
 def connect_cluster_async(
     target: ClusterTarget, *, max_connections: int | None = None
 ) -> aiocluster.RedisCluster:
-    """The asyncio cluster client (the API, delivery); ``max_connections``: per node."""
+    """The asyncio cluster client (the API, delivery). ``max_connections`` asks, as for one
+    Redis, that commands share a few connections; but where one Redis's pool waits for a free
+    connection, the cluster client's fails the command at once (``MaxConnectionsError``), so
+    every cluster client may open up to CLUSTER_CONNECTIONS per node: more than a process runs
+    at once (a deliver job's lanes, each with one command or pipeline in flight per node, or
+    the API's requests)."""
     return _AsyncCluster(
         startup_nodes=[aiocluster.ClusterNode(host, port) for host, port in target.nodes],
         ssl=target.tls,
         socket_connect_timeout=2,
         socket_timeout=5 if max_connections is None else 10,
         retry=AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), 2),
-        max_connections=max_connections or 100,
+        max_connections=CLUSTER_CONNECTIONS,
         health_check_interval=10,
         **target.options,
     )
