@@ -250,6 +250,14 @@ async def _deliver(context: WorkerContext) -> int:
     finally:
         context.idle.set()
         await client.close()
-        await redis.aclose(close_connection_pool=True)
+        await _close(redis)
         if listen is not None:
-            await listen.aclose(close_connection_pool=True)
+            await _close(listen)
+
+
+async def _close(client: aioredis.Redis) -> None:
+    """Close a client and its connections (a cluster client's are its own already)."""
+    if isinstance(client, aioredis.RedisCluster):
+        await client.aclose()
+    else:
+        await client.aclose(close_connection_pool=True)
