@@ -21,8 +21,9 @@ SCAN_LIMIT = 10_000  # channel states read at most when looking a record up by i
 
 
 class SyncMemory:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, layout: keys.Partitions = keys.ONE) -> None:
         self.redis = redis
+        self.layout = layout  # whose partitions hold the channel state
 
     async def seen(self, sub_id: str, incident: str) -> dict[str, str]:
         async with guarded("reading sync state"):
@@ -48,12 +49,13 @@ class SyncMemory:
             if known:
                 return _text(known)
             read = 0
-            async for incident, raw in self.redis.hscan_iter(keys.channel_state(sub_id)):
-                read += 1
-                if ChannelState.decode(raw).external_id == record:
-                    return _text(incident)
-                if read >= SCAN_LIMIT:
-                    break
+            for space in self.layout:  # channel state is kept in the incident's partition
+                async for incident, raw in self.redis.hscan_iter(space.channel_state(sub_id)):
+                    read += 1
+                    if ChannelState.decode(raw).external_id == record:
+                        return _text(incident)
+                    if read >= SCAN_LIMIT:
+                        return None
         return None
 
 
