@@ -14,9 +14,19 @@ import httpx
 import pytest
 import redis
 
-from incidents.delivery.lanes import Delivery, DeliveryStore, lane_for, routed_id
+from incidents.delivery.lanes import (
+    Delivery,
+    DeliveryStore,
+    lane_for,
+    lane_incident,
+    lane_space,
+    lane_subscription,
+    record_bucket,
+    routed_id,
+)
 from incidents.routing.fanout import Router
 from incidents.settings import Settings
+from incidents.store import keys
 from incidents.store.redis import connect_async
 from incidents.store.scripts import load_script
 from incidents.subscriptions.subscription import SubscriptionCache, SubscriptionStore
@@ -38,6 +48,38 @@ def workers(settings: Settings, rx: Receiver) -> Iterator[Workers]:
     """The workers on a fake clock that jumps to the next due lane when nothing is due now."""
     with fake_clock_workers(settings, rx) as found:
         yield found
+
+
+def test_a_lane_key_says_its_partition_subscription_and_incident() -> None:
+    """A tagged lane key leads back to its partition, its subscription and its incident, as
+    an untagged one does to the one partition."""
+    layout = keys.Partitions(3)
+    for incident in ("INC-1", "INC-2", "checkout-7"):
+        space = layout.of_incident(incident)
+        lane = lane_for("sub_ab", incident, "msg_1_x_ab", space)
+        assert lane.startswith(f"incidents:{{p{space.partition}}}:lane:")
+        assert lane_space(layout, lane) is space
+        assert (lane_subscription(lane), lane_incident(lane)) == ("sub_ab", incident)
+    lone = lane_for("sub_ab", "", "msg_4_x_ab", layout.spaces[1])
+    assert (lane_subscription(lone), lane_incident(lone)) == ("sub_ab", "")
+    assert lane_space(keys.ONE, keys.lane("sub_ab", "INC-1")) is keys.ONE.spaces[0]
+
+
+def test_a_record_is_kept_in_its_events_partition_and_reads_back_whole() -> None:
+    """A delivery record sits in the bucket of its event's partition, and what is stored
+    (without the lane its id gives) decodes to the same delivery in that layout."""
+    layout = keys.Partitions(3)
+    sequence = layout.sequence(layout.spaces[2], 40)  # 122
+    delivery_id = routed_id(sequence, "sub_ab", "/t", "e1")
+    space = layout.of_sequence(sequence)
+    record = Delivery(
+        delivery_id, "sub_ab", sequence, lane_for("sub_ab", "INC-3", delivery_id, space), "INC-3"
+    )
+    assert record_bucket(sequence, layout) == "incidents:{p2}:deliveries:1"
+    assert record.place_in(layout) == ("incidents:{p2}:deliveries:1", delivery_id)
+    stored = record.encoded(layout)
+    assert b"lane:" not in stored
+    assert Delivery.decoded(delivery_id, stored, layout) == record
 
 
 def _incident_events(incidents: list[str], per_incident: int) -> list[dict[str, Any]]:

@@ -109,10 +109,8 @@ async def _incident(
     svc: Services, sub: Subscription, inbound: Inbound, owner: Principal
 ) -> Incident | None:
     """The incident the payload is about, if this subscription's system holds its record."""
-    memory, states = (
-        SyncMemory(svc.redis, svc.settings.layout),
-        ChannelStateStore(svc.redis, svc.settings.layout),
-    )
+    layout = svc.settings.layout
+    memory, states = SyncMemory(svc.redis, layout), ChannelStateStore(svc.redis, layout)
     incident_id: str | None = None
     if inbound.incident_hint:
         state = await states.get(sub.id, inbound.incident_hint)

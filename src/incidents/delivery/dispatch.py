@@ -545,12 +545,19 @@ class Dispatcher:
             pipe = self.redis.pipeline(transaction=False)
             # One MGET for the versions and the pause; then the lane's channel state, the
             # records, and the events not cached.
-            pipe.mget([keys.SUBSCRIPTIONS_VERSION, keys.SILENCES_VERSION, keys.paused(sub_id)])
+            versions = [keys.SUBSCRIPTIONS_VERSION, keys.SILENCES_VERSION, keys.paused(sub_id)]
+            if layout.tagged:  # a cluster's pipelines take no multi-key command: a GET each
+                for key in versions:
+                    pipe.get(key)
+            else:
+                pipe.mget(versions)
             pipe.hget(lane_space(layout, lane).channel_state(sub_id), incident or "~")
             for delivery_id, seq in heads:
                 pipe.hget(record_bucket(seq, layout), delivery_id)
             reads.queue(pipe)
             answers = await pipe.execute()
+            if layout.tagged:
+                answers = [answers[:3], *answers[3:]]
             (version, silences, paused), state = answers[0], answers[1]
             rows, raws = answers[2 : 2 + len(heads)], reads.found(answers)
         self.cache.observe(version)

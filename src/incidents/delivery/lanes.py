@@ -582,8 +582,10 @@ class DeliveryStore:
             pipe = self.redis.pipeline(transaction=False)
             for s in sorted(result.healthy):
                 pipe.hdel(keys.subscription(s), "failing_since")
-            pipe.mget([keys.SUBSCRIPTIONS_VERSION, keys.paused(sub_id), keys.SILENCES_VERSION])
-            read = (await pipe.execute())[-1]
+            # GETs, not one MGET: a cluster's pipelines take no multi-key command
+            for key in (keys.SUBSCRIPTIONS_VERSION, keys.paused(sub_id), keys.SILENCES_VERSION):
+                pipe.get(key)
+            read = (await pipe.execute())[-3:]
         if len(raw) == 1:
             return Continued(())
         heads, version, paused, state, silences, *rows = raw[1:]

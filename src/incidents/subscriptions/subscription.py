@@ -182,6 +182,7 @@ class SubscriptionStore:
         """Write the subscription and move it in the routing index (create or update); one
         made active again starts with a clean failure record."""
         async with guarded("saving a subscription"):
+            await self._load_index()
             pipe = self.redis.pipeline(transaction=True)
             pipe.hset(keys.subscription(sub.id), mapping=cast(Any, sub.fields()))
             if previous is not None and not previous.active and sub.active:
@@ -195,6 +196,7 @@ class SubscriptionStore:
             else:
                 pipe.srem(keys.SUBSCRIPTIONS_SEALED, sub.id)
             await self._index(
+                keys=[keys.ROUTE_ANY_TYPE],
                 args=[sub.id, keys.GLOBAL_PREFIX, _types_json(previous), _types_json(sub)],
                 client=pipe,
             )
@@ -207,6 +209,7 @@ class SubscriptionStore:
         subscription is gone (a key each: no step spans partitions)."""
         tagged = self.layout.tagged
         async with guarded("deleting a subscription"):
+            await self._load_index()
             pipe = self.redis.pipeline(transaction=True)
             kept = [] if tagged else [keys.attempts(sub.id), keys.channel_state(sub.id)]
             pipe.delete(
@@ -219,7 +222,9 @@ class SubscriptionStore:
             pipe.srem(keys.owned_by(sub.owner), sub.id)
             pipe.srem(keys.SUBSCRIPTIONS_SEALED, sub.id)
             await self._index(
-                args=[sub.id, keys.GLOBAL_PREFIX, _types_json(sub), b"null"], client=pipe
+                keys=[keys.ROUTE_ANY_TYPE],
+                args=[sub.id, keys.GLOBAL_PREFIX, _types_json(sub), b"null"],
+                client=pipe,
             )
             await pipe.execute()
             if tagged:
@@ -228,6 +233,12 @@ class SubscriptionStore:
                     pipe.delete(space.attempts(sub.id))
                     pipe.delete(space.channel_state(sub.id))
                 await pipe.execute()
+
+    async def _load_index(self) -> None:
+        """A cluster's pipelines do not load the scripts queued on them: load the routing
+        index's on every primary first (a subscription changes seldom)."""
+        if isinstance(self.redis, aioredis.RedisCluster):
+            await self.redis.script_load(self._index.script)
 
     async def holding_secrets(self) -> int:
         """How many subscriptions hold a sealed secret (which only the key opens)."""
@@ -291,11 +302,23 @@ class SubscriptionStore:
             return {}
         async with guarded("reading the routing index"):
             prefixes = [_text(p) for p in await self.redis.smembers(keys.ROUTE_PREFIXES)]
+            wanted = [
+                [keys.route_exact(t), keys.ROUTE_ANY_TYPE]
+                + [keys.route_prefix(p) for p in prefixes if t.startswith(p)]
+                for t in event_types
+            ]
             pipe = self.redis.pipeline(transaction=False)
-            for t in event_types:
-                matched = [keys.route_prefix(p) for p in prefixes if t.startswith(p)]
-                pipe.sunion([keys.route_exact(t), keys.ROUTE_ANY_TYPE, *matched])
-            rows = await pipe.execute()
+            if isinstance(self.redis, aioredis.RedisCluster):
+                # A cluster's pipelines take no multi-key command: each set, united here.
+                for sets in wanted:
+                    for key in sets:
+                        pipe.smembers(key)
+                found = iter(await pipe.execute())
+                rows = [set().union(*(next(found) for _ in sets)) for sets in wanted]
+            else:
+                for sets in wanted:
+                    pipe.sunion(sets)
+                rows = await pipe.execute()
         return {t: {m.decode() for m in r} for t, r in zip(event_types, rows, strict=True)}
 
     async def version(self) -> bytes:

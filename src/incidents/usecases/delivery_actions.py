@@ -16,7 +16,8 @@ from incidents.model.principal import ADMIN, SUBSCRIBER, Principal
 from incidents.model.schemas import SchemaRegistry
 from incidents.queries.query_set import Queries
 from incidents.routing.explain import JUDGED_ON, explain
-from incidents.routing.fanout import Replay, replay, routed_through
+from incidents.routing.fanout import routed_through
+from incidents.routing.replay import Replay, replay
 from incidents.silences.store import SilenceStore
 from incidents.store.redis import guarded
 from incidents.subscriptions.owner_views import OwnerViews

@@ -66,8 +66,10 @@ class JobScheduler:
         self.deliver = Queue(DELIVER_QUEUE, connection=self.queue)
         self._backlog = connection.register_script(load_script("outbox"))
         self.layout = settings.layout
-        # A cluster client cannot block on streams of several slots in one read.
-        self._one_stream = isinstance(connection, redis.RedisCluster)
+        # A cluster client cannot block on streams of several slots in one read, and its
+        # pipelines do not load the scripts queued on them.
+        self._cluster = isinstance(connection, redis.RedisCluster)
+        self._script_loaded = False
         self.next_due: float | None = None  # the earliest due lane or lease end, at the last step
 
     def step(self, routing_in_deliver: bool = False) -> bool:
@@ -75,7 +77,7 @@ class JobScheduler:
         gets a routing job, or with ``routing_in_deliver`` a deliver job (which routes too:
         one job takes a new event from outbox to sink)."""
         now = self.clock()
-        pipe = self.connection.pipeline(transaction=False)
+        pipe = self._pipeline()
         for space in self.layout:
             self._backlog(keys=[space.OUTBOX], args=[keys.ROUTER_GROUP, 0], client=pipe)
             pipe.exists(space.ROUTE_LOCK)
@@ -84,7 +86,7 @@ class JobScheduler:
         jobs = pipe if self.queue is self.connection else self.queue.pipeline(transaction=False)
         jobs.llen(self.deliver.key)
         jobs.llen(self.route.key)
-        replies = pipe.execute() + (jobs.execute() if jobs is not pipe else [])
+        replies = self._execute(pipe) + (jobs.execute() if jobs is not pipe else [])
         *spaces, deliver_waiting, route_waiting = replies
         unrouted = False
         firsts: list[float] = []
@@ -115,12 +117,27 @@ class JobScheduler:
 
     def pending(self) -> bool:
         """Whether anything is left to route or deliver (now or later)."""
-        pipe = self.connection.pipeline(transaction=False)
+        pipe = self._pipeline()
         for space in self.layout:
             self._backlog(keys=[space.OUTBOX], args=[keys.ROUTER_GROUP, 0], client=pipe)
             pipe.zcard(space.LANES_DUE)
             pipe.zcard(space.LANES_LEASED)
-        return any(pipe.execute())
+        return any(self._execute(pipe))
+
+    def _pipeline(self) -> redis.client.Pipeline:
+        """A pipeline of the data Redis; on a cluster, with the outbox script loaded on every
+        primary first while it may be missing (at first, and after a NOSCRIPT)."""
+        if self._cluster and not self._script_loaded:
+            self.connection.script_load(self._backlog.script)
+            self._script_loaded = True
+        return self.connection.pipeline(transaction=False)
+
+    def _execute(self, pipe: redis.client.Pipeline) -> list[Any]:
+        try:
+            return pipe.execute()
+        except redis.exceptions.NoScriptError:
+            self._script_loaded = False  # a node lost it (a replica promoted): load it again
+            raise
 
     def run(self, stop: threading.Event, idle: threading.Event | None = None) -> None:
         """Feed the queue until ``stop``; ``idle``: set while this worker runs no deliver job
@@ -151,7 +168,7 @@ class JobScheduler:
     def _streams(self) -> list[str]:
         """What the scheduler blocks reading: every outbox and the wake stream (on a cluster,
         the wake stream alone)."""
-        outboxes = [] if self._one_stream else [space.OUTBOX for space in self.layout]
+        outboxes = [] if self._cluster else [space.OUTBOX for space in self.layout]
         return [*outboxes, keys.LANES_WAKE]
 
     def _positions(self) -> dict[str, bytes]:
@@ -170,7 +187,7 @@ class JobScheduler:
     def _wait(self, positions: dict[str, bytes], enqueued: bool) -> None:
         """Block until a stream gets an entry or the next lane or lease falls due (at
         most ``BLOCK_MS``); ``positions`` moves past what was read."""
-        timeout = (CLUSTER_BLOCK_MS if self._one_stream else BLOCK_MS) / 1000
+        timeout = (CLUSTER_BLOCK_MS if self._cluster else BLOCK_MS) / 1000
         if self.next_due is not None:
             timeout = min(timeout, max(self.next_due - self.clock(), MIN_WAIT))
         if enqueued:

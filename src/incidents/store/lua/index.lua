@@ -1,5 +1,7 @@
 -- Move one subscription in the routing index from its old types to its new ones.
 -- ARGV: id, key prefix ("incidents:"), old types JSON, new types JSON (null = not indexed).
+-- KEYS[1]: the "every type" set (of that prefix), named so that a Redis Cluster runs the
+-- script on the slot of the global keys, which every key it touches shares.
 -- A type ending in '*' is a prefix; an empty list means every type.
 local id, p = ARGV[1], ARGV[2]
 local old, new = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
