@@ -57,7 +57,7 @@ def test_a_lane_key_says_its_partition_subscription_and_incident() -> None:
     for incident in ("INC-1", "INC-2", "checkout-7"):
         space = layout.of_incident(incident)
         lane = lane_for("sub_ab", incident, "msg_1_x_ab", space)
-        assert lane.startswith(f"incidents:{{p{space.partition}}}:lane:")
+        assert lane.startswith(f"{space.prefix}lane:")
         assert lane_space(layout, lane) is space
         assert (lane_subscription(lane), lane_incident(lane)) == ("sub_ab", incident)
     lone = lane_for("sub_ab", "", "msg_4_x_ab", layout.spaces[1])
@@ -75,8 +75,9 @@ def test_a_record_is_kept_in_its_events_partition_and_reads_back_whole() -> None
     record = Delivery(
         delivery_id, "sub_ab", sequence, lane_for("sub_ab", "INC-3", delivery_id, space), "INC-3"
     )
-    assert record_bucket(sequence, layout) == "incidents:{p2}:deliveries:1"
-    assert record.place_in(layout) == ("incidents:{p2}:deliveries:1", delivery_id)
+    bucket = layout.spaces[2].prefix + "deliveries:1"
+    assert record_bucket(sequence, layout) == bucket
+    assert record.place_in(layout) == (bucket, delivery_id)
     stored = record.encoded(layout)
     assert b"lane:" not in stored
     assert Delivery.decoded(delivery_id, stored, layout) == record
