@@ -15,12 +15,12 @@ primary's share of the events is known; the primaries without the global keys gi
 CPU per event of partition work (``c``: their CPU over their share), and the one with them
 gives the global part (``g``: its CPU less its share of ``c``). With the partitions spread
 evenly over N primaries, the busiest one spends ``c / N + g`` per event: the ceiling is one
-second over that. Which primary serves a partition is the slot of its hash tag: with the
-slot ranges ``redis-cli --cluster create`` gives, six partitions land one, one and four on
-three primaries, so the ceiling as spread here (one second over the busiest primary's CPU
-per item, as measured) is reported too. The 2-core machine that runs the benchmark cannot
-show the throughput itself (every node and process shares the same two cores); the
-arithmetic shows the ceiling.
+second over that. Which primary serves a partition is the slot of its hash tag; the tags lie
+evenly over the slots (``keys.partition_tag``), so the equal slot ranges of
+``redis-cli --cluster create`` hold two of six partitions each; the ceiling as spread here (one
+second over the busiest primary's CPU per item, as measured) is reported too. The 2-core
+machine that runs the benchmark cannot show the throughput itself (every node and process
+shares the same two cores); the arithmetic shows the ceiling.
 """
 
 from __future__ import annotations
