@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import redis
 
+from incidents.delivery.address_guard import outbound_client
 from incidents.delivery.lanes import (
     Delivery,
     DeliveryStore,
@@ -30,6 +31,7 @@ from incidents.store import keys
 from incidents.store.redis import connect_async
 from incidents.store.scripts import load_script
 from incidents.subscriptions.subscription import SubscriptionCache, SubscriptionStore
+from incidents.worker.jobs import WorkerContext
 from tests.delivery_support import Receiver, Workers, fake_clock_workers, start_worker, subscribe
 from tests.partition_support import accept_in_partitions, misplaced_keys
 from tests.support import event, wait_for
@@ -318,3 +320,89 @@ def test_a_killed_worker_leaves_its_partitions_to_another(
             if process is not None and process.poll() is None:
                 process.terminate()
                 process.wait(30)
+
+
+def test_routing_workers_share_the_partitions_and_take_over_when_one_stops(
+    settings: Settings, client: httpx.Client, rx: Receiver, redis_client: redis.Redis
+) -> None:
+    """A listening dispatcher alone routes all three partitions; a second one started beside
+    it gets one of them (two and one, both announced in the routers' set); when one stops,
+    the other takes every partition over, and what is accepted then is delivered."""
+    layout = settings.layout
+    subscribe(client, rx, "/shared")
+    locks = [space.ROUTE_LOCK for space in layout]
+    assert settings.redis_url is not None
+    url = settings.redis_url
+
+    def holders() -> list[str]:
+        tokens = [t.decode() if isinstance(t, bytes) else t for t in redis_client.mget(locks)]
+        return [t.split("-", 1)[0] if t else "" for t in tokens]
+
+    def split() -> bool:
+        found = holders()
+        return "" not in found and sorted(found.count(h) for h in set(found)) == [1, 2]
+
+    def one_holds_all() -> bool:
+        found = holders()
+        return "" not in found and len(set(found)) == 1
+
+    async def run(context: WorkerContext) -> int:
+        lanes, listen = connect_async(url), connect_async(url)
+        session = outbound_client(True, 5.0, connections=8, allow_insecure=True)
+        try:
+            return await context.dispatcher(lanes, session).run(60, 16, 5, listen)
+        finally:
+            await session.close()
+            await lanes.aclose()
+            await listen.aclose()
+
+    async def until(check: Callable[[], bool]) -> None:
+        await asyncio.to_thread(wait_for, check, timeout=60)
+
+    async def main() -> tuple[list[str], int, list[str]]:
+        contexts = [WorkerContext.build(settings) for _ in range(2)]
+        for context in contexts:
+            context.listening = True
+        tasks = [asyncio.create_task(run(contexts[0]))]
+        try:
+            await until(one_holds_all)  # alone, the first takes every partition
+            tasks.append(asyncio.create_task(run(contexts[1])))
+            await until(split)  # and gives one up to the second
+            shared, routers = holders(), int(redis_client.zcard(keys.ROUTERS))
+            contexts[0].stopping.set()
+            await tasks[0]
+            accept_in_partitions(
+                redis_client, layout, *_incident_events(["INC-1", "INC-2", "INC-3"], 2)
+            )
+            await until(one_holds_all)
+            await until(lambda: len(rx.at("/shared")) >= 6)
+            return shared, routers, holders()
+        finally:
+            for context in contexts:
+                context.stopping.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    shared, routers, after = asyncio.run(main())
+    assert routers == 2
+    assert after[0] not in shared or shared.count(after[0]) < 3
+    assert int(redis_client.zcard(keys.ROUTERS)) == 0, "both stopped, both left the count"
+    for incident in ("INC-1", "INC-2", "INC-3"):
+        got = [r.event for r in rx.at("/shared") if r.event["imincidentid"] == incident]
+        assert len(got) == 2
+
+
+def test_a_routing_share_is_the_partitions_over_the_routers_rounded_up() -> None:
+    """With P partitions and W routers a worker takes leases while under ceil(P / W), and
+    over it gives up its highest partition only."""
+    from incidents.delivery.routing_share import RoutingShare
+
+    share = RoutingShare(cast(Any, None), 5)
+    for routers, most in ((1, 5), (2, 3), (3, 2), (5, 1), (9, 1)):
+        share.routers = routers
+        share.held = set(range(most - 1))
+        assert share.may_take()
+        share.held = set(range(most))
+        assert not share.may_take() and not share.gives_up(most - 1)
+        share.held = {0, 2, 4, 1, 3} if most < 5 else set()
+        if share.held:
+            assert share.gives_up(4) and not share.gives_up(3)

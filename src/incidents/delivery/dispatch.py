@@ -52,6 +52,7 @@ from incidents.delivery.lanes import (
     record_bucket,
 )
 from incidents.delivery.outcomes import Outcomes, utc_time
+from incidents.delivery.routing_share import ANNOUNCE_EVERY, RoutingShare
 from incidents.delivery.stream_groups import ensure_stream_group, stream_gone
 from incidents.delivery.throttle import Throttle
 from incidents.delivery.traced import traced_exchange
@@ -100,6 +101,7 @@ class OutboxRouter(Protocol):
         batch: int = 500,
         seen: dict[int, StoredEvent] | None = None,
         partition: int = 0,
+        holder: str = "",
     ) -> int: ...
 
 
@@ -350,10 +352,14 @@ class Dispatcher:
         partition's routing lease; stand by for the others, taking a lease when its holder
         hands it off or it runs out."""
         if self.router.partitions == 1:
-            await self._follow_partition(listen, 0)
+            await self._follow_partition(listen, 0, None)
             return
-        tasks = [
-            asyncio.create_task(self._follow_partition(listen, p))
+        # Several partitions: this worker takes its share of the routing leases among the
+        # workers routing now (delivery/routing_share.py).
+        share = RoutingShare(self.redis, self.router.partitions)
+        await share.announce()
+        tasks = [asyncio.create_task(self._announce(share))] + [
+            asyncio.create_task(self._follow_partition(listen, p, share))
             for p in range(self.router.partitions)
         ]
         try:
@@ -364,17 +370,38 @@ class Dispatcher:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await share.leave()
 
-    async def _follow_partition(self, listen: aioredis.Redis, partition: int) -> None:
+    async def _announce(self, share: RoutingShare) -> None:
+        while not self._closing and not self.stopping():
+            await asyncio.sleep(ANNOUNCE_EVERY)
+            await share.announce()
+
+    async def _follow_partition(
+        self, listen: aioredis.Redis, partition: int, share: RoutingShare | None
+    ) -> None:
+        def until() -> bool:
+            if share is None:
+                return self._closing or self.stopping()
+            share.held.add(partition)  # called first once the lease is taken
+            return self._closing or self.stopping() or share.gives_up(partition)
+
         while not self._closing and not self.stopping():
             self._handoff.clear()
-            routed = await self.router.follow(
-                listen,
-                until=lambda: self._closing or self.stopping(),
-                seen=self._events,  # the lanes find the events routed here already decoded
-                partition=partition,
-            )
-            if routed < 0:
+            routed = -1
+            if share is None or share.may_take():
+                try:
+                    routed = await self.router.follow(
+                        listen,
+                        until=until,
+                        seen=self._events,  # the lanes find the events routed here decoded
+                        partition=partition,
+                        holder=share.holder if share is not None else "",
+                    )
+                finally:
+                    if share is not None:
+                        share.held.discard(partition)
+            if routed < 0 or share is not None:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(STANDBY_SECONDS):
                         await self._handoff.wait()

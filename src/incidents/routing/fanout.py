@@ -206,6 +206,7 @@ class Router:
         batch: int = 500,
         seen: dict[int, StoredEvent] | None = None,
         partition: int = 0,
+        holder: str = "",
     ) -> int:
         """Hold the routing lease of ``partition`` and route its entries as they are added,
         waiting for them with a blocking read on ``listen`` (a client of its own, so the wait
@@ -214,10 +215,11 @@ class Router:
         the lease, else the number routed. On the way out the lease is released and a hand-off
         entry added to the wake stream, so a standing-by router takes over without waiting out
         its retry. ``seen``, when given, gets the events routed (by sequence), so a dispatcher
-        in the same process need not read and decode them again to send them."""
+        in the same process need not read and decode them again to send them. ``holder``
+        begins the lease's token (which worker holds it)."""
         redis = self.redis
         space = self.layout.spaces[partition]
-        token = secrets.token_hex(8)
+        token = holder + secrets.token_hex(8)
         if not await redis.set(space.ROUTE_LOCK, token, nx=True, px=LOCK_MS):
             return -1
         routed = 0

@@ -221,6 +221,10 @@ def ended_session(session_id: str) -> str:
     return f"{GLOBAL_PREFIX}console:ended:{session_id}"
 
 
+# The workers that route now (delivery/routing_share.py): zset worker id -> unix time its
+# announcement ends. Each takes its share of the partitions' routing leases.
+ROUTERS = PREFIX + "routers"
+
 # The number of partitions a deployment's data was created with (INCIDENTS_PARTITIONS): set
 # on first start, and a gateway started with another number refuses to run against it.
 PARTITIONS = PREFIX + "partitions"
@@ -479,6 +483,7 @@ _GLOBAL_NAMES = (
     "PRINCIPAL_PREFIX",
     "TOKEN_PREFIX",
     "PARTITIONS",
+    "ROUTERS",
 )
 _PLAIN_GLOBALS = {name: globals()[name] for name in _GLOBAL_NAMES}
 
