@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from incidents.delivery.lanes import Delivery, DeliveryState
 from incidents.settings import Settings
+from incidents.store.redis import connect
 from incidents.worker.jobs import WorkerContext
 from incidents.worker.process import make_worker
 from incidents.worker.scheduler import JobScheduler
@@ -162,7 +163,7 @@ class Workers:
         assert settings.redis_url is not None
         self.settings = settings
         self.clock = clock
-        self.connection = redis.Redis.from_url(settings.redis_url)
+        self.connection = connect(settings.redis_url)  # one Redis, Sentinel or a cluster
         queue_url = settings.queue_redis_url
         self.queue = self.connection if queue_url is None else redis.Redis.from_url(queue_url)
         self.context = WorkerContext.build(settings, clock)
