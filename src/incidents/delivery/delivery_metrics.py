@@ -174,10 +174,9 @@ async def read(redis: aioredis.Redis, layout: keys.Partitions = keys.ONE) -> lis
     step (so a count is never taken for a deleted subscription's), then their statuses, and
     the series of deleted subscriptions dropped. With several partitions, each partition's
     counts summed."""
-    tidy = True
+    tidy = True  # drop the series of deleted subscriptions
     if len(layout) > 1 or layout.tagged:
         outcomes, latency, members = await _partitioned_counts(redis, layout)
-        tidy = False  # dropped below partition by partition
     else:
         try:
             members, outcomes, latency = await _counts(redis, transaction=True)
@@ -196,19 +195,12 @@ async def read(redis: aioredis.Redis, layout: keys.Partitions = keys.ONE) -> lis
     raw = await pipe.execute() if ids else []
     statuses = {sub: (s.decode() if s else "active") for sub, s in zip(ids, raw, strict=True)}
     lines, gone_outcomes, gone_latency = render(outcomes, latency, statuses)
-    if (len(layout) > 1 or layout.tagged) and (gone_outcomes or gone_latency):
+    if tidy and (gone_outcomes or gone_latency):
         pipe = redis.pipeline(transaction=False)
         for space in layout:
             if gone_outcomes:
                 pipe.hdel(space.METRICS_DELIVERIES, *gone_outcomes)
             if gone_latency:
                 pipe.hdel(space.METRICS_DELIVERY_SECONDS, *gone_latency)
-        await pipe.execute()
-    if tidy and (gone_outcomes or gone_latency):
-        pipe = redis.pipeline(transaction=False)
-        if gone_outcomes:
-            pipe.hdel(keys.METRICS_DELIVERIES, *gone_outcomes)
-        if gone_latency:
-            pipe.hdel(keys.METRICS_DELIVERY_SECONDS, *gone_latency)
         await pipe.execute()
     return lines

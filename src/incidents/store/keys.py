@@ -28,59 +28,21 @@ from contextlib import contextmanager
 
 PREFIX = "incidents:"
 
-SEQUENCE = PREFIX + "seq"
-INCIDENT_COUNTER = PREFIX + "incident-counter"
-OUTBOX = PREFIX + "outbox"
-INCIDENT_INDEX = PREFIX + "incident-index"
-ALERT_INDEX = PREFIX + "alert-index"
 # Never created: ``SET <it> <value> XX`` is a write that changes nothing, refused only when Redis
 # is full (see store/redis_memory.py).
 WRITE_PROBE = PREFIX + "write-probe"
 
-# Retention (retention/sweeper.py): time-ordered indexes of what falls due, and the sweep.
-CLOSED_INCIDENTS = PREFIX + "closed-incidents"  # zset incident id -> unix time it was closed
-RESOLVED_ALERTS = PREFIX + "resolved-alerts"  # zset alert key -> unix time it was resolved
-# Delivery records by their event's sequence, in buckets of DELIVERY_BUCKET sequences: a hash
-# delivery id -> record each (small, so Redis keeps it compact), and a zset of the buckets
-# that hold any (bucket number -> bucket number), which retention walks.
+# Delivery records by their event's sequence, in buckets of DELIVERY_BUCKET sequences (of a
+# partition's own: Keyspace.delivery_bucket_size): a hash delivery id -> record each (small,
+# so Redis keeps it compact), and a zset of the buckets that hold any, which retention walks.
 DELIVERY_BUCKET = 32
-DELIVERY_BUCKETS = PREFIX + "delivery-buckets"
-SWEEP_LOCK = PREFIX + "sweep:lock"  # the sweeper's lease: one worker sweeps at a time
-SWEPT_UP_TO = PREFIX + "sweep:events"  # the last sequence whose retention has been applied
-RETENTION_REMOVED = PREFIX + "retention:removed"  # hash kind -> how many the sweeper removed
-
-
 # Stored events, in hashes of EVENT_BUCKET consecutive sequences each (field: the sequence),
 # rather than a key each: a key of its own costs an event about 60 bytes more.
 EVENT_BUCKET = 64
-EVENTS_PREFIX = PREFIX + "events:"
-
-
-def events(bucket: int) -> str:
-    """Hash sequence -> stored event (``store.events``), for the sequences ``bucket *
-    EVENT_BUCKET`` up to the next bucket."""
-    return f"{EVENTS_PREFIX}{bucket}"
-
-
-def event_bucket(sequence: int) -> int:
-    return sequence // EVENT_BUCKET
-
-
-def event_hash(sequence: int) -> str:
-    """The hash that holds the event of ``sequence`` (its field: the sequence)."""
-    return events(event_bucket(sequence))
-
-
 # The id index, which is the (source, id) dedup check too: hash CloudEvents id -> the stored
 # events with that id (``store.event_index``), spread over EVENT_ID_BUCKETS hashes by a
 # checksum of the id, so that small buckets stay compact in Redis.
 EVENT_ID_BUCKETS = 1024
-
-
-def event_ids(event_id: str) -> str:
-    """The id index bucket that holds the events with this CloudEvents id."""
-    bucket = zlib.crc32(event_id.encode("utf-8", "surrogatepass")) % EVENT_ID_BUCKETS
-    return f"{PREFIX}event-ids:{bucket}"
 
 
 def incident_tag(incident_id: str) -> str:
@@ -88,19 +50,6 @@ def incident_tag(incident_id: str) -> str:
     external references, its delivery lanes), so that a Redis split by incident keeps them
     together: a cluster hashes only the part between the first ``{`` and the next ``}``."""
     return "{" + incident_id + "}"
-
-
-def timeline(incident_id: str) -> str:
-    return f"{PREFIX}timeline:{incident_tag(incident_id)}"
-
-
-def incident(incident_id: str) -> str:
-    return f"{PREFIX}incident:{incident_tag(incident_id)}"
-
-
-def alert(tenant: str, correlation_key: str) -> str:
-    # Length-prefixing the tenant keeps ("a:b", "c") and ("a", "b:c") apart.
-    return f"{PREFIX}alert:{len(tenant)}:{tenant}{correlation_key}"
 
 
 # Delivery: subscriptions, the routing index, lanes, delivery records, channel state.
@@ -122,23 +71,12 @@ def silence(silence_id: str) -> str:
 
 ROUTER_GROUP = "routers"
 ROUTER_CONSUMER = "router"  # one router runs at a time (ROUTE_LOCK), so one consumer name
-ROUTE_LOCK = PREFIX + "route:lock"
 
-LANES_DUE = PREFIX + "lanes:due"  # zset lane key -> unix time it may be worked
-LANES_LEASED = PREFIX + "lanes:leased"  # zset lane key -> unix time its lease ends
-LANE_HOLDERS = PREFIX + "lanes:holders"  # hash lane key -> token of its current lease
-LANE_TOKENS = PREFIX + "lanes:tokens"  # counter the lease tokens come from
-LANE_PREFIX = PREFIX + "lane:"
 # A stream with one entry each time queueing makes a lane due (and when the routing lease is
 # given up): idle workers block reading it through one consumer group, so each entry wakes
 # one worker. Only its newest entries matter.
 LANES_WAKE = PREFIX + "lanes:wake"
 LANES_WAKE_GROUP = "wakers"
-DEAD_LETTERS = PREFIX + "dead"  # zset delivery id -> unix time it died
-# Delivery metrics (``delivery.delivery_metrics``): hash "<subscription>|<outcome>" -> count,
-# and hash "<subscription>|<bucket>" -> count plus "<subscription>|sum" -> seconds.
-METRICS_DELIVERIES = PREFIX + "metrics:deliveries"
-METRICS_DELIVERY_SECONDS = PREFIX + "metrics:delivery-seconds"
 
 
 def subscription(sub_id: str) -> str:
@@ -155,31 +93,6 @@ def route_exact(event_type: str) -> str:
 
 def route_prefix(prefix: str) -> str:
     return f"{GLOBAL_PREFIX}route:prefix:{prefix}"
-
-
-def incident_refs(incident_id: str) -> str:
-    """Hash ``<channel>:<subscription>`` -> the incident's record in that system (written with
-    the channel state; shown in the incident's ``external_refs``)."""
-    return f"{PREFIX}incident:{incident_tag(incident_id)}:refs"
-
-
-def channel_state(sub_id: str) -> str:
-    """Hash incident id -> the channel's state for it (JSON: the external record id, ...)."""
-    return f"{PREFIX}sub:{sub_id}:channels"
-
-
-def attempts(sub_id: str) -> str:
-    return f"{PREFIX}sub:{sub_id}:attempts"
-
-
-def lane(sub_id: str, incident: str) -> str:
-    return f"{LANE_PREFIX}{sub_id}:{incident_tag(incident)}"
-
-
-def deliveries(bucket: int) -> str:
-    """Hash delivery id -> its record (``Delivery.encoded``), for the events of sequences
-    ``bucket * DELIVERY_BUCKET`` up to the next bucket."""
-    return f"{PREFIX}deliveries:{bucket}"
 
 
 def rate_window(sub_id: str, window: int) -> str:
@@ -229,28 +142,30 @@ ROUTERS = PREFIX + "routers"
 # on first start, and a gateway started with another number refuses to run against it.
 PARTITIONS = PREFIX + "partitions"
 
-# What a partition holds: every key below is per partition (Keyspace); the module's constants
-# of the same names are partition 0's of a one-partition deployment on one Redis.
+# What a partition holds (Keyspace): each name, after the partition's prefix.
 _PARTITION_NAMES = {
-    "SEQUENCE": "seq",
-    "INCIDENT_COUNTER": "incident-counter",
-    "OUTBOX": "outbox",
+    "SEQUENCE": "seq",  # counter: the partition's events (Partitions.sequence)
+    "INCIDENT_COUNTER": "incident-counter",  # counter: the INC-<n> it numbers
+    "OUTBOX": "outbox",  # stream: one entry per accepted event, routed in order
     "INCIDENT_INDEX": "incident-index",
     "ALERT_INDEX": "alert-index",
-    "CLOSED_INCIDENTS": "closed-incidents",
-    "RESOLVED_ALERTS": "resolved-alerts",
-    "DELIVERY_BUCKETS": "delivery-buckets",
-    "SWEEP_LOCK": "sweep:lock",
-    "SWEPT_UP_TO": "sweep:events",
-    "RETENTION_REMOVED": "retention:removed",
+    # Retention (retention/sweeper.py): time-ordered indexes of what falls due, and the sweep.
+    "CLOSED_INCIDENTS": "closed-incidents",  # zset incident id -> unix time it was closed
+    "RESOLVED_ALERTS": "resolved-alerts",  # zset alert key -> unix time it was resolved
+    "DELIVERY_BUCKETS": "delivery-buckets",  # zset of the delivery buckets holding any
+    "SWEEP_LOCK": "sweep:lock",  # the sweeper's lease: one worker sweeps it at a time
+    "SWEPT_UP_TO": "sweep:events",  # the last sequence whose retention has been applied
+    "RETENTION_REMOVED": "retention:removed",  # hash kind -> how many the sweeper removed
     "EVENTS_PREFIX": "events:",
-    "ROUTE_LOCK": "route:lock",
-    "LANES_DUE": "lanes:due",
-    "LANES_LEASED": "lanes:leased",
-    "LANE_HOLDERS": "lanes:holders",
-    "LANE_TOKENS": "lanes:tokens",
+    "ROUTE_LOCK": "route:lock",  # the routing lease of the partition's outbox
+    "LANES_DUE": "lanes:due",  # zset lane key -> unix time it may be worked
+    "LANES_LEASED": "lanes:leased",  # zset lane key -> unix time its lease ends
+    "LANE_HOLDERS": "lanes:holders",  # hash lane key -> token of its current lease
+    "LANE_TOKENS": "lanes:tokens",  # counter the lease tokens come from
     "LANE_PREFIX": "lane:",
-    "DEAD_LETTERS": "dead",
+    "DEAD_LETTERS": "dead",  # zset delivery id -> unix time it died
+    # Delivery metrics (``delivery.delivery_metrics``): hash "<subscription>|<outcome>" ->
+    # count, and hash "<subscription>|<bucket>" -> count plus "<subscription>|sum" -> seconds.
     "METRICS_DELIVERIES": "metrics:deliveries",
     "METRICS_DELIVERY_SECONDS": "metrics:delivery-seconds",
 }
@@ -296,6 +211,7 @@ class Keyspace:
         return f"Keyspace({self.prefix!r}, {self.partition}, {self.count})"
 
     def events(self, bucket: int) -> str:
+        """Hash sequence -> stored event (``store.events``), for one bucket of sequences."""
         return f"{self.EVENTS_PREFIX}{bucket}"
 
     def event_bucket(self, sequence: int) -> int:
@@ -309,6 +225,7 @@ class Keyspace:
         return sequence // self.delivery_bucket_size
 
     def event_ids(self, event_id: str) -> str:
+        """The id index bucket that holds the events with this CloudEvents id."""
         bucket = zlib.crc32(event_id.encode("utf-8", "surrogatepass")) % EVENT_ID_BUCKETS
         return f"{self.prefix}event-ids:{bucket}"
 
@@ -319,15 +236,19 @@ class Keyspace:
         return f"{self.prefix}incident:{incident_tag(incident_id)}"
 
     def incident_refs(self, incident_id: str) -> str:
+        """Hash ``<channel>:<subscription>`` -> the incident's record in that system (written
+        with the channel state; shown in the incident's ``external_refs``)."""
         return f"{self.prefix}incident:{incident_tag(incident_id)}:refs"
 
     def alert(self, tenant: str, correlation_key: str) -> str:
+        # Length-prefixing the tenant keeps ("a:b", "c") and ("a", "b:c") apart.
         return f"{self.prefix}alert:{len(tenant)}:{tenant}{correlation_key}"
 
     def lane(self, sub_id: str, incident: str) -> str:
         return f"{self.LANE_PREFIX}{sub_id}:{incident_tag(incident)}"
 
     def deliveries(self, bucket: int) -> str:
+        """Hash delivery id -> its record (``Delivery.encoded``), for one bucket of sequences."""
         return f"{self.prefix}deliveries:{bucket}"
 
     def attempts(self, sub_id: str) -> str:
@@ -335,11 +256,47 @@ class Keyspace:
         return f"{self.prefix}sub:{sub_id}:attempts"
 
     def channel_state(self, sub_id: str) -> str:
-        """Hash incident id -> the channel's state, for this partition's incidents."""
+        """Hash incident id -> the channel's state for it (JSON: the external record id, ...),
+        for this partition's incidents."""
         return f"{self.prefix}sub:{sub_id}:channels"
 
 
 SINGLE = Keyspace()  # the one partition of a one-partition deployment on one Redis
+
+# The module's names for SINGLE's keys (readers that only ever see one partition, and tests).
+SEQUENCE = SINGLE.SEQUENCE
+INCIDENT_COUNTER = SINGLE.INCIDENT_COUNTER
+OUTBOX = SINGLE.OUTBOX
+INCIDENT_INDEX = SINGLE.INCIDENT_INDEX
+ALERT_INDEX = SINGLE.ALERT_INDEX
+CLOSED_INCIDENTS = SINGLE.CLOSED_INCIDENTS
+RESOLVED_ALERTS = SINGLE.RESOLVED_ALERTS
+DELIVERY_BUCKETS = SINGLE.DELIVERY_BUCKETS
+SWEEP_LOCK = SINGLE.SWEEP_LOCK
+SWEPT_UP_TO = SINGLE.SWEPT_UP_TO
+RETENTION_REMOVED = SINGLE.RETENTION_REMOVED
+EVENTS_PREFIX = SINGLE.EVENTS_PREFIX
+ROUTE_LOCK = SINGLE.ROUTE_LOCK
+LANES_DUE = SINGLE.LANES_DUE
+LANES_LEASED = SINGLE.LANES_LEASED
+LANE_HOLDERS = SINGLE.LANE_HOLDERS
+LANE_TOKENS = SINGLE.LANE_TOKENS
+LANE_PREFIX = SINGLE.LANE_PREFIX
+DEAD_LETTERS = SINGLE.DEAD_LETTERS
+METRICS_DELIVERIES = SINGLE.METRICS_DELIVERIES
+METRICS_DELIVERY_SECONDS = SINGLE.METRICS_DELIVERY_SECONDS
+events = SINGLE.events
+event_bucket = SINGLE.event_bucket
+event_hash = SINGLE.event_hash
+event_ids = SINGLE.event_ids
+timeline = SINGLE.timeline
+incident = SINGLE.incident
+incident_refs = SINGLE.incident_refs
+alert = SINGLE.alert
+lane = SINGLE.lane
+deliveries = SINGLE.deliveries
+attempts = SINGLE.attempts
+channel_state = SINGLE.channel_state
 
 _GATEWAY_NUMBER = re.compile(r"INC-([1-9][0-9]{0,17})")
 
