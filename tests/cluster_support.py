@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,8 +18,7 @@ import redis
 from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.embedded_cluster import EmbeddedCluster
-from tests.delivery_support import ROOT
-from tests.process_support import free_port, process_env
+from tests.process_support import free_port, process_env, spawn, stop_processes
 from tests.support import ADMIN_TOKEN, TEST_TLS, admin_gateway, wait_for
 
 _TAG = re.compile(r"\{([^}]*)\}")
@@ -88,15 +86,7 @@ class ClusterGateway:
 
     def _spawn(self, name: str, command: str, port: int) -> subprocess.Popen[bytes]:
         env = process_env(self.settings, port, {**CLUSTER_ENV, **self.extra})
-        with (self.logs / f"{name}.log").open("wb") as out:
-            found = subprocess.Popen(
-                [sys.executable, "-m", "incidents", command],
-                env=env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        found = spawn(command, env, self.logs / f"{name}.log")
         self.processes[name] = found
         return found
 
@@ -143,15 +133,7 @@ class ClusterGateway:
 
     def stop(self) -> None:
         """SIGTERM every process still running (SIGKILL for one that does not stop)."""
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes.values())
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,34 @@ class Processes:
     def lines(self) -> list[str]:
         """Every line either process wrote."""
         return [line for name in ("serve", "worker") for line in self.log(name).splitlines()]
+
+
+def spawn(command: str, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``incidents <command>`` with ``env``, its output in ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "incidents", command],
+            env=dict(env),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def stop_processes(processes: Iterable[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """SIGTERM every process still running, as a supervisor stops them; SIGKILL one that has
+    not stopped within ``timeout``."""
+    found = list(processes)
+    for process in found:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in found:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def process_env(settings: Settings, port: int, extra: Mapping[str, str]) -> dict[str, str]:
@@ -74,17 +102,7 @@ def gateway_processes(
     started: list[subprocess.Popen[bytes]] = []
     try:
         for name in ("serve", "worker"):
-            with (logs / f"{name}.log").open("wb") as out:
-                started.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "incidents", name],
-                        env=env,
-                        cwd=ROOT,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                    )
-                )
+            started.append(spawn(name, env, logs / f"{name}.log"))
         url = f"http://127.0.0.1:{port}"
 
         def ready() -> bool:
@@ -97,12 +115,4 @@ def gateway_processes(
         wait_for(ready, 60, what="incidents serve answering /readyz")
         yield Processes(url, logs)
     finally:
-        for p in started:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in started:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(started)

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ import redis.sentinel
 from incidents.store.embedded import free_port
 from incidents.store.redis import connect, connect_async
 from tests.delivery_support import Receiver, subscribe
+from tests.process_support import stop_processes
 from tests.support import ADMIN_TOKEN, TEST_TLS, event, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,15 +119,7 @@ class Cluster:
         return env
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes.values(), timeout=15)
 
 
 def _answers(client: redis.Redis) -> bool:
