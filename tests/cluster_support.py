@@ -19,7 +19,7 @@ from incidents.settings import Settings
 from incidents.store import keys
 from incidents.store.embedded_cluster import EmbeddedCluster
 from tests.process_support import free_port, process_env, spawn, stop_processes
-from tests.support import ADMIN_TOKEN, TEST_TLS, admin_gateway, wait_for
+from tests.support import admin_client, admin_gateway, wait_for
 
 _TAG = re.compile(r"\{([^}]*)\}")
 
@@ -124,12 +124,7 @@ class ClusterGateway:
 
     def admin(self, url: str | None = None) -> httpx.Client:
         """An admin client of the first API process (or of ``url``)."""
-        return httpx.Client(
-            verify=TEST_TLS,
-            base_url=url or self.urls[0],
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=20,
-        )
+        return admin_client(url or self.urls[0], timeout=20)
 
     def stop(self) -> None:
         """SIGTERM every process still running (SIGKILL for one that does not stop)."""

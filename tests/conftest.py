@@ -18,7 +18,7 @@ from incidents.store.embedded_cluster import ClusterUnavailable, EmbeddedCluster
 from tests import fast_tier, scheduling
 from tests.delivery_support import Receiver, Workers, receiver_app
 from tests.fast_tier import fast_tier_guard  # noqa: F401 (an autouse fixture: importing it here is what applies it)
-from tests.support import ADMIN_TOKEN, TEST_TLS, SharedServer, running_redis
+from tests.support import ADMIN_TOKEN, TEST_TLS, SharedServer, admin_client, running_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -160,12 +160,7 @@ def gateway(settings: Settings, shared_server: SharedServer) -> Iterator[str]:
 @pytest.fixture
 def client(gateway: str) -> Iterator[httpx.Client]:
     """An HTTP client for the gateway, authenticated as admin."""
-    with httpx.Client(
-        verify=TEST_TLS,
-        base_url=gateway,
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        timeout=10,
-    ) as c:
+    with admin_client(gateway, timeout=10) as c:
         yield c
 
 
@@ -209,11 +204,6 @@ def keyless(settings: Settings, shared_server: SharedServer) -> Iterator[httpx.C
     app = create_app(settings.replace(secret_key=None))
     with (
         shared_server.mounted(app) as url,
-        httpx.Client(
-            verify=TEST_TLS,
-            base_url=url,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=10,
-        ) as c,
+        admin_client(url, timeout=10) as c,
     ):
         yield c

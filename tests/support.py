@@ -79,18 +79,23 @@ def running_redis(
         server.stop()
 
 
+def admin_client(url: str, timeout: float = 10) -> httpx.Client:
+    """An admin client (the test admin token) of the gateway at ``url``."""
+    return httpx.Client(
+        verify=TEST_TLS,
+        base_url=url,
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=timeout,
+    )
+
+
 @contextmanager
 def admin_gateway(settings: Settings, timeout: float = 10) -> Iterator[httpx.Client]:
     """A gateway of its own on ``settings`` (a fresh app, served in a thread), and an admin
     client of it."""
     with (
         serve_in_thread(create_app(settings)) as url,
-        httpx.Client(
-            verify=TEST_TLS,
-            base_url=url,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=timeout,
-        ) as client,
+        admin_client(url, timeout=timeout) as client,
     ):
         yield client
 

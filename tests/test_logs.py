@@ -23,7 +23,7 @@ from tests.process_support import free_port, gateway_processes
 from tests.support import (
     ADMIN_TOKEN,
     STRUCTURED,
-    TEST_TLS,
+    admin_client,
     as_token,
     create_principal,
     event,
@@ -171,12 +171,7 @@ def test_no_secret_token_or_redacted_field_reaches_the_logs(
     settings = settings.replace(secret_key=new_key(), retry_schedule=(0.2, 0.2))
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with gateway_processes(settings, tmp_path / "logs", {"INCIDENTS_LOG_FORMAT": "json"}) as gw:
-        admin = httpx.Client(
-            verify=TEST_TLS,
-            base_url=gw.url,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=10,
-        )
+        admin = admin_client(gw.url, timeout=10)
         reader = create_principal(admin, name="reader", roles=["subscriber"], clearance="internal")
         secrets = [reader["token"]]
         with as_token(admin, reader["token"]) as low:

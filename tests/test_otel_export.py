@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -31,7 +30,13 @@ from incidents.tracing.span_export import spans_from_environ, traces_endpoint
 from incidents.tracing.spans import NoSpans
 from tests.delivery_support import ROOT, Receiver, subscribe
 from tests.process_support import gateway_processes
-from tests.support import ADMIN_TOKEN, STRUCTURED, TEST_TLS, event, serve_in_thread, wait_for
+from tests.support import (
+    STRUCTURED,
+    admin_client,
+    event,
+    serve_in_thread,
+    wait_for,
+)
 
 PRODUCER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PRODUCER_SPAN = "00f067aa0ba902b7"
@@ -132,12 +137,7 @@ def test_one_trace_spans_the_producer_acceptance_routing_and_delivery(
     spans, url = collector
     extra = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     with gateway_processes(settings, tmp_path / "logs", extra) as gw:
-        with httpx.Client(
-            verify=TEST_TLS,
-            base_url=gw.url,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=10,
-        ) as admin:
+        with admin_client(gw.url, timeout=10) as admin:
             sub_id = subscribe(admin, rx, "/traced")["id"]
             sent = event()
             traceparent = f"00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01"

@@ -28,9 +28,8 @@ from incidents.stream.hub import StreamOptions
 from incidents.stream.marks import Mark
 from tests.delivery_support import publish
 from tests.support import (
-    ADMIN_TOKEN,
-    TEST_TLS,
     SharedServer,
+    admin_client,
     admin_gateway,
     assert_problem,
     event,
@@ -52,12 +51,7 @@ def pc(p3: Settings, shared_server: SharedServer) -> Iterator[httpx.Client]:
     """An admin client of a gateway with three partitions."""
     with (
         shared_server.mounted(create_app(p3)) as url,
-        httpx.Client(
-            verify=TEST_TLS,
-            base_url=url,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=10,
-        ) as client,
+        admin_client(url, timeout=10) as client,
     ):
         yield client
 
@@ -383,12 +377,7 @@ def test_the_stream_merges_the_partitions_and_resumes_each_where_it_was(gw3: Gat
     ids that are positions; resuming from one sends every later event once, live ones too;
     a bare sequence is not a position here (400)."""
     incidents = ids_in_each_partition("streamed")
-    with httpx.Client(
-        verify=TEST_TLS,
-        base_url=gw3.url,
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        timeout=10,
-    ) as admin:
+    with admin_client(gw3.url, timeout=10) as admin:
         before = publish(admin, *(event(imincidentid=i) for i in incidents))
         with gw3.stream(headers={"Last-Event-ID": "0.0.0"}) as everything:
             first = everything.events(len(before))
@@ -461,12 +450,7 @@ def test_a_resume_older_than_one_partitions_stream_says_so_and_sends_the_rest(
     naming that partition (its id where the stream resumes); every retained event follows,
     the other partitions' whole."""
     incidents = ids_in_each_partition("trimmed", 3)
-    with httpx.Client(
-        verify=TEST_TLS,
-        base_url=gw3.url,
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        timeout=10,
-    ) as admin:
+    with admin_client(gw3.url, timeout=10) as admin:
         accepted = publish(admin, *(event(imincidentid=i) for i in incidents))
     trimmed = LAYOUT.spaces[1]
     redis_client.xtrim(trimmed.OUTBOX, maxlen=1, approximate=False)

@@ -27,10 +27,10 @@ from incidents.store.embedded import EmbeddedRedis
 from incidents.store.secret_box import new_key
 from tests.delivery_support import Receiver, publish, start_worker, subscribe
 from tests.support import (
-    ADMIN_TOKEN,
     STRUCTURED,
     TEST_TLS,
     SharedServer,
+    admin_client,
     assert_problem,
     event,
     running_redis,
@@ -70,12 +70,7 @@ def full(settings: Settings, shared_server: SharedServer, tmp_path: Path) -> Ite
         own = settings.replace(redis_url=server.url, retry_schedule=(0.5,) * 8)
         with (
             shared_server.mounted(create_app(own)) as url,
-            httpx.Client(
-                verify=TEST_TLS,
-                base_url=url,
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                timeout=15,
-            ) as client,
+            admin_client(url, timeout=15) as client,
             redis.Redis.from_url(server.url) as connection,
         ):
             yield Full(server, own, client, connection)

@@ -13,7 +13,7 @@ import redis
 from incidents.app import create_app
 from incidents.settings import Settings
 from incidents.store.embedded import EmbeddedRedis
-from tests.support import ADMIN_TOKEN, TEST_TLS, event, running_redis, serve_in_thread
+from tests.support import admin_client, event, running_redis, serve_in_thread
 
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 
@@ -30,12 +30,7 @@ def own_client(own_redis: EmbeddedRedis, settings: Settings) -> Iterator[httpx.C
     app = create_app(settings.replace(redis_url=own_redis.url))
     with (
         serve_in_thread(app) as url,
-        httpx.Client(
-            verify=TEST_TLS,
-            base_url=url,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=20,
-        ) as c,
+        admin_client(url, timeout=20) as c,
     ):
         yield c
 

@@ -27,6 +27,7 @@ from tests.support import (
     ADMIN_TOKEN,
     TEST_TLS,
     SharedServer,
+    admin_client,
     assert_problem,
     create_principal,
     event,
@@ -123,12 +124,7 @@ def gw(settings: Settings, shared_server: SharedServer) -> Iterator[Gateway]:
 
 @pytest.fixture
 def admin(gw: Gateway) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        verify=TEST_TLS,
-        base_url=gw.url,
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        timeout=10,
-    ) as c:
+    with admin_client(gw.url, timeout=10) as c:
         yield c
 
 
